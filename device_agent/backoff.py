@@ -1,0 +1,35 @@
+"""Exponential backoff with full jitter that honours Retry-After, and resets on success."""
+
+from __future__ import annotations
+
+import random
+from typing import Final
+
+RETRY_AFTER_CAP: Final = 300.0  # a server asking for more than 5 min is probably confused
+
+
+class Backoff:
+    def __init__(
+        self, *, base: float = 1.0, cap: float = 60.0, rng: random.Random | None = None
+    ) -> None:
+        self.base = base
+        self.cap = cap
+        self.failures = 0
+        self._rng = rng or random.Random()
+
+    def next(self, retry_after: float | None = None) -> float:
+        """Seconds to wait after one more failure."""
+        self.failures += 1
+        ceiling = min(self.cap, self.base * 2 ** min(self.failures - 1, 30))
+        delay = self._rng.uniform(ceiling / 2, ceiling)
+        if retry_after is not None:
+            delay = max(delay, min(retry_after, RETRY_AFTER_CAP))
+        return delay
+
+    def reset(self) -> None:
+        self.failures = 0
+
+
+def jittered(seconds: float, rng: random.Random | None = None) -> float:
+    """Spread a fixed interval by up to +10% so a fleet of devices does not poll in lockstep."""
+    return seconds * (1.0 + (rng or random).uniform(0.0, 0.1))

@@ -1,0 +1,242 @@
+"""The HTTP client for the Lobu worker API — the only module that knows URLs and status codes.
+
+Every call returns an `Answer` whose `kind` says what the caller should do,
+so the dispatcher never looks at a status code:
+
+- OK         the server did what we asked
+- FINAL      the run is already terminal on the server: nothing more to send
+- TRANSIENT  try again later (network, timeouts, 408/429/5xx, undecodable bodies)
+- AUTH       the token was refused (401): refresh once or ask the user to log in
+- REJECTED   it can never succeed as sent (other 4xx): stop, keep it visible
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import Any, Final
+
+import httpx
+
+from device_agent import __version__
+from device_agent.protocol import GENERIC_COMPLETION_ROUTE, LANES, Report
+
+USER_AGENT: Final = f"device-agent/{__version__}"
+NOT_IN_PROGRESS: Final = "Run is not in progress"
+_WINDOW_ERROR_MARKER: Final = "approved_input.window_"
+
+
+class AnswerKind(enum.Enum):
+    OK = "ok"
+    FINAL = "final"
+    TRANSIENT = "transient"
+    AUTH = "auth"
+    REJECTED = "rejected"
+
+
+@dataclass(frozen=True)
+class Answer:
+    kind: AnswerKind
+    status: int | None  # None: no HTTP answer at all
+    body: Any
+    message: str
+    retry_after: float | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.kind is AnswerKind.OK
+
+    def describe(self) -> str:
+        where = f"HTTP {self.status}" if self.status is not None else "no answer"
+        return f"{where}: {self.message}" if self.message else where
+
+
+TokenGetter = Callable[[], str]
+
+
+class LobuClient:
+    """Async client for one server origin; the token is read per request, so a refresh applies."""
+
+    def __init__(
+        self,
+        origin: str,
+        token: TokenGetter,
+        *,
+        request_timeout: float = 15.0,
+        poll_timeout: float = 40.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.origin = origin.rstrip("/")
+        self._token = token
+        self._poll_timeout = httpx.Timeout(poll_timeout, connect=10.0)
+        self._http = httpx.AsyncClient(
+            base_url=self.origin,
+            timeout=httpx.Timeout(request_timeout, connect=10.0),
+            headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
+            follow_redirects=False,  # a redirect could carry the token to another host
+            transport=transport,
+        )
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> LobuClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    # ------------------------------------------------------------ routes
+
+    async def poll(
+        self, *, worker_id: str, platform: str, label: str, wait_seconds: int | None = None
+    ) -> Answer:
+        body: dict[str, Any] = {
+            "worker_id": worker_id,
+            "platform": platform,
+            "app_version": __version__,
+            "label": label,
+            "capabilities": {},  # watcher-only: never hand us connector runs
+        }
+        if wait_seconds is not None:
+            body["wait_seconds"] = wait_seconds
+        return await self._post("/api/workers/poll", body, read_timeout=self._poll_timeout)
+
+    async def heartbeat(self, *, run_id: int, worker_id: str) -> Answer:
+        answer = await self._post(
+            "/api/workers/heartbeat", {"run_id": run_id, "worker_id": worker_id}
+        )
+        if answer.status in (403, 404, 409):
+            # Cancelled, reaped, finished elsewhere, or not ours: stop working on it.
+            return _with_kind(answer, AnswerKind.FINAL)
+        return answer
+
+    async def complete(
+        self, *, run_id: int, run_type: str, worker_id: str, report: Report
+    ) -> Answer:
+        lane = LANES.get(run_type)
+        if lane is None:
+            body = report.generic_body(run_id, worker_id)
+            return await self._post(GENERIC_COMPLETION_ROUTE, body)
+        route = lane.completion_route.format(run_id=run_id)
+        answer = await self._post(route, report.watcher_body(worker_id))
+        return _classify_completion(answer)
+
+    async def trigger(self, *, watcher_id: str, run_type: str = "watcher") -> Answer:
+        route = LANES[run_type].trigger_route.format(item_id=watcher_id)
+        return await self._post(route, None)
+
+    async def trigger_via_tools(self, *, org_slug: str, watcher_id: str) -> Answer:
+        body = {"action": "trigger", "watcher_id": watcher_id}
+        return await self._post(f"/api/{org_slug}/manage_watchers", body)
+
+    async def devices(self) -> Answer:
+        return await self._send("GET", "/api/me/devices", None)
+
+    # --------------------------------------------------------- transport
+
+    async def _post(self, path: str, body: Mapping[str, Any] | None, **kw: Any) -> Answer:
+        return await self._send("POST", path, body, **kw)
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        body: Mapping[str, Any] | None,
+        *,
+        read_timeout: httpx.Timeout | None = None,
+    ) -> Answer:
+        headers = {"Authorization": f"Bearer {self._token()}"}
+        extra: dict[str, Any] = {}
+        if read_timeout is not None:
+            extra["timeout"] = read_timeout
+        try:
+            response = await self._http.request(method, path, json=body, headers=headers, **extra)
+        except httpx.TimeoutException as exc:
+            return Answer(AnswerKind.TRANSIENT, None, None, f"timed out ({type(exc).__name__})")
+        except httpx.TransportError as exc:
+            return Answer(AnswerKind.TRANSIENT, None, None, _transport_message(exc))
+        return classify(response)
+
+
+def classify(response: httpx.Response) -> Answer:
+    """The generic classification; route-specific rules are layered on top."""
+    status = response.status_code
+    body = _json_or_none(response)
+    message = _error_message(body, response)
+    retry_after = parse_retry_after(response.headers.get("Retry-After"))
+    if 200 <= status < 300:
+        if body is None:
+            return Answer(AnswerKind.TRANSIENT, status, None, f"undecodable body: {message}")
+        return Answer(AnswerKind.OK, status, body, "")
+    if status == 401:
+        return Answer(AnswerKind.AUTH, status, body, message)
+    if status in (408, 429) or status >= 500:
+        return Answer(AnswerKind.TRANSIENT, status, body, message, retry_after)
+    return Answer(AnswerKind.REJECTED, status, body, message, retry_after)
+
+
+def _classify_completion(answer: Answer) -> Answer:
+    if answer.status == 409 and answer.message == NOT_IN_PROGRESS:
+        # What a retry after a stored completion gets (PROTOCOL §11.1), or a reaped run.
+        return _with_kind(answer, AnswerKind.FINAL)
+    if answer.status == 400 and _WINDOW_ERROR_MARKER in answer.message:
+        # The server failed the run itself because its window was malformed.
+        return _with_kind(answer, AnswerKind.FINAL)
+    return answer
+
+
+def _with_kind(answer: Answer, kind: AnswerKind) -> Answer:
+    return Answer(kind, answer.status, answer.body, answer.message, answer.retry_after)
+
+
+def parse_retry_after(
+    value: str | None, *, now: Callable[[], datetime] | None = None
+) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    current = now() if now else datetime.now(UTC)
+    return max(0.0, (when - current).total_seconds())
+
+
+def _json_or_none(response: httpx.Response) -> Any:
+    try:
+        return json.loads(response.content)
+    except (ValueError, UnicodeDecodeError):
+        return None
+
+
+def _error_message(body: Any, response: httpx.Response) -> str:
+    if isinstance(body, Mapping):
+        for key in ("error_description", "error", "message"):
+            value = body.get(key)
+            if isinstance(value, str) and value:
+                if key == "error_description" and isinstance(body.get("error"), str):
+                    return f"{body['error']}: {value}"
+                return value
+    text = response.text.strip().replace("\n", " ")
+    return text[:200] if text else response.reason_phrase
+
+
+def _transport_message(exc: httpx.TransportError) -> str:
+    detail = str(exc) or type(exc).__name__
+    return f"cannot reach the server ({detail})"
+
+
+Sender = Callable[[], Awaitable[Answer]]

@@ -1,0 +1,218 @@
+"""Deliver finished results until the server answers for good: the outbox.
+
+A result is in the journal before the first post, so a crash, a reboot or a
+week offline loses nothing: whatever is still `finished` is sent again on the
+next start. Because the server keeps no request id, a retry after a post that
+was stored answers 409 "Run is not in progress" — which we take as final,
+and say so honestly: it may also mean the run was reaped before our post.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final
+
+import structlog
+from tenacity import AsyncRetrying, RetryCallState, retry_if_result, wait_random_exponential
+
+from device_agent.alarm import Alarm
+from device_agent.backoff import RETRY_AFTER_CAP
+from device_agent.client import Answer, AnswerKind, LobuClient
+from device_agent.journal import ACKNOWLEDGED, DEAD, FINISHED, AsyncJournal, Entry, Journal
+from device_agent.protocol import Report
+
+log = structlog.get_logger(__name__)
+
+FINAL_409_NOTE: Final = (
+    "the server says the run is no longer in progress: either an earlier post of this result "
+    "was stored, or the run was reaped or cancelled before it arrived"
+)
+
+GiveUp = Callable[[int], bool]
+"""Given the number of attempts made so far, stop retrying transient failures now?"""
+
+
+def never_give_up(attempts: int) -> bool:
+    return False
+
+
+def after(limit: int) -> GiveUp:
+    return lambda attempts: attempts >= limit
+
+
+@dataclass
+class _Attempt:
+    report: Report
+    server_errors: int = 0
+
+
+class Outbox:
+    def __init__(
+        self,
+        client: LobuClient,
+        journal: AsyncJournal,
+        *,
+        server: str,
+        worker_id: str,
+        server_error_budget: int,
+        max_backoff: float,
+        alarm: Alarm | None = None,
+    ) -> None:
+        self._client = client
+        self._journal = journal
+        self._server = server
+        self._worker_id = worker_id
+        self._budget = server_error_budget
+        self._max_backoff = max_backoff
+        self.alarm = alarm or Alarm()
+        self._in_flight: set[int] = set()
+        self.draining = False  # shutting down: retry quickly, a few times, then leave it queued
+
+    def hold(self, run_id: int) -> None:
+        """Keep `flush` away from a result its run is about to deliver itself."""
+        self._in_flight.add(run_id)
+
+    def release(self, run_id: int) -> None:
+        self._in_flight.discard(run_id)
+
+    async def flush(self, give_up: GiveUp = never_give_up) -> list[Answer]:
+        """Send every finished result not already being sent."""
+        entries = await self._journal.call(
+            self._journal.sync.in_state, FINISHED, server=self._server
+        )
+        answers = []
+        for entry in entries:
+            if entry.run_id in self._in_flight:
+                continue
+            self.hold(entry.run_id)
+            try:
+                answers.append(await self.deliver(entry, give_up))
+            finally:
+                self.release(entry.run_id)
+        return answers
+
+    async def deliver(self, entry: Entry, give_up: GiveUp = never_give_up) -> Answer:
+        """Post one result, retrying transient failures, then settle it in the journal."""
+        state = _Attempt(entry.report())
+        answer = await self._send_with_retries(entry, state, give_up)
+        await self._settle(entry, state.report, answer)
+        return answer
+
+    async def _send_with_retries(self, entry: Entry, state: _Attempt, give_up: GiveUp) -> Answer:
+        retrying = AsyncRetrying(
+            retry=retry_if_result(lambda a: a.kind is AnswerKind.TRANSIENT),
+            stop=lambda rs: give_up(rs.attempt_number),
+            wait=self._wait,
+            sleep=self._nap,
+            retry_error_callback=lambda rs: rs.outcome.result() if rs.outcome else None,
+        )
+        answer: Answer | None = None
+        async for attempt in retrying:
+            with attempt:
+                answer = await self._post(entry, state)
+            if attempt.retry_state.outcome is not None and not attempt.retry_state.outcome.failed:
+                attempt.retry_state.set_result(answer)
+        assert answer is not None
+        return answer
+
+    async def _post(self, entry: Entry, state: _Attempt) -> Answer:
+        answer = await self._client.complete(
+            run_id=entry.run_id,
+            run_type=entry.run_type,
+            worker_id=self._worker_id,
+            report=state.report,
+        )
+        await self._journal.call(self._journal.sync.count_attempt, self._server, entry.run_id)
+        bound = log.bind(run_id=entry.run_id)
+        if answer.kind is AnswerKind.TRANSIENT:
+            bound.warning("result not delivered yet; will retry", answer=answer.describe())
+            if answer.status is not None and answer.status >= 500:
+                state.server_errors += 1
+                if state.server_errors >= self._budget and not state.report.failed:
+                    await self._close_as_failed(entry, state, answer)
+        return answer
+
+    async def _close_as_failed(self, entry: Entry, state: _Attempt, answer: Answer) -> None:
+        """A success the server keeps refusing with a 5xx is not transient (§11.7): close the run
+        with a failure report carrying the server's words; the output stays in our journal."""
+        error = (
+            f"the server refused this run's result {state.server_errors} times "
+            f"({answer.describe()}); the output is kept on the device: "
+            f"`device-agent history --run {entry.run_id}`"
+        )
+        state.report = Report(
+            output=state.report.output,
+            error=error,
+            duration_ms=state.report.duration_ms,
+            exit_code=state.report.exit_code,
+            exit_signal=state.report.exit_signal,
+            exit_reason="error_message",
+        )
+        state.server_errors = 0
+        await self._journal.call(
+            self._journal.sync.replace_report, self._server, entry.run_id, state.report
+        )
+        log.error(
+            "server keeps refusing a result; closing the run as failed",
+            run_id=entry.run_id,
+            answer=answer.describe(),
+        )
+
+    async def _nap(self, seconds: float) -> None:
+        await self.alarm.sleep(seconds)  # a wake from sleep or a shutdown cuts it short
+
+    def _wait(self, retry_state: RetryCallState) -> float:
+        delay = wait_random_exponential(multiplier=1, max=self._max_backoff)(retry_state)
+        outcome = retry_state.outcome
+        answer = outcome.result() if outcome is not None and not outcome.failed else None
+        if isinstance(answer, Answer) and answer.retry_after is not None:
+            delay = max(delay, min(answer.retry_after, RETRY_AFTER_CAP))
+        if self.draining:
+            delay = min(delay, 1.0)
+        return float(delay)
+
+    async def _settle(self, entry: Entry, report: Report, answer: Answer) -> None:
+        journal: Journal = self._journal.sync
+        bound = log.bind(run_id=entry.run_id)
+        if answer.kind is AnswerKind.OK:
+            status = answer.body.get("status") if isinstance(answer.body, dict) else None
+            label = str(status or ("failed" if report.failed else "completed"))
+            if isinstance(answer.body, dict) and answer.body.get("idempotent"):
+                label += " (idempotent)"
+            await self._journal.call(
+                journal.settle,
+                self._server,
+                entry.run_id,
+                state=ACKNOWLEDGED,
+                answer=label,
+                message=None,
+            )
+            bound.info("result delivered", status=label)
+        elif answer.kind is AnswerKind.FINAL:
+            note = FINAL_409_NOTE if answer.status == 409 else answer.describe()
+            await self._journal.call(
+                journal.settle,
+                self._server,
+                entry.run_id,
+                state=ACKNOWLEDGED,
+                answer="already final",
+                message=note,
+            )
+            bound.info("result already final on the server", answer=answer.describe(), note=note)
+        elif answer.kind is AnswerKind.REJECTED:
+            await self._journal.call(
+                journal.settle,
+                self._server,
+                entry.run_id,
+                state=DEAD,
+                answer="rejected",
+                message=answer.describe(),
+            )
+            bound.error(
+                "server rejected the result for good; kept in the journal",
+                answer=answer.describe(),
+                see="device-agent history",
+            )
+        else:
+            bound.warning("result kept in the journal for a later try", answer=answer.describe())

@@ -1,0 +1,563 @@
+"""The loop: poll, claim, execute, heartbeat, report — and recover, drain and wake.
+
+One event loop drives everything. A claimed run owns a concurrency slot from
+the claim until its CLI has finished; its delivery goes on after the slot is
+free, so a slow server never stops the next run from starting.
+
+Shutdown (first SIGTERM/SIGINT): stop polling at once, give running CLIs
+`shutdown_grace_seconds` to finish, cancel the rest (reported as failed with
+exit_reason "cancelled"), make a few quick delivery attempts, leave anything
+undelivered in the journal. A second signal cuts the grace short.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import hashlib
+import json
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Final
+
+import structlog
+
+from device_agent.alarm import Alarm
+from device_agent.backoff import Backoff, jittered
+from device_agent.client import Answer, AnswerKind, LobuClient
+from device_agent.delivery import GiveUp, Outbox, after
+from device_agent.executor import ExecutionRequest, Executor, McpWiring
+from device_agent.heartbeat import Heartbeat
+from device_agent.journal import ABANDONED, CLAIMED, AsyncJournal
+from device_agent.prompt import build_prompt
+from device_agent.protocol import (
+    LANES,
+    Claim,
+    Idle,
+    PayloadError,
+    Report,
+    WatcherRun,
+    failure,
+    parse_poll,
+    parse_watcher_run,
+)
+from device_agent.settings import Settings
+from device_agent.sleepwatch import Clock, watch_for_sleep
+
+log = structlog.get_logger(__name__)
+
+AUTH_RETRY_SECONDS: Final = 60.0  # while the token is refused: one poll a minute, never a hammer
+ONCE_ATTEMPTS: Final = 4  # `run --once` gives a result this many tries before leaving it queued
+DRAIN_ATTEMPTS: Final = 3  # likewise while shutting down
+RESTARTED_ERROR: Final = (
+    "device-agent restarted while this run was executing; it was not run again, "
+    "so that it is never executed twice — trigger the watcher again if you need it"
+)
+
+
+class ExitCode(enum.IntEnum):
+    OK = 0
+    INTERNAL = 1
+    CONFIG = 2
+    AUTH = 3
+    UNREACHABLE = 4
+
+
+class TokenSource:
+    """What the agent needs from credentials: the token now, and a way to get a fresh one."""
+
+    def current(self) -> str:
+        raise NotImplementedError
+
+    async def refresh(self) -> bool:
+        """Try to obtain a new token after a 401. True if there is one to try."""
+        return False
+
+
+@dataclass
+class Status:
+    """What `device-agent status` shows; updated as the agent works."""
+
+    state: str = "starting"  # starting|idle|busy|backing_off|auth_needed|rejected|stopping|stopped
+    detail: str = ""
+    running: dict[int, str] = field(default_factory=dict)  # run_id -> watcher name
+    last_poll_at: float | None = None
+    last_error: str | None = None
+    woke_at: float | None = None
+
+
+class Agent:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        worker_id: str,
+        client: LobuClient,
+        executor: Executor,
+        journal: AsyncJournal,
+        tokens: TokenSource,
+        clock: Clock | None = None,
+        on_status: Callable[[Status], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.worker_id = worker_id
+        self.server = settings.origin
+        self.client = client
+        self.executor = executor
+        self.journal = journal
+        self.tokens = tokens
+        self.clock = clock
+        self.status = Status()
+        self._on_status = on_status
+        self._poll_alarm = Alarm()
+        self._slots = asyncio.Semaphore(settings.concurrency)
+        self._backoff = Backoff(cap=settings.max_backoff_seconds)
+        self._stopping = asyncio.Event()
+        self._hurry = asyncio.Event()
+        self._executions: dict[int, asyncio.Event] = {}  # run_id -> cancel
+        self._all_finished = asyncio.Event()
+        self._all_finished.set()
+        self._heartbeats: dict[int, Heartbeat] = {}
+        self._tasks: set[asyncio.Task[Answer | None]] = set()
+        self._auth_refreshed = False
+        self.outbox = Outbox(
+            client,
+            journal,
+            server=self.server,
+            worker_id=worker_id,
+            server_error_budget=settings.server_error_budget,
+            max_backoff=settings.max_backoff_seconds,
+        )
+
+    # ------------------------------------------------------------ control
+
+    def request_stop(self) -> None:
+        """First call: drain. Second call: hurry (cancel running CLIs now)."""
+        if self._stopping.is_set():
+            log.warning("second stop request: cancelling running runs now")
+            self._hurry.set()
+        else:
+            log.info(
+                "stopping: no new runs; waiting for running ones",
+                grace_seconds=self.settings.shutdown_grace_seconds,
+            )
+            self._stopping.set()
+        self.outbox.draining = True
+        self._poll_alarm.ring()
+        self.outbox.alarm.ring()
+
+    def poll_now(self) -> None:
+        """ "Run now" or a control request: skip the wait before the next poll."""
+        self._backoff.reset()
+        self._poll_alarm.ring()
+
+    def woke_up(self, seconds_missed: float) -> None:
+        log.info(
+            "machine woke from sleep; polling and checking runs now",
+            slept_seconds=round(seconds_missed),
+        )
+        self.status.woke_at = time.time()
+        self._backoff.reset()
+        self._poll_alarm.ring()
+        self.outbox.alarm.ring()
+        for heartbeat in self._heartbeats.values():
+            heartbeat.beat_now()
+
+    # -------------------------------------------------------------- entry
+
+    async def run(self, *, once: bool = False) -> ExitCode:
+        await self._recover()
+        if once:
+            return await self._run_once()
+        watcher = asyncio.create_task(watch_for_sleep(self.woke_up, clock=self.clock))
+        outbox = asyncio.create_task(self._keep_flushing())
+        try:
+            await self._poll_loop()
+        finally:
+            await self._drain()
+            for task in (watcher, outbox):
+                task.cancel()
+            await asyncio.gather(watcher, outbox, return_exceptions=True)
+            self._set_status("stopped")
+        return ExitCode.OK
+
+    # ----------------------------------------------------------- recovery
+
+    async def _recover(self) -> None:
+        """Runs claimed by a previous process that never finished are reported, not re-run."""
+        journal = self.journal.sync
+        stranded = await self.journal.call(journal.in_state, CLAIMED, server=self.server)
+        for entry in stranded:
+            log.warning(
+                "found a run interrupted by a restart; reporting it as failed",
+                run_id=entry.run_id,
+                watcher=entry.watcher_name,
+            )
+            report = failure(RESTARTED_ERROR, exit_reason="crash")
+            await self.journal.call(journal.record_result, self.server, entry.run_id, report)
+
+    async def _keep_flushing(self) -> None:
+        while not self._stopping.is_set():
+            await self.outbox.flush(self._give_up)
+            await self.outbox.alarm.sleep(self.settings.max_backoff_seconds)
+
+    # --------------------------------------------------------------- poll
+
+    async def _poll_loop(self) -> None:
+        self._set_status("idle")
+        while not self._stopping.is_set():
+            await self._slots.acquire()
+            if self._stopping.is_set():
+                self._slots.release()
+                break
+            delay = await self._poll_once()
+            if delay > 0:
+                await self._poll_alarm.sleep(delay)
+
+    async def _poll_once(self) -> float:
+        """Poll, start what was claimed, and return how long to wait before the next poll."""
+        self._poll_alarm.rearm()
+        answer = await self.client.poll(
+            worker_id=self.worker_id, platform=self.settings.platform, label=self.settings.label
+        )
+        self.status.last_poll_at = time.time()
+        outcome = await self._read_poll(answer)
+        if isinstance(outcome, Claim):
+            self._start(outcome)
+            return 0.0
+        self._slots.release()
+        return outcome
+
+    async def _read_poll(self, answer: Answer) -> Claim | float:
+        """A claim to run, or the number of seconds to wait."""
+        if answer.kind is AnswerKind.OK:
+            try:
+                parsed = parse_poll(answer.body)
+            except PayloadError as exc:
+                return self._transient(f"unusable poll answer: {exc}", None)
+            self._backoff.reset()
+            self._auth_refreshed = False
+            if isinstance(parsed, Idle):
+                if parsed.skipped_run_id is not None:
+                    log.warning(
+                        "server skipped a run",
+                        skipped_run_id=parsed.skipped_run_id,
+                        error=parsed.error,
+                    )
+                self._set_status("busy" if self._executions else "idle")
+                return jittered(parsed.next_poll_seconds)
+            return parsed
+        if answer.kind is AnswerKind.AUTH:
+            return await self._token_refused(answer)
+        if answer.kind is AnswerKind.TRANSIENT:
+            return self._transient(answer.describe(), answer.retry_after)
+        return self._rejected(answer)
+
+    def _transient(self, message: str, retry_after: float | None) -> float:
+        delay = self._backoff.next(retry_after)
+        log.warning("poll failed; backing off", error=message, retry_in=round(delay, 1))
+        self._set_status("backing_off", message)
+        return delay
+
+    async def _token_refused(self, answer: Answer) -> float:
+        if not self._auth_refreshed:
+            self._auth_refreshed = True  # one refresh per refusal streak, never a loop of them
+            if await self.tokens.refresh():
+                log.info("token refreshed after a 401; polling again")
+                return 0.0
+        message = (
+            f"the server refused the token ({answer.describe()}): run `device-agent login` "
+            "or set DEVICE_AGENT_TOKEN; retrying once a minute"
+        )
+        log.error("authentication needed", error=message)
+        self._set_status("auth_needed", message)
+        return AUTH_RETRY_SECONDS
+
+    def _rejected(self, answer: Answer) -> float:
+        hint = _REJECTION_HINTS.get(
+            _error_code(answer), "check the server URL, token and worker_id"
+        )
+        message = f"the server rejected our poll ({answer.describe()}): {hint}"
+        log.error("poll rejected", error=message)
+        self._set_status("rejected", message)
+        return self._backoff.next(answer.retry_after)
+
+    # ---------------------------------------------------------------- run
+
+    def _start(self, claim: Claim) -> None:
+        task = asyncio.create_task(self._run_claim(claim), name=f"run-{claim.run_id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run_claim(self, claim: Claim, give_up: GiveUp | None = None) -> Answer | None:
+        """Execute one claimed run and deliver its result. None if it was not ours to report."""
+        heartbeat = Heartbeat(
+            self.client,
+            run_id=claim.run_id,
+            worker_id=self.worker_id,
+            interval=self.settings.heartbeat_seconds,
+        )
+        self.outbox.hold(claim.run_id)  # the periodic flush must not race us for this result
+        try:
+            executed = await self._claim_and_execute(claim, heartbeat)
+            if executed is None:
+                return None
+            await self.journal.call(
+                self.journal.sync.record_result, self.server, claim.run_id, *executed
+            )
+            entry = await self.journal.call(self.journal.sync.get, self.server, claim.run_id)
+            assert entry is not None
+            return await self.outbox.deliver(entry, give_up or self._give_up)
+        finally:
+            self.outbox.release(claim.run_id)
+            await heartbeat.stop()
+            self._heartbeats.pop(claim.run_id, None)
+
+    async def _claim_and_execute(
+        self, claim: Claim, heartbeat: Heartbeat
+    ) -> tuple[Report, dict[str, object]] | None:
+        """Journal the claim, beat once, run the CLI. Frees the run's slot when the CLI is done."""
+        bound = log.bind(run_id=claim.run_id)
+        cancel = asyncio.Event()
+        try:
+            run, problem = _parse(claim)
+            if not await self._record_claim(claim, run):
+                bound.error("server handed us a run we already claimed; not executing it twice")
+                return None
+            self._executions[claim.run_id] = cancel
+            self._all_finished.clear()
+            self.status.running[claim.run_id] = run.watcher.name if run else f"run {claim.run_id}"
+            self._set_status("busy")
+            bound.info(
+                "claimed run", watcher=run.watcher.name if run else None, run_type=claim.run_type
+            )
+            self._heartbeats[claim.run_id] = heartbeat
+            await heartbeat.start()  # renew the lease before starting expensive work
+            executed = None
+            if not heartbeat.lost.is_set():
+                executed = await self._execute(claim, run, problem, cancel, heartbeat)
+            if heartbeat.lost.is_set():
+                # Cancelled, reaped or taken elsewhere: the server wants nothing from us.
+                await self._abandon(claim.run_id, heartbeat.reason)
+                return None
+            return executed
+        finally:
+            self._executions.pop(claim.run_id, None)
+            self.status.running.pop(claim.run_id, None)
+            if not self._executions:
+                self._all_finished.set()
+            self._slots.release()
+            self._set_status("busy" if self._executions else "idle")
+
+    async def _record_claim(self, claim: Claim, run: WatcherRun | None) -> bool:
+        digest = hashlib.sha256(
+            json.dumps(claim.payload, sort_keys=True, default=str).encode()
+        ).hexdigest()
+        return await self.journal.call(
+            self.journal.sync.record_claim,
+            self.server,
+            claim.run_id,
+            run_type=claim.run_type,
+            watcher_id=run.watcher.id if run else None,
+            watcher_name=run.watcher.name if run else None,
+            agent_kind=self._agent_kind(run) if run else None,
+            payload_digest=digest,
+        )
+
+    async def _execute(
+        self,
+        claim: Claim,
+        run: WatcherRun | None,
+        problem: str | None,
+        cancel: asyncio.Event,
+        heartbeat: Heartbeat,
+    ) -> tuple[Report, dict[str, object]]:
+        if problem is not None or run is None:
+            log.error(
+                "cannot run this claim; reporting it as failed", run_id=claim.run_id, error=problem
+            )
+            return failure(problem or "unusable payload"), {}
+        kind = self._agent_kind(run)
+        if not self.executor.has_profile(kind):
+            return failure(f"no local agent executor configured for agent_kind='{kind}'"), {}
+        try:
+            prompt = build_prompt(run)
+        except PayloadError as exc:
+            return failure(str(exc)), {}
+        request = ExecutionRequest(
+            run_id=run.run_id,
+            agent_kind=kind,
+            prompt=prompt,
+            execution_config=run.watcher.execution_config,
+            mcp=McpWiring(url=f"{self.server}/mcp", token=self.tokens.current()),
+        )
+        stop_on_loss = asyncio.create_task(_forward(heartbeat.lost, cancel))
+        try:
+            result = await self.executor.execute(request, cancel=cancel)
+        finally:
+            stop_on_loss.cancel()
+        report = result.report()
+        if result.exit_reason == "cancelled" and not heartbeat.lost.is_set():
+            report = _cancelled_by_shutdown(report, self.settings.shutdown_grace_seconds)
+        log.info(
+            "run finished",
+            run_id=run.run_id,
+            exit_reason=report.exit_reason,
+            failed=report.failed,
+            duration_ms=report.duration_ms,
+            **_loggable(result.details),
+        )
+        return report, dict(result.details)
+
+    def _agent_kind(self, run: WatcherRun) -> str:
+        return run.agent_kind or self.settings.default_agent
+
+    async def _abandon(self, run_id: int, reason: str | None) -> None:
+        log.warning(
+            "run stopped by the server; nothing will be reported", run_id=run_id, answer=reason
+        )
+        await self.journal.call(
+            self.journal.sync.settle,
+            self.server,
+            run_id,
+            state=ABANDONED,
+            answer="stopped by server",
+            message=reason,
+        )
+
+    def _give_up(self, attempts: int) -> bool:
+        if self._hurry.is_set():
+            return True
+        return self._stopping.is_set() and attempts >= DRAIN_ATTEMPTS
+
+    # -------------------------------------------------------------- once
+
+    async def _run_once(self) -> ExitCode:
+        give_up = after(ONCE_ATTEMPTS)
+        answers = await self.outbox.flush(give_up)
+        await self._slots.acquire()
+        poll = await self.client.poll(
+            worker_id=self.worker_id, platform=self.settings.platform, label=self.settings.label
+        )
+        if poll.kind is AnswerKind.AUTH and await self.tokens.refresh():
+            poll = await self.client.poll(
+                worker_id=self.worker_id, platform=self.settings.platform, label=self.settings.label
+            )
+        outcome = await self._read_poll(poll)
+        if isinstance(outcome, Claim):
+            answer = await self._run_claim(outcome, give_up)
+            if answer is not None:
+                answers.append(answer)
+        else:
+            self._slots.release()
+        return _once_exit_code(poll, answers)
+
+    # ------------------------------------------------------------- drain
+
+    async def _drain(self) -> None:
+        self._set_status("stopping")
+        if self._executions:
+            log.info(
+                "waiting for running runs",
+                runs=sorted(self._executions),
+                grace_seconds=self.settings.shutdown_grace_seconds,
+            )
+            await _first_of(
+                asyncio.sleep(self.settings.shutdown_grace_seconds),
+                self._hurry.wait(),
+                self._all_finished.wait(),
+            )
+        for run_id, cancel in list(self._executions.items()):
+            log.warning("run did not finish within the grace period; cancelling it", run_id=run_id)
+            cancel.set()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _set_status(self, state: str, detail: str = "") -> None:
+        self.status.state = state
+        self.status.detail = detail
+        if state in ("backing_off", "auth_needed", "rejected"):
+            self.status.last_error = detail
+        if self._on_status is not None:
+            self._on_status(self.status)
+
+
+# ---------------------------------------------------------------- helpers
+
+_REJECTION_HINTS: Final = {
+    "worker_id_mismatch": "this token is bound to another worker_id: set worker_id to that value "
+    "or mint a token for this device",
+    "platform_mismatch": "this worker_id was first used from another platform: use a new worker_id",
+    "upgrade_required": "the server needs a newer device-agent: upgrade it",
+}
+
+
+def _error_code(answer: Answer) -> str:
+    body = answer.body
+    code = body.get("error") if isinstance(body, dict) else None
+    return code if isinstance(code, str) else ""
+
+
+def _parse(claim: Claim) -> tuple[WatcherRun | None, str | None]:
+    if claim.run_type not in LANES:
+        log.error(
+            "server sent a run type this agent does not handle; failing it",
+            run_id=claim.run_id,
+            run_type=claim.run_type,
+        )
+        return (
+            None,
+            f"device-agent does not handle run_type={claim.run_type!r} (capabilities: none)",
+        )
+    try:
+        return parse_watcher_run(claim), None
+    except PayloadError as exc:
+        return None, f"unusable run payload from the server: {exc}"
+
+
+def _cancelled_by_shutdown(report: Report, grace: float) -> Report:
+    return Report(
+        output=report.output,
+        error=f"device-agent was shut down and the run did not finish within its {grace:g} s grace "
+        "period",
+        duration_ms=report.duration_ms,
+        exit_code=report.exit_code,
+        exit_signal=report.exit_signal,
+        exit_reason="cancelled",
+    )
+
+
+def _loggable(details: object) -> dict[str, object]:
+    if not isinstance(details, dict):
+        return {}
+    keys = ("cost_usd", "num_turns", "session_id")
+    return {key: details[key] for key in keys if key in details}
+
+
+def _once_exit_code(poll: Answer, answers: list[Answer]) -> ExitCode:
+    kinds = [poll.kind, *(a.kind for a in answers)]
+    if AnswerKind.AUTH in kinds:
+        return ExitCode.AUTH
+    if AnswerKind.TRANSIENT in kinds:
+        return ExitCode.UNREACHABLE
+    if poll.kind is AnswerKind.REJECTED:
+        return ExitCode.CONFIG
+    if any(a.kind is AnswerKind.REJECTED for a in answers):
+        return ExitCode.INTERNAL
+    return ExitCode.OK
+
+
+async def _forward(source: asyncio.Event, target: asyncio.Event) -> None:
+    await source.wait()
+    target.set()
+
+
+async def _first_of(*aws: Awaitable[object]) -> None:
+    tasks = [asyncio.ensure_future(aw) for aw in aws]
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

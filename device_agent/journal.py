@@ -1,0 +1,297 @@
+"""The durable record of every claimed run and every unsent result (SQLite, WAL).
+
+A run moves through these states, each written before the step it guards:
+
+    claimed ──> finished ──> acknowledged        (the server has a final answer)
+       │            └──────> dead                (the server can never accept it)
+       └──────────────────> abandoned            (the server told us to stop; nothing to send)
+
+`claimed` is written before the CLI starts, so a crash mid-run is found on the
+next start and reported instead of silently re-executed. `finished` is the
+outbox: its rows are sent until the server answers for good. Only
+`acknowledged` and `abandoned` rows are ever pruned.
+
+The class is synchronous; `AsyncJournal` runs it on one dedicated thread so
+the event loop never waits on an fsync, and there is exactly one writer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import time
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final, ParamSpec, TypeVar
+
+from device_agent.protocol import Report
+
+CLAIMED: Final = "claimed"
+FINISHED: Final = "finished"
+ACKNOWLEDGED: Final = "acknowledged"
+DEAD: Final = "dead"
+ABANDONED: Final = "abandoned"
+
+PENDING_STATES: Final = (CLAIMED, FINISHED)
+
+_SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS runs (
+    server          TEXT    NOT NULL,
+    run_id          INTEGER NOT NULL,
+    run_type        TEXT    NOT NULL,
+    state           TEXT    NOT NULL,
+    watcher_id      TEXT,
+    watcher_name    TEXT,
+    agent_kind      TEXT,
+    payload_digest  TEXT,
+    claimed_at      REAL    NOT NULL,
+    finished_at     REAL,
+    acked_at        REAL,
+    output          TEXT,
+    error           TEXT,
+    exit_code       INTEGER,
+    exit_signal     TEXT,
+    exit_reason     TEXT,
+    duration_ms     INTEGER,
+    details         TEXT,
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    answer          TEXT,
+    server_message  TEXT,
+    PRIMARY KEY (server, run_id)
+);
+CREATE INDEX IF NOT EXISTS runs_state ON runs (state);
+"""
+
+
+@dataclass(frozen=True)
+class Entry:
+    server: str
+    run_id: int
+    run_type: str
+    state: str
+    watcher_id: str | None
+    watcher_name: str | None
+    agent_kind: str | None
+    claimed_at: float
+    finished_at: float | None
+    acked_at: float | None
+    output: str | None
+    error: str | None
+    exit_code: int | None
+    exit_signal: str | None
+    exit_reason: str | None
+    duration_ms: int | None
+    details: Mapping[str, Any]
+    attempts: int
+    answer: str | None
+    server_message: str | None
+
+    def report(self) -> Report:
+        """The report to send for a finished row."""
+        return Report(
+            output=self.output or "",
+            error=self.error,
+            duration_ms=self.duration_ms or 0,
+            exit_code=self.exit_code,
+            exit_signal=self.exit_signal,
+            exit_reason=self.exit_reason or ("error_message" if self.error else "ok"),
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.__dataclass_fields__}
+
+
+class Journal:
+    def __init__(
+        self,
+        path: Path,
+        *,
+        output_cap: int = 4 * 1024 * 1024,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.path = path
+        self._output_cap = output_cap
+        self._clock = clock
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")  # a result is the user's data
+        self._db.execute("PRAGMA busy_timeout=5000")
+        self._db.executescript(_SCHEMA)
+        path.chmod(0o600)
+
+    def close(self) -> None:
+        self._db.close()
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._db
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    # ----------------------------------------------------------- writes
+
+    def record_claim(
+        self,
+        server: str,
+        run_id: int,
+        *,
+        run_type: str,
+        watcher_id: str | None,
+        watcher_name: str | None,
+        agent_kind: str | None,
+        payload_digest: str,
+    ) -> bool:
+        """Record a claim before executing. False if this run was already claimed once."""
+        with self._tx() as db:
+            cursor = db.execute(
+                "INSERT OR IGNORE INTO runs (server, run_id, run_type, state, watcher_id,"
+                " watcher_name, agent_kind, payload_digest, claimed_at)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    server,
+                    run_id,
+                    run_type,
+                    CLAIMED,
+                    watcher_id,
+                    watcher_name,
+                    agent_kind,
+                    payload_digest,
+                    self._clock(),
+                ),
+            )
+            return cursor.rowcount == 1
+
+    def record_result(
+        self, server: str, run_id: int, report: Report, details: Mapping[str, Any] | None = None
+    ) -> None:
+        """The CLI finished (or could not run): the result joins the outbox."""
+        output = report.output
+        if len(output) > self._output_cap:
+            output = output[: self._output_cap] + "\n[output truncated]"
+        with self._tx() as db:
+            db.execute(
+                "UPDATE runs SET state=?, finished_at=?, output=?, error=?, exit_code=?,"
+                " exit_signal=?, exit_reason=?, duration_ms=?, details=?"
+                " WHERE server=? AND run_id=?",
+                (
+                    FINISHED,
+                    self._clock(),
+                    output,
+                    report.error,
+                    report.exit_code,
+                    report.exit_signal,
+                    report.exit_reason,
+                    report.duration_ms,
+                    json.dumps(dict(details or {}), default=str),
+                    server,
+                    run_id,
+                ),
+            )
+
+    def replace_report(self, server: str, run_id: int, report: Report) -> None:
+        """Swap the report still to be sent (e.g. a success the server keeps refusing, §11.7)."""
+        with self._tx() as db:
+            db.execute(
+                "UPDATE runs SET error=?, exit_reason=? WHERE server=? AND run_id=?",
+                (report.error, report.exit_reason, server, run_id),
+            )
+
+    def count_attempt(self, server: str, run_id: int) -> None:
+        with self._tx() as db:
+            db.execute(
+                "UPDATE runs SET attempts = attempts + 1 WHERE server=? AND run_id=?",
+                (server, run_id),
+            )
+
+    def settle(
+        self, server: str, run_id: int, *, state: str, answer: str, message: str | None
+    ) -> None:
+        """The server answered for good (acknowledged or dead), or told us to stop (abandoned)."""
+        if state not in (ACKNOWLEDGED, DEAD, ABANDONED):
+            raise ValueError(f"not a settled state: {state}")
+        with self._tx() as db:
+            db.execute(
+                "UPDATE runs SET state=?, answer=?, server_message=?, acked_at=?"
+                " WHERE server=? AND run_id=?",
+                (state, answer, message, self._clock(), server, run_id),
+            )
+
+    def prune(self, *, keep_days: float, keep_rows: int) -> int:
+        """Drop old settled rows; never anything pending or dead."""
+        cutoff = self._clock() - keep_days * 86400
+        with self._tx() as db:
+            by_age = db.execute(
+                "DELETE FROM runs WHERE state IN (?, ?) AND claimed_at < ?",
+                (ACKNOWLEDGED, ABANDONED, cutoff),
+            ).rowcount
+            by_count = db.execute(
+                "DELETE FROM runs WHERE state IN (?, ?) AND rowid NOT IN ("
+                " SELECT rowid FROM runs WHERE state IN (?, ?) ORDER BY claimed_at DESC LIMIT ?)",
+                (ACKNOWLEDGED, ABANDONED, ACKNOWLEDGED, ABANDONED, keep_rows),
+            ).rowcount
+        return int(by_age + by_count)
+
+    # ------------------------------------------------------------ reads
+
+    def get(self, server: str, run_id: int) -> Entry | None:
+        row = self._db.execute(
+            "SELECT * FROM runs WHERE server=? AND run_id=?", (server, run_id)
+        ).fetchone()
+        return _entry(row) if row else None
+
+    def in_state(self, *states: str, server: str | None = None) -> list[Entry]:
+        marks = ",".join("?" * len(states))
+        query = f"SELECT * FROM runs WHERE state IN ({marks})"  # noqa: S608 - only placeholders
+        params: list[Any] = list(states)
+        if server is not None:
+            query += " AND server=?"
+            params.append(server)
+        rows = self._db.execute(query + " ORDER BY claimed_at, run_id", params).fetchall()
+        return [_entry(row) for row in rows]
+
+    def recent(self, limit: int = 20) -> list[Entry]:
+        rows = self._db.execute(
+            "SELECT * FROM runs ORDER BY claimed_at DESC, run_id DESC LIMIT ?", (limit,)
+        ).fetchall()
+        return [_entry(row) for row in rows]
+
+    def counts(self) -> dict[str, int]:
+        rows = self._db.execute("SELECT state, COUNT(*) FROM runs GROUP BY state").fetchall()
+        return {state: int(n) for state, n in rows}
+
+
+def _entry(row: sqlite3.Row) -> Entry:
+    data = dict(row)
+    data.pop("payload_digest", None)
+    data["details"] = json.loads(data["details"]) if data.get("details") else {}
+    return Entry(**data)
+
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+class AsyncJournal:
+    """The journal, driven from the event loop on its own single thread."""
+
+    def __init__(self, journal: Journal) -> None:
+        self.sync = journal
+        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")
+
+    async def call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._thread, lambda: fn(*args, **kwargs))
+
+    def close(self) -> None:
+        self._thread.shutdown(wait=True)
+        self.sync.close()

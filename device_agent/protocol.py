@@ -1,0 +1,279 @@
+"""Typed views of what the Lobu worker API sends and expects (PROTOCOL.md §3–§5).
+
+Everything lane-specific (run type, payload key, completion route) lives in
+`LANES` so that the behaviors/automations lanes are additions, not rewrites.
+Parsing never lets anything but `PayloadError` escape: the server is allowed
+to send garbage, and garbage must fail one run, never the loop.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Final, TypeGuard
+
+WORKER_ID_PATTERN: Final = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+
+EXIT_REASONS: Final = frozenset({"ok", "error_message", "timeout", "oom", "crash", "cancelled"})
+
+DEFAULT_NEXT_POLL_SECONDS: Final = 10.0
+
+
+class PayloadError(ValueError):
+    """The server sent something we cannot use; the message says what."""
+
+
+@dataclass(frozen=True)
+class Lane:
+    run_type: str
+    payload_key: str
+    completion_route: str  # format with run_id
+    trigger_route: str  # format with item_id
+
+
+LANES: Final[Mapping[str, Lane]] = {
+    "watcher": Lane(
+        run_type="watcher",
+        payload_key="watcher",
+        completion_route="/api/workers/me/runs/{run_id}/complete-watcher",
+        trigger_route="/api/workers/me/watchers/{item_id}/trigger",
+    ),
+}
+
+GENERIC_COMPLETION_ROUTE: Final = "/api/workers/complete"
+
+
+# --------------------------------------------------------------------- poll
+
+
+@dataclass(frozen=True)
+class Claim:
+    """A run the server handed us. It is ours from the moment it is parsed."""
+
+    run_id: int
+    run_type: str
+    organization_id: str | None
+    payload: Any
+
+
+@dataclass(frozen=True)
+class Idle:
+    """Nothing to do: wait `next_poll_seconds` (or less, when woken)."""
+
+    next_poll_seconds: float
+    skipped_run_id: int | None = None
+    error: str | None = None
+
+
+PollAnswer = Claim | Idle
+
+
+def parse_poll(body: Any) -> PollAnswer:
+    """Read a 200 poll answer. Raises `PayloadError` when it is neither shape."""
+    if not isinstance(body, Mapping):
+        raise PayloadError(f"poll answer is not a JSON object: {_preview(body)}")
+    if "run_id" in body and "skipped_run_id" not in body:
+        run_id = body.get("run_id")
+        if not _is_int(run_id):
+            raise PayloadError(f"poll answer has a run_id that is not an integer: {run_id!r}")
+        run_type = body.get("run_type")
+        org = body.get("organization_id")
+        return Claim(
+            run_id=int(run_id),
+            run_type=run_type if isinstance(run_type, str) else repr(run_type),
+            organization_id=org if isinstance(org, str) else None,
+            payload=body.get("payload"),
+        )
+    next_poll = body.get("next_poll_seconds", DEFAULT_NEXT_POLL_SECONDS)
+    if not _is_number(next_poll) or next_poll < 0:
+        next_poll = DEFAULT_NEXT_POLL_SECONDS
+    skipped = body.get("skipped_run_id")
+    error = body.get("error")
+    return Idle(
+        next_poll_seconds=float(next_poll),
+        skipped_run_id=int(skipped) if _is_int(skipped) else None,
+        error=error if isinstance(error, str) else None,
+    )
+
+
+# ------------------------------------------------------------ watcher runs
+
+
+@dataclass(frozen=True)
+class Watcher:
+    id: str
+    name: str
+    slug: str | None
+    agent_kind: str | None
+    prompt: str | None
+    notification_channel: str = "canvas"
+    notification_priority: str = "normal"
+    execution_config: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class WatcherEvent:
+    fired_at: str | None
+    window_start: str
+    window_end: str
+    dispatch_source: str | None
+    approved_input: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class WatcherRun:
+    run_id: int
+    organization_id: str | None
+    watcher: Watcher
+    event: WatcherEvent
+    context: Mapping[str, Any]
+
+    @property
+    def agent_kind(self) -> str | None:
+        """The watcher's kind, else the one the server put in approved_input."""
+        if self.watcher.agent_kind:
+            return self.watcher.agent_kind
+        kind = self.event.approved_input.get("agent_kind")
+        return kind if isinstance(kind, str) and kind else None
+
+
+def parse_watcher_run(claim: Claim) -> WatcherRun:
+    """Validate a claimed watcher run. Raises `PayloadError` naming the bad field."""
+    payload = _mapping(claim.payload, "payload")
+    raw_watcher = _mapping(payload.get("watcher"), "payload.watcher")
+    raw_event = _mapping(payload.get("event"), "payload.event")
+    approved = _mapping(raw_event.get("payload"), "payload.event.payload")
+    context = payload.get("context")
+
+    watcher_id = raw_watcher.get("id")
+    if not (isinstance(watcher_id, str) and watcher_id) and not _is_int(watcher_id):
+        raise PayloadError(f"payload.watcher.id is missing or not a string: {watcher_id!r}")
+    config = raw_watcher.get("execution_config")
+    if config is None:
+        config = {}
+    config = _mapping(config, "payload.watcher.execution_config")
+
+    watcher = Watcher(
+        id=str(watcher_id),
+        name=_optional_str(raw_watcher, "name", "payload.watcher") or f"watcher {watcher_id}",
+        slug=_optional_str(raw_watcher, "slug", "payload.watcher"),
+        agent_kind=_optional_str(raw_watcher, "agent_kind", "payload.watcher"),
+        prompt=_optional_str(raw_watcher, "prompt", "payload.watcher"),
+        notification_channel=_optional_str(raw_watcher, "notification_channel", "payload.watcher")
+        or "canvas",
+        notification_priority=_optional_str(raw_watcher, "notification_priority", "payload.watcher")
+        or "normal",
+        execution_config=dict(config),
+    )
+    event = WatcherEvent(
+        fired_at=_optional_str(raw_event, "fired_at", "payload.event"),
+        window_start=_iso_time(approved, "window_start"),
+        window_end=_iso_time(approved, "window_end"),
+        dispatch_source=_optional_str(approved, "dispatch_source", "payload.event.payload"),
+        approved_input=dict(approved),
+    )
+    return WatcherRun(
+        run_id=claim.run_id,
+        organization_id=claim.organization_id,
+        watcher=watcher,
+        event=event,
+        context=dict(context) if isinstance(context, Mapping) else {},
+    )
+
+
+# -------------------------------------------------------------- completion
+
+
+@dataclass(frozen=True)
+class Report:
+    """What we tell the server about a finished run (PROTOCOL.md §5)."""
+
+    output: str
+    error: str | None
+    duration_ms: int
+    exit_code: int | None
+    exit_signal: str | None
+    exit_reason: str
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.error)
+
+    def watcher_body(self, worker_id: str) -> dict[str, Any]:
+        return {
+            "worker_id": worker_id,
+            "output": self.output,
+            "error": self.error or None,
+            "duration_ms": max(0, int(self.duration_ms)),
+            "exit_code": self.exit_code,
+            "exit_signal": self.exit_signal,
+            "exit_reason": self.exit_reason,
+        }
+
+    def generic_body(self, run_id: int, worker_id: str) -> dict[str, Any]:
+        return {
+            "run_id": run_id,
+            "worker_id": worker_id,
+            "status": "failed" if self.failed else "completed",
+            "error_message": self.error or None,
+        }
+
+
+def failure(error: str, *, exit_reason: str = "error_message", duration_ms: int = 0) -> Report:
+    return Report(
+        output="",
+        error=error,
+        duration_ms=duration_ms,
+        exit_code=None,
+        exit_signal=None,
+        exit_reason=exit_reason,
+    )
+
+
+# ----------------------------------------------------------------- helpers
+
+
+def _is_int(value: object) -> TypeGuard[int | str]:
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int):
+        return True
+    return isinstance(value, str) and value.isdigit() and len(value) < 19
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _mapping(value: object, where: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise PayloadError(f"{where} is missing or not an object (got {_preview(value)})")
+    return value
+
+
+def _optional_str(obj: Mapping[str, Any], key: str, where: str) -> str | None:
+    value = obj.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise PayloadError(f"{where}.{key} must be a string, got {_preview(value)}")
+    return value
+
+
+def _iso_time(obj: Mapping[str, Any], key: str) -> str:
+    value = obj.get(key)
+    where = f"payload.event.payload.{key}"
+    if not isinstance(value, str):
+        raise PayloadError(f"{where} must be an ISO timestamp string, got {_preview(value)}")
+    try:
+        datetime.fromisoformat(value)
+    except ValueError:
+        raise PayloadError(f"{where} is not a valid ISO timestamp: {value!r}") from None
+    return value
+
+
+def _preview(value: object, limit: int = 120) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."

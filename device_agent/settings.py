@@ -1,0 +1,332 @@
+"""Typed settings: defaults < config file < environment < command-line flags.
+
+Every mistake a user can make here ends in one `ConfigError` line that names
+the key, what is wrong with it, and what to do — the CLI turns it into exit 2.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import platform as _platform
+import re
+import socket
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+import platformdirs
+
+from device_agent.protocol import WORKER_ID_PATTERN
+
+APP_NAME: Final = "device-agent"
+
+ENV_SERVER: Final = "DEVICE_AGENT_SERVER"
+ENV_TOKEN: Final = "DEVICE_AGENT_TOKEN"  # noqa: S105 - a variable name, not a secret
+ENV_WORKER_ID: Final = "DEVICE_AGENT_WORKER_ID"
+ENV_CONFIG: Final = "DEVICE_AGENT_CONFIG"
+ENV_HOME: Final = "DEVICE_AGENT_HOME"
+
+
+class ConfigError(Exception):
+    """A setting is wrong. The message is one line a user can act on."""
+
+
+@dataclass(frozen=True)
+class Paths:
+    config_dir: Path
+    state_dir: Path
+    log_dir: Path
+
+    @classmethod
+    def resolve(cls, env: Mapping[str, str]) -> Paths:
+        home = env.get(ENV_HOME)
+        if home:
+            root = Path(home).expanduser()
+            return cls(root / "config", root / "state", root / "logs")
+        return cls(
+            Path(platformdirs.user_config_dir(APP_NAME)),
+            Path(platformdirs.user_state_dir(APP_NAME)),
+            Path(platformdirs.user_log_dir(APP_NAME)),
+        )
+
+    @property
+    def config_file(self) -> Path:
+        return self.config_dir / "config.toml"
+
+    @property
+    def journal_file(self) -> Path:
+        return self.state_dir / "journal.sqlite3"
+
+    @property
+    def log_file(self) -> Path:
+        return self.log_dir / "device-agent.log"
+
+    @property
+    def lock_file(self) -> Path:
+        return self.state_dir / "agent.lock"
+
+    @property
+    def control_socket(self) -> Path:
+        return self.state_dir / "control.sock"
+
+    @property
+    def profiles_dir(self) -> Path:
+        """Where users drop their own executor profiles."""
+        return self.config_dir / "executors"
+
+    def ensure(self) -> None:
+        for directory in (self.config_dir, self.state_dir, self.log_dir):
+            directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+
+@dataclass(frozen=True)
+class ExecutorSettings:
+    workdir: Path | None = None  # None: a fresh temp dir per run, removed afterwards
+    keep_workdir: bool = False
+    kill_grace_seconds: float = 3.0
+    stdout_cap_bytes: int = 4 * 1024 * 1024
+    stderr_cap_bytes: int = 1024 * 1024
+    env_allow: tuple[str, ...] = ()  # empty: pass the user's whole environment
+    env_deny: tuple[str, ...] = ()
+    mcp: bool = True
+
+
+@dataclass(frozen=True)
+class JournalSettings:
+    keep_days: float = 30.0
+    keep_rows: int = 1000
+
+
+@dataclass(frozen=True)
+class Settings:
+    server: str | None = None
+    token: str | None = field(default=None, repr=False)
+    worker_id: str | None = None  # None: generated once and kept in the state dir
+    label: str = field(default_factory=lambda: socket.gethostname().split(".")[0] or "device")
+    platform: str = field(default_factory=lambda: default_platform())
+    concurrency: int = 1
+    default_agent: str = "claude-code"
+    heartbeat_seconds: float = 30.0
+    poll_timeout_seconds: float = 40.0
+    request_timeout_seconds: float = 15.0
+    max_backoff_seconds: float = 60.0
+    shutdown_grace_seconds: float = 20.0
+    server_error_budget: int = 8  # same 5xx this many times on a report: give up (§11.7)
+    executor: ExecutorSettings = field(default_factory=ExecutorSettings)
+    journal: JournalSettings = field(default_factory=JournalSettings)
+    paths: Paths = field(default_factory=lambda: Paths.resolve(os.environ))
+
+    @property
+    def origin(self) -> str:
+        if not self.server:
+            raise ConfigError(
+                "no server configured: set `server` in the config file, "
+                f"{ENV_SERVER}, or pass --server URL"
+            )
+        return self.server
+
+    def __repr__(self) -> str:  # the token must never reach a log line
+        shown = ", ".join(
+            f"{f.name}={getattr(self, f.name)!r}" for f in fields(self) if f.name != "token"
+        )
+        return f"Settings({shown}, token={'<set>' if self.token else None})"
+
+
+def default_platform() -> str:
+    system = _platform.system()
+    return {"Darwin": "macos", "Linux": "linux", "Windows": "windows"}.get(system, system.lower())
+
+
+# ------------------------------------------------------------------ loading
+
+
+def load(
+    *,
+    env: Mapping[str, str] | None = None,
+    config_path: Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Build settings from the config file, the environment and flags (in that order)."""
+    env = os.environ if env is None else env
+    paths = Paths.resolve(env)
+    explicit = config_path or (Path(env[ENV_CONFIG]).expanduser() if env.get(ENV_CONFIG) else None)
+    file_path = explicit or paths.config_file
+    values = _read_config_file(file_path, required=explicit is not None)
+    if "token" in values:
+        raise ConfigError(
+            f"config file {file_path} contains a token: remove it and run `device-agent login` "
+            f"(the OS keyring keeps it) or set {ENV_TOKEN}"
+        )
+    values.update(_from_env(env))
+    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
+    return validate(_build(values, paths))
+
+
+def _read_config_file(path: Path, *, required: bool) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        if required:
+            raise ConfigError(
+                f"config file {path} does not exist: create it or drop --config"
+            ) from None
+        return {}
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
+    try:
+        return dict(tomllib.loads(text))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
+
+
+def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for key, name in (("server", ENV_SERVER), ("token", ENV_TOKEN), ("worker_id", ENV_WORKER_ID)):
+        if env.get(name):
+            values[key] = env[name].strip()
+    return values
+
+
+_SECTIONS: Final[Mapping[str, type]] = {"executor": ExecutorSettings, "journal": JournalSettings}
+_TOP_LEVEL: Final = frozenset(
+    f.name for f in fields(Settings) if f.name not in ("paths", *_SECTIONS)
+)
+
+
+def _build(values: Mapping[str, Any], paths: Paths) -> Settings:
+    top: dict[str, Any] = {}
+    sections: dict[str, Any] = {}
+    for key, value in values.items():
+        if key in _SECTIONS:
+            sections[key] = _build_section(key, value)
+        elif key in _TOP_LEVEL:
+            top[key] = _coerce(key, value, _field_type(Settings, key))
+        else:
+            raise ConfigError(_unknown_key(key, _TOP_LEVEL | set(_SECTIONS)))
+    return Settings(paths=paths, **top, **sections)
+
+
+def _build_section(name: str, value: Any) -> Any:
+    cls = _SECTIONS[name]
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"[{name}] must be a table of settings, got {type(value).__name__}")
+    known = {f.name for f in fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, item in value.items():
+        if key not in known:
+            raise ConfigError(_unknown_key(f"{name}.{key}", {f"{name}.{k}" for k in known}))
+        kwargs[key] = _coerce(f"{name}.{key}", item, _field_type(cls, key))
+    return cls(**kwargs)
+
+
+def _field_type(cls: type, name: str) -> str:
+    for f in fields(cls):
+        if f.name == name:
+            return str(f.type)
+    raise KeyError(name)
+
+
+def _coerce(key: str, value: Any, type_name: str) -> Any:
+    """Turn a TOML/env/flag value into the field's type, or say why it can't be."""
+    if value is None:
+        return None
+    if type_name.startswith("bool"):
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"{key} must be true or false, got {value!r}")
+    if type_name.startswith("int"):
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        if isinstance(value, str) and re.fullmatch(r"-?\d+", value.strip()):
+            return int(value)
+        raise ConfigError(f"{key} must be a whole number, got {value!r}")
+    if type_name.startswith("float"):
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{key} must be a number of seconds, got {value!r}") from None
+    if type_name.startswith("tuple"):
+        if isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
+            return tuple(value)
+        raise ConfigError(f"{key} must be a list of strings, got {value!r}")
+    if type_name.startswith("Path"):
+        if isinstance(value, str | Path) and str(value):
+            return Path(value).expanduser()
+        raise ConfigError(f"{key} must be a path, got {value!r}")
+    if isinstance(value, str):
+        return value
+    raise ConfigError(f"{key} must be a string, got {value!r}")
+
+
+def _unknown_key(key: str, known: set[str] | frozenset[str]) -> str:
+    return f"unknown setting {key!r}: remove it or use one of {', '.join(sorted(known))}"
+
+
+# --------------------------------------------------------------- validation
+
+
+def validate(settings: Settings) -> Settings:
+    if settings.server is not None:
+        settings = replace(settings, server=validate_server_url(settings.server))
+    if settings.worker_id is not None and not WORKER_ID_PATTERN.fullmatch(settings.worker_id):
+        raise ConfigError(
+            f"worker_id {settings.worker_id!r} is not valid: use 1-128 characters "
+            "from letters, digits and . _ : -"
+        )
+    if settings.concurrency < 1 or settings.concurrency > 64:
+        raise ConfigError(f"concurrency must be between 1 and 64, got {settings.concurrency}")
+    _positive(
+        settings,
+        "heartbeat_seconds",
+        "poll_timeout_seconds",
+        "request_timeout_seconds",
+        "max_backoff_seconds",
+    )
+    if settings.shutdown_grace_seconds < 0:
+        raise ConfigError("shutdown_grace_seconds must not be negative")
+    if settings.server_error_budget < 1:
+        raise ConfigError("server_error_budget must be at least 1")
+    ex = settings.executor
+    if ex.kill_grace_seconds < 0:
+        raise ConfigError("executor.kill_grace_seconds must not be negative")
+    if ex.stdout_cap_bytes < 1024 or ex.stderr_cap_bytes < 1024:
+        raise ConfigError("executor.stdout_cap_bytes and stderr_cap_bytes must be at least 1024")
+    if settings.journal.keep_days < 0 or settings.journal.keep_rows < 0:
+        raise ConfigError("journal.keep_days and journal.keep_rows must not be negative")
+    if not settings.default_agent:
+        raise ConfigError("default_agent must name an executor profile, e.g. 'claude-code'")
+    return settings
+
+
+def _positive(settings: Settings, *names: str) -> None:
+    for name in names:
+        if getattr(settings, name) <= 0:
+            raise ConfigError(f"{name} must be greater than 0, got {getattr(settings, name)}")
+
+
+def validate_server_url(url: str) -> str:
+    """Accept https anywhere, plain http only on loopback: a token must not cross a network."""
+    parts = urlsplit(url.strip())
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"server {url!r} is not a URL: use e.g. https://lobu.example.com")
+    if parts.scheme == "http" and not is_loopback(parts.hostname):
+        raise ConfigError(
+            f"server {url!r} uses plain http to a non-loopback host, which would send your token "
+            "in clear: use https://"
+        )
+    return f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}"
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False

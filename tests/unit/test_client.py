@@ -1,0 +1,187 @@
+"""Every answer class of PROTOCOL.md §3–§6, classified as the dispatcher needs it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Coroutine
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import httpx
+import pytest
+import respx
+
+from device_agent.client import USER_AGENT, Answer, AnswerKind, LobuClient, parse_retry_after
+from device_agent.protocol import Report
+
+ORIGIN = "http://127.0.0.1:9"
+TOKEN = "owl_pat_" + "a" * 32
+T = TypeVar("T")
+
+OK_REPORT = Report(output="done", error=None, duration_ms=10, exit_code=0, exit_signal=None,
+                   exit_reason="ok")
+
+
+def call(fn: Callable[[LobuClient], Coroutine[Any, Any, T]]) -> T:
+    async def go() -> T:
+        async with LobuClient(ORIGIN, lambda: TOKEN) as client:
+            return await fn(client)
+    return asyncio.run(go())
+
+
+def complete(client: LobuClient) -> Coroutine[Any, Any, Answer]:
+    return client.complete(run_id=7, run_type="watcher", worker_id="w1", report=OK_REPORT)
+
+
+COMPLETE_URL = f"{ORIGIN}/api/workers/me/runs/7/complete-watcher"
+
+
+@respx.mock
+def test_requests_carry_token_user_agent_and_json() -> None:
+    route = respx.post(f"{ORIGIN}/api/workers/poll").respond(200, json={"next_poll_seconds": 10})
+    call(lambda c: c.poll(worker_id="w1", platform="linux", label="box"))
+    request = route.calls.last.request
+    assert request.headers["Authorization"] == f"Bearer {TOKEN}"
+    assert request.headers["User-Agent"] == USER_AGENT
+    body = httpx.Response(200, content=request.content).json()
+    assert body["worker_id"] == "w1"
+    assert body["capabilities"] == {}
+    assert body["platform"] == "linux"
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "kind"),
+    [
+        (200, {"ok": True, "status": "completed"}, AnswerKind.OK),
+        (200, {"ok": True, "status": "failed"}, AnswerKind.OK),
+        (200, {"ok": True, "status": "completed", "idempotent": True}, AnswerKind.OK),
+        (409, {"error": "Run is not in progress"}, AnswerKind.FINAL),
+        (409, {"error": "Not a watcher run"}, AnswerKind.REJECTED),
+        (400, {"error": "approved_input.window_start must be an ISO timestamp string"},
+         AnswerKind.FINAL),
+        (400, {"error": "approved_input.window_end is not a valid ISO timestamp"}, AnswerKind.FINAL),
+        (400, {"error": "Invalid runId"}, AnswerKind.REJECTED),
+        (400, {"error": "worker_id is required"}, AnswerKind.REJECTED),
+        (400, {"error": "Invalid or missing JSON body"}, AnswerKind.REJECTED),
+        (403, {"error": "Forbidden"}, AnswerKind.REJECTED),
+        (403, {"error": "worker_id_mismatch", "error_description": "bound to 'x'"},
+         AnswerKind.REJECTED),
+        (404, {"error": "Run not found"}, AnswerKind.REJECTED),
+        (401, {"error": "invalid_token", "error_description": "Invalid or expired access token"},
+         AnswerKind.AUTH),
+        (401, {"error": "Unauthorized"}, AnswerKind.AUTH),
+        (500, {"error": "duplicate key value violates unique constraint"}, AnswerKind.TRANSIENT),
+        (502, None, AnswerKind.TRANSIENT),
+        (503, {"error": "unavailable"}, AnswerKind.TRANSIENT),
+        (429, {"error": "slow down"}, AnswerKind.TRANSIENT),
+        (408, None, AnswerKind.TRANSIENT),
+    ],
+)
+@respx.mock
+def test_completion_answers_are_classified(status: int, body: Any, kind: AnswerKind) -> None:
+    respx.post(COMPLETE_URL).respond(status, json=body) if body is not None else respx.post(
+        COMPLETE_URL
+    ).respond(status, text="<html>Bad gateway</html>")
+    answer = call(complete)
+    assert answer.kind is kind
+    assert answer.status == status
+
+
+@respx.mock
+def test_completion_body_matches_protocol() -> None:
+    route = respx.post(COMPLETE_URL).respond(200, json={"ok": True, "status": "completed"})
+    call(complete)
+    sent = httpx.Response(200, content=route.calls.last.request.content).json()
+    assert sent == {"worker_id": "w1", "output": "done", "error": None, "duration_ms": 10,
+                    "exit_code": 0, "exit_signal": None, "exit_reason": "ok"}
+
+
+@respx.mock
+def test_unknown_run_type_is_failed_through_the_generic_route() -> None:
+    route = respx.post(f"{ORIGIN}/api/workers/complete").respond(200, json={"success": True})
+    failed = Report(output="", error="not handled", duration_ms=0, exit_code=None,
+                    exit_signal=None, exit_reason="error_message")
+    answer = call(lambda c: c.complete(run_id=5, run_type="sync", worker_id="w1", report=failed))
+    assert answer.ok
+    sent = httpx.Response(200, content=route.calls.last.request.content).json()
+    assert sent == {"run_id": 5, "worker_id": "w1", "status": "failed",
+                    "error_message": "not handled"}
+
+
+@respx.mock
+def test_retry_after_seconds_is_read() -> None:
+    respx.post(COMPLETE_URL).respond(503, json={"error": "busy"}, headers={"Retry-After": "7"})
+    answer = call(complete)
+    assert (answer.kind, answer.retry_after) == (AnswerKind.TRANSIENT, 7.0)
+
+
+def test_retry_after_http_date_is_read() -> None:
+    now = datetime(2026, 11, 27, 9, 0, 0, tzinfo=UTC)
+    assert parse_retry_after("Fri, 27 Nov 2026 09:00:30 GMT", now=lambda: now) == 30.0
+    assert parse_retry_after("garbage") is None
+    assert parse_retry_after("-4") == 0.0
+
+
+@respx.mock
+def test_garbage_200_body_is_transient() -> None:
+    respx.post(f"{ORIGIN}/api/workers/poll").respond(200, text="<html>proxy login</html>")
+    answer = call(lambda c: c.poll(worker_id="w1", platform="linux", label="box"))
+    assert answer.kind is AnswerKind.TRANSIENT
+    assert "undecodable" in answer.message
+
+
+@pytest.mark.parametrize(
+    "error",
+    [httpx.ConnectError("refused"), httpx.ReadTimeout("slow"), httpx.RemoteProtocolError("eof")],
+)
+@respx.mock
+def test_network_failures_are_transient(error: Exception) -> None:
+    respx.post(f"{ORIGIN}/api/workers/poll").mock(side_effect=error)
+    answer = call(lambda c: c.poll(worker_id="w1", platform="linux", label="box"))
+    assert answer.kind is AnswerKind.TRANSIENT
+    assert answer.status is None
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "kind"),
+    [
+        (200, {"continue": True}, AnswerKind.OK),
+        (409, {"error": "Run is not in progress"}, AnswerKind.FINAL),
+        (404, {"error": "Run not found"}, AnswerKind.FINAL),
+        (403, {"error": "Forbidden"}, AnswerKind.FINAL),
+        (500, {"error": "boom"}, AnswerKind.TRANSIENT),
+        (401, {"error": "invalid_token"}, AnswerKind.AUTH),
+    ],
+)
+@respx.mock
+def test_heartbeat_answers_are_classified(status: int, body: Any, kind: AnswerKind) -> None:
+    respx.post(f"{ORIGIN}/api/workers/heartbeat").respond(status, json=body)
+    assert call(lambda c: c.heartbeat(run_id=1, worker_id="w1")).kind is kind
+
+
+@respx.mock
+def test_poll_rejections_keep_the_servers_words() -> None:
+    respx.post(f"{ORIGIN}/api/workers/poll").respond(
+        403, json={"error": "worker_id_mismatch",
+                   "error_description": "this token is bound to worker_id 'mac:1'"})
+    answer = call(lambda c: c.poll(worker_id="w1", platform="linux", label="box"))
+    assert answer.kind is AnswerKind.REJECTED
+    assert answer.message == "worker_id_mismatch: this token is bound to worker_id 'mac:1'"
+
+
+@respx.mock
+def test_trigger_posts_to_the_watcher_route() -> None:
+    route = respx.post(f"{ORIGIN}/api/workers/me/watchers/12/trigger").respond(
+        200, json={"run_id": 3, "status": "pending", "already_queued": False})
+    answer = call(lambda c: c.trigger(watcher_id="12"))
+    assert answer.ok
+    assert route.called
+
+
+@respx.mock
+def test_redirects_are_not_followed() -> None:
+    respx.post(f"{ORIGIN}/api/workers/poll").respond(302, headers={"Location": "http://evil/"})
+    evil = respx.post("http://evil/").respond(200, json={})
+    answer = call(lambda c: c.poll(worker_id="w1", platform="linux", label="box"))
+    assert answer.kind is AnswerKind.REJECTED
+    assert not evil.called

@@ -1,0 +1,106 @@
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pytest
+
+from device_agent.journal import (
+    ABANDONED,
+    ACKNOWLEDGED,
+    CLAIMED,
+    DEAD,
+    FINISHED,
+    Journal,
+)
+from device_agent.protocol import Report
+
+S = "http://127.0.0.1:1"
+OK = Report(output="out", error=None, duration_ms=5, exit_code=0, exit_signal=None, exit_reason="ok")
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def claim(journal: Journal, run_id: int) -> bool:
+    return journal.record_claim(S, run_id, run_type="watcher", watcher_id="1", watcher_name="w",
+                                agent_kind="demo", payload_digest="d")
+
+
+def test_claim_is_recorded_once(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "j.sqlite3")
+    assert claim(journal, 1) is True
+    assert claim(journal, 1) is False
+    entry = journal.get(S, 1)
+    assert entry is not None and entry.state == CLAIMED
+
+
+def test_result_survives_reopening(tmp_path: Path) -> None:
+    path = tmp_path / "j.sqlite3"
+    journal = Journal(path)
+    claim(journal, 1)
+    journal.record_result(S, 1, OK, {"cost_usd": 0.1})
+    journal.close()
+    reopened = Journal(path)
+    entry = reopened.get(S, 1)
+    assert entry is not None
+    assert (entry.state, entry.output, entry.details) == (FINISHED, "out", {"cost_usd": 0.1})
+    assert entry.report() == OK
+
+
+def test_journal_file_is_private(tmp_path: Path) -> None:
+    Journal(tmp_path / "j.sqlite3")
+    assert stat.S_IMODE((tmp_path / "j.sqlite3").stat().st_mode) == 0o600
+
+
+def test_output_is_capped(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "j.sqlite3", output_cap=10)
+    claim(journal, 1)
+    journal.record_result(S, 1, Report("x" * 100, None, 1, 0, None, "ok"))
+    entry = journal.get(S, 1)
+    assert entry is not None and entry.output == "x" * 10 + "\n[output truncated]"
+
+
+def test_settle_rejects_unknown_states(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "j.sqlite3")
+    with pytest.raises(ValueError, match="not a settled state"):
+        journal.settle(S, 1, state=FINISHED, answer="x", message=None)
+
+
+def test_prune_never_drops_pending_or_dead_rows(tmp_path: Path) -> None:
+    clock = FakeClock()
+    journal = Journal(tmp_path / "j.sqlite3", clock=clock)
+    for run_id, state in enumerate([ACKNOWLEDGED, ABANDONED, DEAD, FINISHED, CLAIMED], start=1):
+        claim(journal, run_id)
+        if state != CLAIMED:
+            journal.record_result(S, run_id, OK)
+        if state in (ACKNOWLEDGED, ABANDONED, DEAD):
+            journal.settle(S, run_id, state=state, answer="a", message=None)
+    clock.now += 40 * 86400
+    assert journal.prune(keep_days=30, keep_rows=1000) == 2
+    assert {e.state for e in journal.recent(10)} == {DEAD, FINISHED, CLAIMED}
+
+
+def test_prune_keeps_the_newest_rows_by_count(tmp_path: Path) -> None:
+    clock = FakeClock()
+    journal = Journal(tmp_path / "j.sqlite3", clock=clock)
+    for run_id in range(1, 6):
+        clock.now += 1
+        claim(journal, run_id)
+        journal.settle(S, run_id, state=ACKNOWLEDGED, answer="completed", message=None)
+    assert journal.prune(keep_days=30, keep_rows=2) == 3
+    assert [e.run_id for e in journal.recent(10)] == [5, 4]
+
+
+def test_rows_are_kept_per_server(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "j.sqlite3")
+    claim(journal, 1)
+    journal.record_claim("https://other", 1, run_type="watcher", watcher_id=None,
+                         watcher_name=None, agent_kind=None, payload_digest="d")
+    assert len(journal.in_state(CLAIMED, server=S)) == 1
+    assert journal.counts() == {CLAIMED: 2}

@@ -1,0 +1,77 @@
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import structlog
+
+from device_agent import logs
+from device_agent.identity import resolve_worker_id
+from device_agent.lock import AlreadyRunning, InstanceLock
+from device_agent.settings import load
+
+SECRET = "owl_pat_ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
+
+
+def test_logs_redact_tokens_in_file_and_console(tmp_path: Path) -> None:
+    console = io.StringIO()
+    log_file = tmp_path / "agent.log"
+    logs.setup(log_file=log_file, console_stream=console, secrets=("my-oauth-token-value",))
+    log = structlog.get_logger("test")
+    log.info("posting", header=f"Bearer {SECRET}", body={"access_token": "abcdefghijkl"})
+    log.warning("oauth", token="my-oauth-token-value", run_id=3)
+    try:
+        raise RuntimeError(f"failed with {SECRET}")
+    except RuntimeError:
+        log.exception("crashed")
+    logging.getLogger("httpx").warning("url with %s", SECRET)
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    text = console.getvalue() + log_file.read_text()
+    assert SECRET not in text
+    assert "abcdefghijkl" not in text
+    assert "my-oauth-token-value" not in text
+    assert text.count("[REDACTED]") >= 5
+    lines = [json.loads(line) for line in log_file.read_text().splitlines()]
+    assert any(line.get("run_id") == 3 for line in lines)
+
+
+def test_short_values_are_not_treated_as_secrets() -> None:
+    redactor = logs.Redactor()
+    redactor.add("abc")
+    assert redactor("abc def") == "abc def"
+
+
+def test_lock_blocks_a_second_holder_and_names_the_pid(tmp_path: Path) -> None:
+    path = tmp_path / "agent.lock"
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys; from device_agent.lock import InstanceLock; "
+         f"l = InstanceLock(__import__('pathlib').Path({str(path)!r})); l.acquire(); "
+         "print('held', flush=True); sys.stdin.read()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        with pytest.raises(AlreadyRunning, match=f"PID {holder.pid}"):
+            InstanceLock(path).acquire()
+    finally:
+        holder.kill()
+        holder.wait()
+    # The holder died without cleaning up: its lock must not block a restart.
+    with InstanceLock(path):
+        assert path.read_text().strip() == str(os.getpid())
+
+
+def test_worker_id_is_generated_once_and_kept(isolated_home: Path) -> None:
+    settings = load()
+    first = resolve_worker_id(settings)
+    assert first.startswith(f"{settings.platform}:")
+    assert resolve_worker_id(load()) == first
+    assert resolve_worker_id(load(overrides={"worker_id": "chosen"})) == "chosen"

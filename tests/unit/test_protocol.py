@@ -1,0 +1,150 @@
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from device_agent.protocol import (
+    Claim,
+    Idle,
+    PayloadError,
+    Report,
+    parse_poll,
+    parse_watcher_run,
+)
+
+GOOD_PAYLOAD: dict[str, Any] = {
+    "watcher": {
+        "id": "123",
+        "name": "Inbox digest",
+        "slug": "inbox-digest",
+        "agent_kind": "claude-code",
+        "notification_channel": "both",
+        "notification_priority": "high",
+        "execution_config": {"timeout_seconds": 120, "model": "m1"},
+        "prompt": "Summarise my inbox.",
+    },
+    "event": {
+        "trigger_event_id": None,
+        "fired_at": "2026-11-27T09:00:00Z",
+        "payload": {
+            "watcher_id": 123,
+            "window_start": "2026-11-27T08:00:00.000Z",
+            "window_end": "2026-11-27T09:00:00.000Z",
+            "dispatch_source": "scheduled",
+            "agent_kind": "claude-code",
+            "kind": "digest",
+        },
+    },
+    "context": {"device": {"worker_id": "uuid-1"}, "user": {"user_id": "u1"}},
+}
+
+
+def claim(payload: Any = None, run_type: str = "watcher") -> Claim:
+    body = {"run_id": 4711, "run_type": run_type, "organization_id": "org_1",
+            "payload": copy.deepcopy(GOOD_PAYLOAD) if payload is None else payload}
+    parsed = parse_poll(body)
+    assert isinstance(parsed, Claim)
+    return parsed
+
+
+def test_poll_claim_shape_is_read() -> None:
+    parsed = claim()
+    assert (parsed.run_id, parsed.run_type, parsed.organization_id) == (4711, "watcher", "org_1")
+
+
+def test_poll_idle_honours_next_poll_seconds() -> None:
+    assert parse_poll({"next_poll_seconds": 30}) == Idle(30.0)
+
+
+def test_poll_idle_without_interval_uses_default() -> None:
+    assert parse_poll({}) == Idle(10.0)
+
+
+def test_poll_skipped_run_is_idle_with_the_servers_message() -> None:
+    parsed = parse_poll({"next_poll_seconds": 1, "skipped_run_id": 9, "error": "bad watcher"})
+    assert parsed == Idle(1.0, skipped_run_id=9, error="bad watcher")
+
+
+@pytest.mark.parametrize("body", [None, [], "text", 42, {"run_id": "abc"}, {"run_id": None}])
+def test_poll_garbage_raises_payload_error(body: Any) -> None:
+    with pytest.raises(PayloadError):
+        parse_poll(body)
+
+
+@pytest.mark.parametrize("value", [-5, "soon", True])
+def test_poll_bad_interval_falls_back_to_default(value: Any) -> None:
+    assert parse_poll({"next_poll_seconds": value}).next_poll_seconds == 10.0  # type: ignore[union-attr]
+
+
+def test_watcher_run_is_parsed() -> None:
+    run = parse_watcher_run(claim())
+    assert run.watcher.id == "123"
+    assert run.watcher.prompt == "Summarise my inbox."
+    assert run.watcher.execution_config == {"timeout_seconds": 120, "model": "m1"}
+    assert run.event.window_start == "2026-11-27T08:00:00.000Z"
+    assert run.event.dispatch_source == "scheduled"
+    assert run.agent_kind == "claude-code"
+
+
+def test_numeric_watcher_id_becomes_a_string() -> None:
+    payload = copy.deepcopy(GOOD_PAYLOAD)
+    payload["watcher"]["id"] = 7
+    assert parse_watcher_run(claim(payload)).watcher.id == "7"
+
+
+def test_agent_kind_falls_back_to_approved_input() -> None:
+    payload = copy.deepcopy(GOOD_PAYLOAD)
+    payload["watcher"]["agent_kind"] = None
+    payload["event"]["payload"]["agent_kind"] = "codex"
+    assert parse_watcher_run(claim(payload)).agent_kind == "codex"
+
+
+def _mutated(path: list[str], value: Any) -> dict[str, Any]:
+    payload = copy.deepcopy(GOOD_PAYLOAD)
+    target: Any = payload
+    for key in path[:-1]:
+        target = target[key]
+    if value is KeyError:
+        del target[path[-1]]
+    else:
+        target[path[-1]] = value
+    return payload
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "message"),
+    [
+        (["watcher"], KeyError, "payload.watcher is missing"),
+        (["watcher"], "oops", "payload.watcher is missing or not an object"),
+        (["event"], None, "payload.event is missing"),
+        (["watcher", "id"], None, "payload.watcher.id"),
+        (["watcher", "prompt"], 12, "payload.watcher.prompt must be a string"),
+        (["watcher", "execution_config"], [1], "execution_config is missing or not an object"),
+        (["event", "payload", "window_start"], None, "window_start must be an ISO timestamp"),
+        (["event", "payload", "window_end"], "yesterday", "window_end is not a valid ISO"),
+    ],
+)
+def test_malformed_watcher_payload_names_the_field(path: list[str], value: Any, message: str) -> None:
+    with pytest.raises(PayloadError, match=message):
+        parse_watcher_run(claim(_mutated(path, value)))
+
+
+def test_payload_that_is_not_an_object_fails_clearly() -> None:
+    with pytest.raises(PayloadError, match="payload is missing or not an object"):
+        parse_watcher_run(claim(payload="garbage"))
+
+
+def test_report_bodies_follow_the_protocol() -> None:
+    report = Report(output="hi", error=None, duration_ms=-3, exit_code=0, exit_signal=None,
+                    exit_reason="ok")
+    assert report.watcher_body("w1") == {
+        "worker_id": "w1", "output": "hi", "error": None, "duration_ms": 0, "exit_code": 0,
+        "exit_signal": None, "exit_reason": "ok",
+    }
+    failed = Report(output="", error="boom", duration_ms=5, exit_code=1, exit_signal=None,
+                    exit_reason="error_message")
+    assert failed.generic_body(3, "w1") == {
+        "run_id": 3, "worker_id": "w1", "status": "failed", "error_message": "boom",
+    }

@@ -1,0 +1,89 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from device_agent.settings import ConfigError, load
+
+
+def write_config(home: Path, text: str) -> Path:
+    path = home / "config" / "config.toml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+    return path
+
+
+def test_defaults_without_any_config() -> None:
+    settings = load(env={})
+    assert settings.server is None
+    assert settings.concurrency == 1
+    assert settings.default_agent == "claude-code"
+    assert settings.heartbeat_seconds == 30.0
+    assert settings.executor.stdout_cap_bytes == 4 * 1024 * 1024
+
+
+def test_precedence_file_then_env_then_flags(isolated_home: Path) -> None:
+    write_config(isolated_home, 'server = "https://file.example"\nconcurrency = 2\n'
+                                'worker_id = "from-file"\n')
+    env = {"DEVICE_AGENT_HOME": str(isolated_home), "DEVICE_AGENT_SERVER": "https://env.example",
+           "DEVICE_AGENT_WORKER_ID": "from-env"}
+    settings = load(env=env, overrides={"worker_id": "from-flag"})
+    assert settings.server == "https://env.example"
+    assert settings.worker_id == "from-flag"
+    assert settings.concurrency == 2
+
+
+def test_home_isolates_every_path(isolated_home: Path) -> None:
+    paths = load(env={"DEVICE_AGENT_HOME": str(isolated_home)}).paths
+    for path in (paths.config_file, paths.journal_file, paths.log_file, paths.lock_file):
+        assert isolated_home in path.parents
+
+
+def test_sections_are_read(isolated_home: Path) -> None:
+    write_config(isolated_home, "[executor]\nkill_grace_seconds = 1.5\nenv_deny = ['AWS_SECRET']\n"
+                                "[journal]\nkeep_rows = 5\n")
+    settings = load(env={"DEVICE_AGENT_HOME": str(isolated_home)})
+    assert settings.executor.kill_grace_seconds == 1.5
+    assert settings.executor.env_deny == ("AWS_SECRET",)
+    assert settings.journal.keep_rows == 5
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("colour = 'blue'\n", "unknown setting 'colour'"),
+        ("[executor]\nbogus = 1\n", "unknown setting 'executor.bogus'"),
+        ("server = 'not a url'\n", "is not a URL"),
+        ("server = 'http://lobu.example.com'\n", "plain http to a non-loopback host"),
+        ("heartbeat_seconds = -1\n", "heartbeat_seconds must be greater than 0"),
+        ("concurrency = 0\n", "concurrency must be between 1 and 64"),
+        ("concurrency = 'two'\n", "concurrency must be a whole number"),
+        ("worker_id = 'has space'\n", "worker_id 'has space' is not valid"),
+        ("token = 'owl_pat_xxxxxxxx'\n", "contains a token"),
+        ("[executor]\nmcp = 'yes'\n", "executor.mcp must be true or false"),
+        ("server = \n", "not valid TOML"),
+    ],
+)
+def test_bad_settings_give_one_clear_line(isolated_home: Path, text: str, message: str) -> None:
+    write_config(isolated_home, text)
+    with pytest.raises(ConfigError, match=message) as info:
+        load(env={"DEVICE_AGENT_HOME": str(isolated_home)})
+    assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:8787", "http://localhost:1/", "http://[::1]:5",
+                                 "https://lobu.example.com/"])
+def test_allowed_server_urls(url: str) -> None:
+    assert load(env={}, overrides={"server": url}).server == url.rstrip("/")
+
+
+def test_missing_explicit_config_file_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load(env={}, config_path=tmp_path / "nope.toml")
+
+
+def test_repr_never_shows_the_token() -> None:
+    settings = load(env={"DEVICE_AGENT_TOKEN": "owl_pat_secretsecretsecret"})
+    assert "secretsecret" not in repr(settings)
+    assert settings.token == "owl_pat_secretsecretsecret"

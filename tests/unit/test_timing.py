@@ -1,0 +1,122 @@
+"""Backoff, wakeable sleeps and sleep detection — with injected clocks, never real waiting."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+from device_agent.alarm import Alarm
+from device_agent.backoff import Backoff
+from device_agent.sleepwatch import watch_for_sleep
+
+
+def test_backoff_grows_is_capped_and_resets() -> None:
+    backoff = Backoff(base=1, cap=60, rng=random.Random(1))
+    delays = [backoff.next() for _ in range(12)]
+    assert all(0.5 <= d <= 60 for d in delays)
+    assert delays[-1] >= 30  # full jitter stays within [cap/2, cap] once capped
+    assert max(delays[:3]) <= 4
+    backoff.reset()
+    assert backoff.next() <= 1
+
+
+def test_backoff_honours_retry_after_but_caps_it() -> None:
+    backoff = Backoff(base=1, cap=60, rng=random.Random(1))
+    assert backoff.next(retry_after=17) >= 17
+    assert backoff.next(retry_after=10_000) == 300
+
+
+def test_alarm_ring_before_sleep_is_not_lost() -> None:
+    async def go() -> tuple[bool, bool]:
+        alarm = Alarm()
+        alarm.ring()
+        first = await alarm.sleep(3600)
+        second = await alarm.sleep(0)
+        return first, second
+
+    assert asyncio.run(go()) == (True, False)
+
+
+def test_alarm_rearm_forgets_old_rings() -> None:
+    async def go() -> bool:
+        alarm = Alarm()
+        alarm.ring()
+        alarm.rearm()
+        return await alarm.sleep(0.01)
+
+    assert asyncio.run(go()) is False
+
+
+def test_alarm_wakes_a_sleeper() -> None:
+    async def go() -> bool:
+        alarm = Alarm()
+        sleeper = asyncio.create_task(alarm.sleep(3600))
+        await asyncio.sleep(0)
+        alarm.ring()
+        return await asyncio.wait_for(sleeper, timeout=5)
+
+    assert asyncio.run(go()) is True
+
+
+class FakeClock:
+    """Wall and monotonic time, advanced by the fake sleep; `suspend` adds wall time only."""
+
+    def __init__(self) -> None:
+        self.wall_now = 1_700_000_000.0
+        self.mono_now = 100.0
+
+    def wall(self) -> float:
+        return self.wall_now
+
+    def monotonic(self) -> float:
+        return self.mono_now
+
+
+def test_clock_jump_is_reported_as_a_wake() -> None:
+    clock = FakeClock()
+    wakes: list[float] = []
+    ticks = 0
+
+    async def fake_sleep(seconds: float) -> None:
+        nonlocal ticks
+        ticks += 1
+        clock.wall_now += seconds
+        clock.mono_now += seconds
+        if ticks == 3:
+            clock.wall_now += 3600  # the lid was closed for an hour
+        if ticks == 6:
+            raise asyncio.CancelledError
+
+    async def go() -> None:
+        try:
+            await watch_for_sleep(wakes.append, interval=5, threshold=30, clock=clock,
+                                  sleep=fake_sleep)
+        except asyncio.CancelledError:
+            pass
+
+    asyncio.run(go())
+    assert wakes == [3600.0]
+
+
+def test_small_drift_is_not_a_wake() -> None:
+    clock = FakeClock()
+    wakes: list[float] = []
+    ticks = 0
+
+    async def fake_sleep(seconds: float) -> None:
+        nonlocal ticks
+        ticks += 1
+        clock.wall_now += seconds + 2  # NTP slew, a busy machine: not sleep
+        clock.mono_now += seconds
+        if ticks == 5:
+            raise asyncio.CancelledError
+
+    async def go() -> None:
+        try:
+            await watch_for_sleep(wakes.append, interval=5, threshold=30, clock=clock,
+                                  sleep=fake_sleep)
+        except asyncio.CancelledError:
+            pass
+
+    asyncio.run(go())
+    assert wakes == []
