@@ -1,0 +1,223 @@
+"""A Lobu-compatible local server for the watcher lane, for tests and for playing.
+
+`DevServer` ties the pieces together: `state` (what the server knows),
+`routes` (how each endpoint answers, check for check like a real Lobu
+server), `faults` (failures on demand) and `http` (the wire). It binds
+loopback only: it has unauthenticated admin routes under `/_dev/`.
+
+    state = DevState(create_checkin_watcher=False)
+    token = state.add_token()
+    wid = state.add_watcher("Summarise my inbox", pinned_worker_id="linux:host")
+    state.queue_run(wid)
+    async with DevServer(state) as server:
+        ...  # point the agent at server.url with `token`
+
+Where it knowingly differs from a real Lobu server:
+- a request without Authorization gets 401 unless `DevState(allow_anonymous=True)`
+  (a real local server trusts it as an anonymous worker, §11.2);
+- one user and one organization; no scheduler (runs are queued by tests,
+  the trigger routes or `/_dev`); tokens never expire;
+- the reaper's "never heartbeated" message and the `manage_watchers` error
+  texts are inferred, not observed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ipaddress
+import platform
+import socket
+import threading
+from collections.abc import Iterator
+from types import TracebackType
+
+from device_agent.devserver.faults import Fault, FaultInjector, FaultKind, FaultRoute
+from device_agent.devserver.http import HttpServer
+from device_agent.devserver.routes import Router
+from device_agent.devserver.state import DevState, RequestLog, RunRecord
+
+__all__ = [
+    "DevServer",
+    "DevState",
+    "Fault",
+    "FaultInjector",
+    "FaultKind",
+    "FaultRoute",
+    "RequestLog",
+    "RunRecord",
+    "serve_forever",
+]
+
+REAP_INTERVAL_SECONDS = 1.0
+THREAD_START_TIMEOUT = 10.0
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class DevServer:
+    """Serves a `DevState` over HTTP on loopback; `port=0` picks a free port."""
+
+    def __init__(
+        self,
+        state: DevState | None = None,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        reap_interval: float = REAP_INTERVAL_SECONDS,
+    ) -> None:
+        if not is_loopback(host):
+            raise ValueError(f"the dev server only binds loopback addresses, not {host!r}")
+        self.state = state if state is not None else DevState()
+        self.host = host
+        self.reap_interval = reap_interval
+        self._http = HttpServer(Router(self.state), host, port)
+        self._reaper: asyncio.Task[None] | None = None
+        self._stop_requested: asyncio.Event | None = None
+
+    @property
+    def port(self) -> int:
+        return self._http.port
+
+    @property
+    def url(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    async def start(self) -> None:
+        await self._http.start()
+        self._reaper = asyncio.create_task(self._reap_forever())
+
+    async def stop(self) -> None:
+        if self._reaper is not None:
+            self._reaper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reaper
+            self._reaper = None
+        await self._http.stop()
+
+    async def __aenter__(self) -> DevServer:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    @contextlib.contextmanager
+    def running_in_thread(self) -> Iterator[DevServer]:
+        """Run the server's own event loop in a daemon thread, for synchronous tests.
+
+        This is the one thread the dev server uses; `DevState` is lock-guarded
+        so the test thread may seed and inspect it meanwhile.
+        """
+        ready = threading.Event()
+        failure: list[BaseException] = []
+        loop = asyncio.new_event_loop()
+        thread = threading.Thread(
+            target=loop.run_until_complete,
+            args=(self._serve_until_stopped(ready, failure),),
+            name="devserver",
+            daemon=True,
+        )
+        thread.start()
+        if not ready.wait(THREAD_START_TIMEOUT):
+            raise RuntimeError("dev server did not start in time")
+        if failure:
+            thread.join()
+            loop.close()
+            raise failure[0]
+        try:
+            yield self
+        finally:
+            stop = self._stop_requested
+            assert stop is not None
+            loop.call_soon_threadsafe(stop.set)
+            thread.join(THREAD_START_TIMEOUT)
+            if not thread.is_alive():
+                loop.close()
+
+    async def _serve_until_stopped(
+        self, ready: threading.Event, failure: list[BaseException]
+    ) -> None:
+        self._stop_requested = asyncio.Event()
+        try:
+            await self.start()
+        except BaseException as exc:  # handed to the starting thread, which re-raises it
+            failure.append(exc)
+            ready.set()
+            return
+        ready.set()
+        await self._stop_requested.wait()
+        await self.stop()
+
+    async def _reap_forever(self) -> None:
+        # Requests also reap lazily; this catches runs nobody asks about.
+        while True:
+            await asyncio.sleep(self.reap_interval)
+            self.state.reap()
+
+
+def default_worker_id() -> str:
+    """`<platform>:<short-hostname>`, the shape PROTOCOL §1 suggests for a device."""
+    system = {"Darwin": "macos", "Linux": "linux", "Windows": "windows"}.get(
+        platform.system(), platform.system().lower() or "unknown"
+    )
+    host = socket.gethostname().split(".")[0] or "localhost"
+    return f"{system}:{host}"
+
+
+def seed_demo_watchers(state: DevState, worker_id: str) -> list[str]:
+    """A couple of watchers pinned to `worker_id`, one with a run already queued."""
+    digest = state.add_watcher(
+        "List the five most recently modified files in the current directory and say what changed.",
+        name="Recent changes",
+        slug="recent-changes",
+        pinned_worker_id=worker_id,
+        execution_config={"timeout_seconds": 120},
+    )
+    notify = state.add_watcher(
+        "Reply with a one-line greeting and today's date.",
+        name="Hello",
+        slug="hello",
+        agent_kind=None,
+        pinned_worker_id=worker_id,
+        notification_channel="both",
+    )
+    state.queue_run(notify, dispatch_source="manual")
+    return [digest, notify]
+
+
+async def serve_forever(
+    host: str = "127.0.0.1",
+    port: int = 8787,
+    *,
+    seed_demo: bool,
+    worker_id: str | None = None,
+    state: DevState | None = None,
+) -> None:
+    """Run a dev server until cancelled, printing its URL, a token and a ready command."""
+    state = state if state is not None else DevState()
+    token = state.add_token()
+    if seed_demo:
+        seed_demo_watchers(state, worker_id or default_worker_id())
+    async with DevServer(state, host=host, port=port) as server:
+        print(f"device-agent dev server (Lobu watcher lane) listening on {server.url}")
+        print(f"token: {token}")
+        print(f"state: {server.url}/_dev/state")
+        print(
+            f"DEVICE_AGENT_SERVER={server.url} DEVICE_AGENT_TOKEN={token} device-agent run",
+            flush=True,
+        )
+        await asyncio.Event().wait()

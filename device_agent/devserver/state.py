@@ -1,0 +1,561 @@
+"""In-memory state of the dev server: one user, one org, tokens, devices, watchers, runs.
+
+All of it sits behind one re-entrant lock. The HTTP handlers hold it for the
+whole of a request's processing and never await while holding it, so every
+request is atomic (a poll claims at most one run, exactly once), and a test
+thread seeding or inspecting state through the public methods never sees a
+half-made change. Methods that return records return copies ("snapshots").
+
+The model is deliberately small: a single dev user who owns every token and
+device, a single personal organization, no scheduler (runs are queued by
+tests, the trigger routes or the `/_dev` admin routes), and a reaper that
+times out runs whose executor went quiet.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import secrets
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, Final, Literal, NamedTuple
+
+from device_agent.devserver.faults import FaultInjector
+
+RunStatus = Literal["pending", "running", "completed", "failed", "timeout", "cancelled"]
+
+DEFAULT_SCOPES: Final = "device_worker:run mcp:read mcp:write profile:read"
+LOCAL_INIT_SCOPES: Final = "device_worker:run mcp:read mcp:write mcp:admin profile:read"
+ONLINE_WINDOW_SECONDS: Final = 20 * 60
+
+# The seen server wording; kept verbatim whatever `heartbeat_timeout` is set to.
+SILENT_HEARTBEAT_ERROR: Final = (
+    "Watcher run heartbeat went silent for over 3 minutes — the executor crashed or was abandoned"
+)
+# Inferred: the real message for this case was never observed.
+NEVER_HEARTBEAT_ERROR: Final = (
+    "Watcher run sent no heartbeat for over 2 hours after its claim"
+    " — the executor crashed or was abandoned"
+)
+
+
+def iso(epoch: float) -> str:
+    """Epoch seconds as the server prints times: `2025-01-02T03:04:05.678Z`."""
+    stamp = datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds")
+    return stamp.replace("+00:00", "Z")
+
+
+@dataclass(frozen=True)
+class User:
+    id: str
+    email: str
+    name: str
+
+
+@dataclass(frozen=True)
+class Organization:
+    id: str
+    slug: str
+    name: str
+
+
+@dataclass(frozen=True)
+class TokenRecord:
+    token: str
+    scopes: frozenset[str]
+    bound_worker_id: str | None
+    created_at: float
+
+
+@dataclass
+class DeviceRecord:
+    id: str  # the server's UUID (`device_workers.id`)
+    worker_id: str  # the device's own name for itself
+    platform: str | None
+    app_version: str | None
+    label: str | None
+    capabilities: dict[str, Any]
+    created_at: float
+    last_seen_at: float | None = None  # None until the first poll
+    polls: int = 0
+
+
+@dataclass
+class WatcherRecord:
+    id: int
+    name: str
+    slug: str | None
+    prompt: str | None
+    agent_kind: str | None
+    agent_id: str | None
+    execution_config: dict[str, Any] | None
+    device_id: str | None  # pinned device UUID
+    status: str  # "active" | "paused"
+    notification_channel: str
+    notification_priority: str
+    schedule: str | None
+    created_at: float
+    last_fired_at: float | None = None
+
+
+@dataclass
+class RunRecord:
+    id: int
+    run_type: str
+    watcher_id: int | None
+    device_id: str | None  # the device UUID the run is pinned to
+    approved_input: dict[str, Any]
+    created_at: float
+    raw: bool = False  # True: the poll answer carries `raw_payload` verbatim
+    raw_payload: Any = None
+    status: RunStatus = "pending"
+    claimed_by: str | None = None
+    claimed_at: float | None = None
+    last_heartbeat_at: float | None = None
+    completed_at: float | None = None
+    claims: int = 0
+    heartbeats: int = 0
+    completion_attempts: int = 0  # every completion post, rejected ones included
+    completions_committed: int = 0  # completion posts that changed the run
+    output: str | None = None
+    error: str | None = None
+    exit_reason: str | None = None
+    exit_code: int | None = None
+    exit_signal: str | None = None
+    duration_ms: int | None = None
+    extracted_data: dict[str, Any] | None = None
+
+    @property
+    def dispatch_source(self) -> Any:
+        return self.approved_input.get("dispatch_source")
+
+    @property
+    def window_start(self) -> Any:
+        return self.approved_input.get("window_start")
+
+    @property
+    def window_end(self) -> Any:
+        return self.approved_input.get("window_end")
+
+    @property
+    def terminal(self) -> bool:
+        return self.status not in ("pending", "running")
+
+
+class RequestLog(NamedTuple):
+    method: str
+    path: str
+    status: int  # 0 when the connection was dropped without an answer
+
+
+class DevState:
+    """Everything the dev server knows. Safe to use from any thread."""
+
+    def __init__(
+        self,
+        *,
+        create_checkin_watcher: bool = True,
+        heartbeat_timeout: float = 180.0,
+        unheartbeated_timeout: float = 7200.0,
+        allow_anonymous: bool = False,
+        next_poll_seconds: float = 10,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        """`allow_anonymous=False` (the default) rejects requests without an
+        Authorization header with 401. A real local Lobu server without a worker
+        secret would instead treat them as a trusted anonymous worker that may
+        touch any run (PROTOCOL §2, §11.2); set True to reproduce that."""
+        self.create_checkin_watcher = create_checkin_watcher
+        self.heartbeat_timeout = heartbeat_timeout
+        self.unheartbeated_timeout = unheartbeated_timeout
+        self.allow_anonymous = allow_anonymous
+        self.next_poll_seconds = next_poll_seconds  # what an idle poll answers (tests stretch it)
+        self.clock = clock
+        self.lock = threading.RLock()
+        self.faults = FaultInjector()
+        self.user = User(id="usr_dev0001", email="dev@localhost", name="Dev User")
+        self.org = Organization(id="org_dev0001", slug="dev", name="Dev workspace")
+        self._tokens: dict[str, TokenRecord] = {}
+        self._devices: dict[str, DeviceRecord] = {}  # by worker_id: there is one user
+        self._watchers: dict[int, WatcherRecord] = {}
+        self._runs: dict[int, RunRecord] = {}
+        self._windows: set[tuple[int, str]] = set()  # the unique key of §11.7
+        self._requests: list[RequestLog] = []
+        self._next_watcher_id = 1
+        self._next_run_id = 1
+
+    # ------------------------------------------------------------ seeding
+
+    def add_token(
+        self,
+        scopes: str = DEFAULT_SCOPES,
+        bound_worker_id: str | None = None,
+        *,
+        token: str | None = None,
+    ) -> str:
+        """Create a PAT (`owl_pat_` + 32 base64url chars unless `token` is given)."""
+        value = token or "owl_pat_" + secrets.token_urlsafe(24)
+        with self.lock:
+            self._tokens[value] = TokenRecord(
+                token=value,
+                scopes=frozenset(scopes.split()),
+                bound_worker_id=bound_worker_id,
+                created_at=self.clock(),
+            )
+        return value
+
+    def revoke_token(self, token: str) -> None:
+        with self.lock:
+            self._tokens.pop(token, None)
+
+    def revoke_bound_tokens(self, worker_id: str) -> None:
+        with self.lock:
+            for value in [t.token for t in self._tokens.values() if t.bound_worker_id == worker_id]:
+                del self._tokens[value]
+
+    def add_watcher(
+        self,
+        prompt: str | None,
+        name: str = "Watcher",
+        slug: str | None = None,
+        agent_kind: str | None = "claude-code",
+        execution_config: dict[str, Any] | None = None,
+        pinned_worker_id: str | None = None,
+        active: bool = True,
+        notification_channel: str = "canvas",
+        notification_priority: str = "normal",
+        *,
+        agent_id: str | None = "default",
+        schedule: str | None = None,
+    ) -> str:
+        """Create a watcher; returns its id (an int, as a string, as the wire has it).
+
+        `pinned_worker_id` is the device's worker_id; a device that has not polled
+        yet is created as if it had, so runs can be queued before the first poll.
+        `agent_id=None` makes triggers answer "Watcher has no agent assigned".
+        """
+        with self.lock:
+            device_id = None
+            if pinned_worker_id is not None:
+                device_id = self.ensure_device(pinned_worker_id).id
+            watcher = self._new_watcher(
+                name=name,
+                slug=slug,
+                prompt=prompt,
+                agent_kind=agent_kind,
+                agent_id=agent_id,
+                execution_config=execution_config,
+                device_id=device_id,
+                status="active" if active else "paused",
+                notification_channel=notification_channel,
+                notification_priority=notification_priority,
+                schedule=schedule,
+            )
+            return str(watcher.id)
+
+    def set_watcher_active(self, watcher_id: str | int, active: bool) -> None:
+        with self.lock:
+            self._require_watcher(watcher_id).status = "active" if active else "paused"
+
+    def queue_run(
+        self,
+        watcher_id: str | int,
+        dispatch_source: str = "scheduled",
+        window_start: object = None,
+        window_end: object = None,
+    ) -> int:
+        """Queue a pending run of a watcher; returns the run id.
+
+        The default window is the current UTC hour [start, end), or for a
+        `manual` run the previous full UTC day, as the real server does (§11.5).
+        A datetime is sent as an ISO string; any other value is sent verbatim,
+        so tests can queue runs with malformed windows.
+        """
+        with self.lock:
+            watcher = self._require_watcher(watcher_id)
+            if dispatch_source == "manual":
+                default_start, default_end = self.previous_day_window()
+            else:
+                default_start, default_end = self.current_hour_window()
+            start = default_start if window_start is None else _wire_time(window_start)
+            end = default_end if window_end is None else _wire_time(window_end)
+            return self.new_watcher_run(watcher, dispatch_source, start, end).id
+
+    def queue_raw_run(
+        self,
+        pinned_worker_id: str,
+        run_type: str = "watcher",
+        payload: Any = None,
+        *,
+        watcher_id: int | None = None,
+    ) -> int:
+        """Queue a run whose poll answer carries exactly `payload` (malformed-payload tests).
+
+        Its `approved_input` (what completion validates, e.g. the window) is
+        `payload.event.payload` when that is an object, else {}, with the pin set
+        to this device. `watcher_id` is the run's own column, independent of the
+        payload: the default 0 names no watcher, so such runs never hit the
+        duplicate-window 500 of §11.7.
+        """
+        with self.lock:
+            device = self.ensure_device(pinned_worker_id)
+            approved = _approved_from_payload(payload)
+            # A real server only hands a device runs pinned to it, so the stored
+            # pin is always the claimer's, whatever the payload says.
+            approved["device_worker_id"] = device.id
+            run = self._new_run(
+                run_type=run_type,
+                watcher_id=watcher_id if watcher_id is not None else 0,
+                device_id=device.id,
+                approved_input=approved,
+            )
+            run.raw = True
+            run.raw_payload = copy.deepcopy(payload)
+            return run.id
+
+    def cancel_run(self, run_id: int) -> None:
+        """Cancel a pending or running run (its heartbeats then get 409)."""
+        with self.lock:
+            run = self._runs[run_id]
+            if not run.terminal:
+                run.status = "cancelled"
+                run.completed_at = self.clock()
+
+    # --------------------------------------------------------- inspection
+
+    def run(self, run_id: int) -> RunRecord:
+        with self.lock:
+            return copy.deepcopy(self._runs[run_id])
+
+    def runs(self) -> list[RunRecord]:
+        with self.lock:
+            return [copy.deepcopy(run) for run in self._runs.values()]
+
+    def watcher(self, watcher_id: str | int) -> WatcherRecord:
+        with self.lock:
+            return copy.deepcopy(self._require_watcher(watcher_id))
+
+    def watchers(self) -> list[WatcherRecord]:
+        with self.lock:
+            return [copy.deepcopy(w) for w in self._watchers.values()]
+
+    def device(self, worker_id: str) -> DeviceRecord | None:
+        with self.lock:
+            device = self._devices.get(worker_id)
+            return copy.deepcopy(device) if device else None
+
+    def devices(self) -> list[DeviceRecord]:
+        with self.lock:
+            return [copy.deepcopy(d) for d in self._devices.values()]
+
+    @property
+    def requests(self) -> list[RequestLog]:
+        """Every request handled, in order, as (method, path, status)."""
+        with self.lock:
+            return list(self._requests)
+
+    def snapshot_json(self) -> dict[str, Any]:
+        """The whole state as JSON-ready data (served at GET /_dev/state)."""
+        with self.lock:
+            return {
+                "user": dataclasses.asdict(self.user),
+                "organization": dataclasses.asdict(self.org),
+                "devices": [dataclasses.asdict(d) for d in self._devices.values()],
+                "watchers": [dataclasses.asdict(w) for w in self._watchers.values()],
+                "runs": [dataclasses.asdict(r) for r in self._runs.values()],
+                "requests": len(self._requests),
+                "faults_injected": dict(self.faults.injected),
+            }
+
+    # ------------------------------------------- used by the route handlers
+    # (the caller holds `self.lock`; records are returned live, not copied)
+
+    def now(self) -> float:
+        return self.clock()
+
+    def token(self, value: str) -> TokenRecord | None:
+        return self._tokens.get(value)
+
+    def find_run(self, run_id: int) -> RunRecord | None:
+        return self._runs.get(run_id)
+
+    def find_watcher(self, watcher_id: int) -> WatcherRecord | None:
+        return self._watchers.get(watcher_id)
+
+    def find_device(self, worker_id: str) -> DeviceRecord | None:
+        return self._devices.get(worker_id)
+
+    def live_devices(self) -> list[DeviceRecord]:
+        return list(self._devices.values())
+
+    def log_request(self, method: str, path: str, status: int) -> None:
+        with self.lock:
+            self._requests.append(RequestLog(method, path, status))
+
+    def ensure_device(self, worker_id: str) -> DeviceRecord:
+        """The device row for `worker_id`, created (with its check-in watcher) if new."""
+        device = self._devices.get(worker_id)
+        if device is None:
+            device = DeviceRecord(
+                id=str(uuid.uuid4()),
+                worker_id=worker_id,
+                platform=None,
+                app_version=None,
+                label=None,
+                capabilities={},
+                created_at=self.clock(),
+            )
+            self._devices[worker_id] = device
+            if self.create_checkin_watcher:
+                self._add_checkin_watcher(device)
+        return device
+
+    def claim_next(self, device: DeviceRecord, worker_id: str) -> RunRecord | None:
+        """Atomically claim the oldest pending run pinned to `device` (caller holds the lock)."""
+        pending = [
+            r for r in self._runs.values() if r.status == "pending" and r.device_id == device.id
+        ]
+        if not pending:
+            return None
+        run = min(pending, key=lambda r: r.id)
+        now = self.clock()
+        run.status = "running"
+        run.claimed_by = worker_id
+        run.claimed_at = now
+        run.last_heartbeat_at = now  # as the real claim does; `heartbeats` tells them apart
+        run.claims += 1
+        return run
+
+    def active_run_of(self, watcher: WatcherRecord) -> RunRecord | None:
+        for run in self._runs.values():
+            if run.watcher_id == watcher.id and not run.terminal:
+                return run
+        return None
+
+    def enqueue_manual(self, watcher: WatcherRecord) -> tuple[RunRecord, bool]:
+        """Re-use the watcher's active run, else queue a manual one: (run, created)."""
+        active = self.active_run_of(watcher)
+        if active is not None:
+            return active, False
+        start, end = self.previous_day_window()
+        return self.new_watcher_run(watcher, "manual", start, end), True
+
+    def new_watcher_run(
+        self, watcher: WatcherRecord, dispatch_source: str, start: Any, end: Any
+    ) -> RunRecord:
+        approved = {
+            "watcher_id": watcher.id,
+            "agent_id": watcher.agent_id,
+            "window_start": start,
+            "window_end": end,
+            "dispatch_source": dispatch_source,
+            "version_id": None,
+            "device_worker_id": watcher.device_id,
+            "agent_kind": watcher.agent_kind,
+            "kind": "knowledge",
+        }
+        return self._new_run(
+            run_type="watcher",
+            watcher_id=watcher.id,
+            device_id=watcher.device_id,
+            approved_input=approved,
+        )
+
+    def has_window(self, watcher_id: int, window_start: str) -> bool:
+        """Is there a completed window for (watcher, start)? The unique key of §11.7."""
+        return (watcher_id, window_start) in self._windows
+
+    def record_window(self, watcher_id: int, window_start: str) -> None:
+        self._windows.add((watcher_id, window_start))
+
+    def reap(self) -> list[int]:
+        """Time out running runs whose executor went quiet; returns their ids."""
+        with self.lock:
+            now = self.clock()
+            reaped = []
+            for run in self._runs.values():
+                message = self._silence(run, now)
+                if message is not None:
+                    run.status = "timeout"
+                    run.error = message
+                    run.completed_at = now
+                    reaped.append(run.id)
+            return reaped
+
+    def current_hour_window(self) -> tuple[str, str]:
+        start = datetime.fromtimestamp(self.clock(), UTC).replace(minute=0, second=0, microsecond=0)
+        return _iso_dt(start), _iso_dt(start + timedelta(hours=1))
+
+    def previous_day_window(self) -> tuple[str, str]:
+        """Manual runs get the previous full UTC day (§11.5)."""
+        today = datetime.fromtimestamp(self.clock(), UTC).replace(
+            hour=0, minute=0, second=0, microsecond=0
+        )
+        return _iso_dt(today - timedelta(days=1)), _iso_dt(today)
+
+    # ------------------------------------------------------------ private
+
+    def _silence(self, run: RunRecord, now: float) -> str | None:
+        if run.status != "running" or run.claimed_at is None:
+            return None
+        if run.heartbeats > 0 and run.last_heartbeat_at is not None:
+            if now - run.last_heartbeat_at > self.heartbeat_timeout:
+                return SILENT_HEARTBEAT_ERROR
+            return None
+        if now - run.claimed_at > self.unheartbeated_timeout:
+            return NEVER_HEARTBEAT_ERROR
+        return None
+
+    def _require_watcher(self, watcher_id: str | int) -> WatcherRecord:
+        watcher = self._watchers.get(int(watcher_id))
+        if watcher is None:
+            raise KeyError(f"no watcher {watcher_id!r}")
+        return watcher
+
+    def _new_watcher(self, **fields: Any) -> WatcherRecord:
+        watcher = WatcherRecord(id=self._next_watcher_id, created_at=self.clock(), **fields)
+        self._next_watcher_id += 1
+        self._watchers[watcher.id] = watcher
+        return watcher
+
+    def _new_run(self, **fields: Any) -> RunRecord:
+        run = RunRecord(id=self._next_run_id, created_at=self.clock(), **fields)
+        self._next_run_id += 1
+        self._runs[run.id] = run
+        return run
+
+    def _add_checkin_watcher(self, device: DeviceRecord) -> None:
+        # What a real server provisions on a new device's first poll (PROTOCOL §3):
+        # pinned, no agent_kind, nothing queued.
+        self._new_watcher(
+            name="Daily check-in",
+            slug="daily-check-in",
+            prompt="Give me a short check-in: what changed since yesterday, what needs me today.",
+            agent_kind=None,
+            agent_id="default",
+            execution_config=None,
+            device_id=device.id,
+            status="active",
+            notification_channel="canvas",
+            notification_priority="normal",
+            schedule="0 9 * * *",
+        )
+
+
+def _iso_dt(moment: datetime) -> str:
+    return iso(moment.timestamp())
+
+
+def _wire_time(value: object) -> object:
+    return _iso_dt(value) if isinstance(value, datetime) else value
+
+
+def _approved_from_payload(payload: Any) -> dict[str, Any]:
+    event = payload.get("event") if isinstance(payload, dict) else None
+    approved = event.get("payload") if isinstance(event, dict) else None
+    return copy.deepcopy(approved) if isinstance(approved, dict) else {}
