@@ -99,6 +99,7 @@ class Agent:
         tokens: TokenSource,
         clock: Clock | None = None,
         on_status: Callable[[Status], None] | None = None,
+        wake_check_seconds: float = 5.0,
     ) -> None:
         self.settings = settings
         self.worker_id = worker_id
@@ -108,6 +109,7 @@ class Agent:
         self.journal = journal
         self.tokens = tokens
         self.clock = clock
+        self.wake_check_seconds = wake_check_seconds
         self.status = Status()
         self._on_status = on_status
         self._poll_alarm = Alarm()
@@ -143,6 +145,7 @@ class Agent:
                 grace_seconds=self.settings.shutdown_grace_seconds,
             )
             self._stopping.set()
+            self._set_status("stopping")
         self.outbox.draining = True
         self._poll_alarm.ring()
         self.outbox.alarm.ring()
@@ -170,7 +173,9 @@ class Agent:
         await self._recover()
         if once:
             return await self._run_once()
-        watcher = asyncio.create_task(watch_for_sleep(self.woke_up, clock=self.clock))
+        watcher = asyncio.create_task(
+            watch_for_sleep(self.woke_up, clock=self.clock, interval=self.wake_check_seconds)
+        )
         outbox = asyncio.create_task(self._keep_flushing())
         try:
             await self._poll_loop()
@@ -206,14 +211,24 @@ class Agent:
 
     async def _poll_loop(self) -> None:
         self._set_status("idle")
-        while not self._stopping.is_set():
-            await self._slots.acquire()
-            if self._stopping.is_set():
-                self._slots.release()
-                break
+        while await self._free_slot():
             delay = await self._poll_once()
             if delay > 0:
                 await self._poll_alarm.sleep(delay)
+
+    async def _free_slot(self) -> bool:
+        """Wait for a concurrency slot; False (holding none) once stopping."""
+        acquire = asyncio.ensure_future(self._slots.acquire())
+        stopping = asyncio.ensure_future(self._stopping.wait())
+        await asyncio.wait({acquire, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        stopping.cancel()
+        if not acquire.done():
+            acquire.cancel()
+        got = acquire.done() and not acquire.cancelled()
+        if got and self._stopping.is_set():
+            self._slots.release()
+            return False
+        return got
 
     async def _poll_once(self) -> float:
         """Poll, start what was claimed, and return how long to wait before the next poll."""

@@ -30,6 +30,7 @@ async def run_agent(
     clock: Clock | None = None,
     handle_signals: bool = True,
     started: Callable[[Agent], None] | None = None,
+    wake_check_seconds: float = 5.0,
 ) -> ExitCode:
     profiles = load_profiles(user_dir=settings.paths.profiles_dir)
     journal = AsyncJournal(
@@ -69,6 +70,7 @@ async def run_agent(
         tokens=tokens,
         clock=clock,
         on_status=publish,
+        wake_check_seconds=wake_check_seconds,
     )
     if handle_signals:
         _install_signals(loop, agent)

@@ -18,4 +18,4 @@ def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[P
     monkeypatch.setenv("DEVICE_AGENT_HOME", str(home))
     # The null backend stores nothing and reads nothing: tests never touch a real keychain.
     monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "keyring.backends.null.Keyring")
-    yield home
+    return home

@@ -18,14 +18,16 @@ ORIGIN = "http://127.0.0.1:9"
 TOKEN = "owl_pat_" + "a" * 32
 T = TypeVar("T")
 
-OK_REPORT = Report(output="done", error=None, duration_ms=10, exit_code=0, exit_signal=None,
-                   exit_reason="ok")
+OK_REPORT = Report(
+    output="done", error=None, duration_ms=10, exit_code=0, exit_signal=None, exit_reason="ok"
+)
 
 
 def call(fn: Callable[[LobuClient], Coroutine[Any, Any, T]]) -> T:
     async def go() -> T:
         async with LobuClient(ORIGIN, lambda: TOKEN) as client:
             return await fn(client)
+
     return asyncio.run(go())
 
 
@@ -57,18 +59,31 @@ def test_requests_carry_token_user_agent_and_json() -> None:
         (200, {"ok": True, "status": "completed", "idempotent": True}, AnswerKind.OK),
         (409, {"error": "Run is not in progress"}, AnswerKind.FINAL),
         (409, {"error": "Not a watcher run"}, AnswerKind.REJECTED),
-        (400, {"error": "approved_input.window_start must be an ISO timestamp string"},
-         AnswerKind.FINAL),
-        (400, {"error": "approved_input.window_end is not a valid ISO timestamp"}, AnswerKind.FINAL),
+        (
+            400,
+            {"error": "approved_input.window_start must be an ISO timestamp string"},
+            AnswerKind.FINAL,
+        ),
+        (
+            400,
+            {"error": "approved_input.window_end is not a valid ISO timestamp"},
+            AnswerKind.FINAL,
+        ),
         (400, {"error": "Invalid runId"}, AnswerKind.REJECTED),
         (400, {"error": "worker_id is required"}, AnswerKind.REJECTED),
         (400, {"error": "Invalid or missing JSON body"}, AnswerKind.REJECTED),
         (403, {"error": "Forbidden"}, AnswerKind.REJECTED),
-        (403, {"error": "worker_id_mismatch", "error_description": "bound to 'x'"},
-         AnswerKind.REJECTED),
+        (
+            403,
+            {"error": "worker_id_mismatch", "error_description": "bound to 'x'"},
+            AnswerKind.REJECTED,
+        ),
         (404, {"error": "Run not found"}, AnswerKind.REJECTED),
-        (401, {"error": "invalid_token", "error_description": "Invalid or expired access token"},
-         AnswerKind.AUTH),
+        (
+            401,
+            {"error": "invalid_token", "error_description": "Invalid or expired access token"},
+            AnswerKind.AUTH,
+        ),
         (401, {"error": "Unauthorized"}, AnswerKind.AUTH),
         (500, {"error": "duplicate key value violates unique constraint"}, AnswerKind.TRANSIENT),
         (502, None, AnswerKind.TRANSIENT),
@@ -92,20 +107,37 @@ def test_completion_body_matches_protocol() -> None:
     route = respx.post(COMPLETE_URL).respond(200, json={"ok": True, "status": "completed"})
     call(complete)
     sent = httpx.Response(200, content=route.calls.last.request.content).json()
-    assert sent == {"worker_id": "w1", "output": "done", "error": None, "duration_ms": 10,
-                    "exit_code": 0, "exit_signal": None, "exit_reason": "ok"}
+    assert sent == {
+        "worker_id": "w1",
+        "output": "done",
+        "error": None,
+        "duration_ms": 10,
+        "exit_code": 0,
+        "exit_signal": None,
+        "exit_reason": "ok",
+    }
 
 
 @respx.mock
 def test_unknown_run_type_is_failed_through_the_generic_route() -> None:
     route = respx.post(f"{ORIGIN}/api/workers/complete").respond(200, json={"success": True})
-    failed = Report(output="", error="not handled", duration_ms=0, exit_code=None,
-                    exit_signal=None, exit_reason="error_message")
+    failed = Report(
+        output="",
+        error="not handled",
+        duration_ms=0,
+        exit_code=None,
+        exit_signal=None,
+        exit_reason="error_message",
+    )
     answer = call(lambda c: c.complete(run_id=5, run_type="sync", worker_id="w1", report=failed))
     assert answer.ok
     sent = httpx.Response(200, content=route.calls.last.request.content).json()
-    assert sent == {"run_id": 5, "worker_id": "w1", "status": "failed",
-                    "error_message": "not handled"}
+    assert sent == {
+        "run_id": 5,
+        "worker_id": "w1",
+        "status": "failed",
+        "error_message": "not handled",
+    }
 
 
 @respx.mock
@@ -162,8 +194,12 @@ def test_heartbeat_answers_are_classified(status: int, body: Any, kind: AnswerKi
 @respx.mock
 def test_poll_rejections_keep_the_servers_words() -> None:
     respx.post(f"{ORIGIN}/api/workers/poll").respond(
-        403, json={"error": "worker_id_mismatch",
-                   "error_description": "this token is bound to worker_id 'mac:1'"})
+        403,
+        json={
+            "error": "worker_id_mismatch",
+            "error_description": "this token is bound to worker_id 'mac:1'",
+        },
+    )
     answer = call(lambda c: c.poll(worker_id="w1", platform="linux", label="box"))
     assert answer.kind is AnswerKind.REJECTED
     assert answer.message == "worker_id_mismatch: this token is bound to worker_id 'mac:1'"
@@ -172,7 +208,8 @@ def test_poll_rejections_keep_the_servers_words() -> None:
 @respx.mock
 def test_trigger_posts_to_the_watcher_route() -> None:
     route = respx.post(f"{ORIGIN}/api/workers/me/watchers/12/trigger").respond(
-        200, json={"run_id": 3, "status": "pending", "already_queued": False})
+        200, json={"run_id": 3, "status": "pending", "already_queued": False}
+    )
     answer = call(lambda c: c.trigger(watcher_id="12"))
     assert answer.ok
     assert route.called

@@ -16,7 +16,9 @@ from device_agent.journal import (
 from device_agent.protocol import Report
 
 S = "http://127.0.0.1:1"
-OK = Report(output="out", error=None, duration_ms=5, exit_code=0, exit_signal=None, exit_reason="ok")
+OK = Report(
+    output="out", error=None, duration_ms=5, exit_code=0, exit_signal=None, exit_reason="ok"
+)
 
 
 class FakeClock:
@@ -28,8 +30,15 @@ class FakeClock:
 
 
 def claim(journal: Journal, run_id: int) -> bool:
-    return journal.record_claim(S, run_id, run_type="watcher", watcher_id="1", watcher_name="w",
-                                agent_kind="demo", payload_digest="d")
+    return journal.record_claim(
+        S,
+        run_id,
+        run_type="watcher",
+        watcher_id="1",
+        watcher_name="w",
+        agent_kind="demo",
+        payload_digest="d",
+    )
 
 
 def test_claim_is_recorded_once(tmp_path: Path) -> None:
@@ -37,7 +46,8 @@ def test_claim_is_recorded_once(tmp_path: Path) -> None:
     assert claim(journal, 1) is True
     assert claim(journal, 1) is False
     entry = journal.get(S, 1)
-    assert entry is not None and entry.state == CLAIMED
+    assert entry is not None
+    assert entry.state == CLAIMED
 
 
 def test_result_survives_reopening(tmp_path: Path) -> None:
@@ -63,7 +73,8 @@ def test_output_is_capped(tmp_path: Path) -> None:
     claim(journal, 1)
     journal.record_result(S, 1, Report("x" * 100, None, 1, 0, None, "ok"))
     entry = journal.get(S, 1)
-    assert entry is not None and entry.output == "x" * 10 + "\n[output truncated]"
+    assert entry is not None
+    assert entry.output == "x" * 10 + "\n[output truncated]"
 
 
 def test_settle_rejects_unknown_states(tmp_path: Path) -> None:
@@ -100,7 +111,14 @@ def test_prune_keeps_the_newest_rows_by_count(tmp_path: Path) -> None:
 def test_rows_are_kept_per_server(tmp_path: Path) -> None:
     journal = Journal(tmp_path / "j.sqlite3")
     claim(journal, 1)
-    journal.record_claim("https://other", 1, run_type="watcher", watcher_id=None,
-                         watcher_name=None, agent_kind=None, payload_digest="d")
+    journal.record_claim(
+        "https://other",
+        1,
+        run_type="watcher",
+        watcher_id=None,
+        watcher_name=None,
+        agent_kind=None,
+        payload_digest="d",
+    )
     assert len(journal.in_state(CLAIMED, server=S)) == 1
     assert journal.counts() == {CLAIMED: 2}

@@ -51,14 +51,20 @@ def test_short_values_are_not_treated_as_secrets() -> None:
 def test_lock_blocks_a_second_holder_and_names_the_pid(tmp_path: Path) -> None:
     path = tmp_path / "agent.lock"
     holder = subprocess.Popen(
-        [sys.executable, "-c",
-         "import sys; from device_agent.lock import InstanceLock; "
-         f"l = InstanceLock(__import__('pathlib').Path({str(path)!r})); l.acquire(); "
-         "print('held', flush=True); sys.stdin.read()"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-c",
+            "import sys; from device_agent.lock import InstanceLock; "
+            f"l = InstanceLock(__import__('pathlib').Path({str(path)!r})); l.acquire(); "
+            "print('held', flush=True); sys.stdin.read()",
+        ],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        assert holder.stdout is not None
+        assert holder.stdout.readline().strip() == "held"
         with pytest.raises(AlreadyRunning, match=f"PID {holder.pid}"):
             InstanceLock(path).acquire()
     finally:

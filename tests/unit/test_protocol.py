@@ -42,8 +42,12 @@ GOOD_PAYLOAD: dict[str, Any] = {
 
 
 def claim(payload: Any = None, run_type: str = "watcher") -> Claim:
-    body = {"run_id": 4711, "run_type": run_type, "organization_id": "org_1",
-            "payload": copy.deepcopy(GOOD_PAYLOAD) if payload is None else payload}
+    body = {
+        "run_id": 4711,
+        "run_type": run_type,
+        "organization_id": "org_1",
+        "payload": copy.deepcopy(GOOD_PAYLOAD) if payload is None else payload,
+    }
     parsed = parse_poll(body)
     assert isinstance(parsed, Claim)
     return parsed
@@ -126,7 +130,9 @@ def _mutated(path: list[str], value: Any) -> dict[str, Any]:
         (["event", "payload", "window_end"], "yesterday", "window_end is not a valid ISO"),
     ],
 )
-def test_malformed_watcher_payload_names_the_field(path: list[str], value: Any, message: str) -> None:
+def test_malformed_watcher_payload_names_the_field(
+    path: list[str], value: Any, message: str
+) -> None:
     with pytest.raises(PayloadError, match=message):
         parse_watcher_run(claim(_mutated(path, value)))
 
@@ -137,14 +143,29 @@ def test_payload_that_is_not_an_object_fails_clearly() -> None:
 
 
 def test_report_bodies_follow_the_protocol() -> None:
-    report = Report(output="hi", error=None, duration_ms=-3, exit_code=0, exit_signal=None,
-                    exit_reason="ok")
+    report = Report(
+        output="hi", error=None, duration_ms=-3, exit_code=0, exit_signal=None, exit_reason="ok"
+    )
     assert report.watcher_body("w1") == {
-        "worker_id": "w1", "output": "hi", "error": None, "duration_ms": 0, "exit_code": 0,
-        "exit_signal": None, "exit_reason": "ok",
+        "worker_id": "w1",
+        "output": "hi",
+        "error": None,
+        "duration_ms": 0,
+        "exit_code": 0,
+        "exit_signal": None,
+        "exit_reason": "ok",
     }
-    failed = Report(output="", error="boom", duration_ms=5, exit_code=1, exit_signal=None,
-                    exit_reason="error_message")
+    failed = Report(
+        output="",
+        error="boom",
+        duration_ms=5,
+        exit_code=1,
+        exit_signal=None,
+        exit_reason="error_message",
+    )
     assert failed.generic_body(3, "w1") == {
-        "run_id": 3, "worker_id": "w1", "status": "failed", "error_message": "boom",
+        "run_id": 3,
+        "worker_id": "w1",
+        "status": "failed",
+        "error_message": "boom",
     }

@@ -24,10 +24,14 @@ def test_defaults_without_any_config() -> None:
 
 
 def test_precedence_file_then_env_then_flags(isolated_home: Path) -> None:
-    write_config(isolated_home, 'server = "https://file.example"\nconcurrency = 2\n'
-                                'worker_id = "from-file"\n')
-    env = {"DEVICE_AGENT_HOME": str(isolated_home), "DEVICE_AGENT_SERVER": "https://env.example",
-           "DEVICE_AGENT_WORKER_ID": "from-env"}
+    write_config(
+        isolated_home, 'server = "https://file.example"\nconcurrency = 2\nworker_id = "from-file"\n'
+    )
+    env = {
+        "DEVICE_AGENT_HOME": str(isolated_home),
+        "DEVICE_AGENT_SERVER": "https://env.example",
+        "DEVICE_AGENT_WORKER_ID": "from-env",
+    }
     settings = load(env=env, overrides={"worker_id": "from-flag"})
     assert settings.server == "https://env.example"
     assert settings.worker_id == "from-flag"
@@ -41,8 +45,11 @@ def test_home_isolates_every_path(isolated_home: Path) -> None:
 
 
 def test_sections_are_read(isolated_home: Path) -> None:
-    write_config(isolated_home, "[executor]\nkill_grace_seconds = 1.5\nenv_deny = ['AWS_SECRET']\n"
-                                "[journal]\nkeep_rows = 5\n")
+    write_config(
+        isolated_home,
+        "[executor]\nkill_grace_seconds = 1.5\nenv_deny = ['AWS_SECRET']\n"
+        "[journal]\nkeep_rows = 5\n",
+    )
     settings = load(env={"DEVICE_AGENT_HOME": str(isolated_home)})
     assert settings.executor.kill_grace_seconds == 1.5
     assert settings.executor.env_deny == ("AWS_SECRET",)
@@ -72,8 +79,10 @@ def test_bad_settings_give_one_clear_line(isolated_home: Path, text: str, messag
     assert "\n" not in str(info.value)
 
 
-@pytest.mark.parametrize("url", ["http://127.0.0.1:8787", "http://localhost:1/", "http://[::1]:5",
-                                 "https://lobu.example.com/"])
+@pytest.mark.parametrize(
+    "url",
+    ["http://127.0.0.1:8787", "http://localhost:1/", "http://[::1]:5", "https://lobu.example.com/"],
+)
 def test_allowed_server_urls(url: str) -> None:
     assert load(env={}, overrides={"server": url}).server == url.rstrip("/")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 
 from device_agent.alarm import Alarm
@@ -88,11 +89,10 @@ def test_clock_jump_is_reported_as_a_wake() -> None:
             raise asyncio.CancelledError
 
     async def go() -> None:
-        try:
-            await watch_for_sleep(wakes.append, interval=5, threshold=30, clock=clock,
-                                  sleep=fake_sleep)
-        except asyncio.CancelledError:
-            pass
+        with contextlib.suppress(asyncio.CancelledError):
+            await watch_for_sleep(
+                wakes.append, interval=5, threshold=30, clock=clock, sleep=fake_sleep
+            )
 
     asyncio.run(go())
     assert wakes == [3600.0]
@@ -112,11 +112,10 @@ def test_small_drift_is_not_a_wake() -> None:
             raise asyncio.CancelledError
 
     async def go() -> None:
-        try:
-            await watch_for_sleep(wakes.append, interval=5, threshold=30, clock=clock,
-                                  sleep=fake_sleep)
-        except asyncio.CancelledError:
-            pass
+        with contextlib.suppress(asyncio.CancelledError):
+            await watch_for_sleep(
+                wakes.append, interval=5, threshold=30, clock=clock, sleep=fake_sleep
+            )
 
     asyncio.run(go())
     assert wakes == []

@@ -1,0 +1,150 @@
+"""Integration fixtures: the dev server on loopback, fake CLIs on PATH, the agent as a process."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from device_agent.devserver import DevServer, DevState
+
+HERE = Path(__file__).parent
+WORKER_ID = "linux:test-device"
+
+
+def wait_for(
+    predicate: Callable[[], Any], *, timeout: float = 15.0, what: str = "condition"
+) -> Any:
+    """Poll `predicate` until it is truthy; fail the test after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.02)
+
+
+def install_fake(bin_dir: Path, name: str, source: Path) -> Path:
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    target = bin_dir / name
+    target.write_text(f"#!{sys.executable}\n" + source.read_text())
+    target.chmod(0o755)
+    return target
+
+
+@dataclass
+class Lab:
+    """One dev server, one agent home, fake CLIs: what every integration test needs."""
+
+    state: DevState
+    url: str
+    token: str
+    home: Path
+    bin_dir: Path
+    cli_log: Path
+    config: dict[str, Any] = field(default_factory=dict)
+    processes: list[subprocess.Popen[str]] = field(default_factory=list)
+
+    def env(self, **extra: str) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("DEVICE_AGENT_")}
+        env.update(
+            DEVICE_AGENT_HOME=str(self.home),
+            DEVICE_AGENT_SERVER=self.url,
+            DEVICE_AGENT_TOKEN=self.token,
+            DEVICE_AGENT_WORKER_ID=WORKER_ID,
+            PATH=f"{self.bin_dir}{os.pathsep}{env.get('PATH', '')}",
+            FAKE_CLI_LOG=str(self.cli_log),
+            PYTHONUNBUFFERED="1",
+        )
+        env.update(extra)
+        return env
+
+    def write_config(self) -> None:
+        lines = []
+        sections: dict[str, dict[str, Any]] = {}
+        for key, value in self.config.items():
+            if isinstance(value, dict):
+                sections[key] = value
+            else:
+                lines.append(f"{key} = {json.dumps(value)}")
+        for name, values in sections.items():
+            lines.append(f"[{name}]")
+            lines += [f"{k} = {json.dumps(v)}" for k, v in values.items()]
+        path = self.home / "config" / "config.toml"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("\n".join(lines) + "\n")
+
+    def run_agent(
+        self, *args: str, timeout: float = 60.0, **env: str
+    ) -> subprocess.CompletedProcess[str]:
+        self.write_config()
+        return subprocess.run(
+            [sys.executable, "-m", "device_agent", *args],
+            env=self.env(**env),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    def start_agent(self, *args: str, **env: str) -> subprocess.Popen[str]:
+        self.write_config()
+        process = subprocess.Popen(
+            [sys.executable, "-m", "device_agent", "run", *args],
+            env=self.env(**env),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.processes.append(process)
+        return process
+
+    def stop_agent(self, process: subprocess.Popen[str], timeout: float = 30.0) -> tuple[int, str]:
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=timeout)
+        return process.returncode, err
+
+    def executions(self) -> list[dict[str, Any]]:
+        return [json.loads(p.read_text()) for p in sorted(self.cli_log.iterdir())]
+
+    def add_watcher(self, prompt: str, name: str = "Inbox digest", **kw: Any) -> str:
+        kw.setdefault("agent_kind", "claude-code")
+        return self.state.add_watcher(prompt=prompt, name=name, pinned_worker_id=WORKER_ID, **kw)
+
+
+@pytest.fixture
+def lab(tmp_path: Path, isolated_home: Path) -> Iterator[Lab]:
+    state = DevState(create_checkin_watcher=False)
+    token = state.add_token()
+    bin_dir = tmp_path / "bin"
+    install_fake(bin_dir, "claude", HERE / "fake_claude.py")
+    cli_log = tmp_path / "cli-log"
+    cli_log.mkdir()
+    with DevServer(state).running_in_thread() as server:
+        lab = Lab(
+            state=state,
+            url=server.url,
+            token=token,
+            home=isolated_home,
+            bin_dir=bin_dir,
+            cli_log=cli_log,
+            config={"heartbeat_seconds": 0.5, "max_backoff_seconds": 0.5},
+        )
+        try:
+            yield lab
+        finally:
+            for process in lab.processes:
+                if process.poll() is None:
+                    process.kill()
+                    process.communicate()

@@ -1,0 +1,217 @@
+"""The real agent, as a process, against the dev server over loopback (issue: the core)."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from pathlib import Path
+
+from device_agent.devserver import Fault
+
+from .conftest import WORKER_ID, Lab, wait_for
+
+
+def journal_rows(home: Path) -> dict[int, sqlite3.Row]:
+    db = sqlite3.connect(home / "state" / "journal.sqlite3")
+    db.row_factory = sqlite3.Row
+    try:
+        return {row["run_id"]: row for row in db.execute("SELECT * FROM runs")}
+    finally:
+        db.close()
+
+
+def test_several_runs_are_each_completed_once_with_their_output(lab: Lab) -> None:
+    names = ["Inbox digest", "Release watch", "Flaky tests"]
+    runs = {}
+    for name in names:
+        watcher = lab.add_watcher(f"Summarise {name} for me.", name=name)
+        runs[lab.state.queue_run(watcher)] = name
+    lab.config["concurrency"] = 2
+    agent = lab.start_agent()
+    wait_for(
+        lambda: all(lab.state.run(r).status == "completed" for r in runs), what="3 completions"
+    )
+    code, err = lab.stop_agent(agent)
+    assert code == 0, err
+    for run_id, name in runs.items():
+        run = lab.state.run(run_id)
+        assert run.completions_committed == 1
+        assert run.output == f"Summary: Summarise {name} for me."
+        assert run.claimed_by == WORKER_ID
+    assert len(lab.executions()) == 3
+    assert {row["state"] for row in journal_rows(lab.home).values()} == {"acknowledged"}
+
+
+def test_lost_ack_after_commit_ends_at_409_and_counts_as_done(lab: Lab) -> None:
+    run_id = lab.state.queue_run(lab.add_watcher("Check the release notes."))
+    lab.state.faults.add(Fault(route="complete", kind="drop_after_commit", times=1))
+    result = lab.run_agent("run", "--once")
+    assert result.returncode == 0, result.stderr
+    run = lab.state.run(run_id)
+    assert run.status == "completed"
+    assert run.completions_committed == 1
+    assert run.completion_attempts == 2  # the lost ack, then the retry that got 409
+    row = journal_rows(lab.home)[run_id]
+    assert (row["state"], row["answer"]) == ("acknowledged", "already final")
+    assert "earlier post" in row["server_message"]
+
+
+def test_heartbeat_409_kills_the_cli_and_reports_nothing(lab: Lab) -> None:
+    run_id = lab.state.queue_run(lab.add_watcher("Watch forever [[hang]]"))
+    agent = lab.start_agent()
+    pid = wait_for(lambda: [e["pid"] for e in lab.executions()], what="the CLI to start")[0]
+    lab.state.cancel_run(run_id)
+    wait_for(lambda: not _alive(pid), what="the CLI to be killed")
+    wait_for(
+        lambda: journal_rows(lab.home).get(run_id, {"state": ""})["state"] == "abandoned",
+        what="the run to be marked abandoned",
+    )
+    code, err = lab.stop_agent(agent)
+    assert code == 0, err
+    run = lab.state.run(run_id)
+    assert run.status == "cancelled"
+    assert run.completion_attempts == 0
+
+
+def test_malformed_payloads_fail_clearly_and_a_later_good_run_completes(lab: Lab) -> None:
+    good_payload = _payload_of(lab)
+    bad = {
+        "missing watcher": {k: v for k, v in good_payload.items() if k != "watcher"},
+        "no prompt": _with(good_payload, ["watcher", "prompt"], None),
+        "bad window": _with(good_payload, ["event", "payload", "window_start"], "yesterday"),
+        "wrong type": _with(good_payload, ["watcher", "execution_config"], "fast"),
+        "not an object": "garbage",
+    }
+    bad_ids = {
+        lab.state.queue_raw_run(
+            pinned_worker_id=WORKER_ID, run_type="watcher", payload=payload
+        ): why
+        for why, payload in bad.items()
+    }
+    good_id = lab.state.queue_run(lab.add_watcher("A good prompt after the bad ones."))
+    agent = lab.start_agent()
+    wait_for(lambda: lab.state.run(good_id).status == "completed", what="the good run")
+    wait_for(lambda: all(lab.state.run(r).status == "failed" for r in bad_ids), what="bad runs")
+    code, err = lab.stop_agent(agent)
+    assert code == 0, err
+    errors = {why: lab.state.run(r).error or "" for r, why in bad_ids.items()}
+    assert "payload.watcher is missing" in errors["missing watcher"]
+    assert "has no prompt" in errors["no prompt"]
+    assert "window_start" in errors["bad window"]
+    assert "execution_config" in errors["wrong type"]
+    assert "payload is missing or not an object" in errors["not an object"]
+    assert len(lab.executions()) == 1  # only the good run reached a CLI
+
+
+def test_unknown_run_type_is_failed_through_the_generic_route(lab: Lab) -> None:
+    run_id = lab.state.queue_raw_run(pinned_worker_id=WORKER_ID, run_type="sync", payload={})
+    result = lab.run_agent("run", "--once")
+    assert result.returncode == 0, result.stderr
+    run = lab.state.run(run_id)
+    assert run.status == "failed"
+    assert "run_type='sync'" in (run.error or "")
+    assert "does not handle" in result.stderr
+
+
+def test_once_with_nothing_to_do_exits_0_quickly(lab: Lab) -> None:
+    started = time.monotonic()
+    result = lab.run_agent("run", "--once")
+    assert result.returncode == 0, result.stderr
+    assert time.monotonic() - started < 10
+
+
+def test_claude_is_error_with_exit_0_is_reported_as_failed(lab: Lab) -> None:
+    run_id = lab.state.queue_run(lab.add_watcher("Try it [[error]]"))
+    result = lab.run_agent("run", "--once")
+    assert result.returncode == 0, result.stderr
+    run = lab.state.run(run_id)
+    assert run.status == "failed"
+    assert "API Error: 529 Overloaded" in (run.error or "")
+
+
+def test_refused_token_exits_3_with_advice(lab: Lab) -> None:
+    result = lab.run_agent("run", "--once", DEVICE_AGENT_TOKEN="owl_pat_" + "x" * 32)
+    assert result.returncode == 3
+    assert "device-agent login" in result.stderr
+
+
+def test_no_token_exits_3_before_any_request(lab: Lab) -> None:
+    before = len(lab.state.requests)
+    result = lab.run_agent("run", "--once", DEVICE_AGENT_TOKEN="")
+    assert result.returncode == 3
+    assert "no token" in result.stderr
+    assert len(lab.state.requests) == before
+
+
+def test_unreachable_server_exits_4(lab: Lab) -> None:
+    result = lab.run_agent("run", "--once", DEVICE_AGENT_SERVER="http://127.0.0.1:9")
+    assert result.returncode == 4, result.stderr
+
+
+def test_bad_config_exits_2_naming_the_key(lab: Lab) -> None:
+    lab.config["concurency"] = 2
+    result = lab.run_agent("run", "--once")
+    assert result.returncode == 2
+    assert "unknown setting 'concurency'" in result.stderr
+
+
+def test_token_never_reaches_logs_or_the_cli(lab: Lab) -> None:
+    lab.state.queue_run(lab.add_watcher("Check my inbox."))
+    result = lab.run_agent("run", "--once", "--verbose")
+    assert result.returncode == 0, result.stderr
+    logs = "".join(p.read_text() for p in (lab.home / "logs").iterdir())
+    assert lab.token not in logs + result.stderr + result.stdout
+    for execution in lab.executions():
+        assert lab.token not in " ".join(execution["argv"])
+
+
+# ----------------------------------------------------------------- helpers
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _payload_of(lab: Lab) -> dict:  # type: ignore[type-arg]
+    """A realistic watcher payload (PROTOCOL.md §3) to break in controlled ways."""
+    return {
+        "watcher": {
+            "id": "900",
+            "name": "template",
+            "slug": "template",
+            "agent_kind": "claude-code",
+            "notification_channel": "canvas",
+            "notification_priority": "normal",
+            "execution_config": None,
+            "prompt": "Template prompt",
+        },
+        "event": {
+            "trigger_event_id": None,
+            "fired_at": "2026-11-27T09:00:00Z",
+            "payload": {
+                "watcher_id": 900,
+                "window_start": "2026-11-27T08:00:00Z",
+                "window_end": "2026-11-27T09:00:00Z",
+                "dispatch_source": "scheduled",
+                "agent_kind": "claude-code",
+                "kind": "digest",
+            },
+        },
+        "context": {"device": {"worker_id": "uuid"}, "user": {"user_id": "u"}},
+    }
+
+
+def _with(payload: dict, path: list[str], value: object) -> dict:  # type: ignore[type-arg]
+    import copy
+
+    changed = copy.deepcopy(payload)
+    target = changed
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+    return changed

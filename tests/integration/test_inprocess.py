@@ -1,0 +1,153 @@
+"""Agent behaviour that needs an injected clock or sleep: run in-process against the dev server."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from device_agent.devserver import DevServer, DevState
+from device_agent.dispatcher import AUTH_RETRY_SECONDS, Agent, ExitCode
+from device_agent.runner import run_agent
+from device_agent.settings import Paths, Settings, validate
+
+WORKER = "linux:inprocess"
+
+
+async def until(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "it") -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.01)
+
+
+def polls(state: DevState) -> int:
+    return sum(1 for r in state.requests if r.path == "/api/workers/poll")
+
+
+def settings_for(url: str, token: str, home: Path) -> Settings:
+    return validate(
+        Settings(
+            server=url,
+            token=token,
+            worker_id=WORKER,
+            default_agent="demo",
+            paths=Paths.resolve({"DEVICE_AGENT_HOME": str(home)}),
+        )
+    )
+
+
+class JumpingClock:
+    """Real time, plus whatever the test adds to the wall clock (a closed lid)."""
+
+    def __init__(self) -> None:
+        self.slept = 0.0
+
+    def wall(self) -> float:
+        return time.time() + self.slept
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+
+def test_wake_from_sleep_polls_at_once(isolated_home: Path) -> None:
+    async def go() -> None:
+        state = DevState(create_checkin_watcher=False, next_poll_seconds=3600)
+        token = state.add_token()
+        clock = JumpingClock()
+        agents: list[Agent] = []
+        async with DevServer(state) as server:
+            task = asyncio.create_task(
+                run_agent(
+                    settings_for(server.url, token, isolated_home),
+                    token=token,
+                    worker_id=WORKER,
+                    clock=clock,
+                    handle_signals=False,
+                    started=agents.append,
+                    wake_check_seconds=0.02,
+                )
+            )
+            await until(lambda: polls(state) == 1, what="the first poll")
+            await until(lambda: agents[0].status.state == "idle", what="idle")
+            clock.slept += 3600
+            await until(
+                lambda: polls(state) == 2,
+                timeout=5,
+                what="a poll right after waking (the server asked for 3600 s)",
+            )
+            assert agents[0].status.woke_at is not None
+            agents[0].request_stop()
+            assert await task == ExitCode.OK
+
+    asyncio.run(go())
+
+
+def test_refused_token_is_retried_once_a_minute_not_hammered(
+    isolated_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    waits: list[float] = []
+
+    async def go() -> None:
+        state = DevState(create_checkin_watcher=False)
+        state.add_token()
+        bad = "owl_pat_" + "z" * 32
+        agents: list[Agent] = []
+
+        def started(agent: Agent) -> None:
+            agents.append(agent)
+
+            async def record(seconds: float) -> bool:  # the poll loop's wait, without waiting
+                waits.append(seconds)
+                if len(waits) >= 3:
+                    agent.request_stop()
+                await asyncio.sleep(0)
+                return False
+
+            monkeypatch.setattr(agent._poll_alarm, "sleep", record)
+
+        async with DevServer(state) as server:
+            code = await run_agent(
+                settings_for(server.url, bad, isolated_home),
+                token=bad,
+                worker_id=WORKER,
+                handle_signals=False,
+                started=started,
+            )
+        assert code == ExitCode.OK
+        assert agents[0].status.state == "stopped"
+        assert "device-agent login" in (agents[0].status.last_error or "")
+        assert polls(state) == len(waits)  # one poll per wait: nothing in between
+
+    asyncio.run(go())
+    assert waits == [AUTH_RETRY_SECONDS] * 3
+
+
+def test_unreachable_server_backs_off_with_growing_capped_waits(
+    isolated_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    waits: list[float] = []
+    token = "owl_pat_" + "q" * 32
+
+    def started(agent: Agent) -> None:
+        async def record(seconds: float) -> bool:
+            waits.append(seconds)
+            if len(waits) >= 8:
+                agent.request_stop()
+            await asyncio.sleep(0)
+            return False
+
+        monkeypatch.setattr(agent._poll_alarm, "sleep", record)
+
+    settings = settings_for("http://127.0.0.1:9", token, isolated_home)
+    code = asyncio.run(
+        run_agent(settings, token=token, worker_id=WORKER, handle_signals=False, started=started)
+    )
+    assert code == ExitCode.OK
+    assert all(0 < w <= settings.max_backoff_seconds for w in waits)
+    assert waits[-1] > waits[0] * 4  # exponential, never a tight loop

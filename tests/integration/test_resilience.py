@@ -1,0 +1,182 @@
+"""Nothing lost, nothing twice: restarts, shutdown, the outbox and the lock, with the real agent."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from device_agent.devserver import Fault
+
+from .conftest import Lab, wait_for
+
+
+def journal(home: Path) -> dict[int, dict[str, Any]]:
+    path = home / "state" / "journal.sqlite3"
+    if not path.exists():
+        return {}
+    db = sqlite3.connect(path)
+    db.row_factory = sqlite3.Row
+    try:
+        return {row["run_id"]: dict(row) for row in db.execute("SELECT * FROM runs")}
+    finally:
+        db.close()
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def first_cli_pid(lab: Lab) -> int:
+    pids = wait_for(lambda: [e["pid"] for e in lab.executions()], what="the CLI to start")
+    return int(pids[0])
+
+
+def test_run_finishing_within_grace_is_reported_on_shutdown(lab: Lab) -> None:
+    run_id = lab.state.queue_run(lab.add_watcher("Take a moment [[slow]]"))
+    agent = lab.start_agent(FAKE_SLOW_SECONDS="1.5")
+    first_cli_pid(lab)
+    code, err = lab.stop_agent(agent)
+    assert code == 0, err
+    run = lab.state.run(run_id)
+    assert (run.status, run.completions_committed) == ("completed", 1)
+
+
+def test_run_past_grace_is_cancelled_and_leaves_no_process(lab: Lab) -> None:
+    lab.config["shutdown_grace_seconds"] = 0.3
+    run_id = lab.state.queue_run(lab.add_watcher("Never ends [[hang]]"))
+    agent = lab.start_agent()
+    pid = first_cli_pid(lab)
+    code, err = lab.stop_agent(agent)
+    assert code == 0, err
+    assert not alive(pid)
+    run = lab.state.run(run_id)
+    assert run.status == "failed"
+    assert run.exit_reason == "cancelled"
+    assert "grace period" in (run.error or "")
+
+
+def test_second_signal_cuts_the_grace_short(lab: Lab) -> None:
+    lab.config["shutdown_grace_seconds"] = 600
+    run_id = lab.state.queue_run(lab.add_watcher("Never ends [[hang]]"))
+    agent = lab.start_agent()
+    pid = first_cli_pid(lab)
+    agent.send_signal(signal.SIGTERM)
+    wait_for(lambda: _status(lab).get("state") == "stopping", what="the agent to start draining")
+    agent.send_signal(signal.SIGTERM)
+    agent.communicate(timeout=30)
+    assert agent.returncode == 0
+    assert not alive(pid)
+    assert lab.state.run(run_id).exit_reason == "cancelled"
+
+
+def test_killed_agent_reports_the_interrupted_run_instead_of_rerunning_it(lab: Lab) -> None:
+    run_id = lab.state.queue_run(lab.add_watcher("Interrupted [[hang]]"))
+    agent = lab.start_agent()
+    pid = first_cli_pid(lab)
+    agent.kill()
+    agent.communicate()
+    os.kill(pid, signal.SIGKILL)  # what the OS does to an orphan on reboot
+    assert journal(lab.home)[run_id]["state"] == "claimed"
+    result = lab.run_agent("run", "--once")
+    assert result.returncode == 0, result.stderr
+    run = lab.state.run(run_id)
+    assert run.status == "failed"
+    assert run.exit_reason == "crash"
+    assert "restarted while this run was executing" in (run.error or "")
+    assert len(lab.executions()) == 1  # never executed twice
+
+
+def test_undelivered_result_waits_in_the_journal_and_is_sent_on_the_next_start(lab: Lab) -> None:
+    run_id = lab.state.queue_run(lab.add_watcher("Deliver me"))
+    lab.state.faults.add(Fault(route="complete", kind="status", status=503, times=None))
+    result = lab.run_agent("run", "--once")
+    assert result.returncode == 4, result.stderr
+    row = journal(lab.home)[run_id]
+    assert (row["state"], row["output"]) == ("finished", "Summary: Deliver me")
+    status = json.loads(lab.run_agent("status", "--json").stdout)
+    assert status["undelivered"] == 1
+    lab.state.faults.clear()
+    result = lab.run_agent("run", "--once")
+    assert result.returncode == 0, result.stderr
+    run = lab.state.run(run_id)
+    assert (run.status, run.output, run.completions_committed) == (
+        "completed",
+        "Summary: Deliver me",
+        1,
+    )
+    assert len(lab.executions()) == 1
+
+
+def test_rejected_result_becomes_a_visible_dead_letter(lab: Lab) -> None:
+    run_id = lab.state.queue_run(lab.add_watcher("Rejected"))
+    lab.state.faults.add(Fault(route="complete", kind="status", status=404, times=None))
+    result = lab.run_agent("run", "--once")
+    assert result.returncode == 1
+    status = json.loads(lab.run_agent("status", "--json").stdout)
+    assert [d["run_id"] for d in status["dead_letters"]] == [run_id]
+    shown = lab.run_agent("history", "--run", str(run_id))
+    assert "Summary: Rejected" in shown.stdout
+    assert "HTTP 404" in shown.stdout
+    again = lab.run_agent("run", "--once")  # not retried forever
+    assert again.returncode == 0
+    assert lab.state.run(run_id).completion_attempts == 1
+
+
+def test_success_the_server_keeps_refusing_is_closed_as_failed(lab: Lab) -> None:
+    """PROTOCOL §11.7: two runs for the same window make every success report a 500."""
+    lab.config["server_error_budget"] = 2
+    watcher = lab.add_watcher("Same window twice")
+    window = {"window_start": "2026-11-26T00:00:00.000Z", "window_end": "2026-11-27T00:00:00.000Z"}
+    first = lab.state.queue_run(watcher, dispatch_source="manual", **window)
+    assert lab.run_agent("run", "--once").returncode == 0
+    second = lab.state.queue_run(watcher, dispatch_source="manual", **window)
+    result = lab.run_agent("run", "--once")
+    assert result.returncode == 0, result.stderr
+    assert lab.state.run(first).status == "completed"
+    run = lab.state.run(second)
+    assert run.status == "failed"
+    assert "duplicate key value" in (run.error or "")
+    assert journal(lab.home)[second]["output"] == "Summary: Same window twice"
+
+
+def test_second_agent_for_the_same_home_exits_2_naming_the_pid(lab: Lab) -> None:
+    agent = lab.start_agent()
+    wait_for(lambda: _status(lab).get("pid") == agent.pid, what="the first agent to start")
+    second = lab.run_agent("run")
+    assert second.returncode == 2
+    assert f"PID {agent.pid}" in second.stderr
+    code, err = lab.stop_agent(agent)
+    assert code == 0, err
+
+
+def test_trigger_makes_the_running_agent_poll_at_once(lab: Lab) -> None:
+    lab.state.next_poll_seconds = 3600
+    watcher = lab.add_watcher("Run me now")
+    lab.state.add_token(bound_worker_id="linux:test-device", token="owl_pat_" + "b" * 32)
+    agent = lab.start_agent()
+    wait_for(lambda: _status(lab).get("state") == "idle", what="the agent to go idle")
+    result = lab.run_agent("trigger", watcher, DEVICE_AGENT_TOKEN="owl_pat_" + "b" * 32)
+    assert result.returncode == 0, result.stderr
+    assert "queued run" in result.stdout
+    wait_for(
+        lambda: any(r.status == "completed" for r in lab.state.runs()),
+        what="the triggered run to complete long before the next scheduled poll",
+    )
+    code, err = lab.stop_agent(agent)
+    assert code == 0, err
+
+
+def _status(lab: Lab) -> dict[str, Any]:
+    try:
+        data = json.loads((lab.home / "state" / "status.json").read_text())
+    except (FileNotFoundError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
