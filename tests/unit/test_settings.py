@@ -96,3 +96,10 @@ def test_repr_never_shows_the_token() -> None:
     settings = load(env={"DEVICE_AGENT_TOKEN": "owl_pat_secretsecretsecret"})
     assert "secretsecret" not in repr(settings)
     assert settings.token == "owl_pat_secretsecretsecret"
+
+
+def test_shipped_example_config_is_valid() -> None:
+    from device_agent.resources import shipped_dir
+
+    settings = load(env={}, config_path=shipped_dir("config") / "config.example.toml")
+    assert settings.server == "https://lobu.example.com"
