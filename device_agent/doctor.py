@@ -11,7 +11,7 @@ import keyring
 from device_agent.client import AnswerKind, LobuClient
 from device_agent.credentials import CredentialError, resolve_token
 from device_agent.dispatcher import ExitCode
-from device_agent.profiles import check_profiles, load_profiles
+from device_agent.profiles import ProfileCheck, check_profiles, load_profiles
 from device_agent.settings import ConfigError, Settings
 
 
@@ -43,7 +43,7 @@ async def _checks(settings: Settings) -> tuple[list[Check], int]:
     code = server_code
     profiles = load_profiles(user_dir=settings.paths.profiles_dir)
     for result in await check_profiles(profiles):
-        checks.append(Check(result.path is not None, f"executor {result.name}", result.describe()))
+        checks.append(Check(result.path is not None, f"executor {result.name}", _describe(result)))
     default = settings.default_agent
     checks.append(
         Check(
@@ -98,3 +98,10 @@ async def _server(settings: Settings) -> tuple[list[Check], int]:
     if not answer.ok:
         return [reach, Check(False, "token accepted", answer.describe())], ExitCode.INTERNAL
     return [reach, Check(True, "token accepted")], ExitCode.OK
+
+
+def _describe(check: ProfileCheck) -> str:
+    if check.path is None:
+        return check.error or f"{check.binary} not found on PATH"
+    unknown = f"version unknown: {check.error}" if check.error else "version unknown"
+    return f"{check.path} ({check.version or unknown})"

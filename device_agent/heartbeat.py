@@ -42,7 +42,7 @@ class Heartbeat:
         return answer
 
     def beat_now(self) -> None:
-        """After a wake from sleep: check at once that the run is still ours (one beat, no burst)."""
+        """After a wake from sleep: check at once that the run is still ours (one beat)."""
         self._now.set()
 
     async def stop(self) -> None:

@@ -43,7 +43,9 @@ async def run_agent(
         poll_timeout=settings.poll_timeout_seconds,
     )
     tokens = Tokens(settings, token)
-    executor = Executor(settings.executor, profiles, secrets=(token,))
+    executor = Executor(
+        settings.executor, profiles, secrets=(token,), scratch_dir=settings.paths.state_dir / "runs"
+    )
     status_path = settings.paths.state_dir / "status.json"
     loop = asyncio.get_running_loop()
 
@@ -88,6 +90,9 @@ async def run_agent(
             concurrency=settings.concurrency,
             pruned_journal_rows=pruned,
         )
+        orphans = await executor.recover()
+        if orphans:
+            log.warning("stopped CLIs left running by a previous agent", groups=orphans)
         if started is not None:
             started(agent)
         return await agent.run(once=once)

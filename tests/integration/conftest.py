@@ -116,7 +116,7 @@ class Lab:
         return process.returncode, err
 
     def executions(self) -> list[dict[str, Any]]:
-        return [json.loads(p.read_text()) for p in sorted(self.cli_log.iterdir())]
+        return [json.loads(p.read_text()) for p in sorted(self.cli_log.glob("*.json"))]
 
     def add_watcher(self, prompt: str, name: str = "Inbox digest", **kw: Any) -> str:
         kw.setdefault("agent_kind", "claude-code")

@@ -32,8 +32,10 @@ def main() -> int:
     prompt = prompt_from_argv(sys.argv[1:])
     log_dir = os.environ.get("FAKE_CLI_LOG")
     if log_dir:
-        with open(os.path.join(log_dir, f"{time.time_ns()}-{os.getpid()}.json"), "w") as f:
+        final = os.path.join(log_dir, f"{time.time_ns()}-{os.getpid()}.json")
+        with open(final + ".tmp", "w") as f:
             json.dump({"argv": sys.argv[1:], "prompt": prompt, "pid": os.getpid()}, f)
+        os.replace(final + ".tmp", final)  # readers never see half a record
     if "[[hang]]" in prompt:
         time.sleep(3600)
     if "[[slow]]" in prompt:

@@ -170,11 +170,16 @@ def test_token_never_reaches_logs_or_the_cli(lab: Lab) -> None:
 
 
 def _alive(pid: int) -> bool:
+    """Running (a zombie waiting for init to reap it does not count)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return True  # no /proc here: the signal check is all we have
+    return state != "Z"
 
 
 def _payload_of(lab: Lab) -> dict:  # type: ignore[type-arg]

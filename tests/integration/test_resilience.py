@@ -27,11 +27,16 @@ def journal(home: Path) -> dict[int, dict[str, Any]]:
 
 
 def alive(pid: int) -> bool:
+    """Running (a zombie waiting for init to reap it does not count)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return True  # no /proc here: the signal check is all we have
+    return state != "Z"
 
 
 def first_cli_pid(lab: Lab) -> int:
@@ -81,12 +86,16 @@ def test_killed_agent_reports_the_interrupted_run_instead_of_rerunning_it(lab: L
     run_id = lab.state.queue_run(lab.add_watcher("Interrupted [[hang]]"))
     agent = lab.start_agent()
     pid = first_cli_pid(lab)
+    scratch = lab.home / "state" / "runs"
+    assert any(scratch.rglob("mcp.json"))  # the per-run MCP config, holding the token
     agent.kill()
     agent.communicate()
-    os.kill(pid, signal.SIGKILL)  # what the OS does to an orphan on reboot
+    assert alive(pid)  # the CLI outlived the agent...
     assert journal(lab.home)[run_id]["state"] == "claimed"
     result = lab.run_agent("run", "--once")
     assert result.returncode == 0, result.stderr
+    wait_for(lambda: not alive(pid), what="the orphaned CLI to be stopped by the next agent")
+    assert not any(scratch.iterdir())  # ...and the token file it kept is gone
     run = lab.state.run(run_id)
     assert run.status == "failed"
     assert run.exit_reason == "crash"

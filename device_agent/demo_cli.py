@@ -1,0 +1,54 @@
+"""An offline stand-in for a CLI coding agent, for `device-agent demo`.
+
+Run as `python -m device_agent.demo_cli` (executors/demo.toml): it reads the
+prompt on stdin, calls no model and no network, and prints one result object
+shaped like Claude Code's `--output-format json`, so the demo exercises the
+same reader as a real run.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import time
+import uuid
+from typing import Final
+
+_FIELD: Final = re.compile(r"^(Watcher|Window start|Window end|Dispatch source): (.+)$", re.M)
+
+
+def summarize(prompt: str) -> str:
+    """A short, plausible result that mentions the watcher and its window."""
+    fields = dict(_FIELD.findall(prompt))
+    watcher = fields.get("Watcher", "this watcher")
+    start, end = fields.get("Window start"), fields.get("Window end")
+    window = f"the window {start} to {end}" if start and end else "its current window"
+    source = fields.get("Dispatch source", "unknown")
+    task = prompt.split("\n", 1)[0].strip()[:80] or "the watcher's task"
+    return (
+        f"Demo run for {watcher} covering {window} ({source} dispatch): "
+        f'worked through "{task}" and found nothing that needs attention. '
+        "This answer comes from the offline demo agent; no model was called."
+    )
+
+
+def main() -> int:
+    started = time.monotonic()
+    prompt = sys.stdin.read()
+    result = {
+        "type": "result",
+        "subtype": "success",
+        "is_error": False,
+        "result": summarize(prompt),
+        "total_cost_usd": 0,
+        "num_turns": 1,
+        "session_id": f"demo-{uuid.uuid4()}",
+        "duration_ms": int((time.monotonic() - started) * 1000),
+    }
+    sys.stdout.write(json.dumps(result) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,235 @@
+"""Output readers: turn what a CLI printed into the run's output, its error and its details.
+
+Readers are pure functions of captured text, chosen and configured by a
+profile's `[output]` table. They never raise: output they cannot understand
+becomes a `Reading` with a `problem`, which fails the run with a message that
+shows the tail of what was printed.
+
+- `TextReader`: stdout is the output; the exit status alone decides success.
+- `JsonReader`: one JSON object (Claude Code, Gemini CLI). The object decides
+  success: Claude can exit 0 with `is_error: true`, Gemini exits non-zero with
+  an `error` object — either way the run's error is the CLI's own message.
+- `JsonlReader`: a JSON-lines event stream (Codex `--json`, OpenCode
+  `--format json`); the last meaningful event — a final message or a failure —
+  decides.
+- `FileReader`: a file the CLI wrote (e.g. Codex `--output-last-message FILE`).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final, Protocol
+
+TAIL_CHARS: Final = 500
+_LAST_CANDIDATES: Final = 50  # how many line-start braces to try before giving up on a JSON object
+_OBJECT_START: Final = re.compile(r"(?m)^(?:\[[A-Z]+\] ?)?(\{)")  # Gemini prefixes "[ERROR] "
+_decoder: Final = json.JSONDecoder()
+
+
+@dataclass(frozen=True)
+class Captured:
+    """What a finished CLI left behind."""
+
+    stdout: str
+    stderr: str = ""
+    output_file: str | None = None  # content of `{output_file}`, None if the CLI wrote none
+
+
+@dataclass(frozen=True)
+class Reading:
+    output: str
+    error: str | None = None  # the CLI's own failure message
+    problem: str | None = None  # we could not understand what the CLI printed
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+
+class Reader(Protocol):
+    def read(self, captured: Captured) -> Reading: ...
+
+
+@dataclass(frozen=True)
+class TextReader:
+    def read(self, captured: Captured) -> Reading:
+        return Reading(output=captured.stdout.strip())
+
+
+@dataclass(frozen=True)
+class FileReader:
+    def read(self, captured: Captured) -> Reading:
+        if captured.output_file is None:
+            return Reading(
+                output=captured.stdout.strip(),
+                problem="the CLI did not write its output file" + _tail_note(captured.stdout),
+            )
+        return Reading(output=captured.output_file.strip())
+
+
+@dataclass(frozen=True)
+class JsonReader:
+    """One JSON object whose fields are mapped by dotted paths (`error.message`)."""
+
+    text: str  # the final answer, e.g. "result"
+    failed_if: tuple[str, ...] = ()  # a truthy value at any of these marks a failed run
+    error: tuple[str, ...] = ()  # where the failure message is; the first non-empty wins
+    details: Mapping[str, str] = field(default_factory=dict)  # detail name -> path
+    stderr: bool = False  # also look on stderr (Gemini prints its error object there)
+
+    def read(self, captured: Captured) -> Reading:
+        obj = last_json_object(captured.stdout)
+        if obj is None and self.stderr:
+            obj = last_json_object(captured.stderr)
+        if obj is None:
+            return Reading(
+                output=captured.stdout.strip(),
+                problem="expected a JSON object on stdout but found none"
+                + _tail_note(captured.stdout or captured.stderr),
+            )
+        details = _pick_details(obj, self.details)
+        text = dig(obj, self.text)
+        output = text if isinstance(text, str) else ""
+        failed = next((path for path in self.failed_if if dig(obj, path)), None)
+        if failed is not None:
+            message = first_message(obj, self.error) or (
+                f"the CLI reported a failure ({failed}={json.dumps(dig(obj, failed))})"
+            )
+            return Reading(output=output, error=message, details=details)
+        if text is None:
+            return Reading(
+                output="",
+                problem=f"the JSON object has no {self.text!r} field "
+                f"(it has: {', '.join(sorted(obj)) or 'nothing'})",
+                details=details,
+            )
+        return Reading(output=output, details=details)
+
+
+@dataclass(frozen=True)
+class JsonlReader:
+    """A JSON-lines event stream: the last final-message or failure event decides the run."""
+
+    final: Mapping[str, str]  # what a final-message event looks like: path -> value
+    text: str  # the message's path inside that event
+    failure_types: tuple[str, ...] = ()  # event types that fail the run
+    error: tuple[str, ...] = ()  # where a failure event keeps its message
+    details: Mapping[str, tuple[str, str]] = field(default_factory=dict)  # name -> (type|*, path)
+
+    def read(self, captured: Captured) -> Reading:
+        events = json_lines(captured.stdout)
+        if not events:
+            return Reading(
+                output=captured.stdout.strip(),
+                problem="expected JSON lines on stdout but found none"
+                + _tail_note(captured.stdout or captured.stderr),
+            )
+        details = self._details(events)
+        decisive = next((e for e in reversed(events) if self._is_meaningful(e)), None)
+        if decisive is None:
+            last_type = events[-1].get("type")
+            return Reading(
+                output="",
+                problem="the event stream ended without a final message "
+                f"(last event: {last_type!r})" + _tail_note(captured.stderr or captured.stdout),
+                details=details,
+            )
+        if decisive.get("type") in self.failure_types:
+            message = first_message(decisive, self.error) or f"the CLI reported {decisive['type']}"
+            return Reading(output="", error=message, details=details)
+        text = dig(decisive, self.text)
+        return Reading(output=text if isinstance(text, str) else "", details=details)
+
+    def _is_meaningful(self, event: Mapping[str, Any]) -> bool:
+        if event.get("type") in self.failure_types:
+            return True
+        return all(dig(event, path) == value for path, value in self.final.items())
+
+    def _details(self, events: list[dict[str, Any]]) -> dict[str, Any]:
+        found: dict[str, Any] = {}
+        for name, (event_type, path) in self.details.items():
+            for event in reversed(events):
+                if event_type in ("*", event.get("type")):
+                    value = dig(event, path)
+                    if value is not None:
+                        found[name] = value
+                        break
+        return found
+
+
+# ------------------------------------------------------------------ helpers
+
+
+def dig(obj: Any, path: str) -> Any:
+    """`dig({"a": {"b": [1, 2]}}, "a.b.1") == 2`; None where the path leads nowhere."""
+    for part in path.split("."):
+        if isinstance(obj, Mapping):
+            obj = obj.get(part)
+        elif isinstance(obj, list) and part.isdigit() and int(part) < len(obj):
+            obj = obj[int(part)]
+        else:
+            return None
+    return obj
+
+
+def first_message(obj: Mapping[str, Any], paths: tuple[str, ...]) -> str | None:
+    """The first non-empty text among `paths` (a list of strings is joined)."""
+    for path in paths:
+        value = dig(obj, path)
+        if isinstance(value, list):
+            value = "; ".join(str(v) for v in value if isinstance(v, str) and v.strip())
+        if isinstance(value, str) and value.strip():
+            return value.strip()
+    return None
+
+
+def last_json_object(text: str) -> dict[str, Any] | None:
+    """The JSON object in `text`, tolerating log lines around it; the last one wins."""
+    stripped = text.strip()
+    if not stripped:
+        return None
+    try:
+        whole = json.loads(stripped)
+    except ValueError:
+        pass
+    else:
+        return whole if isinstance(whole, dict) else None
+    starts = [m.start(1) for m in _OBJECT_START.finditer(stripped)][-_LAST_CANDIDATES:]
+    for start in reversed(starts):
+        try:
+            value, _ = _decoder.raw_decode(stripped, start)
+        except ValueError:
+            continue
+        if isinstance(value, dict):
+            return value
+    return None
+
+
+def json_lines(text: str) -> list[dict[str, Any]]:
+    """Every line of `text` that is a JSON object; other lines (banners, warnings) are skipped."""
+    events: list[dict[str, Any]] = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line.startswith("{"):
+            continue
+        try:
+            value = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(value, dict):
+            events.append(value)
+    return events
+
+
+def tail(text: str, limit: int = TAIL_CHARS) -> str:
+    text = text.strip()
+    return text if len(text) <= limit else "…" + text[-limit:]
+
+
+def _tail_note(text: str) -> str:
+    shown = tail(text)
+    return f"; last output: {shown}" if shown else "; it printed nothing"
+
+
+def _pick_details(obj: Mapping[str, Any], paths: Mapping[str, str]) -> dict[str, Any]:
+    return {name: value for name, path in paths.items() if (value := dig(obj, path)) is not None}

@@ -1,0 +1,261 @@
+"""Each shipped profile against a fake that mimics its CLI's output contract and failure shapes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.executors.conftest import MCP_URL, TOKEN, Bench
+
+SAMPLE_CONFIG = {
+    "model": "m1",
+    "max_budget_usd": 2,
+    "permission_mode": "acceptEdits",
+    "effort": "high",
+    "timeout_seconds": 120,
+}
+
+
+# -------------------------------------------------------------- Claude Code
+
+
+def test_claude_success_gives_result_and_details(bench: Bench) -> None:
+    bench.install("claude")
+    result = bench.run("claude-code")
+    assert result.error is None
+    assert result.exit_reason == "ok"
+    assert result.exit_code == 0
+    assert result.output == "Claude did: Summarize what changed."
+    assert result.details["cost_usd"] == 0.0421
+    assert result.details["num_turns"] == 3
+    assert result.details["session_id"] == "9f1c2d3e-0000-4000-8000-123456789abc"
+    assert result.details["usage"] == {"input_tokens": 1200, "output_tokens": 340}
+    assert bench.reported()["prompt"].startswith("Summarize what changed.")  # on stdin
+
+
+@pytest.mark.parametrize(("mode", "message"), [
+    ("is_error", "Not logged in · Please run /login"),  # exit status 0: the JSON decides
+    ("is_error_exit1", "API Error: 529 Overloaded"),
+    ("max_turns", "Reached maximum number of turns (2)"),
+])
+def test_claude_is_error_fails_with_claudes_message(bench: Bench, mode: str, message: str) -> None:
+    bench.install("claude")
+    result = bench.run("claude-code", mode=mode)
+    assert result.error == message
+    assert result.exit_reason == "error_message"
+    assert result.report().failed
+
+
+def test_claude_unparseable_output_fails_with_its_tail(bench: Bench) -> None:
+    bench.install("claude")
+    result = bench.run("claude-code", mode="garbage")
+    assert result.exit_reason == "error_message"
+    assert result.error is not None
+    assert "expected a JSON object" in result.error
+    assert "Welcome to Claude Code! <html>not json</html>" in result.error
+
+
+def test_claude_argv_maps_execution_config(bench: Bench) -> None:
+    bench.install("claude")
+    result = bench.run("claude-code", config=SAMPLE_CONFIG, mcp=False)
+    assert result.exit_reason == "ok"
+    assert bench.reported()["argv"][1:] == [
+        "-p", "--output-format", "json",
+        "--model", "m1", "--max-budget-usd", "2", "--permission-mode", "acceptEdits",
+        "--effort", "high",
+    ]
+
+
+# ------------------------------------------------------------------- Gemini
+
+
+def test_gemini_success(bench: Bench) -> None:
+    bench.install("gemini")
+    result = bench.run("gemini")
+    assert result.exit_reason == "ok"
+    assert result.output == "Gemini did: Summarize what changed."
+    assert result.details["session_id"] == "52bf10c2-376c-4a38-8ef6-79cb4be7b38d"
+    assert "models" in result.details["stats"]
+
+
+def test_gemini_error_json_on_stderr_with_exit_41(bench: Bench) -> None:
+    bench.install("gemini")
+    result = bench.run("gemini", mode="auth_error")
+    assert result.exit_code == 41
+    assert result.exit_reason == "error_message"
+    assert result.error is not None
+    assert result.error.startswith("Please set an Auth method in your")
+    assert result.details["error_code"] == 41
+    assert result.details["error_type"] == "Error"
+
+
+def test_gemini_prefixed_error_object(bench: Bench) -> None:
+    bench.install("gemini")
+    result = bench.run("gemini", mode="api_error")
+    assert result.exit_code == 1
+    assert result.error == "[API Error: quota exceeded]"
+
+
+def test_gemini_argv_translates_permission_mode_and_drops_unsupported_keys(bench: Bench) -> None:
+    bench.install("gemini")
+    result = bench.run("gemini", config=SAMPLE_CONFIG, mcp=False)
+    assert result.exit_reason == "ok"
+    assert bench.reported()["argv"][1:] == [
+        "--output-format", "json", "--skip-trust", "--model", "m1", "--approval-mode", "auto_edit",
+    ]
+    assert set(result.details["ignored_options"]) == {"max_budget_usd", "effort"}
+
+
+def test_gemini_mcp_settings_file_in_workdir_is_private_and_removed(bench: Bench) -> None:
+    bench.install("gemini")
+    result = bench.run("gemini")
+    assert result.exit_reason == "ok"
+    seen = bench.reported()["settings"]
+    assert seen["mode"] == "0o600"
+    assert seen["content"]["mcpServers"]["lobu"]["httpUrl"] == MCP_URL
+    assert seen["content"]["mcpServers"]["lobu"]["headers"]["Authorization"].startswith("Bearer ")
+    assert not Path(seen["path"]).exists()
+    assert bench.reported()["argv"][-2:] == ["--allowed-mcp-server-names", "lobu"]
+
+
+def test_gemini_never_overwrites_settings_in_a_configured_workdir(bench: Bench) -> None:
+    bench.install("gemini")
+    workdir = bench.root / "work"
+    settings = workdir / ".gemini" / "settings.json"
+    settings.parent.mkdir(parents=True)
+    settings.write_text('{"theme": "mine"}')
+    result = bench.run("gemini", executor=bench.executor(workdir=workdir))
+    assert result.exit_reason == "ok"
+    assert settings.read_text() == '{"theme": "mine"}'
+    assert result.details["mcp"] is False
+    assert workdir.is_dir()  # a configured workdir is the user's: never removed
+
+
+# -------------------------------------------------------------------- Codex
+
+
+def test_codex_final_agent_message_is_the_output(bench: Bench) -> None:
+    bench.install("codex")
+    result = bench.run("codex")
+    assert result.exit_reason == "ok", result.error
+    assert result.output == "Codex wrote the digest."
+    assert result.details["session_id"] == "01a21c4f-4520-7881-8612-8af118f7b615"
+    assert result.details["usage"]["output_tokens"] == 180
+
+
+def test_codex_stream_without_final_message_fails_clearly(bench: Bench) -> None:
+    bench.install("codex")
+    result = bench.run("codex", mode="no_final")
+    assert result.exit_code == 0
+    assert result.exit_reason == "error_message"
+    assert result.error is not None
+    assert "ended without a final message" in result.error
+    assert "'turn.completed'" in result.error
+
+
+@pytest.mark.parametrize(("mode", "message"), [
+    ("turn_failed", "stream disconnected before completion"),
+    ("error_last", "unexpected status 401 Unauthorized: Missing bearer"),
+])
+def test_codex_failure_events_fail_with_their_message(
+    bench: Bench, mode: str, message: str
+) -> None:
+    bench.install("codex")
+    result = bench.run("codex", mode=mode)
+    assert result.exit_reason == "error_message"
+    assert result.error == message
+
+
+def test_codex_argv_and_mcp_token_only_in_its_env_var(bench: Bench) -> None:
+    bench.install("codex")
+    result = bench.run("codex", config=SAMPLE_CONFIG)
+    assert result.exit_reason == "ok"
+    seen = bench.reported()
+    assert seen["argv"][1:] == [
+        "exec", "--json", "--skip-git-repo-check", "--color", "never",
+        "--model", "m1", "-c", 'model_reasoning_effort="high"', "--sandbox", "workspace-write",
+        "-c", f'mcp_servers.lobu.url="{MCP_URL}"',
+        "-c", 'mcp_servers.lobu.bearer_token_env_var="LOBU_MCP_TOKEN"',
+        "-",
+    ]
+    assert seen["env"]["LOBU_MCP_TOKEN"] == TOKEN
+    assert [name for name, value in seen["env"].items() if TOKEN in value] == ["LOBU_MCP_TOKEN"]
+
+
+# ----------------------------------------------------------------- OpenCode
+
+
+def test_opencode_last_text_event_is_the_output(bench: Bench) -> None:
+    bench.install("opencode")
+    result = bench.run("opencode")
+    assert result.exit_reason == "ok"
+    assert result.output == "OpenCode found two new items."
+    assert result.details["session_id"] == "ses_de3afb5bdffeBGShrtGMdKoyNa"
+
+
+def test_opencode_error_event(bench: Bench) -> None:
+    bench.install("opencode")
+    result = bench.run("opencode", mode="error")
+    assert result.exit_code == 1
+    assert result.error == "No API key for provider anthropic"
+
+
+def test_opencode_mcp_through_config_content(bench: Bench) -> None:
+    bench.install("opencode")
+    result = bench.run("opencode", config={"permission_mode": "bypassPermissions"})
+    assert result.exit_reason == "ok"
+    seen = bench.reported()
+    assert seen["argv"][1:] == ["run", "--format", "json", "--auto"]
+    config = json.loads(seen["env"]["OPENCODE_CONFIG_CONTENT"])
+    assert config["mcp"]["lobu"]["type"] == "remote"
+    assert config["mcp"]["lobu"]["url"] == MCP_URL
+
+
+# --------------------------------------------------------- execution_config
+
+
+def test_invalid_permission_mode_is_rejected_before_starting(bench: Bench) -> None:
+    bench.install("claude")
+    result = bench.run("claude-code", config={"permission_mode": "yolo"})
+    assert result.exit_reason == "error_message"
+    assert result.error == (
+        "execution_config.permission_mode 'yolo' is not allowed: use one of "
+        "acceptEdits, auto, bypassPermissions, default, dontAsk, plan"
+    )
+    assert not bench.report_path.exists()  # the CLI never ran
+
+
+@pytest.mark.parametrize(("config", "expected"), [
+    ({"max_budget_usd": "lots"}, "execution_config.max_budget_usd must be a positive number"),
+    ({"max_budget_usd": -1}, "execution_config.max_budget_usd must be a positive number"),
+    ({"max_budget_usd": True}, "execution_config.max_budget_usd must be a positive number"),
+    ({"effort": "extreme"}, "execution_config.effort 'extreme' is not allowed"),
+    ({"model": "--dangerously-skip-permissions"}, "execution_config.model"),
+    ({"model": "two words"}, "execution_config.model"),
+    ({"timeout_seconds": 0}, "execution_config.timeout_seconds must be a number of seconds"),
+    ({"timeout_seconds": 86401}, "execution_config.timeout_seconds must be a number of seconds"),
+    ({"timeout_seconds": "10"}, "execution_config.timeout_seconds must be a number of seconds"),
+])
+def test_invalid_values_fail_clearly(
+    bench: Bench, config: dict[str, object], expected: str
+) -> None:
+    bench.install("claude")
+    result = bench.run("claude-code", config=config)
+    assert result.exit_reason == "error_message"
+    assert result.error is not None
+    assert result.error.startswith(expected)
+    assert not bench.report_path.exists()
+
+
+def test_unknown_and_unsupported_keys_are_ignored_not_passed(bench: Bench) -> None:
+    bench.install("codex")
+    result = bench.run("codex", config={"max_budget_usd": 5, "permission_mode": "dontAsk",
+                                        "colour": "blue", "model": None}, mcp=False)
+    assert result.exit_reason == "ok"
+    argv = bench.reported()["argv"]
+    assert argv[1:] == ["exec", "--json", "--skip-git-repo-check", "--color", "never", "-"]
+    assert set(result.details["ignored_options"]) == {
+        "max_budget_usd", "colour", "permission_mode=dontAsk",
+    }

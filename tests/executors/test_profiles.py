@@ -1,0 +1,129 @@
+"""Profile loading: the shipped set, user overrides, and broken files reported by file and key."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from device_agent.profiles import ProfileError, check_profiles, load_profiles
+from device_agent.readers import JsonlReader, JsonReader
+from tests.executors.conftest import Bench, live_members
+
+SHIPPED = {"claude-code", "codex", "gemini", "opencode", "command", "demo"}
+
+
+def test_shipped_profiles_load() -> None:
+    profiles = load_profiles()
+    assert set(profiles) == SHIPPED
+    assert {name for name, p in profiles.items() if not p.configured} == {"command"}
+    assert isinstance(profiles["claude-code"].reader, JsonReader)
+    assert isinstance(profiles["codex"].reader, JsonlReader)
+    assert all(p.prompt == "stdin" for p in profiles.values())
+
+
+def test_a_user_profile_replaces_the_shipped_one(bench: Bench) -> None:
+    bench.install("echo_prompt", "my-claude")
+    bench.profile("claude-code", 'binary = "my-claude"\n')
+    profiles = bench.profiles()
+    assert profiles["claude-code"].binary == "my-claude"
+    assert profiles["claude-code"].source == bench.user_profiles / "claude-code.toml"
+    assert profiles["codex"].binary == "codex"  # the others stay
+    result = bench.run("claude-code", prompt="hi", mcp=False)
+    assert result.output == "[stdin] hi"
+
+
+def test_a_user_can_add_a_new_kind(bench: Bench) -> None:
+    bench.install("echo_prompt", "pi")
+    bench.profile("pi", 'binary = "pi"\n')
+    assert bench.executor().has_profile("pi")
+    assert bench.run("pi", prompt="x").output == "[stdin] x"
+
+
+BROKEN = [
+    ('binary = "x"\nprompt = "pigeon"\n', "prompt", "must be one of argument, stdin, file"),
+    ('binary = "x"\nbinray = "y"\n', "binray", "unknown key"),
+    ('binary = ""\n', "binary", "must name a program"),
+    ("args = []\n", "binary", "is required"),
+    ('argv = ["x"]\nbinary = "x"\n', "argv", "use either argv or binary + args"),
+    ('binary = "x"\nargs = ["{nope}"]\n', "args", "unknown placeholder {nope}"),
+    ('binary = "x"\nprompt = "argument"\n', "args", "must contain {prompt}"),
+    ('binary = "x"\nargs = ["--in", "{prompt_file}"]\n', "args",
+     'uses {prompt_file}, which needs prompt = "file"'),
+    ('binary = "x"\nargs = ["-m", "{value}"]\n', "args", "unknown placeholder {value}"),
+    ('binary = "x"\n[options.model]\nargs = ["-m", "{value}"]\n', "args",
+     'has [options] but no "{options}" element'),
+    ('binary = "x"\nargs = ["{options}"]\n[options.model]\nargs = "--model"\n',
+     "options.model.args", "must be a list of strings"),
+    ('binary = "x"\nargs = ["{options}"]\n[options]\nmodel = "--model"\n',
+     "options.model", "must be a table"),
+    ('binary = "x"\nargs = ["{options}"]\n[options.timeout_seconds]\nargs = ["-t"]\n',
+     "options.timeout_seconds", "is enforced by the device agent"),
+    ('binary = "x"\nargs = ["{mcp}"]\n[mcp]\nargs = ["--token", "{mcp_token}"]\n',
+     "mcp.args", "must not contain {mcp_token}"),
+    ('binary = "x"\nargs = ["{mcp}"]\n[mcp]\nfile = "../up.json"\nconfig = { a = "b" }\n',
+     "mcp.file", "must be \"private\" or a path inside"),
+    ('binary = "x"\nargs = ["{mcp}"]\n[mcp]\nfile = "private"\n', "mcp.file", "needs [mcp.config]"),
+    ('binary = "x"\nargs = ["{mcp}"]\n[mcp]\nconfig = { a = "b" }\n', "mcp.config",
+     "never reaches the CLI"),
+    ('binary = "x"\nargs = ["{mcp}"]\n[mcp]\nargs = ["{mcp_config}"]\n', "mcp.args",
+     "uses {mcp_config} but [mcp] has no config and file"),
+    ('binary = "x"\n[output]\nreader = "xml"\n', "output.reader", "must be one of"),
+    ('binary = "x"\n[output]\nreader = "json"\n', "output.text", "is required"),
+    ('binary = "x"\n[output]\nreader = "json"\ntext = "r"\nstderr = "yes"\n', "output.stderr",
+     "must be true or false"),
+    ('binary = "x"\n[output]\nreader = "jsonl"\ntext = "t"\n', "output.final",
+     "must say what the final event looks like"),
+    ('binary = "x"\n[output]\nreader = "jsonl"\ntext = "t"\nfinal = { type = "x" }\n'
+     'details = { usage = "usage" }\n', "output.details.usage", "must be 'event_type:path'"),
+    ('binary = "x"\n[output]\nreader = "file"\n', "args", "must contain {output_file}"),
+    ('binary = "x"\nenv = { A = 1 }\n', "env", "must be a table of strings"),
+]
+
+
+@pytest.mark.parametrize(("text", "key", "message"), BROKEN)
+def test_a_broken_profile_is_reported_by_file_and_key(
+    tmp_path: Path, text: str, key: str, message: str
+) -> None:
+    path = tmp_path / "broken.toml"
+    path.write_text(text)
+    with pytest.raises(ProfileError) as caught:
+        load_profiles(user_dir=tmp_path)
+    assert str(caught.value).startswith(f"{path}: {key}: ")
+    assert message in str(caught.value)
+
+
+def test_invalid_toml_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "codex.toml"
+    path.write_text('binary = "codex\n')
+    with pytest.raises(ProfileError, match=rf"^{path}: not valid TOML: "):
+        load_profiles(user_dir=tmp_path)
+
+
+def test_missing_user_dir_is_fine(tmp_path: Path) -> None:
+    assert set(load_profiles(user_dir=tmp_path / "nowhere")) == SHIPPED
+
+
+# ------------------------------------------------------------------ doctor
+
+
+def test_check_profiles_finds_binaries_and_versions(bench: Bench) -> None:
+    bench.install("claude")
+    bench.install("hang")
+    bench.profile("hang", 'binary = "hang"\n')  # answers --version by hanging
+    bench.environ["FAKE_MODE"] = "hang"
+    checks = asyncio.run(check_profiles(bench.profiles(), environ=bench.environ, time_limit=0.5))
+    by_name = {check.name: check for check in checks}
+    assert [check.name for check in checks] == sorted(by_name)
+    assert by_name["claude-code"].path == str(bench.bin / "claude")
+    assert by_name["claude-code"].version == "2.1.197 (Claude Code)"
+    assert by_name["claude-code"].error is None
+    assert by_name["codex"].path is None
+    assert by_name["codex"].error == "codex binary not found on PATH"
+    assert by_name["command"].error is not None
+    assert by_name["command"].error.startswith("not configured")
+    assert by_name["demo"].version is not None
+    assert by_name["demo"].version.startswith("Python 3.")
+    assert by_name["hang"].error == "no answer to --version within 0.5 s"
+    assert live_members(bench.reported()["pgid"]) == []
