@@ -17,12 +17,12 @@ from device_agent.settings import ConfigError, Settings
 
 @dataclass(frozen=True)
 class Check:
-    ok: bool
+    ok: bool | None  # None: worth knowing, not a problem
     what: str
     detail: str = ""
 
     def line(self) -> str:
-        mark = "ok " if self.ok else "FAIL"
+        mark = {True: "ok  ", False: "FAIL", None: " -- "}[self.ok]
         return f"[{mark}] {self.what}" + (f": {self.detail}" if self.detail else "")
 
 
@@ -30,31 +30,39 @@ def run_doctor(settings: Settings) -> int:
     checks, code = asyncio.run(_checks(settings))
     for check in checks:
         print(check.line())
-    failed = sum(not c.ok for c in checks)
-    print(f"\n{len(checks) - failed} passed, {failed} failed")
+    failed = sum(c.ok is False for c in checks)
+    passed = sum(c.ok is True for c in checks)
+    print(f"\n{passed} passed, {failed} failed")
     return code
 
 
 async def _checks(settings: Settings) -> tuple[list[Check], int]:
-    checks = [_dirs(settings), _keyring()]
-    code: int = ExitCode.OK
-    server_checks, server_code = await _server(settings)
+    checks = [_dirs(settings), _keyring(settings)]
+    server_checks, code = await _server(settings)
     checks += server_checks
-    code = server_code
-    profiles = load_profiles(user_dir=settings.paths.profiles_dir)
-    for result in await check_profiles(profiles):
-        checks.append(Check(result.path is not None, f"executor {result.name}", _describe(result)))
-    default = settings.default_agent
-    checks.append(
-        Check(
-            default in profiles,
-            f"default agent {default!r} has a profile",
-            "" if default in profiles else f"known: {', '.join(sorted(profiles))}",
-        )
-    )
-    if code == ExitCode.OK and not all(c.ok for c in checks):
+    checks += await _executors(settings)
+    if code == ExitCode.OK and any(c.ok is False for c in checks):
         code = ExitCode.INTERNAL
     return checks, code
+
+
+async def _executors(settings: Settings) -> list[Check]:
+    """The default agent must be runnable; other CLIs are listed for information."""
+    profiles = load_profiles(user_dir=settings.paths.profiles_dir)
+    default = settings.default_agent
+    checks = []
+    if default not in profiles:
+        known = ", ".join(sorted(profiles))
+        checks.append(Check(False, f"default agent {default!r}", f"no such profile ({known})"))
+    for result in await check_profiles(profiles, settings=settings.executor):
+        found = result.path is not None
+        if result.name == default:
+            checks.append(Check(found, f"default agent {default!r}", _describe(result)))
+        else:
+            checks.append(
+                Check(True if found else None, f"executor {result.name}", _describe(result))
+            )
+    return checks
 
 
 def _dirs(settings: Settings) -> Check:
@@ -69,12 +77,16 @@ def _dirs(settings: Settings) -> Check:
     return Check(True, "directories", f"state {paths.state_dir}, logs {paths.log_dir}")
 
 
-def _keyring() -> Check:
+def _keyring(settings: Settings) -> Check:
     backend = keyring.get_keyring()
     name = f"{type(backend).__module__}.{type(backend).__name__}"
-    usable = "fail" not in name and "null" not in name
-    hint = "" if usable else " (none usable: set DEVICE_AGENT_TOKEN instead)"
-    return Check(usable, "OS keyring", name + hint)
+    if "fail" not in name and "null" not in name:
+        return Check(True, "OS keyring", name)
+    if settings.token:
+        return Check(
+            None, "OS keyring", f"none usable ({name}); not needed: DEVICE_AGENT_TOKEN is set"
+        )
+    return Check(False, "OS keyring", f"none usable ({name}): set DEVICE_AGENT_TOKEN instead")
 
 
 async def _server(settings: Settings) -> tuple[list[Check], int]:

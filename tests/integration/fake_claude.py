@@ -29,6 +29,9 @@ def prompt_from_argv(argv: list[str]) -> str:
 
 
 def main() -> int:
+    if sys.argv[1:] == ["--version"]:
+        print("2.1.197 (Claude Code)")
+        return 0
     prompt = prompt_from_argv(sys.argv[1:])
     log_dir = os.environ.get("FAKE_CLI_LOG")
     if log_dir:

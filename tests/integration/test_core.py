@@ -220,3 +220,18 @@ def _with(payload: dict, path: list[str], value: object) -> dict:  # type: ignor
         target = target[key]
     target[path[-1]] = value
     return changed
+
+
+def test_doctor_checks_server_token_and_the_default_cli(lab: Lab) -> None:
+    result = lab.run_agent("doctor")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "[ok  ] server reachable" in result.stdout
+    assert "[ok  ] token accepted" in result.stdout
+    assert "[ok  ] default agent 'claude-code'" in result.stdout
+    assert "2.1.197 (Claude Code)" in result.stdout
+
+
+def test_doctor_names_a_refused_token(lab: Lab) -> None:
+    result = lab.run_agent("doctor", DEVICE_AGENT_TOKEN="owl_pat_" + "x" * 32)
+    assert result.returncode == 3
+    assert "[FAIL] token accepted" in result.stdout
