@@ -1,4 +1,4 @@
-"""login / logout with a file-backed test keyring: the token goes to the keyring and nowhere else."""
+"""login / logout with a file-backed test keyring: the token goes to the keyring, nowhere else."""
 
 from __future__ import annotations
 
