@@ -70,8 +70,9 @@ class Bench:
 
     def executor(self, secrets: tuple[str, ...] = (TOKEN,), **settings: Any) -> Executor:
         settings.setdefault("kill_grace_seconds", 0.3)
-        return Executor(ExecutorSettings(**settings), self.profiles(), secrets=secrets,
-                        environ=self.environ)
+        return Executor(
+            ExecutorSettings(**settings), self.profiles(), secrets=secrets, environ=self.environ
+        )
 
     def request(
         self,

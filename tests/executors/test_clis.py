@@ -35,11 +35,14 @@ def test_claude_success_gives_result_and_details(bench: Bench) -> None:
     assert bench.reported()["prompt"].startswith("Summarize what changed.")  # on stdin
 
 
-@pytest.mark.parametrize(("mode", "message"), [
-    ("is_error", "Not logged in · Please run /login"),  # exit status 0: the JSON decides
-    ("is_error_exit1", "API Error: 529 Overloaded"),
-    ("max_turns", "Reached maximum number of turns (2)"),
-])
+@pytest.mark.parametrize(
+    ("mode", "message"),
+    [
+        ("is_error", "Not logged in · Please run /login"),  # exit status 0: the JSON decides
+        ("is_error_exit1", "API Error: 529 Overloaded"),
+        ("max_turns", "Reached maximum number of turns (2)"),
+    ],
+)
 def test_claude_is_error_fails_with_claudes_message(bench: Bench, mode: str, message: str) -> None:
     bench.install("claude")
     result = bench.run("claude-code", mode=mode)
@@ -62,9 +65,17 @@ def test_claude_argv_maps_execution_config(bench: Bench) -> None:
     result = bench.run("claude-code", config=SAMPLE_CONFIG, mcp=False)
     assert result.exit_reason == "ok"
     assert bench.reported()["argv"][1:] == [
-        "-p", "--output-format", "json",
-        "--model", "m1", "--max-budget-usd", "2", "--permission-mode", "acceptEdits",
-        "--effort", "high",
+        "-p",
+        "--output-format",
+        "json",
+        "--model",
+        "m1",
+        "--max-budget-usd",
+        "2",
+        "--permission-mode",
+        "acceptEdits",
+        "--effort",
+        "high",
     ]
 
 
@@ -103,7 +114,13 @@ def test_gemini_argv_translates_permission_mode_and_drops_unsupported_keys(bench
     result = bench.run("gemini", config=SAMPLE_CONFIG, mcp=False)
     assert result.exit_reason == "ok"
     assert bench.reported()["argv"][1:] == [
-        "--output-format", "json", "--skip-trust", "--model", "m1", "--approval-mode", "auto_edit",
+        "--output-format",
+        "json",
+        "--skip-trust",
+        "--model",
+        "m1",
+        "--approval-mode",
+        "auto_edit",
     ]
     assert set(result.details["ignored_options"]) == {"max_budget_usd", "effort"}
 
@@ -155,10 +172,13 @@ def test_codex_stream_without_final_message_fails_clearly(bench: Bench) -> None:
     assert "'turn.completed'" in result.error
 
 
-@pytest.mark.parametrize(("mode", "message"), [
-    ("turn_failed", "stream disconnected before completion"),
-    ("error_last", "unexpected status 401 Unauthorized: Missing bearer"),
-])
+@pytest.mark.parametrize(
+    ("mode", "message"),
+    [
+        ("turn_failed", "stream disconnected before completion"),
+        ("error_last", "unexpected status 401 Unauthorized: Missing bearer"),
+    ],
+)
 def test_codex_failure_events_fail_with_their_message(
     bench: Bench, mode: str, message: str
 ) -> None:
@@ -174,10 +194,21 @@ def test_codex_argv_and_mcp_token_only_in_its_env_var(bench: Bench) -> None:
     assert result.exit_reason == "ok"
     seen = bench.reported()
     assert seen["argv"][1:] == [
-        "exec", "--json", "--skip-git-repo-check", "--color", "never",
-        "--model", "m1", "-c", 'model_reasoning_effort="high"', "--sandbox", "workspace-write",
-        "-c", f'mcp_servers.lobu.url="{MCP_URL}"',
-        "-c", 'mcp_servers.lobu.bearer_token_env_var="LOBU_MCP_TOKEN"',
+        "exec",
+        "--json",
+        "--skip-git-repo-check",
+        "--color",
+        "never",
+        "--model",
+        "m1",
+        "-c",
+        'model_reasoning_effort="high"',
+        "--sandbox",
+        "workspace-write",
+        "-c",
+        f'mcp_servers.lobu.url="{MCP_URL}"',
+        "-c",
+        'mcp_servers.lobu.bearer_token_env_var="LOBU_MCP_TOKEN"',
         "-",
     ]
     assert seen["env"]["LOBU_MCP_TOKEN"] == TOKEN
@@ -227,17 +258,23 @@ def test_invalid_permission_mode_is_rejected_before_starting(bench: Bench) -> No
     assert not bench.report_path.exists()  # the CLI never ran
 
 
-@pytest.mark.parametrize(("config", "expected"), [
-    ({"max_budget_usd": "lots"}, "execution_config.max_budget_usd must be a positive number"),
-    ({"max_budget_usd": -1}, "execution_config.max_budget_usd must be a positive number"),
-    ({"max_budget_usd": True}, "execution_config.max_budget_usd must be a positive number"),
-    ({"effort": "extreme"}, "execution_config.effort 'extreme' is not allowed"),
-    ({"model": "--dangerously-skip-permissions"}, "execution_config.model"),
-    ({"model": "two words"}, "execution_config.model"),
-    ({"timeout_seconds": 0}, "execution_config.timeout_seconds must be a number of seconds"),
-    ({"timeout_seconds": 86401}, "execution_config.timeout_seconds must be a number of seconds"),
-    ({"timeout_seconds": "10"}, "execution_config.timeout_seconds must be a number of seconds"),
-])
+@pytest.mark.parametrize(
+    ("config", "expected"),
+    [
+        ({"max_budget_usd": "lots"}, "execution_config.max_budget_usd must be a positive number"),
+        ({"max_budget_usd": -1}, "execution_config.max_budget_usd must be a positive number"),
+        ({"max_budget_usd": True}, "execution_config.max_budget_usd must be a positive number"),
+        ({"effort": "extreme"}, "execution_config.effort 'extreme' is not allowed"),
+        ({"model": "--dangerously-skip-permissions"}, "execution_config.model"),
+        ({"model": "two words"}, "execution_config.model"),
+        ({"timeout_seconds": 0}, "execution_config.timeout_seconds must be a number of seconds"),
+        (
+            {"timeout_seconds": 86401},
+            "execution_config.timeout_seconds must be a number of seconds",
+        ),
+        ({"timeout_seconds": "10"}, "execution_config.timeout_seconds must be a number of seconds"),
+    ],
+)
 def test_invalid_values_fail_clearly(
     bench: Bench, config: dict[str, object], expected: str
 ) -> None:
@@ -251,11 +288,16 @@ def test_invalid_values_fail_clearly(
 
 def test_unknown_and_unsupported_keys_are_ignored_not_passed(bench: Bench) -> None:
     bench.install("codex")
-    result = bench.run("codex", config={"max_budget_usd": 5, "permission_mode": "dontAsk",
-                                        "colour": "blue", "model": None}, mcp=False)
+    result = bench.run(
+        "codex",
+        config={"max_budget_usd": 5, "permission_mode": "dontAsk", "colour": "blue", "model": None},
+        mcp=False,
+    )
     assert result.exit_reason == "ok"
     argv = bench.reported()["argv"]
     assert argv[1:] == ["exec", "--json", "--skip-git-repo-check", "--color", "never", "-"]
     assert set(result.details["ignored_options"]) == {
-        "max_budget_usd", "colour", "permission_mode=dontAsk",
+        "max_budget_usd",
+        "colour",
+        "permission_mode=dontAsk",
     }

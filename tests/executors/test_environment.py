@@ -20,9 +20,15 @@ def test_mcp_config_is_0600_while_the_run_lives_and_gone_after(bench: Bench) -> 
     assert result.output == "mcp config mode 0o600"  # what the CLI itself saw
     seen = bench.reported()["mcp"]
     assert seen["dir_mode"] == "0o700"
-    assert seen["content"] == {"mcpServers": {"lobu": {
-        "type": "http", "url": MCP_URL, "headers": {"Authorization": f"Bearer {TOKEN}"},
-    }}}
+    assert seen["content"] == {
+        "mcpServers": {
+            "lobu": {
+                "type": "http",
+                "url": MCP_URL,
+                "headers": {"Authorization": f"Bearer {TOKEN}"},
+            }
+        }
+    }
     assert not Path(seen["path"]).exists()
     assert not Path(seen["path"]).parent.exists()
     argv = bench.reported()["argv"]
@@ -84,8 +90,9 @@ def test_path_is_extended_with_existing_agent_dirs_only_once(bench: Bench) -> No
     bun_bin = bench.home / ".bun" / "bin"
     bench.install("claude", directory=local_bin)  # found only through the extension
     bun_bin.mkdir(parents=True)
-    bench.environ["PATH"] = os.pathsep.join([str(bench.bin), str(local_bin), "/usr/bin", "/bin",
-                                             "/usr/bin"])
+    bench.environ["PATH"] = os.pathsep.join(
+        [str(bench.bin), str(local_bin), "/usr/bin", "/bin", "/usr/bin"]
+    )
     result = bench.run("claude-code", mcp=False)
     assert result.exit_reason == "ok", result.error
     path = bench.reported()["env"]["PATH"].split(os.pathsep)
@@ -102,12 +109,28 @@ def test_extended_path_from_an_empty_path(tmp_path: Path) -> None:
 
 
 def test_env_allow_keeps_only_named_variables_and_the_basics() -> None:
-    environ = {"PATH": "/bin", "HOME": "/h", "USER": "u", "LANG": "C", "TMPDIR": "/t",
-               "ANTHROPIC_API_KEY": "k", "AWS_PROFILE": "p", "AWS_SECRET": "s", "OTHER": "o"}
+    environ = {
+        "PATH": "/bin",
+        "HOME": "/h",
+        "USER": "u",
+        "LANG": "C",
+        "TMPDIR": "/t",
+        "ANTHROPIC_API_KEY": "k",
+        "AWS_PROFILE": "p",
+        "AWS_SECRET": "s",
+        "OTHER": "o",
+    }
     settings = ExecutorSettings(env_allow=("ANTHROPIC_API_KEY", "AWS_*"), env_deny=("AWS_SECRET",))
     env = child_environment(environ, settings, secrets=())
-    assert set(env) == {"PATH", "HOME", "USER", "LANG", "TMPDIR", "ANTHROPIC_API_KEY",
-                        "AWS_PROFILE"}
+    assert set(env) == {
+        "PATH",
+        "HOME",
+        "USER",
+        "LANG",
+        "TMPDIR",
+        "ANTHROPIC_API_KEY",
+        "AWS_PROFILE",
+    }
 
 
 def test_profile_env_is_added(bench: Bench) -> None:

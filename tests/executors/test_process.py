@@ -180,8 +180,9 @@ def test_stdin_prompt(bench: Bench) -> None:
 
 def test_argument_prompt_closes_stdin_and_is_not_expanded(bench: Bench) -> None:
     bench.install("echo_prompt", "echo-prompt")
-    bench.profile("command", 'argv = ["echo-prompt", "--prompt", "{prompt}"]\n'
-                             'prompt = "argument"\n')
+    bench.profile(
+        "command", 'argv = ["echo-prompt", "--prompt", "{prompt}"]\nprompt = "argument"\n'
+    )
     result = bench.run("command", prompt="-x {workdir} {mcp_token}")
     assert result.output == "[argument] -x {workdir} {mcp_token}"
     assert bench.reported()["stdin_is_devnull"] is True
@@ -190,8 +191,9 @@ def test_argument_prompt_closes_stdin_and_is_not_expanded(bench: Bench) -> None:
 
 def test_file_prompt_is_private_and_removed(bench: Bench) -> None:
     bench.install("echo_prompt", "echo-prompt")
-    bench.profile("command", 'argv = ["echo-prompt", "--prompt-file", "{prompt_file}"]\n'
-                             'prompt = "file"\n')
+    bench.profile(
+        "command", 'argv = ["echo-prompt", "--prompt-file", "{prompt_file}"]\nprompt = "file"\n'
+    )
     result = bench.run("command", prompt="hello from a file")
     assert result.output == "[file] hello from a file"
     seen = bench.reported()["prompt_file"]
@@ -201,8 +203,9 @@ def test_file_prompt_is_private_and_removed(bench: Bench) -> None:
 
 def test_file_reader_takes_what_the_cli_wrote(bench: Bench) -> None:
     bench.install("echo_prompt", "echo-prompt")
-    bench.profile("command", 'argv = ["echo-prompt", "--out", "{output_file}"]\n'
-                             '[output]\nreader = "file"\n')
+    bench.profile(
+        "command", 'argv = ["echo-prompt", "--out", "{output_file}"]\n[output]\nreader = "file"\n'
+    )
     result = bench.run("command", prompt="last message")
     assert result.exit_reason == "ok"
     assert result.output == "[stdin] last message"

@@ -24,12 +24,21 @@ APPROVED = {
 
 
 def run(prompt: Any = "  Summarize new issues in lobu-ai/lobu.\n") -> WatcherRun:
-    watcher = {"id": "123", "name": "Issue digest", "slug": "issue-digest",
-               "agent_kind": "claude-code", "prompt": prompt}
-    payload = {"watcher": watcher, "event": {"fired_at": "2026-05-18T00:00:05Z",
-                                             "payload": APPROVED}, "context": {}}
-    return parse_watcher_run(Claim(run_id=4711, run_type="watcher", organization_id="org_1",
-                                   payload=payload))
+    watcher = {
+        "id": "123",
+        "name": "Issue digest",
+        "slug": "issue-digest",
+        "agent_kind": "claude-code",
+        "prompt": prompt,
+    }
+    payload = {
+        "watcher": watcher,
+        "event": {"fired_at": "2026-05-18T00:00:05Z", "payload": APPROVED},
+        "context": {},
+    }
+    return parse_watcher_run(
+        Claim(run_id=4711, run_type="watcher", organization_id="org_1", payload=payload)
+    )
 
 
 def test_prompt_then_separator_then_context() -> None:

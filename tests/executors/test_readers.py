@@ -14,13 +14,20 @@ from device_agent.readers import (
     last_json_object,
 )
 
-CLAUDE = JsonReader(text="result", failed_if=("is_error",), error=("result", "errors", "subtype"),
-                    details={"cost_usd": "total_cost_usd"})
+CLAUDE = JsonReader(
+    text="result",
+    failed_if=("is_error",),
+    error=("result", "errors", "subtype"),
+    details={"cost_usd": "total_cost_usd"},
+)
 GEMINI = JsonReader(text="response", failed_if=("error",), error=("error.message",), stderr=True)
-CODEX = JsonlReader(final={"type": "item.completed", "item.type": "agent_message"},
-                    text="item.text", failure_types=("turn.failed", "error"),
-                    error=("error.message", "message"),
-                    details={"session_id": ("thread.started", "thread_id")})
+CODEX = JsonlReader(
+    final={"type": "item.completed", "item.type": "agent_message"},
+    text="item.text",
+    failure_types=("turn.failed", "error"),
+    error=("error.message", "message"),
+    details={"session_id": ("thread.started", "thread_id")},
+)
 
 
 def lines(*events: object) -> str:
@@ -37,7 +44,8 @@ def test_dig() -> None:
 def test_last_json_object_tolerates_log_lines_and_prefixes() -> None:
     assert last_json_object('{"a": 1}') == {"a": 1}
     assert last_json_object('Loaded cached credentials.\n[ERROR] {\n  "error": {"m": 1}\n}\n') == {
-        "error": {"m": 1}}
+        "error": {"m": 1}
+    }
     assert last_json_object('warning: x\n{"first": 1}\n{"second": 2}\ntrailer') == {"second": 2}
     assert last_json_object("[1, 2]") is None
     assert last_json_object("no json here {") is None
@@ -81,19 +89,23 @@ def test_json_reader_unparseable_shows_the_tail() -> None:
 
 
 def test_jsonl_later_final_message_supersedes_a_retry_error() -> None:
-    stream = lines({"type": "thread.started", "thread_id": "t1"},
-                   {"type": "error", "message": "Reconnecting... 1/5"},
-                   {"type": "item.completed", "item": {"type": "agent_message", "text": "first"}},
-                   {"type": "item.completed", "item": {"type": "agent_message", "text": "final"}},
-                   {"type": "turn.completed", "usage": {"output_tokens": 1}})
+    stream = lines(
+        {"type": "thread.started", "thread_id": "t1"},
+        {"type": "error", "message": "Reconnecting... 1/5"},
+        {"type": "item.completed", "item": {"type": "agent_message", "text": "first"}},
+        {"type": "item.completed", "item": {"type": "agent_message", "text": "final"}},
+        {"type": "turn.completed", "usage": {"output_tokens": 1}},
+    )
     reading = CODEX.read(Captured(stream))
     assert (reading.output, reading.error, reading.problem) == ("final", None, None)
     assert reading.details == {"session_id": "t1"}
 
 
 def test_jsonl_failure_after_a_message_fails() -> None:
-    stream = lines({"type": "item.completed", "item": {"type": "agent_message", "text": "half"}},
-                   {"type": "turn.failed", "error": {"message": "context window exceeded"}})
+    stream = lines(
+        {"type": "item.completed", "item": {"type": "agent_message", "text": "half"}},
+        {"type": "turn.failed", "error": {"message": "context window exceeded"}},
+    )
     assert CODEX.read(Captured(stream)).error == "context window exceeded"
 
 

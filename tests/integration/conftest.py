@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -33,6 +34,32 @@ def wait_for(
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout} s waiting for {what}")
         time.sleep(0.02)
+
+
+def journal_rows(home: Path) -> dict[int, dict[str, Any]]:
+    """The agent's journal, read straight from its SQLite file."""
+    path = home / "state" / "journal.sqlite3"
+    if not path.exists():
+        return {}
+    db = sqlite3.connect(path)
+    db.row_factory = sqlite3.Row
+    try:
+        return {row["run_id"]: dict(row) for row in db.execute("SELECT * FROM runs")}
+    finally:
+        db.close()
+
+
+def alive(pid: int) -> bool:
+    """Running (a zombie waiting for init to reap it does not count)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return True  # no /proc here: the signal check is all we have
+    return state != "Z"
 
 
 def install_fake(bin_dir: Path, name: str, source: Path) -> Path:

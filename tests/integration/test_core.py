@@ -2,23 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import sqlite3
 import time
-from pathlib import Path
 
 from device_agent.devserver import Fault
 
-from .conftest import WORKER_ID, Lab, wait_for
-
-
-def journal_rows(home: Path) -> dict[int, sqlite3.Row]:
-    db = sqlite3.connect(home / "state" / "journal.sqlite3")
-    db.row_factory = sqlite3.Row
-    try:
-        return {row["run_id"]: row for row in db.execute("SELECT * FROM runs")}
-    finally:
-        db.close()
+from .conftest import WORKER_ID, Lab, alive, journal_rows, wait_for
 
 
 def test_several_runs_are_each_completed_once_with_their_output(lab: Lab) -> None:
@@ -62,7 +50,7 @@ def test_heartbeat_409_kills_the_cli_and_reports_nothing(lab: Lab) -> None:
     agent = lab.start_agent()
     pid = wait_for(lambda: [e["pid"] for e in lab.executions()], what="the CLI to start")[0]
     lab.state.cancel_run(run_id)
-    wait_for(lambda: not _alive(pid), what="the CLI to be killed")
+    wait_for(lambda: not alive(pid), what="the CLI to be killed")
     wait_for(
         lambda: journal_rows(lab.home).get(run_id, {"state": ""})["state"] == "abandoned",
         what="the run to be marked abandoned",
@@ -75,7 +63,7 @@ def test_heartbeat_409_kills_the_cli_and_reports_nothing(lab: Lab) -> None:
 
 
 def test_malformed_payloads_fail_clearly_and_a_later_good_run_completes(lab: Lab) -> None:
-    good_payload = _payload_of(lab)
+    good_payload = _template_payload()
     bad = {
         "missing watcher": {k: v for k, v in good_payload.items() if k != "watcher"},
         "no prompt": _with(good_payload, ["watcher", "prompt"], None),
@@ -166,23 +154,25 @@ def test_token_never_reaches_logs_or_the_cli(lab: Lab) -> None:
         assert lab.token not in " ".join(execution["argv"])
 
 
+def test_doctor_checks_server_token_and_the_default_cli(lab: Lab) -> None:
+    result = lab.run_agent("doctor")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "[ok  ] server reachable" in result.stdout
+    assert "[ok  ] token accepted" in result.stdout
+    assert "[ok  ] default agent 'claude-code'" in result.stdout
+    assert "2.1.197 (Claude Code)" in result.stdout
+
+
+def test_doctor_names_a_refused_token(lab: Lab) -> None:
+    result = lab.run_agent("doctor", DEVICE_AGENT_TOKEN="owl_pat_" + "x" * 32)
+    assert result.returncode == 3
+    assert "[FAIL] token accepted" in result.stdout
+
+
 # ----------------------------------------------------------------- helpers
 
 
-def _alive(pid: int) -> bool:
-    """Running (a zombie waiting for init to reap it does not count)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return True  # no /proc here: the signal check is all we have
-    return state != "Z"
-
-
-def _payload_of(lab: Lab) -> dict:  # type: ignore[type-arg]
+def _template_payload() -> dict:  # type: ignore[type-arg]
     """A realistic watcher payload (PROTOCOL.md §3) to break in controlled ways."""
     return {
         "watcher": {
@@ -220,18 +210,3 @@ def _with(payload: dict, path: list[str], value: object) -> dict:  # type: ignor
         target = target[key]
     target[path[-1]] = value
     return changed
-
-
-def test_doctor_checks_server_token_and_the_default_cli(lab: Lab) -> None:
-    result = lab.run_agent("doctor")
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert "[ok  ] server reachable" in result.stdout
-    assert "[ok  ] token accepted" in result.stdout
-    assert "[ok  ] default agent 'claude-code'" in result.stdout
-    assert "2.1.197 (Claude Code)" in result.stdout
-
-
-def test_doctor_names_a_refused_token(lab: Lab) -> None:
-    result = lab.run_agent("doctor", DEVICE_AGENT_TOKEN="owl_pat_" + "x" * 32)
-    assert result.returncode == 3
-    assert "[FAIL] token accepted" in result.stdout

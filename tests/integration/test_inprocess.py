@@ -42,6 +42,26 @@ def settings_for(url: str, token: str, home: Path) -> Settings:
     )
 
 
+def record_poll_waits(
+    waits: list[float], stop_after: int, monkeypatch: pytest.MonkeyPatch, agents: list[Agent]
+) -> Callable[[Agent], None]:
+    """A `started` hook: the poll loop's waits are recorded instead of slept."""
+
+    def started(agent: Agent) -> None:
+        agents.append(agent)
+
+        async def record(seconds: float) -> bool:
+            waits.append(seconds)
+            if len(waits) >= stop_after:
+                agent.request_stop()
+            await asyncio.sleep(0)
+            return False
+
+        monkeypatch.setattr(agent._poll_alarm, "sleep", record)
+
+    return started
+
+
 class JumpingClock:
     """Real time, plus whatever the test adds to the wall clock (a closed lid)."""
 
@@ -98,18 +118,7 @@ def test_refused_token_is_retried_once_a_minute_not_hammered(
         state.add_token()
         bad = "owl_pat_" + "z" * 32
         agents: list[Agent] = []
-
-        def started(agent: Agent) -> None:
-            agents.append(agent)
-
-            async def record(seconds: float) -> bool:  # the poll loop's wait, without waiting
-                waits.append(seconds)
-                if len(waits) >= 3:
-                    agent.request_stop()
-                await asyncio.sleep(0)
-                return False
-
-            monkeypatch.setattr(agent._poll_alarm, "sleep", record)
+        started = record_poll_waits(waits, 3, monkeypatch, agents)
 
         async with DevServer(state) as server:
             code = await run_agent(
@@ -134,15 +143,7 @@ def test_unreachable_server_backs_off_with_growing_capped_waits(
     waits: list[float] = []
     token = "owl_pat_" + "q" * 32
 
-    def started(agent: Agent) -> None:
-        async def record(seconds: float) -> bool:
-            waits.append(seconds)
-            if len(waits) >= 8:
-                agent.request_stop()
-            await asyncio.sleep(0)
-            return False
-
-        monkeypatch.setattr(agent._poll_alarm, "sleep", record)
+    started = record_poll_waits(waits, 8, monkeypatch, [])
 
     settings = settings_for("http://127.0.0.1:9", token, isolated_home)
     code = asyncio.run(

@@ -3,40 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
-import sqlite3
-from pathlib import Path
 from typing import Any
 
 from device_agent.devserver import Fault
 
-from .conftest import Lab, wait_for
-
-
-def journal(home: Path) -> dict[int, dict[str, Any]]:
-    path = home / "state" / "journal.sqlite3"
-    if not path.exists():
-        return {}
-    db = sqlite3.connect(path)
-    db.row_factory = sqlite3.Row
-    try:
-        return {row["run_id"]: dict(row) for row in db.execute("SELECT * FROM runs")}
-    finally:
-        db.close()
-
-
-def alive(pid: int) -> bool:
-    """Running (a zombie waiting for init to reap it does not count)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return True  # no /proc here: the signal check is all we have
-    return state != "Z"
+from .conftest import Lab, alive, journal_rows, wait_for
 
 
 def first_cli_pid(lab: Lab) -> int:
@@ -91,7 +63,7 @@ def test_killed_agent_reports_the_interrupted_run_instead_of_rerunning_it(lab: L
     agent.kill()
     agent.communicate()
     assert alive(pid)  # the CLI outlived the agent...
-    assert journal(lab.home)[run_id]["state"] == "claimed"
+    assert journal_rows(lab.home)[run_id]["state"] == "claimed"
     result = lab.run_agent("run", "--once")
     assert result.returncode == 0, result.stderr
     wait_for(lambda: not alive(pid), what="the orphaned CLI to be stopped by the next agent")
@@ -108,7 +80,7 @@ def test_undelivered_result_waits_in_the_journal_and_is_sent_on_the_next_start(l
     lab.state.faults.add(Fault(route="complete", kind="status", status=503, times=None))
     result = lab.run_agent("run", "--once")
     assert result.returncode == 4, result.stderr
-    row = journal(lab.home)[run_id]
+    row = journal_rows(lab.home)[run_id]
     assert (row["state"], row["output"]) == ("finished", "Summary: Deliver me")
     status = json.loads(lab.run_agent("status", "--json").stdout)
     assert status["undelivered"] == 1
@@ -153,7 +125,7 @@ def test_success_the_server_keeps_refusing_is_closed_as_failed(lab: Lab) -> None
     run = lab.state.run(second)
     assert run.status == "failed"
     assert "duplicate key value" in (run.error or "")
-    assert journal(lab.home)[second]["output"] == "Summary: Same window twice"
+    assert journal_rows(lab.home)[second]["output"] == "Summary: Same window twice"
 
 
 def test_second_agent_for_the_same_home_exits_2_naming_the_pid(lab: Lab) -> None:

@@ -6,30 +6,17 @@ from __future__ import annotations
 import collections
 import random
 import signal
-import sqlite3
 import time
 
 import pytest
 
-from .conftest import Lab, wait_for
+from .conftest import Lab, journal_rows, wait_for
 
 RUNS = 50
 KILLS = 6
 SEED = 20261127
 
 pytestmark = pytest.mark.slow
-
-
-def settled_rows(lab: Lab) -> dict[int, dict[str, object]]:
-    path = lab.home / "state" / "journal.sqlite3"
-    if not path.exists():
-        return {}
-    db = sqlite3.connect(path)
-    db.row_factory = sqlite3.Row
-    try:
-        return {row["run_id"]: dict(row) for row in db.execute("SELECT * FROM runs")}
-    finally:
-        db.close()
 
 
 def test_no_result_lost_and_nothing_done_twice_under_faults_and_kills(lab: Lab) -> None:
@@ -68,7 +55,7 @@ def test_no_result_lost_and_nothing_done_twice_under_faults_and_kills(lab: Lab) 
 
     runs = [lab.state.run(r) for r in run_ids]
     statuses = collections.Counter(r.status for r in runs)
-    rows = settled_rows(lab)
+    rows = journal_rows(lab.home)
     executions = collections.Counter(e["prompt"].splitlines()[0] for e in lab.executions())
     twice = {p: n for p, n in executions.items() if n > 1}
     committed = [r.completions_committed for r in runs]
@@ -105,7 +92,9 @@ def _all_terminal(lab: Lab) -> bool:
 
 
 def _nothing_pending(lab: Lab) -> bool:
-    return all(row["state"] not in ("claimed", "finished") for row in settled_rows(lab).values())
+    return all(
+        row["state"] not in ("claimed", "finished") for row in journal_rows(lab.home).values()
+    )
 
 
 def _wait_quietly(predicate: object, timeout: float = 60) -> bool:

@@ -73,19 +73,18 @@ class FakeClock:
         return self.mono_now
 
 
-def test_clock_jump_is_reported_as_a_wake() -> None:
+def wakes_seen(extra_wall_time: dict[int, float], ticks: int = 6) -> list[float]:
+    """Run the watcher for `ticks` fake 5 s ticks, adding wall-only time at the given ticks."""
     clock = FakeClock()
     wakes: list[float] = []
-    ticks = 0
+    count = 0
 
     async def fake_sleep(seconds: float) -> None:
-        nonlocal ticks
-        ticks += 1
-        clock.wall_now += seconds
+        nonlocal count
+        count += 1
+        clock.wall_now += seconds + extra_wall_time.get(count, 0.0)
         clock.mono_now += seconds
-        if ticks == 3:
-            clock.wall_now += 3600  # the lid was closed for an hour
-        if ticks == 6:
+        if count == ticks:
             raise asyncio.CancelledError
 
     async def go() -> None:
@@ -95,27 +94,12 @@ def test_clock_jump_is_reported_as_a_wake() -> None:
             )
 
     asyncio.run(go())
-    assert wakes == [3600.0]
+    return wakes
+
+
+def test_clock_jump_is_reported_as_a_wake() -> None:
+    assert wakes_seen({3: 3600.0}) == [3600.0]  # the lid was closed for an hour
 
 
 def test_small_drift_is_not_a_wake() -> None:
-    clock = FakeClock()
-    wakes: list[float] = []
-    ticks = 0
-
-    async def fake_sleep(seconds: float) -> None:
-        nonlocal ticks
-        ticks += 1
-        clock.wall_now += seconds + 2  # NTP slew, a busy machine: not sleep
-        clock.mono_now += seconds
-        if ticks == 5:
-            raise asyncio.CancelledError
-
-    async def go() -> None:
-        with contextlib.suppress(asyncio.CancelledError):
-            await watch_for_sleep(
-                wakes.append, interval=5, threshold=30, clock=clock, sleep=fake_sleep
-            )
-
-    asyncio.run(go())
-    assert wakes == []
+    assert wakes_seen(dict.fromkeys(range(1, 7), 2.0)) == []  # NTP slew, a busy machine

@@ -31,8 +31,14 @@ def report(**facts):
     path = os.environ.get("FAKE_REPORT")
     if not path:
         return
-    facts.update(argv=sys.argv, env=dict(os.environ), cwd=os.getcwd(), pid=os.getpid(),
-                 pgid=os.getpgid(0), sid=os.getsid(0))
+    facts.update(
+        argv=sys.argv,
+        env=dict(os.environ),
+        cwd=os.getcwd(),
+        pid=os.getpid(),
+        pgid=os.getpgid(0),
+        sid=os.getsid(0),
+    )
     with open(path + ".tmp", "w", encoding="utf-8") as handle:
         json.dump(facts, handle)
     os.replace(path + ".tmp", path)  # the test may poll for the file: never show half of it

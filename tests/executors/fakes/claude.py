@@ -12,10 +12,18 @@ from _report import file_facts, option, report
 
 def result(without=(), **fields):
     base = {
-        "type": "result", "subtype": "success", "is_error": False, "duration_ms": 1234,
-        "duration_api_ms": 1000, "num_turns": 3, "result": "", "stop_reason": "end_turn",
-        "session_id": "9f1c2d3e-0000-4000-8000-123456789abc", "total_cost_usd": 0.0421,
-        "usage": {"input_tokens": 1200, "output_tokens": 340}, "permission_denials": [],
+        "type": "result",
+        "subtype": "success",
+        "is_error": False,
+        "duration_ms": 1234,
+        "duration_api_ms": 1000,
+        "num_turns": 3,
+        "result": "",
+        "stop_reason": "end_turn",
+        "session_id": "9f1c2d3e-0000-4000-8000-123456789abc",
+        "total_cost_usd": 0.0421,
+        "usage": {"input_tokens": 1200, "output_tokens": 340},
+        "permission_denials": [],
     }
     base.update(fields)
     print(json.dumps({key: value for key, value in base.items() if key not in without}))
@@ -31,24 +39,32 @@ def main():
         return 2
     prompt = sys.stdin.read()  # the real CLI reads its prompt from stdin without an argument
     if not prompt:
-        print("Error: Input must be provided either through stdin or as a prompt argument "
-              "when using --print", file=sys.stderr)
+        print(
+            "Error: Input must be provided either through stdin or as a prompt argument "
+            "when using --print",
+            file=sys.stderr,
+        )
         return 1
     mcp_path = option(args, "--mcp-config")
     mcp = file_facts(mcp_path) if mcp_path else None
     report(prompt=prompt, mcp=mcp)
     mode = os.environ.get("FAKE_MODE", "success")
     if mode == "is_error":
-        result(is_error=True, result="Not logged in · Please run /login", num_turns=1,
-               total_cost_usd=0)
+        result(
+            is_error=True, result="Not logged in · Please run /login", num_turns=1, total_cost_usd=0
+        )
         return 0
     if mode == "is_error_exit1":
         result(is_error=True, result="API Error: 529 Overloaded", num_turns=1)
         return 1
     if mode == "max_turns":
         # The real error_max_turns object has no "result", only "errors".
-        result(without=("result",), subtype="error_max_turns", is_error=True,
-               errors=["Reached maximum number of turns (2)"])
+        result(
+            without=("result",),
+            subtype="error_max_turns",
+            is_error=True,
+            errors=["Reached maximum number of turns (2)"],
+        )
         return 1
     if mode == "garbage":
         print("Welcome to Claude Code! <html>not json</html>")

@@ -34,15 +34,27 @@ def main():
     if mode == "error_last":
         emit(type="error", message="unexpected status 401 Unauthorized: Missing bearer")
         return 1
-    emit(type="item.completed", item={"id": "item_1", "type": "command_execution",
-                                      "command": "ls", "aggregated_output": "a b",
-                                      "exit_code": 0, "status": "completed"})
+    emit(
+        type="item.completed",
+        item={
+            "id": "item_1",
+            "type": "command_execution",
+            "command": "ls",
+            "aggregated_output": "a b",
+            "exit_code": 0,
+            "status": "completed",
+        },
+    )
     if mode == "success":
         emit(type="error", message="Reconnecting... 1/5 (stream disconnected)")
-        emit(type="item.completed", item={"id": "item_2", "type": "agent_message",
-                                          "text": "Codex wrote the digest."})
-    emit(type="turn.completed", usage={"input_tokens": 2400, "cached_input_tokens": 100,
-                                       "output_tokens": 180})
+        emit(
+            type="item.completed",
+            item={"id": "item_2", "type": "agent_message", "text": "Codex wrote the digest."},
+        )
+    emit(
+        type="turn.completed",
+        usage={"input_tokens": 2400, "cached_input_tokens": 100, "output_tokens": 180},
+    )
     return 0
 
 

@@ -26,10 +26,15 @@ def main():
     report(prompt=prompt, settings=file_facts(os.path.join(".gemini", "settings.json")))
     mode = os.environ.get("FAKE_MODE", "success")
     if mode == "auth_error":
-        error = {"type": "Error", "code": 41, "message": (
-            "Please set an Auth method in your /home/u/.gemini/settings.json or specify one of "
-            "the following environment variables before running: GEMINI_API_KEY, "
-            "GOOGLE_GENAI_USE_VERTEXAI, GOOGLE_GENAI_USE_GCA")}
+        error = {
+            "type": "Error",
+            "code": 41,
+            "message": (
+                "Please set an Auth method in your /home/u/.gemini/settings.json or specify one of "
+                "the following environment variables before running: GEMINI_API_KEY, "
+                "GOOGLE_GENAI_USE_VERTEXAI, GOOGLE_GENAI_USE_GCA"
+            ),
+        }
         sys.stderr.write(json.dumps({"session_id": SESSION, "error": error}, indent=2) + "\n")
         return 41
     if mode == "api_error":
@@ -40,8 +45,12 @@ def main():
         return 1
     stats = {"models": {"gemini-2.5-pro": {"tokens": {"input": 900, "candidates": 120}}}}
     first_line = prompt.strip().splitlines()[0]
-    print(json.dumps({"session_id": SESSION, "response": f"Gemini did: {first_line}",
-                      "stats": stats}, indent=2))
+    print(
+        json.dumps(
+            {"session_id": SESSION, "response": f"Gemini did: {first_line}", "stats": stats},
+            indent=2,
+        )
+    )
     return 0
 
 

@@ -14,8 +14,12 @@ SESSION = "ses_de3afb5bdffeBGShrtGMdKoyNa"
 
 
 def emit(kind, **fields):
-    print(json.dumps({"type": kind, "timestamp": int(time.time() * 1000), "sessionID": SESSION,
-                      **fields}), flush=True)
+    print(
+        json.dumps(
+            {"type": kind, "timestamp": int(time.time() * 1000), "sessionID": SESSION, **fields}
+        ),
+        flush=True,
+    )
 
 
 def main():
@@ -26,8 +30,13 @@ def main():
     prompt = sys.stdin.read()
     report(prompt=prompt)
     if os.environ.get("FAKE_MODE") == "error":
-        emit("error", error={"name": "ProviderAuthError",
-                             "data": {"message": "No API key for provider anthropic"}})
+        emit(
+            "error",
+            error={
+                "name": "ProviderAuthError",
+                "data": {"message": "No API key for provider anthropic"},
+            },
+        )
         return 1
     emit("step_start", part={"type": "step-start"})
     emit("text", part={"type": "text", "text": "Looking at the window first."})
