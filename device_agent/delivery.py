@@ -173,42 +173,20 @@ class Outbox:
         return float(delay)
 
     async def _settle(self, entry: Entry, report: Report, answer: Answer) -> None:
-        journal: Journal = self._journal.sync
         bound = log.bind(run_id=entry.run_id)
         if answer.kind is AnswerKind.OK:
-            status = answer.body.get("status") if isinstance(answer.body, dict) else None
-            label = str(status or ("failed" if report.failed else "completed"))
-            if isinstance(answer.body, dict) and answer.body.get("idempotent"):
+            body = answer.body if isinstance(answer.body, dict) else {}
+            label = str(body.get("status") or ("failed" if report.failed else "completed"))
+            if body.get("idempotent"):
                 label += " (idempotent)"
-            await self._journal.call(
-                journal.settle,
-                self._server,
-                entry.run_id,
-                state=ACKNOWLEDGED,
-                answer=label,
-                message=None,
-            )
+            await self._record(entry, ACKNOWLEDGED, label, None)
             bound.info("result delivered", status=label)
         elif answer.kind is AnswerKind.FINAL:
             note = FINAL_409_NOTE if answer.status == 409 else answer.describe()
-            await self._journal.call(
-                journal.settle,
-                self._server,
-                entry.run_id,
-                state=ACKNOWLEDGED,
-                answer="already final",
-                message=note,
-            )
+            await self._record(entry, ACKNOWLEDGED, "already final", note)
             bound.info("result already final on the server", answer=answer.describe(), note=note)
         elif answer.kind is AnswerKind.REJECTED:
-            await self._journal.call(
-                journal.settle,
-                self._server,
-                entry.run_id,
-                state=DEAD,
-                answer="rejected",
-                message=answer.describe(),
-            )
+            await self._record(entry, DEAD, "rejected", answer.describe())
             bound.error(
                 "server rejected the result for good; kept in the journal",
                 answer=answer.describe(),
@@ -216,3 +194,9 @@ class Outbox:
             )
         else:
             bound.warning("result kept in the journal for a later try", answer=answer.describe())
+
+    async def _record(self, entry: Entry, state: str, answer: str, message: str | None) -> None:
+        journal: Journal = self._journal.sync
+        await self._journal.call(
+            journal.settle, self._server, entry.run_id, state=state, answer=answer, message=message
+        )
