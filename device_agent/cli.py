@@ -30,10 +30,10 @@ from device_agent.credentials import (
 from device_agent.dispatcher import ExitCode
 from device_agent.identity import resolve_worker_id
 from device_agent.journal import DEAD, FINISHED, Journal
-from device_agent.lock import AlreadyRunning, InstanceLock
+from device_agent.lock import AlreadyRunning, InstanceLock, holder_pid
 from device_agent.profiles import ProfileError
 from device_agent.settings import ConfigError, Settings, load
-from device_agent.statusfile import pid_alive, read_status
+from device_agent.statusfile import read_status
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -220,7 +220,7 @@ def cmd_logout(args: argparse.Namespace) -> int:
 def cmd_status(args: argparse.Namespace) -> int:
     settings = _settings(args)
     status = read_status(settings.paths.state_dir / "status.json") or {}
-    alive = pid_alive(status.get("pid")) and status.get("state") != "stopped"
+    alive = holder_pid(settings.paths.lock_file) is not None
     counts: dict[str, int] = {}
     dead: list[dict[str, Any]] = []
     if settings.paths.journal_file.exists():
@@ -365,10 +365,8 @@ async def _org_slug(client: LobuClient) -> str | None:
 
 def _poke_running_agent(settings: Settings) -> None:
     """Make a running agent poll now instead of at its next interval."""
-    status = read_status(settings.paths.state_dir / "status.json") or {}
-    pid = status.get("pid")
-    if pid_alive(pid) and status.get("state") != "stopped":
-        assert isinstance(pid, int)
+    pid = holder_pid(settings.paths.lock_file)
+    if pid is not None:
         os.kill(pid, signal.SIGUSR1)
         print("the running agent will pick it up now")
     else:

@@ -48,3 +48,25 @@ class InstanceLock:
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.release()
+
+
+def holder_pid(path: Path) -> int | None:
+    """The PID of the agent holding the lock, or None when no agent holds it.
+
+    Asking the lock, not a PID file alone, means a stale PID that the OS has
+    since given to another program is never mistaken for a running agent.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            text = os.read(fd, 32).decode(errors="replace").strip()
+            return int(text) if text.isdigit() else None
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        return None
+    finally:
+        os.close(fd)

@@ -81,3 +81,14 @@ def test_worker_id_is_generated_once_and_kept(isolated_home: Path) -> None:
     assert first.startswith(f"{settings.platform}:")
     assert resolve_worker_id(load()) == first
     assert resolve_worker_id(load(overrides={"worker_id": "chosen"})) == "chosen"
+
+
+def test_holder_pid_asks_the_lock_not_a_stale_file(tmp_path: Path) -> None:
+    from device_agent.lock import holder_pid
+
+    path = tmp_path / "agent.lock"
+    assert holder_pid(path) is None
+    path.write_text("1\n")  # a PID left behind by a dead agent, now some other program's
+    assert holder_pid(path) is None
+    with InstanceLock(path):
+        assert holder_pid(path) == os.getpid()
