@@ -1,8 +1,9 @@
-"""`device-agent demo`: the whole product on one machine, offline, in a few seconds.
+"""`device-agent demo`: the whole product on one machine, offline, in a second.
 
 It starts the dev server on a free loopback port, pins a few watchers with
-realistic prompts to this device, runs the real agent against it with the
-bundled offline demo executor until every run is done, and prints what
+realistic prompts to this device, and runs the real agent against it with the
+bundled offline demo executor: first the scheduled runs, then a "Run now"
+through the same trigger route `device-agent trigger` uses. It prints what
 happened. Its files live in their own folder, apart from a real install's.
 """
 
@@ -18,40 +19,37 @@ from typing import Final
 
 from device_agent import logs
 from device_agent.cli import format_table
+from device_agent.client import LobuClient
 from device_agent.devserver import DevServer, DevState
 from device_agent.dispatcher import Agent, ExitCode
-from device_agent.journal import Journal
+from device_agent.journal import ACKNOWLEDGED, Journal
 from device_agent.runner import run_agent
 from device_agent.settings import Paths, Settings, validate
 
 DEMO_WORKER_ID: Final = "demo:this-device"
-DEMO_DEADLINE_SECONDS: Final = 60.0
+DEADLINE_SECONDS: Final = 60.0
 
-DEMO_WATCHERS: Final[Sequence[tuple[str, str, str]]] = (
+SCHEDULED: Final[Sequence[tuple[str, str]]] = (
     (
         "Morning inbox digest",
-        "scheduled",
         "Read the unread messages in my inbox from the window below and give me a five-line "
         "digest: who needs an answer from me today, and what can wait.",
     ),
     (
         "Release notes watch",
-        "scheduled",
         "Check the release notes of the libraries this project depends on for anything "
         "published in the window below that breaks our build or fixes a security issue.",
     ),
-    (
-        "Flaky test triage",
-        "manual",
-        "Look at the CI failures in the window below, group them by test, and tell me which "
-        "ones look flaky (passed on retry) and which look like real regressions.",
-    ),
+)
+RUN_NOW: Final = (
+    "Flaky test triage",
+    "Look at the CI failures in the window below, group them by test, and tell me which "
+    "ones look flaky (passed on retry) and which look like real regressions.",
 )
 
 
 def run_demo(home: Path | None = None) -> int:
-    paths = _demo_paths(home)
-    return asyncio.run(_demo(paths))
+    return asyncio.run(_demo(_demo_paths(home)))
 
 
 def _demo_paths(home: Path | None) -> Paths:
@@ -65,16 +63,17 @@ def _demo_paths(home: Path | None) -> Paths:
 async def _demo(paths: Paths) -> int:
     state = DevState(create_checkin_watcher=False)
     token = state.add_token()
-    logs.setup(log_file=paths.log_file, console_level=30, secrets=(token,))
-    run_ids = []
-    for name, source, prompt in DEMO_WATCHERS:
-        watcher_id = state.add_watcher(
-            prompt=prompt, name=name, agent_kind="demo", pinned_worker_id=DEMO_WORKER_ID
-        )
-        run_ids.append(state.queue_run(watcher_id, dispatch_source=source))
+    device_token = state.add_token(bound_worker_id=DEMO_WORKER_ID)  # what "Run now" needs
+    logs.setup(log_file=paths.log_file, console_level=30, secrets=(token, device_token))
+    run_ids = [
+        state.queue_run(_watcher(state, name, prompt), dispatch_source="scheduled")
+        for name, prompt in SCHEDULED
+    ]
+    manual_watcher = _watcher(state, *RUN_NOW)
+    started = time.monotonic()
     async with DevServer(state) as server:
-        print(f"dev server: {server.url} (loopback only; a temporary token was minted for it)")
-        print(f"queued {len(run_ids)} watcher runs pinned to {DEMO_WORKER_ID}; running them...\n")
+        print(f"dev server on {server.url} (loopback only, temporary tokens)")
+        print(f"{len(run_ids)} scheduled watcher runs are waiting for device {DEMO_WORKER_ID}\n")
         settings = validate(
             Settings(
                 server=server.url,
@@ -85,77 +84,94 @@ async def _demo(paths: Paths) -> int:
                 paths=paths,
             )
         )
-        started = time.monotonic()
-        code = await _run_until_done(settings, token, state, run_ids)
-        elapsed = time.monotonic() - started
-    _print_summary(state, run_ids, paths, elapsed)
+        agents: list[Agent] = []
+        agent_task = asyncio.create_task(
+            run_agent(
+                settings,
+                token=token,
+                worker_id=DEMO_WORKER_ID,
+                handle_signals=False,
+                started=agents.append,
+            )
+        )
+        finished = await _until_settled(settings, run_ids, agent_task)
+        if finished:
+            run_ids.append(await _run_now(server.url, device_token, manual_watcher))
+            agents[0].poll_now()  # what `device-agent trigger` does to a running agent
+            finished = await _until_settled(settings, run_ids, agent_task)
+        if agents:
+            agents[0].request_stop()
+        code = await agent_task
+    _print_summary(state, run_ids, paths, time.monotonic() - started)
     if code != ExitCode.OK:
         return int(code)
-    done = all(state.run(r).status == "completed" for r in run_ids)
+    done = finished and all(state.run(r).status == "completed" for r in run_ids)
     return ExitCode.OK if done else ExitCode.INTERNAL
 
 
-async def _run_until_done(
-    settings: Settings, token: str, state: DevState, run_ids: list[int]
-) -> int:
-    holder: list[Agent] = []
-    agent_task = asyncio.create_task(
-        run_agent(
-            settings,
-            token=token,
-            worker_id=DEMO_WORKER_ID,
-            handle_signals=False,
-            started=holder.append,
-        )
+def _watcher(state: DevState, name: str, prompt: str) -> str:
+    return state.add_watcher(
+        prompt=prompt, name=name, agent_kind="demo", pinned_worker_id=DEMO_WORKER_ID
     )
-    deadline = time.monotonic() + DEMO_DEADLINE_SECONDS
+
+
+async def _run_now(url: str, device_token: str, watcher_id: str) -> int:
+    async with LobuClient(url, lambda: device_token) as client:
+        answer = await client.trigger(watcher_id=watcher_id)
+    if not answer.ok or not isinstance(answer.body, dict):
+        raise RuntimeError(f"the demo could not trigger watcher {watcher_id}: {answer.describe()}")
+    run_id = int(answer.body["run_id"])
+    print(f'"Run now" on watcher {watcher_id}: the server queued run {run_id}\n')
+    return run_id
+
+
+async def _until_settled(
+    settings: Settings, run_ids: list[int], agent_task: asyncio.Task[ExitCode]
+) -> bool:
+    """Wait until the server has acknowledged every run's result (or the agent stopped)."""
+    deadline = time.monotonic() + DEADLINE_SECONDS
     while time.monotonic() < deadline and not agent_task.done():
-        journal_done = _all_settled(settings, run_ids)
-        if journal_done and all(state.run(r).status not in ("pending", "running") for r in run_ids):
-            break
-        await asyncio.sleep(0.1)
-    if holder:
-        holder[0].request_stop()
-    return int(await agent_task)
+        if _acknowledged(settings.paths, settings.origin, run_ids):
+            return True
+        await asyncio.sleep(0.05)
+    return False
 
 
-def _all_settled(settings: Settings, run_ids: list[int]) -> bool:
-    if not settings.paths.journal_file.exists():
+def _acknowledged(paths: Paths, server: str, run_ids: list[int]) -> bool:
+    if not paths.journal_file.exists():
         return False
-    journal = Journal(settings.paths.journal_file)
+    journal = Journal(paths.journal_file)
     try:
-        entries = [journal.get(settings.origin, r) for r in run_ids]
+        entries = [journal.get(server, run_id) for run_id in run_ids]
     finally:
         journal.close()
-    return all(e is not None and e.state == "acknowledged" for e in entries)
+    return all(entry is not None and entry.state == ACKNOWLEDGED for entry in entries)
 
 
 def _print_summary(state: DevState, run_ids: list[int], paths: Paths, elapsed: float) -> None:
-    journal = Journal(paths.journal_file)
-    try:
-        entries = {e.run_id: e for e in journal.recent(100)}
-    finally:
-        journal.close()
     rows = []
     for run_id in run_ids:
         run = state.run(run_id)
-        entry = entries.get(run_id)
+        watcher = state.watcher(str(run.approved_input["watcher_id"]))
         rows.append(
             [
                 str(run_id),
-                entry.watcher_name if entry and entry.watcher_name else "-",
-                entry.agent_kind if entry and entry.agent_kind else "-",
+                watcher.name,
+                str(run.dispatch_source),
+                "demo",
                 run.status,
                 f"{(run.duration_ms or 0) / 1000:.2f}s",
+                _excerpt(run.output or run.error or ""),
             ]
         )
-    print(format_table(["run", "watcher", "executor", "status", "duration"], rows))
-    first = state.run(run_ids[0])
-    if first.output:
-        excerpt = first.output.strip().splitlines()[0][:100]
-        print(f"\nrun {run_ids[0]} output: {excerpt}")
-    print(f"\n{len(run_ids)} runs in {elapsed:.1f} s. Logs: {paths.log_file}")
     print(
-        f"Journal: {paths.journal_file} (see: DEVICE_AGENT_HOME={paths.state_dir.parent} "
-        "device-agent history)"
+        format_table(["run", "watcher", "dispatch", "executor", "status", "took", "output"], rows)
     )
+    print(f"\n{len(run_ids)} runs claimed, executed and reported in {elapsed:.1f} s.")
+    print(f"Logs:    {paths.log_file}")
+    print(f"Journal: DEVICE_AGENT_HOME={paths.state_dir.parent} device-agent history")
+
+
+def _excerpt(text: str, width: int = 60) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= width else line[: width - 1] + "…"

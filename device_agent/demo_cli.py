@@ -26,12 +26,12 @@ def summarize(prompt: str) -> str:
     window = f"the window {start} to {end}" if start and end else "its current window"
     source = fields.get("Dispatch source", "unknown")
     task = prompt.split("\n", 1)[0].strip()[:80] or "the watcher's task"
+    short_window = f"{start[:16]}–{end[11:16]}" if start and end else "its current window"
     return (
-        f"Demo run for {watcher} covering {window} ({source} dispatch): "
-        f'worked through "{task}" and found nothing that needs attention. '
+        f"Nothing needs your attention in {short_window} ({source}). "
+        f'Checked "{task}" for {watcher} over {window}. '
         "This answer comes from the offline demo agent; no model was called."
     )
-
 
 def main() -> int:
     started = time.monotonic()

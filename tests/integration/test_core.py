@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 from device_agent.devserver import Fault
 
@@ -210,3 +214,22 @@ def _with(payload: dict, path: list[str], value: object) -> dict:  # type: ignor
         target = target[key]
     target[path[-1]] = value
     return changed
+
+
+def test_demo_runs_offline_and_reports_every_run(isolated_home: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DEVICE_AGENT_")}
+    env["DEVICE_AGENT_HOME"] = str(isolated_home)
+    result = subprocess.run(
+        [sys.executable, "-m", "device_agent", "demo"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = [line for line in result.stdout.splitlines() if " demo " in line]
+    assert len(rows) == 3
+    assert all("completed" in row for row in rows)
+    assert '"Run now"' in result.stdout
+    assert (isolated_home / "state" / "demo" / "logs" / "device-agent.log").exists()
