@@ -233,9 +233,7 @@ class Agent:
     async def _poll_once(self) -> float:
         """Poll, start what was claimed, and return how long to wait before the next poll."""
         self._poll_alarm.rearm()
-        answer = await self.client.poll(
-            worker_id=self.worker_id, platform=self.settings.platform, label=self.settings.label
-        )
+        answer = await self._poll_request()
         self.status.last_poll_at = time.time()
         outcome = await self._read_poll(answer)
         if isinstance(outcome, Claim):
@@ -452,21 +450,27 @@ class Agent:
         give_up = after(ONCE_ATTEMPTS)
         answers = await self.outbox.flush(give_up)
         await self._slots.acquire()
-        poll = await self.client.poll(
+        poll = await self._poll_request()
+        if poll.kind is AnswerKind.AUTH and await self.tokens.refresh():
+            poll = await self._poll_request()
+        outcome = await self._read_poll(poll)
+        if not isinstance(outcome, Claim):
+            self._slots.release()
+            return _once_exit_code(poll, answers)
+        task = asyncio.create_task(self._run_claim(outcome, give_up))
+        self._tasks.add(task)
+        await _first_of(asyncio.shield(task), self._stopping.wait())
+        if self._stopping.is_set():  # SIGTERM while the run executes: the same drain as `run`
+            await self._drain()
+        answer = await task
+        if answer is not None:
+            answers.append(answer)
+        return _once_exit_code(poll, answers)
+
+    async def _poll_request(self) -> Answer:
+        return await self.client.poll(
             worker_id=self.worker_id, platform=self.settings.platform, label=self.settings.label
         )
-        if poll.kind is AnswerKind.AUTH and await self.tokens.refresh():
-            poll = await self.client.poll(
-                worker_id=self.worker_id, platform=self.settings.platform, label=self.settings.label
-            )
-        outcome = await self._read_poll(poll)
-        if isinstance(outcome, Claim):
-            answer = await self._run_claim(outcome, give_up)
-            if answer is not None:
-                answers.append(answer)
-        else:
-            self._slots.release()
-        return _once_exit_code(poll, answers)
 
     # ------------------------------------------------------------- drain
 

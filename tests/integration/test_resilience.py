@@ -161,3 +161,14 @@ def _status(lab: Lab) -> dict[str, Any]:
     except (FileNotFoundError, ValueError):
         return {}
     return data if isinstance(data, dict) else {}
+
+
+def test_once_drains_on_sigterm_like_the_loop(lab: Lab) -> None:
+    lab.config["shutdown_grace_seconds"] = 0.3
+    run_id = lab.state.queue_run(lab.add_watcher("Never ends [[hang]]"))
+    agent = lab.start_agent("--once")
+    pid = first_cli_pid(lab)
+    code, err = lab.stop_agent(agent)
+    assert code == 0, err
+    assert not alive(pid)
+    assert lab.state.run(run_id).exit_reason == "cancelled"
