@@ -305,6 +305,9 @@ class Agent:
 
     async def _run_claim(self, claim: Claim, give_up: GiveUp | None = None) -> Answer | None:
         """Execute one claimed run and deliver its result. None if it was not ours to report."""
+        # Each run is its own task, so this tags every log line of the run — the heartbeats,
+        # the executor, the delivery — with its run_id, and no other run's lines.
+        structlog.contextvars.bind_contextvars(run_id=claim.run_id)
         heartbeat = Heartbeat(
             self.client,
             run_id=claim.run_id,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -233,3 +234,16 @@ def test_demo_runs_offline_and_reports_every_run(isolated_home: Path) -> None:
     assert all("completed" in row for row in rows)
     assert '"Run now"' in result.stdout
     assert (isolated_home / "state" / "demo" / "logs" / "device-agent.log").exists()
+
+
+def test_every_log_line_of_a_run_carries_its_run_id(lab: Lab) -> None:
+    run_id = lab.state.queue_run(lab.add_watcher("Tag my logs"))
+    assert lab.run_agent("run", "--once").returncode == 0
+    lines = [json.loads(line) for line in (lab.home / "logs" / "device-agent.log").open()]
+    of_run = [
+        line
+        for line in lines
+        if line.get("logger", "").endswith(("executor", "heartbeat", "delivery"))
+    ]
+    assert of_run, lines
+    assert all(line.get("run_id") == run_id for line in of_run)
