@@ -172,7 +172,10 @@ class Agent:
     async def run(self, *, once: bool = False) -> ExitCode:
         await self._recover()
         if once:
-            return await self._run_once()
+            try:
+                return await self._run_once()
+            finally:
+                self._set_status("stopped")
         watcher = asyncio.create_task(
             watch_for_sleep(self.woke_up, clock=self.clock, interval=self.wake_check_seconds)
         )
