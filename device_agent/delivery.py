@@ -68,6 +68,7 @@ class Outbox:
         self.alarm = alarm or Alarm()
         self._in_flight: set[int] = set()
         self.draining = False  # shutting down: retry quickly, a few times, then leave it queued
+        self.on_refused: Callable[[int], None] | None = None
 
     def hold(self, run_id: int) -> None:
         """Keep `flush` away from a result its run is about to deliver itself."""
@@ -129,9 +130,18 @@ class Outbox:
             bound.warning("result not delivered yet; will retry", answer=answer.describe())
             if answer.status is not None and answer.status >= 500:
                 state.server_errors += 1
-                if state.server_errors >= self._budget and not state.report.failed:
-                    await self._close_as_failed(entry, state, answer)
+                if state.server_errors >= self._budget:
+                    if state.report.failed:
+                        self._stop_heartbeat(entry.run_id)
+                    else:
+                        await self._close_as_failed(entry, state, answer)
         return answer
+
+    def _stop_heartbeat(self, run_id: int) -> None:
+        """Even a failure report is refused: keep the result queued, but stop keeping the run
+        alive on the server — a run must not be heartbeated forever (§11.7)."""
+        if self.on_refused is not None:
+            self.on_refused(run_id)
 
     async def _close_as_failed(self, entry: Entry, state: _Attempt, answer: Answer) -> None:
         """A success the server keeps refusing with a 5xx is not transient (§11.7): close the run

@@ -33,6 +33,7 @@ def summarize(prompt: str) -> str:
         "This answer comes from the offline demo agent; no model was called."
     )
 
+
 def main() -> int:
     started = time.monotonic()
     prompt = sys.stdin.read()

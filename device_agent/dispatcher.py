@@ -131,6 +131,7 @@ class Agent:
             server_error_budget=settings.server_error_budget,
             max_backoff=settings.max_backoff_seconds,
         )
+        self.outbox.on_refused = self._retire_heartbeat
 
     # ------------------------------------------------------------ control
 
@@ -154,6 +155,15 @@ class Agent:
         """ "Run now" or a control request: skip the wait before the next poll."""
         self._backoff.reset()
         self._poll_alarm.ring()
+
+    def _retire_heartbeat(self, run_id: int) -> None:
+        heartbeat = self._heartbeats.get(run_id)
+        if heartbeat is not None:
+            log.error(
+                "the server keeps refusing this run's report; no longer heartbeating it",
+                run_id=run_id,
+            )
+            heartbeat.retire()
 
     def woke_up(self, seconds_missed: float) -> None:
         log.info(

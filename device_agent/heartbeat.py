@@ -45,6 +45,11 @@ class Heartbeat:
         """After a wake from sleep: check at once that the run is still ours (one beat)."""
         self._now.set()
 
+    def retire(self) -> None:
+        """Stop beating from outside the loop (no await needed); `stop` still cleans up."""
+        if self._task is not None:
+            self._task.cancel()
+
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()

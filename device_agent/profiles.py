@@ -139,8 +139,18 @@ def load_profile(path: Path) -> Profile:
 
 
 def _parse(path: Path, top: _Table) -> Profile:
-    top.allow("description", "binary", "args", "argv", "prompt", "env", "options", "mcp",
-              "output", "version_args")
+    top.allow(
+        "description",
+        "binary",
+        "args",
+        "argv",
+        "prompt",
+        "env",
+        "options",
+        "mcp",
+        "output",
+        "version_args",
+    )
     binary, args = _command(top)
     prompt = cast(PromptMode, top.choice("prompt", PROMPT_MODES, default="stdin"))
     reader_table = top.table("output")
@@ -176,7 +186,7 @@ def _command(top: _Table) -> tuple[str, tuple[str, ...]]:
         return (argv[0], argv[1:]) if argv else ("", ())  # argv = []: not configured yet
     binary = top.string("binary")
     if not binary.strip():
-        top.fail("binary", "must name a program, e.g. binary = \"claude\"")
+        top.fail("binary", 'must name a program, e.g. binary = "claude"')
     return binary, top.strings("args", default=())
 
 
@@ -186,8 +196,9 @@ def _check_slots(top: _Table, profile: Profile, *, args_key: str) -> None:
     for arg in args:
         if arg not in (OPTIONS_SLOT, MCP_SLOT):
             top.placeholders(args_key, arg, _ARGS)
-    top.placeholders("binary" if args_key == "args" else "argv", profile.binary,
-                     frozenset({"python"}))
+    top.placeholders(
+        "binary" if args_key == "args" else "argv", profile.binary, frozenset({"python"})
+    )
     needs = {
         "{prompt}": (profile.prompt == "argument", 'prompt = "argument"'),
         "{prompt_file}": (profile.prompt == "file", 'prompt = "file"'),
@@ -237,15 +248,19 @@ def _mcp(table: _Table | None) -> McpSpec | None:
     if file is not None and file != PRIVATE:
         relative = Path(file)
         if relative.is_absolute() or ".." in relative.parts:
-            table.fail("file", f'must be "{PRIVATE}" or a path inside the run\'s workdir, '
-                               f"got {file!r}")
+            table.fail(
+                "file", f'must be "{PRIVATE}" or a path inside the run\'s workdir, got {file!r}'
+            )
     if file is not None and config is None:
         table.fail("file", "needs [mcp.config]: the config is what gets written to the file")
     args = table.strings("args", default=())
     for arg in args:
         if "{mcp_token}" in arg:
-            table.fail("args", "must not contain {mcp_token}: a token on a command line is "
-                               "visible to every local user; pass it through [mcp] env or config")
+            table.fail(
+                "args",
+                "must not contain {mcp_token}: a token on a command line is "
+                "visible to every local user; pass it through [mcp] env or config",
+            )
         table.placeholders("args", arg, _MCP_ARGS)
     if any("{mcp_config}" in arg for arg in args) and file is None:
         table.fail("args", "uses {mcp_config} but [mcp] has no config and file")
@@ -256,8 +271,10 @@ def _mcp(table: _Table | None) -> McpSpec | None:
             table.fail(f"env.{name}", "uses {mcp_config_json} but [mcp] has no config")
     in_env = any("{mcp_config_json}" in value for value in env.values())
     if config is not None and file is None and not in_env:
-        table.fail("config", "never reaches the CLI: set [mcp] file, or pass it in [mcp] env "
-                             "with {mcp_config_json}")
+        table.fail(
+            "config",
+            "never reaches the CLI: set [mcp] file, or pass it in [mcp] env with {mcp_config_json}",
+        )
     return McpSpec(config=config, file=file, args=args, env=env)
 
 
@@ -283,9 +300,11 @@ def _reader(table: _Table) -> Reader:
     for name, spec in table.string_map("details").items():
         event_type, sep, path = spec.partition(":")
         if not (sep and event_type and path):
-            table.fail(f"details.{name}",
-                       f"must be 'event_type:path' (or '*:path'), e.g. 'turn.completed:usage', "
-                       f"got {spec!r}")
+            table.fail(
+                f"details.{name}",
+                f"must be 'event_type:path' (or '*:path'), e.g. 'turn.completed:usage', "
+                f"got {spec!r}",
+            )
         details[name] = (event_type, path)
     return JsonlReader(
         final=final,
@@ -354,7 +373,7 @@ class _Table:
     def string_map(self, key: str) -> dict[str, str]:
         value = self.data.get(key, {})
         if not isinstance(value, Mapping) or not all(isinstance(v, str) for v in value.values()):
-            self.fail(key, f"must be a table of strings, e.g. {key} = {{ NAME = \"value\" }}")
+            self.fail(key, f'must be a table of strings, e.g. {key} = {{ NAME = "value" }}')
         return dict(value)
 
     def table(self, key: str) -> _Table | None:
@@ -368,8 +387,11 @@ class _Table:
     def placeholders(self, key: str, text: str, allowed: frozenset[str]) -> None:
         for name in PLACEHOLDER.findall(text):
             if name not in allowed:
-                self.fail(key, f"unknown placeholder {{{name}}} here; "
-                               f"use {', '.join('{' + a + '}' for a in sorted(allowed))}")
+                self.fail(
+                    key,
+                    f"unknown placeholder {{{name}}} here; "
+                    f"use {', '.join('{' + a + '}' for a in sorted(allowed))}",
+                )
 
 
 # ------------------------------------------------------------------- doctor
@@ -411,12 +433,18 @@ async def _check(
 ) -> ProfileCheck:
     shown = profile.program or "(none)"
     if not profile.configured:
-        return ProfileCheck(profile.name, shown, None, None,
-                            f"not configured: set argv in {profile.name}.toml in your config dir")
+        return ProfileCheck(
+            profile.name,
+            shown,
+            None,
+            None,
+            f"not configured: set argv in {profile.name}.toml in your config dir",
+        )
     path = profile.resolve(env["PATH"])
     if path is None:
-        return ProfileCheck(profile.name, shown, None, None,
-                            f"{profile.program} binary not found on PATH")
+        return ProfileCheck(
+            profile.name, shown, None, None, f"{profile.program} binary not found on PATH"
+        )
     argv: Sequence[str] = [path, *profile.version_args]
     version, error = await probe(argv, env=env, time_limit=time_limit)
     return ProfileCheck(profile.name, shown, path, version, error)

@@ -24,8 +24,9 @@ def build_prompt(run: WatcherRun) -> str:
             f"watcher {watcher.id} has no prompt: give the watcher a prompt in Lobu "
             "so the agent knows what to do"
         )
-    approved = json.dumps(event.approved_input, indent=2, sort_keys=True, ensure_ascii=False,
-                          default=str)
+    approved = json.dumps(
+        event.approved_input, indent=2, sort_keys=True, ensure_ascii=False, default=str
+    )
     context = "\n".join(
         [
             "Context for this run (added by the Lobu device agent):",

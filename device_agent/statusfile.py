@@ -27,4 +27,3 @@ def read_status(path: Path) -> dict[str, Any] | None:
     except (FileNotFoundError, ValueError):
         return None
     return data if isinstance(data, dict) else None
-

@@ -172,3 +172,18 @@ def test_once_drains_on_sigterm_like_the_loop(lab: Lab) -> None:
     assert code == 0, err
     assert not alive(pid)
     assert lab.state.run(run_id).exit_reason == "cancelled"
+
+
+def test_a_run_whose_every_report_is_refused_is_not_heartbeated_forever(lab: Lab) -> None:
+    lab.config.update(server_error_budget=2, heartbeat_seconds=0.1, max_backoff_seconds=0.2)
+    run_id = lab.state.queue_run(lab.add_watcher("Refused every time"))
+    lab.state.faults.add(Fault(route="complete", kind="status", status=500, times=None))
+    agent = lab.start_agent()
+    # success twice, then the failure report twice: the budget is spent
+    wait_for(lambda: lab.state.run(run_id).completion_attempts >= 4, what="4 refused reports")
+    beats = lab.state.run(run_id).heartbeats
+    wait_for(lambda: lab.state.run(run_id).completion_attempts >= 8, what="more retries")
+    assert lab.state.run(run_id).heartbeats <= beats + 1  # at most one beat was in flight
+    code, err = lab.stop_agent(agent)
+    assert code == 0, err
+    assert journal_rows(lab.home)[run_id]["state"] == "finished"  # still queued, never lost
