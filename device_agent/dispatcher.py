@@ -50,6 +50,10 @@ log = structlog.get_logger(__name__)
 AUTH_RETRY_SECONDS: Final = 60.0  # while the token is refused: one poll a minute, never a hammer
 ONCE_ATTEMPTS: Final = 4  # `run --once` gives a result this many tries before leaving it queued
 DRAIN_ATTEMPTS: Final = 3  # likewise while shutting down
+REPEATED_CLAIM_ERROR: Final = (
+    "the server handed this run to this device a second time; device-agent never executes "
+    "a run twice (its first result is in the device's journal)"
+)
 RESTARTED_ERROR: Final = (
     "device-agent restarted while this run was executing; it was not run again, "
     "so that it is never executed twice — trigger the watcher again if you need it"
@@ -352,7 +356,15 @@ class Agent:
         try:
             run, problem = _parse(claim)
             if not await self._record_claim(claim, run):
+                # Should never happen; if it does, the journal keeps the first result untouched
+                # and the server hears once why this claim is not run, rather than nothing.
                 bound.error("server handed us a run we already claimed; not executing it twice")
+                await self.client.complete(
+                    run_id=claim.run_id,
+                    run_type=claim.run_type,
+                    worker_id=self.worker_id,
+                    report=failure(REPEATED_CLAIM_ERROR),
+                )
                 return None
             self._executions[claim.run_id] = cancel
             self._all_finished.clear()

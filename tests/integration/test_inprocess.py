@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+import respx
 
 from device_agent.devserver import DevServer, DevState
 from device_agent.dispatcher import AUTH_RETRY_SECONDS, Agent, ExitCode
 from device_agent.runner import run_agent
 from device_agent.settings import Paths, Settings, validate
+
+from .conftest import journal_rows
 
 WORKER = "linux:inprocess"
 
@@ -152,3 +157,55 @@ def test_unreachable_server_backs_off_with_growing_capped_waits(
     assert code == ExitCode.OK
     assert all(0 < w <= settings.max_backoff_seconds for w in waits)
     assert waits[-1] > waits[0] * 4  # exponential, never a tight loop
+
+
+def test_a_run_handed_over_twice_is_executed_once(isolated_home: Path) -> None:
+    server = "http://127.0.0.1:9"
+    token = "owl_pat_" + "r" * 32
+    payload = {
+        "watcher": {"id": "1", "name": "twice", "agent_kind": "demo", "prompt": "Only once"},
+        "event": {
+            "payload": {
+                "window_start": "2026-11-27T08:00:00Z",
+                "window_end": "2026-11-27T09:00:00Z",
+            }
+        },
+    }
+    claim = {"run_id": 5, "run_type": "watcher", "payload": payload}
+    agents: list[Agent] = []
+
+    async def go() -> None:
+        with respx.mock(base_url=server, assert_all_called=False) as mock:
+            mock.post("/api/workers/poll").mock(
+                side_effect=[
+                    httpx.Response(200, json=claim),
+                    httpx.Response(200, json=claim),
+                    *[httpx.Response(200, json={"next_poll_seconds": 3600})] * 5,
+                ]
+            )
+            mock.post("/api/workers/heartbeat").respond(200, json={"continue": True})
+            completes = mock.post("/api/workers/me/runs/5/complete-watcher").respond(
+                200, json={"ok": True, "status": "completed"}
+            )
+            task = asyncio.create_task(
+                run_agent(
+                    settings_for(server, token, isolated_home),
+                    token=token,
+                    worker_id=WORKER,
+                    handle_signals=False,
+                    started=agents.append,
+                )
+            )
+            await until(lambda: completes.call_count == 2, what="two reports")
+            agents[0].request_stop()
+            assert await task == ExitCode.OK
+            bodies = [json.loads(call.request.content) for call in completes.calls]
+        results = sorted(bodies, key=lambda body: body["error"] is not None)
+        assert results[0]["error"] is None  # the one execution's result
+        assert results[0]["output"]
+        assert "never executes a run twice" in results[1]["error"]
+
+    asyncio.run(go())
+    rows = list(journal_rows(isolated_home).values())
+    assert len(rows) == 1
+    assert rows[0]["answer"] == "completed"  # the first result is untouched
