@@ -69,7 +69,8 @@ def test_no_result_lost_and_nothing_done_twice_under_faults_and_kills(lab: Lab) 
     ]
     print(
         f"\nsoak: {RUNS} runs, {kills} SIGKILLs, {elapsed:.1f} s"
-        f"\n  faults injected: {dict(lab.state.faults.injected)}"
+        f"\n  requests: {len(lab.state.requests)}, faults injected: "
+        f"{sum(lab.state.faults.injected.values())} {dict(lab.state.faults.injected)}"
         f"\n  server statuses: {dict(statuses)}"
         f"\n  completions committed: total {sum(committed)}, max per run {max(committed)}"
         f"\n  CLI executions: {sum(executions.values())}, runs executed twice: {len(twice)}"
