@@ -14,6 +14,7 @@ from typing import Final
 import keyring
 import keyring.errors
 
+from device_agent import logs
 from device_agent.dispatcher import TokenSource
 from device_agent.settings import ENV_TOKEN, Settings
 
@@ -57,16 +58,18 @@ def delete_token(server: str) -> bool:
 
 
 def check_token_shape(token: str) -> None:
-    if not token or any(ch.isspace() for ch in token) or len(token) < 8:
+    """A token goes into an HTTP header: printable ASCII, no spaces."""
+    if len(token) < 8 or not all("!" <= ch <= "~" for ch in token):
         raise CredentialError(
-            "that does not look like a token (empty, too short or containing spaces): "
-            "paste the owl_pat_… token exactly"
+            "that does not look like a token (too short, or with spaces or non-ASCII "
+            "characters): paste the owl_pat_… token exactly"
         )
 
 
 def resolve_token(settings: Settings) -> str:
     """The token to use: DEVICE_AGENT_TOKEN, else the keyring entry for this server."""
     if settings.token:
+        check_token_shape(settings.token)
         return settings.token
     token = read_keyring(settings.origin)
     if not token:
@@ -74,6 +77,7 @@ def resolve_token(settings: Settings) -> str:
             f"no token for {settings.origin}: run `device-agent login --server {settings.origin}` "
             f"or set {ENV_TOKEN}"
         )
+    check_token_shape(token)
     return token
 
 
@@ -95,6 +99,7 @@ class Tokens(TokenSource):
         except CredentialError:
             return False
         if stored and stored != self._token:
+            logs.redactor.add(stored)
             self._token = stored
             return True
         return False

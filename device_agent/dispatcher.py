@@ -126,7 +126,6 @@ class Agent:
         self._all_finished.set()
         self._heartbeats: dict[int, Heartbeat] = {}
         self._tasks: set[asyncio.Task[Answer | None]] = set()
-        self._auth_refreshed = False
         self.outbox = Outbox(
             client,
             journal,
@@ -267,7 +266,6 @@ class Agent:
             except PayloadError as exc:
                 return self._transient(f"unusable poll answer: {exc}", None)
             self._backoff.reset()
-            self._auth_refreshed = False
             if isinstance(parsed, Idle):
                 if parsed.skipped_run_id is not None:
                     log.warning(
@@ -291,11 +289,11 @@ class Agent:
         return delay
 
     async def _token_refused(self, answer: Answer) -> float:
-        if not self._auth_refreshed:
-            self._auth_refreshed = True  # one refresh per refusal streak, never a loop of them
-            if await self.tokens.refresh():
-                log.info("token refreshed after a 401; polling again")
-                return 0.0
+        # refresh() is True only for a token we have not tried yet (the user logged in
+        # again), so this can never turn into a loop of refused polls.
+        if await self.tokens.refresh():
+            log.info("a new token was found after a 401; polling again")
+            return 0.0
         message = (
             f"the server refused the token ({answer.describe()}): run `device-agent login` "
             "or set DEVICE_AGENT_TOKEN; retrying once a minute"

@@ -209,3 +209,54 @@ def test_a_run_handed_over_twice_is_executed_once(isolated_home: Path) -> None:
     rows = list(journal_rows(isolated_home).values())
     assert len(rows) == 1
     assert rows[0]["answer"] == "completed"  # the first result is untouched
+
+
+def test_a_new_login_is_picked_up_after_401s(
+    isolated_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from device_agent import credentials
+
+    keyring = {"token": "owl_pat_" + "o" * 32}  # revoked: the server does not know it
+    monkeypatch.setattr(credentials, "read_keyring", lambda server: keyring["token"])
+    waits: list[float] = []
+
+    async def go() -> None:
+        state = DevState(create_checkin_watcher=False)
+        fresh = state.add_token()
+        agents: list[Agent] = []
+
+        def started(agent: Agent) -> None:
+            agents.append(agent)
+
+            async def record(seconds: float) -> bool:
+                waits.append(seconds)
+                keyring["token"] = fresh  # the user ran `device-agent login` meanwhile
+                if len(waits) >= 2:
+                    agent.request_stop()
+                await asyncio.sleep(0)
+                return False
+
+            monkeypatch.setattr(agent._poll_alarm, "sleep", record)
+
+        async with DevServer(state) as server:
+            settings = validate(
+                Settings(
+                    server=server.url,
+                    worker_id=WORKER,
+                    default_agent="demo",
+                    paths=Paths.resolve({"DEVICE_AGENT_HOME": str(isolated_home)}),
+                )
+            )
+            code = await run_agent(
+                settings,
+                token=keyring["token"],
+                worker_id=WORKER,
+                handle_signals=False,
+                started=started,
+            )
+        assert code == ExitCode.OK
+        statuses = [r.status for r in state.requests if r.path == "/api/workers/poll"]
+        assert statuses == [401, 401, 200]
+
+    asyncio.run(go())
+    assert waits[0] == AUTH_RETRY_SECONDS

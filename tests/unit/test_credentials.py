@@ -43,3 +43,11 @@ def test_env_token_is_never_refreshed(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(credentials, "read_keyring", lambda server: "owl_pat_other_token")
     settings = load(env={"DEVICE_AGENT_TOKEN": "owl_pat_env_token"}, overrides={"server": SERVER})
     assert asyncio.run(Tokens(settings, "owl_pat_env_token").refresh()) is False
+
+
+def test_non_ascii_token_is_refused_before_any_request() -> None:
+    settings = load(
+        env={"DEVICE_AGENT_TOKEN": "owl_pat_café_café_café"}, overrides={"server": SERVER}
+    )
+    with pytest.raises(CredentialError, match="non-ASCII"):
+        resolve_token(settings)
