@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import enum
 import json
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -160,6 +160,8 @@ class LobuClient:
             return Answer(AnswerKind.TRANSIENT, None, None, f"timed out ({type(exc).__name__})")
         except httpx.TransportError as exc:
             return Answer(AnswerKind.TRANSIENT, None, None, _transport_message(exc))
+        except httpx.HTTPError as exc:  # e.g. a proxy's broken gzip body: still not our bug
+            return Answer(AnswerKind.TRANSIENT, None, None, f"unreadable answer ({exc})")
         return classify(response)
 
 
@@ -181,8 +183,9 @@ def classify(response: httpx.Response) -> Answer:
 
 
 def _classify_completion(answer: Answer) -> Answer:
-    if answer.status == 409 and answer.message == NOT_IN_PROGRESS:
-        # What a retry after a stored completion gets (PROTOCOL §11.1), or a reaped run.
+    if answer.status == 409:
+        # "Run is not in progress": what a retry after a stored completion gets (§11.1), or a
+        # reaped run. "Not a watcher run": the wrong route; nothing will ever accept it.
         return _with_kind(answer, AnswerKind.FINAL)
     if answer.status == 400 and _WINDOW_ERROR_MARKER in answer.message:
         # The server failed the run itself because its window was malformed.
@@ -238,5 +241,3 @@ def _transport_message(exc: httpx.TransportError) -> str:
     detail = str(exc) or type(exc).__name__
     return f"cannot reach the server ({detail})"
 
-
-Sender = Callable[[], Awaitable[Answer]]

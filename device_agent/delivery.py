@@ -18,7 +18,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_result, wait_random
 
 from device_agent.alarm import Alarm
 from device_agent.backoff import RETRY_AFTER_CAP
-from device_agent.client import Answer, AnswerKind, LobuClient
+from device_agent.client import NOT_IN_PROGRESS, Answer, AnswerKind, LobuClient
 from device_agent.journal import ACKNOWLEDGED, DEAD, FINISHED, AsyncJournal, Entry, Journal
 from device_agent.protocol import Report
 
@@ -192,9 +192,16 @@ class Outbox:
             await self._record(entry, ACKNOWLEDGED, label, None)
             bound.info("result delivered", status=label)
         elif answer.kind is AnswerKind.FINAL:
-            note = FINAL_409_NOTE if answer.status == 409 else answer.describe()
-            await self._record(entry, ACKNOWLEDGED, "already final", note)
-            bound.info("result already final on the server", answer=answer.describe(), note=note)
+            if answer.message == NOT_IN_PROGRESS:
+                await self._record(entry, ACKNOWLEDGED, "already final", FINAL_409_NOTE)
+                bound.info(
+                    "result already final on the server",
+                    answer=answer.describe(),
+                    note=FINAL_409_NOTE,
+                )
+            else:  # the server settled it its own way (a bad window, the wrong lane)
+                await self._record(entry, ACKNOWLEDGED, "closed by server", answer.describe())
+                bound.error("the server closed this run itself", answer=answer.describe())
         elif answer.kind is AnswerKind.REJECTED:
             await self._record(entry, DEAD, "rejected", answer.describe())
             bound.error(

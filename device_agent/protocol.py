@@ -19,6 +19,8 @@ WORKER_ID_PATTERN: Final = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 EXIT_REASONS: Final = frozenset({"ok", "error_message", "timeout", "oom", "crash", "cancelled"})
 
 DEFAULT_NEXT_POLL_SECONDS: Final = 10.0
+MIN_NEXT_POLL_SECONDS: Final = 0.5
+MAX_NEXT_POLL_SECONDS: Final = 3600.0
 
 
 class PayloadError(ValueError):
@@ -89,6 +91,8 @@ def parse_poll(body: Any) -> PollAnswer:
     next_poll = body.get("next_poll_seconds", DEFAULT_NEXT_POLL_SECONDS)
     if not _is_number(next_poll) or next_poll < 0:
         next_poll = DEFAULT_NEXT_POLL_SECONDS
+    # Honour the server, within reason: 0 would be a busy loop, a day a dead agent.
+    next_poll = min(max(next_poll, MIN_NEXT_POLL_SECONDS), MAX_NEXT_POLL_SECONDS)
     skipped = body.get("skipped_run_id")
     error = body.get("error")
     return Idle(

@@ -58,7 +58,7 @@ def test_requests_carry_token_user_agent_and_json() -> None:
         (200, {"ok": True, "status": "failed"}, AnswerKind.OK),
         (200, {"ok": True, "status": "completed", "idempotent": True}, AnswerKind.OK),
         (409, {"error": "Run is not in progress"}, AnswerKind.FINAL),
-        (409, {"error": "Not a watcher run"}, AnswerKind.REJECTED),
+        (409, {"error": "Not a watcher run"}, AnswerKind.FINAL),
         (
             400,
             {"error": "approved_input.window_start must be an ISO timestamp string"},
@@ -164,7 +164,12 @@ def test_garbage_200_body_is_transient() -> None:
 
 @pytest.mark.parametrize(
     "error",
-    [httpx.ConnectError("refused"), httpx.ReadTimeout("slow"), httpx.RemoteProtocolError("eof")],
+    [
+        httpx.ConnectError("refused"),
+        httpx.ReadTimeout("slow"),
+        httpx.RemoteProtocolError("eof"),
+        httpx.DecodingError("broken gzip from a proxy"),
+    ],
 )
 @respx.mock
 def test_network_failures_are_transient(error: Exception) -> None:

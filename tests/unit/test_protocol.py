@@ -77,6 +77,11 @@ def test_poll_garbage_raises_payload_error(body: Any) -> None:
         parse_poll(body)
 
 
+@pytest.mark.parametrize(("value", "seconds"), [(0, 0.5), (86400, 3600.0), (2.5, 2.5)])
+def test_poll_interval_is_honoured_within_bounds(value: float, seconds: float) -> None:
+    assert parse_poll({"next_poll_seconds": value}) == Idle(seconds)
+
+
 @pytest.mark.parametrize("value", [-5, "soon", True])
 def test_poll_bad_interval_falls_back_to_default(value: Any) -> None:
     assert parse_poll({"next_poll_seconds": value}).next_poll_seconds == 10.0  # type: ignore[union-attr]
