@@ -240,4 +240,3 @@ def _error_message(body: Any, response: httpx.Response) -> str:
 def _transport_message(exc: httpx.TransportError) -> str:
     detail = str(exc) or type(exc).__name__
     return f"cannot reach the server ({detail})"
-

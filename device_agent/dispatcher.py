@@ -220,7 +220,10 @@ class Agent:
 
     async def _keep_flushing(self) -> None:
         while not self._stopping.is_set():
-            await self.outbox.flush(self._give_up)
+            try:
+                await self.outbox.flush(self._give_up)
+            except Exception:  # a journal error must not end the outbox for good
+                log.exception("sending queued results failed; will try again")
             await self.outbox.alarm.sleep(self.settings.max_backoff_seconds)
 
     # --------------------------------------------------------------- poll
@@ -316,7 +319,12 @@ class Agent:
     def _start(self, claim: Claim) -> None:
         task = asyncio.create_task(self._run_claim(claim), name=f"run-{claim.run_id}")
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._forget)
+
+    def _forget(self, task: asyncio.Task[Answer | None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("a run's task failed", task=task.get_name(), exc_info=task.exception())
 
     async def _run_claim(self, claim: Claim, give_up: GiveUp | None = None) -> Answer | None:
         """Execute one claimed run and deliver its result. None if it was not ours to report."""
@@ -366,6 +374,9 @@ class Agent:
                 return None
             self._executions[claim.run_id] = cancel
             self._all_finished.clear()
+            claimed_while_stopping = self._stopping.is_set()
+            if claimed_while_stopping:  # the poll was in flight when the stop came: don't start
+                cancel.set()
             self.status.running[claim.run_id] = run.watcher.name if run else f"run {claim.run_id}"
             self._set_status("busy")
             bound.info(
@@ -375,10 +386,12 @@ class Agent:
             await heartbeat.start()  # renew the lease before starting expensive work
             executed = None
             if not heartbeat.lost.is_set():
-                executed = await self._execute(claim, run, problem, cancel, heartbeat)
+                executed = await self._execute(
+                    claim, run, problem, cancel, heartbeat, claimed_while_stopping
+                )
             if heartbeat.lost.is_set():
                 # Cancelled, reaped or taken elsewhere: the server wants nothing from us.
-                await self._abandon(claim.run_id, heartbeat.reason)
+                await self._abandon(claim.run_id, heartbeat.reason, executed)
                 return None
             return executed
         finally:
@@ -411,6 +424,7 @@ class Agent:
         problem: str | None,
         cancel: asyncio.Event,
         heartbeat: Heartbeat,
+        claimed_while_stopping: bool = False,
     ) -> tuple[Report, dict[str, object]]:
         if problem is not None or run is None:
             log.error(
@@ -438,7 +452,9 @@ class Agent:
             stop_on_loss.cancel()
         report = result.report()
         if result.exit_reason == "cancelled" and not heartbeat.lost.is_set():
-            report = _cancelled_by_shutdown(report, self.settings.shutdown_grace_seconds)
+            report = _cancelled_by_shutdown(
+                report, self.settings.shutdown_grace_seconds, not_started=claimed_while_stopping
+            )
         log.info(
             "run finished",
             run_id=run.run_id,
@@ -452,10 +468,14 @@ class Agent:
     def _agent_kind(self, run: WatcherRun) -> str:
         return run.agent_kind or self.settings.default_agent
 
-    async def _abandon(self, run_id: int, reason: str | None) -> None:
+    async def _abandon(
+        self, run_id: int, reason: str | None, executed: tuple[Report, dict[str, object]] | None
+    ) -> None:
         log.warning(
             "run stopped by the server; nothing will be reported", run_id=run_id, answer=reason
         )
+        if executed is not None:  # the CLI had finished: its output stays visible in the journal
+            await self.journal.call(self.journal.sync.record_result, self.server, run_id, *executed)
         await self.journal.call(
             self.journal.sync.settle,
             self.server,
@@ -475,6 +495,8 @@ class Agent:
     async def _run_once(self) -> ExitCode:
         give_up = after(ONCE_ATTEMPTS)
         answers = await self.outbox.flush(give_up)
+        if self._stopping.is_set():
+            return _once_exit_code(None, answers)
         await self._slots.acquire()
         poll = await self._poll_request()
         if poll.kind is AnswerKind.AUTH and await self.tokens.refresh():
@@ -482,9 +504,12 @@ class Agent:
         outcome = await self._read_poll(poll)
         if not isinstance(outcome, Claim):
             self._slots.release()
+            if poll.kind is AnswerKind.OK and not isinstance(_parsed(poll), Idle):
+                return ExitCode.UNREACHABLE  # it answered, but nothing we could use
             return _once_exit_code(poll, answers)
         task = asyncio.create_task(self._run_claim(outcome, give_up))
         self._tasks.add(task)
+        task.add_done_callback(self._forget)
         await _first_of(asyncio.shield(task), self._stopping.wait())
         if self._stopping.is_set():  # SIGTERM while the run executes: the same drain as `run`
             await self._drain()
@@ -561,11 +586,15 @@ def _parse(claim: Claim) -> tuple[WatcherRun | None, str | None]:
         return None, f"unusable run payload from the server: {exc}"
 
 
-def _cancelled_by_shutdown(report: Report, grace: float) -> Report:
+def _cancelled_by_shutdown(report: Report, grace: float, *, not_started: bool) -> Report:
+    if not_started:
+        error = "device-agent was shutting down when the server handed it this run; not started"
+    else:
+        error = f"device-agent was shut down and the run did not finish within its {grace:g} s "
+        error += "grace period"
     return Report(
         output=report.output,
-        error=f"device-agent was shut down and the run did not finish within its {grace:g} s grace "
-        "period",
+        error=error,
         duration_ms=report.duration_ms,
         exit_code=report.exit_code,
         exit_signal=report.exit_signal,
@@ -580,13 +609,20 @@ def _loggable(details: object) -> dict[str, object]:
     return {key: details[key] for key in keys if key in details}
 
 
-def _once_exit_code(poll: Answer, answers: list[Answer]) -> ExitCode:
-    kinds = [poll.kind, *(a.kind for a in answers)]
+def _parsed(answer: Answer) -> Claim | Idle | None:
+    try:
+        return parse_poll(answer.body)
+    except PayloadError:
+        return None
+
+
+def _once_exit_code(poll: Answer | None, answers: list[Answer]) -> ExitCode:
+    kinds = [*([poll.kind] if poll else []), *(a.kind for a in answers)]
     if AnswerKind.AUTH in kinds:
         return ExitCode.AUTH
     if AnswerKind.TRANSIENT in kinds:
         return ExitCode.UNREACHABLE
-    if poll.kind is AnswerKind.REJECTED:
+    if poll is not None and poll.kind is AnswerKind.REJECTED:
         return ExitCode.CONFIG
     if any(a.kind is AnswerKind.REJECTED for a in answers):
         return ExitCode.INTERNAL

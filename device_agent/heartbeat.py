@@ -61,7 +61,10 @@ class Heartbeat:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._now.wait(), timeout=self._interval)
             self._now.clear()
-            await self._beat()
+            try:
+                await self._beat()
+            except Exception:  # one bad beat must not end the lease for good
+                log.exception("heartbeat failed unexpectedly", run_id=self._run_id)
 
     async def _beat(self) -> Answer:
         answer = await self._client.heartbeat(run_id=self._run_id, worker_id=self._worker_id)

@@ -60,6 +60,7 @@ def test_heartbeat_409_kills_the_cli_and_reports_nothing(lab: Lab) -> None:
         lambda: journal_rows(lab.home).get(run_id, {"state": ""})["state"] == "abandoned",
         what="the run to be marked abandoned",
     )
+    assert journal_rows(lab.home)[run_id]["exit_reason"] == "cancelled"  # kept, not reported
     code, err = lab.stop_agent(agent)
     assert code == 0, err
     run = lab.state.run(run_id)

@@ -260,3 +260,44 @@ def test_a_new_login_is_picked_up_after_401s(
 
     asyncio.run(go())
     assert waits[0] == AUTH_RETRY_SECONDS
+
+
+def test_a_claim_that_arrives_after_the_stop_is_reported_not_started(isolated_home: Path) -> None:
+    server = "http://127.0.0.1:9"
+    token = "owl_pat_" + "s" * 32
+    payload = {
+        "watcher": {"id": "1", "name": "late", "agent_kind": "demo", "prompt": "Too late"},
+        "event": {
+            "payload": {
+                "window_start": "2026-11-27T08:00:00Z",
+                "window_end": "2026-11-27T09:00:00Z",
+            }
+        },
+    }
+    agents: list[Agent] = []
+
+    def poll_during_which_the_user_stops_us(request: httpx.Request) -> httpx.Response:
+        agents[0].request_stop()
+        return httpx.Response(200, json={"run_id": 8, "run_type": "watcher", "payload": payload})
+
+    async def go() -> dict[str, Any]:
+        with respx.mock(base_url=server) as mock:
+            mock.post("/api/workers/poll").mock(side_effect=poll_during_which_the_user_stops_us)
+            mock.post("/api/workers/heartbeat").respond(200, json={"continue": True})
+            complete = mock.post("/api/workers/me/runs/8/complete-watcher").respond(
+                200, json={"ok": True, "status": "failed"}
+            )
+            code = await run_agent(
+                settings_for(server, token, isolated_home),
+                token=token,
+                worker_id=WORKER,
+                handle_signals=False,
+                started=agents.append,
+            )
+            assert code == ExitCode.OK
+            body: dict[str, Any] = json.loads(complete.calls.last.request.content)
+        return body
+
+    body = asyncio.run(go())
+    assert body["exit_reason"] == "cancelled"
+    assert "not started" in body["error"]
