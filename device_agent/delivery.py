@@ -44,7 +44,8 @@ def after(limit: int) -> GiveUp:
 @dataclass
 class _Attempt:
     report: Report
-    server_errors: int = 0
+    server_errors: int = 0  # the same 500 in a row
+    last_error: str | None = None
 
 
 class Outbox:
@@ -79,18 +80,21 @@ class Outbox:
 
     async def flush(self, give_up: GiveUp = never_give_up) -> list[Answer]:
         """Send every finished result not already being sent."""
-        entries = await self._journal.call(
-            self._journal.sync.in_state, FINISHED, server=self._server
-        )
+        journal = self._journal.sync
+        queued = await self._journal.call(journal.in_state, FINISHED, server=self._server)
         answers = []
-        for entry in entries:
-            if entry.run_id in self._in_flight:
+        for stale in queued:
+            if stale.run_id in self._in_flight:
                 continue
-            self.hold(entry.run_id)
+            self.hold(stale.run_id)
             try:
-                answers.append(await self.deliver(entry, give_up))
+                # Re-read under the hold: while an earlier entry was being retried, the run's own
+                # task may have delivered this one already.
+                entry = await self._journal.call(journal.get, self._server, stale.run_id)
+                if entry is not None and entry.state == FINISHED:
+                    answers.append(await self.deliver(entry, give_up))
             finally:
-                self.release(entry.run_id)
+                self.release(stale.run_id)
         return answers
 
     async def deliver(self, entry: Entry, give_up: GiveUp = never_give_up) -> Answer:
@@ -128,13 +132,11 @@ class Outbox:
         bound = log.bind(run_id=entry.run_id)
         if answer.kind is AnswerKind.TRANSIENT:
             bound.warning("result not delivered yet; will retry", answer=answer.describe())
-            if answer.status is not None and answer.status >= 500:
-                state.server_errors += 1
-                if state.server_errors >= self._budget:
-                    if state.report.failed:
-                        self._stop_heartbeat(entry.run_id)
-                    else:
-                        await self._close_as_failed(entry, state, answer)
+            if _same_server_error(state, answer) and state.server_errors >= self._budget:
+                if state.report.failed:
+                    self._stop_heartbeat(entry.run_id)
+                else:
+                    await self._close_as_failed(entry, state, answer)
         return answer
 
     def _stop_heartbeat(self, run_id: int) -> None:
@@ -144,7 +146,7 @@ class Outbox:
             self.on_refused(run_id)
 
     async def _close_as_failed(self, entry: Entry, state: _Attempt, answer: Answer) -> None:
-        """A success the server keeps refusing with a 5xx is not transient (§11.7): close the run
+        """A success the server keeps refusing with the same 500 is not transient (§11.7): close it
         with a failure report carrying the server's words; the output stays in our journal."""
         error = (
             f"the server refused this run's result {state.server_errors} times "
@@ -217,3 +219,18 @@ class Outbox:
         await self._journal.call(
             journal.settle, self._server, entry.run_id, state=state, answer=answer, message=message
         )
+
+
+def _same_server_error(state: _Attempt, answer: Answer) -> bool:
+    """Count a 500 that repeats the last one word for word (§11.7's duplicate-key error).
+
+    502/503/504 — a proxy or a deploy — and a 500 that changes are an outage, not a
+    refusal: they never turn a success into a failure, however long they last.
+    """
+    if answer.status != 500:
+        state.server_errors, state.last_error = 0, None
+        return False
+    if answer.message != state.last_error:
+        state.server_errors, state.last_error = 0, answer.message
+    state.server_errors += 1
+    return True

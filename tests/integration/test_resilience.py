@@ -187,3 +187,17 @@ def test_a_run_whose_every_report_is_refused_is_not_heartbeated_forever(lab: Lab
     code, err = lab.stop_agent(agent)
     assert code == 0, err
     assert journal_rows(lab.home)[run_id]["state"] == "finished"  # still queued, never lost
+
+
+def test_an_outage_never_turns_a_success_into_a_failure(lab: Lab) -> None:
+    lab.config.update(server_error_budget=2, max_backoff_seconds=0.2)
+    run_id = lab.state.queue_run(lab.add_watcher("Survive the deploy"))
+    lab.state.faults.add(Fault(route="complete", kind="status", status=503, times=5))
+    lab.state.faults.add(Fault(route="complete", kind="status", status=502, times=3))
+    agent = lab.start_agent()
+    wait_for(lambda: lab.state.run(run_id).status in ("completed", "failed"), what="a report")
+    code, err = lab.stop_agent(agent)
+    assert code == 0, err
+    run = lab.state.run(run_id)
+    assert (run.status, run.output) == ("completed", "Summary: Survive the deploy")
+    assert run.completion_attempts == 9
