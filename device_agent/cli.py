@@ -155,6 +155,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     token = resolve_token(settings)
     _setup_logs(settings, args, token)
     worker_id = resolve_worker_id(settings)
+    # `trigger` may poke us with SIGUSR1 as soon as we hold the lock; until the loop handles
+    # it (and after), its default action would kill the agent.
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
     with InstanceLock(settings.paths.lock_file):
         return int(
             asyncio.run(run_agent(settings, token=token, worker_id=worker_id, once=args.once))
@@ -366,11 +369,16 @@ async def _org_slug(client: LobuClient) -> str | None:
 def _poke_running_agent(settings: Settings) -> None:
     """Make a running agent poll now instead of at its next interval."""
     pid = holder_pid(settings.paths.lock_file)
-    if pid is not None:
+    try:
+        if pid is None:
+            raise ProcessLookupError
         os.kill(pid, signal.SIGUSR1)
-        print("the running agent will pick it up now")
-    else:
+    except ProcessLookupError:
         print("no agent is running here; it will be picked up when one polls")
+    except PermissionError:
+        print(f"the agent (PID {pid}) runs as another user; it will pick it up at its next poll")
+    else:
+        print("the running agent will pick it up now")
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:

@@ -133,10 +133,10 @@ class Journal:
         self._db.execute("BEGIN IMMEDIATE")
         try:
             yield self._db
+            self._db.execute("COMMIT")  # inside: a failed COMMIT (disk full) must roll back too
         except BaseException:
             self._db.execute("ROLLBACK")
             raise
-        self._db.execute("COMMIT")
 
     # ----------------------------------------------------------- writes
 
@@ -151,8 +151,18 @@ class Journal:
         agent_kind: str | None,
         payload_digest: str,
     ) -> bool:
-        """Record a claim before executing. False if this run was already claimed once."""
+        """Record a claim before executing. False if this run was already claimed once.
+
+        A settled row with the same id but another payload is a different run: the server
+        numbers runs anew after its database was reset. It is replaced, not mistaken for a
+        repeat (a pending row is never replaced: its result still waits to be sent).
+        """
         with self._tx() as db:
+            db.execute(
+                "DELETE FROM runs WHERE server=? AND run_id=? AND payload_digest!=?"
+                " AND state IN (?, ?, ?)",
+                (server, run_id, payload_digest, ACKNOWLEDGED, DEAD, ABANDONED),
+            )
             cursor = db.execute(
                 "INSERT OR IGNORE INTO runs (server, run_id, run_type, state, watcher_id,"
                 " watcher_name, agent_kind, payload_digest, claimed_at)"

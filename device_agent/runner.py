@@ -112,3 +112,4 @@ def _install_signals(loop: asyncio.AbstractEventLoop, agent: Agent) -> None:
 def _remove_signals(loop: asyncio.AbstractEventLoop) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1):
         loop.remove_signal_handler(sig)
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)  # a late poke must not kill us on the way out

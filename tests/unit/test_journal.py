@@ -122,3 +122,50 @@ def test_rows_are_kept_per_server(tmp_path: Path) -> None:
     )
     assert len(journal.in_state(CLAIMED, server=S)) == 1
     assert journal.counts() == {CLAIMED: 2}
+
+
+def test_a_reused_run_id_with_another_payload_replaces_a_settled_row(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "j.sqlite3")
+    claim(journal, 1)
+    journal.settle(S, 1, state=ACKNOWLEDGED, answer="completed", message=None)
+    same = journal.record_claim(
+        S,
+        1,
+        run_type="watcher",
+        watcher_id="1",
+        watcher_name="w",
+        agent_kind="demo",
+        payload_digest="d",
+    )
+    assert same is False  # the same run handed over again: never executed twice
+    new = journal.record_claim(
+        S,
+        1,
+        run_type="watcher",
+        watcher_id="9",
+        watcher_name="new",
+        agent_kind="demo",
+        payload_digest="other",
+    )
+    assert new is True  # the server's database was reset and numbers runs anew
+    entry = journal.get(S, 1)
+    assert entry is not None
+    assert (entry.state, entry.watcher_name) == (CLAIMED, "new")
+
+
+def test_a_pending_row_is_never_replaced(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "j.sqlite3")
+    claim(journal, 1)
+    journal.record_result(S, 1, OK)
+    assert not journal.record_claim(
+        S,
+        1,
+        run_type="watcher",
+        watcher_id="9",
+        watcher_name="new",
+        agent_kind="demo",
+        payload_digest="other",
+    )
+    entry = journal.get(S, 1)
+    assert entry is not None
+    assert entry.output == "out"
