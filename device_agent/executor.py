@@ -68,6 +68,7 @@ CANCELLED_BY_AGENT: Final = "stopped by the device agent"
 # Set in every child's environment: lets the next agent for this home find the
 # CLIs a killed agent left behind, without trusting a PID that may be reused.
 RUN_MARKER: Final = "DEVICE_AGENT_RUN"
+OUTSIDE_NOTE: Final = "outside-file-"  # scratch-dir notes naming token files written elsewhere
 
 _READ_CHUNK: Final = 256 * 1024
 _TAIL_BYTES: Final = 4096  # the end of each stream is kept even past the cap, for error text
@@ -181,7 +182,7 @@ class Executor:
         if cancel.is_set():
             return _cancelled_before_start(cancel, started)
         try:
-            with contextlib.ExitStack() as cleanup:
+            async with contextlib.AsyncExitStack() as cleanup:
                 launch = self._prepare(request, cleanup, log)
                 finished = await self._run(launch, cancel, log)
                 result = self._conclude(launch, finished, cancel, started)
@@ -205,7 +206,7 @@ class Executor:
     # ----------------------------------------------------------- prepare
 
     def _prepare(
-        self, request: ExecutionRequest, cleanup: contextlib.ExitStack, log: Any
+        self, request: ExecutionRequest, cleanup: contextlib.AsyncExitStack, log: Any
     ) -> _Launch:
         profile = self.profiles.get(request.agent_kind)
         if profile is None or not profile.configured:
@@ -280,22 +281,34 @@ class Executor:
             logger.warning("stopping a CLI left running by a killed agent", group=group)
             await stop_group(group, self.settings.kill_grace_seconds)
         if self.scratch_dir.is_dir():
-            for leftover in self.scratch_dir.iterdir():
-                shutil.rmtree(leftover, ignore_errors=True)
+            await asyncio.to_thread(_remove_leftovers, self.scratch_dir)
         return len(groups)
+
+    def _remember_outside_file(
+        self, path: Path, run_id: int, cleanup: contextlib.AsyncExitStack
+    ) -> None:
+        """A token file outside our scratch dir (Gemini's settings in a configured workdir):
+        leave a note in the scratch dir, so that `recover` deletes it after a SIGKILL too."""
+        if self.scratch_dir is None:
+            return
+        self._scratch()
+        note = self.scratch_dir / f"{OUTSIDE_NOTE}{run_id}-{os.getpid()}"
+        note.write_text(str(path), encoding="utf-8")
+        cleanup.callback(note.unlink, missing_ok=True)  # registered first: runs after the file
 
     def _secrets(self, request: ExecutionRequest) -> tuple[str, ...]:
         """Values that must not reach a child's argv or inherited environment, nor a result."""
         candidates = (*self.secrets, request.mcp.token if request.mcp else "")
         return tuple(s for s in dict.fromkeys(candidates) if len(s) >= MIN_SECRET_LENGTH)
 
-    def _workdir(self, run_id: int, cleanup: contextlib.ExitStack) -> Path:
+    def _workdir(self, run_id: int, cleanup: contextlib.AsyncExitStack) -> Path:
         if self.settings.workdir is not None:
             self.settings.workdir.mkdir(parents=True, exist_ok=True)
             return self.settings.workdir  # the user's directory: never removed
         workdir = Path(tempfile.mkdtemp(prefix=f"device-agent-run-{run_id}-", dir=self._scratch()))
         if not self.settings.keep_workdir:
-            cleanup.callback(shutil.rmtree, workdir, ignore_errors=True)
+            # A CLI may have cloned a repo here: remove it off the event loop.
+            cleanup.push_async_callback(asyncio.to_thread, shutil.rmtree, workdir, True)
         return workdir
 
     def _wire_mcp(
@@ -305,7 +318,7 @@ class Executor:
         workdir: Path,
         private: Path,
         values: Mapping[str, str],
-        cleanup: contextlib.ExitStack,
+        cleanup: contextlib.AsyncExitStack,
         log: Any,
     ) -> tuple[list[str], dict[str, str]]:
         """The MCP flags and environment for this run; the config file is gone when the run is."""
@@ -329,6 +342,7 @@ class Executor:
                     path=str(path),
                 )
                 return [], {}
+            self._remember_outside_file(path, request.run_id, cleanup)
             _write_private(path, config, cleanup, inside=workdir)
         values = {**values, "{mcp_config}": str(path or ""), "{mcp_config_json}": config}
         args = [_fill(arg, values) for arg in spec.args]
@@ -570,7 +584,7 @@ def _hand_over_prompt(
     prompt: str,
     private: Path,
     values: dict[str, str],
-    cleanup: contextlib.ExitStack,
+    cleanup: contextlib.AsyncExitStack,
 ) -> bytes | None:
     """The bytes for stdin, or None after putting the prompt in `values` for argv."""
     if profile.prompt == "stdin":
@@ -584,7 +598,9 @@ def _hand_over_prompt(
     return None
 
 
-def _write_private(path: Path, text: str, cleanup: contextlib.ExitStack, *, inside: Path) -> Path:
+def _write_private(
+    path: Path, text: str, cleanup: contextlib.AsyncExitStack, *, inside: Path
+) -> Path:
     """Write `text` for our eyes only (0600; missing parents below `inside` 0700), removed later."""
     created = [p for p in reversed(path.parents) if p.is_relative_to(inside) and not p.exists()]
     for directory in created:
@@ -769,6 +785,17 @@ async def _exit_status(process: asyncio.subprocess.Process) -> int:
     while process.returncode is None:  # noqa: ASYNC110 - see above
         await asyncio.sleep(_POLL_SECONDS)
     return process.returncode
+
+
+def _remove_leftovers(scratch_dir: Path) -> None:
+    for note in scratch_dir.glob(f"{OUTSIDE_NOTE}*"):
+        with contextlib.suppress(OSError):
+            Path(note.read_text(encoding="utf-8")).unlink(missing_ok=True)
+    for leftover in scratch_dir.iterdir():
+        if leftover.is_dir():
+            shutil.rmtree(leftover, ignore_errors=True)
+        else:
+            leftover.unlink(missing_ok=True)
 
 
 def _groups_with_marker(marker: str) -> set[int]:

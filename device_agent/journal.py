@@ -36,8 +36,6 @@ ACKNOWLEDGED: Final = "acknowledged"
 DEAD: Final = "dead"
 ABANDONED: Final = "abandoned"
 
-PENDING_STATES: Final = (CLAIMED, FINISHED)
-
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS runs (
     server          TEXT    NOT NULL,

@@ -70,10 +70,6 @@ class Paths:
         return self.state_dir / "agent.lock"
 
     @property
-    def control_socket(self) -> Path:
-        return self.state_dir / "control.sock"
-
-    @property
     def profiles_dir(self) -> Path:
         """Where users drop their own executor profiles."""
         return self.config_dir / "executors"
