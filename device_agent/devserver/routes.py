@@ -342,16 +342,28 @@ def _watcher_json(
 # =============================================================== heartbeat
 
 
-def heartbeat(state: DevState, caller: Caller, request: Request) -> Response:
+def _body_and_run_id(
+    state: DevState, caller: Caller, request: Request
+) -> tuple[dict[str, Any], int] | Response:
+    """The shared checks of heartbeat and /complete, which (unlike complete-watcher) have no
+    400 for a malformed body: the real handlers answer 500."""
     body = _json_object(request)
     if body is None:
-        return error(500, MALFORMED_JSON)  # this handler has no 400 for a bad body
+        return error(500, MALFORMED_JSON)
     run_id = _run_id_param(body)
     if isinstance(run_id, Response):
         return run_id
     denied = _authorize_run(state, caller, run_id, body.get("worker_id"))
     if denied is not None:
         return denied
+    return body, run_id
+
+
+def heartbeat(state: DevState, caller: Caller, request: Request) -> Response:
+    checked = _body_and_run_id(state, caller, request)
+    if isinstance(checked, Response):
+        return checked
+    _, run_id = checked
     run = state.find_run(run_id)
     if run is not None:  # an anonymous worker may name any id
         run.last_heartbeat_at = state.now()
@@ -518,15 +530,10 @@ def _touch_watcher(state: DevState, run: RunRecord) -> None:
 
 def complete_generic(state: DevState, caller: Caller, request: Request) -> Response:
     """POST /api/workers/complete: the non-watcher lanes' completion (`status`, `error_message`)."""
-    body = _json_object(request)
-    if body is None:
-        return error(500, MALFORMED_JSON)
-    run_id = _run_id_param(body)
-    if isinstance(run_id, Response):
-        return run_id
-    denied = _authorize_run(state, caller, run_id, body.get("worker_id"))
-    if denied is not None:
-        return denied
+    checked = _body_and_run_id(state, caller, request)
+    if isinstance(checked, Response):
+        return checked
+    body, run_id = checked
     run = state.find_run(run_id)
     if run is not None:
         run.status = "failed" if body.get("status") == "failed" else "completed"

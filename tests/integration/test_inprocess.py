@@ -67,6 +67,15 @@ def record_poll_waits(
     return started
 
 
+def demo_payload(*, name: str, prompt: str) -> dict[str, Any]:
+    """The smallest watcher payload the agent accepts, run by the offline demo executor."""
+    window = {"window_start": "2026-11-27T08:00:00Z", "window_end": "2026-11-27T09:00:00Z"}
+    return {
+        "watcher": {"id": "1", "name": name, "agent_kind": "demo", "prompt": prompt},
+        "event": {"payload": window},
+    }
+
+
 class JumpingClock:
     """Real time, plus whatever the test adds to the wall clock (a closed lid)."""
 
@@ -162,15 +171,7 @@ def test_unreachable_server_backs_off_with_growing_capped_waits(
 def test_a_run_handed_over_twice_is_executed_once(isolated_home: Path) -> None:
     server = "http://127.0.0.1:9"
     token = "owl_pat_" + "r" * 32
-    payload = {
-        "watcher": {"id": "1", "name": "twice", "agent_kind": "demo", "prompt": "Only once"},
-        "event": {
-            "payload": {
-                "window_start": "2026-11-27T08:00:00Z",
-                "window_end": "2026-11-27T09:00:00Z",
-            }
-        },
-    }
+    payload = demo_payload(name="twice", prompt="Only once")
     claim = {"run_id": 5, "run_type": "watcher", "payload": payload}
     agents: list[Agent] = []
 
@@ -265,15 +266,7 @@ def test_a_new_login_is_picked_up_after_401s(
 def test_a_claim_that_arrives_after_the_stop_is_reported_not_started(isolated_home: Path) -> None:
     server = "http://127.0.0.1:9"
     token = "owl_pat_" + "s" * 32
-    payload = {
-        "watcher": {"id": "1", "name": "late", "agent_kind": "demo", "prompt": "Too late"},
-        "event": {
-            "payload": {
-                "window_start": "2026-11-27T08:00:00Z",
-                "window_end": "2026-11-27T09:00:00Z",
-            }
-        },
-    }
+    payload = demo_payload(name="late", prompt="Too late")
     agents: list[Agent] = []
 
     def poll_during_which_the_user_stops_us(request: httpx.Request) -> httpx.Response:
