@@ -19,6 +19,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import structlog
+
 from device_agent import __version__
 from device_agent.client import AnswerKind, LobuClient
 from device_agent.credentials import (
@@ -29,7 +31,7 @@ from device_agent.credentials import (
 )
 from device_agent.dispatcher import ExitCode
 from device_agent.identity import resolve_worker_id
-from device_agent.journal import DEAD, FINISHED, Journal
+from device_agent.journal import DEAD, FINISHED, Journal, JournalError
 from device_agent.lock import AlreadyRunning, InstanceLock, holder_pid
 from device_agent.profiles import ProfileError
 from device_agent.settings import ConfigError, Settings, load
@@ -59,8 +61,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CredentialError as exc:
         _fail(f"authentication needed: {exc}")
         return ExitCode.AUTH
+    except JournalError as exc:
+        _fail(str(exc))
+        return ExitCode.INTERNAL
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # a bug: say so in one line, keep the traceback in the log
+        structlog.get_logger(__name__).exception("internal error")
+        _fail(
+            f"internal error: {type(exc).__name__}: {exc} — the log has the details; "
+            "please report it"
+        )
+        return ExitCode.INTERNAL
 
 
 def _fail(message: str) -> None:

@@ -65,6 +65,10 @@ CREATE INDEX IF NOT EXISTS runs_state ON runs (state);
 """
 
 
+class JournalError(Exception):
+    """The journal file cannot be opened or used; the message says what to do."""
+
+
 @dataclass(frozen=True)
 class Entry:
     server: str
@@ -115,12 +119,18 @@ class Journal:
         self.path = path
         self._output_cap = output_cap
         self._clock = clock
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")  # a result is the user's data
-        self._db.execute("PRAGMA busy_timeout=5000")
-        self._db.executescript(_SCHEMA)
+        try:
+            self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+            self._db.row_factory = sqlite3.Row
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")  # a result is the user's data
+            self._db.execute("PRAGMA busy_timeout=5000")
+            self._db.executescript(_SCHEMA)
+        except sqlite3.DatabaseError as exc:
+            raise JournalError(
+                f"the journal {path} cannot be used ({exc}): move it aside to start afresh "
+                "(results still in it can be read with the sqlite3 tool)"
+            ) from None
         path.chmod(0o600)
 
     def close(self) -> None:

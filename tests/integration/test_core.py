@@ -248,3 +248,14 @@ def test_every_log_line_of_a_run_carries_its_run_id(lab: Lab) -> None:
     ]
     assert of_run, lines
     assert all(line.get("run_id") == run_id for line in of_run)
+
+
+def test_a_damaged_journal_is_named_with_what_to_do(lab: Lab) -> None:
+    journal = lab.home / "state" / "journal.sqlite3"
+    journal.parent.mkdir(parents=True, exist_ok=True)
+    journal.write_bytes(b"this is not a database" * 100)
+    result = lab.run_agent("run", "--once")
+    assert result.returncode == 1
+    assert f"the journal {journal} cannot be used" in result.stderr
+    assert "move it aside" in result.stderr
+    assert "Traceback" not in result.stderr
