@@ -321,7 +321,7 @@ def cmd_history(args: argparse.Namespace) -> int:
 
 
 def _show_run(journal: Journal, settings: Settings, run_id: int, *, as_json: bool) -> int:
-    matches = [e for e in journal.recent(10_000) if e.run_id == run_id]
+    matches = journal.with_run_id(run_id)
     if not matches:
         _fail(f"run {run_id} is not in the journal ({settings.paths.journal_file})")
         return ExitCode.CONFIG

@@ -277,6 +277,11 @@ class Journal:
         rows = self._db.execute(query + " ORDER BY claimed_at, run_id", params).fetchall()
         return [_entry(row) for row in rows]
 
+    def with_run_id(self, run_id: int) -> list[Entry]:
+        """Every row for this run id, whatever server it came from."""
+        rows = self._db.execute("SELECT * FROM runs WHERE run_id=?", (run_id,)).fetchall()
+        return [_entry(row) for row in rows]
+
     def recent(self, limit: int = 20) -> list[Entry]:
         rows = self._db.execute(
             "SELECT * FROM runs ORDER BY claimed_at DESC, run_id DESC LIMIT ?", (limit,)
