@@ -22,7 +22,7 @@ from device_agent.cli import format_table
 from device_agent.client import LobuClient
 from device_agent.devserver import DevServer, DevState
 from device_agent.dispatcher import Agent, ExitCode
-from device_agent.journal import ACKNOWLEDGED, Journal
+from device_agent.journal import ACKNOWLEDGED
 from device_agent.runner import run_agent
 from device_agent.settings import Paths, Settings, validate
 
@@ -94,11 +94,11 @@ async def _demo(paths: Paths) -> int:
                 started=agents.append,
             )
         )
-        finished = await _until_settled(settings, run_ids, agent_task)
+        finished = await _until_settled(agents, run_ids, agent_task)
         if finished:
             run_ids.append(await _run_now(server.url, device_token, manual_watcher))
             agents[0].poll_now()  # what `device-agent trigger` does to a running agent
-            finished = await _until_settled(settings, run_ids, agent_task)
+            finished = await _until_settled(agents, run_ids, agent_task)
         if agents:
             agents[0].request_stop()
         code = await agent_task
@@ -126,26 +126,25 @@ async def _run_now(url: str, device_token: str, watcher_id: str) -> int:
 
 
 async def _until_settled(
-    settings: Settings, run_ids: list[int], agent_task: asyncio.Task[ExitCode]
+    agents: list[Agent], run_ids: list[int], agent_task: asyncio.Task[ExitCode]
 ) -> bool:
     """Wait until the server has acknowledged every run's result (or the agent stopped)."""
     deadline = time.monotonic() + DEADLINE_SECONDS
     while time.monotonic() < deadline and not agent_task.done():
-        if _acknowledged(settings.paths, settings.origin, run_ids):
+        if agents and await _acknowledged(agents[0], run_ids):
             return True
         await asyncio.sleep(0.05)
     return False
 
 
-def _acknowledged(paths: Paths, server: str, run_ids: list[int]) -> bool:
-    if not paths.journal_file.exists():
-        return False
-    journal = Journal(paths.journal_file)
-    try:
-        entries = [journal.get(server, run_id) for run_id in run_ids]
-    finally:
-        journal.close()
-    return all(entry is not None and entry.state == ACKNOWLEDGED for entry in entries)
+async def _acknowledged(agent: Agent, run_ids: list[int]) -> bool:
+    """Asked of the running agent's own journal (its one writer thread), not a second handle."""
+    journal = agent.journal
+    for run_id in run_ids:
+        entry = await journal.call(journal.sync.get, agent.server, run_id)
+        if entry is None or entry.state != ACKNOWLEDGED:
+            return False
+    return True
 
 
 def _print_summary(state: DevState, run_ids: list[int], paths: Paths, elapsed: float) -> None:
