@@ -13,6 +13,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from device_agent.devserver import DevServer, DevState
@@ -46,6 +48,22 @@ def agent_env(home: str, url: str, token: str) -> dict[str, str]:
     return env
 
 
+@contextmanager
+def running_agent(home: str, url: str, token: str) -> Iterator[subprocess.Popen[bytes]]:
+    """`device-agent run` as a separate process, stopped on the way out."""
+    agent = subprocess.Popen(
+        [sys.executable, "-m", "device_agent", "run"],
+        env=agent_env(home, url, token),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        yield agent
+    finally:
+        agent.terminate()
+        agent.wait()
+
+
 def wait_until(predicate: object, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():  # type: ignore[operator]
@@ -57,23 +75,17 @@ def wait_until(predicate: object, timeout: float) -> None:
 def bench_idle(seconds: float) -> None:
     state = DevState(create_checkin_watcher=False, next_poll_seconds=10)
     token = state.add_token()
-    with tempfile.TemporaryDirectory() as home, DevServer(state).running_in_thread() as server:
-        agent = subprocess.Popen(
-            [sys.executable, "-m", "device_agent", "run"],
-            env=agent_env(home, server.url, token),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
-            wait_until(lambda: any(r.path == "/api/workers/poll" for r in state.requests), 30)
-            cpu0, t0 = proc_cpu_seconds(agent.pid), time.monotonic()
-            time.sleep(seconds)
-            cpu1, t1 = proc_cpu_seconds(agent.pid), time.monotonic()
-            rss = proc_rss_mib(agent.pid)
-            polls = sum(1 for r in state.requests if r.path == "/api/workers/poll")
-        finally:
-            agent.terminate()
-            agent.wait()
+    with (
+        tempfile.TemporaryDirectory() as home,
+        DevServer(state).running_in_thread() as server,
+        running_agent(home, server.url, token) as agent,
+    ):
+        wait_until(lambda: any(r.path == "/api/workers/poll" for r in state.requests), 30)
+        cpu0, t0 = proc_cpu_seconds(agent.pid), time.monotonic()
+        time.sleep(seconds)
+        cpu1, t1 = proc_cpu_seconds(agent.pid), time.monotonic()
+        rss = proc_rss_mib(agent.pid)
+        polls = sum(1 for r in state.requests if r.path == "/api/workers/poll")
     print(
         f"idle agent: {100 * (cpu1 - cpu0) / (t1 - t0):.2f}% of one core over {t1 - t0:.0f} s, "
         f"RSS {rss:.1f} MiB, {polls} polls (server asks every 10 s)"
@@ -96,18 +108,9 @@ def bench_throughput(runs: int, concurrency: int) -> None:
         config.parent.mkdir(parents=True)
         config.write_text(f"concurrency = {concurrency}\n")
         started = time.monotonic()
-        agent = subprocess.Popen(
-            [sys.executable, "-m", "device_agent", "run"],
-            env=agent_env(home, server.url, token),
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        try:
+        with running_agent(home, server.url, token):
             wait_until(lambda: all(state.run(i).status == "completed" for i in ids), 300)
             elapsed = time.monotonic() - started
-        finally:
-            agent.terminate()
-            agent.wait()
     print(
         f"throughput: {runs} demo runs at concurrency {concurrency} in {elapsed:.1f} s "
         f"= {runs / elapsed:.1f} runs/s (process start to last completion, CLI spawn included)"
