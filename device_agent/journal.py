@@ -18,6 +18,7 @@ the event loop never waits on an fsync, and there is exactly one writer.
 from __future__ import annotations
 
 import asyncio
+import enum
 import json
 import sqlite3
 import time
@@ -28,13 +29,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, ParamSpec, TypeVar
 
+from device_agent.errors import DeviceAgentError, ExitCode
 from device_agent.protocol import Report
 
-CLAIMED: Final = "claimed"
-FINISHED: Final = "finished"
-ACKNOWLEDGED: Final = "acknowledged"
-DEAD: Final = "dead"
-ABANDONED: Final = "abandoned"
+
+class JournalState(enum.StrEnum):
+    CLAIMED = "claimed"
+    FINISHED = "finished"
+    ACKNOWLEDGED = "acknowledged"
+    DEAD = "dead"
+    ABANDONED = "abandoned"
+
+
+CLAIMED: Final = JournalState.CLAIMED
+FINISHED: Final = JournalState.FINISHED
+ACKNOWLEDGED: Final = JournalState.ACKNOWLEDGED
+DEAD: Final = JournalState.DEAD
+ABANDONED: Final = JournalState.ABANDONED
+SETTLED: Final = frozenset({ACKNOWLEDGED, DEAD, ABANDONED})
 
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -65,8 +77,10 @@ CREATE INDEX IF NOT EXISTS runs_state ON runs (state);
 """
 
 
-class JournalError(Exception):
+class JournalError(DeviceAgentError):
     """The journal file cannot be opened or used; the message says what to do."""
+
+    exit_code = ExitCode.INTERNAL
 
 
 @dataclass(frozen=True)

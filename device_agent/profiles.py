@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal, NoReturn, cast
 
+from device_agent.errors import DeviceAgentError, ExitCode
 from device_agent.readers import FileReader, JsonlReader, JsonReader, Reader, TextReader
 from device_agent.resources import shipped_dir
 from device_agent.settings import ExecutorSettings
@@ -54,8 +55,11 @@ _MCP_ENV: Final = _COMMON | {"mcp_config", "mcp_config_json", "mcp_url", "mcp_to
 _MCP_CONFIG: Final = frozenset({"mcp_url", "mcp_token"})
 
 
-class ProfileError(Exception):
+class ProfileError(DeviceAgentError):
     """A profile file is broken. The message names the file and the key."""
+
+    exit_code = ExitCode.CONFIG
+    prefix = "executor profile error: "
 
 
 @dataclass(frozen=True)

@@ -10,12 +10,14 @@ import structlog
 
 from device_agent.client import LobuClient
 from device_agent.credentials import Tokens
-from device_agent.dispatcher import Agent, ExitCode, Status
+from device_agent.dispatcher import Agent
+from device_agent.errors import ExitCode
 from device_agent.executor import Executor
 from device_agent.journal import AsyncJournal, Journal
 from device_agent.profiles import load_profiles
 from device_agent.settings import Settings
 from device_agent.sleepwatch import Clock
+from device_agent.status import Status
 from device_agent.statusfile import write_status
 
 log = structlog.get_logger(__name__)

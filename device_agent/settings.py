@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 import platformdirs
 
+from device_agent.errors import DeviceAgentError, ExitCode
 from device_agent.protocol import WORKER_ID_PATTERN
 
 APP_NAME: Final = "device-agent"
@@ -31,8 +32,11 @@ ENV_CONFIG: Final = "DEVICE_AGENT_CONFIG"
 ENV_HOME: Final = "DEVICE_AGENT_HOME"
 
 
-class ConfigError(Exception):
+class ConfigError(DeviceAgentError):
     """A setting is wrong. The message is one line a user can act on."""
+
+    exit_code = ExitCode.CONFIG
+    prefix = "configuration error: "
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,8 @@ import pytest
 import respx
 
 from device_agent.devserver import DevServer, DevState
-from device_agent.dispatcher import AUTH_RETRY_SECONDS, Agent, ExitCode
+from device_agent.dispatcher import AUTH_RETRY_SECONDS, Agent
+from device_agent.errors import ExitCode
 from device_agent.runner import run_agent
 from device_agent.settings import Paths, Settings, validate
 
