@@ -50,9 +50,45 @@ class Answer:
     def ok(self) -> bool:
         return self.kind is AnswerKind.OK
 
+    @property
+    def reached(self) -> bool:
+        """Whether the server answered at all (False: network error or timeout)."""
+        return self.status is not None
+
+    @property
+    def server_fault(self) -> bool:
+        """A 5xx: the server (or a proxy in front of it) failed, not our request."""
+        return self.status is not None and self.status >= 500
+
+    @property
+    def repeatable_failure(self) -> str | None:
+        """The words of a plain 500, which may repeat word for word when the server refuses
+        a result for good (docs/protocol.md, "What a real server does"); None otherwise.
+        502/503/504 — a proxy or a deploy — are an outage and never count."""
+        return self.message if self.status == 500 else None
+
+    @property
+    def already_final(self) -> bool:
+        """409 "Run is not in progress": a retry after a stored completion, or a reaped run."""
+        return self.kind is AnswerKind.FINAL and self.message == NOT_IN_PROGRESS
+
+    def rejection_hint(self) -> str:
+        """What a user can do about a rejected poll, read from the server's error code."""
+        code = self.body.get("error") if isinstance(self.body, dict) else None
+        return _REJECTION_HINTS.get(code if isinstance(code, str) else "", _DEFAULT_HINT)
+
     def describe(self) -> str:
         where = f"HTTP {self.status}" if self.status is not None else "no answer"
         return f"{where}: {self.message}" if self.message else where
+
+
+_REJECTION_HINTS: Final = {
+    "worker_id_mismatch": "this token is bound to another worker_id: set worker_id to that value "
+    "or mint a token for this device",
+    "platform_mismatch": "this worker_id was first used from another platform: use a new worker_id",
+    "upgrade_required": "the server needs a newer device-agent: upgrade it",
+}
+_DEFAULT_HINT: Final = "check the server URL, token and worker_id"
 
 
 TokenGetter = Callable[[], str]
@@ -133,6 +169,29 @@ class LobuClient:
     async def trigger_via_tools(self, *, org_slug: str, watcher_id: str) -> Answer:
         body = {"action": "trigger", "watcher_id": watcher_id}
         return await self._post(f"/api/{org_slug}/manage_watchers", body)
+
+    async def run_now(self, *, watcher_id: str) -> Answer:
+        """Queue a watcher run, whatever kind of token we hold (docs/protocol.md, "Run now")."""
+        answer = await self.trigger(watcher_id=watcher_id)
+        if answer.status == 403 and "not bound" in answer.message:
+            # Unbound tokens (local-init PATs, OAuth) queue the same run via the tool proxy.
+            slug = await self._org_slug()
+            if slug is not None:
+                answer = await self.trigger_via_tools(org_slug=slug, watcher_id=watcher_id)
+        return answer
+
+    async def _org_slug(self) -> str | None:
+        answer = await self.devices()
+        body = answer.body
+        items = (
+            body
+            if isinstance(body, list)
+            else (body.get("devices") if isinstance(body, dict) else None)
+        )
+        for item in items or []:
+            if isinstance(item, dict) and isinstance(item.get("organization_slug"), str):
+                return str(item["organization_slug"])
+        return None
 
     async def devices(self) -> Answer:
         return await self._send("GET", "/api/me/devices", None)

@@ -18,7 +18,7 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_result, wait_random
 
 from device_agent.alarm import Alarm
 from device_agent.backoff import RETRY_AFTER_CAP
-from device_agent.client import NOT_IN_PROGRESS, Answer, AnswerKind, LobuClient
+from device_agent.client import Answer, AnswerKind, LobuClient
 from device_agent.journal import ACKNOWLEDGED, DEAD, FINISHED, AsyncJournal, Entry, Journal
 from device_agent.protocol import Report
 
@@ -194,7 +194,7 @@ class Outbox:
             await self._record(entry, ACKNOWLEDGED, label, None)
             bound.info("result delivered", status=label)
         elif answer.kind is AnswerKind.FINAL:
-            if answer.message == NOT_IN_PROGRESS:
+            if answer.already_final:
                 await self._record(entry, ACKNOWLEDGED, "already final", FINAL_409_NOTE)
                 bound.info(
                     "result already final on the server",
@@ -227,10 +227,11 @@ def _same_server_error(state: _Attempt, answer: Answer) -> bool:
     502/503/504 — a proxy or a deploy — and a 500 that changes are an outage, not a
     refusal: they never turn a success into a failure, however long they last.
     """
-    if answer.status != 500:
+    words = answer.repeatable_failure
+    if words is None:
         state.server_errors, state.last_error = 0, None
         return False
-    if answer.message != state.last_error:
-        state.server_errors, state.last_error = 0, answer.message
+    if words != state.last_error:
+        state.server_errors, state.last_error = 0, words
     state.server_errors += 1
     return True

@@ -18,13 +18,14 @@ from pathlib import Path
 from typing import Final
 
 from device_agent import logs
-from device_agent.cli import format_table
 from device_agent.client import LobuClient
 from device_agent.devserver import DevServer, DevState
-from device_agent.dispatcher import Agent, ExitCode
+from device_agent.dispatcher import Agent
+from device_agent.errors import ExitCode
 from device_agent.journal import ACKNOWLEDGED
 from device_agent.runner import run_agent
 from device_agent.settings import Paths, Settings, validate
+from device_agent.textformat import format_table
 
 DEMO_WORKER_ID: Final = "demo:this-device"
 DEADLINE_SECONDS: Final = 60.0

@@ -13,12 +13,10 @@ undelivered in the journal. A second signal cuts the grace short.
 from __future__ import annotations
 
 import asyncio
-import enum
 import hashlib
 import json
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Final
 
 import structlog
@@ -27,6 +25,7 @@ from device_agent.alarm import Alarm
 from device_agent.backoff import Backoff, jittered
 from device_agent.client import Answer, AnswerKind, LobuClient
 from device_agent.delivery import GiveUp, Outbox, after
+from device_agent.errors import ExitCode
 from device_agent.executor import ExecutionRequest, Executor, McpWiring
 from device_agent.heartbeat import Heartbeat
 from device_agent.journal import ABANDONED, CLAIMED, AsyncJournal
@@ -44,6 +43,8 @@ from device_agent.protocol import (
 )
 from device_agent.settings import Settings
 from device_agent.sleepwatch import Clock, watch_for_sleep
+from device_agent.status import PROBLEM_STATES, AgentState, Status
+from device_agent.tokens import TokenSource
 
 log = structlog.get_logger(__name__)
 
@@ -58,37 +59,6 @@ RESTARTED_ERROR: Final = (
     "device-agent restarted while this run was executing; it was not run again, "
     "so that it is never executed twice — trigger the watcher again if you need it"
 )
-
-
-class ExitCode(enum.IntEnum):
-    OK = 0
-    INTERNAL = 1
-    CONFIG = 2
-    AUTH = 3
-    UNREACHABLE = 4
-
-
-class TokenSource:
-    """What the agent needs from credentials: the token now, and a way to get a fresh one."""
-
-    def current(self) -> str:
-        raise NotImplementedError
-
-    async def refresh(self) -> bool:
-        """Try to obtain a new token after a 401. True if there is one to try."""
-        return False
-
-
-@dataclass
-class Status:
-    """What `device-agent status` shows; updated as the agent works."""
-
-    state: str = "starting"  # starting|idle|busy|backing_off|auth_needed|rejected|stopping|stopped
-    detail: str = ""
-    running: dict[int, str] = field(default_factory=dict)  # run_id -> watcher name
-    last_poll_at: float | None = None
-    last_error: str | None = None
-    woke_at: float | None = None
 
 
 class Agent:
@@ -149,7 +119,7 @@ class Agent:
                 grace_seconds=self.settings.shutdown_grace_seconds,
             )
             self._stopping.set()
-            self._set_status("stopping")
+            self._set_status(AgentState.STOPPING)
         self.outbox.draining = True
         self._poll_alarm.ring()
         self.outbox.alarm.ring()
@@ -188,7 +158,7 @@ class Agent:
             try:
                 return await self._run_once()
             finally:
-                self._set_status("stopped")
+                self._set_status(AgentState.STOPPED)
         watcher = asyncio.create_task(
             watch_for_sleep(self.woke_up, clock=self.clock, interval=self.wake_check_seconds)
         )
@@ -200,7 +170,7 @@ class Agent:
             for task in (watcher, outbox):
                 task.cancel()
             await asyncio.gather(watcher, outbox, return_exceptions=True)
-            self._set_status("stopped")
+            self._set_status(AgentState.STOPPED)
         return ExitCode.OK
 
     # ----------------------------------------------------------- recovery
@@ -229,7 +199,7 @@ class Agent:
     # --------------------------------------------------------------- poll
 
     async def _poll_loop(self) -> None:
-        self._set_status("idle")
+        self._set_status(AgentState.IDLE)
         while await self._free_slot():
             delay = await self._poll_once()
             if delay > 0:
@@ -276,7 +246,7 @@ class Agent:
                         skipped_run_id=parsed.skipped_run_id,
                         error=parsed.error,
                     )
-                self._set_status("busy" if self._executions else "idle")
+                self._set_status(AgentState.BUSY if self._executions else AgentState.IDLE)
                 return jittered(parsed.next_poll_seconds)
             return parsed
         if answer.kind is AnswerKind.AUTH:
@@ -288,7 +258,7 @@ class Agent:
     def _transient(self, message: str, retry_after: float | None) -> float:
         delay = self._backoff.next(retry_after)
         log.warning("poll failed; backing off", error=message, retry_in=round(delay, 1))
-        self._set_status("backing_off", message)
+        self._set_status(AgentState.BACKING_OFF, message)
         return delay
 
     async def _token_refused(self, answer: Answer) -> float:
@@ -302,16 +272,13 @@ class Agent:
             "or set DEVICE_AGENT_TOKEN; retrying once a minute"
         )
         log.error("authentication needed", error=message)
-        self._set_status("auth_needed", message)
+        self._set_status(AgentState.AUTH_NEEDED, message)
         return AUTH_RETRY_SECONDS
 
     def _rejected(self, answer: Answer) -> float:
-        hint = _REJECTION_HINTS.get(
-            _error_code(answer), "check the server URL, token and worker_id"
-        )
-        message = f"the server rejected our poll ({answer.describe()}): {hint}"
+        message = f"the server rejected our poll ({answer.describe()}): {answer.rejection_hint()}"
         log.error("poll rejected", error=message)
-        self._set_status("rejected", message)
+        self._set_status(AgentState.REJECTED, message)
         return self._backoff.next(answer.retry_after)
 
     # ---------------------------------------------------------------- run
@@ -378,7 +345,7 @@ class Agent:
             if claimed_while_stopping:  # the poll was in flight when the stop came: don't start
                 cancel.set()
             self.status.running[claim.run_id] = run.watcher.name if run else f"run {claim.run_id}"
-            self._set_status("busy")
+            self._set_status(AgentState.BUSY)
             bound.info(
                 "claimed run", watcher=run.watcher.name if run else None, run_type=claim.run_type
             )
@@ -400,7 +367,7 @@ class Agent:
             if not self._executions:
                 self._all_finished.set()
             self._slots.release()
-            self._set_status("busy" if self._executions else "idle")
+            self._set_status(AgentState.BUSY if self._executions else AgentState.IDLE)
 
     async def _record_claim(self, claim: Claim, run: WatcherRun | None) -> bool:
         digest = hashlib.sha256(
@@ -526,7 +493,7 @@ class Agent:
     # ------------------------------------------------------------- drain
 
     async def _drain(self) -> None:
-        self._set_status("stopping")
+        self._set_status(AgentState.STOPPING)
         if self._executions:
             log.info(
                 "waiting for running runs",
@@ -544,29 +511,16 @@ class Agent:
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    def _set_status(self, state: str, detail: str = "") -> None:
+    def _set_status(self, state: AgentState, detail: str = "") -> None:
         self.status.state = state
         self.status.detail = detail
-        if state in ("backing_off", "auth_needed", "rejected"):
+        if state in PROBLEM_STATES:
             self.status.last_error = detail
         if self._on_status is not None:
             self._on_status(self.status)
 
 
 # ---------------------------------------------------------------- helpers
-
-_REJECTION_HINTS: Final = {
-    "worker_id_mismatch": "this token is bound to another worker_id: set worker_id to that value "
-    "or mint a token for this device",
-    "platform_mismatch": "this worker_id was first used from another platform: use a new worker_id",
-    "upgrade_required": "the server needs a newer device-agent: upgrade it",
-}
-
-
-def _error_code(answer: Answer) -> str:
-    body = answer.body
-    code = body.get("error") if isinstance(body, dict) else None
-    return code if isinstance(code, str) else ""
 
 
 def _parse(claim: Claim) -> tuple[WatcherRun | None, str | None]:

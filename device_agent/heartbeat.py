@@ -75,7 +75,7 @@ class Heartbeat:
             self.lost.set()
         elif answer.kind is AnswerKind.OK:
             self._server_errors = 0
-        elif answer.status is not None and answer.status >= 500:
+        elif answer.server_fault:
             self._server_errors += 1
             level = bound.error if self._server_errors >= PERSISTENT_ERRORS else bound.warning
             level("heartbeat failed", answer=answer.describe(), in_a_row=self._server_errors)
