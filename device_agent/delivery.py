@@ -14,10 +14,9 @@ from dataclasses import dataclass
 from typing import Final
 
 import structlog
-from tenacity import AsyncRetrying, RetryCallState, retry_if_result, wait_random_exponential
 
 from device_agent.alarm import Alarm
-from device_agent.backoff import RETRY_AFTER_CAP
+from device_agent.backoff import Backoff
 from device_agent.client import Answer, AnswerKind, LobuClient
 from device_agent.journal import ACKNOWLEDGED, DEAD, FINISHED, AsyncJournal, Entry, Journal
 from device_agent.protocol import Report
@@ -105,21 +104,18 @@ class Outbox:
         return answer
 
     async def _send_with_retries(self, entry: Entry, state: _Attempt, give_up: GiveUp) -> Answer:
-        retrying = AsyncRetrying(
-            retry=retry_if_result(lambda a: a.kind is AnswerKind.TRANSIENT),
-            stop=lambda rs: give_up(rs.attempt_number),
-            wait=self._wait,
-            sleep=self._nap,
-            retry_error_callback=lambda rs: rs.outcome.result() if rs.outcome else None,
-        )
-        answer: Answer | None = None
-        async for attempt in retrying:
-            with attempt:
-                answer = await self._post(entry, state)
-            if attempt.retry_state.outcome is not None and not attempt.retry_state.outcome.failed:
-                attempt.retry_state.set_result(answer)
-        assert answer is not None
-        return answer
+        """Post until the answer is not transient, or `give_up` says enough."""
+        backoff = Backoff(cap=self._max_backoff)
+        attempts = 0
+        while True:
+            answer = await self._post(entry, state)
+            attempts += 1
+            if answer.kind is not AnswerKind.TRANSIENT or give_up(attempts):
+                return answer
+            delay = backoff.next(answer.retry_after)
+            if self.draining:  # shutting down: a few quick tries, then leave it queued
+                delay = min(delay, 1.0)
+            await self.alarm.sleep(delay)  # a wake from sleep or a shutdown cuts it short
 
     async def _post(self, entry: Entry, state: _Attempt) -> Answer:
         answer = await self._client.complete(
@@ -170,19 +166,6 @@ class Outbox:
             run_id=entry.run_id,
             answer=answer.describe(),
         )
-
-    async def _nap(self, seconds: float) -> None:
-        await self.alarm.sleep(seconds)  # a wake from sleep or a shutdown cuts it short
-
-    def _wait(self, retry_state: RetryCallState) -> float:
-        delay = wait_random_exponential(multiplier=1, max=self._max_backoff)(retry_state)
-        outcome = retry_state.outcome
-        answer = outcome.result() if outcome is not None and not outcome.failed else None
-        if isinstance(answer, Answer) and answer.retry_after is not None:
-            delay = max(delay, min(answer.retry_after, RETRY_AFTER_CAP))
-        if self.draining:
-            delay = min(delay, 1.0)
-        return float(delay)
 
     async def _settle(self, entry: Entry, report: Report, answer: Answer) -> None:
         bound = log.bind(run_id=entry.run_id)
