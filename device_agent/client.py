@@ -23,10 +23,10 @@ from typing import Any, Final
 import httpx
 
 from device_agent import __version__
-from device_agent.protocol import GENERIC_COMPLETION_ROUTE, LANES, Report
 
 USER_AGENT: Final = f"device-agent/{__version__}"
 NOT_IN_PROGRESS: Final = "Run is not in progress"
+GENERIC_COMPLETION_ROUTE: Final = "/api/workers/complete"  # for run types no lane handles
 _WINDOW_ERROR_MARKER: Final = "approved_input.window_"
 
 
@@ -151,28 +151,24 @@ class LobuClient:
             return _with_kind(answer, AnswerKind.FINAL)
         return answer
 
-    async def complete(
-        self, *, run_id: int, run_type: str, worker_id: str, report: Report
-    ) -> Answer:
-        lane = LANES.get(run_type)
-        if lane is None:
-            body = report.generic_body(run_id, worker_id)
-            return await self._post(GENERIC_COMPLETION_ROUTE, body)
-        route = lane.completion_route.format(run_id=run_id)
-        answer = await self._post(route, report.watcher_body(worker_id))
+    async def complete(self, route: str, body: Mapping[str, Any]) -> Answer:
+        """Report a run's result to its lane's route (the lane builds route and body)."""
+        answer = await self._post(route, body)
+        if route == GENERIC_COMPLETION_ROUTE:
+            return answer
         return _classify_completion(answer)
 
-    async def trigger(self, *, watcher_id: str, run_type: str = "watcher") -> Answer:
-        route = LANES[run_type].trigger_route.format(item_id=watcher_id)
+    async def trigger(self, route: str) -> Answer:
+        """Send "Run now" to a lane's trigger route (docs/protocol.md, "Run now")."""
         return await self._post(route, None)
 
     async def trigger_via_tools(self, *, org_slug: str, watcher_id: str) -> Answer:
         body = {"action": "trigger", "watcher_id": watcher_id}
         return await self._post(f"/api/{org_slug}/manage_watchers", body)
 
-    async def run_now(self, *, watcher_id: str) -> Answer:
+    async def run_now(self, route: str, *, watcher_id: str) -> Answer:
         """Queue a watcher run, whatever kind of token we hold (docs/protocol.md, "Run now")."""
-        answer = await self.trigger(watcher_id=watcher_id)
+        answer = await self.trigger(route)
         if answer.status == 403 and "not bound" in answer.message:
             # Unbound tokens (local-init PATs, OAuth) queue the same run via the tool proxy.
             slug = await self._org_slug()

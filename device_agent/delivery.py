@@ -18,8 +18,17 @@ import structlog
 from device_agent.alarm import Alarm
 from device_agent.backoff import Backoff
 from device_agent.client import Answer, AnswerKind, LobuClient
-from device_agent.journal import ACKNOWLEDGED, DEAD, FINISHED, AsyncJournal, Entry, Journal
-from device_agent.protocol import Report
+from device_agent.journal import (
+    ACKNOWLEDGED,
+    DEAD,
+    FINISHED,
+    AsyncJournal,
+    Entry,
+    Journal,
+    JournalState,
+)
+from device_agent.lanes import Resume, lane_for
+from device_agent.result import Report
 
 log = structlog.get_logger(__name__)
 
@@ -118,12 +127,14 @@ class Outbox:
             await self.alarm.sleep(delay)  # a wake from sleep or a shutdown cuts it short
 
     async def _post(self, entry: Entry, state: _Attempt) -> Answer:
-        answer = await self._client.complete(
+        lane = lane_for(entry.run_type)
+        body = lane.completion_body(
+            state.report,
             run_id=entry.run_id,
-            run_type=entry.run_type,
             worker_id=self._worker_id,
-            report=state.report,
+            attempt=entry.finalize_attempt,
         )
+        answer = await self._client.complete(lane.completion_route(entry.run_id), body)
         await self._journal.call(self._journal.sync.count_attempt, self._server, entry.run_id)
         bound = log.bind(run_id=entry.run_id)
         if answer.kind is AnswerKind.TRANSIENT:
@@ -137,26 +148,21 @@ class Outbox:
 
     def _stop_heartbeat(self, run_id: int) -> None:
         """Even a failure report is refused: keep the result queued, but stop keeping the run
-        alive on the server — a run must not be heartbeated forever (§11.7)."""
+        alive on the server — a run must not be heartbeated forever (docs/protocol.md,
+        "What a real server does")."""
         if self.on_refused is not None:
             self.on_refused(run_id)
 
     async def _close_as_failed(self, entry: Entry, state: _Attempt, answer: Answer) -> None:
-        """A success the server keeps refusing with the same 500 is not transient (§11.7): close it
-        with a failure report carrying the server's words; the output stays in our journal."""
+        """A success the server keeps refusing with the same 500 is not transient
+        (docs/protocol.md, "What a real server does"): close it with a failure report carrying
+        the server's words; the output stays in our journal."""
         error = (
             f"the server refused this run's result {state.server_errors} times "
             f"({answer.describe()}); the output is kept on the device: "
             f"`device-agent history --run {entry.run_id}`"
         )
-        state.report = Report(
-            output=state.report.output,
-            error=error,
-            duration_ms=state.report.duration_ms,
-            exit_code=state.report.exit_code,
-            exit_signal=state.report.exit_signal,
-            exit_reason="error_message",
-        )
+        state.report = state.report.failing(error)
         state.server_errors = 0
         await self._journal.call(
             self._journal.sync.replace_report, self._server, entry.run_id, state.report
@@ -170,6 +176,14 @@ class Outbox:
     async def _settle(self, entry: Entry, report: Report, answer: Answer) -> None:
         bound = log.bind(run_id=entry.run_id)
         if answer.kind is AnswerKind.OK:
+            verdict = lane_for(entry.run_type).read_completion(answer)
+            if isinstance(verdict, Resume):
+                # Not settled: the run goes on with another round (the pipeline runs it).
+                await self._journal.call(
+                    self._journal.sync.next_round, self._server, entry.run_id, verdict.attempt
+                )
+                bound.info("the server asks for another round", attempt=verdict.attempt)
+                return
             body = answer.body if isinstance(answer.body, dict) else {}
             label = str(body.get("status") or ("failed" if report.failed else "completed"))
             if body.get("idempotent"):
@@ -197,7 +211,9 @@ class Outbox:
         else:
             bound.warning("result kept in the journal for a later try", answer=answer.describe())
 
-    async def _record(self, entry: Entry, state: str, answer: str, message: str | None) -> None:
+    async def _record(
+        self, entry: Entry, state: JournalState, answer: str, message: str | None
+    ) -> None:
         journal: Journal = self._journal.sync
         await self._journal.call(
             journal.settle, self._server, entry.run_id, state=state, answer=answer, message=message
@@ -205,7 +221,8 @@ class Outbox:
 
 
 def _same_server_error(state: _Attempt, answer: Answer) -> bool:
-    """Count a 500 that repeats the last one word for word (§11.7's duplicate-key error).
+    """Count a 500 that repeats the last one word for word (the duplicate-key error in
+    docs/protocol.md, "What a real server does").
 
     502/503/504 — a proxy or a deploy — and a 500 that changes are an outage, not a
     refusal: they never turn a success into a failure, however long they last.

@@ -11,7 +11,8 @@ import keyring
 from device_agent.client import AnswerKind, LobuClient
 from device_agent.credentials import CredentialError, resolve_token
 from device_agent.errors import ExitCode
-from device_agent.profiles import ProfileCheck, check_profiles, load_profiles
+from device_agent.probe import ProfileCheck, check_profiles
+from device_agent.profiles import load_profiles
 from device_agent.settings import ConfigError, Settings
 
 

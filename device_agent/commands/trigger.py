@@ -29,9 +29,10 @@ def cmd_trigger(args: argparse.Namespace) -> int:
 
 async def _trigger(server: str, token: str, watcher_id: str) -> tuple[int, str]:
     from device_agent.client import AnswerKind, LobuClient
+    from device_agent.lanes.watcher import WATCHER
 
     async with LobuClient(server, lambda: token) as client:
-        answer = await client.run_now(watcher_id=watcher_id)
+        answer = await client.run_now(WATCHER.trigger_route(watcher_id), watcher_id=watcher_id)
     if answer.ok and isinstance(answer.body, dict):
         run_id = answer.body.get("run_id")
         again = " (it was already queued)" if answer.body.get("already_queued") else ""

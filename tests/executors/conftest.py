@@ -16,8 +16,10 @@ from typing import Any
 
 import pytest
 
-from device_agent.executor import ExecutionRequest, ExecutionResult, Executor, McpWiring
+from device_agent.executor import Executor
+from device_agent.launch import ExecutionRequest, McpWiring
 from device_agent.profiles import Profile, load_profiles
+from device_agent.result import Report
 from device_agent.settings import ExecutorSettings
 
 FAKES = Path(__file__).parent / "fakes"
@@ -97,7 +99,7 @@ class Bench:
         executor: Executor | None = None,
         mode: str | None = None,
         **request: Any,
-    ) -> ExecutionResult:
+    ) -> Report:
         if mode is not None:
             self.environ["FAKE_MODE"] = mode
         executor = executor or self.executor()

@@ -48,7 +48,7 @@ def test_claude_is_error_fails_with_claudes_message(bench: Bench, mode: str, mes
     result = bench.run("claude-code", mode=mode)
     assert result.error == message
     assert result.exit_reason == "error_message"
-    assert result.report().failed
+    assert result.failed
 
 
 def test_claude_unparseable_output_fails_with_its_tail(bench: Bench) -> None:

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from device_agent.executor import CancelEvent, ExecutionResult
+from device_agent.executor import CancelEvent
+from device_agent.result import Report
 from tests.executors.conftest import Bench, live_members, wait_for, wait_for_async
 
 MIB = 1 << 20
@@ -73,7 +74,7 @@ def test_cancel_kills_the_group_and_says_why(hang: Bench) -> None:
     hang.environ["FAKE_MODE"] = "hang"
     executor = hang.executor()
 
-    async def scenario() -> ExecutionResult:
+    async def scenario() -> Report:
         cancel = CancelEvent()
         run = asyncio.create_task(executor.execute(hang.request("hang"), cancel=cancel))
         await wait_for_async(hang.report_path.exists)

@@ -8,7 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from device_agent.executor import OUTSIDE_NOTE, RUN_MARKER, Executor
+from device_agent.executor import Executor
+from device_agent.leftovers import OUTSIDE_NOTE, RUN_MARKER
 from device_agent.settings import ExecutorSettings
 
 
