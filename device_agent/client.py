@@ -239,8 +239,9 @@ def classify(response: httpx.Response) -> Answer:
 
 def _classify_completion(answer: Answer) -> Answer:
     if answer.status == 409:
-        # "Run is not in progress": what a retry after a stored completion gets (§11.1), or a
-        # reaped run. "Not a watcher run": the wrong route; nothing will ever accept it.
+        # "Run is not in progress": what a retry after a stored completion gets, or a reaped
+        # run (docs/protocol.md, "What a real server does"). "Not a watcher run": the wrong
+        # route; nothing will ever accept it.
         return _with_kind(answer, AnswerKind.FINAL)
     if answer.status == 400 and _WINDOW_ERROR_MARKER in answer.message:
         # The server failed the run itself because its window was malformed.

@@ -2,7 +2,7 @@
 
 The first beat goes out right after the claim: the server reaps a run whose
 last beat is three minutes old, but one that never beat only after two hours
-(PROTOCOL §4) — a crash before the first beat would strand it.
+(docs/protocol.md, "Heartbeat") — a crash before the first beat would strand it.
 """
 
 from __future__ import annotations

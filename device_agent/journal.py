@@ -257,7 +257,8 @@ class Journal:
             )
 
     def replace_report(self, server: str, run_id: int, report: Report) -> None:
-        """Swap the report still to be sent (e.g. a success the server keeps refusing, §11.7)."""
+        """Swap the report still to be sent (e.g. a success the server keeps refusing:
+        docs/protocol.md, "What a real server does")."""
         with self._tx() as db:
             db.execute(
                 "UPDATE runs SET error=?, exit_reason=? WHERE server=? AND run_id=?",

@@ -1,6 +1,6 @@
 """Executor profiles: the TOML files that say how to run each CLI agent.
 
-Profiles are data (ARCHITECTURE.md §2): supporting another CLI takes a file,
+Profiles are data: supporting another CLI takes a file,
 not code. The shipped ones live in `executors/`; a file with the same name in
 the user's `<config dir>/executors/` replaces the shipped one as a whole.
 Loading checks everything a run would otherwise trip over later, and a

@@ -115,7 +115,8 @@ class Settings:
     request_timeout_seconds: float = 15.0
     max_backoff_seconds: float = 60.0
     shutdown_grace_seconds: float = 20.0
-    server_error_budget: int = 8  # the same 500 this many times on a report: give up (§11.7)
+    server_error_budget: int = 8  # the same 500 this many times on a report: give up
+    # (docs/protocol.md, "What a real server does")
     executor: ExecutorSettings = field(default_factory=ExecutorSettings)
     journal: JournalSettings = field(default_factory=JournalSettings)
     paths: Paths = field(default_factory=lambda: Paths.resolve(os.environ))

@@ -179,7 +179,7 @@ def test_doctor_names_a_refused_token(lab: Lab) -> None:
 
 
 def _template_payload() -> dict:  # type: ignore[type-arg]
-    """A realistic watcher payload (PROTOCOL.md §3) to break in controlled ways."""
+    """A realistic watcher payload (docs/protocol.md, "Poll and claim"), to break at will."""
     return {
         "watcher": {
             "id": "900",

@@ -1,4 +1,5 @@
-"""Every answer class of PROTOCOL.md §3–§6, classified as the dispatcher needs it."""
+"""Every answer class of the worker API (docs/protocol.md, "Poll and claim" to "Run now"),
+classified as the agent needs it."""
 
 from __future__ import annotations
 
