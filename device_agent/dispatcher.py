@@ -60,6 +60,7 @@ class Agent:
         clock: Clock | None = None,
         on_status: Callable[[Status], None] | None = None,
         wake_check_seconds: float = 5.0,
+        poll_alarm: Alarm | None = None,
     ) -> None:
         self.settings = settings
         self.worker_id = worker_id
@@ -72,7 +73,7 @@ class Agent:
         self.wake_check_seconds = wake_check_seconds
         self.status = Status()
         self._on_status = on_status
-        self._poll_alarm = Alarm()
+        self._poll_alarm = poll_alarm or Alarm()  # what cuts the wait between polls short
         self._slots = asyncio.Semaphore(settings.concurrency)
         self._backoff = Backoff(cap=settings.max_backoff_seconds)
         self._stopping = asyncio.Event()

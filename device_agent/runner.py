@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 import structlog
 
+from device_agent.alarm import Alarm
 from device_agent.client import LobuClient
 from device_agent.credentials import Tokens
 from device_agent.dispatcher import Agent
@@ -33,6 +34,7 @@ async def run_agent(
     handle_signals: bool = True,
     started: Callable[[Agent], None] | None = None,
     wake_check_seconds: float = 5.0,
+    poll_alarm: Alarm | None = None,
 ) -> ExitCode:
     profiles = load_profiles(user_dir=settings.paths.profiles_dir)
     journal = AsyncJournal(
@@ -75,6 +77,7 @@ async def run_agent(
         clock=clock,
         on_status=publish,
         wake_check_seconds=wake_check_seconds,
+        poll_alarm=poll_alarm,
     )
     if handle_signals:
         _install_signals(loop, agent)
