@@ -19,18 +19,11 @@ from device_agent.dispatcher import AUTH_RETRY_SECONDS, Agent
 from device_agent.errors import ExitCode
 from device_agent.runner import run_agent
 from device_agent.settings import Paths, Settings, validate
+from tests.helpers import wait_for_async
 
 from .conftest import journal_rows
 
 WORKER = "linux:inprocess"
-
-
-async def until(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "it") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.01)
 
 
 def polls(state: DevState) -> int:
@@ -109,10 +102,10 @@ def test_wake_from_sleep_polls_at_once(isolated_home: Path) -> None:
                     wake_check_seconds=0.02,
                 )
             )
-            await until(lambda: polls(state) == 1, what="the first poll")
-            await until(lambda: agents[0].status.state == "idle", what="idle")
+            await wait_for_async(lambda: polls(state) == 1, what="the first poll")
+            await wait_for_async(lambda: agents[0].status.state == "idle", what="idle")
             clock.slept += 3600
-            await until(
+            await wait_for_async(
                 lambda: polls(state) == 2,
                 timeout=5,
                 what="a poll right after waking (the server asked for 3600 s)",
@@ -200,7 +193,7 @@ def test_a_run_handed_over_twice_is_executed_once(isolated_home: Path) -> None:
                     started=agents.append,
                 )
             )
-            await until(lambda: completes.call_count == 2, what="two reports")
+            await wait_for_async(lambda: completes.call_count == 2, what="two reports")
             agents[0].request_stop()
             assert await task == ExitCode.OK
             bodies = [json.loads(call.request.content) for call in completes.calls]

@@ -7,8 +7,9 @@ import signal
 from typing import Any
 
 from device_agent.devserver import Fault
+from tests.helpers import alive, wait_for
 
-from .conftest import Lab, alive, journal_rows, wait_for
+from .conftest import Lab, journal_rows
 
 
 def first_cli_pid(lab: Lab) -> int:
