@@ -27,7 +27,7 @@ from device_agent.journal import (
     Journal,
     JournalState,
 )
-from device_agent.lanes import Resume, lane_for
+from device_agent.lanes import Lane, Resume, lane_for
 from device_agent.result import Report
 
 log = structlog.get_logger(__name__)
@@ -67,6 +67,7 @@ class Outbox:
         server_error_budget: int,
         max_backoff: float,
         alarm: Alarm | None = None,
+        lanes: Callable[[str], Lane] = lane_for,
     ) -> None:
         self._client = client
         self._journal = journal
@@ -75,6 +76,7 @@ class Outbox:
         self._budget = server_error_budget
         self._max_backoff = max_backoff
         self.alarm = alarm or Alarm()
+        self._lanes = lanes
         self._in_flight: set[int] = set()
         self.draining = False  # shutting down: retry quickly, a few times, then leave it queued
         self.on_refused: Callable[[int], None] | None = None
@@ -127,7 +129,7 @@ class Outbox:
             await self.alarm.sleep(delay)  # a wake from sleep or a shutdown cuts it short
 
     async def _post(self, entry: Entry, state: _Attempt) -> Answer:
-        lane = lane_for(entry.run_type)
+        lane = self._lanes(entry.run_type)
         body = lane.completion_body(
             state.report,
             run_id=entry.run_id,
@@ -176,7 +178,7 @@ class Outbox:
     async def _settle(self, entry: Entry, report: Report, answer: Answer) -> None:
         bound = log.bind(run_id=entry.run_id)
         if answer.kind is AnswerKind.OK:
-            verdict = lane_for(entry.run_type).read_completion(answer)
+            verdict = self._lanes(entry.run_type).read_completion(answer)
             if isinstance(verdict, Resume):
                 # Not settled: the run goes on with another round (the pipeline runs it).
                 await self._journal.call(

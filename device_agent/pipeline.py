@@ -70,6 +70,7 @@ class RunPipeline:
         outbox: Outbox,
         tokens: TokenSource,
         on_change: Callable[[], None] = lambda: None,
+        lanes: Callable[[str], Lane] = lane_for,
     ) -> None:
         self.settings = settings
         self.worker_id = worker_id
@@ -83,6 +84,7 @@ class RunPipeline:
         self.heartbeats: dict[int, Heartbeat] = {}  # run_id -> lease kept until settled
         self.shutting_down = False  # a claim that arrives now is reported, not started
         self._on_change = on_change
+        self._lanes = lanes
 
     async def run(
         self, claim: Claim, free_slot: Callable[[], None], give_up: GiveUp
@@ -91,7 +93,7 @@ class RunPipeline:
         # Each run is its own task, so this tags every log line of the run — the heartbeats,
         # the executor, the delivery — with its run_id, and no other run's lines.
         structlog.contextvars.bind_contextvars(run_id=claim.run_id)
-        lane = lane_for(claim.run_type)
+        lane = self._lanes(claim.run_type)
         heartbeat = Heartbeat(
             self.client,
             run_id=claim.run_id,
