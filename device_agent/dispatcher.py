@@ -66,7 +66,6 @@ class Agent:
         self.worker_id = worker_id
         self.server = settings.origin
         self.client = client
-        self.executor = executor
         self.journal = journal
         self.tokens = tokens
         self.clock = clock

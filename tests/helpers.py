@@ -37,28 +37,32 @@ def wait_for(
     predicate: Callable[[], Any], *, timeout: float = 15.0, what: str = "condition"
 ) -> Any:
     """Poll `predicate` until it is truthy and return its value; fail after `timeout` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+    deadline = _Deadline(timeout, what)
+    while not (value := predicate()):
+        deadline.check()
         time.sleep(_STEP)
+    return value
 
 
 async def wait_for_async(
     predicate: Callable[[], Any], *, timeout: float = 10.0, what: str = "condition"
 ) -> Any:
     """`wait_for` inside an event loop: the loop keeps running while we wait."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+    deadline = _Deadline(timeout, what)
+    while not (value := predicate()):
+        deadline.check()
         await asyncio.sleep(_STEP)
+    return value
+
+
+class _Deadline:
+    def __init__(self, timeout: float, what: str) -> None:
+        self.at = time.monotonic() + timeout
+        self.message = f"timed out after {timeout} s waiting for {what}"
+
+    def check(self) -> None:
+        if time.monotonic() > self.at:
+            raise AssertionError(self.message)
 
 
 def alive(pid: int) -> bool:
