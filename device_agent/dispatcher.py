@@ -298,8 +298,6 @@ class Agent:
             self._all_finished.clear()
         else:
             self._all_finished.set()
-        if self.status.state in (AgentState.STOPPING, AgentState.STOPPED) and not active:
-            return
         self._set_status(self._busy_or_idle())
 
     def _busy_or_idle(self) -> AgentState:
