@@ -43,6 +43,10 @@ REPEATED_CLAIM_ERROR: Final = (
     "the server handed this run to this device a second time; device-agent never executes "
     "a run twice (its first result is in the device's journal)"
 )
+TOO_MANY_ROUNDS_ERROR: Final = (
+    f"the server asked for more than {MAX_ROUNDS} rounds of this run; device-agent stopped "
+    "so that a CLI is not run without end — check the automation's prompt"
+)
 
 
 @dataclass
@@ -120,7 +124,7 @@ class RunPipeline:
         give_up: GiveUp,
     ) -> Answer | None:
         parsed = read_claim(lane, claim)
-        if not await self._record_claim(claim, lane, parsed):
+        if not await self._record_claim(claim, parsed):
             # Should never happen; if it does, the journal keeps the first result untouched
             # and the server hears once why this claim is not run, rather than nothing.
             log.error("server handed us a run we already claimed; not executing it twice")
@@ -158,18 +162,23 @@ class RunPipeline:
             if not lane.may_resume:  # the CLI is done: the next run may start meanwhile
                 self._forget(claim.run_id)
                 slot()
-            entry = await self.journal.call(
-                self.journal.sync.record_result, self.server, claim.run_id, report
-            )
-            answer = await self.outbox.deliver(entry, give_up)
+            answer = await self._settle(claim.run_id, report, give_up)
             verdict = lane.read_completion(answer) if answer.ok else None
             if not isinstance(verdict, Resume):
                 return answer
             nudge = verdict.nudge
-        log.error("the server kept asking for another round; stopped", rounds=MAX_ROUNDS)
-        return answer
+        log.error("the server kept asking for another round; failing the run", rounds=MAX_ROUNDS)
+        return await self._settle(claim.run_id, failure(TOO_MANY_ROUNDS_ERROR), give_up)
 
-    async def _record_claim(self, claim: Claim, lane: Lane, parsed: LaneRun | str) -> bool:
+    async def _settle(self, run_id: int, report: Report, give_up: GiveUp) -> Answer:
+        """Journal a round's result, then deliver it (docs/protocol.md, "How the agent
+        settles a result")."""
+        entry = await self.journal.call(
+            self.journal.sync.record_result, self.server, run_id, report
+        )
+        return await self.outbox.deliver(entry, give_up)
+
+    async def _record_claim(self, claim: Claim, parsed: LaneRun | str) -> bool:
         digest = hashlib.sha256(
             json.dumps(claim.payload, sort_keys=True, default=str).encode()
         ).hexdigest()

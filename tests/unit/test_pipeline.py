@@ -14,10 +14,10 @@ import respx
 
 from device_agent.client import Answer, LobuClient
 from device_agent.delivery import Outbox, never_give_up
-from device_agent.journal import AsyncJournal, Journal, JournalState
+from device_agent.journal import AsyncJournal, Entry, Journal, JournalState
 from device_agent.lanes import Done, Lane, Resume, Verdict
 from device_agent.launch import ExecutionRequest
-from device_agent.pipeline import RunPipeline
+from device_agent.pipeline import MAX_ROUNDS, RunPipeline
 from device_agent.protocol import Claim
 from device_agent.result import ExitReason, Report
 from device_agent.settings import Paths, Settings, validate
@@ -55,7 +55,12 @@ class ResumingLane:
     def completion_body(
         self, report: Report, *, run_id: int, worker_id: str, attempt: int
     ) -> dict[str, Any]:
-        return {"worker_id": worker_id, "output": report.output, "finalize_attempt": attempt}
+        return {
+            "worker_id": worker_id,
+            "output": report.output,
+            "error": report.error,
+            "finalize_attempt": attempt,
+        }
 
     def read_completion(self, answer: Answer) -> Verdict:
         body = answer.body if isinstance(answer.body, dict) else {}
@@ -86,7 +91,20 @@ class StaticToken(TokenSource):
         return "owl_pat_" + "p" * 32
 
 
-def test_a_resume_answer_runs_another_round_on_the_same_claim(tmp_path: Path) -> None:
+@dataclass
+class Outcome:
+    answer: Answer | None
+    bodies: list[dict[str, Any]]  # every completion posted, in order
+    beats: int
+    freed: list[int]  # run ids whose slot was freed
+    entry: Entry | None  # the journal row afterwards
+
+
+def run_claim(
+    tmp_path: Path, answers: list[httpx.Response], executor: RecordingExecutor
+) -> Outcome:
+    """One claim through the pipeline with `ResumingLane`, against a server giving `answers`
+    to the completions in turn."""
     settings = validate(
         Settings(
             server=ORIGIN,
@@ -96,22 +114,13 @@ def test_a_resume_answer_runs_another_round_on_the_same_claim(tmp_path: Path) ->
         )
     )
     lane: Lane = ResumingLane()
-    executor = RecordingExecutor()
     journal = AsyncJournal(Journal(tmp_path / "journal.sqlite3"))
     freed: list[int] = []
 
-    async def go() -> list[dict[str, Any]]:
+    async def go() -> Outcome:
         with respx.mock(base_url=ORIGIN) as mock:
             beats = mock.post("/api/workers/heartbeat").respond(200, json={"continue": True})
-            complete = mock.post(ROUTE).mock(
-                side_effect=[
-                    httpx.Response(
-                        200,
-                        json={"ok": True, "status": "resume", "attempt": 1, "nudge": "call it"},
-                    ),
-                    httpx.Response(200, json={"ok": True, "status": "completed"}),
-                ]
-            )
+            complete = mock.post(ROUTE).mock(side_effect=answers)
             async with LobuClient(ORIGIN, StaticToken().current) as client:
                 outbox = Outbox(
                     client,
@@ -134,17 +143,46 @@ def test_a_resume_answer_runs_another_round_on_the_same_claim(tmp_path: Path) ->
                 )
                 claim = Claim(RUN_ID, "test", None, {"anything": True})
                 answer = await pipeline.run(claim, lambda: freed.append(RUN_ID), never_give_up)
-            assert answer is not None
-            assert answer.ok
-            assert beats.call_count == 1  # one lease for both rounds, never a second claim
-            return [json.loads(call.request.content) for call in complete.calls]
+            bodies = [json.loads(call.request.content) for call in complete.calls]
+            entry = await journal.call(journal.sync.get, ORIGIN, RUN_ID)
+            return Outcome(answer, bodies, beats.call_count, freed, entry)
 
-    bodies = asyncio.run(go())
-    entry = journal.sync.get(ORIGIN, RUN_ID)
-    journal.close()
+    try:
+        return asyncio.run(go())
+    finally:
+        journal.close()
+
+
+def resume(attempt: int) -> httpx.Response:
+    body = {"ok": True, "status": "resume", "attempt": attempt, "nudge": "call it"}
+    return httpx.Response(200, json=body)
+
+
+def test_a_resume_answer_runs_another_round_on_the_same_claim(tmp_path: Path) -> None:
+    executor = RecordingExecutor()
+    done = httpx.Response(200, json={"ok": True, "status": "completed"})
+    outcome = run_claim(tmp_path, [resume(1), done], executor)
+    assert outcome.answer is not None
+    assert outcome.answer.ok
+    assert outcome.beats == 1  # one lease for both rounds, never a second claim
     assert executor.prompts == ["Do the thing", "Do the thing\n---\nFINALIZE NUDGE: call it"]
-    assert [body["finalize_attempt"] for body in bodies] == [0, 1]
-    assert [body["output"] for body in bodies] == ["round 1", "round 2"]
-    assert freed == [RUN_ID]  # the slot is freed once, after the last round
-    assert entry is not None
-    assert (entry.state, entry.finalize_attempt) == (JournalState.ACKNOWLEDGED, 1)
+    assert [body["finalize_attempt"] for body in outcome.bodies] == [0, 1]
+    assert [body["output"] for body in outcome.bodies] == ["round 1", "round 2"]
+    assert outcome.freed == [RUN_ID]  # the slot is freed once, after the last round
+    assert outcome.entry is not None
+    assert (outcome.entry.state, outcome.entry.finalize_attempt) == (JournalState.ACKNOWLEDGED, 1)
+
+
+def test_a_server_that_always_asks_for_more_gets_a_failure_after_max_rounds(
+    tmp_path: Path,
+) -> None:
+    executor = RecordingExecutor()
+    answers = [resume(n) for n in range(1, MAX_ROUNDS + 1)]
+    answers.append(httpx.Response(200, json={"ok": True, "status": "failed"}))
+    outcome = run_claim(tmp_path, answers, executor)
+    assert len(executor.prompts) == MAX_ROUNDS  # the CLI never runs a ninth time
+    assert len(outcome.bodies) == MAX_ROUNDS + 1
+    assert f"more than {MAX_ROUNDS} rounds" in outcome.bodies[-1]["error"]
+    assert all(body["error"] is None for body in outcome.bodies[:-1])
+    assert outcome.entry is not None
+    assert outcome.entry.state == JournalState.ACKNOWLEDGED
