@@ -47,7 +47,7 @@ FINISHED: Final = JournalState.FINISHED
 ACKNOWLEDGED: Final = JournalState.ACKNOWLEDGED
 DEAD: Final = JournalState.DEAD
 ABANDONED: Final = JournalState.ABANDONED
-SETTLED: Final = frozenset({ACKNOWLEDGED, DEAD, ABANDONED})
+SETTLED: Final = frozenset({ACKNOWLEDGED, DEAD, ABANDONED})  # the server has answered for good
 
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -276,7 +276,7 @@ class Journal:
         self, server: str, run_id: int, *, state: JournalState, answer: str, message: str | None
     ) -> None:
         """The server answered for good (acknowledged or dead), or told us to stop (abandoned)."""
-        if state not in (ACKNOWLEDGED, DEAD, ABANDONED):
+        if state not in SETTLED:
             raise ValueError(f"not a settled state: {state}")
         with self._tx() as db:
             db.execute(
