@@ -156,9 +156,13 @@ class RunPipeline:
             if not heartbeat.lost.is_set():
                 report = await self._execute(claim.run_id, parsed, nudge, run, not_started)
             if heartbeat.lost.is_set() or report is None:
-                # Cancelled, reaped or taken elsewhere: the server wants nothing from us.
-                await self._abandon(claim.run_id, heartbeat.reason, report)
-                return None
+                # Lost before a round started: nothing to send. Lost while the CLI ran: the
+                # lane says whether the server still wants its report.
+                last_word = lane.after_loss(report) if report is not None else None
+                if last_word is None:
+                    await self._abandon(claim.run_id, heartbeat.reason, report)
+                    return None
+                report = last_word
             if not lane.may_resume:  # the CLI is done: the next run may start meanwhile
                 self._forget(claim.run_id)
                 slot()

@@ -85,6 +85,10 @@ class Lane(Protocol):
     def read_completion(self, answer: Answer) -> Verdict:
         """What an OK answer to a completion means for the run."""
 
+    def after_loss(self, report: Report) -> Report | None:
+        """The server let go of the run (a heartbeat answered 409) while its CLI ran: the report
+        still to send for it, or None to send nothing (docs/protocol.md, "Heartbeat")."""
+
     def trigger_route(self, item_id: str) -> str: ...
 
 
@@ -117,6 +121,9 @@ class UnhandledLane:
 
     def read_completion(self, answer: Answer) -> Verdict:
         return Done()
+
+    def after_loss(self, report: Report) -> Report | None:
+        return None
 
     def trigger_route(self, item_id: str) -> str:
         raise ValueError(f"there is no Run now for run_type={self.run_type!r}")

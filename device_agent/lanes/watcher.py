@@ -73,6 +73,9 @@ class WatcherLane:
     def read_completion(self, answer: Answer) -> Verdict:
         return Done()
 
+    def after_loss(self, report: Report) -> Report | None:
+        return None  # cancelled, reaped or taken elsewhere: the server wants nothing from us
+
     def trigger_route(self, item_id: str) -> str:
         return f"/api/workers/me/watchers/{item_id}/trigger"
 

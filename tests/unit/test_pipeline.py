@@ -68,6 +68,9 @@ class ResumingLane:
             return Resume(attempt=int(body["attempt"]), nudge=str(body["nudge"]))
         return Done()
 
+    def after_loss(self, report: Report) -> Report | None:
+        return report
+
     def trigger_route(self, item_id: str) -> str:
         return f"/api/workers/me/tests/{item_id}/trigger"
 
