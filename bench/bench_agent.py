@@ -19,7 +19,7 @@ from pathlib import Path
 
 from device_agent.devserver import DevServer, DevState
 from device_agent.journal import Journal
-from device_agent.protocol import Report
+from device_agent.result import ExitReason, Report
 
 WORKER = "linux:bench"
 
@@ -120,7 +120,7 @@ def bench_throughput(runs: int, concurrency: int) -> None:
 def bench_journal(rows: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         journal = Journal(Path(tmp) / "j.sqlite3")
-        report = Report("x" * 2000, None, 10, 0, None, "ok")
+        report = Report("x" * 2000, None, 10, 0, None, ExitReason.OK)
         started = time.perf_counter()
         for run_id in range(rows):
             journal.record_claim(

@@ -1,4 +1,10 @@
-"""Exponential backoff with full jitter that honours Retry-After, and resets on success."""
+"""The one retry policy, for polling and for delivering results alike.
+
+Exponential backoff with *equal* jitter: after the n-th failure in a row the
+delay is drawn from [c/2, c] where c = min(cap, base * 2**(n-1)), so a fleet
+of devices spreads out yet none retries at once. A server's Retry-After is
+honoured as a floor, up to `RETRY_AFTER_CAP`. `reset` after a success.
+"""
 
 from __future__ import annotations
 

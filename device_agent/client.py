@@ -23,10 +23,10 @@ from typing import Any, Final
 import httpx
 
 from device_agent import __version__
-from device_agent.protocol import GENERIC_COMPLETION_ROUTE, LANES, Report
 
 USER_AGENT: Final = f"device-agent/{__version__}"
 NOT_IN_PROGRESS: Final = "Run is not in progress"
+GENERIC_COMPLETION_ROUTE: Final = "/api/workers/complete"  # for run types no lane handles
 _WINDOW_ERROR_MARKER: Final = "approved_input.window_"
 
 
@@ -50,9 +50,45 @@ class Answer:
     def ok(self) -> bool:
         return self.kind is AnswerKind.OK
 
+    @property
+    def reached(self) -> bool:
+        """Whether the server answered at all (False: network error or timeout)."""
+        return self.status is not None
+
+    @property
+    def server_fault(self) -> bool:
+        """A 5xx: the server (or a proxy in front of it) failed, not our request."""
+        return self.status is not None and self.status >= 500
+
+    @property
+    def repeatable_failure(self) -> str | None:
+        """The words of a plain 500, which may repeat word for word when the server refuses
+        a result for good (docs/protocol.md, "What a real server does"); None otherwise.
+        502/503/504 — a proxy or a deploy — are an outage and never count."""
+        return self.message if self.status == 500 else None
+
+    @property
+    def already_final(self) -> bool:
+        """409 "Run is not in progress": a retry after a stored completion, or a reaped run."""
+        return self.kind is AnswerKind.FINAL and self.message == NOT_IN_PROGRESS
+
+    def rejection_hint(self) -> str:
+        """What a user can do about a rejected poll, read from the server's error code."""
+        code = self.body.get("error") if isinstance(self.body, dict) else None
+        return _REJECTION_HINTS.get(code if isinstance(code, str) else "", _DEFAULT_HINT)
+
     def describe(self) -> str:
         where = f"HTTP {self.status}" if self.status is not None else "no answer"
         return f"{where}: {self.message}" if self.message else where
+
+
+_REJECTION_HINTS: Final = {
+    "worker_id_mismatch": "this token is bound to another worker_id: set worker_id to that value "
+    "or mint a token for this device",
+    "platform_mismatch": "this worker_id was first used from another platform: use a new worker_id",
+    "upgrade_required": "the server needs a newer device-agent: upgrade it",
+}
+_DEFAULT_HINT: Final = "check the server URL, token and worker_id"
 
 
 TokenGetter = Callable[[], str]
@@ -115,24 +151,43 @@ class LobuClient:
             return _with_kind(answer, AnswerKind.FINAL)
         return answer
 
-    async def complete(
-        self, *, run_id: int, run_type: str, worker_id: str, report: Report
-    ) -> Answer:
-        lane = LANES.get(run_type)
-        if lane is None:
-            body = report.generic_body(run_id, worker_id)
-            return await self._post(GENERIC_COMPLETION_ROUTE, body)
-        route = lane.completion_route.format(run_id=run_id)
-        answer = await self._post(route, report.watcher_body(worker_id))
+    async def complete(self, route: str, body: Mapping[str, Any]) -> Answer:
+        """Report a run's result to its lane's route (the lane builds route and body)."""
+        answer = await self._post(route, body)
+        if route == GENERIC_COMPLETION_ROUTE:
+            return answer
         return _classify_completion(answer)
 
-    async def trigger(self, *, watcher_id: str, run_type: str = "watcher") -> Answer:
-        route = LANES[run_type].trigger_route.format(item_id=watcher_id)
+    async def trigger(self, route: str) -> Answer:
+        """Send "Run now" to a lane's trigger route (docs/protocol.md, "Run now")."""
         return await self._post(route, None)
 
     async def trigger_via_tools(self, *, org_slug: str, watcher_id: str) -> Answer:
         body = {"action": "trigger", "watcher_id": watcher_id}
         return await self._post(f"/api/{org_slug}/manage_watchers", body)
+
+    async def run_now(self, route: str, *, watcher_id: str) -> Answer:
+        """Queue a watcher run, whatever kind of token we hold (docs/protocol.md, "Run now")."""
+        answer = await self.trigger(route)
+        if answer.status == 403 and "not bound" in answer.message:
+            # Unbound tokens (local-init PATs, OAuth) queue the same run via the tool proxy.
+            slug = await self._org_slug()
+            if slug is not None:
+                answer = await self.trigger_via_tools(org_slug=slug, watcher_id=watcher_id)
+        return answer
+
+    async def _org_slug(self) -> str | None:
+        answer = await self.devices()
+        body = answer.body
+        items = (
+            body
+            if isinstance(body, list)
+            else (body.get("devices") if isinstance(body, dict) else None)
+        )
+        for item in items or []:
+            if isinstance(item, dict) and isinstance(item.get("organization_slug"), str):
+                return str(item["organization_slug"])
+        return None
 
     async def devices(self) -> Answer:
         return await self._send("GET", "/api/me/devices", None)
@@ -184,8 +239,9 @@ def classify(response: httpx.Response) -> Answer:
 
 def _classify_completion(answer: Answer) -> Answer:
     if answer.status == 409:
-        # "Run is not in progress": what a retry after a stored completion gets (§11.1), or a
-        # reaped run. "Not a watcher run": the wrong route; nothing will ever accept it.
+        # "Run is not in progress": what a retry after a stored completion gets, or a reaped
+        # run (docs/protocol.md, "What a real server does"). "Not a watcher run": the wrong
+        # route; nothing will ever accept it.
         return _with_kind(answer, AnswerKind.FINAL)
     if answer.status == 400 and _WINDOW_ERROR_MARKER in answer.message:
         # The server failed the run itself because its window was malformed.

@@ -15,8 +15,8 @@ import keyring
 import keyring.errors
 
 from device_agent import logs
-from device_agent.dispatcher import TokenSource
 from device_agent.settings import ENV_TOKEN, Settings
+from device_agent.tokens import TokenSource
 
 KEYRING_SERVICE: Final = "device-agent"
 

@@ -14,13 +14,21 @@ from dataclasses import dataclass
 from typing import Final
 
 import structlog
-from tenacity import AsyncRetrying, RetryCallState, retry_if_result, wait_random_exponential
 
 from device_agent.alarm import Alarm
-from device_agent.backoff import RETRY_AFTER_CAP
-from device_agent.client import NOT_IN_PROGRESS, Answer, AnswerKind, LobuClient
-from device_agent.journal import ACKNOWLEDGED, DEAD, FINISHED, AsyncJournal, Entry, Journal
-from device_agent.protocol import Report
+from device_agent.backoff import Backoff
+from device_agent.client import Answer, AnswerKind, LobuClient
+from device_agent.journal import (
+    ACKNOWLEDGED,
+    DEAD,
+    FINISHED,
+    AsyncJournal,
+    Entry,
+    Journal,
+    JournalState,
+)
+from device_agent.lanes import Lane, Resume, lane_for
+from device_agent.result import Report
 
 log = structlog.get_logger(__name__)
 
@@ -59,6 +67,7 @@ class Outbox:
         server_error_budget: int,
         max_backoff: float,
         alarm: Alarm | None = None,
+        lanes: Callable[[str], Lane] = lane_for,
     ) -> None:
         self._client = client
         self._journal = journal
@@ -67,6 +76,7 @@ class Outbox:
         self._budget = server_error_budget
         self._max_backoff = max_backoff
         self.alarm = alarm or Alarm()
+        self._lanes = lanes
         self._in_flight: set[int] = set()
         self.draining = False  # shutting down: retry quickly, a few times, then leave it queued
         self.on_refused: Callable[[int], None] | None = None
@@ -105,29 +115,28 @@ class Outbox:
         return answer
 
     async def _send_with_retries(self, entry: Entry, state: _Attempt, give_up: GiveUp) -> Answer:
-        retrying = AsyncRetrying(
-            retry=retry_if_result(lambda a: a.kind is AnswerKind.TRANSIENT),
-            stop=lambda rs: give_up(rs.attempt_number),
-            wait=self._wait,
-            sleep=self._nap,
-            retry_error_callback=lambda rs: rs.outcome.result() if rs.outcome else None,
-        )
-        answer: Answer | None = None
-        async for attempt in retrying:
-            with attempt:
-                answer = await self._post(entry, state)
-            if attempt.retry_state.outcome is not None and not attempt.retry_state.outcome.failed:
-                attempt.retry_state.set_result(answer)
-        assert answer is not None
-        return answer
+        """Post until the answer is not transient, or `give_up` says enough."""
+        backoff = Backoff(cap=self._max_backoff)
+        attempts = 0
+        while True:
+            answer = await self._post(entry, state)
+            attempts += 1
+            if answer.kind is not AnswerKind.TRANSIENT or give_up(attempts):
+                return answer
+            delay = backoff.next(answer.retry_after)
+            if self.draining:  # shutting down: a few quick tries, then leave it queued
+                delay = min(delay, 1.0)
+            await self.alarm.sleep(delay)  # a wake from sleep or a shutdown cuts it short
 
     async def _post(self, entry: Entry, state: _Attempt) -> Answer:
-        answer = await self._client.complete(
+        lane = self._lanes(entry.run_type)
+        body = lane.completion_body(
+            state.report,
             run_id=entry.run_id,
-            run_type=entry.run_type,
             worker_id=self._worker_id,
-            report=state.report,
+            attempt=entry.finalize_attempt,
         )
+        answer = await self._client.complete(lane.completion_route(entry.run_id), body)
         await self._journal.call(self._journal.sync.count_attempt, self._server, entry.run_id)
         bound = log.bind(run_id=entry.run_id)
         if answer.kind is AnswerKind.TRANSIENT:
@@ -141,26 +150,21 @@ class Outbox:
 
     def _stop_heartbeat(self, run_id: int) -> None:
         """Even a failure report is refused: keep the result queued, but stop keeping the run
-        alive on the server — a run must not be heartbeated forever (§11.7)."""
+        alive on the server — a run must not be heartbeated forever (docs/protocol.md,
+        "What a real server does")."""
         if self.on_refused is not None:
             self.on_refused(run_id)
 
     async def _close_as_failed(self, entry: Entry, state: _Attempt, answer: Answer) -> None:
-        """A success the server keeps refusing with the same 500 is not transient (§11.7): close it
-        with a failure report carrying the server's words; the output stays in our journal."""
+        """A success the server keeps refusing with the same 500 is not transient
+        (docs/protocol.md, "What a real server does"): close it with a failure report carrying
+        the server's words; the output stays in our journal."""
         error = (
             f"the server refused this run's result {state.server_errors} times "
             f"({answer.describe()}); the output is kept on the device: "
             f"`device-agent history --run {entry.run_id}`"
         )
-        state.report = Report(
-            output=state.report.output,
-            error=error,
-            duration_ms=state.report.duration_ms,
-            exit_code=state.report.exit_code,
-            exit_signal=state.report.exit_signal,
-            exit_reason="error_message",
-        )
+        state.report = state.report.failing(error)
         state.server_errors = 0
         await self._journal.call(
             self._journal.sync.replace_report, self._server, entry.run_id, state.report
@@ -171,22 +175,17 @@ class Outbox:
             answer=answer.describe(),
         )
 
-    async def _nap(self, seconds: float) -> None:
-        await self.alarm.sleep(seconds)  # a wake from sleep or a shutdown cuts it short
-
-    def _wait(self, retry_state: RetryCallState) -> float:
-        delay = wait_random_exponential(multiplier=1, max=self._max_backoff)(retry_state)
-        outcome = retry_state.outcome
-        answer = outcome.result() if outcome is not None and not outcome.failed else None
-        if isinstance(answer, Answer) and answer.retry_after is not None:
-            delay = max(delay, min(answer.retry_after, RETRY_AFTER_CAP))
-        if self.draining:
-            delay = min(delay, 1.0)
-        return float(delay)
-
     async def _settle(self, entry: Entry, report: Report, answer: Answer) -> None:
         bound = log.bind(run_id=entry.run_id)
         if answer.kind is AnswerKind.OK:
+            verdict = self._lanes(entry.run_type).read_completion(answer)
+            if isinstance(verdict, Resume):
+                # Not settled: the run goes on with another round (the pipeline runs it).
+                await self._journal.call(
+                    self._journal.sync.next_round, self._server, entry.run_id, verdict.attempt
+                )
+                bound.info("the server asks for another round", attempt=verdict.attempt)
+                return
             body = answer.body if isinstance(answer.body, dict) else {}
             label = str(body.get("status") or ("failed" if report.failed else "completed"))
             if body.get("idempotent"):
@@ -194,7 +193,7 @@ class Outbox:
             await self._record(entry, ACKNOWLEDGED, label, None)
             bound.info("result delivered", status=label)
         elif answer.kind is AnswerKind.FINAL:
-            if answer.message == NOT_IN_PROGRESS:
+            if answer.already_final:
                 await self._record(entry, ACKNOWLEDGED, "already final", FINAL_409_NOTE)
                 bound.info(
                     "result already final on the server",
@@ -214,7 +213,9 @@ class Outbox:
         else:
             bound.warning("result kept in the journal for a later try", answer=answer.describe())
 
-    async def _record(self, entry: Entry, state: str, answer: str, message: str | None) -> None:
+    async def _record(
+        self, entry: Entry, state: JournalState, answer: str, message: str | None
+    ) -> None:
         journal: Journal = self._journal.sync
         await self._journal.call(
             journal.settle, self._server, entry.run_id, state=state, answer=answer, message=message
@@ -222,15 +223,17 @@ class Outbox:
 
 
 def _same_server_error(state: _Attempt, answer: Answer) -> bool:
-    """Count a 500 that repeats the last one word for word (§11.7's duplicate-key error).
+    """Count a 500 that repeats the last one word for word (the duplicate-key error in
+    docs/protocol.md, "What a real server does").
 
     502/503/504 — a proxy or a deploy — and a 500 that changes are an outage, not a
     refusal: they never turn a success into a failure, however long they last.
     """
-    if answer.status != 500:
+    words = answer.repeatable_failure
+    if words is None:
         state.server_errors, state.last_error = 0, None
         return False
-    if answer.message != state.last_error:
-        state.server_errors, state.last_error = 0, answer.message
+    if words != state.last_error:
+        state.server_errors, state.last_error = 0, words
     state.server_errors += 1
     return True

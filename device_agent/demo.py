@@ -18,13 +18,15 @@ from pathlib import Path
 from typing import Final
 
 from device_agent import logs
-from device_agent.cli import format_table
 from device_agent.client import LobuClient
 from device_agent.devserver import DevServer, DevState
-from device_agent.dispatcher import Agent, ExitCode
+from device_agent.dispatcher import Agent
+from device_agent.errors import ExitCode
 from device_agent.journal import ACKNOWLEDGED
+from device_agent.lanes.watcher import WATCHER
 from device_agent.runner import run_agent
 from device_agent.settings import Paths, Settings, validate
+from device_agent.textformat import format_table
 
 DEMO_WORKER_ID: Final = "demo:this-device"
 DEADLINE_SECONDS: Final = 60.0
@@ -117,7 +119,7 @@ def _watcher(state: DevState, name: str, prompt: str) -> str:
 
 async def _run_now(url: str, device_token: str, watcher_id: str) -> int:
     async with LobuClient(url, lambda: device_token) as client:
-        answer = await client.trigger(watcher_id=watcher_id)
+        answer = await client.trigger(WATCHER.trigger_route(watcher_id))
     if not answer.ok or not isinstance(answer.body, dict):
         raise RuntimeError(f"the demo could not trigger watcher {watcher_id}: {answer.describe()}")
     run_id = int(answer.body["run_id"])

@@ -1,8 +1,10 @@
-"""The loop: poll, claim, execute, heartbeat, report — and recover, drain and wake.
+"""The loop: poll, hand claims to the run pipeline — and recover, drain and wake.
 
-One event loop drives everything. A claimed run owns a concurrency slot from
-the claim until its CLI has finished; its delivery goes on after the slot is
-free, so a slow server never stops the next run from starting.
+One event loop drives everything. `Agent` keeps the loop, the concurrency
+slots and the drain; each claimed run goes through `pipeline.RunPipeline`.
+A claimed run owns a slot from the claim until its CLI has finished; its
+delivery goes on after the slot is free, so a slow server never stops the
+next run from starting.
 
 Shutdown (first SIGTERM/SIGINT): stop polling at once, give running CLIs
 `shutdown_grace_seconds` to finish, cancel the rest (reported as failed with
@@ -13,12 +15,8 @@ undelivered in the journal. A second signal cuts the grace short.
 from __future__ import annotations
 
 import asyncio
-import enum
-import hashlib
-import json
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from typing import Final
 
 import structlog
@@ -27,68 +25,26 @@ from device_agent.alarm import Alarm
 from device_agent.backoff import Backoff, jittered
 from device_agent.client import Answer, AnswerKind, LobuClient
 from device_agent.delivery import GiveUp, Outbox, after
-from device_agent.executor import ExecutionRequest, Executor, McpWiring
-from device_agent.heartbeat import Heartbeat
-from device_agent.journal import ABANDONED, CLAIMED, AsyncJournal
-from device_agent.prompt import build_prompt
-from device_agent.protocol import (
-    LANES,
-    Claim,
-    Idle,
-    PayloadError,
-    Report,
-    WatcherRun,
-    failure,
-    parse_poll,
-    parse_watcher_run,
-)
+from device_agent.errors import ExitCode
+from device_agent.executor import Executor
+from device_agent.journal import CLAIMED, AsyncJournal
+from device_agent.pipeline import RunPipeline
+from device_agent.protocol import Claim, Idle, PayloadError, parse_poll
+from device_agent.result import ExitReason, failure
 from device_agent.settings import Settings
 from device_agent.sleepwatch import Clock, watch_for_sleep
+from device_agent.status import PROBLEM_STATES, AgentState, Status
+from device_agent.tokens import TokenSource
 
 log = structlog.get_logger(__name__)
 
 AUTH_RETRY_SECONDS: Final = 60.0  # while the token is refused: one poll a minute, never a hammer
 ONCE_ATTEMPTS: Final = 4  # `run --once` gives a result this many tries before leaving it queued
 DRAIN_ATTEMPTS: Final = 3  # likewise while shutting down
-REPEATED_CLAIM_ERROR: Final = (
-    "the server handed this run to this device a second time; device-agent never executes "
-    "a run twice (its first result is in the device's journal)"
-)
 RESTARTED_ERROR: Final = (
     "device-agent restarted while this run was executing; it was not run again, "
     "so that it is never executed twice — trigger the watcher again if you need it"
 )
-
-
-class ExitCode(enum.IntEnum):
-    OK = 0
-    INTERNAL = 1
-    CONFIG = 2
-    AUTH = 3
-    UNREACHABLE = 4
-
-
-class TokenSource:
-    """What the agent needs from credentials: the token now, and a way to get a fresh one."""
-
-    def current(self) -> str:
-        raise NotImplementedError
-
-    async def refresh(self) -> bool:
-        """Try to obtain a new token after a 401. True if there is one to try."""
-        return False
-
-
-@dataclass
-class Status:
-    """What `device-agent status` shows; updated as the agent works."""
-
-    state: str = "starting"  # starting|idle|busy|backing_off|auth_needed|rejected|stopping|stopped
-    detail: str = ""
-    running: dict[int, str] = field(default_factory=dict)  # run_id -> watcher name
-    last_poll_at: float | None = None
-    last_error: str | None = None
-    woke_at: float | None = None
 
 
 class Agent:
@@ -104,27 +60,25 @@ class Agent:
         clock: Clock | None = None,
         on_status: Callable[[Status], None] | None = None,
         wake_check_seconds: float = 5.0,
+        poll_alarm: Alarm | None = None,
     ) -> None:
         self.settings = settings
         self.worker_id = worker_id
         self.server = settings.origin
         self.client = client
-        self.executor = executor
         self.journal = journal
         self.tokens = tokens
         self.clock = clock
         self.wake_check_seconds = wake_check_seconds
         self.status = Status()
         self._on_status = on_status
-        self._poll_alarm = Alarm()
+        self._poll_alarm = poll_alarm or Alarm()  # what cuts the wait between polls short
         self._slots = asyncio.Semaphore(settings.concurrency)
         self._backoff = Backoff(cap=settings.max_backoff_seconds)
         self._stopping = asyncio.Event()
         self._hurry = asyncio.Event()
-        self._executions: dict[int, asyncio.Event] = {}  # run_id -> cancel
         self._all_finished = asyncio.Event()
         self._all_finished.set()
-        self._heartbeats: dict[int, Heartbeat] = {}
         self._tasks: set[asyncio.Task[Answer | None]] = set()
         self.outbox = Outbox(
             client,
@@ -135,6 +89,16 @@ class Agent:
             max_backoff=settings.max_backoff_seconds,
         )
         self.outbox.on_refused = self._retire_heartbeat
+        self.pipeline = RunPipeline(
+            settings,
+            worker_id=worker_id,
+            client=client,
+            executor=executor,
+            journal=journal,
+            outbox=self.outbox,
+            tokens=tokens,
+            on_change=self._runs_changed,
+        )
 
     # ------------------------------------------------------------ control
 
@@ -149,7 +113,8 @@ class Agent:
                 grace_seconds=self.settings.shutdown_grace_seconds,
             )
             self._stopping.set()
-            self._set_status("stopping")
+            self.pipeline.shutting_down = True
+            self._set_status(AgentState.STOPPING)
         self.outbox.draining = True
         self._poll_alarm.ring()
         self.outbox.alarm.ring()
@@ -160,7 +125,7 @@ class Agent:
         self._poll_alarm.ring()
 
     def _retire_heartbeat(self, run_id: int) -> None:
-        heartbeat = self._heartbeats.get(run_id)
+        heartbeat = self.pipeline.heartbeats.get(run_id)
         if heartbeat is not None:
             log.error(
                 "the server keeps refusing this run's report; no longer heartbeating it",
@@ -177,7 +142,7 @@ class Agent:
         self._backoff.reset()
         self._poll_alarm.ring()
         self.outbox.alarm.ring()
-        for heartbeat in self._heartbeats.values():
+        for heartbeat in self.pipeline.heartbeats.values():
             heartbeat.beat_now()
 
     # -------------------------------------------------------------- entry
@@ -188,7 +153,7 @@ class Agent:
             try:
                 return await self._run_once()
             finally:
-                self._set_status("stopped")
+                self._set_status(AgentState.STOPPED)
         watcher = asyncio.create_task(
             watch_for_sleep(self.woke_up, clock=self.clock, interval=self.wake_check_seconds)
         )
@@ -200,7 +165,7 @@ class Agent:
             for task in (watcher, outbox):
                 task.cancel()
             await asyncio.gather(watcher, outbox, return_exceptions=True)
-            self._set_status("stopped")
+            self._set_status(AgentState.STOPPED)
         return ExitCode.OK
 
     # ----------------------------------------------------------- recovery
@@ -215,7 +180,7 @@ class Agent:
                 run_id=entry.run_id,
                 watcher=entry.watcher_name,
             )
-            report = failure(RESTARTED_ERROR, exit_reason="crash")
+            report = failure(RESTARTED_ERROR, exit_reason=ExitReason.CRASH)
             await self.journal.call(journal.record_result, self.server, entry.run_id, report)
 
     async def _keep_flushing(self) -> None:
@@ -229,7 +194,7 @@ class Agent:
     # --------------------------------------------------------------- poll
 
     async def _poll_loop(self) -> None:
-        self._set_status("idle")
+        self._set_status(AgentState.IDLE)
         while await self._free_slot():
             delay = await self._poll_once()
             if delay > 0:
@@ -276,7 +241,7 @@ class Agent:
                         skipped_run_id=parsed.skipped_run_id,
                         error=parsed.error,
                     )
-                self._set_status("busy" if self._executions else "idle")
+                self._set_status(self._busy_or_idle())
                 return jittered(parsed.next_poll_seconds)
             return parsed
         if answer.kind is AnswerKind.AUTH:
@@ -288,7 +253,7 @@ class Agent:
     def _transient(self, message: str, retry_after: float | None) -> float:
         delay = self._backoff.next(retry_after)
         log.warning("poll failed; backing off", error=message, retry_in=round(delay, 1))
-        self._set_status("backing_off", message)
+        self._set_status(AgentState.BACKING_OFF, message)
         return delay
 
     async def _token_refused(self, answer: Answer) -> float:
@@ -302,188 +267,41 @@ class Agent:
             "or set DEVICE_AGENT_TOKEN; retrying once a minute"
         )
         log.error("authentication needed", error=message)
-        self._set_status("auth_needed", message)
+        self._set_status(AgentState.AUTH_NEEDED, message)
         return AUTH_RETRY_SECONDS
 
     def _rejected(self, answer: Answer) -> float:
-        hint = _REJECTION_HINTS.get(
-            _error_code(answer), "check the server URL, token and worker_id"
-        )
-        message = f"the server rejected our poll ({answer.describe()}): {hint}"
+        message = f"the server rejected our poll ({answer.describe()}): {answer.rejection_hint()}"
         log.error("poll rejected", error=message)
-        self._set_status("rejected", message)
+        self._set_status(AgentState.REJECTED, message)
         return self._backoff.next(answer.retry_after)
 
     # ---------------------------------------------------------------- run
 
-    def _start(self, claim: Claim) -> None:
-        task = asyncio.create_task(self._run_claim(claim), name=f"run-{claim.run_id}")
+    def _start(self, claim: Claim, give_up: GiveUp | None = None) -> asyncio.Task[Answer | None]:
+        """Hand a claim (holding a slot) to the pipeline, as a task of its own."""
+        run = self.pipeline.run(claim, self._slots.release, give_up or self._give_up)
+        task = asyncio.create_task(run, name=f"run-{claim.run_id}")
         self._tasks.add(task)
         task.add_done_callback(self._forget)
+        return task
 
     def _forget(self, task: asyncio.Task[Answer | None]) -> None:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.error("a run's task failed", task=task.get_name(), exc_info=task.exception())
 
-    async def _run_claim(self, claim: Claim, give_up: GiveUp | None = None) -> Answer | None:
-        """Execute one claimed run and deliver its result. None if it was not ours to report."""
-        # Each run is its own task, so this tags every log line of the run — the heartbeats,
-        # the executor, the delivery — with its run_id, and no other run's lines.
-        structlog.contextvars.bind_contextvars(run_id=claim.run_id)
-        heartbeat = Heartbeat(
-            self.client,
-            run_id=claim.run_id,
-            worker_id=self.worker_id,
-            interval=self.settings.heartbeat_seconds,
-        )
-        self.outbox.hold(claim.run_id)  # the periodic flush must not race us for this result
-        try:
-            executed = await self._claim_and_execute(claim, heartbeat)
-            if executed is None:
-                return None
-            await self.journal.call(
-                self.journal.sync.record_result, self.server, claim.run_id, *executed
-            )
-            entry = await self.journal.call(self.journal.sync.get, self.server, claim.run_id)
-            assert entry is not None
-            return await self.outbox.deliver(entry, give_up or self._give_up)
-        finally:
-            self.outbox.release(claim.run_id)
-            await heartbeat.stop()
-            self._heartbeats.pop(claim.run_id, None)
-
-    async def _claim_and_execute(
-        self, claim: Claim, heartbeat: Heartbeat
-    ) -> tuple[Report, dict[str, object]] | None:
-        """Journal the claim, beat once, run the CLI. Frees the run's slot when the CLI is done."""
-        bound = log.bind(run_id=claim.run_id)
-        cancel = asyncio.Event()
-        try:
-            run, problem = _parse(claim)
-            if not await self._record_claim(claim, run):
-                # Should never happen; if it does, the journal keeps the first result untouched
-                # and the server hears once why this claim is not run, rather than nothing.
-                bound.error("server handed us a run we already claimed; not executing it twice")
-                await self.client.complete(
-                    run_id=claim.run_id,
-                    run_type=claim.run_type,
-                    worker_id=self.worker_id,
-                    report=failure(REPEATED_CLAIM_ERROR),
-                )
-                return None
-            self._executions[claim.run_id] = cancel
+    def _runs_changed(self) -> None:
+        active = self.pipeline.active
+        self.status.running = {run_id: run.name for run_id, run in active.items()}
+        if active:
             self._all_finished.clear()
-            claimed_while_stopping = self._stopping.is_set()
-            if claimed_while_stopping:  # the poll was in flight when the stop came: don't start
-                cancel.set()
-            self.status.running[claim.run_id] = run.watcher.name if run else f"run {claim.run_id}"
-            self._set_status("busy")
-            bound.info(
-                "claimed run", watcher=run.watcher.name if run else None, run_type=claim.run_type
-            )
-            self._heartbeats[claim.run_id] = heartbeat
-            await heartbeat.start()  # renew the lease before starting expensive work
-            executed = None
-            if not heartbeat.lost.is_set():
-                executed = await self._execute(
-                    claim, run, problem, cancel, heartbeat, claimed_while_stopping
-                )
-            if heartbeat.lost.is_set():
-                # Cancelled, reaped or taken elsewhere: the server wants nothing from us.
-                await self._abandon(claim.run_id, heartbeat.reason, executed)
-                return None
-            return executed
-        finally:
-            self._executions.pop(claim.run_id, None)
-            self.status.running.pop(claim.run_id, None)
-            if not self._executions:
-                self._all_finished.set()
-            self._slots.release()
-            self._set_status("busy" if self._executions else "idle")
+        else:
+            self._all_finished.set()
+        self._set_status(self._busy_or_idle())
 
-    async def _record_claim(self, claim: Claim, run: WatcherRun | None) -> bool:
-        digest = hashlib.sha256(
-            json.dumps(claim.payload, sort_keys=True, default=str).encode()
-        ).hexdigest()
-        return await self.journal.call(
-            self.journal.sync.record_claim,
-            self.server,
-            claim.run_id,
-            run_type=claim.run_type,
-            watcher_id=run.watcher.id if run else None,
-            watcher_name=run.watcher.name if run else None,
-            agent_kind=self._agent_kind(run) if run else None,
-            payload_digest=digest,
-        )
-
-    async def _execute(
-        self,
-        claim: Claim,
-        run: WatcherRun | None,
-        problem: str | None,
-        cancel: asyncio.Event,
-        heartbeat: Heartbeat,
-        claimed_while_stopping: bool = False,
-    ) -> tuple[Report, dict[str, object]]:
-        if problem is not None or run is None:
-            log.error(
-                "cannot run this claim; reporting it as failed", run_id=claim.run_id, error=problem
-            )
-            return failure(problem or "unusable payload"), {}
-        kind = self._agent_kind(run)
-        if not self.executor.has_profile(kind):
-            return failure(f"no local agent executor configured for agent_kind='{kind}'"), {}
-        try:
-            prompt = build_prompt(run)
-        except PayloadError as exc:
-            return failure(str(exc)), {}
-        request = ExecutionRequest(
-            run_id=run.run_id,
-            agent_kind=kind,
-            prompt=prompt,
-            execution_config=run.watcher.execution_config,
-            mcp=McpWiring(url=f"{self.server}/mcp", token=self.tokens.current()),
-        )
-        stop_on_loss = asyncio.create_task(_forward(heartbeat.lost, cancel))
-        try:
-            result = await self.executor.execute(request, cancel=cancel)
-        finally:
-            stop_on_loss.cancel()
-        report = result.report()
-        if result.exit_reason == "cancelled" and not heartbeat.lost.is_set():
-            report = _cancelled_by_shutdown(
-                report, self.settings.shutdown_grace_seconds, not_started=claimed_while_stopping
-            )
-        log.info(
-            "run finished",
-            run_id=run.run_id,
-            exit_reason=report.exit_reason,
-            failed=report.failed,
-            duration_ms=report.duration_ms,
-            **_loggable(result.details),
-        )
-        return report, dict(result.details)
-
-    def _agent_kind(self, run: WatcherRun) -> str:
-        return run.agent_kind or self.settings.default_agent
-
-    async def _abandon(
-        self, run_id: int, reason: str | None, executed: tuple[Report, dict[str, object]] | None
-    ) -> None:
-        log.warning(
-            "run stopped by the server; nothing will be reported", run_id=run_id, answer=reason
-        )
-        if executed is not None:  # the CLI had finished: its output stays visible in the journal
-            await self.journal.call(self.journal.sync.record_result, self.server, run_id, *executed)
-        await self.journal.call(
-            self.journal.sync.settle,
-            self.server,
-            run_id,
-            state=ABANDONED,
-            answer="stopped by server",
-            message=reason,
-        )
+    def _busy_or_idle(self) -> AgentState:
+        return AgentState.BUSY if self.pipeline.active else AgentState.IDLE
 
     def _give_up(self, attempts: int) -> bool:
         if self._hurry.is_set():
@@ -507,9 +325,7 @@ class Agent:
             if poll.kind is AnswerKind.OK and not isinstance(_parsed(poll), Idle):
                 return ExitCode.UNREACHABLE  # it answered, but nothing we could use
             return _once_exit_code(poll, answers)
-        task = asyncio.create_task(self._run_claim(outcome, give_up))
-        self._tasks.add(task)
-        task.add_done_callback(self._forget)
+        task = self._start(outcome, give_up)
         await _first_of(asyncio.shield(task), self._stopping.wait())
         if self._stopping.is_set():  # SIGTERM while the run executes: the same drain as `run`
             await self._drain()
@@ -526,11 +342,11 @@ class Agent:
     # ------------------------------------------------------------- drain
 
     async def _drain(self) -> None:
-        self._set_status("stopping")
-        if self._executions:
+        self._set_status(AgentState.STOPPING)
+        if self.pipeline.active:
             log.info(
                 "waiting for running runs",
-                runs=sorted(self._executions),
+                runs=sorted(self.pipeline.active),
                 grace_seconds=self.settings.shutdown_grace_seconds,
             )
             await _first_of(
@@ -538,75 +354,22 @@ class Agent:
                 self._hurry.wait(),
                 self._all_finished.wait(),
             )
-        for run_id, cancel in list(self._executions.items()):
+        for run_id, run in list(self.pipeline.active.items()):
             log.warning("run did not finish within the grace period; cancelling it", run_id=run_id)
-            cancel.set()
+            run.cancel.set()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
-    def _set_status(self, state: str, detail: str = "") -> None:
+    def _set_status(self, state: AgentState, detail: str = "") -> None:
         self.status.state = state
         self.status.detail = detail
-        if state in ("backing_off", "auth_needed", "rejected"):
+        if state in PROBLEM_STATES:
             self.status.last_error = detail
         if self._on_status is not None:
             self._on_status(self.status)
 
 
 # ---------------------------------------------------------------- helpers
-
-_REJECTION_HINTS: Final = {
-    "worker_id_mismatch": "this token is bound to another worker_id: set worker_id to that value "
-    "or mint a token for this device",
-    "platform_mismatch": "this worker_id was first used from another platform: use a new worker_id",
-    "upgrade_required": "the server needs a newer device-agent: upgrade it",
-}
-
-
-def _error_code(answer: Answer) -> str:
-    body = answer.body
-    code = body.get("error") if isinstance(body, dict) else None
-    return code if isinstance(code, str) else ""
-
-
-def _parse(claim: Claim) -> tuple[WatcherRun | None, str | None]:
-    if claim.run_type not in LANES:
-        log.error(
-            "server sent a run type this agent does not handle; failing it",
-            run_id=claim.run_id,
-            run_type=claim.run_type,
-        )
-        return (
-            None,
-            f"device-agent does not handle run_type={claim.run_type!r} (capabilities: none)",
-        )
-    try:
-        return parse_watcher_run(claim), None
-    except PayloadError as exc:
-        return None, f"unusable run payload from the server: {exc}"
-
-
-def _cancelled_by_shutdown(report: Report, grace: float, *, not_started: bool) -> Report:
-    if not_started:
-        error = "device-agent was shutting down when the server handed it this run; not started"
-    else:
-        error = f"device-agent was shut down and the run did not finish within its {grace:g} s "
-        error += "grace period"
-    return Report(
-        output=report.output,
-        error=error,
-        duration_ms=report.duration_ms,
-        exit_code=report.exit_code,
-        exit_signal=report.exit_signal,
-        exit_reason="cancelled",
-    )
-
-
-def _loggable(details: object) -> dict[str, object]:
-    if not isinstance(details, dict):
-        return {}
-    keys = ("cost_usd", "num_turns", "session_id")
-    return {key: details[key] for key in keys if key in details}
 
 
 def _parsed(answer: Answer) -> Claim | Idle | None:
@@ -627,11 +390,6 @@ def _once_exit_code(poll: Answer | None, answers: list[Answer]) -> ExitCode:
     if any(a.kind is AnswerKind.REJECTED for a in answers):
         return ExitCode.INTERNAL
     return ExitCode.OK
-
-
-async def _forward(source: asyncio.Event, target: asyncio.Event) -> None:
-    await source.wait()
-    target.set()
 
 
 async def _first_of(*aws: Awaitable[object]) -> None:

@@ -10,8 +10,9 @@ import keyring
 
 from device_agent.client import AnswerKind, LobuClient
 from device_agent.credentials import CredentialError, resolve_token
-from device_agent.dispatcher import ExitCode
-from device_agent.profiles import ProfileCheck, check_profiles, load_profiles
+from device_agent.errors import ExitCode
+from device_agent.probe import ProfileCheck, check_profiles
+from device_agent.profiles import load_profiles
 from device_agent.settings import ConfigError, Settings
 
 
@@ -100,7 +101,7 @@ async def _server(settings: Settings) -> tuple[list[Check], int]:
         return [Check(True, "server", origin), Check(False, "token", str(exc))], ExitCode.AUTH
     async with LobuClient(origin, lambda: token, request_timeout=10.0) as client:
         answer = await client.devices()
-    if answer.kind is AnswerKind.TRANSIENT and answer.status is None:
+    if answer.kind is AnswerKind.TRANSIENT and not answer.reached:
         return [
             Check(False, "server reachable", f"{origin}: {answer.message}")
         ], ExitCode.UNREACHABLE

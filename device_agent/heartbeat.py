@@ -2,7 +2,7 @@
 
 The first beat goes out right after the claim: the server reaps a run whose
 last beat is three minutes old, but one that never beat only after two hours
-(PROTOCOL §4) — a crash before the first beat would strand it.
+(docs/protocol.md, "Heartbeat") — a crash before the first beat would strand it.
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ class Heartbeat:
             self.lost.set()
         elif answer.kind is AnswerKind.OK:
             self._server_errors = 0
-        elif answer.status is not None and answer.status >= 500:
+        elif answer.server_fault:
             self._server_errors += 1
             level = bound.error if self._server_errors >= PERSISTENT_ERRORS else bound.warning
             level("heartbeat failed", answer=answer.describe(), in_a_row=self._server_errors)

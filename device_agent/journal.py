@@ -3,8 +3,9 @@
 A run moves through these states, each written before the step it guards:
 
     claimed ──> finished ──> acknowledged        (the server has a final answer)
-       │            └──────> dead                (the server can never accept it)
-       └──────────────────> abandoned            (the server told us to stop; nothing to send)
+       ↑  │         ├──────> dead                (the server can never accept it)
+       │  │         └──────> claimed             (the answer asked for another round)
+       │  └───────────────> abandoned            (the server told us to stop; nothing to send)
 
 `claimed` is written before the CLI starts, so a crash mid-run is found on the
 next start and reported instead of silently re-executed. `finished` is the
@@ -18,6 +19,7 @@ the event loop never waits on an fsync, and there is exactly one writer.
 from __future__ import annotations
 
 import asyncio
+import enum
 import json
 import sqlite3
 import time
@@ -28,13 +30,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, ParamSpec, TypeVar
 
-from device_agent.protocol import Report
+from device_agent.errors import DeviceAgentError, ExitCode
+from device_agent.result import ExitReason, Report
 
-CLAIMED: Final = "claimed"
-FINISHED: Final = "finished"
-ACKNOWLEDGED: Final = "acknowledged"
-DEAD: Final = "dead"
-ABANDONED: Final = "abandoned"
+
+class JournalState(enum.StrEnum):
+    CLAIMED = "claimed"
+    FINISHED = "finished"
+    ACKNOWLEDGED = "acknowledged"
+    DEAD = "dead"
+    ABANDONED = "abandoned"
+
+
+CLAIMED: Final = JournalState.CLAIMED
+FINISHED: Final = JournalState.FINISHED
+ACKNOWLEDGED: Final = JournalState.ACKNOWLEDGED
+DEAD: Final = JournalState.DEAD
+ABANDONED: Final = JournalState.ABANDONED
+SETTLED: Final = frozenset({ACKNOWLEDGED, DEAD, ABANDONED})  # the server has answered for good
 
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -59,14 +72,19 @@ CREATE TABLE IF NOT EXISTS runs (
     attempts        INTEGER NOT NULL DEFAULT 0,
     answer          TEXT,
     server_message  TEXT,
+    finalize_attempt INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (server, run_id)
 );
 CREATE INDEX IF NOT EXISTS runs_state ON runs (state);
 """
+# Columns added after the first release: (name, definition) for journals made before them.
+_ADDED_COLUMNS: Final = (("finalize_attempt", "INTEGER NOT NULL DEFAULT 0"),)
 
 
-class JournalError(Exception):
+class JournalError(DeviceAgentError):
     """The journal file cannot be opened or used; the message says what to do."""
+
+    exit_code = ExitCode.INTERNAL
 
 
 @dataclass(frozen=True)
@@ -91,6 +109,7 @@ class Entry:
     attempts: int
     answer: str | None
     server_message: str | None
+    finalize_attempt: int = 0  # the round of the run this result belongs to
 
     def report(self) -> Report:
         """The report to send for a finished row."""
@@ -100,7 +119,8 @@ class Entry:
             duration_ms=self.duration_ms or 0,
             exit_code=self.exit_code,
             exit_signal=self.exit_signal,
-            exit_reason=self.exit_reason or ("error_message" if self.error else "ok"),
+            exit_reason=ExitReason.read(self.exit_reason, failed=bool(self.error)),
+            details=self.details,
         )
 
     def as_dict(self) -> dict[str, Any]:
@@ -126,6 +146,7 @@ class Journal:
             self._db.execute("PRAGMA synchronous=FULL")  # a result is the user's data
             self._db.execute("PRAGMA busy_timeout=5000")
             self._db.executescript(_SCHEMA)
+            self._add_missing_columns()
         except sqlite3.DatabaseError as exc:
             raise JournalError(
                 f"the journal {path} cannot be used ({exc}): move it aside to start afresh "
@@ -135,6 +156,12 @@ class Journal:
 
     def close(self) -> None:
         self._db.close()
+
+    def _add_missing_columns(self) -> None:
+        present = {row[1] for row in self._db.execute("PRAGMA table_info(runs)")}
+        for name, definition in _ADDED_COLUMNS:
+            if name not in present:
+                self._db.execute(f"ALTER TABLE runs ADD COLUMN {name} {definition}")
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
@@ -189,10 +216,8 @@ class Journal:
             )
             return cursor.rowcount == 1
 
-    def record_result(
-        self, server: str, run_id: int, report: Report, details: Mapping[str, Any] | None = None
-    ) -> None:
-        """The CLI finished (or could not run): the result joins the outbox."""
+    def record_result(self, server: str, run_id: int, report: Report) -> Entry:
+        """The CLI finished (or could not run): the result joins the outbox. Returns the row."""
         output = report.output
         if len(output) > self._output_cap:
             output = output[: self._output_cap] + "\n[output truncated]"
@@ -210,14 +235,30 @@ class Journal:
                     report.exit_signal,
                     report.exit_reason,
                     report.duration_ms,
-                    json.dumps(dict(details or {}), default=str),
+                    json.dumps(dict(report.details), default=str),
                     server,
                     run_id,
                 ),
             )
+            row = db.execute(
+                "SELECT * FROM runs WHERE server=? AND run_id=?", (server, run_id)
+            ).fetchone()
+        if row is None:
+            raise JournalError(f"run {run_id} was never claimed in the journal {self.path}")
+        return _entry(row)
+
+    def next_round(self, server: str, run_id: int, attempt: int) -> None:
+        """The server asked for another round of this run: it is claimed again, so that a
+        restart in the middle reports it as crashed rather than running a round twice."""
+        with self._tx() as db:
+            db.execute(
+                "UPDATE runs SET state=?, finalize_attempt=? WHERE server=? AND run_id=?",
+                (CLAIMED, attempt, server, run_id),
+            )
 
     def replace_report(self, server: str, run_id: int, report: Report) -> None:
-        """Swap the report still to be sent (e.g. a success the server keeps refusing, §11.7)."""
+        """Swap the report still to be sent (e.g. a success the server keeps refusing:
+        docs/protocol.md, "What a real server does")."""
         with self._tx() as db:
             db.execute(
                 "UPDATE runs SET error=?, exit_reason=? WHERE server=? AND run_id=?",
@@ -232,10 +273,10 @@ class Journal:
             )
 
     def settle(
-        self, server: str, run_id: int, *, state: str, answer: str, message: str | None
+        self, server: str, run_id: int, *, state: JournalState, answer: str, message: str | None
     ) -> None:
         """The server answered for good (acknowledged or dead), or told us to stop (abandoned)."""
-        if state not in (ACKNOWLEDGED, DEAD, ABANDONED):
+        if state not in SETTLED:
             raise ValueError(f"not a settled state: {state}")
         with self._tx() as db:
             db.execute(
@@ -267,7 +308,7 @@ class Journal:
         ).fetchone()
         return _entry(row) if row else None
 
-    def in_state(self, *states: str, server: str | None = None) -> list[Entry]:
+    def in_state(self, *states: JournalState, server: str | None = None) -> list[Entry]:
         marks = ",".join("?" * len(states))
         query = f"SELECT * FROM runs WHERE state IN ({marks})"  # noqa: S608 - only placeholders
         params: list[Any] = list(states)

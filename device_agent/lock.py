@@ -7,8 +7,12 @@ import os
 from pathlib import Path
 from types import TracebackType
 
+from device_agent.errors import DeviceAgentError, ExitCode
 
-class AlreadyRunning(Exception):
+
+class AlreadyRunning(DeviceAgentError):
+    exit_code = ExitCode.CONFIG
+
     def __init__(self, path: Path, pid: str) -> None:
         who = f"PID {pid}" if pid else "another process"
         super().__init__(

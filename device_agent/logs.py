@@ -17,8 +17,7 @@ from typing import Any, Final
 
 import structlog
 
-REDACTED: Final = "[REDACTED]"
-MIN_SECRET_LENGTH: Final = 6  # shorter values would redact ordinary words (buildkite uses 6 too)
+from device_agent.redaction import REDACTED, SecretValues
 
 _PATTERNS: Final = (
     re.compile(r"owl_pat_[A-Za-z0-9_-]{8,}"),
@@ -31,18 +30,16 @@ _PATTERNS: Final = (
 
 
 class Redactor:
-    """Replaces known secret values and token-shaped strings."""
+    """Replaces known secret values and, in log lines only, token-shaped strings."""
 
     def __init__(self) -> None:
-        self._secrets: set[str] = set()
+        self._values = SecretValues()
 
     def add(self, *secrets: str | None) -> None:
-        self._secrets.update(s for s in secrets if s and len(s) >= MIN_SECRET_LENGTH)
+        self._values.add(*secrets)
 
     def __call__(self, text: str) -> str:
-        for secret in self._secrets:
-            if secret in text:
-                text = text.replace(secret, REDACTED)
+        text = self._values.text(text)
         for pattern in _PATTERNS:
             text = pattern.sub(_keep_prefix, text)
         return text

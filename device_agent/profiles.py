@@ -1,6 +1,6 @@
 """Executor profiles: the TOML files that say how to run each CLI agent.
 
-Profiles are data (ARCHITECTURE.md §2): supporting another CLI takes a file,
+Profiles are data: supporting another CLI takes a file,
 not code. The shipped ones live in `executors/`; a file with the same name in
 the user's `<config dir>/executors/` replaces the shipped one as a whole.
 Loading checks everything a run would otherwise trip over later, and a
@@ -23,19 +23,18 @@ A profile (see executors/claude-code.toml for a commented one):
 
 from __future__ import annotations
 
-import asyncio
 import re
 import shutil
 import sys
 import tomllib
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal, NoReturn, cast
 
+from device_agent.errors import DeviceAgentError, ExitCode
 from device_agent.readers import FileReader, JsonlReader, JsonReader, Reader, TextReader
 from device_agent.resources import shipped_dir
-from device_agent.settings import ExecutorSettings
 
 PromptMode = Literal["argument", "stdin", "file"]
 
@@ -44,7 +43,6 @@ READERS: Final = ("text", "json", "jsonl", "file")
 OPTIONS_SLOT: Final = "{options}"  # an args element replaced by the execution_config flags
 MCP_SLOT: Final = "{mcp}"  # an args element replaced by the MCP flags
 PRIVATE: Final = "private"  # [mcp] file = "private": a 0700 temp dir outside the workdir
-DOCTOR_TIMEOUT_SECONDS: Final = 5.0
 
 PLACEHOLDER: Final = re.compile(r"\{([a-z_]+)\}")
 _COMMON: Final = frozenset({"python", "python_path", "workdir"})
@@ -54,8 +52,11 @@ _MCP_ENV: Final = _COMMON | {"mcp_config", "mcp_config_json", "mcp_url", "mcp_to
 _MCP_CONFIG: Final = frozenset({"mcp_url", "mcp_token"})
 
 
-class ProfileError(Exception):
+class ProfileError(DeviceAgentError):
     """A profile file is broken. The message names the file and the key."""
+
+    exit_code = ExitCode.CONFIG
+    prefix = "executor profile error: "
 
 
 @dataclass(frozen=True)
@@ -392,59 +393,3 @@ class _Table:
                     f"unknown placeholder {{{name}}} here; "
                     f"use {', '.join('{' + a + '}' for a in sorted(allowed))}",
                 )
-
-
-# ------------------------------------------------------------------- doctor
-
-
-@dataclass(frozen=True)
-class ProfileCheck:
-    """What `device-agent doctor` shows for one profile."""
-
-    name: str
-    binary: str
-    path: str | None  # where the binary was found on the child's PATH, None if nowhere
-    version: str | None  # first line the binary printed for `--version`
-    error: str | None
-
-
-_Probe = Callable[..., Awaitable[tuple[str | None, str | None]]]
-
-
-async def check_profiles(
-    profiles: Mapping[str, Profile],
-    *,
-    settings: ExecutorSettings | None = None,
-    environ: Mapping[str, str] | None = None,
-    time_limit: float = DOCTOR_TIMEOUT_SECONDS,
-) -> list[ProfileCheck]:
-    """Find each profile's binary on the executor's PATH and ask it for its version."""
-    # The executor owns processes and the child environment, and it imports this
-    # module; importing it here, at call time, keeps that one-way at import time.
-    from device_agent.executor import child_environment, probe_version
-
-    env = child_environment(environ, settings or ExecutorSettings(), secrets=())
-    checks = [_check(profiles[name], env, time_limit, probe_version) for name in sorted(profiles)]
-    return list(await asyncio.gather(*checks))
-
-
-async def _check(
-    profile: Profile, env: Mapping[str, str], time_limit: float, probe: _Probe
-) -> ProfileCheck:
-    shown = profile.program or "(none)"
-    if not profile.configured:
-        return ProfileCheck(
-            profile.name,
-            shown,
-            None,
-            None,
-            f"not configured: set argv in {profile.name}.toml in your config dir",
-        )
-    path = profile.resolve(env["PATH"])
-    if path is None:
-        return ProfileCheck(
-            profile.name, shown, None, None, f"{profile.program} binary not found on PATH"
-        )
-    argv: Sequence[str] = [path, *profile.version_args]
-    version, error = await probe(argv, env=env, time_limit=time_limit)
-    return ProfileCheck(profile.name, shown, path, version, error)

@@ -1,4 +1,4 @@
-"""The prompt a CLI agent gets for a watcher run (PROTOCOL.md §8).
+"""The prompt a CLI agent gets for a watcher run (docs/protocol.md, "execution_config and the CLI").
 
 The watcher's own prompt comes first, untouched; after a separator comes the
 context the agent needs to do the run: which watcher, which window, how it was

@@ -1,9 +1,9 @@
-"""Typed views of what the Lobu worker API sends and expects (PROTOCOL.md §3–§5).
+"""Typed views of what the Lobu worker API sends: poll answers and watcher payloads.
 
-Everything lane-specific (run type, payload key, completion route) lives in
-`LANES` so that the behaviors/automations lanes are additions, not rewrites.
-Parsing never lets anything but `PayloadError` escape: the server is allowed
-to send garbage, and garbage must fail one run, never the loop.
+See docs/protocol.md, "Poll and claim". Routes, report bodies and what an
+answer means per run type live in `device_agent.lanes`. Parsing never lets
+anything but `PayloadError` escape: the server is allowed to send garbage, and
+garbage must fail one run, never the loop.
 """
 
 from __future__ import annotations
@@ -16,8 +16,6 @@ from typing import Any, Final, TypeGuard
 
 WORKER_ID_PATTERN: Final = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 
-EXIT_REASONS: Final = frozenset({"ok", "error_message", "timeout", "oom", "crash", "cancelled"})
-
 DEFAULT_NEXT_POLL_SECONDS: Final = 10.0
 MIN_NEXT_POLL_SECONDS: Final = 0.5
 MAX_NEXT_POLL_SECONDS: Final = 3600.0
@@ -25,26 +23,6 @@ MAX_NEXT_POLL_SECONDS: Final = 3600.0
 
 class PayloadError(ValueError):
     """The server sent something we cannot use; the message says what."""
-
-
-@dataclass(frozen=True)
-class Lane:
-    run_type: str
-    payload_key: str
-    completion_route: str  # format with run_id
-    trigger_route: str  # format with item_id
-
-
-LANES: Final[Mapping[str, Lane]] = {
-    "watcher": Lane(
-        run_type="watcher",
-        payload_key="watcher",
-        completion_route="/api/workers/me/runs/{run_id}/complete-watcher",
-        trigger_route="/api/workers/me/watchers/{item_id}/trigger",
-    ),
-}
-
-GENERIC_COMPLETION_ROUTE: Final = "/api/workers/complete"
 
 
 # --------------------------------------------------------------------- poll
@@ -89,7 +67,7 @@ def parse_poll(body: Any) -> PollAnswer:
             payload=body.get("payload"),
         )
     next_poll = body.get("next_poll_seconds", DEFAULT_NEXT_POLL_SECONDS)
-    if not _is_number(next_poll) or next_poll < 0:
+    if not is_number(next_poll) or next_poll < 0:
         next_poll = DEFAULT_NEXT_POLL_SECONDS
     # Honour the server, within reason: 0 would be a busy loop, a day a dead agent.
     next_poll = min(max(next_poll, MIN_NEXT_POLL_SECONDS), MAX_NEXT_POLL_SECONDS)
@@ -187,55 +165,6 @@ def parse_watcher_run(claim: Claim) -> WatcherRun:
     )
 
 
-# -------------------------------------------------------------- completion
-
-
-@dataclass(frozen=True)
-class Report:
-    """What we tell the server about a finished run (PROTOCOL.md §5)."""
-
-    output: str
-    error: str | None
-    duration_ms: int
-    exit_code: int | None
-    exit_signal: str | None
-    exit_reason: str
-
-    @property
-    def failed(self) -> bool:
-        return bool(self.error)
-
-    def watcher_body(self, worker_id: str) -> dict[str, Any]:
-        return {
-            "worker_id": worker_id,
-            "output": self.output,
-            "error": self.error or None,
-            "duration_ms": max(0, int(self.duration_ms)),
-            "exit_code": self.exit_code,
-            "exit_signal": self.exit_signal,
-            "exit_reason": self.exit_reason,
-        }
-
-    def generic_body(self, run_id: int, worker_id: str) -> dict[str, Any]:
-        return {
-            "run_id": run_id,
-            "worker_id": worker_id,
-            "status": "failed" if self.failed else "completed",
-            "error_message": self.error or None,
-        }
-
-
-def failure(error: str, *, exit_reason: str = "error_message", duration_ms: int = 0) -> Report:
-    return Report(
-        output="",
-        error=error,
-        duration_ms=duration_ms,
-        exit_code=None,
-        exit_signal=None,
-        exit_reason=exit_reason,
-    )
-
-
 # ----------------------------------------------------------------- helpers
 
 
@@ -247,7 +176,7 @@ def _is_int(value: object) -> TypeGuard[int | str]:
     return isinstance(value, str) and value.isdigit() and len(value) < 19
 
 
-def _is_number(value: object) -> bool:
+def is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 

@@ -8,14 +8,17 @@ from collections.abc import Callable
 
 import structlog
 
+from device_agent.alarm import Alarm
 from device_agent.client import LobuClient
 from device_agent.credentials import Tokens
-from device_agent.dispatcher import Agent, ExitCode, Status
+from device_agent.dispatcher import Agent
+from device_agent.errors import ExitCode
 from device_agent.executor import Executor
 from device_agent.journal import AsyncJournal, Journal
 from device_agent.profiles import load_profiles
 from device_agent.settings import Settings
 from device_agent.sleepwatch import Clock
+from device_agent.status import Status
 from device_agent.statusfile import write_status
 
 log = structlog.get_logger(__name__)
@@ -31,6 +34,7 @@ async def run_agent(
     handle_signals: bool = True,
     started: Callable[[Agent], None] | None = None,
     wake_check_seconds: float = 5.0,
+    poll_alarm: Alarm | None = None,
 ) -> ExitCode:
     profiles = load_profiles(user_dir=settings.paths.profiles_dir)
     journal = AsyncJournal(
@@ -73,6 +77,7 @@ async def run_agent(
         clock=clock,
         on_status=publish,
         wake_check_seconds=wake_check_seconds,
+        poll_alarm=poll_alarm,
     )
     if handle_signals:
         _install_signals(loop, agent)

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 import platformdirs
 
+from device_agent.errors import DeviceAgentError, ExitCode
 from device_agent.protocol import WORKER_ID_PATTERN
 
 APP_NAME: Final = "device-agent"
@@ -31,8 +32,11 @@ ENV_CONFIG: Final = "DEVICE_AGENT_CONFIG"
 ENV_HOME: Final = "DEVICE_AGENT_HOME"
 
 
-class ConfigError(Exception):
+class ConfigError(DeviceAgentError):
     """A setting is wrong. The message is one line a user can act on."""
+
+    exit_code = ExitCode.CONFIG
+    prefix = "configuration error: "
 
 
 @dataclass(frozen=True)
@@ -111,7 +115,8 @@ class Settings:
     request_timeout_seconds: float = 15.0
     max_backoff_seconds: float = 60.0
     shutdown_grace_seconds: float = 20.0
-    server_error_budget: int = 8  # the same 500 this many times on a report: give up (§11.7)
+    server_error_budget: int = 8  # the same 500 this many times on a report: give up
+    # (docs/protocol.md, "What a real server does")
     executor: ExecutorSettings = field(default_factory=ExecutorSettings)
     journal: JournalSettings = field(default_factory=JournalSettings)
     paths: Paths = field(default_factory=lambda: Paths.resolve(os.environ))

@@ -9,7 +9,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from device_agent.dispatcher import Status
+from device_agent.status import Status
 
 
 def write_status(path: Path, status: Status, **extra: Any) -> None:

@@ -6,21 +6,20 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
-import sys
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from device_agent.executor import ExecutionRequest, ExecutionResult, Executor, McpWiring
+from device_agent.executor import Executor
+from device_agent.launch import ExecutionRequest, McpWiring
 from device_agent.profiles import Profile, load_profiles
+from device_agent.result import Report
 from device_agent.settings import ExecutorSettings
+from tests.helpers import install_fake
 
-FAKES = Path(__file__).parent / "fakes"
 TOKEN = "owl_pat_Zq3xTokenThatMustNeverLeakAnywhere1"
 MCP_URL = "http://127.0.0.1:8787/mcp"
 PROMPT = "Summarize what changed.\n\n---\n\nWatcher: Daily digest\n"
@@ -51,14 +50,7 @@ class Bench:
 
     def install(self, fake: str, name: str | None = None, directory: Path | None = None) -> Path:
         """Put fakes/<fake>.py on PATH as an executable called `name`, run by this Python."""
-        directory = directory or self.bin
-        directory.mkdir(parents=True, exist_ok=True)
-        target = directory / (name or fake)
-        source = (FAKES / f"{fake}.py").read_text(encoding="utf-8")
-        target.write_text(f"#!{sys.executable}\n{source}", encoding="utf-8")
-        target.chmod(0o755)
-        shutil.copy(FAKES / "_report.py", directory / "_report.py")
-        return target
+        return install_fake(directory or self.bin, fake, name)
 
     def profile(self, name: str, text: str) -> Path:
         path = self.user_profiles / f"{name}.toml"
@@ -97,7 +89,7 @@ class Bench:
         executor: Executor | None = None,
         mode: str | None = None,
         **request: Any,
-    ) -> ExecutionResult:
+    ) -> Report:
         if mode is not None:
             self.environ["FAKE_MODE"] = mode
         executor = executor or self.executor()
@@ -111,44 +103,3 @@ class Bench:
 @pytest.fixture
 def bench(tmp_path: Path) -> Bench:
     return Bench(tmp_path)
-
-
-def wait_for(condition: Callable[[], bool], *, within: float = 5.0) -> None:
-    """Poll `condition` until it holds; fail the test after `within` seconds."""
-    deadline = time.monotonic() + within
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {within} s")
-        time.sleep(0.01)
-
-
-async def wait_for_async(condition: Callable[[], bool], *, within: float = 5.0) -> None:
-    deadline = time.monotonic() + within
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {within} s")
-        await asyncio.sleep(0.01)
-
-
-def live_members(group: int) -> list[int]:
-    """Processes of `group` that are alive (zombies waiting for their reaper do not count)."""
-    proc = Path("/proc")
-    if not proc.is_dir():  # not Linux: fall back to "does the group exist at all"
-        try:
-            os.killpg(group, 0)
-        except ProcessLookupError:
-            return []
-        return [group]
-    members = []
-    for entry in proc.iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        # "pid (comm) state ppid pgrp ..." — comm may contain spaces, so split after ")"
-        state, _ppid, pgrp = stat.rsplit(")", 1)[1].split()[:3]
-        if int(pgrp) == group and state not in ("Z", "X"):
-            members.append(int(entry.name))
-    return members

@@ -27,7 +27,7 @@ def test_claude_success_gives_result_and_details(bench: Bench) -> None:
     assert result.error is None
     assert result.exit_reason == "ok"
     assert result.exit_code == 0
-    assert result.output == "Claude did: Summarize what changed."
+    assert result.output == "Summary: Summarize what changed."
     assert result.details["cost_usd"] == 0.0421
     assert result.details["num_turns"] == 3
     assert result.details["session_id"] == "9f1c2d3e-0000-4000-8000-123456789abc"
@@ -48,7 +48,7 @@ def test_claude_is_error_fails_with_claudes_message(bench: Bench, mode: str, mes
     result = bench.run("claude-code", mode=mode)
     assert result.error == message
     assert result.exit_reason == "error_message"
-    assert result.report().failed
+    assert result.failed
 
 
 def test_claude_unparseable_output_fails_with_its_tail(bench: Bench) -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 from device_agent.demo_cli import summarize
 from device_agent.prompt import build_prompt
 from tests.executors.conftest import Bench
@@ -12,9 +10,7 @@ from tests.executors.test_prompt import run as sample_run
 
 def test_demo_profile_runs_offline_and_answers_like_claude(bench: Bench) -> None:
     prompt = build_prompt(sample_run())
-    started = time.monotonic()
     result = bench.run("demo", prompt=prompt, config={"model": "m1"})
-    assert time.monotonic() - started < 3
     assert result.exit_reason == "ok", result.error
     assert "Issue digest" in result.output
     assert "2026-05-17T00:00:00.000Z to 2026-05-18T00:00:00.000Z" in result.output

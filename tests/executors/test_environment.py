@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import structlog
 
-from device_agent.executor import child_environment, extended_path
+from device_agent.environment import child_environment, extended_path
 from device_agent.settings import ExecutorSettings
 from tests.executors.conftest import MCP_URL, TOKEN, Bench
 
@@ -57,7 +57,7 @@ def test_the_token_reaches_no_argv_env_result_or_log(
     assert "AUTH_HEADER" not in seen["env"]
     assert seen["env"]["HARMLESS"] == "keep me"
     assert TOKEN not in repr(result)
-    assert TOKEN not in repr(result.report())
+    assert TOKEN not in repr(result)
     assert events  # the executor did log, and none of it holds the token
     assert TOKEN not in repr(events)
     assert TOKEN not in capsys.readouterr().out

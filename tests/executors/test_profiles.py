@@ -7,9 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from device_agent.profiles import ProfileError, check_profiles, load_profiles
+from device_agent.probe import check_profiles
+from device_agent.profiles import ProfileError, load_profiles
 from device_agent.readers import JsonlReader, JsonReader
-from tests.executors.conftest import Bench, live_members
+from tests.executors.conftest import Bench
+from tests.helpers import live_members
 
 SHIPPED = {"claude-code", "codex", "gemini", "opencode", "command", "demo"}
 

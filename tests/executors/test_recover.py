@@ -8,16 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from device_agent.executor import OUTSIDE_NOTE, RUN_MARKER, Executor
+from device_agent.executor import Executor
+from device_agent.leftovers import OUTSIDE_NOTE, RUN_MARKER
 from device_agent.settings import ExecutorSettings
-
-
-def running(pid: int) -> bool:
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
-        return False
-    return state != "Z"
+from tests.helpers import alive
 
 
 def test_recover_stops_orphans_and_deletes_token_files(tmp_path: Path) -> None:
@@ -39,8 +33,8 @@ def test_recover_stops_orphans_and_deletes_token_files(tmp_path: Path) -> None:
         executor = Executor(ExecutorSettings(kill_grace_seconds=0.5), {}, scratch_dir=scratch)
         assert asyncio.run(executor.recover()) == 1
         orphan.wait(timeout=10)
-        assert not running(orphan.pid)
-        assert running(bystander.pid)  # no marker, not ours: untouched
+        assert not alive(orphan.pid)
+        assert alive(bystander.pid)  # no marker, not ours: untouched
         assert not outside.exists()
         assert list(scratch.iterdir()) == []
     finally:

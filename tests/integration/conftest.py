@@ -8,8 +8,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,23 +16,10 @@ from typing import Any
 import pytest
 
 from device_agent.devserver import DevServer, DevState
+from tests.helpers import install_fake
 
 HERE = Path(__file__).parent
 WORKER_ID = "linux:test-device"
-
-
-def wait_for(
-    predicate: Callable[[], Any], *, timeout: float = 15.0, what: str = "condition"
-) -> Any:
-    """Poll `predicate` until it is truthy; fail the test after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.02)
 
 
 def journal_rows(home: Path) -> dict[int, dict[str, Any]]:
@@ -47,27 +33,6 @@ def journal_rows(home: Path) -> dict[int, dict[str, Any]]:
         return {row["run_id"]: dict(row) for row in db.execute("SELECT * FROM runs")}
     finally:
         db.close()
-
-
-def alive(pid: int) -> bool:
-    """Running (a zombie waiting for init to reap it does not count)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except OSError:
-        return True  # no /proc here: the signal check is all we have
-    return state != "Z"
-
-
-def install_fake(bin_dir: Path, name: str, source: Path) -> Path:
-    bin_dir.mkdir(parents=True, exist_ok=True)
-    target = bin_dir / name
-    target.write_text(f"#!{sys.executable}\n" + source.read_text())
-    target.chmod(0o755)
-    return target
 
 
 @dataclass
@@ -155,7 +120,7 @@ def lab(tmp_path: Path, isolated_home: Path) -> Iterator[Lab]:
     state = DevState(create_checkin_watcher=False)
     token = state.add_token()
     bin_dir = tmp_path / "bin"
-    install_fake(bin_dir, "claude", HERE / "fake_claude.py")
+    install_fake(bin_dir, "claude")
     cli_log = tmp_path / "cli-log"
     cli_log.mkdir()
     with DevServer(state).running_in_thread() as server:

@@ -13,22 +13,17 @@ import httpx
 import pytest
 import respx
 
+from device_agent.alarm import Alarm
 from device_agent.devserver import DevServer, DevState
-from device_agent.dispatcher import AUTH_RETRY_SECONDS, Agent, ExitCode
+from device_agent.dispatcher import AUTH_RETRY_SECONDS, Agent
+from device_agent.errors import ExitCode
 from device_agent.runner import run_agent
 from device_agent.settings import Paths, Settings, validate
+from tests.helpers import wait_for_async
 
 from .conftest import journal_rows
 
 WORKER = "linux:inprocess"
-
-
-async def until(predicate: Callable[[], Any], timeout: float = 10.0, what: str = "it") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.01)
 
 
 def polls(state: DevState) -> int:
@@ -47,24 +42,24 @@ def settings_for(url: str, token: str, home: Path) -> Settings:
     )
 
 
-def record_poll_waits(
-    waits: list[float], stop_after: int, monkeypatch: pytest.MonkeyPatch, agents: list[Agent]
-) -> Callable[[Agent], None]:
-    """A `started` hook: the poll loop's waits are recorded instead of slept."""
+class RecordedWaits(Alarm):
+    """The poll loop's alarm: each wait is recorded instead of slept, `before_each` runs
+    first, and after `stop_after` waits the agent is asked to stop."""
 
-    def started(agent: Agent) -> None:
-        agents.append(agent)
+    def __init__(self, stop_after: int, before_each: Callable[[], None] = lambda: None) -> None:
+        super().__init__()
+        self.stop_after = stop_after
+        self.before_each = before_each
+        self.waits: list[float] = []
+        self.agents: list[Agent] = []  # pass `started=alarm.agents.append`
 
-        async def record(seconds: float) -> bool:
-            waits.append(seconds)
-            if len(waits) >= stop_after:
-                agent.request_stop()
-            await asyncio.sleep(0)
-            return False
-
-        monkeypatch.setattr(agent._poll_alarm, "sleep", record)
-
-    return started
+    async def sleep(self, seconds: float) -> bool:
+        self.waits.append(seconds)
+        self.before_each()
+        if len(self.waits) >= self.stop_after:
+            self.agents[0].request_stop()
+        await asyncio.sleep(0)
+        return False
 
 
 def demo_payload(*, name: str, prompt: str) -> dict[str, Any]:
@@ -107,10 +102,10 @@ def test_wake_from_sleep_polls_at_once(isolated_home: Path) -> None:
                     wake_check_seconds=0.02,
                 )
             )
-            await until(lambda: polls(state) == 1, what="the first poll")
-            await until(lambda: agents[0].status.state == "idle", what="idle")
+            await wait_for_async(lambda: polls(state) == 1, what="the first poll")
+            await wait_for_async(lambda: agents[0].status.state == "idle", what="idle")
             clock.slept += 3600
-            await until(
+            await wait_for_async(
                 lambda: polls(state) == 2,
                 timeout=5,
                 what="a poll right after waking (the server asked for 3600 s)",
@@ -122,17 +117,13 @@ def test_wake_from_sleep_polls_at_once(isolated_home: Path) -> None:
     asyncio.run(go())
 
 
-def test_refused_token_is_retried_once_a_minute_not_hammered(
-    isolated_home: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    waits: list[float] = []
+def test_refused_token_is_retried_once_a_minute_not_hammered(isolated_home: Path) -> None:
+    alarm = RecordedWaits(stop_after=3)
 
     async def go() -> None:
         state = DevState(create_checkin_watcher=False)
         state.add_token()
         bad = "owl_pat_" + "z" * 32
-        agents: list[Agent] = []
-        started = record_poll_waits(waits, 3, monkeypatch, agents)
 
         async with DevServer(state) as server:
             code = await run_agent(
@@ -140,28 +131,33 @@ def test_refused_token_is_retried_once_a_minute_not_hammered(
                 token=bad,
                 worker_id=WORKER,
                 handle_signals=False,
-                started=started,
+                started=alarm.agents.append,
+                poll_alarm=alarm,
             )
         assert code == ExitCode.OK
-        assert agents[0].status.state == "stopped"
-        assert "device-agent login" in (agents[0].status.last_error or "")
-        assert polls(state) == len(waits)  # one poll per wait: nothing in between
+        assert alarm.agents[0].status.state == "stopped"
+        assert "device-agent login" in (alarm.agents[0].status.last_error or "")
+        assert polls(state) == len(alarm.waits)  # one poll per wait: nothing in between
 
     asyncio.run(go())
-    assert waits == [AUTH_RETRY_SECONDS] * 3
+    assert alarm.waits == [AUTH_RETRY_SECONDS] * 3
 
 
-def test_unreachable_server_backs_off_with_growing_capped_waits(
-    isolated_home: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    waits: list[float] = []
+def test_unreachable_server_backs_off_with_growing_capped_waits(isolated_home: Path) -> None:
     token = "owl_pat_" + "q" * 32
-
-    started = record_poll_waits(waits, 8, monkeypatch, [])
+    alarm = RecordedWaits(stop_after=8)
+    waits = alarm.waits
 
     settings = settings_for("http://127.0.0.1:9", token, isolated_home)
     code = asyncio.run(
-        run_agent(settings, token=token, worker_id=WORKER, handle_signals=False, started=started)
+        run_agent(
+            settings,
+            token=token,
+            worker_id=WORKER,
+            handle_signals=False,
+            started=alarm.agents.append,
+            poll_alarm=alarm,
+        )
     )
     assert code == ExitCode.OK
     assert all(0 < w <= settings.max_backoff_seconds for w in waits)
@@ -197,7 +193,7 @@ def test_a_run_handed_over_twice_is_executed_once(isolated_home: Path) -> None:
                     started=agents.append,
                 )
             )
-            await until(lambda: completes.call_count == 2, what="two reports")
+            await wait_for_async(lambda: completes.call_count == 2, what="two reports")
             agents[0].request_stop()
             assert await task == ExitCode.OK
             bodies = [json.loads(call.request.content) for call in completes.calls]
@@ -219,25 +215,15 @@ def test_a_new_login_is_picked_up_after_401s(
 
     keyring = {"token": "owl_pat_" + "o" * 32}  # revoked: the server does not know it
     monkeypatch.setattr(credentials, "read_keyring", lambda server: keyring["token"])
-    waits: list[float] = []
+    state = DevState(create_checkin_watcher=False)
+    fresh = state.add_token()
+
+    def log_in_again() -> None:
+        keyring["token"] = fresh  # the user ran `device-agent login` meanwhile
+
+    alarm = RecordedWaits(stop_after=2, before_each=log_in_again)
 
     async def go() -> None:
-        state = DevState(create_checkin_watcher=False)
-        fresh = state.add_token()
-        agents: list[Agent] = []
-
-        def started(agent: Agent) -> None:
-            agents.append(agent)
-
-            async def record(seconds: float) -> bool:
-                waits.append(seconds)
-                keyring["token"] = fresh  # the user ran `device-agent login` meanwhile
-                if len(waits) >= 2:
-                    agent.request_stop()
-                await asyncio.sleep(0)
-                return False
-
-            monkeypatch.setattr(agent._poll_alarm, "sleep", record)
 
         async with DevServer(state) as server:
             settings = validate(
@@ -253,14 +239,15 @@ def test_a_new_login_is_picked_up_after_401s(
                 token=keyring["token"],
                 worker_id=WORKER,
                 handle_signals=False,
-                started=started,
+                started=alarm.agents.append,
+                poll_alarm=alarm,
             )
         assert code == ExitCode.OK
         statuses = [r.status for r in state.requests if r.path == "/api/workers/poll"]
         assert statuses == [401, 401, 200]
 
     asyncio.run(go())
-    assert waits[0] == AUTH_RETRY_SECONDS
+    assert alarm.waits[0] == AUTH_RETRY_SECONDS
 
 
 def test_a_claim_that_arrives_after_the_stop_is_reported_not_started(isolated_home: Path) -> None:

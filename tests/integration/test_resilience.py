@@ -7,8 +7,9 @@ import signal
 from typing import Any
 
 from device_agent.devserver import Fault
+from tests.helpers import alive, wait_for
 
-from .conftest import Lab, alive, journal_rows, wait_for
+from .conftest import Lab, journal_rows
 
 
 def first_cli_pid(lab: Lab) -> int:
@@ -112,7 +113,8 @@ def test_rejected_result_becomes_a_visible_dead_letter(lab: Lab) -> None:
 
 
 def test_success_the_server_keeps_refusing_is_closed_as_failed(lab: Lab) -> None:
-    """PROTOCOL §11.7: two runs for the same window make every success report a 500."""
+    """Two runs for the same window make every success report a 500
+    (docs/protocol.md, "What a real server does")."""
     lab.config["server_error_budget"] = 2
     watcher = lab.add_watcher("Same window twice")
     window = {"window_start": "2026-11-26T00:00:00.000Z", "window_end": "2026-11-27T00:00:00.000Z"}

@@ -1,4 +1,5 @@
-"""Every answer class of PROTOCOL.md §3–§6, classified as the dispatcher needs it."""
+"""Every answer class of the worker API (docs/protocol.md, "Poll and claim" to "Run now"),
+classified as the agent needs it."""
 
 from __future__ import annotations
 
@@ -12,14 +13,21 @@ import pytest
 import respx
 
 from device_agent.client import USER_AGENT, Answer, AnswerKind, LobuClient, parse_retry_after
-from device_agent.protocol import Report
+from device_agent.lanes import UnhandledLane
+from device_agent.lanes.watcher import WATCHER
+from device_agent.result import ExitReason, Report
 
 ORIGIN = "http://127.0.0.1:9"
 TOKEN = "owl_pat_" + "a" * 32
 T = TypeVar("T")
 
 OK_REPORT = Report(
-    output="done", error=None, duration_ms=10, exit_code=0, exit_signal=None, exit_reason="ok"
+    output="done",
+    error=None,
+    duration_ms=10,
+    exit_code=0,
+    exit_signal=None,
+    exit_reason=ExitReason.OK,
 )
 
 
@@ -32,7 +40,8 @@ def call(fn: Callable[[LobuClient], Coroutine[Any, Any, T]]) -> T:
 
 
 def complete(client: LobuClient) -> Coroutine[Any, Any, Answer]:
-    return client.complete(run_id=7, run_type="watcher", worker_id="w1", report=OK_REPORT)
+    body = WATCHER.completion_body(OK_REPORT, run_id=7, worker_id="w1", attempt=0)
+    return client.complete(WATCHER.completion_route(7), body)
 
 
 COMPLETE_URL = f"{ORIGIN}/api/workers/me/runs/7/complete-watcher"
@@ -127,9 +136,11 @@ def test_unknown_run_type_is_failed_through_the_generic_route() -> None:
         duration_ms=0,
         exit_code=None,
         exit_signal=None,
-        exit_reason="error_message",
+        exit_reason=ExitReason.ERROR_MESSAGE,
     )
-    answer = call(lambda c: c.complete(run_id=5, run_type="sync", worker_id="w1", report=failed))
+    lane = UnhandledLane("sync")
+    body = lane.completion_body(failed, run_id=5, worker_id="w1", attempt=0)
+    answer = call(lambda c: c.complete(lane.completion_route(5), body))
     assert answer.ok
     sent = httpx.Response(200, content=route.calls.last.request.content).json()
     assert sent == {
@@ -215,7 +226,7 @@ def test_trigger_posts_to_the_watcher_route() -> None:
     route = respx.post(f"{ORIGIN}/api/workers/me/watchers/12/trigger").respond(
         200, json={"run_id": 3, "status": "pending", "already_queued": False}
     )
-    answer = call(lambda c: c.trigger(watcher_id="12"))
+    answer = call(lambda c: c.trigger(WATCHER.trigger_route("12")))
     assert answer.ok
     assert route.called
 

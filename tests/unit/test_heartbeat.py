@@ -3,21 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import time
 
 import respx
 
 from device_agent.client import LobuClient
 from device_agent.heartbeat import Heartbeat
+from tests.helpers import wait_for_async
 
 ORIGIN = "http://127.0.0.1:9"
-
-
-async def until(predicate: object, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():  # type: ignore[operator]
-        assert time.monotonic() < deadline, "timed out"
-        await asyncio.sleep(0.005)
 
 
 def test_a_wake_sends_one_beat_not_the_missed_ones() -> None:
@@ -29,7 +22,7 @@ def test_a_wake_sends_one_beat_not_the_missed_ones() -> None:
                 await heartbeat.start()
                 assert beats.call_count == 1  # the first beat, right after the claim
                 heartbeat.beat_now()  # the machine woke after sleeping through many intervals
-                await until(lambda: beats.call_count == 2)
+                await wait_for_async(lambda: beats.call_count == 2)
                 for _ in range(100):  # a burst would need no timer: let ready work run
                     await asyncio.sleep(0)
                 await heartbeat.stop()

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import dataclasses
+import sqlite3
 import stat
 from pathlib import Path
 
@@ -13,11 +15,16 @@ from device_agent.journal import (
     FINISHED,
     Journal,
 )
-from device_agent.protocol import Report
+from device_agent.result import ExitReason, Report
 
 S = "http://127.0.0.1:1"
 OK = Report(
-    output="out", error=None, duration_ms=5, exit_code=0, exit_signal=None, exit_reason="ok"
+    output="out",
+    error=None,
+    duration_ms=5,
+    exit_code=0,
+    exit_signal=None,
+    exit_reason=ExitReason.OK,
 )
 
 
@@ -54,13 +61,44 @@ def test_result_survives_reopening(tmp_path: Path) -> None:
     path = tmp_path / "j.sqlite3"
     journal = Journal(path)
     claim(journal, 1)
-    journal.record_result(S, 1, OK, {"cost_usd": 0.1})
+    report = dataclasses.replace(OK, details={"cost_usd": 0.1})
+    written = journal.record_result(S, 1, report)
     journal.close()
     reopened = Journal(path)
     entry = reopened.get(S, 1)
     assert entry is not None
     assert (entry.state, entry.output, entry.details) == (FINISHED, "out", {"cost_usd": 0.1})
-    assert entry.report() == OK
+    assert entry.report() == report
+    assert written == entry  # record_result returns the row it wrote
+
+
+def test_next_round_claims_the_run_again_with_its_attempt(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "j.sqlite3")
+    claim(journal, 1)
+    journal.record_result(S, 1, OK)
+    journal.next_round(S, 1, 2)
+    entry = journal.get(S, 1)
+    assert entry is not None
+    assert (entry.state, entry.finalize_attempt) == (CLAIMED, 2)
+
+
+def test_a_journal_from_before_finalize_attempt_gains_the_column(tmp_path: Path) -> None:
+    path = tmp_path / "j.sqlite3"
+    old = sqlite3.connect(path)
+    old.execute(
+        "CREATE TABLE runs (server TEXT NOT NULL, run_id INTEGER NOT NULL, run_type TEXT NOT NULL,"
+        " state TEXT NOT NULL, watcher_id TEXT, watcher_name TEXT, agent_kind TEXT,"
+        " payload_digest TEXT, claimed_at REAL NOT NULL, finished_at REAL, acked_at REAL,"
+        " output TEXT, error TEXT, exit_code INTEGER, exit_signal TEXT, exit_reason TEXT,"
+        " duration_ms INTEGER, details TEXT, attempts INTEGER NOT NULL DEFAULT 0, answer TEXT,"
+        " server_message TEXT, PRIMARY KEY (server, run_id))"
+    )
+    old.close()
+    journal = Journal(path)
+    claim(journal, 1)
+    entry = journal.get(S, 1)
+    assert entry is not None
+    assert entry.finalize_attempt == 0
 
 
 def test_journal_file_is_private(tmp_path: Path) -> None:
@@ -71,7 +109,7 @@ def test_journal_file_is_private(tmp_path: Path) -> None:
 def test_output_is_capped(tmp_path: Path) -> None:
     journal = Journal(tmp_path / "j.sqlite3", output_cap=10)
     claim(journal, 1)
-    journal.record_result(S, 1, Report("x" * 100, None, 1, 0, None, "ok"))
+    journal.record_result(S, 1, Report("x" * 100, None, 1, 0, None, ExitReason.OK))
     entry = journal.get(S, 1)
     assert entry is not None
     assert entry.output == "x" * 10 + "\n[output truncated]"

@@ -5,14 +5,16 @@ from typing import Any
 
 import pytest
 
+from device_agent.lanes import UnhandledLane
+from device_agent.lanes.watcher import WATCHER
 from device_agent.protocol import (
     Claim,
     Idle,
     PayloadError,
-    Report,
     parse_poll,
     parse_watcher_run,
 )
+from device_agent.result import ExitReason, Report
 
 GOOD_PAYLOAD: dict[str, Any] = {
     "watcher": {
@@ -149,9 +151,14 @@ def test_payload_that_is_not_an_object_fails_clearly() -> None:
 
 def test_report_bodies_follow_the_protocol() -> None:
     report = Report(
-        output="hi", error=None, duration_ms=-3, exit_code=0, exit_signal=None, exit_reason="ok"
+        output="hi",
+        error=None,
+        duration_ms=-3,
+        exit_code=0,
+        exit_signal=None,
+        exit_reason=ExitReason.OK,
     )
-    assert report.watcher_body("w1") == {
+    assert WATCHER.completion_body(report, run_id=3, worker_id="w1", attempt=0) == {
         "worker_id": "w1",
         "output": "hi",
         "error": None,
@@ -166,9 +173,9 @@ def test_report_bodies_follow_the_protocol() -> None:
         duration_ms=5,
         exit_code=1,
         exit_signal=None,
-        exit_reason="error_message",
+        exit_reason=ExitReason.ERROR_MESSAGE,
     )
-    assert failed.generic_body(3, "w1") == {
+    assert UnhandledLane("sync").completion_body(failed, run_id=3, worker_id="w1", attempt=0) == {
         "run_id": 3,
         "worker_id": "w1",
         "status": "failed",

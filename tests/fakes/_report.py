@@ -7,6 +7,7 @@ import json
 import os
 import stat
 import sys
+import time
 
 
 def file_facts(path):
@@ -42,6 +43,17 @@ def report(**facts):
     with open(path + ".tmp", "w", encoding="utf-8") as handle:
         json.dump(facts, handle)
     os.replace(path + ".tmp", path)  # the test may poll for the file: never show half of it
+
+
+def log_execution(prompt):
+    """One record per invocation in $FAKE_CLI_LOG, so tests can count executions."""
+    log_dir = os.environ.get("FAKE_CLI_LOG")
+    if not log_dir:
+        return
+    final = os.path.join(log_dir, f"{time.time_ns()}-{os.getpid()}.json")
+    with open(final + ".tmp", "w", encoding="utf-8") as handle:
+        json.dump({"argv": sys.argv[1:], "prompt": prompt, "pid": os.getpid()}, handle)
+    os.replace(final + ".tmp", final)  # readers never see half a record
 
 
 def option(args, name, default=None):

@@ -1,13 +1,27 @@
 """Fake `claude -p --output-format json` (Claude Code 2.1): one result object on stdout.
 
-FAKE_MODE: success | is_error (exit 0) | is_error_exit1 | max_turns | mcp | garbage
+The mode is named in the prompt as a marker (`[[is_error]]`), so that each run
+of one agent can behave differently; else FAKE_MODE; else success.
+  success         "Summary: <first line of the prompt>", exit 0
+  is_error        `is_error: true` with exit status 0 (Claude does this when not logged in)
+  is_error_exit1  `is_error: true` with exit status 1 (an API error)
+  max_turns       `error_max_turns`: no "result", only "errors"; exit 1
+  mcp             says which mode its MCP config file had
+  garbage         not JSON at all
+  hang            sleep (to be killed by the agent)
+Timing markers: [[slow]] waits FAKE_SLOW_SECONDS (default 1); [[sleep=S]] waits S seconds.
+Every invocation leaves a record in $FAKE_CLI_LOG and its facts in $FAKE_REPORT.
 """
 
 import json
 import os
+import re
 import sys
+import time
 
-from _report import file_facts, option, report
+from _report import file_facts, log_execution, option, report
+
+MODES = ("is_error_exit1", "is_error", "max_turns", "mcp", "garbage", "hang")
 
 
 def result(without=(), **fields):
@@ -29,6 +43,21 @@ def result(without=(), **fields):
     print(json.dumps({key: value for key, value in base.items() if key not in without}))
 
 
+def mode_of(prompt):
+    for mode in MODES:
+        if f"[[{mode}]]" in prompt:
+            return mode
+    return os.environ.get("FAKE_MODE", "success")
+
+
+def take_time(prompt):
+    if "[[slow]]" in prompt:
+        time.sleep(float(os.environ.get("FAKE_SLOW_SECONDS", "1")))
+    pause = re.search(r"\[\[sleep=([0-9.]+)\]\]", prompt)
+    if pause:
+        time.sleep(float(pause.group(1)))
+
+
 def main():
     args = sys.argv[1:]
     if args == ["--version"]:
@@ -38,6 +67,7 @@ def main():
         print("error: this fake only knows -p --output-format json", file=sys.stderr)
         return 2
     prompt = sys.stdin.read()  # the real CLI reads its prompt from stdin without an argument
+    log_execution(prompt)  # even a prompt a kill cut short: it was started
     if not prompt:
         print(
             "Error: Input must be provided either through stdin or as a prompt argument "
@@ -48,7 +78,10 @@ def main():
     mcp_path = option(args, "--mcp-config")
     mcp = file_facts(mcp_path) if mcp_path else None
     report(prompt=prompt, mcp=mcp)
-    mode = os.environ.get("FAKE_MODE", "success")
+    mode = mode_of(prompt)
+    if mode == "hang":
+        time.sleep(3600)
+    take_time(prompt)
     if mode == "is_error":
         result(
             is_error=True, result="Not logged in · Please run /login", num_turns=1, total_cost_usd=0
@@ -58,7 +91,6 @@ def main():
         result(is_error=True, result="API Error: 529 Overloaded", num_turns=1)
         return 1
     if mode == "max_turns":
-        # The real error_max_turns object has no "result", only "errors".
         result(
             without=("result",),
             subtype="error_max_turns",
@@ -73,7 +105,7 @@ def main():
         result(result=f"mcp config mode {mcp['mode'] if mcp else None}")
         return 0
     first_line = prompt.strip().splitlines()[0]
-    result(result=f"Claude did: {first_line}")
+    result(result=f"Summary: {first_line}")
     return 0
 
 

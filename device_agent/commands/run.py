@@ -1,0 +1,28 @@
+"""`device-agent run`: poll and run watcher runs (what the service runs)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+
+from device_agent.commands import settings_from, setup_logs
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from device_agent.credentials import resolve_token
+    from device_agent.identity import resolve_worker_id
+    from device_agent.lock import InstanceLock
+    from device_agent.runner import run_agent
+
+    settings = settings_from(args, concurrency=args.concurrency, default_agent=args.default_agent)
+    token = resolve_token(settings)
+    setup_logs(settings, args, token)
+    worker_id = resolve_worker_id(settings)
+    # `trigger` may poke us with SIGUSR1 as soon as we hold the lock; until the loop handles
+    # it (and after), its default action would kill the agent.
+    signal.signal(signal.SIGUSR1, signal.SIG_IGN)
+    with InstanceLock(settings.paths.lock_file):
+        return int(
+            asyncio.run(run_agent(settings, token=token, worker_id=worker_id, once=args.once))
+        )

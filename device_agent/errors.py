@@ -1,0 +1,29 @@
+"""One root for the errors a user can hit, each carrying the exit code `cli.main` returns.
+
+Exit codes are part of the user-facing contract: 0 did its job; 1 unexpected
+internal error; 2 usage or configuration error; 3 authentication needed;
+4 server unreachable.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import ClassVar
+
+
+class ExitCode(enum.IntEnum):
+    OK = 0
+    INTERNAL = 1
+    CONFIG = 2
+    AUTH = 3
+    UNREACHABLE = 4
+
+
+class DeviceAgentError(Exception):
+    """A failure the message explains; `cli.main` prints it and exits with `exit_code`."""
+
+    exit_code: ClassVar[ExitCode] = ExitCode.INTERNAL
+    prefix: ClassVar[str] = ""  # how the one-line message on stderr starts
+
+    def user_message(self) -> str:
+        return f"{self.prefix}{self}"

@@ -1,0 +1,112 @@
+"""`execution_config` from the server, checked and turned into a CLI's flags.
+
+The server is untrusted input: only known keys with checked values reach argv,
+and nothing can become a flag of its own (docs/protocol.md, "execution_config
+and the CLI").
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Mapping
+from typing import Any, Final
+
+from device_agent.profiles import Profile
+from device_agent.protocol import is_number
+
+DEFAULT_TIMEOUT_SECONDS: Final = 600.0
+MAX_TIMEOUT_SECONDS: Final = 86400.0
+PERMISSION_MODES: Final = ("acceptEdits", "auto", "bypassPermissions", "default", "dontAsk", "plan")
+EFFORTS: Final = ("low", "medium", "high")
+# A value that becomes one argv element: no whitespace, and no leading "-" that
+# would turn a model name sent by the server into a flag of its own.
+_PLAIN_VALUE: Final = re.compile(r"[A-Za-z0-9_.:/@+\[\]][A-Za-z0-9_.:/@+\[\]=,-]{0,199}")
+
+
+class Refused(Exception):
+    """The run cannot start; the message becomes its error."""
+
+
+def timeout_of(config: Mapping[str, Any]) -> float:
+    value = config.get("timeout_seconds")
+    if value is None:
+        return DEFAULT_TIMEOUT_SECONDS
+    if not is_number(value) or not 1 <= value <= MAX_TIMEOUT_SECONDS:
+        raise Refused(
+            f"execution_config.timeout_seconds must be a number of seconds from 1 to "
+            f"{MAX_TIMEOUT_SECONDS:g}, got {value!r}"
+        )
+    return float(value)
+
+
+def option_flags(profile: Profile, config: Mapping[str, Any]) -> tuple[list[str], tuple[str, ...]]:
+    """The flags for `config` in profile order, and the keys this CLI has no flag for."""
+    given = {
+        key: value
+        for key, value in config.items()
+        if key != "timeout_seconds" and value is not None
+    }
+    texts = {
+        key: _option_value(key, value)
+        for key, value in given.items()
+        if key in _VALIDATORS or key in profile.options
+    }
+    flags: list[str] = []
+    ignored = [key for key in given if key not in profile.options]
+    for key, option in profile.options.items():
+        if key in texts:
+            rendered = option.render(texts[key])
+            if rendered is None:  # e.g. permission_mode "dontAsk" for a CLI without one
+                ignored.append(f"{key}={texts[key]}")
+            else:
+                flags.extend(rendered)
+    return flags, tuple(ignored)
+
+
+def _option_value(key: str, value: Any) -> str:
+    validate = _VALIDATORS.get(key, _plain)
+    return validate(key, value)
+
+
+_Validator = Callable[[str, Any], str]
+
+
+def _one_of(choices: tuple[str, ...]) -> _Validator:
+    def validate(key: str, value: Any) -> str:
+        if value not in choices:
+            raise Refused(
+                f"execution_config.{key} {value!r} is not allowed: use one of {', '.join(choices)}"
+            )
+        return str(value)
+
+    return validate
+
+
+def _positive_number(key: str, value: Any) -> str:
+    if not is_number(value) or not math.isfinite(value) or value <= 0:
+        raise Refused(f"execution_config.{key} must be a positive number, got {value!r}")
+    return _number_text(value)
+
+
+def _plain(key: str, value: Any) -> str:
+    if is_number(value):
+        return _number_text(value)
+    if isinstance(value, str) and _PLAIN_VALUE.fullmatch(value):
+        return value
+    raise Refused(
+        f"execution_config.{key} {value!r} cannot be passed to a CLI: use up to 200 letters, "
+        "digits and . _ : / @ + [ ] = , - (not starting with -)"
+    )
+
+
+_VALIDATORS: Final[Mapping[str, _Validator]] = {
+    "model": _plain,
+    "max_budget_usd": _positive_number,
+    "permission_mode": _one_of(PERMISSION_MODES),
+    "effort": _one_of(EFFORTS),
+}
+
+
+def _number_text(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else repr(float(value))

@@ -1,0 +1,40 @@
+"""The lanes this agent runs, keyed by the poll answer's `run_type`.
+
+Adding a lane (the automation lane next) is one module beside `watcher` and
+one entry below; the pipeline needs no change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Final
+
+from device_agent.lanes.base import (
+    Done,
+    Lane,
+    LaneRun,
+    Resume,
+    UnhandledLane,
+    Verdict,
+    read_claim,
+)
+from device_agent.lanes.watcher import WATCHER
+
+__all__ = [
+    "LANES",
+    "Done",
+    "Lane",
+    "LaneRun",
+    "Resume",
+    "UnhandledLane",
+    "Verdict",
+    "lane_for",
+    "read_claim",
+]
+
+LANES: Final[Mapping[str, Lane]] = {lane.run_type: lane for lane in (WATCHER,)}
+
+
+def lane_for(run_type: str) -> Lane:
+    """The lane for `run_type`; an `UnhandledLane` for one this agent does not run."""
+    return LANES.get(run_type) or UnhandledLane(run_type)

@@ -1,0 +1,147 @@
+"""The lane interface: what differs between the kinds of run a server hands out.
+
+A lane says how a claim's payload is read, how the CLI's prompt is built, where
+and how the result is reported, and how the server's answer to that report is
+read — including whether it asks for another round on the same run (the
+automation lane's resume loop, docs/protocol.md, "Automation lane: exit report
+and resume"). The pipeline (`device_agent.pipeline`) does the rest, the same
+for every lane. Adding a lane is one module and one entry in `lanes.LANES`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import structlog
+
+from device_agent.client import GENERIC_COMPLETION_ROUTE, Answer
+from device_agent.protocol import Claim, PayloadError
+from device_agent.result import Report
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class Done:
+    """The server has what it needs: the run is over for us."""
+
+
+@dataclass(frozen=True)
+class Resume:
+    """Run the CLI again on the same run, with `nudge` appended to the prompt, and report
+    that round with `finalize_attempt=attempt`."""
+
+    attempt: int
+    nudge: str
+
+
+Verdict = Done | Resume
+
+
+class LaneRun(Protocol):
+    """A claimed run, read and checked by its lane."""
+
+    @property
+    def run_id(self) -> int: ...
+
+    @property
+    def item_id(self) -> str:
+        """The watcher's or automation's id (journaled, and what "Run now" takes)."""
+
+    @property
+    def name(self) -> str:
+        """What a user calls it, for status and history."""
+
+    @property
+    def agent_kind(self) -> str | None:
+        """The executor profile it asks for; None means the device's default."""
+
+    @property
+    def execution_config(self) -> Mapping[str, Any]: ...
+
+    def prompt(self, nudge: str | None) -> str:
+        """The CLI's prompt; `nudge` is the latest resume answer's, if any.
+        Raises `PayloadError` when the run cannot be prompted."""
+
+
+class Lane(Protocol):
+    run_type: str
+    # Whether a round's answer may ask for another round. Such a lane keeps its
+    # concurrency slot until the server has answered; others free it as soon as the
+    # CLI is done, so a slow server never holds up the next run.
+    may_resume: bool
+
+    def parse(self, claim: Claim) -> LaneRun:
+        """Read the claim's payload. Raises `PayloadError` naming the bad field, nothing else."""
+
+    def completion_route(self, run_id: int) -> str: ...
+
+    def completion_body(
+        self, report: Report, *, run_id: int, worker_id: str, attempt: int
+    ) -> dict[str, Any]: ...
+
+    def read_completion(self, answer: Answer) -> Verdict:
+        """What an OK answer to a completion means for the run."""
+
+    def after_loss(self, report: Report) -> Report | None:
+        """The server let go of the run (a heartbeat answered 409) while its CLI ran: the report
+        still to send for it, or None to send nothing (docs/protocol.md, "Heartbeat")."""
+
+    def trigger_route(self, item_id: str) -> str: ...
+
+
+class UnhandledLane:
+    """A run type this agent does not run: it is failed at once through the generic route,
+    never left claimed (docs/protocol.md, "Runs the agent does not handle")."""
+
+    may_resume = False
+
+    def __init__(self, run_type: str) -> None:
+        self.run_type = run_type
+
+    def parse(self, claim: Claim) -> LaneRun:
+        raise PayloadError(
+            f"device-agent does not handle run_type={claim.run_type!r} (capabilities: none)"
+        )
+
+    def completion_route(self, run_id: int) -> str:
+        return GENERIC_COMPLETION_ROUTE
+
+    def completion_body(
+        self, report: Report, *, run_id: int, worker_id: str, attempt: int
+    ) -> dict[str, Any]:
+        return {
+            "run_id": run_id,
+            "worker_id": worker_id,
+            "status": "failed" if report.failed else "completed",
+            "error_message": report.error or None,
+        }
+
+    def read_completion(self, answer: Answer) -> Verdict:
+        return Done()
+
+    def after_loss(self, report: Report) -> Report | None:
+        return None
+
+    def trigger_route(self, item_id: str) -> str:
+        raise ValueError(f"there is no Run now for run_type={self.run_type!r}")
+
+
+def read_claim(lane: Lane, claim: Claim) -> LaneRun | str:
+    """The parsed run, or why it cannot be run. Never raises: a bad payload fails one run."""
+    try:
+        return lane.parse(claim)
+    except PayloadError as exc:
+        if isinstance(lane, UnhandledLane):
+            log.error(
+                "server sent a run type this agent does not handle; failing it",
+                run_id=claim.run_id,
+                run_type=claim.run_type,
+            )
+            return str(exc)
+        return f"unusable run payload from the server: {exc}"
+    except Exception as exc:  # a bug in a lane must fail this run, never the loop
+        log.exception("reading a claim failed", run_id=claim.run_id)
+        return f"unusable run payload from the server: {type(exc).__name__}: {exc}"

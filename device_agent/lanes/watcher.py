@@ -1,0 +1,83 @@
+"""The watcher lane: one CLI run per claim, reported to `complete-watcher`.
+
+See docs/protocol.md, "Watcher lane: completion"; a watcher run never asks
+for another round.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from device_agent.client import Answer
+from device_agent.lanes.base import Done, Verdict
+from device_agent.prompt import build_prompt
+from device_agent.protocol import Claim, WatcherRun, parse_watcher_run
+from device_agent.result import Report
+
+
+@dataclass(frozen=True)
+class WatcherClaim:
+    """A watcher run as the pipeline sees it."""
+
+    run: WatcherRun
+
+    @property
+    def run_id(self) -> int:
+        return self.run.run_id
+
+    @property
+    def item_id(self) -> str:
+        return self.run.watcher.id
+
+    @property
+    def name(self) -> str:
+        return self.run.watcher.name
+
+    @property
+    def agent_kind(self) -> str | None:
+        return self.run.agent_kind
+
+    @property
+    def execution_config(self) -> Mapping[str, Any]:
+        return self.run.watcher.execution_config
+
+    def prompt(self, nudge: str | None) -> str:
+        return build_prompt(self.run)
+
+
+class WatcherLane:
+    run_type = "watcher"
+    may_resume = False
+
+    def parse(self, claim: Claim) -> WatcherClaim:
+        return WatcherClaim(parse_watcher_run(claim))
+
+    def completion_route(self, run_id: int) -> str:
+        return f"/api/workers/me/runs/{run_id}/complete-watcher"
+
+    def completion_body(
+        self, report: Report, *, run_id: int, worker_id: str, attempt: int
+    ) -> dict[str, Any]:
+        return {
+            "worker_id": worker_id,
+            "output": report.output,
+            "error": report.error or None,
+            "duration_ms": max(0, int(report.duration_ms)),
+            "exit_code": report.exit_code,
+            "exit_signal": report.exit_signal,
+            "exit_reason": str(report.exit_reason),
+        }
+
+    def read_completion(self, answer: Answer) -> Verdict:
+        return Done()
+
+    def after_loss(self, report: Report) -> Report | None:
+        return None  # cancelled, reaped or taken elsewhere: the server wants nothing from us
+
+    def trigger_route(self, item_id: str) -> str:
+        return f"/api/workers/me/watchers/{item_id}/trigger"
+
+
+WATCHER = WatcherLane()

@@ -1,0 +1,293 @@
+"""One claimed run, from claim to settled result: the per-run pipeline the loop starts.
+
+    claim → record → heartbeat → execute → record result → deliver
+                                  ↑                           │
+                                  └──── the answer asks ──────┘
+                                        for another round
+
+Each step is journaled before the next one acts (docs/protocol.md, "How the
+agent settles a result"). What differs per run type — reading the payload,
+the prompt, the completion route and body, what the answer means — comes from
+the run's lane (`device_agent.lanes`); a lane whose answer may ask for another
+round ("resume") gets it here, on the same claimed run, with the heartbeat
+still going, until the answer says done or `MAX_ROUNDS` is reached.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import structlog
+
+from device_agent.client import Answer, LobuClient
+from device_agent.delivery import GiveUp, Outbox
+from device_agent.executor import Executor
+from device_agent.heartbeat import Heartbeat
+from device_agent.journal import ABANDONED, AsyncJournal
+from device_agent.lanes import Lane, LaneRun, Resume, lane_for, read_claim
+from device_agent.launch import ExecutionRequest, McpWiring
+from device_agent.protocol import Claim, PayloadError
+from device_agent.result import ExitReason, Report, failure
+from device_agent.settings import Settings
+from device_agent.tokens import TokenSource
+
+log = structlog.get_logger(__name__)
+
+MAX_ROUNDS: Final = 8  # a server asking for more rounds than this is not obeyed
+REPEATED_CLAIM_ERROR: Final = (
+    "the server handed this run to this device a second time; device-agent never executes "
+    "a run twice (its first result is in the device's journal)"
+)
+TOO_MANY_ROUNDS_ERROR: Final = (
+    f"the server asked for more than {MAX_ROUNDS} rounds of this run; device-agent stopped "
+    "so that a CLI is not run without end — check the automation's prompt"
+)
+
+
+@dataclass
+class ActiveRun:
+    """A run between its claim and the end of its last CLI: what the loop may stop or wake."""
+
+    run_id: int
+    name: str
+    heartbeat: Heartbeat
+    cancel: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class RunPipeline:
+    """Runs claims. The loop hands each claim over with a `free_slot` callback, called once,
+    as soon as the run no longer needs its concurrency slot."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        worker_id: str,
+        client: LobuClient,
+        executor: Executor,
+        journal: AsyncJournal,
+        outbox: Outbox,
+        tokens: TokenSource,
+        on_change: Callable[[], None] = lambda: None,
+        lanes: Callable[[str], Lane] = lane_for,
+    ) -> None:
+        self.settings = settings
+        self.worker_id = worker_id
+        self.server = settings.origin
+        self.client = client
+        self.executor = executor
+        self.journal = journal
+        self.outbox = outbox
+        self.tokens = tokens
+        self.active: dict[int, ActiveRun] = {}  # run_id -> run whose CLI may still run
+        self.heartbeats: dict[int, Heartbeat] = {}  # run_id -> lease kept until settled
+        self.shutting_down = False  # a claim that arrives now is reported, not started
+        self._on_change = on_change
+        self._lanes = lanes
+
+    async def run(
+        self, claim: Claim, free_slot: Callable[[], None], give_up: GiveUp
+    ) -> Answer | None:
+        """Execute one claimed run and deliver its result. None if it was not ours to report."""
+        # Each run is its own task, so this tags every log line of the run — the heartbeats,
+        # the executor, the delivery — with its run_id, and no other run's lines.
+        structlog.contextvars.bind_contextvars(run_id=claim.run_id)
+        lane = self._lanes(claim.run_type)
+        heartbeat = Heartbeat(
+            self.client,
+            run_id=claim.run_id,
+            worker_id=self.worker_id,
+            interval=self.settings.heartbeat_seconds,
+        )
+        self.outbox.hold(claim.run_id)  # the periodic flush must not race us for this result
+        slot = _Once(free_slot)
+        try:
+            return await self._rounds(claim, lane, heartbeat, slot, give_up)
+        finally:
+            slot()
+            self.outbox.release(claim.run_id)
+            await heartbeat.stop()
+            self.heartbeats.pop(claim.run_id, None)
+            self._forget(claim.run_id)
+
+    async def _rounds(
+        self,
+        claim: Claim,
+        lane: Lane,
+        heartbeat: Heartbeat,
+        slot: _Once,
+        give_up: GiveUp,
+    ) -> Answer | None:
+        parsed = read_claim(lane, claim)
+        if not await self._record_claim(claim, parsed):
+            # Should never happen; if it does, the journal keeps the first result untouched
+            # and the server hears once why this claim is not run, rather than nothing.
+            log.error("server handed us a run we already claimed; not executing it twice")
+            body = lane.completion_body(
+                failure(REPEATED_CLAIM_ERROR),
+                run_id=claim.run_id,
+                worker_id=self.worker_id,
+                attempt=0,
+            )
+            await self.client.complete(lane.completion_route(claim.run_id), body)
+            return None
+        name = parsed.name if not isinstance(parsed, str) else f"run {claim.run_id}"
+        run = ActiveRun(claim.run_id, name, heartbeat)
+        not_started = self.shutting_down  # the poll was in flight when the stop came
+        if not_started:
+            run.cancel.set()
+        self.active[claim.run_id] = run
+        self.heartbeats[claim.run_id] = heartbeat
+        self._on_change()
+        log.info(
+            "claimed run",
+            watcher=None if isinstance(parsed, str) else parsed.name,
+            run_type=claim.run_type,
+        )
+        await heartbeat.start()  # renew the lease before starting expensive work
+        nudge: str | None = None
+        for _ in range(MAX_ROUNDS):
+            report = None
+            if not heartbeat.lost.is_set():
+                report = await self._execute(claim.run_id, parsed, nudge, run, not_started)
+            if heartbeat.lost.is_set() or report is None:
+                # Lost before a round started: nothing to send. Lost while the CLI ran: the
+                # lane says whether the server still wants its report.
+                last_word = lane.after_loss(report) if report is not None else None
+                if last_word is None:
+                    await self._abandon(claim.run_id, heartbeat.reason, report)
+                    return None
+                report = last_word
+            if not lane.may_resume:  # the CLI is done: the next run may start meanwhile
+                self._forget(claim.run_id)
+                slot()
+            answer = await self._settle(claim.run_id, report, give_up)
+            verdict = lane.read_completion(answer) if answer.ok else None
+            if not isinstance(verdict, Resume):
+                return answer
+            nudge = verdict.nudge
+        log.error("the server kept asking for another round; failing the run", rounds=MAX_ROUNDS)
+        return await self._settle(claim.run_id, failure(TOO_MANY_ROUNDS_ERROR), give_up)
+
+    async def _settle(self, run_id: int, report: Report, give_up: GiveUp) -> Answer:
+        """Journal a round's result, then deliver it (docs/protocol.md, "How the agent
+        settles a result")."""
+        entry = await self.journal.call(
+            self.journal.sync.record_result, self.server, run_id, report
+        )
+        return await self.outbox.deliver(entry, give_up)
+
+    async def _record_claim(self, claim: Claim, parsed: LaneRun | str) -> bool:
+        digest = hashlib.sha256(
+            json.dumps(claim.payload, sort_keys=True, default=str).encode()
+        ).hexdigest()
+        run = None if isinstance(parsed, str) else parsed
+        return await self.journal.call(
+            self.journal.sync.record_claim,
+            self.server,
+            claim.run_id,
+            run_type=claim.run_type,
+            watcher_id=run.item_id if run else None,
+            watcher_name=run.name if run else None,
+            agent_kind=self._agent_kind(run) if run else None,
+            payload_digest=digest,
+        )
+
+    async def _execute(
+        self,
+        run_id: int,
+        parsed: LaneRun | str,
+        nudge: str | None,
+        run: ActiveRun,
+        not_started: bool,
+    ) -> Report:
+        if isinstance(parsed, str):
+            log.error("cannot run this claim; reporting it as failed", error=parsed)
+            return failure(parsed)
+        kind = self._agent_kind(parsed)
+        if not self.executor.has_profile(kind):
+            return failure(f"no local agent executor configured for agent_kind='{kind}'")
+        try:
+            prompt = parsed.prompt(nudge)
+        except PayloadError as exc:
+            return failure(str(exc))
+        request = ExecutionRequest(
+            run_id=run_id,
+            agent_kind=kind,
+            prompt=prompt,
+            execution_config=parsed.execution_config,
+            mcp=McpWiring(url=f"{self.server}/mcp", token=self.tokens.current()),
+        )
+        stop_on_loss = asyncio.create_task(_forward(run.heartbeat.lost, run.cancel))
+        try:
+            report = await self.executor.execute(request, cancel=run.cancel)
+        finally:
+            stop_on_loss.cancel()
+        if report.exit_reason is ExitReason.CANCELLED and not run.heartbeat.lost.is_set():
+            report = report.failing(self._shutdown_error(not_started), ExitReason.CANCELLED)
+        log.info(
+            "run finished",
+            exit_reason=report.exit_reason,
+            failed=report.failed,
+            duration_ms=report.duration_ms,
+            **_loggable(report.details),
+        )
+        return report
+
+    def _shutdown_error(self, not_started: bool) -> str:
+        if not_started:
+            return "device-agent was shutting down when the server handed it this run; not started"
+        grace = self.settings.shutdown_grace_seconds
+        return (
+            f"device-agent was shut down and the run did not finish within its {grace:g} s "
+            "grace period"
+        )
+
+    def _agent_kind(self, run: LaneRun) -> str:
+        return run.agent_kind or self.settings.default_agent
+
+    async def _abandon(self, run_id: int, reason: str | None, report: Report | None) -> None:
+        log.warning("run stopped by the server; nothing will be reported", answer=reason)
+        if report is not None:  # the CLI had finished: its output stays visible in the journal
+            await self.journal.call(self.journal.sync.record_result, self.server, run_id, report)
+        await self.journal.call(
+            self.journal.sync.settle,
+            self.server,
+            run_id,
+            state=ABANDONED,
+            answer="stopped by server",
+            message=reason,
+        )
+
+    def _forget(self, run_id: int) -> None:
+        if self.active.pop(run_id, None) is not None:
+            self._on_change()
+
+
+class _Once:
+    """Calls `fn` the first time only."""
+
+    def __init__(self, fn: Callable[[], None]) -> None:
+        self._fn: Callable[[], None] | None = fn
+
+    def __call__(self) -> None:
+        fn, self._fn = self._fn, None
+        if fn is not None:
+            fn()
+
+
+def _loggable(details: Any) -> dict[str, object]:
+    if not isinstance(details, dict):
+        return {}
+    keys = ("cost_usd", "num_turns", "session_id")
+    return {key: details[key] for key in keys if key in details}
+
+
+async def _forward(source: asyncio.Event, target: asyncio.Event) -> None:
+    await source.wait()
+    target.set()

@@ -1,0 +1,249 @@
+"""Run a command as the leader of its own process group, read its output under caps,
+and make sure no process of the group outlives the run.
+
+The only module that starts and signals processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final, NamedTuple
+
+import structlog
+
+logger = structlog.get_logger(__name__)
+
+TRUNCATED: Final = "[output truncated]"
+
+_READ_CHUNK: Final = 256 * 1024
+_TAIL_BYTES: Final = 4096  # the end of each stream is kept even past the cap, for error text
+_POLL_SECONDS: Final = 0.02
+_REAP_SECONDS: Final = 2.0  # after SIGKILL, how long the group may take to vanish
+_PIPE_SECONDS: Final = 2.0  # after the group is gone, how long a pipe may stay open
+
+
+class Capped:
+    """The first `cap` bytes of a stream and its last few; the rest is read and dropped.
+
+    Draining past the cap keeps the child from blocking on a full pipe, and
+    dropping keeps a CLI that prints 100 MB from growing our memory.
+    """
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.head = bytearray()
+        self.end = b""
+        self.total = 0
+
+    async def drain(self, stream: asyncio.StreamReader) -> None:
+        while chunk := await stream.read(_READ_CHUNK):
+            self.total += len(chunk)
+            room = self.cap - len(self.head)
+            if room > 0:
+                self.head += chunk[:room]
+            self.end = (self.end + chunk[-_TAIL_BYTES:])[-_TAIL_BYTES:]
+
+    @property
+    def truncated(self) -> bool:
+        return self.total > self.cap
+
+    def text(self) -> str:
+        text = self.head.decode("utf-8", errors="replace")
+        return f"{text}\n{TRUNCATED}" if self.truncated else text
+
+    def last(self) -> str:
+        return self.end.decode("utf-8", errors="replace")
+
+
+@dataclass(frozen=True)
+class Finished:
+    returncode: int | None
+    stopped_by: str | None  # "timeout" or "cancelled" when we ended it, else None
+    stdout: Capped
+    stderr: Capped
+
+
+async def run_in_group(
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str],
+    cwd: Path | None,
+    stdin: bytes | None,
+    time_limit: float,
+    cancel: asyncio.Event | None,
+    grace: float,
+    stdout_cap: int,
+    stderr_cap: int,
+) -> Finished:
+    """Run `argv` as the leader of a new process group; no process of the group outlives this."""
+    process = await asyncio.create_subprocess_exec(
+        *argv,
+        stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        cwd=cwd,
+        env=dict(env),
+        start_new_session=True,  # a session of its own: its pid is the group id we signal
+        limit=_READ_CHUNK,
+    )
+    group = process.pid
+    stdout, stderr = Capped(stdout_cap), Capped(stderr_cap)
+    assert process.stdout is not None
+    assert process.stderr is not None
+    helpers = [
+        asyncio.create_task(stdout.drain(process.stdout)),
+        asyncio.create_task(stderr.drain(process.stderr)),
+    ]
+    if stdin is not None:
+        assert process.stdin is not None
+        helpers.append(asyncio.create_task(_feed(process.stdin, stdin)))
+    try:
+        stopped_by = await _wait(process, time_limit, cancel)
+        await stop_group(group, grace)  # after a normal exit too: leftovers die with the run
+        await _reap(process, helpers)
+    except BaseException:
+        signal_group(group, signal.SIGKILL)  # our caller is going away: no time for grace
+        await _reap(process, helpers)
+        raise
+    finally:
+        for task in helpers:
+            task.cancel()
+    return Finished(process.returncode, stopped_by, stdout, stderr)
+
+
+async def _wait(
+    process: asyncio.subprocess.Process, time_limit: float, cancel: asyncio.Event | None
+) -> str | None:
+    """None when the leader exited by itself, else "timeout" or "cancelled"."""
+    exited = asyncio.ensure_future(_exit_status(process))
+    cancelled = asyncio.ensure_future(cancel.wait()) if cancel is not None else None
+    waiters: set[asyncio.Future[Any]] = {exited} if cancelled is None else {exited, cancelled}
+    try:
+        await asyncio.wait(waiters, timeout=time_limit, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()  # a no-op for the finished one
+    if exited.done() and not exited.cancelled():
+        return None
+    return "cancelled" if cancelled is not None and cancelled.done() else "timeout"
+
+
+async def _exit_status(process: asyncio.subprocess.Process) -> int:
+    """The leader's exit status, as soon as it is reaped.
+
+    Not `process.wait()`: that also waits until every holder of the pipes has
+    closed them, and a grandchild left in the background may hold them forever.
+    No public asyncio API signals the exit alone, hence the short poll.
+    """
+    while process.returncode is None:  # noqa: ASYNC110 - see above
+        await asyncio.sleep(_POLL_SECONDS)
+    return process.returncode
+
+
+async def stop_group(group: int, grace: float) -> None:
+    """SIGTERM the group, give it `grace` seconds, SIGKILL whatever is left, and wait for it."""
+    if not signal_group(group, signal.SIGTERM):
+        return
+    if await _vanished(group, grace):
+        return
+    signal_group(group, signal.SIGKILL)
+    if not await _vanished(group, _REAP_SECONDS):
+        logger.warning("process group still present after SIGKILL", group=group)
+
+
+async def _vanished(group: int, within: float) -> bool:
+    deadline = time.monotonic() + within
+    while group_alive(group):
+        if time.monotonic() >= deadline:
+            return False
+        await asyncio.sleep(_POLL_SECONDS)
+    return True
+
+
+def group_alive(group: int) -> bool:
+    """Whether a process of the group still runs.
+
+    A zombie does not count: an orphan waits for init to reap it, and some
+    inits reap late (every few seconds in some VMs) or never (a container
+    whose PID 1 is not an init).
+    """
+    if not signal_group(group, 0):
+        return False
+    try:
+        pids = [name for name in os.listdir("/proc") if name.isdigit()]
+    except OSError:  # no /proc (macOS): the group exists, and that is all we can know
+        return True
+    return any(_runs_in(pid, group) for pid in pids)
+
+
+class ProcStat(NamedTuple):
+    state: str  # "R", "S", "Z" (zombie), ...
+    ppid: int
+    pgrp: int
+
+
+def read_proc_stat(pid: int | str) -> ProcStat | None:
+    """A process's state, parent and group from /proc (Linux); None if it is gone or unknown."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            stat = handle.read()
+    except OSError:
+        return None
+    # "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses.
+    state, ppid, pgrp = stat.rsplit(b")", 1)[1].split()[:3]
+    return ProcStat(state.decode(), int(ppid), int(pgrp))
+
+
+def _runs_in(pid: str, group: int) -> bool:
+    stat = read_proc_stat(pid)
+    return stat is not None and stat.pgrp == group and stat.state not in ("Z", "X")
+
+
+def signal_group(group: int, signum: int) -> bool:
+    """Send `signum` (0: just probe) to the group; False when nothing of it is left."""
+    try:
+        os.killpg(group, signum)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # macOS answers EPERM for a group of zombies
+        return False
+    return True
+
+
+async def _feed(pipe: asyncio.StreamWriter, data: bytes) -> None:
+    with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+        pipe.write(data)
+        await pipe.drain()
+    pipe.close()  # end of file: the prompt is complete
+    with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+        await pipe.wait_closed()
+
+
+async def _reap(process: asyncio.subprocess.Process, helpers: list[asyncio.Task[None]]) -> None:
+    """Once the group is dead: the leader's status, and the pipes read to end of file.
+
+    Both are bounded. A pipe that a process which left the group still holds
+    is abandoned rather than waited for.
+    """
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(_exit_status(process), _REAP_SECONDS)
+    _, pending = await asyncio.wait(helpers, timeout=_PIPE_SECONDS)
+    if pending:
+        logger.warning(
+            "output pipe still open after the process group ended; "
+            "a process of the run left its group"
+        )
+
+
+def signal_name(signum: int) -> str:
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f"signal {signum}"

@@ -1,0 +1,40 @@
+"""Secret values replaced by a marker: in run results and in log lines alike."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any, Final
+
+REDACTED: Final = "[REDACTED]"
+MIN_SECRET_LENGTH: Final = 6  # shorter values would redact ordinary words (buildkite uses 6 too)
+
+
+def worth_hiding(secrets: Iterable[str | None]) -> list[str]:
+    """The values long enough to hide, longest first (so a longer one is not cut by a shorter)."""
+    kept = {s for s in secrets if s and len(s) >= MIN_SECRET_LENGTH}
+    return sorted(kept, key=len, reverse=True)
+
+
+class SecretValues:
+    """Replaces known secret values in text, or in every string of a nested value."""
+
+    def __init__(self, secrets: Iterable[str | None] = ()) -> None:
+        self.secrets = worth_hiding(secrets)
+
+    def add(self, *secrets: str | None) -> None:
+        self.secrets = worth_hiding([*self.secrets, *secrets])
+
+    def text(self, text: str) -> str:
+        for secret in self.secrets:
+            if secret in text:
+                text = text.replace(secret, REDACTED)
+        return text
+
+    def deep(self, value: Any) -> Any:
+        if isinstance(value, str):
+            return self.text(value)
+        if isinstance(value, Mapping):
+            return {key: self.deep(item) for key, item in value.items()}
+        if isinstance(value, list | tuple):
+            return [self.deep(item) for item in value]
+        return value

@@ -1,0 +1,97 @@
+"""What tests share: waiting for a condition with a deadline, and looking at processes.
+
+No test sleeps a fixed time: it waits for what it needs, and fails with a
+message naming it when the deadline passes (a deadline is a bound on failure,
+never an assertion about speed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from device_agent.process import read_proc_stat
+
+_STEP = 0.01
+FAKES = Path(__file__).parent / "fakes"  # one fake of each CLI, shared by all tests
+
+
+def install_fake(directory: Path, fake: str, name: str | None = None) -> Path:
+    """Put fakes/<fake>.py in `directory` as an executable called `name`, run by this Python."""
+    directory.mkdir(parents=True, exist_ok=True)
+    target = directory / (name or fake)
+    source = (FAKES / f"{fake}.py").read_text(encoding="utf-8")
+    target.write_text(f"#!{sys.executable}\n{source}", encoding="utf-8")
+    target.chmod(0o755)
+    shutil.copy(FAKES / "_report.py", directory / "_report.py")
+    return target
+
+
+def wait_for(
+    predicate: Callable[[], Any], *, timeout: float = 15.0, what: str = "condition"
+) -> Any:
+    """Poll `predicate` until it is truthy and return its value; fail after `timeout` s."""
+    deadline = _Deadline(timeout, what)
+    while not (value := predicate()):
+        deadline.check()
+        time.sleep(_STEP)
+    return value
+
+
+async def wait_for_async(
+    predicate: Callable[[], Any], *, timeout: float = 10.0, what: str = "condition"
+) -> Any:
+    """`wait_for` inside an event loop: the loop keeps running while we wait."""
+    deadline = _Deadline(timeout, what)
+    while not (value := predicate()):
+        deadline.check()
+        await asyncio.sleep(_STEP)
+    return value
+
+
+class _Deadline:
+    def __init__(self, timeout: float, what: str) -> None:
+        self.at = time.monotonic() + timeout
+        self.message = f"timed out after {timeout} s waiting for {what}"
+
+    def check(self) -> None:
+        if time.monotonic() > self.at:
+            raise AssertionError(self.message)
+
+
+def alive(pid: int) -> bool:
+    """Running (a zombie waiting for its reaper does not count)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    stat = read_proc_stat(pid)
+    if stat is None:
+        return Path("/proc").is_dir() is False  # no /proc here: the signal check is all we have
+    return stat.state not in ("Z", "X")
+
+
+def live_members(group: int) -> list[int]:
+    """Processes of `group` that are alive (zombies waiting for their reaper do not count)."""
+    proc = Path("/proc")
+    if not proc.is_dir():  # not Linux: fall back to "does the group exist at all"
+        try:
+            os.killpg(group, 0)
+        except ProcessLookupError:
+            return []
+        return [group]
+    members = []
+    for entry in proc.iterdir():
+        if entry.name.isdigit():
+            stat = read_proc_stat(entry.name)
+            if stat is not None and stat.pgrp == group and stat.state not in ("Z", "X"):
+                members.append(int(entry.name))
+    return members

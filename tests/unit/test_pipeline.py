@@ -1,0 +1,191 @@
+"""The run pipeline with a lane whose answer asks for another round (the resume loop)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import respx
+
+from device_agent.client import Answer, LobuClient
+from device_agent.delivery import Outbox, never_give_up
+from device_agent.journal import AsyncJournal, Entry, Journal, JournalState
+from device_agent.lanes import Done, Lane, Resume, Verdict
+from device_agent.launch import ExecutionRequest
+from device_agent.pipeline import MAX_ROUNDS, RunPipeline
+from device_agent.protocol import Claim
+from device_agent.result import ExitReason, Report
+from device_agent.settings import Paths, Settings, validate
+from device_agent.tokens import TokenSource
+
+ORIGIN = "http://127.0.0.1:9"
+RUN_ID = 5
+ROUTE = f"/api/workers/me/runs/{RUN_ID}/complete-test"
+
+
+@dataclass(frozen=True)
+class SimpleRun:
+    run_id: int
+    item_id: str = "a1"
+    name: str = "resumable"
+    agent_kind: str | None = "demo"
+    execution_config: Mapping[str, Any] = field(default_factory=dict)
+
+    def prompt(self, nudge: str | None) -> str:
+        return "Do the thing" + (f"\n---\nFINALIZE NUDGE: {nudge}" if nudge else "")
+
+
+class ResumingLane:
+    """A lane shaped like the automation lane: an answer with status "resume" asks for more."""
+
+    run_type = "test"
+    may_resume = True
+
+    def parse(self, claim: Claim) -> SimpleRun:
+        return SimpleRun(claim.run_id)
+
+    def completion_route(self, run_id: int) -> str:
+        return f"/api/workers/me/runs/{run_id}/complete-test"
+
+    def completion_body(
+        self, report: Report, *, run_id: int, worker_id: str, attempt: int
+    ) -> dict[str, Any]:
+        return {
+            "worker_id": worker_id,
+            "output": report.output,
+            "error": report.error,
+            "finalize_attempt": attempt,
+        }
+
+    def read_completion(self, answer: Answer) -> Verdict:
+        body = answer.body if isinstance(answer.body, dict) else {}
+        if body.get("status") == "resume":
+            return Resume(attempt=int(body["attempt"]), nudge=str(body["nudge"]))
+        return Done()
+
+    def after_loss(self, report: Report) -> Report | None:
+        return report
+
+    def trigger_route(self, item_id: str) -> str:
+        return f"/api/workers/me/tests/{item_id}/trigger"
+
+
+class RecordingExecutor:
+    """Stands in for `Executor`: each round's prompt is recorded and succeeds."""
+
+    def __init__(self) -> None:
+        self.prompts: list[str] = []
+
+    def has_profile(self, agent_kind: str) -> bool:
+        return True
+
+    async def execute(self, request: ExecutionRequest, *, cancel: asyncio.Event) -> Report:
+        self.prompts.append(request.prompt)
+        return Report(f"round {len(self.prompts)}", None, 1, 0, None, ExitReason.OK)
+
+
+class StaticToken(TokenSource):
+    def current(self) -> str:
+        return "owl_pat_" + "p" * 32
+
+
+@dataclass
+class Outcome:
+    answer: Answer | None
+    bodies: list[dict[str, Any]]  # every completion posted, in order
+    beats: int
+    freed: list[int]  # run ids whose slot was freed
+    entry: Entry | None  # the journal row afterwards
+
+
+def run_claim(
+    tmp_path: Path, answers: list[httpx.Response], executor: RecordingExecutor
+) -> Outcome:
+    """One claim through the pipeline with `ResumingLane`, against a server giving `answers`
+    to the completions in turn."""
+    settings = validate(
+        Settings(
+            server=ORIGIN,
+            worker_id="w1",
+            heartbeat_seconds=3600,
+            paths=Paths.resolve({"DEVICE_AGENT_HOME": str(tmp_path)}),
+        )
+    )
+    lane: Lane = ResumingLane()
+    journal = AsyncJournal(Journal(tmp_path / "journal.sqlite3"))
+    freed: list[int] = []
+
+    async def go() -> Outcome:
+        with respx.mock(base_url=ORIGIN) as mock:
+            beats = mock.post("/api/workers/heartbeat").respond(200, json={"continue": True})
+            complete = mock.post(ROUTE).mock(side_effect=answers)
+            async with LobuClient(ORIGIN, StaticToken().current) as client:
+                outbox = Outbox(
+                    client,
+                    journal,
+                    server=ORIGIN,
+                    worker_id="w1",
+                    server_error_budget=8,
+                    max_backoff=0.01,
+                    lanes=lambda run_type: lane,
+                )
+                pipeline = RunPipeline(
+                    settings,
+                    worker_id="w1",
+                    client=client,
+                    executor=executor,  # type: ignore[arg-type]
+                    journal=journal,
+                    outbox=outbox,
+                    tokens=StaticToken(),
+                    lanes=lambda run_type: lane,
+                )
+                claim = Claim(RUN_ID, "test", None, {"anything": True})
+                answer = await pipeline.run(claim, lambda: freed.append(RUN_ID), never_give_up)
+            bodies = [json.loads(call.request.content) for call in complete.calls]
+            entry = await journal.call(journal.sync.get, ORIGIN, RUN_ID)
+            return Outcome(answer, bodies, beats.call_count, freed, entry)
+
+    try:
+        return asyncio.run(go())
+    finally:
+        journal.close()
+
+
+def resume(attempt: int) -> httpx.Response:
+    body = {"ok": True, "status": "resume", "attempt": attempt, "nudge": "call it"}
+    return httpx.Response(200, json=body)
+
+
+def test_a_resume_answer_runs_another_round_on_the_same_claim(tmp_path: Path) -> None:
+    executor = RecordingExecutor()
+    done = httpx.Response(200, json={"ok": True, "status": "completed"})
+    outcome = run_claim(tmp_path, [resume(1), done], executor)
+    assert outcome.answer is not None
+    assert outcome.answer.ok
+    assert outcome.beats == 1  # one lease for both rounds, never a second claim
+    assert executor.prompts == ["Do the thing", "Do the thing\n---\nFINALIZE NUDGE: call it"]
+    assert [body["finalize_attempt"] for body in outcome.bodies] == [0, 1]
+    assert [body["output"] for body in outcome.bodies] == ["round 1", "round 2"]
+    assert outcome.freed == [RUN_ID]  # the slot is freed once, after the last round
+    assert outcome.entry is not None
+    assert (outcome.entry.state, outcome.entry.finalize_attempt) == (JournalState.ACKNOWLEDGED, 1)
+
+
+def test_a_server_that_always_asks_for_more_gets_a_failure_after_max_rounds(
+    tmp_path: Path,
+) -> None:
+    executor = RecordingExecutor()
+    answers = [resume(n) for n in range(1, MAX_ROUNDS + 1)]
+    answers.append(httpx.Response(200, json={"ok": True, "status": "failed"}))
+    outcome = run_claim(tmp_path, answers, executor)
+    assert len(executor.prompts) == MAX_ROUNDS  # the CLI never runs a ninth time
+    assert len(outcome.bodies) == MAX_ROUNDS + 1
+    assert f"more than {MAX_ROUNDS} rounds" in outcome.bodies[-1]["error"]
+    assert all(body["error"] is None for body in outcome.bodies[:-1])
+    assert outcome.entry is not None
+    assert outcome.entry.state == JournalState.ACKNOWLEDGED
