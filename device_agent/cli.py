@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import logging
 import os
@@ -21,7 +20,7 @@ from typing import Any
 
 import structlog
 
-from device_agent import __version__
+from device_agent import __version__, devserver
 from device_agent.client import AnswerKind, LobuClient
 from device_agent.credentials import (
     CredentialError,
@@ -109,10 +108,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.set_defaults(handler=cmd_demo)
 
     dev = sub.add_parser("dev-server", help="a Lobu-compatible server on loopback, for experiments")
-    dev.add_argument("--host", default="127.0.0.1")
-    dev.add_argument("--port", type=int, default=8787)
-    dev.add_argument("--no-seed", action="store_true", help="start without sample watchers")
-    dev.add_argument("--worker-id", dest="worker_id", help="pin the sample watchers to this id")
+    devserver.add_arguments(dev)
     dev.set_defaults(handler=cmd_dev_server)
 
     login = sub.add_parser("login", parents=[common], help="store a token in the OS keyring")
@@ -183,14 +179,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_dev_server(args: argparse.Namespace) -> int:
-    from device_agent.devserver import serve_forever
-
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(
-            serve_forever(
-                args.host, args.port, seed_demo=not args.no_seed, worker_id=args.worker_id
-            )
-        )
+    devserver.run_from_arguments(args)
     return ExitCode.OK
 
 

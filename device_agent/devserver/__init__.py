@@ -1,9 +1,10 @@
-"""A Lobu-compatible local server for the watcher lane, for tests and for playing.
+"""A Lobu-compatible local server, for tests, the demo and experiments.
 
 `DevServer` ties the pieces together: `state` (what the server knows),
-`routes` (how each endpoint answers, check for check like a real Lobu
-server), `faults` (failures on demand) and `http` (the wire). It binds
-loopback only: it has unauthenticated admin routes under `/_dev/`.
+`routes` and its `routes_*` modules (how each endpoint answers, check for
+check like a real Lobu server), `faults` (failures on demand) and `http`
+(the wire). It binds loopback only: it has unauthenticated helper routes
+under `/_dev/` (see `dev_routes`).
 
     state = DevState(create_checkin_watcher=False)
     token = state.add_token()
@@ -12,17 +13,24 @@ loopback only: it has unauthenticated admin routes under `/_dev/`.
     async with DevServer(state) as server:
         ...  # point the agent at server.url with `token`
 
-Where it knowingly differs from a real Lobu server:
+`DevState(lane="watcher")` (the default) answers like Lobu 1.6.0, whose
+recorded answers `tests/fidelity` replays against it; `lane="automation"`
+serves the automation lane of current Lobu servers.
+
+Where it deliberately differs from a real Lobu server (and nowhere else):
 - a request without Authorization gets 401 unless `DevState(allow_anonymous=True)`
-  (a real local server trusts it as an anonymous worker, §11.2);
+  (a real local server trusts it as an anonymous worker that may touch any run);
 - one user and one organization; no scheduler (runs are queued by tests,
-  the trigger routes or `/_dev`); tokens never expire;
-- the reaper's "never heartbeated" message and the `manage_watchers` error
-  texts are inferred, not observed.
+  the trigger routes or `/_dev`), so scheduled runs exist only when queued;
+- no warm-up unless asked (`warmup_seconds`, `--warmup-seconds`, `/_dev/warmup`),
+  so a test that does not care about it stays fast;
+- the MCP server is a stand-in that runs no code (`routes_automation.mcp`);
+- texts never observed on a real server are marked "inferred" where they are made.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import ipaddress
@@ -35,7 +43,7 @@ from types import TracebackType
 from device_agent.devserver.faults import Fault, FaultInjector, FaultKind, FaultRoute
 from device_agent.devserver.http import HttpServer
 from device_agent.devserver.routes import Router
-from device_agent.devserver.state import DevState, RequestLog, RunRecord
+from device_agent.devserver.state import LANES, DevState, RequestLog, RunRecord
 
 __all__ = [
     "DevServer",
@@ -46,6 +54,8 @@ __all__ = [
     "FaultRoute",
     "RequestLog",
     "RunRecord",
+    "add_arguments",
+    "run_from_arguments",
     "serve_forever",
 ]
 
@@ -93,6 +103,8 @@ class DevServer:
 
     async def start(self) -> None:
         await self._http.start()
+        self.state.public_url = self.url
+        self.state.start_warmup()  # a (re)start is a boot: polls wait for the warm-up
         self._reaper = asyncio.create_task(self._reap_forever())
 
     async def stop(self) -> None:
@@ -199,6 +211,74 @@ def seed_demo_watchers(state: DevState, worker_id: str) -> list[str]:
     return [digest, notify]
 
 
+def seed_demo_automations(state: DevState, worker_id: str) -> list[str]:
+    """The automation-lane sample: one automation with an agent, one run queued."""
+    digest = state.add_automation(
+        "List the five most recently modified files in the current directory and say what changed.",
+        name="Recent changes",
+        slug="recent-changes",
+        pinned_worker_id=worker_id,
+        execution_config={"timeout_seconds": 120},
+    )
+    state.queue_automation_run(digest, dispatch_source="manual")
+    return [digest]
+
+
+def seed_demo_runs(state: DevState, worker_id: str) -> list[str]:
+    if state.lane == "automation":
+        return seed_demo_automations(state, worker_id)
+    return seed_demo_watchers(state, worker_id)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The dev server's command-line flags (shared by `device-agent dev-server` and
+    `python -m device_agent.devserver`)."""
+    parser.add_argument("--host", default="127.0.0.1", help="loopback address to bind")
+    parser.add_argument("--port", type=int, default=8787, help="port (0 = any free port)")
+    parser.add_argument(
+        "--no-seed",
+        "--no-demo",  # the old spelling of `python -m device_agent.devserver`
+        dest="no_seed",
+        action="store_true",
+        help="start without sample watchers",
+    )
+    parser.add_argument(
+        "--worker-id", dest="worker_id", help="pin the sample watchers to this worker_id"
+    )
+    parser.add_argument(
+        "--lane",
+        choices=LANES,
+        default="watcher",
+        help="serve the watcher lane (Lobu 1.6.0) or the automation lane (current Lobu)",
+    )
+    parser.add_argument(
+        "--warmup-seconds",
+        type=float,
+        default=0.0,
+        help="hold polls this long after start, as a booting server does (default 0)",
+    )
+    parser.add_argument(
+        "--min-app-version",
+        help="automation lane: answer 409 upgrade_required to polls below this x.y.z",
+    )
+
+
+def run_from_arguments(args: argparse.Namespace) -> None:
+    """Run the server the parsed `add_arguments` flags describe, until Ctrl-C."""
+    state = DevState(lane=args.lane, warmup_seconds=args.warmup_seconds)
+    state.min_app_version = args.min_app_version
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(
+            serve_forever(
+                args.host,
+                args.port,
+                seed_demo=not args.no_seed,
+                worker_id=args.worker_id,
+                state=state,
+            )
+        )
+
+
 async def serve_forever(
     host: str = "127.0.0.1",
     port: int = 8787,
@@ -211,9 +291,9 @@ async def serve_forever(
     state = state if state is not None else DevState()
     token = state.add_token()
     if seed_demo:
-        seed_demo_watchers(state, worker_id or default_worker_id())
+        seed_demo_runs(state, worker_id or default_worker_id())
     async with DevServer(state, host=host, port=port) as server:
-        print(f"device-agent dev server (Lobu watcher lane) listening on {server.url}")
+        print(f"device-agent dev server (Lobu {state.lane} lane) listening on {server.url}")
         print(f"token: {token}")
         print(f"state: {server.url}/_dev/state")
         print(

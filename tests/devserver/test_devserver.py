@@ -128,7 +128,7 @@ def test_poll_claims_one_run_with_the_watcher_payload(
     assert watcher == {
         "id": wid,
         "name": "Inbox digest",
-        "slug": None,
+        "slug": "inbox-digest",  # derived from the name, as a real server does
         "agent_kind": "claude-code",
         "notification_channel": "both",
         "notification_priority": "normal",
@@ -141,10 +141,10 @@ def test_poll_claims_one_run_with_the_watcher_payload(
     assert event["payload"] == {
         "watcher_id": int(wid),
         "agent_id": "default",
-        "window_start": "2025-06-15T12:00:00.000Z",
-        "window_end": "2025-06-15T13:00:00.000Z",
+        "window_start": "2025-06-15T00:00:00.000Z",  # unscheduled: 7-day periods
+        "window_end": "2025-06-22T00:00:00.000Z",
         "dispatch_source": "scheduled",
-        "version_id": None,
+        "version_id": 1,
         "device_worker_id": device.id,
         "agent_kind": "claude-code",
         "kind": "knowledge",
@@ -482,7 +482,7 @@ def test_trigger_queues_a_manual_run_once(state: DevState, server: DevServer) ->
     approved = claimed["payload"]["event"]["payload"]
     assert approved["dispatch_source"] == "manual"
     assert (approved["window_start"], approved["window_end"]) == (
-        "2025-06-14T00:00:00.000Z",
+        "2025-06-08T00:00:00.000Z",  # the last full 7-day period of an unscheduled watcher
         "2025-06-15T00:00:00.000Z",
     )
     assert while_running["run_id"] == first["run_id"]
@@ -506,7 +506,10 @@ def test_manage_watchers_trigger_works_with_unbound_tokens(
         "status": "pending",
     }
     assert client.post("/api/nope/manage_watchers", json=body).status_code == 404
-    assert client.post("/api/dev/manage_watchers", json={"action": "trigger"}).status_code == 404
+    unknown = client.post("/api/dev/manage_watchers", json={"action": "trigger"})
+    assert (unknown.status_code, unknown.json()) == (400, {"error": "Watcher None not found."})
+    other = client.post("/api/dev/manage_watchers", json={"action": "trigger", "watcher_id": "99"})
+    assert (other.status_code, other.json()) == (400, {"error": "Watcher 99 not found."})
 
 
 # ======================================================== user & devices
@@ -570,7 +573,13 @@ def test_unknown_routes(client: httpx.Client) -> None:
         assert answer.status_code == 403
         assert answer.json() == {"error": "Endpoint not available to user-scoped workers"}
     assert client.get("/api/nothing-here").status_code == 404
-    assert client.get("/api/workers/poll").status_code == 404
+
+
+def test_get_of_the_poll_route_answers_the_api_index(client: httpx.Client) -> None:
+    answer = client.get("/api/workers/poll")
+    assert answer.status_code == 200
+    assert set(answer.json()) == {"status", "mcp_endpoint", "health", "openapi"}
+    assert answer.json()["status"] == "ok"
 
 
 # =============================================================== reaper
@@ -789,26 +798,58 @@ def test_connection_close_is_honoured(state: DevState, server: DevServer, token:
     assert second.status_code == 200
 
 
-def test_manual_window_is_the_previous_utc_day(state: DevState, clock: FakeClock) -> None:
-    clock.now = datetime(2025, 1, 1, 0, 5, tzinfo=UTC).timestamp()
-    start, end = state.previous_day_window()
-    assert (start, end) == ("2024-12-31T00:00:00.000Z", "2025-01-01T00:00:00.000Z")
-    assert datetime.fromisoformat(end) - datetime.fromisoformat(start) == timedelta(days=1)
+def test_manual_windows_of_a_daily_watcher_are_yesterday_then_today(
+    state: DevState, client: httpx.Client
+) -> None:
+    wid = add_watcher(state, schedule="0 9 * * *")
+    first = state.queue_run(wid, dispatch_source="manual")
+    assert (state.run(first).window_start, state.run(first).window_end) == (
+        "2025-06-14T00:00:00.000Z",
+        "2025-06-15T00:00:00.000Z",
+    )
+    poll(client)
+    assert complete(client, first).status_code == 200
+    second = state.queue_run(wid, dispatch_source="manual")
+    assert (state.run(second).window_start, state.run(second).window_end) == (
+        "2025-06-15T00:00:00.000Z",
+        "2025-06-16T00:00:00.000Z",
+    )
 
 
-def test_run_now_twice_in_one_period_hits_the_duplicate_window(
+def test_manual_run_then_the_scheduled_one_hits_the_duplicate_window(
+    state: DevState, client: httpx.Client
+) -> None:
+    wid = add_watcher(state, schedule="0 9 * * *")
+    for _ in range(2):  # yesterday, then today
+        run_id = state.queue_run(wid, dispatch_source="manual")
+        poll(client)
+        assert complete(client, run_id).status_code == 200
+    scheduled = state.queue_run(wid)  # today again
+    poll(client)
+    answer = complete(client, scheduled)
+    assert answer.status_code == 500
+    assert "insight_windows_insight_id_granularity_window_start_key" in answer.json()["error"]
+    assert state.run(scheduled).status == "running"
+
+
+def test_run_now_on_an_unscheduled_watcher_repeats_the_current_week(
     state: DevState, client: httpx.Client
 ) -> None:
     wid = add_watcher(state)
     body = {"action": "trigger", "watcher_id": wid}
-    first = client.post("/api/dev/manage_watchers", json=body).json()["run_id"]
-    poll(client)
-    assert complete(client, first).status_code == 200
-    second = client.post("/api/dev/manage_watchers", json=body).json()["run_id"]
-    assert second != first
-    poll(client)
-    assert complete(client, second).status_code == 500
-    assert state.run(second).window_start == state.run(first).window_start
+    starts = []
+    for _ in range(3):
+        run_id = client.post("/api/dev/manage_watchers", json=body).json()["run_id"]
+        poll(client)
+        starts.append(state.run(run_id).window_start)
+        last = complete(client, run_id)
+    # the last full week, then the week starting today (in the future), then that week again
+    assert starts == [
+        "2025-06-08T00:00:00.000Z",
+        "2025-06-15T00:00:00.000Z",
+        "2025-06-15T00:00:00.000Z",
+    ]
+    assert last.status_code == 500
 
 
 def test_raw_runs_without_a_window_never_collide(state: DevState, client: httpx.Client) -> None:
