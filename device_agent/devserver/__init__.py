@@ -182,7 +182,7 @@ class DevServer:
 
 
 def default_worker_id() -> str:
-    """`<platform>:<short-hostname>`, the shape PROTOCOL §1 suggests for a device."""
+    """`<platform>:<short-hostname>`, the shape docs/protocol.md, "Identities", suggests."""
     system = {"Darwin": "macos", "Linux": "linux", "Windows": "windows"}.get(
         platform.system(), platform.system().lower() or "unknown"
     )

@@ -29,8 +29,8 @@ from device_agent.devserver.http import Request, Response
 from device_agent.devserver.state import DevState
 from device_agent.devserver.wire import Caller, digits, error, json_object, not_found
 
-# How often a held long-poll looks for a newly queued run.
-LONG_POLL_RECHECK_SECONDS: Final = 0.05
+# How often a held poll looks again (for a queued run, or for the end of the warm-up).
+HOLD_RECHECK_SECONDS: Final = 0.05
 
 _RUN_ROUTE: Final = re.compile(r"^/api/workers/me/runs/([^/]+)/complete-(watcher|automation|chat)$")
 _WATCHER_TRIGGER: Final = re.compile(r"^/api/workers/me/watchers/([^/]+)/trigger$")
@@ -75,15 +75,20 @@ class Router:
             if fault.kind == "delay":
                 await asyncio.sleep(fault.seconds)
         if route == "poll" and request.method == "POST":
-            # A booting server holds polls, then processes them even if the
-            # client gave up (docs/protocol.md, "Long-poll").
-            await asyncio.sleep(self.state.warmup_left())
+            await self._hold_during_warm_up()
         response = self._dispatch_locked(request)
         if route == "poll" and request.method == "POST":
             response = await self._hold_long_poll(request, response)
         if fault is not None and fault.kind == "drop_after_commit":
             return None  # committed above; the answer is "lost"
         return response
+
+    async def _hold_during_warm_up(self) -> None:
+        # A booting server holds polls, then processes them even if the client
+        # gave up (docs/protocol.md, "What a real server does"). Re-checked in
+        # steps, so a warm-up that is cut short releases held polls at once.
+        while (left := self.state.warmup_left()) > 0:  # noqa: ASYNC110 (set from other threads)
+            await asyncio.sleep(min(left, HOLD_RECHECK_SECONDS))
 
     def _dispatch_locked(self, request: Request) -> Response:
         with self.state.lock:
@@ -98,7 +103,7 @@ class Router:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait
         while loop.time() < deadline:
-            await asyncio.sleep(min(LONG_POLL_RECHECK_SECONDS, deadline - loop.time()))
+            await asyncio.sleep(min(HOLD_RECHECK_SECONDS, deadline - loop.time()))
             response = self._dispatch_locked(request)
             if not routes_automation.is_idle(response):
                 return response

@@ -373,7 +373,7 @@ class DevState:
         `payload.event.payload` when that is an object, else {}, with the pin set
         to this device. `watcher_id` is the run's own column, independent of the
         payload: the default 0 names no watcher, so such runs never hit the
-        duplicate-window 500 of §11.7.
+        duplicate-window 500 (docs/protocol.md, "What a real server does").
         """
         with self.lock:
             device = self.ensure_device(pinned_worker_id)
@@ -751,7 +751,8 @@ class DevState:
         return run
 
     def _add_checkin_watcher(self, device: DeviceRecord) -> None:
-        # What a real server provisions on a new device's first poll (PROTOCOL §3):
+        # What a real server provisions on a new device's first poll
+        # (docs/protocol.md, "Poll and claim"):
         # pinned, no agent_kind, nothing queued.
         self._new_watcher(
             name="Daily check-in",
