@@ -594,7 +594,7 @@ class DevState:
                 created_at=self.clock(),
             )
             self._devices[worker_id] = device
-            if self.create_checkin_watcher:
+            if self.create_checkin_watcher and self.lane == "watcher":  # a Lobu 1.6.0 habit
                 self._add_checkin_watcher(device)
         return device
 
