@@ -10,13 +10,22 @@ import re
 from typing import Any, Final
 
 from device_agent.devserver.http import Request, Response
-from device_agent.devserver.state import DevState, RunRecord
+from device_agent.devserver.state import (
+    AutomationRecord,
+    DeviceRecord,
+    DevState,
+    RunRecord,
+    WatcherRecord,
+    iso,
+)
 from device_agent.devserver.wire import (
+    INVALID_BODY,
     NOT_IN_PROGRESS,
     Caller,
     error,
     js_parse_error,
     json_object,
+    path_id,
     run_id_param,
     worker_id_mismatch,
 )
@@ -75,20 +84,92 @@ def _allowed_for_user_worker(lane: str, path: str) -> bool:
     )
 
 
-def authorize_run(state: DevState, caller: Caller, run_id: int, worker_id: Any) -> Response | None:
-    """May this caller touch this run? Same order as the real `authorizeRunForWorker`."""
+def authorize_run(
+    state: DevState, caller: Caller, run_id: int, worker_id: Any, *, terminal_ok: bool = False
+) -> Response | None:
+    """May this caller touch this run? Same order as the real `authorizeRunForWorker`.
+
+    `terminal_ok`: a finished run is no 409 (the automation exit report, which
+    may follow a window the CLI already completed over MCP).
+    """
     if caller.token is None:
         return None  # trusted anonymous worker: anything goes
     run = state.find_run(run_id)
     if run is None:
         return error(404, "Run not found")
-    if run.status != "running":
+    if run.status != "running" and not terminal_ok:
         return error(409, NOT_IN_PROGRESS)
     if not isinstance(worker_id, str) or not worker_id.strip():
         return error(400, "worker_id is required")
+    if run.status != "running":
+        return None
     if run.claimed_by != worker_id:
         return error(403, "Forbidden")
     return None
+
+
+def report_for_run(
+    state: DevState,
+    caller: Caller,
+    request: Request,
+    run_id_text: str,
+    *,
+    terminal_ok: bool = False,
+) -> tuple[RunRecord, dict[str, Any]] | Response:
+    """The checks every `/api/workers/me/runs/:runId/complete-*` route starts with:
+    the run, and the report's body."""
+    run_id = path_id(run_id_text, "Invalid runId")
+    if isinstance(run_id, Response):
+        return run_id
+    body = json_object(request)
+    if body is None:
+        return error(400, INVALID_BODY)
+    denied = authorize_run(state, caller, run_id, body.get("worker_id"), terminal_ok=terminal_ok)
+    if denied is not None:
+        return denied
+    run = state.find_run(run_id)
+    if run is None:
+        return error(404, "Run not found")
+    return run, body
+
+
+def bound_device(state: DevState, caller: Caller) -> DeviceRecord | Response:
+    """The device a "Run now" speaks for: only a worker-bound token has one
+    (docs/protocol.md, "Run now")."""
+    if caller.token is None:
+        return error(403, "Endpoint is user-scoped only")
+    bound = caller.bound_worker_id
+    if not bound:
+        return error(403, "Token is not bound to a device worker")
+    device = state.find_device(bound)
+    if device is None:
+        return error(404, "Device not registered yet — poll first")
+    return device
+
+
+def refuse_run_now(
+    record: WatcherRecord | AutomationRecord | None, device: DeviceRecord, noun: str
+) -> Response | None:
+    """Why this watcher/automation ("Watcher"/"Automation") cannot be run now, if it cannot."""
+    if record is None:
+        return error(404, f"{noun} not found")
+    if record.device_id != device.id:
+        return error(403, f"{noun} is not pinned to this device")
+    if record.status != "active":
+        return error(409, f"{noun} is not active")
+    return None
+
+
+def run_now_answer(state: DevState, run: RunRecord, *, already_queued: bool) -> Response:
+    return Response.json(
+        200,
+        {
+            "run_id": run.id,
+            "status": run.status,
+            "already_queued": already_queued,
+            "queued_at": iso(state.now()),  # the time of the answer, as on a real server
+        },
+    )
 
 
 def check_device_binding(

@@ -202,7 +202,7 @@ def _worker_route(state: DevState, request: Request) -> Handler | None:
         "/api/workers/poll": routes_worker.poll,
         "/api/workers/heartbeat": routes_worker.heartbeat,
         "/api/workers/complete": routes_worker.complete_generic,
-        "/api/workers/complete-action": routes_automation.complete_action,
+        "/api/workers/complete-action": routes_worker.complete_generic,
     }
     if request.path in simple:
         return simple[request.path]

@@ -15,11 +15,16 @@ import re
 import secrets
 from typing import Any, Final
 
-from device_agent.devserver.access import authorize_run, body_and_run_id, check_device_binding
+from device_agent.devserver.access import (
+    bound_device,
+    check_device_binding,
+    refuse_run_now,
+    report_for_run,
+    run_now_answer,
+)
 from device_agent.devserver.http import Request, Response
 from device_agent.devserver.state import DeviceRecord, DevState, RunRecord, iso
 from device_agent.devserver.wire import (
-    INVALID_BODY,
     Caller,
     duration,
     error,
@@ -185,19 +190,13 @@ def _agent_session(state: DevState, run: RunRecord) -> dict[str, Any]:
 def complete_automation(
     state: DevState, caller: Caller, request: Request, *, run_id_text: str
 ) -> Response:
-    run_id = path_id(run_id_text, "Invalid runId")
-    if isinstance(run_id, Response):
-        return run_id
-    body = json_object(request)
-    if body is None:
-        return error(400, INVALID_BODY)
+    # The exit report may follow a window the CLI completed over MCP, so a
+    # terminal run is no 409 here (`allowTerminal`).
+    checked = report_for_run(state, caller, request, run_id_text, terminal_ok=True)
+    if isinstance(checked, Response):
+        return checked
+    run, body = checked
     worker_id = body.get("worker_id")
-    denied = _authorize_terminal_ok(state, caller, run_id, worker_id)
-    if denied is not None:
-        return denied
-    run = state.find_run(run_id)
-    if run is None:
-        return error(404, "Run not found")
     if run.run_type != "automation":
         return error(409, "Not an Automation run")
     if run.automation_id is None:
@@ -208,23 +207,6 @@ def complete_automation(
     if denied is not None:
         return denied
     return _exit_report(state, run, body)
-
-
-def _authorize_terminal_ok(
-    state: DevState, caller: Caller, run_id: int, worker_id: Any
-) -> Response | None:
-    # The exit report may arrive after the CLI completed the run over MCP,
-    # so a terminal run is no 409 here (`allowTerminal`).
-    if caller.token is None:
-        return None
-    run = state.find_run(run_id)
-    if run is None:
-        return error(404, "Run not found")
-    if run.status == "running":
-        return authorize_run(state, caller, run_id, worker_id)
-    if not isinstance(worker_id, str) or not worker_id.strip():
-        return error(400, "worker_id is required")
-    return None
 
 
 def _exit_report(state: DevState, run: RunRecord, body: dict[str, Any]) -> Response:
@@ -369,39 +351,16 @@ def complete_chat(
     state: DevState, caller: Caller, request: Request, *, run_id_text: str
 ) -> Response:
     """`complete-chat` for a `chat_message` run (answer shape inferred: `{ok, status}`)."""
-    run_id = path_id(run_id_text, "Invalid runId")
-    if isinstance(run_id, Response):
-        return run_id
-    body = json_object(request)
-    if body is None:
-        return error(400, INVALID_BODY)
-    denied = authorize_run(state, caller, run_id, body.get("worker_id"))
-    if denied is not None:
-        return denied
-    run = state.find_run(run_id)
-    if run is None:
-        return error(404, "Run not found")
+    checked = report_for_run(state, caller, request, run_id_text)
+    if isinstance(checked, Response):
+        return checked
+    run, body = checked
     failure = trimmed(body.get("error"))
     run.status = "failed" if failure else "completed"
     run.error = failure.replace("\x00", "") if failure else None
     run.completed_at = state.now()
     run.completions_committed += 1
     return Response.json(200, {"ok": True, "status": run.status})
-
-
-def complete_action(state: DevState, caller: Caller, request: Request) -> Response:
-    """`/api/workers/complete-action` (`{run_id, worker_id, status, error?}`; answer inferred)."""
-    checked = body_and_run_id(state, caller, request)
-    if isinstance(checked, Response):
-        return checked
-    body, run_id = checked
-    run = state.find_run(run_id)
-    if run is not None:
-        run.status = "failed" if body.get("status") == "failed" else "completed"
-        run.error = opt_text(body.get("error") or body.get("error_message"))
-        run.completed_at = state.now()
-        run.completions_committed += 1
-    return Response.json(200, {"success": True})
 
 
 # ================================================================= Run now
@@ -413,31 +372,18 @@ def trigger(
     automation_id = path_id(automation_id_text, "Invalid automation_id")
     if isinstance(automation_id, Response):
         return automation_id
-    bound = caller.bound_worker_id
-    if not bound:
-        return error(403, "Token is not bound to a device worker")
-    device = state.find_device(bound)
-    if device is None:
-        return error(404, "Device not registered yet — poll first")
+    device = bound_device(state, caller)
+    if isinstance(device, Response):
+        return device
     automation = state.find_automation(automation_id)
-    if automation is None:
-        return error(404, "Automation not found")
-    if automation.device_id != device.id:
-        return error(403, "Automation is not pinned to this device")
-    if automation.status != "active":
-        return error(409, "Automation is not active")
+    refused = refuse_run_now(automation, device, "Automation")
+    if refused is not None:
+        return refused
+    assert automation is not None
     active = state.active_run_of_automation(automation.id)
     run = active or state.find_run(state.queue_automation_run(automation.id, "manual"))
     assert run is not None
-    return Response.json(
-        200,
-        {
-            "run_id": run.id,
-            "status": run.status,
-            "already_queued": active is not None,
-            "queued_at": iso(state.now()),
-        },
-    )
+    return run_now_answer(state, run, already_queued=active is not None)
 
 
 # ========================================================== MCP stand-in

@@ -9,7 +9,13 @@ from __future__ import annotations
 import copy
 from typing import Any, Final
 
-from device_agent.devserver.access import authorize_run, check_device_binding
+from device_agent.devserver.access import (
+    bound_device,
+    check_device_binding,
+    refuse_run_now,
+    report_for_run,
+    run_now_answer,
+)
 from device_agent.devserver.http import Request, Response
 from device_agent.devserver.state import DevState, RunRecord, WatcherRecord, iso
 from device_agent.devserver.wire import (
@@ -67,19 +73,11 @@ def _watcher_json(
 def complete_watcher(
     state: DevState, caller: Caller, request: Request, *, run_id_text: str
 ) -> Response:
-    run_id = path_id(run_id_text, "Invalid runId")
-    if isinstance(run_id, Response):
-        return run_id
-    body = json_object(request)
-    if body is None:
-        return error(400, INVALID_BODY)
+    checked = report_for_run(state, caller, request, run_id_text)
+    if isinstance(checked, Response):
+        return checked
+    run, body = checked
     worker_id = body.get("worker_id")
-    denied = authorize_run(state, caller, run_id, worker_id)
-    if denied is not None:
-        return denied
-    run = state.find_run(run_id)
-    if run is None:
-        return error(404, "Run not found")
     if run.run_type != "watcher":
         return error(409, "Not a watcher run")
     if run.watcher_id is None:
@@ -208,33 +206,18 @@ def trigger(state: DevState, caller: Caller, request: Request, *, watcher_id_tex
     watcher_id = path_id(watcher_id_text, "Invalid watcher_id")
     if isinstance(watcher_id, Response):
         return watcher_id
-    if caller.token is None:
-        return error(403, "Endpoint is user-scoped only")
-    bound = caller.bound_worker_id
-    if not bound:
-        return error(403, "Token is not bound to a device worker")
-    device = state.find_device(bound)
-    if device is None:
-        return error(404, "Device not registered yet — poll first")
+    device = bound_device(state, caller)
+    if isinstance(device, Response):
+        return device
     watcher = state.find_watcher(watcher_id)
-    if watcher is None:
-        return error(404, "Watcher not found")
-    if watcher.device_id != device.id:
-        return error(403, "Watcher is not pinned to this device")
-    if watcher.status != "active":
-        return error(409, "Watcher is not active")
+    refused = refuse_run_now(watcher, device, "Watcher")
+    if refused is not None:
+        return refused
+    assert watcher is not None
     if not watcher.agent_id:
         return error(409, "Watcher has no agent assigned")
     run, created = state.enqueue_manual(watcher)
-    return Response.json(
-        200,
-        {
-            "run_id": run.id,
-            "status": run.status,
-            "already_queued": not created,
-            "queued_at": iso(state.now()),
-        },
-    )
+    return run_now_answer(state, run, already_queued=not created)
 
 
 def manage_watchers(

@@ -115,7 +115,8 @@ def heartbeat(state: DevState, caller: Caller, request: Request) -> Response:
 
 
 def complete_generic(state: DevState, caller: Caller, request: Request) -> Response:
-    """POST /api/workers/complete: the other lanes' completion (`status`, `error_message`)."""
+    """POST /api/workers/complete and /complete-action: the other run types' completion
+    (`status`, `error_message`; `/complete-action` takes `error`, its answer is inferred)."""
     checked = body_and_run_id(state, caller, request)
     if isinstance(checked, Response):
         return checked
@@ -123,7 +124,7 @@ def complete_generic(state: DevState, caller: Caller, request: Request) -> Respo
     run = state.find_run(run_id)
     if run is not None:
         run.status = "failed" if body.get("status") == "failed" else "completed"
-        run.error = opt_text(body.get("error_message"))
+        run.error = opt_text(body.get("error_message") or body.get("error"))
         run.completed_at = state.now()
         run.completions_committed += 1
     return Response.json(200, {"success": True})
