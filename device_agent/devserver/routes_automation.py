@@ -128,6 +128,8 @@ def long_poll_seconds(state: DevState, request: Request, response: Response) -> 
         return 0.0
     if isinstance(wait, bool) or not isinstance(wait, int | float) or wait <= 0:
         return 0.0
+    # Inferred: what a real server does above 25 s is not known ("may be
+    # refused"); the dev server holds 25 s at most.
     return float(min(wait, MAX_WAIT_SECONDS))
 
 
@@ -140,25 +142,24 @@ def is_idle(response: Response) -> bool:
 
 def claim_payload(state: DevState, run: RunRecord) -> dict[str, Any]:
     automation = state.find_automation(run.automation_id or 0)
+    if automation is None:  # automations are never deleted: a dev-server bug
+        raise LookupError(f"automation run {run.id} has no automation")
     approved = copy.deepcopy(run.approved_input)
     context: dict[str, Any] = {
         "device": {"worker_id": run.device_id},
         "user": {"user_id": state.user.id},
     }
-    if automation is not None and automation.agent_id:
+    if automation.agent_id:
         context["agent_session"] = _agent_session(state, run)
     return {
         "automation": {
-            "id": str(run.automation_id),
-            "name": automation.name if automation else None,
-            "slug": automation.slug if automation else None,
-            "agent_kind": trimmed(approved.get("agent_kind"))
-            or (automation.agent_kind if automation else None),
-            "execution_config": copy.deepcopy(automation.execution_config) if automation else None,
-            "prompt": automation.prompt if automation else None,
-            "extraction_schema": copy.deepcopy(automation.extraction_schema)
-            if automation
-            else None,
+            "id": str(automation.id),
+            "name": automation.name,
+            "slug": automation.slug,
+            "agent_kind": trimmed(approved.get("agent_kind")) or automation.agent_kind,
+            "execution_config": copy.deepcopy(automation.execution_config),
+            "prompt": automation.prompt,
+            "extraction_schema": copy.deepcopy(automation.extraction_schema),
         },
         "event": {"trigger_event_id": None, "fired_at": iso(run.created_at), "payload": approved},
         "context": context,

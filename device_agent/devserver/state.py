@@ -366,6 +366,7 @@ class DevState:
         payload: Any = None,
         *,
         watcher_id: int | None = None,
+        automation_id: int | None = None,
     ) -> int:
         """Queue a run whose poll answer carries exactly `payload` (malformed-payload tests).
 
@@ -374,6 +375,8 @@ class DevState:
         to this device. `watcher_id` is the run's own column, independent of the
         payload: the default 0 names no watcher, so such runs never hit the
         duplicate-window 500 (docs/protocol.md, "What a real server does").
+        `automation_id` is the column an automation run's exit report needs
+        (without it, the report gets the real server's 500).
         """
         with self.lock:
             device = self.ensure_device(pinned_worker_id)
@@ -389,6 +392,7 @@ class DevState:
             )
             run.raw = True
             run.raw_payload = copy.deepcopy(payload)
+            run.automation_id = automation_id
             return run.id
 
     def cancel_run(self, run_id: int) -> None:

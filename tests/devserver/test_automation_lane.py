@@ -410,3 +410,21 @@ def test_runs_of_other_types_are_failed_through_their_own_routes(
     )
     assert action.json() == generic.json() == {"success": True}
     assert {state.run(r).status for r in raw_runs.values()} == {"failed"}
+
+
+def test_a_raw_automation_run_reports_like_a_real_one_once_it_names_its_automation(
+    state: DevState, client: httpx.Client
+) -> None:
+    automation = int(add_automation(state))
+    named = state.queue_raw_run(WORKER, "automation", {"automation": 7}, automation_id=automation)
+    orphan = state.queue_raw_run(WORKER, "automation", {"automation": None})
+    assert poll(client).json()["payload"] == {"automation": 7}  # verbatim
+    assert report(client, named, error="bad payload") == {"ok": True, "status": "failed"}
+    poll(client)
+    answer = client.post(
+        f"/api/workers/me/runs/{orphan}/complete-automation", json={"worker_id": WORKER}
+    )
+    assert (answer.status_code, answer.json()) == (
+        500,
+        {"error": "Automation run missing automation_id"},
+    )
