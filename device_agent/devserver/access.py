@@ -16,7 +16,6 @@ from device_agent.devserver.state import (
     DevState,
     RunRecord,
     WatcherRecord,
-    iso,
 )
 from device_agent.devserver.wire import (
     INVALID_BODY,
@@ -158,18 +157,6 @@ def refuse_run_now(
     if record.status != "active":
         return error(409, f"{noun} is not active")
     return None
-
-
-def run_now_answer(state: DevState, run: RunRecord, *, already_queued: bool) -> Response:
-    return Response.json(
-        200,
-        {
-            "run_id": run.id,
-            "status": run.status,
-            "already_queued": already_queued,
-            "queued_at": iso(state.now()),  # the time of the answer, as on a real server
-        },
-    )
 
 
 def check_device_binding(

@@ -20,7 +20,6 @@ from device_agent.devserver.access import (
     check_device_binding,
     refuse_run_now,
     report_for_run,
-    run_now_answer,
 )
 from device_agent.devserver.http import Request, Response
 from device_agent.devserver.state import DeviceRecord, DevState, RunRecord, iso
@@ -31,6 +30,7 @@ from device_agent.devserver.wire import (
     json_object,
     opt_text,
     path_id,
+    run_now_answer,
     trimmed,
 )
 
@@ -384,7 +384,7 @@ def trigger(
     active = state.active_run_of_automation(automation.id)
     run = active or state.find_run(state.queue_automation_run(automation.id, "manual"))
     assert run is not None
-    return run_now_answer(state, run, already_queued=active is not None)
+    return run_now_answer(run, state.now(), already_queued=active is not None)
 
 
 # ========================================================== MCP stand-in

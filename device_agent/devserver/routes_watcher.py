@@ -14,7 +14,6 @@ from device_agent.devserver.access import (
     check_device_binding,
     refuse_run_now,
     report_for_run,
-    run_now_answer,
 )
 from device_agent.devserver.http import Request, Response
 from device_agent.devserver.state import DevState, RunRecord, WatcherRecord, iso
@@ -32,6 +31,7 @@ from device_agent.devserver.wire import (
     opt_text,
     parses_as_time,
     path_id,
+    run_now_answer,
     trimmed,
 )
 
@@ -217,7 +217,7 @@ def trigger(state: DevState, caller: Caller, request: Request, *, watcher_id_tex
     if not watcher.agent_id:
         return error(409, "Watcher has no agent assigned")
     run, created = state.enqueue_manual(watcher)
-    return run_now_answer(state, run, already_queued=not created)
+    return run_now_answer(run, state.now(), already_queued=not created)
 
 
 def manage_watchers(

@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any, Final
 
 from device_agent.devserver.http import Request, Response
-from device_agent.devserver.state import TokenRecord
+from device_agent.devserver.state import RunRecord, TokenRecord, iso
 
 INVALID_BODY: Final = "Invalid or missing JSON body"
 NOT_IN_PROGRESS: Final = "Run is not in progress"
@@ -166,3 +166,16 @@ def trimmed(value: Any) -> str | None:
 
 def has_nul(value: Any) -> bool:
     return isinstance(value, str) and "\x00" in value
+
+
+def run_now_answer(run: RunRecord, now: float, *, already_queued: bool) -> Response:
+    """What both lanes' "Run now" answer: the run and whether it was queued already."""
+    return Response.json(
+        200,
+        {
+            "run_id": run.id,
+            "status": run.status,
+            "already_queued": already_queued,
+            "queued_at": iso(now),  # the time of the answer, as on a real server
+        },
+    )
