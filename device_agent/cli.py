@@ -179,8 +179,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def cmd_dev_server(args: argparse.Namespace) -> int:
-    devserver.run_from_arguments(args)
-    return ExitCode.OK
+    return devserver.run_from_arguments(args)
 
 
 def cmd_login(args: argparse.Namespace) -> int:

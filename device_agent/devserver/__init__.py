@@ -36,6 +36,7 @@ import contextlib
 import ipaddress
 import platform
 import socket
+import sys
 import threading
 from collections.abc import Iterator
 from types import TracebackType
@@ -263,20 +264,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def run_from_arguments(args: argparse.Namespace) -> None:
-    """Run the server the parsed `add_arguments` flags describe, until Ctrl-C."""
+def run_from_arguments(args: argparse.Namespace) -> int:
+    """Run the server the parsed `add_arguments` flags describe, until Ctrl-C.
+
+    Returns the exit status: 0 after Ctrl-C, 1 when it cannot listen.
+    """
     state = DevState(lane=args.lane, warmup_seconds=args.warmup_seconds)
     state.min_app_version = args.min_app_version
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(
-            serve_forever(
-                args.host,
-                args.port,
-                seed_demo=not args.no_seed,
-                worker_id=args.worker_id,
-                state=state,
-            )
+    serving = serve_forever(
+        args.host, args.port, seed_demo=not args.no_seed, worker_id=args.worker_id, state=state
+    )
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(serving)
+    except (ValueError, OSError) as exc:
+        print(
+            f"dev server: cannot listen on {args.host}:{args.port}: {exc}."
+            " Use a loopback --host and a free --port (0 picks one).",
+            file=sys.stderr,
         )
+        return 1
+    return 0
 
 
 async def serve_forever(

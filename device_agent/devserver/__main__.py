@@ -7,11 +7,11 @@ import argparse
 from device_agent.devserver import add_arguments, run_from_arguments
 
 
-def main(argv: list[str] | None = None) -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="A Lobu-compatible local server.")
     add_arguments(parser)
-    run_from_arguments(parser.parse_args(argv))
+    return run_from_arguments(parser.parse_args(argv))
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

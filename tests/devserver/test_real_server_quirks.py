@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from device_agent.devserver import DevServer, DevState, add_arguments
+from device_agent.devserver import DevServer, DevState, add_arguments, run_from_arguments
 from device_agent.devserver.routes_watcher import DUPLICATE_WINDOW
 
 from .support import WID, add_watcher, claim, client_for, complete, poll, wait_for
@@ -104,3 +104,14 @@ def test_the_flags_parse_with_their_old_spelling_and_the_new_ones() -> None:
     )
     with pytest.raises(SystemExit):
         parser.parse_args(["--lane", "behaviors"])
+
+
+def test_a_server_that_cannot_listen_says_why_and_exits_1(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    assert run_from_arguments(parser.parse_args(["--host", "10.0.0.1"])) == 1
+    assert "only binds loopback addresses" in capsys.readouterr().err

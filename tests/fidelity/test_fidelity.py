@@ -104,7 +104,7 @@ class Replay:
 
     def _abandon_a_poll(self, request: dict[str, Any]) -> None:
         """A poll whose client gives up while the server holds it, as the step's note says."""
-        self.state.faults.add(Fault(route="poll", kind="delay", seconds=1.0))
+        self.state.faults.add(Fault(route="poll", kind="delay", seconds=2.0))
         queued = self.last_queued
         assert queued is not None
         client = httpx.Client(base_url=self.server.url, timeout=0.3)
