@@ -14,7 +14,7 @@ from pathlib import Path
 
 from device_agent import __version__
 from device_agent.commands import fail
-from device_agent.commands.demo import cmd_demo, cmd_dev_server
+from device_agent.commands.demo import add_dev_server_arguments, cmd_demo, cmd_dev_server
 from device_agent.commands.doctor import cmd_doctor
 from device_agent.commands.history import cmd_history
 from device_agent.commands.login import cmd_login, cmd_logout
@@ -86,10 +86,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.set_defaults(handler=cmd_demo)
 
     dev = sub.add_parser("dev-server", help="a Lobu-compatible server on loopback, for experiments")
-    dev.add_argument("--host", default="127.0.0.1")
-    dev.add_argument("--port", type=int, default=8787)
-    dev.add_argument("--no-seed", action="store_true", help="start without sample watchers")
-    dev.add_argument("--worker-id", dest="worker_id", help="pin the sample watchers to this id")
+    add_dev_server_arguments(dev)
     dev.set_defaults(handler=cmd_dev_server)
 
     login = sub.add_parser("login", parents=[common], help="store a token in the OS keyring")

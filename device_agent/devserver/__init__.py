@@ -1,9 +1,10 @@
-"""A Lobu-compatible local server for the watcher lane, for tests and for playing.
+"""A Lobu-compatible local server, for tests, the demo and experiments.
 
 `DevServer` ties the pieces together: `state` (what the server knows),
-`routes` (how each endpoint answers, check for check like a real Lobu
-server), `faults` (failures on demand) and `http` (the wire). It binds
-loopback only: it has unauthenticated admin routes under `/_dev/`.
+`routes` and its `routes_*` modules (how each endpoint answers, check for
+check like a real Lobu server), `faults` (failures on demand) and `http`
+(the wire). It binds loopback only: it has unauthenticated helper routes
+under `/_dev/` (see `dev_routes`).
 
     state = DevState(create_checkin_watcher=False)
     token = state.add_token()
@@ -12,22 +13,30 @@ loopback only: it has unauthenticated admin routes under `/_dev/`.
     async with DevServer(state) as server:
         ...  # point the agent at server.url with `token`
 
-Where it knowingly differs from a real Lobu server:
+`DevState(lane="watcher")` (the default) answers like Lobu 1.6.0, whose
+recorded answers `tests/fidelity` replays against it; `lane="automation"`
+serves the automation lane of current Lobu servers.
+
+Where it deliberately differs from a real Lobu server (and nowhere else):
 - a request without Authorization gets 401 unless `DevState(allow_anonymous=True)`
-  (a real local server trusts it as an anonymous worker, §11.2);
+  (a real local server trusts it as an anonymous worker that may touch any run);
 - one user and one organization; no scheduler (runs are queued by tests,
-  the trigger routes or `/_dev`); tokens never expire;
-- the reaper's "never heartbeated" message and the `manage_watchers` error
-  texts are inferred, not observed.
+  the trigger routes or `/_dev`), so scheduled runs exist only when queued;
+- no warm-up unless asked (`warmup_seconds`, `--warmup-seconds`, `/_dev/warmup`),
+  so a test that does not care about it stays fast;
+- the MCP server is a stand-in that runs no code (`routes_automation.mcp`);
+- texts never observed on a real server are marked "inferred" where they are made.
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import ipaddress
 import platform
 import socket
+import sys
 import threading
 from collections.abc import Iterator
 from types import TracebackType
@@ -46,6 +55,7 @@ __all__ = [
     "FaultRoute",
     "RequestLog",
     "RunRecord",
+    "run_from_arguments",
     "serve_forever",
 ]
 
@@ -93,6 +103,8 @@ class DevServer:
 
     async def start(self) -> None:
         await self._http.start()
+        self.state.public_url = self.url
+        self.state.start_warmup()  # a (re)start is a boot: polls wait for the warm-up
         self._reaper = asyncio.create_task(self._reap_forever())
 
     async def stop(self) -> None:
@@ -170,7 +182,7 @@ class DevServer:
 
 
 def default_worker_id() -> str:
-    """`<platform>:<short-hostname>`, the shape PROTOCOL §1 suggests for a device."""
+    """`<platform>:<short-hostname>`, the shape docs/protocol.md, "Identities", suggests."""
     system = {"Darwin": "macos", "Linux": "linux", "Windows": "windows"}.get(
         platform.system(), platform.system().lower() or "unknown"
     )
@@ -199,6 +211,48 @@ def seed_demo_watchers(state: DevState, worker_id: str) -> list[str]:
     return [digest, notify]
 
 
+def seed_demo_automations(state: DevState, worker_id: str) -> list[str]:
+    """The automation-lane sample: one automation with an agent, one run queued."""
+    digest = state.add_automation(
+        "List the five most recently modified files in the current directory and say what changed.",
+        name="Recent changes",
+        slug="recent-changes",
+        pinned_worker_id=worker_id,
+        execution_config={"timeout_seconds": 120},
+    )
+    state.queue_automation_run(digest, dispatch_source="manual")
+    return [digest]
+
+
+def seed_demo_runs(state: DevState, worker_id: str) -> list[str]:
+    if state.lane == "automation":
+        return seed_demo_automations(state, worker_id)
+    return seed_demo_watchers(state, worker_id)
+
+
+def run_from_arguments(args: argparse.Namespace) -> int:
+    """Run the server the parsed `device-agent dev-server` flags describe, until Ctrl-C.
+
+    Returns the exit status: 0 after Ctrl-C, 1 when it cannot listen.
+    """
+    state = DevState(lane=args.lane, warmup_seconds=args.warmup_seconds)
+    state.min_app_version = args.min_app_version
+    serving = serve_forever(
+        args.host, args.port, seed_demo=not args.no_seed, worker_id=args.worker_id, state=state
+    )
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            asyncio.run(serving)
+    except (ValueError, OSError) as exc:
+        print(
+            f"dev server: cannot listen on {args.host}:{args.port}: {exc}."
+            " Use a loopback --host and a free --port (0 picks one).",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
+
+
 async def serve_forever(
     host: str = "127.0.0.1",
     port: int = 8787,
@@ -211,9 +265,9 @@ async def serve_forever(
     state = state if state is not None else DevState()
     token = state.add_token()
     if seed_demo:
-        seed_demo_watchers(state, worker_id or default_worker_id())
+        seed_demo_runs(state, worker_id or default_worker_id())
     async with DevServer(state, host=host, port=port) as server:
-        print(f"device-agent dev server (Lobu watcher lane) listening on {server.url}")
+        print(f"device-agent dev server (Lobu {state.lane} lane) listening on {server.url}")
         print(f"token: {token}")
         print(f"state: {server.url}/_dev/state")
         print(

@@ -1,11 +1,9 @@
-"""The dev server over real loopback HTTP: every answer as PROTOCOL.md has it."""
+"""The dev server over real loopback HTTP: every answer as docs/protocol.md has it."""
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -14,96 +12,18 @@ import pytest
 from device_agent.devserver import DevServer, DevState, Fault, serve_forever
 from device_agent.devserver.state import NEVER_HEARTBEAT_ERROR, SILENT_HEARTBEAT_ERROR
 
-WID = "linux:box"
-T0 = datetime(2025, 6, 15, 12, 30, tzinfo=UTC).timestamp()
-
-
-class FakeClock:
-    def __init__(self, now: float = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def state(clock: FakeClock) -> DevState:
-    return DevState(create_checkin_watcher=False, clock=clock)
-
-
-@pytest.fixture
-def server(state: DevState) -> Iterator[DevServer]:
-    with DevServer(state).running_in_thread() as running:
-        yield running
-
-
-@pytest.fixture
-def token(state: DevState) -> str:
-    return state.add_token()
-
-
-@pytest.fixture
-def client(server: DevServer, token: str) -> Iterator[httpx.Client]:
-    with _client(server, token) as http:
-        yield http
-
-
-def _client(server: DevServer, token: str | None) -> httpx.Client:
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
-    return httpx.Client(base_url=server.url, headers=headers, timeout=5.0)
-
-
-def poll(client: httpx.Client, worker_id: str = WID, **extra: Any) -> httpx.Response:
-    body: dict[str, Any] = {"worker_id": worker_id, "platform": "linux", "app_version": "0.1.0"}
-    body |= {"label": "box", "capabilities": {}, **extra}
-    return client.post("/api/workers/poll", json=body)
-
-
-def heartbeat(client: httpx.Client, run_id: int, worker_id: str = WID) -> httpx.Response:
-    return client.post("/api/workers/heartbeat", json={"run_id": run_id, "worker_id": worker_id})
-
-
-def complete(client: httpx.Client, run_id: int | str, **body: Any) -> httpx.Response:
-    report = {
-        "worker_id": WID,
-        "output": "all good",
-        "error": None,
-        "duration_ms": 1234,
-        "exit_code": 0,
-        "exit_signal": None,
-        "exit_reason": "ok",
-    } | body
-    return client.post(f"/api/workers/me/runs/{run_id}/complete-watcher", json=report)
-
-
-def add_watcher(state: DevState, worker_id: str = WID, **kwargs: Any) -> str:
-    return state.add_watcher(
-        "Summarise my inbox", name="Inbox digest", pinned_worker_id=worker_id, **kwargs
-    )
-
-
-def claim(state: DevState, client: httpx.Client, **queue: Any) -> int:
-    run_id = state.queue_run(add_watcher(state), **queue)
-    answer = poll(client)
-    assert answer.json()["run_id"] == run_id
-    return run_id
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 3.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.01)
-
+from .support import (
+    T0,
+    WID,
+    FakeClock,
+    add_watcher,
+    claim,
+    client_for,
+    complete,
+    heartbeat,
+    poll,
+    wait_for,
+)
 
 # ================================================================== poll
 
@@ -128,7 +48,7 @@ def test_poll_claims_one_run_with_the_watcher_payload(
     assert watcher == {
         "id": wid,
         "name": "Inbox digest",
-        "slug": None,
+        "slug": "inbox-digest",  # derived from the name, as a real server does
         "agent_kind": "claude-code",
         "notification_channel": "both",
         "notification_priority": "normal",
@@ -141,10 +61,10 @@ def test_poll_claims_one_run_with_the_watcher_payload(
     assert event["payload"] == {
         "watcher_id": int(wid),
         "agent_id": "default",
-        "window_start": "2025-06-15T12:00:00.000Z",
-        "window_end": "2025-06-15T13:00:00.000Z",
+        "window_start": "2025-06-15T00:00:00.000Z",  # unscheduled: 7-day periods
+        "window_end": "2025-06-22T00:00:00.000Z",
         "dispatch_source": "scheduled",
-        "version_id": None,
+        "version_id": 1,
         "device_worker_id": device.id,
         "agent_kind": "claude-code",
         "kind": "knowledge",
@@ -181,27 +101,27 @@ def test_poll_rejects_bad_bodies(client: httpx.Client) -> None:
 
 
 def test_unknown_or_missing_token_gets_401(server: DevServer) -> None:
-    with _client(server, "owl_pat_nope") as http:
+    with client_for(server, "owl_pat_nope") as http:
         answer = poll(http)
     assert answer.status_code == 401
     assert answer.json() == {
         "error": "invalid_token",
         "error_description": "Invalid or expired access token",
     }
-    with _client(server, None) as http:
+    with client_for(server, None) as http:
         assert poll(http).status_code == 401
         assert http.get("/api/me/devices").status_code == 401
 
 
 def test_token_without_worker_scope_gets_403(state: DevState, server: DevServer) -> None:
-    with _client(server, state.add_token("profile:read mcp:read")) as http:
+    with client_for(server, state.add_token("profile:read mcp:read")) as http:
         answer = poll(http)
     assert answer.status_code == 403
     assert answer.json() == {"error": "Worker token missing device_worker:run scope"}
 
 
 def test_bound_token_must_poll_as_its_worker(state: DevState, server: DevServer) -> None:
-    with _client(server, state.add_token(bound_worker_id=WID)) as http:
+    with client_for(server, state.add_token(bound_worker_id=WID)) as http:
         mismatch = poll(http, worker_id="linux:other")
         assert poll(http).status_code == 200
     assert mismatch.status_code == 403
@@ -225,7 +145,7 @@ def test_platform_is_fixed_by_the_first_poll(state: DevState, client: httpx.Clie
 
 def test_first_poll_of_a_new_device_creates_the_checkin_watcher() -> None:
     state = DevState()  # create_checkin_watcher defaults to True
-    with DevServer(state).running_in_thread() as live, _client(live, state.add_token()) as http:
+    with DevServer(state).running_in_thread() as live, client_for(live, state.add_token()) as http:
         assert poll(http).json() == {"next_poll_seconds": 10}
         poll(http)
     (watcher,) = state.watchers()
@@ -397,7 +317,7 @@ def test_completion_rejections(state: DevState, client: httpx.Client, server: De
     assert complete(client, run_id, worker_id="").status_code == 400
     bad_body = client.post(f"/api/workers/me/runs/{run_id}/complete-watcher", content=b"[")
     assert bad_body.json() == {"error": "Invalid or missing JSON body"}
-    with _client(server, state.add_token(bound_worker_id="linux:elsewhere")) as bound:
+    with client_for(server, state.add_token(bound_worker_id="linux:elsewhere")) as bound:
         mismatch = complete(bound, run_id)
     assert mismatch.status_code == 403
     assert mismatch.json()["error"] == "worker_id_mismatch"
@@ -430,12 +350,12 @@ def test_raw_payload_is_handed_out_verbatim(state: DevState, client: httpx.Clien
 def test_anonymous_local_server_mode_trusts_requests_without_a_token(clock: FakeClock) -> None:
     state = DevState(create_checkin_watcher=False, allow_anonymous=True, clock=clock)
     with DevServer(state).running_in_thread() as live:
-        with _client(live, state.add_token()) as http:
+        with client_for(live, state.add_token()) as http:
             run_id = claim(state, http)
             assert complete(http, run_id).status_code == 200
-        with _client(live, None) as anonymous:
+        with client_for(live, None) as anonymous:
             again = complete(anonymous, run_id)
-    # §11.1: only an anonymous caller ever sees `idempotent: true`.
+    # A real server: only an anonymous caller ever sees `idempotent: true`.
     assert again.json() == {"ok": True, "status": "completed", "idempotent": True}
 
 
@@ -452,9 +372,9 @@ def test_trigger_errors(state: DevState, server: DevServer, client: httpx.Client
     paused = add_watcher(state, active=False)
     agentless = add_watcher(state, agent_id=None)
     assert trigger(client, mine) == (403, "Token is not bound to a device worker")
-    with _client(server, state.add_token(bound_worker_id="linux:new")) as unpolled:
+    with client_for(server, state.add_token(bound_worker_id="linux:new")) as unpolled:
         assert trigger(unpolled, mine) == (404, "Device not registered yet — poll first")
-    with _client(server, state.add_token(bound_worker_id=WID)) as bound:
+    with client_for(server, state.add_token(bound_worker_id=WID)) as bound:
         assert trigger(bound, "999") == (404, "Watcher not found")
         assert trigger(bound, elsewhere) == (403, "Watcher is not pinned to this device")
         assert trigger(bound, paused) == (409, "Watcher is not active")
@@ -464,7 +384,7 @@ def test_trigger_errors(state: DevState, server: DevServer, client: httpx.Client
 
 def test_trigger_queues_a_manual_run_once(state: DevState, server: DevServer) -> None:
     wid = add_watcher(state)
-    with _client(server, state.add_token(bound_worker_id=WID)) as bound:
+    with client_for(server, state.add_token(bound_worker_id=WID)) as bound:
         url = f"/api/workers/me/watchers/{wid}/trigger"
         first = bound.post(url).json()
         again = bound.post(url).json()
@@ -482,7 +402,7 @@ def test_trigger_queues_a_manual_run_once(state: DevState, server: DevServer) ->
     approved = claimed["payload"]["event"]["payload"]
     assert approved["dispatch_source"] == "manual"
     assert (approved["window_start"], approved["window_end"]) == (
-        "2025-06-14T00:00:00.000Z",
+        "2025-06-08T00:00:00.000Z",  # the last full 7-day period of an unscheduled watcher
         "2025-06-15T00:00:00.000Z",
     )
     assert while_running["run_id"] == first["run_id"]
@@ -506,7 +426,10 @@ def test_manage_watchers_trigger_works_with_unbound_tokens(
         "status": "pending",
     }
     assert client.post("/api/nope/manage_watchers", json=body).status_code == 404
-    assert client.post("/api/dev/manage_watchers", json={"action": "trigger"}).status_code == 404
+    unknown = client.post("/api/dev/manage_watchers", json={"action": "trigger"})
+    assert (unknown.status_code, unknown.json()) == (400, {"error": "Watcher None not found."})
+    other = client.post("/api/dev/manage_watchers", json={"action": "trigger", "watcher_id": "99"})
+    assert (other.status_code, other.json()) == (400, {"error": "Watcher 99 not found."})
 
 
 # ======================================================== user & devices
@@ -535,7 +458,7 @@ def test_local_init_needs_the_client_header_and_mints_a_new_pat_each_call(
         "user",
         "organization",
     }
-    with _client(server, first["device_token"]) as http:
+    with client_for(server, first["device_token"]) as http:
         assert poll(http).status_code == 200
 
 
@@ -559,7 +482,7 @@ def test_mint_child_token_binds_a_new_pat_to_the_worker(
         "/api/me/devices/mint-child-token", json={"platform": "headless", "worker_id": WID}
     ).json()
     assert minted["worker_id"] == WID
-    with _client(server, minted["access_token"]) as bound:
+    with client_for(server, minted["access_token"]) as bound:
         assert poll(bound, worker_id="linux:else").json()["error"] == "worker_id_mismatch"
         assert bound.post(f"/api/workers/me/watchers/{wid}/trigger").status_code == 200
 
@@ -570,7 +493,13 @@ def test_unknown_routes(client: httpx.Client) -> None:
         assert answer.status_code == 403
         assert answer.json() == {"error": "Endpoint not available to user-scoped workers"}
     assert client.get("/api/nothing-here").status_code == 404
-    assert client.get("/api/workers/poll").status_code == 404
+
+
+def test_get_of_the_poll_route_answers_the_api_index(client: httpx.Client) -> None:
+    answer = client.get("/api/workers/poll")
+    assert answer.status_code == 200
+    assert set(answer.json()) == {"status", "mcp_endpoint", "health", "openapi"}
+    assert answer.json()["status"] == "ok"
 
 
 # =============================================================== reaper
@@ -600,7 +529,7 @@ def test_reaper_gives_unheartbeated_runs_the_long_timeout(
         create_checkin_watcher=False, heartbeat_timeout=3, unheartbeated_timeout=60, clock=clock
     )
     run_id = state.queue_run(add_watcher(state))
-    with DevServer(state).running_in_thread() as live, _client(live, state.add_token()) as http:
+    with DevServer(state).running_in_thread() as live, client_for(live, state.add_token()) as http:
         poll(http)
         clock.advance(30)
         poll(http)
@@ -614,7 +543,7 @@ def test_background_reaper_runs_without_requests(clock: FakeClock) -> None:
     state = DevState(create_checkin_watcher=False, heartbeat_timeout=1, clock=clock)
     run_id = state.queue_run(add_watcher(state))
     server = DevServer(state, reap_interval=0.02)
-    with server.running_in_thread() as live, _client(live, state.add_token()) as http:
+    with server.running_in_thread() as live, client_for(live, state.add_token()) as http:
         poll(http)
         heartbeat(http, run_id)
         clock.advance(2)
@@ -789,26 +718,58 @@ def test_connection_close_is_honoured(state: DevState, server: DevServer, token:
     assert second.status_code == 200
 
 
-def test_manual_window_is_the_previous_utc_day(state: DevState, clock: FakeClock) -> None:
-    clock.now = datetime(2025, 1, 1, 0, 5, tzinfo=UTC).timestamp()
-    start, end = state.previous_day_window()
-    assert (start, end) == ("2024-12-31T00:00:00.000Z", "2025-01-01T00:00:00.000Z")
-    assert datetime.fromisoformat(end) - datetime.fromisoformat(start) == timedelta(days=1)
+def test_manual_windows_of_a_daily_watcher_are_yesterday_then_today(
+    state: DevState, client: httpx.Client
+) -> None:
+    wid = add_watcher(state, schedule="0 9 * * *")
+    first = state.queue_run(wid, dispatch_source="manual")
+    assert (state.run(first).window_start, state.run(first).window_end) == (
+        "2025-06-14T00:00:00.000Z",
+        "2025-06-15T00:00:00.000Z",
+    )
+    poll(client)
+    assert complete(client, first).status_code == 200
+    second = state.queue_run(wid, dispatch_source="manual")
+    assert (state.run(second).window_start, state.run(second).window_end) == (
+        "2025-06-15T00:00:00.000Z",
+        "2025-06-16T00:00:00.000Z",
+    )
 
 
-def test_run_now_twice_in_one_period_hits_the_duplicate_window(
+def test_manual_run_then_the_scheduled_one_hits_the_duplicate_window(
+    state: DevState, client: httpx.Client
+) -> None:
+    wid = add_watcher(state, schedule="0 9 * * *")
+    for _ in range(2):  # yesterday, then today
+        run_id = state.queue_run(wid, dispatch_source="manual")
+        poll(client)
+        assert complete(client, run_id).status_code == 200
+    scheduled = state.queue_run(wid)  # today again
+    poll(client)
+    answer = complete(client, scheduled)
+    assert answer.status_code == 500
+    assert "insight_windows_insight_id_granularity_window_start_key" in answer.json()["error"]
+    assert state.run(scheduled).status == "running"
+
+
+def test_run_now_on_an_unscheduled_watcher_repeats_the_current_week(
     state: DevState, client: httpx.Client
 ) -> None:
     wid = add_watcher(state)
     body = {"action": "trigger", "watcher_id": wid}
-    first = client.post("/api/dev/manage_watchers", json=body).json()["run_id"]
-    poll(client)
-    assert complete(client, first).status_code == 200
-    second = client.post("/api/dev/manage_watchers", json=body).json()["run_id"]
-    assert second != first
-    poll(client)
-    assert complete(client, second).status_code == 500
-    assert state.run(second).window_start == state.run(first).window_start
+    starts = []
+    for _ in range(3):
+        run_id = client.post("/api/dev/manage_watchers", json=body).json()["run_id"]
+        poll(client)
+        starts.append(state.run(run_id).window_start)
+        last = complete(client, run_id)
+    # the last full week, then the week starting today (in the future), then that week again
+    assert starts == [
+        "2025-06-08T00:00:00.000Z",
+        "2025-06-15T00:00:00.000Z",
+        "2025-06-15T00:00:00.000Z",
+    ]
+    assert last.status_code == 500
 
 
 def test_raw_runs_without_a_window_never_collide(state: DevState, client: httpx.Client) -> None:

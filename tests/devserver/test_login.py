@@ -1,0 +1,193 @@
+"""Login on the dev server: the OAuth device flow, local-init, child tokens."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from device_agent.devserver import DevServer, DevState
+from device_agent.devserver.oauth import DEVICE_CODE_GRANT
+
+from .support import WID, FakeClock, client_for, poll
+
+SCOPE = "device_worker:run mcp:read mcp:write profile:read"
+
+
+@pytest.fixture
+def anonymous(server: DevServer) -> Iterator[httpx.Client]:
+    with client_for(server, None) as http:
+        yield http
+
+
+def register(http: httpx.Client) -> str:
+    answer = http.post(
+        "/oauth/register",
+        json={
+            "client_name": "device-agent",
+            "grant_types": [DEVICE_CODE_GRANT, "refresh_token"],
+            "token_endpoint_auth_method": "none",
+            "scope": SCOPE,
+        },
+    )
+    assert answer.status_code == 201
+    client_id: str = answer.json()["client_id"]
+    return client_id
+
+
+def start_flow(http: httpx.Client) -> tuple[str, dict[str, Any]]:
+    client_id = register(http)
+    answer = http.post("/oauth/device_authorization", json={"client_id": client_id, "scope": SCOPE})
+    assert answer.status_code == 200
+    return client_id, answer.json()
+
+
+def poll_token(http: httpx.Client, client_id: str, device_code: str) -> httpx.Response:
+    body = {"grant_type": DEVICE_CODE_GRANT, "device_code": device_code, "client_id": client_id}
+    return http.post("/oauth/token", json=body)
+
+
+def test_discovery_names_only_real_endpoints(anonymous: httpx.Client, server: DevServer) -> None:
+    meta = anonymous.get("/.well-known/oauth-authorization-server").json()
+    assert meta["device_authorization_endpoint"] == f"{server.url}/oauth/device_authorization"
+    assert meta["token_endpoint"] == f"{server.url}/oauth/token"
+    assert meta["registration_endpoint"] == f"{server.url}/oauth/register"
+    assert meta["revocation_endpoint"] == f"{server.url}/oauth/revoke"
+
+
+def test_device_flow_pending_slow_down_then_tokens(
+    anonymous: httpx.Client, server: DevServer, clock: FakeClock
+) -> None:
+    client_id, flow = start_flow(anonymous)
+    assert (flow["expires_in"], flow["interval"]) == (900, 5)
+    assert flow["verification_uri"] == f"{server.url}/oauth/device"
+    assert flow["verification_uri_complete"].endswith(f"?user_code={flow['user_code']}")
+
+    pending = poll_token(anonymous, client_id, flow["device_code"])
+    assert (pending.status_code, pending.json()["error"]) == (400, "authorization_pending")
+    too_soon = poll_token(anonymous, client_id, flow["device_code"])
+    assert too_soon.json()["error"] == "slow_down"
+
+    approved = anonymous.post("/_dev/oauth/approve", json={"user_code": flow["user_code"]})
+    assert approved.status_code == 200
+    clock.advance(10)
+    tokens = poll_token(anonymous, client_id, flow["device_code"]).json()
+    assert tokens["token_type"] == "Bearer"
+    assert tokens["expires_in"] == 86400
+    assert tokens["scope"] == SCOPE
+    with client_for(server, tokens["access_token"]) as user:
+        assert poll(user).status_code == 200  # accepted by the worker routes, never bound
+    used = poll_token(anonymous, client_id, flow["device_code"])
+    assert used.json()["error"] == "invalid_grant"  # a device code is exchanged once
+
+
+def test_denied_and_expired_codes(anonymous: httpx.Client, clock: FakeClock) -> None:
+    client_id, denied = start_flow(anonymous)
+    anonymous.post("/_dev/oauth/deny", json={"user_code": denied["user_code"]})
+    assert poll_token(anonymous, client_id, denied["device_code"]).json() == {
+        "error": "access_denied",
+        "error_description": "User denied the authorization request",
+    }
+    late_client, late = start_flow(anonymous)
+    clock.advance(901)
+    assert poll_token(anonymous, late_client, late["device_code"]).json() == {
+        "error": "expired_token",
+        "error_description": "Device code has expired",
+    }
+
+
+def test_the_verification_page_approves_a_code(anonymous: httpx.Client, clock: FakeClock) -> None:
+    client_id, flow = start_flow(anonymous)
+    page = anonymous.get("/oauth/device", params={"user_code": flow["user_code"]})
+    assert flow["user_code"] in page.text
+    form = {"user_code": flow["user_code"].lower(), "action": "approve"}
+    assert anonymous.post("/oauth/device", data=form).status_code == 200
+    assert "access_token" in poll_token(anonymous, client_id, flow["device_code"]).json()
+
+
+def test_refresh_rotates_the_refresh_token(
+    anonymous: httpx.Client, server: DevServer, clock: FakeClock
+) -> None:
+    client_id, flow = start_flow(anonymous)
+    anonymous.post("/_dev/oauth/approve", json={"user_code": flow["user_code"]})
+    first = poll_token(anonymous, client_id, flow["device_code"]).json()
+
+    body = {"grant_type": "refresh_token", "client_id": client_id}
+    second = anonymous.post("/oauth/token", json=body | {"refresh_token": first["refresh_token"]})
+    replayed = anonymous.post("/oauth/token", json=body | {"refresh_token": first["refresh_token"]})
+
+    assert second.status_code == 200
+    assert second.json()["refresh_token"] != first["refresh_token"]
+    assert replayed.json() == {
+        "error": "invalid_grant",
+        "error_description": "Invalid or expired refresh token",
+    }
+    clock.advance(86401)  # access tokens live 24 h
+    with client_for(server, second.json()["access_token"]) as expired:
+        assert poll(expired).status_code == 401
+
+
+def test_revocation_kills_an_access_token(anonymous: httpx.Client, server: DevServer) -> None:
+    client_id, flow = start_flow(anonymous)
+    anonymous.post("/_dev/oauth/approve", json={"user_code": flow["user_code"]})
+    tokens = poll_token(anonymous, client_id, flow["device_code"]).json()
+    revoked = anonymous.post(
+        "/oauth/revoke", json={"token": tokens["access_token"], "client_id": client_id}
+    )
+    assert revoked.status_code == 200
+    with client_for(server, tokens["access_token"]) as dead:
+        assert poll(dead).status_code == 401
+
+
+def test_unknown_clients_and_grants_are_refused(anonymous: httpx.Client) -> None:
+    unknown = anonymous.post("/oauth/device_authorization", json={"client_id": "nope"})
+    assert unknown.json() == {"error": "invalid_client", "error_description": "Unknown client_id"}
+    code_only = anonymous.post(
+        "/oauth/register", json={"client_name": "web", "grant_types": ["authorization_code"]}
+    ).json()["client_id"]
+    refused = anonymous.post("/oauth/device_authorization", json={"client_id": code_only})
+    assert refused.json()["error"] == "unauthorized_client"
+    odd = anonymous.post("/oauth/token", json={"grant_type": "password"})
+    assert odd.json()["error"] == "unsupported_grant_type"
+
+
+def test_child_token_is_bound_expires_in_90_days_and_a_re_mint_revokes_it(
+    state: DevState, server: DevServer, client: httpx.Client
+) -> None:
+    poll(client)  # the device exists
+    minted = client.post(
+        "/api/me/devices/mint-child-token",
+        json={"platform": "headless", "worker_id": "headless:box", "label": "box"},
+        headers={"X-Lobu-Client": "device-agent"},
+    ).json()
+    assert minted["worker_id"] == "headless:box"
+    assert minted["expires_at"] == "2025-09-13T12:30:00.000Z"  # T0 + 90 days
+    child = minted["access_token"]
+    with client_for(server, child) as device:
+        mismatch = poll(device)  # body worker_id is WID, the token is bound to headless:box
+        assert mismatch.json() == {
+            "error": "worker_id_mismatch",
+            "error_description": "this token is bound to worker_id 'headless:box'",
+        }
+        assert poll(device, worker_id="headless:box", platform="headless").status_code == 200
+        again = device.post(
+            "/api/me/devices/mint-child-token",
+            json={"platform": "headless", "worker_id": "headless:box"},
+        ).json()
+        assert poll(device, worker_id="headless:box", platform="headless").status_code == 401
+    with client_for(server, again["access_token"]) as renewed:
+        assert poll(renewed, worker_id="headless:box", platform="headless").status_code == 200
+        other = renewed.post(
+            "/api/me/devices/mint-child-token", json={"platform": "headless", "worker_id": WID}
+        )
+        assert other.json()["error"] == "insufficient_scope"
+
+
+def test_devices_list_names_the_organization(client: httpx.Client) -> None:
+    poll(client)
+    devices = client.get("/api/me/devices").json()["devices"]
+    assert [d["worker_id"] for d in devices] == [WID]
+    assert devices[0]["organization_slug"] == "dev"
+    assert devices[0]["online"] is True
