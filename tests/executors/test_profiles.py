@@ -11,7 +11,17 @@ from device_agent.profiles import ProfileError, check_profiles, load_profiles
 from device_agent.readers import JsonlReader, JsonReader
 from tests.executors.conftest import Bench, live_members
 
-SHIPPED = {"claude-code", "codex", "gemini", "opencode", "pi", "agy", "command", "demo"}
+SHIPPED = {
+    "claude-code",
+    "codex",
+    "gemini",
+    "opencode",
+    "pi",
+    "agy",
+    "command",
+    "demo",
+    "demo-automation",
+}
 
 
 def test_shipped_profiles_load() -> None:
