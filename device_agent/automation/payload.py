@@ -49,7 +49,7 @@ class AgentSession:
     mcp_url: str
     token: str = field(repr=False)
     conversation_id: str | None = None
-    expires_at: str | None = None
+    expires_at: str | float | None = None  # upstream's schema says a number; PROTOCOL an ISO time
     resume_session_id: str | None = None
 
 
@@ -192,7 +192,7 @@ def _session(value: object) -> AgentSession:
         mcp_url=url,
         token=_credential(raw.get("token"), f"{where}.token", show=False),
         conversation_id=_optional_id(raw.get("conversation_id"), f"{where}.conversation_id"),
-        expires_at=_text(raw, "expires_at", where),
+        expires_at=_expiry(raw.get("expires_at"), f"{where}.expires_at"),
         resume_session_id=_text(raw, "resume_session_id", where),
     )
 
@@ -226,6 +226,14 @@ def _credential(value: object, where: str, *, show: bool = True) -> str:
     if has_unstorable(value) or any(c in value for c in "\r\n"):
         raise PayloadError(f"{where} contains characters that cannot be sent in a request")
     return value
+
+
+def _expiry(value: object, where: str) -> str | float | None:
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
+        return value
+    raise PayloadError(f"{where} must be a time (string or number), got {_preview(value)}")
 
 
 def _kind(raw: Mapping[str, Any], where: str) -> str | None:

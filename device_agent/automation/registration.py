@@ -9,6 +9,7 @@ field is harmless to a watcher-era server (unknown capabilities are dropped,
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
@@ -20,6 +21,9 @@ CAPABILITIES: Final[Mapping[str, bool]] = {"automations.execute": True}
 BACKEND_CAPACITY: Final[Mapping[str, int]] = {"compiled_connector": 0}
 MAX_WAIT_SECONDS: Final = 25  # current servers hold at most this long and do not clamp
 MAX_CAPACITY: Final = 1024
+# The only app_version shape a server with a version floor accepts; anything
+# else is refused as if it were too old.
+_WIRE_VERSION: Final = re.compile(r"\d+\.\d+\.\d+(?:\.\d+)?")
 
 # Executor profile name -> the agent_kind servers use. Profiles not listed
 # (demo, command) run only runs routed to them by name, and are not advertised.
@@ -36,6 +40,14 @@ AGENT_KINDS: Final[Mapping[str, str]] = {
 def device_platform(system: str = sys.platform) -> str:
     """`macos` on a Mac, `headless` elsewhere: `linux` would get no capability at all."""
     return "macos" if system == "darwin" else "headless"
+
+
+def wire_version(version: str) -> str:
+    """`version` as plain dotted numbers: "1.4.0rc1" and "1.4.0.dev3+g12ab" become "1.4.0"."""
+    if _WIRE_VERSION.fullmatch(version):
+        return version
+    match = re.match(r"\d+\.\d+\.\d+", version)
+    return match.group(0) if match else "0.0.0"
 
 
 def poll_body(
@@ -59,7 +71,7 @@ def poll_body(
     return {
         "worker_id": worker_id,
         "platform": platform or device_platform(),
-        "app_version": app_version,
+        "app_version": wire_version(app_version),
         "label": label,
         "capabilities": dict(CAPABILITIES),
         "backend_capacity": dict(BACKEND_CAPACITY),

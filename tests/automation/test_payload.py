@@ -63,6 +63,12 @@ def test_numbers_for_ids_and_nulls_for_optional_fields_are_accepted() -> None:
     assert run.agent_kind == "claude-code"  # from approved_input when the automation has none
 
 
+def test_session_expiry_may_be_a_number_as_in_the_upstream_schema() -> None:
+    run = parse_automation_run(claim({"context.agent_session.expires_at": 1796022000000}))
+    assert run.context.agent_session is not None
+    assert run.context.agent_session.expires_at == 1796022000000
+
+
 def test_missing_optional_parts_are_accepted() -> None:
     run = parse_automation_run(
         claim(
@@ -121,6 +127,7 @@ def test_an_event_turn_is_recognised() -> None:
         ({"context.agent_session.token": 12345}, "payload.context.agent_session.token"),
         ({"context.agent_session.token": "a\r\nX-Evil: 1"}, "payload.context.agent_session.token"),
         ({"context.agent_session.token": "tok\ud800"}, "payload.context.agent_session.token"),
+        ({"context.agent_session.expires_at": [1]}, "payload.context.agent_session.expires_at"),
     ],
 )
 def test_each_unusable_field_fails_with_its_name(changes: dict[str, Any], named: str) -> None:

@@ -103,15 +103,30 @@ def test_profiles_without_a_server_kind_are_not_advertised(tmp_path: Path) -> No
 
 
 def test_platform_mismatch_says_what_to_do() -> None:
-    message = platform_mismatch_message("headless", "platform is fixed as linux")
-    assert "platform is fixed as linux" in message
+    message = platform_mismatch_message("headless", "worker is bound to platform 'linux'")
+    assert "worker is bound to platform 'linux'" in message
     assert "'linux'" in message
     assert "DEVICE_AGENT_WORKER_ID" in message
 
 
 def test_upgrade_required_shows_the_servers_text() -> None:
-    message = upgrade_required_message("Update the headless worker to 1.8.0 or later")
-    assert message.startswith(
-        "The server requires a newer device-agent: Update the headless worker to 1.8.0 or later"
+    # The text lobu-ai/lobu client-version-floor.ts sends to a headless worker.
+    text = "Update the headless worker to continue (this server requires a newer version)"
+    assert upgrade_required_message(text).startswith(
+        f"The server requires a newer device-agent: {text}"
     )
     assert upgrade_required_message().startswith("The server requires a newer device-agent.")
+
+
+@pytest.mark.parametrize(
+    ("version", "sent"),
+    [
+        ("0.1.0", "0.1.0"),
+        ("1.2.3.4", "1.2.3.4"),
+        ("1.4.0rc1", "1.4.0"),
+        ("1.4.0.dev3+g12ab", "1.4.0"),
+        ("nightly", "0.0.0"),
+    ],
+)
+def test_app_version_is_sent_as_plain_dotted_numbers(version: str, sent: str) -> None:
+    assert body(app_version=version)["app_version"] == sent
