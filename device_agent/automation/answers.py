@@ -198,6 +198,21 @@ def local_failure_body(
     }
 
 
+def interrupted_round_body(*, worker_id: str, finalize_attempt: int) -> dict[str, Any]:
+    """The report for a round the journal shows started but never reported (agent restart).
+
+    The round is not run again: its CLI may have done half the work, or even
+    completed the window; the server decides from this crash report.
+    """
+    return local_failure_body(
+        f"the device agent stopped while round {finalize_attempt} of this run was running "
+        "(crash or restart); the round was not run again",
+        worker_id=worker_id,
+        finalize_attempt=finalize_attempt,
+        exit_reason="crash",
+    )
+
+
 def _tail(text: str, limit: int) -> str:
     # Replace first, then cut: a cut never splits anything once surrogates are gone.
     return storable(text)[-limit:]

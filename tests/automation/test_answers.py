@@ -16,6 +16,7 @@ from device_agent.automation.answers import (
     GiveUp,
     Resume,
     exit_report_body,
+    interrupted_round_body,
     local_failure_body,
     read_answer,
 )
@@ -299,3 +300,11 @@ def test_a_round_that_never_ran_is_reported_as_a_local_failure() -> None:
         "exit_reason": "error_message",
         "finalize_attempt": 3,
     }
+
+
+def test_a_round_cut_short_by_a_restart_is_reported_as_a_crash_once_not_rerun() -> None:
+    body = interrupted_round_body(worker_id="w", finalize_attempt=2)
+    assert body["exit_reason"] == "crash"
+    assert body["finalize_attempt"] == 2
+    assert body["error"].startswith("the device agent stopped while round 2 of this run")
+    assert "not run again" in body["error"]
