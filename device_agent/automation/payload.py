@@ -105,11 +105,12 @@ class AutomationRun:
 
     @property
     def agent_kind(self) -> str | None:
-        """The automation's kind, else the one in approved_input; None = the device's default."""
-        if self.automation.agent_kind:
-            return self.automation.agent_kind
-        kind = self.event.approved_input.get("agent_kind")
-        return kind if isinstance(kind, str) and kind else None
+        """The automation's kind; None means the device's default agent.
+
+        Unlike the watcher lane, approved_input's `agent_kind` is not consulted:
+        the upstream daemon reads only the automation's.
+        """
+        return self.automation.agent_kind
 
     @property
     def secrets(self) -> tuple[str, ...]:

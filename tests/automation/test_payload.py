@@ -60,7 +60,7 @@ def test_numbers_for_ids_and_nulls_for_optional_fields_are_accepted() -> None:
     assert run.context.agent_session is None
     assert run.context.user_id == "9"
     assert run.secrets == ()
-    assert run.agent_kind == "claude-code"  # from approved_input when the automation has none
+    assert run.agent_kind is None  # the device's default, even though approved_input names one
 
 
 def test_session_expiry_may_be_a_number_as_in_the_upstream_schema() -> None:
