@@ -34,7 +34,6 @@ from device_agent.protocol import (
 )
 from device_agent.textsafe import has_unstorable, storable
 
-RUN_TYPE: Final = "automation"
 MAX_RUN_ID: Final = 2**63 - 1
 
 
@@ -110,7 +109,7 @@ class AutomationRun:
         Unlike the watcher lane, approved_input's `agent_kind` is not consulted:
         the upstream daemon reads only the automation's.
         """
-        return self.automation.agent_kind
+        return self.automation.agent_kind or None
 
     @property
     def secrets(self) -> tuple[str, ...]:
@@ -241,7 +240,7 @@ def _kind(raw: Mapping[str, Any], where: str) -> str | None:
     kind = _optional_str(raw, "agent_kind", where)
     if kind is not None and has_unstorable(kind):
         raise PayloadError(f"{where}.agent_kind contains NUL or a lone surrogate: {_preview(kind)}")
-    return kind or None
+    return kind
 
 
 def _text(raw: Mapping[str, Any], key: str, where: str) -> str | None:

@@ -193,6 +193,12 @@ def test_name_falls_back_to_slug_then_id(changes: dict[str, Any], shown: str) ->
     assert f"\n---\nAutomation: {shown}\nEvent payload" in prompt
 
 
+def test_an_empty_agent_kind_stays_in_the_envelope_as_upstream_writes_it() -> None:
+    run = run_of({"automation.agent_kind": ""})
+    assert '"slug": "inbox-triage",\n    "agent_kind": ""\n  },' in build_automation_prompt(run)
+    assert run.agent_kind is None  # and means the device's default
+
+
 def test_absent_name_and_slug_are_left_out_of_the_envelope() -> None:
     prompt = build_automation_prompt(
         run_of({"automation.name": None, "automation.slug": None, "automation.agent_kind": None})
