@@ -113,9 +113,9 @@ def platform_mismatch_message(sent: str, server_text: str | None = None) -> str:
         "Older device-agent versions registered as 'linux', which current Lobu servers never "
         "hand automation runs to. Fix: give this install a new identity, either by setting "
         "DEVICE_AGENT_WORKER_ID to a new value or by deleting the worker_id file in the "
-        "state dir (see `device-agent doctor`), then start again; remove the old device in "
-        "Lobu's device settings. A device token bound to the old worker_id needs a new "
-        "`device-agent login` too."
+        "state dir (see `device-agent doctor`), then start again; the old device can then be "
+        "removed on Lobu's Devices page. A device token bound to the old worker_id needs a "
+        "new `device-agent login` too."
     )
 
 
