@@ -160,9 +160,9 @@ def test_missing_binary(bench: Bench) -> None:
 
 def test_unknown_agent_kind_fails_without_raising(bench: Bench) -> None:
     executor = bench.executor()
-    assert not executor.has_profile("pi")
-    result = bench.run("pi", executor=executor)
-    assert result.error == "no local agent executor configured for agent_kind='pi'"
+    assert not executor.has_profile("aider")
+    result = bench.run("aider", executor=executor)
+    assert result.error == "no local agent executor configured for agent_kind='aider'"
 
 
 # ------------------------------------------------------------ prompt modes

@@ -13,7 +13,17 @@ from device_agent.readers import JsonlReader, JsonReader
 from tests.executors.conftest import Bench
 from tests.helpers import live_members
 
-SHIPPED = {"claude-code", "codex", "gemini", "opencode", "command", "demo"}
+SHIPPED = {
+    "claude-code",
+    "codex",
+    "gemini",
+    "opencode",
+    "pi",
+    "agy",
+    "command",
+    "demo",
+    "demo-automation",
+}
 
 
 def test_shipped_profiles_load() -> None:
@@ -22,7 +32,8 @@ def test_shipped_profiles_load() -> None:
     assert {name for name, p in profiles.items() if not p.configured} == {"command"}
     assert isinstance(profiles["claude-code"].reader, JsonReader)
     assert isinstance(profiles["codex"].reader, JsonlReader)
-    assert all(p.prompt == "stdin" for p in profiles.values())
+    # agy's only documented headless form takes the prompt as the -p value.
+    assert {name for name, p in profiles.items() if p.prompt != "stdin"} == {"agy"}
 
 
 def test_a_user_profile_replaces_the_shipped_one(bench: Bench) -> None:
@@ -37,10 +48,10 @@ def test_a_user_profile_replaces_the_shipped_one(bench: Bench) -> None:
 
 
 def test_a_user_can_add_a_new_kind(bench: Bench) -> None:
-    bench.install("echo_prompt", "pi")
-    bench.profile("pi", 'binary = "pi"\n')
-    assert bench.executor().has_profile("pi")
-    assert bench.run("pi", prompt="x").output == "[stdin] x"
+    bench.install("echo_prompt", "aider")
+    bench.profile("aider", 'binary = "aider"\n')
+    assert bench.executor().has_profile("aider")
+    assert bench.run("aider", prompt="x").output == "[stdin] x"
 
 
 BROKEN = [

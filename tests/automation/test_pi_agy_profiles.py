@@ -1,0 +1,119 @@
+"""The pi and agy executor profiles against fakes of their print modes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from device_agent.profiles import load_profiles
+from tests.executors.conftest import TOKEN, Bench
+
+SAMPLE_CONFIG = {
+    "model": "m1",
+    "max_budget_usd": 2,
+    "permission_mode": "bypassPermissions",
+    "effort": "high",
+    "timeout_seconds": 120,
+}
+BYPASS_FLAGS = ("--dangerously-skip-permissions", "--yolo", "yolo", "--auto")
+
+
+@pytest.fixture
+def bench(tmp_path: Path) -> Bench:
+    return Bench(tmp_path)
+
+
+# ---------------------------------------------------------------------- pi
+
+
+def test_pi_success_is_its_text_answer(bench: Bench) -> None:
+    bench.install("pi")
+    result = bench.run("pi")
+    assert result.exit_reason == "ok"
+    assert result.error is None
+    assert result.output.strip() == "Pi did: Summarize what changed."
+    assert bench.reported()["prompt"].startswith("Summarize what changed.")  # on stdin
+
+
+def test_pi_argv_maps_model_and_effort_and_ignores_the_rest(bench: Bench) -> None:
+    bench.install("pi")
+    result = bench.run("pi", config=SAMPLE_CONFIG, mcp=False)
+    assert result.exit_reason == "ok"
+    assert bench.reported()["argv"][1:] == [
+        "-p",
+        "--no-session",
+        "--tools",
+        "read,bash,edit,write",
+        "--model",
+        "m1",
+        "--thinking",
+        "high",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("mode", "said"),
+    [
+        ("no_api_key", "No API key found for the selected model."),
+        ("model_error", "429 rate_limit_error"),
+    ],
+)
+def test_pi_failure_is_its_stderr_and_exit_status(bench: Bench, mode: str, said: str) -> None:
+    bench.install("pi")
+    result = bench.run("pi", mode=mode)
+    assert result.exit_code == 1
+    assert result.exit_reason == "error_message"
+    assert result.error is not None
+    assert said in result.error
+
+
+# --------------------------------------------------------------------- agy
+
+
+def test_agy_success_with_the_prompt_as_the_p_value(bench: Bench) -> None:
+    bench.install("agy")
+    result = bench.run("agy")
+    assert result.exit_reason == "ok"
+    assert result.output.strip() == "agy did: Summarize what changed."
+    assert bench.reported()["argv"][1:3] == [
+        "-p",
+        "Summarize what changed.\n\n---\n\nWatcher: Daily digest\n",
+    ]
+
+
+def test_agy_argv_maps_model_and_effort(bench: Bench) -> None:
+    bench.install("agy")
+    result = bench.run("agy", config=SAMPLE_CONFIG, mcp=False)
+    assert result.exit_reason == "ok"
+    assert bench.reported()["argv"][3:] == ["--model", "m1", "--effort", "high"]
+
+
+def test_agy_failure_is_its_stderr_and_exit_status(bench: Bench) -> None:
+    bench.install("agy")
+    result = bench.run("agy", mode="error")
+    assert result.exit_code == 1
+    assert result.exit_reason == "error_message"
+    assert result.error is not None
+    assert "not signed in" in result.error
+
+
+# ----------------------------------------------------------------- both
+
+
+@pytest.mark.parametrize("kind", ["pi", "agy"])
+def test_no_permission_bypass_even_when_the_server_asks_for_one(bench: Bench, kind: str) -> None:
+    bench.install(kind)
+    bench.run(kind, config=SAMPLE_CONFIG)
+    argv = bench.reported()["argv"]
+    assert not set(argv) & set(BYPASS_FLAGS)
+    assert TOKEN not in " ".join(argv)
+
+
+@pytest.mark.parametrize("kind", ["pi", "agy"])
+def test_the_shipped_profile_has_no_bypass_anywhere(kind: str) -> None:
+    profile = load_profiles()[kind]
+    text = profile.source.read_text(encoding="utf-8")
+    flags = [line for line in text.splitlines() if not line.lstrip().startswith("#")]
+    assert not any(flag in line for line in flags for flag in BYPASS_FLAGS)
+    assert "permission_mode" not in profile.options

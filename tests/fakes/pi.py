@@ -1,0 +1,58 @@
+"""Fake `pi -p` (pi-coding-agent 0.73.1), print mode, text output.
+
+Success: the assistant's text on stdout, exit 0. Failures as the real CLI
+prints them: a message on stderr and exit 1 — no API key (seen on the real
+CLI with an empty HOME), or a model error ending the turn (`stopReason:
+"error"` prints its errorMessage). An unknown thinking level is only a
+warning, as on the real CLI.
+
+FAKE_MODE: success | no_api_key | model_error
+"""
+
+import os
+import sys
+
+from _report import option, report
+
+NO_API_KEY = (
+    "No API key found for the selected model.\n"
+    "\n"
+    "Use /login to log into a provider via OAuth or API key. See:\n"
+    "  /usr/lib/node_modules/@mariozechner/pi-coding-agent/docs/providers.md\n"
+    "  /usr/lib/node_modules/@mariozechner/pi-coding-agent/docs/models.md\n"
+)
+LEVELS = ("off", "minimal", "low", "medium", "high", "xhigh")
+
+
+def main():
+    args = sys.argv[1:]
+    if args in (["--version"], ["-v"]):
+        print("0.73.1")
+        return 0
+    if "-p" not in args and "--print" not in args:
+        print("fake pi: only print mode (-p) is faked", file=sys.stderr)
+        return 2
+    thinking = option(args, "--thinking")
+    if thinking is not None and thinking not in LEVELS:
+        print(
+            f'Warning: Invalid thinking level "{thinking}". Valid values: {", ".join(LEVELS)}',
+            file=sys.stderr,
+        )
+    # pi reads piped stdin as the message; positional words would be appended.
+    prompt = sys.stdin.read()
+    report(prompt=prompt)
+    mode = os.environ.get("FAKE_MODE", "success")
+    if mode == "no_api_key":
+        sys.stderr.write(NO_API_KEY)
+        return 1
+    if mode == "model_error":
+        message = "429 rate_limit_error: Number of request tokens has exceeded your rate limit"
+        print(message, file=sys.stderr)
+        return 1
+    first_line = prompt.strip().splitlines()[0] if prompt.strip() else ""
+    print(f"Pi did: {first_line}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
