@@ -1,60 +1,64 @@
-"""Where the token lives: the OS keyring (service "device-agent", user = server URL).
+"""The token the agent uses: DEVICE_AGENT_TOKEN, else the stored one (keyring or 0600 file).
 
-`DEVICE_AGENT_TOKEN` overrides the keyring for headless machines and CI. The
-token is never written to a config file, a log line or a child's argv.
-Keyring calls can block (D-Bus, a macOS keychain prompt), so the agent makes
-them off the event loop.
+Where a token is stored is `device_agent.auth.store`; how one is obtained is `device_agent.auth`.
+The token is never written to a config file, a log line or a child's argv. Keyring calls can block
+(D-Bus, a macOS keychain prompt), so the agent makes them off the event loop.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Final
-
-import keyring
-import keyring.errors
+import os
+from pathlib import Path
 
 from device_agent import logs
+from device_agent.auth.store import KEYRING_SERVICE, PAT, Credential, StoreError, TokenStore
 from device_agent.dispatcher import TokenSource
-from device_agent.settings import ENV_TOKEN, Settings
+from device_agent.settings import ENV_TOKEN, Paths, Settings
 
-KEYRING_SERVICE: Final = "device-agent"
+__all__ = [
+    "KEYRING_SERVICE",
+    "CredentialError",
+    "Tokens",
+    "check_token_shape",
+    "delete_token",
+    "describe_token_home",
+    "load_credential",
+    "read_token",
+    "resolve_token",
+    "store_token",
+    "token_store",
+]
 
 
 class CredentialError(Exception):
-    """No usable token, or the keyring failed; the message says what to do."""
+    """No usable token; the message says what to do."""
 
 
-def _keyring_problem(exc: Exception) -> CredentialError:
-    return CredentialError(
-        f"the OS keyring is not usable here ({type(exc).__name__}: {exc}); on a headless machine "
-        f"set {ENV_TOKEN} in the service's environment instead"
-    )
+def token_store(settings: Settings) -> TokenStore:
+    return TokenStore(settings.paths.state_dir, settings.origin)
 
 
-def read_keyring(server: str) -> str | None:
-    try:
-        return keyring.get_password(KEYRING_SERVICE, server)
-    except keyring.errors.KeyringError as exc:
-        raise _keyring_problem(exc) from None
+def _default_store(server: str, state_dir: Path | None) -> TokenStore:
+    return TokenStore(state_dir or Paths.resolve(os.environ).state_dir, server)
 
 
-def store_token(server: str, token: str) -> None:
+def store_token(server: str, token: str, *, state_dir: Path | None = None) -> str:
+    """Keep a pasted token (binding unknown); return where it went."""
     check_token_shape(token)
+    logs.redactor.add(token)
     try:
-        keyring.set_password(KEYRING_SERVICE, server, token)
-    except keyring.errors.KeyringError as exc:
-        raise _keyring_problem(exc) from None
+        return _default_store(server, state_dir).save(Credential(token=token, kind=PAT))
+    except StoreError as exc:
+        raise CredentialError(str(exc)) from None
 
 
-def delete_token(server: str) -> bool:
+def delete_token(server: str, *, state_dir: Path | None = None) -> bool:
+    """Remove every stored copy; True when there was one."""
     try:
-        keyring.delete_password(KEYRING_SERVICE, server)
-    except keyring.errors.PasswordDeleteError:
-        return False
-    except keyring.errors.KeyringError as exc:
-        raise _keyring_problem(exc) from None
-    return True
+        return bool(_default_store(server, state_dir).remove())
+    except StoreError as exc:
+        raise CredentialError(str(exc)) from None
 
 
 def check_token_shape(token: str) -> None:
@@ -66,23 +70,48 @@ def check_token_shape(token: str) -> None:
         )
 
 
-def resolve_token(settings: Settings) -> str:
-    """The token to use: DEVICE_AGENT_TOKEN, else the keyring entry for this server."""
+def load_credential(settings: Settings) -> Credential | None:
+    """The token to use and what is known about it; DEVICE_AGENT_TOKEN wins."""
     if settings.token:
-        check_token_shape(settings.token)
-        return settings.token
-    token = read_keyring(settings.origin)
-    if not token:
+        return Credential(token=settings.token, kind=PAT)
+    try:
+        return token_store(settings).load()
+    except StoreError as exc:
+        raise CredentialError(str(exc)) from None
+
+
+def read_token(settings: Settings) -> str | None:
+    credential = load_credential(settings)
+    return credential.token if credential else None
+
+
+def resolve_token(settings: Settings) -> str:
+    """The token to use: DEVICE_AGENT_TOKEN, else the stored one for this server."""
+    credential = load_credential(settings)
+    if credential is None:
         raise CredentialError(
             f"no token for {settings.origin}: run `device-agent login --server {settings.origin}` "
             f"or set {ENV_TOKEN}"
         )
-    check_token_shape(token)
-    return token
+    if credential.refused:
+        raise CredentialError(
+            f"the server refused this device's token before its expiry: run "
+            f"`device-agent login --server {settings.origin}` again ({credential.refused})"
+        )
+    check_token_shape(credential.token)
+    logs.redactor.add(credential.token)
+    return credential.token
+
+
+def describe_token_home(settings: Settings) -> str:
+    """Where the token comes from, for login, status and doctor."""
+    if settings.token:
+        return f"{ENV_TOKEN} (environment)"
+    return token_store(settings).describe()
 
 
 class Tokens(TokenSource):
-    """The token in use; after a 401 it re-reads the keyring, in case the user logged in again."""
+    """The token in use; after a 401 it re-reads the store, in case of a new login or rotation."""
 
     def __init__(self, settings: Settings, token: str) -> None:
         self._settings = settings
@@ -95,7 +124,7 @@ class Tokens(TokenSource):
         if self._settings.token:  # fixed by the environment: nothing else to try
             return False
         try:
-            stored = await asyncio.to_thread(read_keyring, self._settings.origin)
+            stored = await asyncio.to_thread(read_token, self._settings)
         except CredentialError:
             return False
         if stored and stored != self._token:

@@ -218,7 +218,7 @@ def test_a_new_login_is_picked_up_after_401s(
     from device_agent import credentials
 
     keyring = {"token": "owl_pat_" + "o" * 32}  # revoked: the server does not know it
-    monkeypatch.setattr(credentials, "read_keyring", lambda server: keyring["token"])
+    monkeypatch.setattr(credentials, "read_token", lambda settings: keyring["token"])
     waits: list[float] = []
 
     async def go() -> None:
