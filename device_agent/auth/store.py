@@ -73,7 +73,7 @@ def usable_keyring() -> keyring.backend.KeyringBackend | None:
 
 def keyring_name(backend: keyring.backend.KeyringBackend) -> str:
     name = getattr(backend, "name", "") or type(backend).__name__
-    return str(name).split(" ")[0]
+    return str(name)  # e.g. "SecretService Keyring", "macOS Keyring"
 
 
 class TokenStore:
