@@ -95,8 +95,8 @@ def resolve_token(settings: Settings) -> str:
         )
     if credential.refused:
         raise CredentialError(
-            f"the server refused this device's token before its expiry: run "
-            f"`device-agent login --server {settings.origin}` again ({credential.refused})"
+            f"the server refused this device's token before its expiry ({credential.refused}): "
+            f"log in again with `device-agent login --server {settings.origin}`"
         )
     check_token_shape(credential.token)
     logs.redactor.add(credential.token)

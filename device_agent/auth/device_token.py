@@ -189,7 +189,7 @@ async def maybe_rotate(
                 client, current.token, worker_id=current.worker_id, label=label, now=moment
             )
         except AuthRefused as exc:
-            await asyncio.to_thread(store.mark_refused, str(exc))
+            await asyncio.to_thread(store.mark_refused, "refused by the server while rotating")
             raise AuthRefused(
                 f"the server refused this device's token before its expiry ({exc}); "
                 "it was not replaced: run `device-agent login` again"
