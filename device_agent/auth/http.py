@@ -13,6 +13,8 @@ from typing import Any, Final
 
 import httpx
 
+from device_agent import logs
+
 TIMEOUT_SECONDS: Final = 15.0
 CLIENT_NAME: Final = "device-agent"  # sent as X-Lobu-Client; the lead may make it a setting
 
@@ -103,7 +105,7 @@ def error_text(response: httpx.Response) -> str:
     for key in ("error_description", "error", "message"):
         value = body.get(key)
         if isinstance(value, str) and value:
-            return value[:300]
+            return logs.redactor(value[:300])  # a server may echo what it was sent
     return f"HTTP {response.status_code}"
 
 
