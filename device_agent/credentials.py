@@ -9,9 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from pathlib import Path
 
+import structlog
+
 from device_agent import logs
+from device_agent.auth.device_token import maybe_rotate
+from device_agent.auth.http import Unreachable, account_client
 from device_agent.auth.store import KEYRING_SERVICE, PAT, Credential, StoreError, TokenStore
 from device_agent.dispatcher import TokenSource
 from device_agent.settings import ENV_TOKEN, Paths, Settings
@@ -27,8 +32,12 @@ __all__ = [
     "read_token",
     "resolve_token",
     "store_token",
+    "token_problem",
     "token_store",
 ]
+
+
+_log = structlog.get_logger(__name__)
 
 
 class CredentialError(Exception):
@@ -110,8 +119,19 @@ def describe_token_home(settings: Settings) -> str:
     return token_store(settings).describe()
 
 
+def token_problem(settings: Settings) -> str | None:
+    """Why the stored token cannot be used (for status), or None."""
+    credential = load_credential(settings)
+    if credential is None:
+        return "no token: run `device-agent login`"
+    if credential.refused:
+        return f"log in again: {credential.refused}"
+    return None
+
+
 class Tokens(TokenSource):
-    """The token in use; after a 401 it re-reads the store, in case of a new login or rotation."""
+    """The token in use. After a 401 it re-reads the store, in case of a new login or rotation;
+    `rotate_if_due` re-mints a child token close to its expiry (at start and while idle)."""
 
     def __init__(self, settings: Settings, token: str) -> None:
         self._settings = settings
@@ -124,11 +144,35 @@ class Tokens(TokenSource):
         if self._settings.token:  # fixed by the environment: nothing else to try
             return False
         try:
-            stored = await asyncio.to_thread(read_token, self._settings)
+            stored = await asyncio.to_thread(load_credential, self._settings)
         except CredentialError:
             return False
-        if stored and stored != self._token:
-            logs.redactor.add(stored)
-            self._token = stored
+        if stored and stored.token != self._token:
+            logs.redactor.add(stored.token)
+            self._token = stored.token
             return True
+        if stored and stored.bound and (stored.expires_at or 0) > time.time():
+            # A child token refused before its expiry is not replaced behind the user's back.
+            await asyncio.to_thread(
+                token_store(self._settings).mark_refused, "refused by the server (401)"
+            )
         return False
+
+    async def rotate_if_due(self) -> None:
+        """Re-mint a child token with fewer than 30 days left; the new one is stored first.
+
+        Raises `AuthRefused` when the server refused the token (the user must log in again);
+        an unreachable server keeps the current token and is retried at the next call.
+        """
+        if self._settings.token:
+            return
+        store = token_store(self._settings)
+        try:
+            async with account_client(self._settings.origin) as client:
+                credential = await maybe_rotate(store, client, label=self._settings.label)
+        except Unreachable as exc:
+            _log.warning("token rotation postponed", reason=str(exc))
+            return
+        if credential is not None and credential.token != self._token:
+            logs.redactor.add(credential.token)
+            self._token = credential.token

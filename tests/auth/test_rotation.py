@@ -20,7 +20,7 @@ import pytest
 from device_agent.auth.device_token import DAY, maybe_rotate, needs_rotation
 from device_agent.auth.http import AuthRefused, Unreachable, account_client
 from device_agent.auth.store import CHILD, PAT, Credential, TokenStore
-from device_agent.credentials import CredentialError, resolve_token
+from device_agent.credentials import CredentialError, Tokens, resolve_token, token_problem
 from device_agent.settings import Settings
 
 from .conftest import INVALID_TOKEN, REPO, SERVER, WORKER, Lobu, child_token
@@ -213,3 +213,33 @@ def test_rotation_with_the_server_down_keeps_the_old_token(settings: Settings, l
     with pytest.raises(Unreachable, match="cannot reach"):
         rotate(store)
     assert store.load() == child("owl_pat_" + "o" * 32, 10)
+
+
+# ------------------------------------------------------------- the daemon's view
+
+
+def test_the_daemon_rotates_through_its_tokens_and_uses_the_new_one(
+    settings: Settings, lobu: Lobu
+) -> None:
+    store = TokenStore(settings.paths.state_dir, SERVER)
+    old = "owl_pat_" + "o" * 32
+    store.save(Credential(token=old, kind=CHILD, worker_id=WORKER, expires_at=time.time() + DAY))
+    lobu.minted.append(old)
+    lobu.mint()
+    tokens = Tokens(settings, old)
+    asyncio.run(tokens.rotate_if_due())
+    assert tokens.current() == child_token(2)
+    stored = store.load()
+    assert stored is not None
+    assert stored.token == child_token(2)
+
+
+def test_a_401_on_a_bound_token_before_expiry_flags_it_for_a_new_login(
+    settings: Settings,
+) -> None:
+    store = TokenStore(settings.paths.state_dir, SERVER)
+    token = "owl_pat_" + "o" * 32
+    store.save(Credential(token=token, kind=CHILD, worker_id=WORKER, expires_at=time.time() + DAY))
+    tokens = Tokens(settings, token)
+    assert asyncio.run(tokens.refresh()) is False  # nothing to retry with
+    assert token_problem(settings) == "log in again: refused by the server (401)"
