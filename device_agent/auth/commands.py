@@ -13,7 +13,7 @@ import os
 import sys
 import time
 import webbrowser
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import TextIO
@@ -100,15 +100,20 @@ def login(
     stdin: TextIO | None = None,
     wiring: Wiring | None = None,
 ) -> int:
-    console = console or Console()
-    wiring = wiring or Wiring()
-    try:
-        if options.token_stdin:
-            token = _read_token(stdin or sys.stdin)
-            return asyncio.run(_login_with_token(settings, token, console, wiring))
-        return asyncio.run(_login_and_mint(settings, options, console, wiring))
-    except (AccountError, CredentialError, StoreError) as exc:
-        return _report(exc, console)
+    console, wiring = console or Console(), wiring or Wiring()
+    return _run(console, _login(settings, options, console, wiring, stdin or sys.stdin))
+
+
+async def _login(
+    settings: Settings,
+    options: argparse.Namespace,
+    console: Console,
+    wiring: Wiring,
+    stdin: TextIO,
+) -> int:
+    if options.token_stdin:
+        return await _login_with_token(settings, _read_token(stdin), console, wiring)
+    return await _login_and_mint(settings, options, console, wiring)
 
 
 def _read_token(stdin: TextIO) -> str:
@@ -231,12 +236,8 @@ def logout(
     console: Console | None = None,
     wiring: Wiring | None = None,
 ) -> int:
-    console = console or Console()
-    wiring = wiring or Wiring()
-    try:
-        return asyncio.run(_logout(settings, console, wiring))
-    except (AccountError, StoreError) as exc:
-        return _report(exc, console)
+    console, wiring = console or Console(), wiring or Wiring()
+    return _run(console, _logout(settings, console, wiring))
 
 
 async def _logout(settings: Settings, console: Console, wiring: Wiring) -> int:
@@ -286,12 +287,8 @@ def run_now(
     poke: Poke | None = None,
 ) -> int:
     """`trigger ID [--lane]`: queue a run, print what the server said, poke the agent."""
-    console = console or Console()
-    wiring = wiring or Wiring()
-    try:
-        return asyncio.run(_run_now(settings, options, console, wiring, poke))
-    except (AccountError, CredentialError, StoreError) as exc:
-        return _report(exc, console)
+    console, wiring = console or Console(), wiring or Wiring()
+    return _run(console, _run_now(settings, options, console, wiring, poke))
 
 
 async def _run_now(
@@ -321,10 +318,14 @@ async def _run_now(
     return Exit.OK
 
 
-def _report(exc: Exception, console: Console) -> int:
-    console.fail(str(exc))
-    if isinstance(exc, AccountError):
-        return int(exc.exit_code)
-    if isinstance(exc, CredentialError):
-        return Exit.AUTH
-    return Exit.USAGE  # StoreError: a file in the state dir needs the user's attention
+def _run(console: Console, command: Coroutine[None, None, int]) -> int:
+    """Run one command; a failure the user can fix is one line on stderr and its exit code."""
+    try:
+        return asyncio.run(command)
+    except (AccountError, CredentialError, StoreError) as exc:
+        console.fail(str(exc))
+        if isinstance(exc, AccountError):
+            return int(exc.exit_code)
+        if isinstance(exc, CredentialError):
+            return Exit.AUTH
+        return Exit.USAGE  # StoreError: a file in the state dir needs the user's attention

@@ -100,16 +100,8 @@ async def _trigger_unbound(
             "device, or pin the watcher to this device in the web app",
             Exit.USAGE,
         )
-    response = await send(
-        client,
-        "POST",
-        f"/api/{org_slug}/manage_watchers",
-        bearer=token,
-        json={"action": "trigger", "watcher_id": watcher_id},
-    )
-    if response.status_code != 200:
-        raise _refused(response, "watcher", watcher_id)
-    return _triggered(body_of(response), route="tool proxy")
+    answer = await _manage_watchers(client, token, org_slug, "trigger", watcher_id)
+    return _triggered(answer, route="tool proxy")
 
 
 async def _this_device(client: httpx.AsyncClient, token: str, worker_id: str) -> tuple[str, str]:
@@ -137,16 +129,7 @@ async def _this_device(client: httpx.AsyncClient, token: str, worker_id: str) ->
 async def _pinned_device(
     client: httpx.AsyncClient, token: str, org_slug: str, watcher_id: str
 ) -> str | None:
-    response = await send(
-        client,
-        "POST",
-        f"/api/{org_slug}/manage_watchers",
-        bearer=token,
-        json={"action": "get", "watcher_id": watcher_id},
-    )
-    if response.status_code != 200:
-        raise _refused(response, "watcher", watcher_id)
-    body = body_of(response)
+    body = await _manage_watchers(client, token, org_slug, "get", watcher_id)
     nested = body.get("watcher")
     watcher: dict[str, Any] = nested if isinstance(nested, dict) else body
     pinned = watcher.get("device_worker_id")
@@ -158,6 +141,22 @@ async def _pinned_device(
             Exit.USAGE,
         )
     return pinned if isinstance(pinned, str) else None
+
+
+async def _manage_watchers(
+    client: httpx.AsyncClient, token: str, org_slug: str, action: str, watcher_id: str
+) -> dict[str, Any]:
+    """The server's tool proxy for watchers (the same tool its MCP clients call)."""
+    response = await send(
+        client,
+        "POST",
+        f"/api/{org_slug}/manage_watchers",
+        bearer=token,
+        json={"action": action, "watcher_id": watcher_id},
+    )
+    if response.status_code != 200:
+        raise _refused(response, "watcher", watcher_id)
+    return body_of(response)
 
 
 def _triggered(body: dict[str, Any], *, route: str) -> Triggered:

@@ -191,10 +191,21 @@ def test_a_pasted_token_is_checked_then_stored(
     assert (credential.token, credential.kind) == (pat, PAT)
 
 
-def test_a_pasted_token_the_server_refuses_is_not_stored(
-    settings: Settings, lobu: Lobu, captured: Captured
+@pytest.mark.parametrize(
+    ("answer", "exit_code"),
+    [
+        (httpx.Response(401, json={"error": "invalid_token"}), 3),
+        (httpx.ConnectError("refused"), 4),
+    ],
+)
+def test_a_pasted_token_that_cannot_be_checked_is_not_stored(
+    settings: Settings,
+    lobu: Lobu,
+    captured: Captured,
+    answer: httpx.Response | Exception,
+    exit_code: int,
 ) -> None:
-    lobu.router.get("/api/me/devices").respond(401, json={"error": "invalid_token"})
+    lobu.router.get("/api/me/devices").mock(side_effect=[answer])
     code = commands.login(
         settings,
         options(token_stdin=True),
@@ -202,24 +213,9 @@ def test_a_pasted_token_the_server_refuses_is_not_stored(
         stdin=io.StringIO("owl_pat_" + "n" * 32),
         wiring=lobu.wiring(),
     )
-    assert code == 3
+    assert code == exit_code
     assert "nothing was stored" in captured.err.getvalue()
     assert stored(settings).load() is None
-
-
-def test_a_pasted_token_with_the_server_down_is_exit_4(
-    settings: Settings, lobu: Lobu, captured: Captured
-) -> None:
-    lobu.router.get("/api/me/devices").mock(side_effect=httpx.ConnectError("refused"))
-    code = commands.login(
-        settings,
-        options(token_stdin=True),
-        console=captured.console,
-        stdin=io.StringIO("owl_pat_" + "n" * 32),
-        wiring=lobu.wiring(),
-    )
-    assert code == 4
-    assert "nothing was stored" in captured.err.getvalue()
 
 
 @pytest.mark.usefixtures("no_keyring")

@@ -123,33 +123,31 @@ def test_login_rotation_trigger_and_logout_leave_no_token_in_output_logs_or_file
     assert "Revoked" not in captured.out.getvalue()
 
 
+def mint_failure(bearer: str) -> AccountError:
+    async def go() -> None:
+        async with account_client(SERVER) as client:
+            await mint_child_token(client, bearer, worker_id="w", label="l")
+
+    with pytest.raises(AccountError) as info:
+        asyncio.run(go())
+    return info.value
+
+
 def test_a_server_that_echoes_the_token_does_not_put_it_in_the_error(lobu: Lobu) -> None:
     echoed = f"token {LOCAL_PAT} is not allowed to mint"
     lobu.router.post("/api/me/devices/mint-child-token").respond(
         403, json={"error": "insufficient_scope", "error_description": echoed}
     )
-
-    async def go() -> None:
-        async with account_client(SERVER) as client:
-            await mint_child_token(client, LOCAL_PAT, worker_id="w", label="l")
-
-    with pytest.raises(AccountError) as info:
-        asyncio.run(go())
-    assert LOCAL_PAT not in str(info.value)
-    assert "[REDACTED]" in str(info.value)
+    error = mint_failure(LOCAL_PAT)
+    assert LOCAL_PAT not in str(error)
+    assert "[REDACTED]" in str(error)
 
 
 def test_an_unreachable_server_error_never_carries_the_bearer(lobu: Lobu) -> None:
     lobu.router.post("/api/me/devices/mint-child-token").mock(
         side_effect=httpx.ConnectError(f"failed with Authorization: Bearer {USER_TOKEN}")
     )
-
-    async def go() -> None:
-        async with account_client(SERVER) as client:
-            await mint_child_token(client, USER_TOKEN, worker_id="w", label="l")
-
-    with pytest.raises(AccountError) as info:
-        asyncio.run(go())
-    assert USER_TOKEN not in str(info.value)
-    assert info.value.__cause__ is None
-    assert info.value.__suppress_context__
+    error = mint_failure(USER_TOKEN)
+    assert USER_TOKEN not in str(error)
+    assert error.__cause__ is None
+    assert error.__suppress_context__  # the transport's message (and traceback) is dropped

@@ -44,31 +44,20 @@ def run_now(settings: Settings, lobu: Lobu, captured: Captured, item: str, **kw:
     )
 
 
-def test_bound_token_uses_the_watcher_device_route_and_prints_the_answer(
-    settings: Settings, lobu: Lobu, captured: Captured
+@pytest.mark.parametrize("lane", ["watcher", "automation"])
+def test_bound_token_uses_the_lanes_device_route_and_prints_the_answer(
+    settings: Settings, lobu: Lobu, captured: Captured, lane: str
 ) -> None:
     bound(settings)
-    route = lobu.router.post("/api/workers/me/watchers/7/trigger").respond(
+    route = lobu.router.post(f"/api/workers/me/{lane}s/7/trigger").respond(
         200, json={"run_id": 11, "status": "pending", "already_queued": False, "queued_at": "x"}
     )
-    assert run_now(settings, lobu, captured, "7") == 0, captured.text
+    assert run_now(settings, lobu, captured, "7", lane=lane) == 0, captured.text
     assert route.calls.last.request.headers["authorization"] == f"Bearer {BOUND}"
     assert captured.out.getvalue().splitlines() == [
-        "watcher 7: run 11 queued, server status 'pending'",
+        f"{lane} 7: run 11 queued, server status 'pending'",
         "asked the running agent (PID 4242) to poll now",
     ]
-
-
-def test_bound_token_uses_the_automation_route_for_the_automation_lane(
-    settings: Settings, lobu: Lobu, captured: Captured
-) -> None:
-    bound(settings)
-    route = lobu.router.post("/api/workers/me/automations/3/trigger").respond(
-        200, json={"run_id": 5, "status": "pending", "already_queued": False, "queued_at": "x"}
-    )
-    assert run_now(settings, lobu, captured, "3", lane="automation") == 0
-    assert route.call_count == 1
-    assert "automation 3: run 5 queued" in captured.out.getvalue()
 
 
 def test_already_queued_says_so_instead_of_queuing_again(
@@ -135,15 +124,22 @@ def test_unbound_token_on_a_device_the_server_does_not_know_yet(
     assert "device-agent run --once" in captured.err.getvalue()
 
 
-def test_bound_token_for_a_watcher_pinned_elsewhere_is_explained(
-    settings: Settings, lobu: Lobu, captured: Captured
+@pytest.mark.parametrize(
+    ("error", "hint"),
+    [
+        ("Watcher is not pinned to this device", "pin it to this one in the web app"),
+        ("Endpoint not available to user-scoped workers", "takes the number the web app shows"),
+        ("Device not registered yet — poll first", "device-agent run --once"),
+    ],
+)
+def test_the_device_routes_refusals_come_with_the_fix(
+    settings: Settings, lobu: Lobu, captured: Captured, error: str, hint: str
 ) -> None:
     bound(settings)
-    lobu.router.post("/api/workers/me/watchers/3/trigger").respond(
-        403, json={"error": "Watcher is not pinned to this device"}
-    )
-    assert run_now(settings, lobu, captured, "3") == 2
-    assert "pin it to this one in the web app" in captured.err.getvalue()
+    status = 404 if "poll first" in error else 403
+    lobu.router.post("/api/workers/me/watchers/12/trigger").respond(status, json={"error": error})
+    assert run_now(settings, lobu, captured, "12") == 2
+    assert hint in captured.err.getvalue()
 
 
 @pytest.mark.parametrize("item", ["daily-digest", "Daily digest", "0"])
@@ -156,17 +152,16 @@ def test_a_slug_or_name_gets_a_hint_without_any_request(
     assert lobu.router.calls.call_count == 0
 
 
-def test_the_servers_user_scoped_403_becomes_the_same_hint(
-    settings: Settings, lobu: Lobu, captured: Captured
-) -> None:
-    bound(settings)
-    lobu.router.post("/api/workers/me/watchers/12/trigger").respond(
-        403, json={"error": "Endpoint not available to user-scoped workers"}
-    )
-    assert run_now(settings, lobu, captured, "12") == 2
-    assert "takes the number the web app shows" in captured.err.getvalue()
-
-
 def test_no_token_is_exit_3(settings: Settings, lobu: Lobu, captured: Captured) -> None:
     assert run_now(settings, lobu, captured, "7") == 3
     assert "device-agent login" in captured.err.getvalue()
+
+
+def test_unbound_token_cannot_run_an_automation_now(
+    settings: Settings, lobu: Lobu, captured: Captured
+) -> None:
+    keep(settings, Credential(token=UNBOUND, kind=PAT))
+    lobu.router.post("/api/workers/me/automations/3/trigger").respond(403, json=NOT_BOUND)
+    assert run_now(settings, lobu, captured, "3", lane="automation") == 3
+    assert "run `device-agent login`" in captured.err.getvalue()
+    assert lobu.router.calls.call_count == 1  # no tool-proxy detour for automations
