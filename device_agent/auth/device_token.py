@@ -135,7 +135,7 @@ def worker_id_mismatch(bound_to: str, configured: str) -> str:
     """The fix for a token bound to another worker_id (the server's 403 worker_id_mismatch)."""
     return (
         f"the stored token is bound to worker_id {bound_to!r}, but this device is configured "
-        f"as {configured!r}: set `worker_id = \"{bound_to}\"` in config.toml (or "
+        f'as {configured!r}: set `worker_id = "{bound_to}"` in config.toml (or '
         f"DEVICE_AGENT_WORKER_ID), or run `device-agent login` to mint a token for {configured!r}"
     )
 
@@ -197,4 +197,3 @@ async def maybe_rotate(
         fresh = replace(fresh, org_slug=current.org_slug)
         await asyncio.to_thread(store.save, fresh)  # stored before anyone uses it
         return fresh
-

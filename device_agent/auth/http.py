@@ -121,7 +121,7 @@ def fail(response: httpx.Response, doing: str, *, fix: str) -> AccountError:
             f"{doing} failed: the server redirected to {response.headers.get('location', '?')!r}; "
             "use the final server URL with --server"
         )
-    return AccountError(f"{said}; {fix}")
+    return UsageError(f"{said}; {fix}")
 
 
 def text_field(body: Mapping[str, Any], key: str, doing: str) -> str:

@@ -223,4 +223,3 @@ def _same_origin(url: str, origin: str) -> str:
             "refusing to send credentials there. Check --server"
         )
     return url
-

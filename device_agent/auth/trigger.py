@@ -1,4 +1,4 @@
-""""Run now" that tells the truth: queue a run this device will really receive, and say what the
+"""Run now that tells the truth: queue a run this device will really receive, and say what the
 server answered, never a promise.
 
 See docs/protocol.md, "Run now". A bound token uses the device route of the run's lane, which

@@ -1,4 +1,4 @@
-""" "Run now": the lane's device route with a bound token, the tool proxy only for a watcher pinned
+"""Run now: the lane's device route with a bound token, the tool proxy only for a watcher pinned
 here, and the server's own status printed instead of a promise."""
 
 from __future__ import annotations
