@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import httpx
+import keyring
 import pytest
 
 from device_agent.auth import commands
@@ -65,8 +66,8 @@ def test_logout_with_the_server_down_still_removes_every_copy(
     monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "tests.integration.file_keyring.FileKeyring")
     monkeypatch.setenv("TEST_KEYRING_FILE", str(settings.paths.state_dir.parent / "kr.json"))
     forget_keyring(monkeypatch)
+    keyring.set_password("device-agent", SERVER, TOKEN)  # and one in the keyring now
     store = TokenStore(settings.paths.state_dir, SERVER)
-    store._backend.set_password("device-agent", SERVER, TOKEN)  # type: ignore[union-attr]
     lobu.router.get("/.well-known/oauth-authorization-server").mock(
         side_effect=httpx.ConnectError("down")
     )
