@@ -203,8 +203,9 @@ def has_desktop(env: Mapping[str, str], system: str) -> bool:
 def _settle_worker_id(
     settings: Settings, asked: str, credential: Credential, console: Console
 ) -> int:
-    """The server keeps our worker_id only for a device it already knows as this platform;
-    otherwise it chooses one. Adopt it unless the user configured an id explicitly."""
+    """The server binds our worker_id unless this user already has it on another platform (e.g.
+    polled before as "linux"); then it chooses a fresh one. Adopt that one unless the user
+    configured an id explicitly."""
     bound = credential.worker_id
     if bound is None or bound == asked:
         return Exit.OK

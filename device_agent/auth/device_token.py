@@ -37,7 +37,9 @@ DAY: Final = 86400.0
 ROTATE_WHEN_LEFT: Final = 30 * DAY
 CHILD_LIFETIME: Final = 90 * DAY  # what the server grants when its answer omits expires_at
 LOCK_FILE: Final = "token.lock"
-# The server mints child tokens only for these platforms; a desktop daemon registers as headless.
+# Every server version mints child tokens for "headless" (older ones refuse "macos"), and a
+# terminal daemon is a headless device on any host. The device row keeps this platform, so the
+# agent must poll with it (docs/protocol.md, "Identities").
 MINT_PLATFORM: Final = "headless"
 
 
