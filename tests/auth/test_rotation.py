@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from device_agent.auth.device_token import DAY, maybe_rotate, needs_rotation
+from device_agent.auth.device_token import DAY, maybe_rotate, mint_child_token, needs_rotation
 from device_agent.auth.http import AuthRefused, Unreachable, account_client
 from device_agent.auth.store import CHILD, PAT, Credential, TokenStore
 from device_agent.credentials import CredentialError, Tokens, resolve_token, token_problem
@@ -243,3 +243,21 @@ def test_a_401_on_a_bound_token_before_expiry_flags_it_for_a_new_login(
     tokens = Tokens(settings, token)
     assert asyncio.run(tokens.refresh()) is False  # nothing to retry with
     assert token_problem(settings) == "log in again: refused by the server (401)"
+
+
+@pytest.mark.parametrize("expires_at", [None, "not a date"])
+def test_a_mint_answer_without_a_usable_expiry_counts_90_days(
+    lobu: Lobu, expires_at: str | None
+) -> None:
+    lobu.router.post("/api/me/devices/mint-child-token").respond(
+        200,
+        json={"worker_id": WORKER, "access_token": child_token(1), "expires_at": expires_at},
+    )
+
+    async def go() -> Credential:
+        async with account_client(SERVER) as client:
+            return await mint_child_token(
+                client, "owl_pat_user", worker_id=WORKER, label="l", now=NOW
+            )
+
+    assert asyncio.run(go()).expires_at == NOW + 90 * DAY
