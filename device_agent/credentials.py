@@ -1,60 +1,73 @@
-"""Where the token lives: the OS keyring (service "device-agent", user = server URL).
+"""The token the agent uses: DEVICE_AGENT_TOKEN, else the stored one (keyring or 0600 file).
 
-`DEVICE_AGENT_TOKEN` overrides the keyring for headless machines and CI. The
-token is never written to a config file, a log line or a child's argv.
-Keyring calls can block (D-Bus, a macOS keychain prompt), so the agent makes
-them off the event loop.
+Where a token is stored is `device_agent.auth.store`; how one is obtained is `device_agent.auth`.
+The token is never written to a config file, a log line or a child's argv. Keyring calls can block
+(D-Bus, a macOS keychain prompt), so the agent makes them off the event loop.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import Final
+import os
+import time
+from pathlib import Path
 
-import keyring
-import keyring.errors
+import structlog
 
 from device_agent import logs
-from device_agent.settings import ENV_TOKEN, Settings
+from device_agent.auth.device_token import maybe_rotate
+from device_agent.auth.http import Unreachable, account_client
+from device_agent.auth.store import KEYRING_SERVICE, PAT, Credential, StoreError, TokenStore
+from device_agent.settings import ENV_TOKEN, Paths, Settings
 from device_agent.tokens import TokenSource
 
-KEYRING_SERVICE: Final = "device-agent"
+__all__ = [
+    "KEYRING_SERVICE",
+    "CredentialError",
+    "Tokens",
+    "check_token_shape",
+    "delete_token",
+    "describe_token_home",
+    "load_credential",
+    "read_token",
+    "resolve_token",
+    "store_token",
+    "token_problem",
+    "token_store",
+]
+
+
+_log = structlog.get_logger(__name__)
 
 
 class CredentialError(Exception):
-    """No usable token, or the keyring failed; the message says what to do."""
+    """No usable token; the message says what to do."""
 
 
-def _keyring_problem(exc: Exception) -> CredentialError:
-    return CredentialError(
-        f"the OS keyring is not usable here ({type(exc).__name__}: {exc}); on a headless machine "
-        f"set {ENV_TOKEN} in the service's environment instead"
-    )
+def token_store(settings: Settings) -> TokenStore:
+    return TokenStore(settings.paths.state_dir, settings.origin)
 
 
-def read_keyring(server: str) -> str | None:
-    try:
-        return keyring.get_password(KEYRING_SERVICE, server)
-    except keyring.errors.KeyringError as exc:
-        raise _keyring_problem(exc) from None
+def _default_store(server: str, state_dir: Path | None) -> TokenStore:
+    return TokenStore(state_dir or Paths.resolve(os.environ).state_dir, server)
 
 
-def store_token(server: str, token: str) -> None:
+def store_token(server: str, token: str, *, state_dir: Path | None = None) -> str:
+    """Keep a pasted token (binding unknown); return where it went."""
     check_token_shape(token)
+    logs.redactor.add(token)
     try:
-        keyring.set_password(KEYRING_SERVICE, server, token)
-    except keyring.errors.KeyringError as exc:
-        raise _keyring_problem(exc) from None
+        return _default_store(server, state_dir).save(Credential(token=token, kind=PAT))
+    except StoreError as exc:
+        raise CredentialError(str(exc)) from None
 
 
-def delete_token(server: str) -> bool:
+def delete_token(server: str, *, state_dir: Path | None = None) -> bool:
+    """Remove every stored copy; True when there was one."""
     try:
-        keyring.delete_password(KEYRING_SERVICE, server)
-    except keyring.errors.PasswordDeleteError:
-        return False
-    except keyring.errors.KeyringError as exc:
-        raise _keyring_problem(exc) from None
-    return True
+        return bool(_default_store(server, state_dir).remove())
+    except StoreError as exc:
+        raise CredentialError(str(exc)) from None
 
 
 def check_token_shape(token: str) -> None:
@@ -66,23 +79,59 @@ def check_token_shape(token: str) -> None:
         )
 
 
-def resolve_token(settings: Settings) -> str:
-    """The token to use: DEVICE_AGENT_TOKEN, else the keyring entry for this server."""
+def load_credential(settings: Settings) -> Credential | None:
+    """The token to use and what is known about it; DEVICE_AGENT_TOKEN wins."""
     if settings.token:
-        check_token_shape(settings.token)
-        return settings.token
-    token = read_keyring(settings.origin)
-    if not token:
+        return Credential(token=settings.token, kind=PAT)
+    try:
+        return token_store(settings).load()
+    except StoreError as exc:
+        raise CredentialError(str(exc)) from None
+
+
+def read_token(settings: Settings) -> str | None:
+    credential = load_credential(settings)
+    return credential.token if credential else None
+
+
+def resolve_token(settings: Settings) -> str:
+    """The token to use: DEVICE_AGENT_TOKEN, else the stored one for this server."""
+    credential = load_credential(settings)
+    if credential is None:
         raise CredentialError(
             f"no token for {settings.origin}: run `device-agent login --server {settings.origin}` "
             f"or set {ENV_TOKEN}"
         )
-    check_token_shape(token)
-    return token
+    if credential.refused:
+        raise CredentialError(
+            f"the server refused this device's token before its expiry ({credential.refused}): "
+            f"log in again with `device-agent login --server {settings.origin}`"
+        )
+    check_token_shape(credential.token)
+    logs.redactor.add(credential.token)
+    return credential.token
+
+
+def describe_token_home(settings: Settings) -> str:
+    """Where the token comes from, for login, status and doctor."""
+    if settings.token:
+        return f"{ENV_TOKEN} (environment)"
+    return token_store(settings).describe()
+
+
+def token_problem(settings: Settings) -> str | None:
+    """Why the stored token cannot be used (for status), or None."""
+    credential = load_credential(settings)
+    if credential is None:
+        return "no token: run `device-agent login`"
+    if credential.refused:
+        return f"log in again: {credential.refused}"
+    return None
 
 
 class Tokens(TokenSource):
-    """The token in use; after a 401 it re-reads the keyring, in case the user logged in again."""
+    """The token in use. After a 401 it re-reads the store, in case of a new login or rotation;
+    `rotate_if_due` re-mints a child token close to its expiry (at start and while idle)."""
 
     def __init__(self, settings: Settings, token: str) -> None:
         self._settings = settings
@@ -95,11 +144,35 @@ class Tokens(TokenSource):
         if self._settings.token:  # fixed by the environment: nothing else to try
             return False
         try:
-            stored = await asyncio.to_thread(read_keyring, self._settings.origin)
+            stored = await asyncio.to_thread(load_credential, self._settings)
         except CredentialError:
             return False
-        if stored and stored != self._token:
-            logs.redactor.add(stored)
-            self._token = stored
+        if stored and stored.token != self._token:
+            logs.redactor.add(stored.token)
+            self._token = stored.token
             return True
+        if stored and stored.bound and (stored.expires_at or 0) > time.time():
+            # A child token refused before its expiry is not replaced behind the user's back.
+            await asyncio.to_thread(
+                token_store(self._settings).mark_refused, "refused by the server (401)"
+            )
         return False
+
+    async def rotate_if_due(self) -> None:
+        """Re-mint a child token with fewer than 30 days left; the new one is stored first.
+
+        Raises `AuthRefused` when the server refused the token (the user must log in again);
+        an unreachable server keeps the current token and is retried at the next call.
+        """
+        if self._settings.token:
+            return
+        store = token_store(self._settings)
+        try:
+            async with account_client(self._settings.origin) as client:
+                credential = await maybe_rotate(store, client, label=self._settings.label)
+        except Unreachable as exc:
+            _log.warning("token rotation postponed", reason=str(exc))
+            return
+        if credential is not None and credential.token != self._token:
+            logs.redactor.add(credential.token)
+            self._token = credential.token

@@ -6,10 +6,9 @@ import asyncio
 import os
 from dataclasses import dataclass
 
-import keyring
-
+from device_agent.auth.store import keyring_name, usable_keyring
 from device_agent.client import AnswerKind, LobuClient
-from device_agent.credentials import CredentialError, resolve_token
+from device_agent.credentials import CredentialError, describe_token_home, resolve_token
 from device_agent.errors import ExitCode
 from device_agent.probe import ProfileCheck, check_profiles
 from device_agent.profiles import load_profiles
@@ -79,15 +78,12 @@ def _dirs(settings: Settings) -> Check:
 
 
 def _keyring(settings: Settings) -> Check:
-    backend = keyring.get_keyring()
-    name = f"{type(backend).__module__}.{type(backend).__name__}"
-    if "fail" not in name and "null" not in name:
-        return Check(True, "OS keyring", name)
-    if settings.token:
-        return Check(
-            None, "OS keyring", f"none usable ({name}); not needed: DEVICE_AGENT_TOKEN is set"
-        )
-    return Check(False, "OS keyring", f"none usable ({name}): set DEVICE_AGENT_TOKEN instead")
+    """Where the token lives. No keyring is a setup fact, not a failure: the 0600 file is used."""
+    if settings.server is None:
+        backend = usable_keyring()
+        where = f"OS keyring ({keyring_name(backend)})" if backend else "0600 file in the state dir"
+        return Check(True, "token home", f"{where} (no server configured yet)")
+    return Check(True, "token home", describe_token_home(settings))
 
 
 async def _server(settings: Settings) -> tuple[list[Check], int]:

@@ -212,9 +212,12 @@ def test_a_new_login_is_picked_up_after_401s(
     isolated_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from device_agent import credentials
+    from device_agent.auth.store import Credential
 
     keyring = {"token": "owl_pat_" + "o" * 32}  # revoked: the server does not know it
-    monkeypatch.setattr(credentials, "read_keyring", lambda server: keyring["token"])
+    monkeypatch.setattr(
+        credentials, "load_credential", lambda settings: Credential(token=keyring["token"])
+    )
     state = DevState(create_checkin_watcher=False)
     fresh = state.add_token()
 

@@ -1,0 +1,134 @@
+"""One way to talk to the account/OAuth API: short timeouts, no redirects, one-line errors.
+
+A redirect could carry the bearer to another origin, so none is followed. Every failure becomes an
+`AccountError` whose message says what went wrong and what to do, and whose `exit_code` is the
+CLI's contract (0 ok, 2 usage/config, 3 authentication, 4 server unreachable).
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from typing import Any, Final
+
+import httpx
+
+from device_agent import logs
+
+TIMEOUT_SECONDS: Final = 15.0
+CLIENT_NAME: Final = "device-agent"  # sent as X-Lobu-Client; the lead may make it a setting
+
+
+class Exit(enum.IntEnum):
+    OK = 0
+    INTERNAL = 1
+    USAGE = 2
+    AUTH = 3
+    UNREACHABLE = 4
+
+
+class AccountError(Exception):
+    """A failed account/OAuth request, as one line a user can act on."""
+
+    exit_code: Exit = Exit.INTERNAL
+
+    def __init__(self, message: str, exit_code: Exit | None = None) -> None:
+        super().__init__(message)
+        if exit_code is not None:
+            self.exit_code = exit_code
+
+
+class UsageError(AccountError):
+    exit_code = Exit.USAGE
+
+
+class AuthRefused(AccountError):
+    exit_code = Exit.AUTH
+
+
+class Unreachable(AccountError):
+    exit_code = Exit.UNREACHABLE
+
+
+def account_client(
+    server: str, *, transport: httpx.AsyncBaseTransport | None = None
+) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        base_url=server,
+        timeout=TIMEOUT_SECONDS,
+        follow_redirects=False,
+        transport=transport,
+        headers={"Accept": "application/json"},
+    )
+
+
+async def send(
+    client: httpx.AsyncClient,
+    method: str,
+    url: str,
+    *,
+    bearer: str | None = None,
+    json: Mapping[str, Any] | None = None,
+    data: Mapping[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> httpx.Response:
+    """Send one request; a transport failure becomes `Unreachable` (never with the bearer in it)."""
+    all_headers = dict(headers or {})
+    if bearer is not None:
+        all_headers["Authorization"] = f"Bearer {bearer}"
+    try:
+        return await client.request(method, url, json=json, data=data, headers=all_headers)
+    except httpx.TimeoutException:
+        raise Unreachable(
+            f"{client.base_url} did not answer within {TIMEOUT_SECONDS:.0f} s: "
+            "check the server URL and your network, then try again"
+        ) from None
+    except httpx.TransportError as exc:
+        raise Unreachable(
+            f"cannot reach {client.base_url} ({type(exc).__name__}): "
+            "check the server URL and your network, then try again"
+        ) from None
+
+
+def body_of(response: httpx.Response) -> dict[str, Any]:
+    """The JSON object of an answer, or {} when the body is not one (the server is untrusted)."""
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def error_text(response: httpx.Response) -> str:
+    """The server's own words for a failure: `error_description`, else `error`, else the status."""
+    body = body_of(response)
+    for key in ("error_description", "error", "message"):
+        value = body.get(key)
+        if isinstance(value, str) and value:
+            return logs.redactor(value[:300])  # a server may echo what it was sent
+    return f"HTTP {response.status_code}"
+
+
+def fail(response: httpx.Response, doing: str, *, fix: str) -> AccountError:
+    """Turn an unexpected answer into the right error: 401/403 auth, 5xx unreachable, else usage."""
+    said = f"{doing} failed: the server answered {response.status_code} {error_text(response)!r}"
+    if response.status_code in (401, 403):
+        return AuthRefused(f"{said}; {fix}")
+    if response.status_code >= 500 or response.status_code in (408, 429):
+        return Unreachable(f"{said}; the server has a problem, try again in a minute")
+    if 300 <= response.status_code < 400:
+        return UsageError(
+            f"{doing} failed: the server redirected to {response.headers.get('location', '?')!r}; "
+            "use the final server URL with --server"
+        )
+    return UsageError(f"{said}; {fix}")
+
+
+def text_field(body: Mapping[str, Any], key: str, doing: str) -> str:
+    value = body.get(key)
+    if not isinstance(value, str) or not value:
+        raise Unreachable(
+            f"{doing}: the server's answer has no {key!r}; is this a Lobu server? "
+            "Check --server, or upgrade the server"
+        )
+    return value

@@ -1,0 +1,221 @@
+"""Where the device token lives: the OS keyring when a usable backend exists, else a 0600 file.
+
+The file lives in the agent's own state dir and nowhere else, as the GitHub and Claude Code CLIs do
+on machines without a keyring. Backends that would keep the token in plain text somewhere shared
+(keyrings.alt) or not at all (fail, null) do not count as a keyring.
+
+What is known *about* the token (kind, worker_id binding, expiry, org) is not secret; it is kept in
+`credential.json` next to the journal so the secret itself stays a bare string in the keyring.
+Keyring calls can block (D-Bus, a keychain prompt): async callers run them with asyncio.to_thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import stat
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Final
+
+import keyring
+import keyring.backend
+import keyring.errors
+from keyring.backends.chainer import ChainerBackend
+
+KEYRING_SERVICE: Final = "device-agent"
+TOKEN_FILE: Final = "token.json"  # noqa: S105 - a file name
+INFO_FILE: Final = "credential.json"
+
+# Modules whose backends store nothing, fail on every call, or write plain text to a shared place.
+_NOT_A_KEYRING: Final = ("keyring.backends.fail", "keyring.backends.null", "keyrings.alt")
+
+CHILD: Final = "child"  # a PAT minted for and bound to this device's worker_id; rotates itself
+PAT: Final = "pat"  # a pasted PAT or DEVICE_AGENT_TOKEN: binding unknown, never rotated
+
+
+class StoreError(Exception):
+    """The token file is unsafe or unreadable; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class Credential:
+    token: str = field(repr=False)
+    kind: str = PAT
+    worker_id: str | None = None  # the worker_id a child token is bound to
+    platform: str | None = None  # the platform the device row was minted with
+    expires_at: float | None = None  # unix seconds
+    org_slug: str | None = None
+    refused: str | None = None  # why the server refused it before its expiry: log in again
+
+    @property
+    def bound(self) -> bool:
+        return self.kind == CHILD and self.worker_id is not None
+
+    def info(self) -> dict[str, Any]:
+        """Everything but the secret."""
+        return {k: v for k, v in asdict(self).items() if k != "token"}
+
+
+def usable_keyring() -> keyring.backend.KeyringBackend | None:
+    """The highest-priority backend that really keeps secrets, or None."""
+    try:
+        backend = keyring.get_keyring()
+    except Exception:  # a broken keyring configuration means "no keyring" here
+        return None
+    candidates = backend.backends if isinstance(backend, ChainerBackend) else [backend]
+    for candidate in candidates:
+        if not type(candidate).__module__.startswith(_NOT_A_KEYRING):
+            return candidate
+    return None
+
+
+def keyring_name(backend: keyring.backend.KeyringBackend) -> str:
+    name = getattr(backend, "name", "") or type(backend).__name__
+    return str(name)  # e.g. "SecretService Keyring", "macOS Keyring"
+
+
+class TokenStore:
+    """The token for one server, in its one home, plus what is known about it."""
+
+    def __init__(self, state_dir: Path, server: str) -> None:
+        self.state_dir = state_dir
+        self.server = server
+        self._backend = usable_keyring()
+
+    @property
+    def token_file(self) -> Path:
+        return self.state_dir / TOKEN_FILE
+
+    def describe(self) -> str:
+        """Which home is used, for login, status and doctor."""
+        if self._backend is not None:
+            return f"OS keyring ({keyring_name(self._backend)})"
+        return f"file {self.token_file} (0600; no keyring backend)"
+
+    # ---------------------------------------------------------------- token
+
+    def load(self) -> Credential | None:
+        token = self.read_token()
+        if not token:
+            return None
+        info = _read_json(self.state_dir / INFO_FILE).get(self.server)
+        known = {k: v for k, v in (info or {}).items() if k in _INFO_KEYS}
+        return Credential(token=token, **known)
+
+    def read_token(self) -> str | None:
+        if self._backend is not None:
+            try:
+                token = self._backend.get_password(KEYRING_SERVICE, self.server)
+            except keyring.errors.KeyringError:
+                token = None  # a locked or broken keyring: the file may still hold one
+            if token:
+                return token
+        value = _read_json(self.token_file, secret=True).get(self.server)
+        return value if isinstance(value, str) and value else None
+
+    def save(self, credential: Credential) -> str:
+        """Store the token in its home (and only there); return where it went."""
+        where = self._write_token(credential.token)
+        self._update_info(credential.info())
+        return where
+
+    def mark_refused(self, reason: str) -> None:
+        """Remember that the server refused the token before its expiry (status: log in again)."""
+        current = self.load()
+        if current is not None:
+            self._update_info(replace(current, refused=reason).info())
+
+    def remove(self) -> list[str]:
+        """Delete every stored copy; return a description of each one removed."""
+        removed: list[str] = []
+        if self._backend is not None:
+            with contextlib.suppress(keyring.errors.PasswordDeleteError):
+                self._backend.delete_password(KEYRING_SERVICE, self.server)
+                removed.append(f"OS keyring ({keyring_name(self._backend)})")
+        tokens = _read_json(self.token_file, secret=True)
+        if tokens.pop(self.server, None) is not None:
+            _write_json(self.token_file, tokens)
+            removed.append(f"file {self.token_file}")
+        info = _read_json(self.state_dir / INFO_FILE)
+        if info.pop(self.server, None) is not None:
+            _write_json(self.state_dir / INFO_FILE, info)
+        return removed
+
+    def _write_token(self, token: str) -> str:
+        if self._backend is not None:
+            try:
+                self._backend.set_password(KEYRING_SERVICE, self.server, token)
+            except keyring.errors.KeyringError:
+                self._backend = None  # a keyring that refuses writes is no home: use the file
+            else:
+                self._drop_file_copy()
+                return self.describe()
+        tokens = _read_json(self.token_file, secret=True)
+        tokens[self.server] = token
+        _write_json(self.token_file, tokens)
+        return self.describe()
+
+    def _drop_file_copy(self) -> None:
+        tokens = _read_json(self.token_file, secret=True)
+        if tokens.pop(self.server, None) is not None:
+            _write_json(self.token_file, tokens)
+
+    def _update_info(self, info: dict[str, Any]) -> None:
+        path = self.state_dir / INFO_FILE
+        everything = _read_json(path)
+        everything[self.server] = info
+        _write_json(path, everything)
+
+
+_INFO_KEYS: Final = frozenset(Credential.__dataclass_fields__) - {"token"}
+
+
+# ------------------------------------------------------------------ files
+
+
+def _read_json(path: Path, *, secret: bool = False) -> dict[str, Any]:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        return {}
+    except OSError as exc:
+        raise StoreError(
+            f"cannot open {path} ({exc.strerror}); it must be a regular file, not a link: "
+            "delete it and run `device-agent login` again"
+        ) from None
+    with os.fdopen(fd, "rb") as handle:
+        mode = os.fstat(handle.fileno()).st_mode
+        if secret and stat.S_IMODE(mode) & 0o077:
+            raise StoreError(
+                f"{path} is readable by other users (mode {stat.S_IMODE(mode):o}): "
+                f"run `chmod 600 {path}`, or delete it and log in again"
+            )
+        raw = handle.read()
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        raise StoreError(
+            f"{path} is damaged (not JSON): delete it and run `device-agent login` again"
+        ) from None
+    return data if isinstance(data, dict) else {}
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    """Replace `path` atomically with a new 0600 file (created exclusively, never via a link)."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with contextlib.suppress(FileNotFoundError):
+        temp.unlink()
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(json.dumps(data, indent=1).encode())
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            temp.unlink()
+        raise

@@ -1,0 +1,247 @@
+"""`login`: device flow or local-init, then a child token bound to this device, kept in its home."""
+
+from __future__ import annotations
+
+import io
+import json
+import stat
+from pathlib import Path
+
+import httpx
+import pytest
+
+from device_agent.auth import commands
+from device_agent.auth.store import CHILD, PAT, TokenStore
+from device_agent.identity import resolve_worker_id
+from device_agent.settings import Settings
+
+from .conftest import (
+    LOCAL_PAT,
+    SERVER,
+    USER_TOKEN,
+    WORKER,
+    Captured,
+    Lobu,
+    approved,
+    child_token,
+    make_settings,
+    options,
+    pending,
+)
+
+
+def stored(settings: Settings) -> TokenStore:
+    return TokenStore(settings.paths.state_dir, SERVER)
+
+
+def test_device_flow_then_mint_keeps_only_the_bound_child_token(
+    settings: Settings, lobu: Lobu, captured: Captured, file_keyring: Path
+) -> None:
+    lobu.oauth(pending(), approved())
+    mint = lobu.mint()
+    code = commands.login(settings, options(), console=captured.console, wiring=lobu.wiring())
+    assert code == 0, captured.text
+    assert lobu.mint_bearers == [USER_TOKEN]  # the OAuth token only mints
+    body = json.loads(mint.calls.last.request.content)
+    assert body == {"platform": "headless", "worker_id": WORKER, "label": "laptop"}
+    assert mint.calls.last.request.headers["x-lobu-client"] == "device-agent"
+    credential = stored(settings).load()
+    assert credential is not None
+    assert (credential.token, credential.kind, credential.worker_id) == (
+        child_token(1),
+        CHILD,
+        WORKER,
+    )
+    assert json.loads(file_keyring.read_text()) == {f"device-agent|{SERVER}": child_token(1)}
+    out = captured.out.getvalue()
+    assert "WDJB-MJHT" in out
+    assert f"{SERVER}/device" in out
+    assert f"bound to worker_id {WORKER}, valid until 2027-03-01" in out
+    assert "OS keyring (file keyring FileKeyring)" in out
+
+
+@pytest.mark.parametrize(
+    ("env", "system", "no_browser", "opens"),
+    [
+        ({"DISPLAY": ":0"}, "linux", False, True),
+        ({"WAYLAND_DISPLAY": "wayland-0"}, "linux", False, True),
+        ({}, "linux", False, False),  # ssh into a headless box: print the code only
+        ({}, "darwin", False, True),
+        ({}, "darwin", True, False),
+    ],
+)
+def test_the_browser_opens_only_in_a_desktop_session(
+    settings: Settings,
+    lobu: Lobu,
+    captured: Captured,
+    env: dict[str, str],
+    system: str,
+    no_browser: bool,
+    opens: bool,
+) -> None:
+    lobu.oauth(approved())
+    lobu.mint()
+    opened: list[str] = []
+    wiring = lobu.wiring(env=env, system=system, opened=opened)
+    assert (
+        commands.login(
+            settings, options(no_browser=no_browser), console=captured.console, wiring=wiring
+        )
+        == 0
+    )
+    assert opened == ([f"{SERVER}/device?user_code=WDJB-MJHT"] if opens else [])
+
+
+def test_local_calls_local_init_once_then_mints(
+    settings: Settings, lobu: Lobu, captured: Captured
+) -> None:
+    init = lobu.router.post("/api/local-init").respond(
+        200,
+        json={
+            "session_token": "session-secret-xyz",
+            "cookie_name": "lobu_session",
+            "device_token": LOCAL_PAT,
+            "device_token_scope": "device_worker:run mcp:read mcp:write mcp:admin profile:read",
+            "user": {"id": "u1", "email": "me@example.com", "name": "Me"},
+            "organization": {"id": "o1", "slug": "me-personal", "name": "Me"},
+        },
+    )
+    lobu.mint()
+    code = commands.login(
+        settings, options(local=True), console=captured.console, wiring=lobu.wiring()
+    )
+    assert code == 0, captured.text
+    assert init.call_count == 1
+    assert init.calls.last.request.headers["x-lobu-client"] == "device-agent"
+    assert lobu.mint_bearers == [LOCAL_PAT]
+    credential = stored(settings).load()
+    assert credential is not None
+    assert (credential.token, credential.org_slug) == (child_token(1), "me-personal")
+
+
+def test_local_against_a_server_that_is_not_local_says_what_to_do(
+    settings: Settings, lobu: Lobu, captured: Captured
+) -> None:
+    lobu.router.post("/api/local-init").respond(403, json={"error": "missing_client_header"})
+    code = commands.login(
+        settings, options(local=True), console=captured.console, wiring=lobu.wiring()
+    )
+    assert code == 3
+    assert "without it" in captured.err.getvalue()
+    assert stored(settings).load() is None
+
+
+def test_a_server_chosen_worker_id_is_adopted_when_none_was_configured(
+    isolated_home: Path, lobu: Lobu, captured: Captured
+) -> None:
+    settings = make_settings(isolated_home)  # worker_id generated and kept in the state dir
+    before = resolve_worker_id(settings)
+    lobu.bound_worker_id = "3f6c1d2e-uuid-from-server"
+    lobu.oauth(approved())
+    lobu.mint()
+    assert commands.login(settings, options(), console=captured.console, wiring=lobu.wiring()) == 0
+    assert resolve_worker_id(settings) == "3f6c1d2e-uuid-from-server"
+    assert f"it was {before}" in captured.out.getvalue()
+
+
+def test_a_binding_that_differs_from_the_configured_worker_id_is_explained(
+    settings: Settings, lobu: Lobu, captured: Captured
+) -> None:
+    lobu.bound_worker_id = "other-worker"
+    lobu.oauth(approved())
+    lobu.mint()
+    code = commands.login(settings, options(), console=captured.console, wiring=lobu.wiring())
+    assert code == 2
+    err = captured.err.getvalue()
+    assert f"bound to worker_id 'other-worker', but this device is configured as '{WORKER}'" in err
+    assert 'worker_id = "other-worker"' in err
+
+
+@pytest.mark.parametrize("given", ["", "\n", "   \t \n"])
+def test_empty_token_on_stdin_is_a_usage_error_without_any_request(
+    settings: Settings, lobu: Lobu, captured: Captured, given: str
+) -> None:
+    code = commands.login(
+        settings,
+        options(token_stdin=True),
+        console=captured.console,
+        stdin=io.StringIO(given),
+        wiring=lobu.wiring(),
+    )
+    assert code == 2
+    assert "no token on stdin" in captured.err.getvalue()
+    assert lobu.router.calls.call_count == 0
+
+
+def test_a_pasted_token_is_checked_then_stored(
+    settings: Settings, lobu: Lobu, captured: Captured
+) -> None:
+    pat = "owl_pat_" + "p" * 32
+    lobu.router.get("/api/me/devices").respond(200, json={"devices": []})
+    code = commands.login(
+        settings,
+        options(token_stdin=True),
+        console=captured.console,
+        stdin=io.StringIO(pat + "\n"),
+        wiring=lobu.wiring(),
+    )
+    assert code == 0, captured.text
+    credential = stored(settings).load()
+    assert credential is not None
+    assert (credential.token, credential.kind) == (pat, PAT)
+
+
+@pytest.mark.parametrize(
+    ("answer", "exit_code"),
+    [
+        (httpx.Response(401, json={"error": "invalid_token"}), 3),
+        (httpx.ConnectError("refused"), 4),
+    ],
+)
+def test_a_pasted_token_that_cannot_be_checked_is_not_stored(
+    settings: Settings,
+    lobu: Lobu,
+    captured: Captured,
+    answer: httpx.Response | Exception,
+    exit_code: int,
+) -> None:
+    lobu.router.get("/api/me/devices").mock(side_effect=[answer])
+    code = commands.login(
+        settings,
+        options(token_stdin=True),
+        console=captured.console,
+        stdin=io.StringIO("owl_pat_" + "n" * 32),
+        wiring=lobu.wiring(),
+    )
+    assert code == exit_code
+    assert "nothing was stored" in captured.err.getvalue()
+    assert stored(settings).load() is None
+
+
+@pytest.mark.usefixtures("no_keyring")
+def test_login_works_without_a_keyring_and_says_where_the_token_went(
+    settings: Settings, lobu: Lobu, captured: Captured, tmp_path: Path
+) -> None:
+    lobu.oauth(approved())
+    lobu.mint()
+    assert commands.login(settings, options(), console=captured.console, wiring=lobu.wiring()) == 0
+    token_file = settings.paths.state_dir / "token.json"
+    assert f"stored in the file {token_file} (0600; no keyring backend)" in captured.out.getvalue()
+    assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
+    holders = [
+        p for p in tmp_path.rglob("*") if p.is_file() and child_token(1).encode() in p.read_bytes()
+    ]
+    assert holders == [token_file]
+
+
+def test_mint_refused_for_scope_explains_the_fix(
+    settings: Settings, lobu: Lobu, captured: Captured
+) -> None:
+    lobu.oauth(approved())
+    lobu.router.post("/api/me/devices/mint-child-token").respond(
+        403, json={"error": "insufficient_scope", "required": "device_worker:run"}
+    )
+    code = commands.login(settings, options(), console=captured.console, wiring=lobu.wiring())
+    assert code == 3
+    assert "may not mint device tokens" in captured.err.getvalue()
+    assert stored(settings).load() is None

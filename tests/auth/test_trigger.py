@@ -1,0 +1,167 @@
+"""Run now: the lane's device route with a bound token, the tool proxy only for a watcher pinned
+here, and the server's own status printed instead of a promise."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+
+from device_agent.auth import commands
+from device_agent.auth.store import CHILD, PAT, Credential, TokenStore
+from device_agent.settings import Settings
+
+from .conftest import SERVER, WORKER, Captured, Lobu, options
+
+BOUND = "owl_pat_" + "b" * 32
+UNBOUND = "owl_pat_" + "u" * 32
+NOT_BOUND = {"error": "Token is not bound to a device worker"}
+THIS_DEVICE = "0b7c-this-device-uuid"
+DEVICES = {
+    "devices": [
+        {"id": "9a9a-other-uuid", "worker_id": "macos:desk", "organization_slug": "acme"},
+        {"id": THIS_DEVICE, "worker_id": WORKER, "organization_slug": "acme"},
+    ]
+}
+
+
+def keep(settings: Settings, credential: Credential) -> None:
+    TokenStore(settings.paths.state_dir, SERVER).save(credential)
+
+
+def bound(settings: Settings) -> None:
+    keep(settings, Credential(token=BOUND, kind=CHILD, worker_id=WORKER, expires_at=4e9))
+
+
+def run_now(settings: Settings, lobu: Lobu, captured: Captured, item: str, **kw: object) -> int:
+    return commands.run_now(
+        settings,
+        options(item_id=item, **kw),
+        console=captured.console,
+        wiring=lobu.wiring(),
+        poke=lambda: "asked the running agent (PID 4242) to poll now",
+    )
+
+
+@pytest.mark.parametrize("lane", ["watcher", "automation"])
+def test_bound_token_uses_the_lanes_device_route_and_prints_the_answer(
+    settings: Settings, lobu: Lobu, captured: Captured, lane: str
+) -> None:
+    bound(settings)
+    route = lobu.router.post(f"/api/workers/me/{lane}s/7/trigger").respond(
+        200, json={"run_id": 11, "status": "pending", "already_queued": False, "queued_at": "x"}
+    )
+    assert run_now(settings, lobu, captured, "7", lane=lane) == 0, captured.text
+    assert route.calls.last.request.headers["authorization"] == f"Bearer {BOUND}"
+    assert captured.out.getvalue().splitlines() == [
+        f"{lane} 7: run 11 queued, server status 'pending'",
+        "asked the running agent (PID 4242) to poll now",
+    ]
+
+
+def test_already_queued_says_so_instead_of_queuing_again(
+    settings: Settings, lobu: Lobu, captured: Captured
+) -> None:
+    bound(settings)
+    lobu.router.post("/api/workers/me/watchers/7/trigger").respond(
+        200, json={"run_id": 11, "status": "running", "already_queued": True, "queued_at": "x"}
+    )
+    assert run_now(settings, lobu, captured, "7") == 0
+    assert "run 11 was already running; no new run was queued" in captured.out.getvalue()
+
+
+def test_unbound_token_uses_the_tool_proxy_for_a_watcher_pinned_here(
+    settings: Settings, lobu: Lobu, captured: Captured
+) -> None:
+    keep(settings, Credential(token=UNBOUND, kind=PAT))
+    lobu.router.post("/api/workers/me/watchers/1/trigger").respond(403, json=NOT_BOUND)
+    lobu.router.get("/api/me/devices").respond(200, json=DEVICES)
+
+    def manage_watchers(request: httpx.Request) -> httpx.Response:
+        if json.loads(request.content)["action"] == "get":
+            return httpx.Response(200, json={"watcher": {"id": 1, "device_worker_id": THIS_DEVICE}})
+        # as seen: the tool proxy answers without already_queued
+        return httpx.Response(
+            200, json={"action": "trigger", "watcher_id": "1", "run_id": 11, "status": "pending"}
+        )
+
+    proxy = lobu.router.post("/api/acme/manage_watchers").mock(side_effect=manage_watchers)
+    assert run_now(settings, lobu, captured, "1") == 0, captured.text
+    actions = [json.loads(c.request.content) for c in proxy.calls]
+    assert actions == [
+        {"action": "get", "watcher_id": "1"},
+        {"action": "trigger", "watcher_id": "1"},
+    ]
+    assert "watcher 1: run 11 queued, server status 'pending'" in captured.out.getvalue()
+
+
+@pytest.mark.parametrize("pinned", ["9a9a-other-uuid", None])
+def test_unbound_token_refuses_a_watcher_pinned_elsewhere(
+    settings: Settings, lobu: Lobu, captured: Captured, pinned: str | None
+) -> None:
+    keep(settings, Credential(token=UNBOUND, kind=PAT))
+    lobu.router.post("/api/workers/me/watchers/3/trigger").respond(403, json=NOT_BOUND)
+    lobu.router.get("/api/me/devices").respond(200, json=DEVICES)
+    proxy = lobu.router.post("/api/acme/manage_watchers").respond(
+        200, json={"id": 3, "device_worker_id": pinned}
+    )
+    assert run_now(settings, lobu, captured, "3") == 2
+    assert [json.loads(c.request.content)["action"] for c in proxy.calls] == ["get"]  # no trigger
+    err = captured.err.getvalue()
+    assert "watcher 3 is pinned to another device" in err
+    assert "never reach this agent" in err
+    assert captured.out.getvalue() == ""  # no pick-up promised
+
+
+def test_unbound_token_on_a_device_the_server_does_not_know_yet(
+    settings: Settings, lobu: Lobu, captured: Captured
+) -> None:
+    keep(settings, Credential(token=UNBOUND, kind=PAT))
+    lobu.router.post("/api/workers/me/watchers/3/trigger").respond(403, json=NOT_BOUND)
+    lobu.router.get("/api/me/devices").respond(200, json={"devices": []})
+    assert run_now(settings, lobu, captured, "3") == 2
+    assert "device-agent run --once" in captured.err.getvalue()
+
+
+@pytest.mark.parametrize(
+    ("error", "hint"),
+    [
+        ("Watcher is not pinned to this device", "pin it to this one in the web app"),
+        ("Endpoint not available to user-scoped workers", "takes the number the web app shows"),
+        ("Device not registered yet — poll first", "device-agent run --once"),
+    ],
+)
+def test_the_device_routes_refusals_come_with_the_fix(
+    settings: Settings, lobu: Lobu, captured: Captured, error: str, hint: str
+) -> None:
+    bound(settings)
+    status = 404 if "poll first" in error else 403
+    lobu.router.post("/api/workers/me/watchers/12/trigger").respond(status, json={"error": error})
+    assert run_now(settings, lobu, captured, "12") == 2
+    assert hint in captured.err.getvalue()
+
+
+@pytest.mark.parametrize("item", ["daily-digest", "Daily digest", "0"])
+def test_a_slug_or_name_gets_a_hint_without_any_request(
+    settings: Settings, lobu: Lobu, captured: Captured, item: str
+) -> None:
+    bound(settings)
+    assert run_now(settings, lobu, captured, item) == 2
+    assert "takes the number the web app shows" in captured.err.getvalue()
+    assert lobu.router.calls.call_count == 0
+
+
+def test_no_token_is_exit_3(settings: Settings, lobu: Lobu, captured: Captured) -> None:
+    assert run_now(settings, lobu, captured, "7") == 3
+    assert "device-agent login" in captured.err.getvalue()
+
+
+def test_unbound_token_cannot_run_an_automation_now(
+    settings: Settings, lobu: Lobu, captured: Captured
+) -> None:
+    keep(settings, Credential(token=UNBOUND, kind=PAT))
+    lobu.router.post("/api/workers/me/automations/3/trigger").respond(403, json=NOT_BOUND)
+    assert run_now(settings, lobu, captured, "3", lane="automation") == 3
+    assert "run `device-agent login`" in captured.err.getvalue()
+    assert lobu.router.calls.call_count == 1  # no tool-proxy detour for automations
