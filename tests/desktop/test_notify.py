@@ -207,7 +207,7 @@ def test_the_message_is_the_name_and_the_first_line_cleaned_and_bounded() -> Non
 
 # ------------------------------------------------------------------ backends
 
-NASTY = "It's \"done\" \\ $(rm -rf ~) <b>&</b>"
+NASTY = 'It\'s "done" \\ $(rm -rf ~) <b>&</b>'
 
 
 def test_osascript_passes_the_text_as_arguments_not_in_the_script() -> None:
@@ -222,7 +222,7 @@ def test_notify_send_ends_options_and_escapes_markup() -> None:
     argv = notify_send_argv("notify-send", "-n title", NASTY, "high")
     assert argv[:4] == ["notify-send", "--app-name=device-agent", "--urgency=critical", "--"]
     assert argv[4] == "-n title"
-    assert argv[5] == "It's \"done\" \\ $(rm -rf ~) &lt;b&gt;&amp;&lt;/b&gt;"
+    assert argv[5] == 'It\'s "done" \\ $(rm -rf ~) &lt;b&gt;&amp;&lt;/b&gt;'
 
 
 def test_gdbus_quotes_gvariant_strings() -> None:
