@@ -87,9 +87,7 @@ class ControlServer:
 
     async def start(self) -> None:
         sock = bind_private(self.path)
-        self._server = await asyncio.start_unix_server(
-            self._serve, sock=sock, limit=MAX_LINE_BYTES
-        )
+        self._server = await asyncio.start_unix_server(self._serve, sock=sock, limit=MAX_LINE_BYTES)
         log.debug("control socket listening", path=str(self.path))
 
     async def close(self) -> None:
@@ -263,4 +261,3 @@ def _same_user(writer: asyncio.StreamWriter) -> bool:
     creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
     _pid, uid, _gid = struct.unpack("3i", creds)
     return bool(uid == os.getuid())
-

@@ -115,7 +115,7 @@ def _target_setting(key: str, value: Any) -> TargetSetting:
     lane, _, target_id = key.partition(":")
     if lane not in ("watcher", "automation") or not target_id:
         raise NotificationConfigError(
-            f"{where}: name a target as \"watcher:<id>\" or \"automation:<id>\""
+            f'{where}: name a target as "watcher:<id>" or "automation:<id>"'
         )
     if isinstance(value, bool):
         return TargetSetting(enabled=value)
@@ -336,7 +336,7 @@ def check(
     if backend is not None:
         return True, f"{backend.name} ({backend.path})"
     if settings.backend == "none":
-        return False, "off (notifications.backend = \"none\")"
+        return False, 'off (notifications.backend = "none")'
     if platform == "darwin":
         return False, "osascript not found: it ships with macOS; check PATH includes /usr/bin"
     return False, (
