@@ -45,7 +45,14 @@ class ControlHandler(Protocol):
     """What the control socket asks of the agent. Only `trigger` may wait (a server call)."""
 
     def status(self) -> dict[str, Any]:
-        """State, current runs (elapsed time, output tail), last poll, backlog, problems."""
+        """What `status` and the tray show. The keys they read:
+
+        `state` (idle, busy, backing_off, auth_needed, ...), `paused` (bool),
+        `runs` (`RunBoard.runs()`: name, elapsed_seconds, output_tail, ...),
+        `last_poll_at` (epoch seconds or None), `backlog` (results not yet
+        delivered) and `problems` (sentences saying what to do; non-empty
+        shows the tray's "needs attention").
+        """
         ...
 
     def poll_now(self) -> None: ...
