@@ -332,22 +332,38 @@ def display_problem(environ: Mapping[str, str], platform: str = sys.platform) ->
 
 def main(args: argparse.Namespace, settings: Settings) -> int:
     """Run `device-agent tray` until "Quit tray"; 2 with a message when it cannot be shown."""
-    problem = display_problem(os.environ)
-    if problem is None:
-        try:
-            import PIL  # noqa: F401 - only to tell a missing extra apart from a display problem
-            import pystray  # noqa: F401
-        except ImportError:
-            problem = "the tray needs the optional extra: pip install 'device-agent[tray]'"
-        except Exception as exc:  # pystray connects to the display on import
-            problem = f"cannot reach the display: {type(exc).__name__}: {exc}"
-    if problem is not None:
-        print(f"device-agent: {problem}", file=sys.stderr)
-        return 2
     try:
         control = socket_path(settings.paths.state_dir)
-    except ControlError as exc:
+        has_menu = load_pystray()
+    except (ControlError, TrayUnavailable) as exc:
         print(f"device-agent: {exc}", file=sys.stderr)
         return 2
+    if not has_menu:
+        print(
+            "device-agent: this desktop's tray backend shows no menu, only the icon: "
+            "install PyGObject (python3-gi) for the menu",
+            file=sys.stderr,
+        )
     run_tray(TrayApp(control, settings.paths))
     return 0
+
+
+class TrayUnavailable(Exception):
+    """No tray can be shown here; the message says why and what to do."""
+
+
+def load_pystray() -> bool:
+    """Import the tray extra; whether its backend can show a menu."""
+    problem = display_problem(os.environ)
+    if problem is not None:
+        raise TrayUnavailable(problem)
+    try:
+        import PIL  # noqa: F401 - only to tell a missing extra apart from a display problem
+        import pystray
+    except ImportError:
+        raise TrayUnavailable(
+            "the tray needs the optional extra: pip install 'device-agent[tray]'"
+        ) from None
+    except Exception as exc:  # pystray connects to the display on import
+        raise TrayUnavailable(f"cannot reach the display: {type(exc).__name__}: {exc}") from None
+    return bool(pystray.Icon.HAS_MENU)
