@@ -35,9 +35,11 @@ from device_agent.tray import (
     Entry,
     Request,
     TrayApp,
+    TrayUnavailable,
     build_menu,
     display_problem,
     icon_state,
+    load_pystray,
     pystray_menu,
     status_line,
 )
@@ -330,3 +332,10 @@ def test_the_real_tray_under_xvfb_builds_its_menu_and_sends_requests(
     assert clicked == {"clicked": True}
     assert ("trigger", "12", "watcher") in handler.calls
     assert ("pause",) in handler.calls
+
+
+def test_without_the_extra_the_tray_names_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DISPLAY", ":0")
+    monkeypatch.setitem(sys.modules, "pystray", None)  # what an uninstalled module looks like
+    with pytest.raises(TrayUnavailable, match=r"pip install 'device-agent\[tray\]'"):
+        load_pystray()
