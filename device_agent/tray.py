@@ -311,12 +311,12 @@ def add_arguments(
     subparsers: argparse._SubParsersAction[argparse.ArgumentParser],
     parents: Sequence[argparse.ArgumentParser] = (),
 ) -> argparse.ArgumentParser:
-    parser = subparsers.add_parser(
+    """Add `tray`; the caller then calls `main`."""
+    return subparsers.add_parser(
         "tray",
         parents=list(parents),
         help="the tray menu: status, Run now, pause (needs device-agent[tray])",
     )
-    return parser
 
 
 def display_problem(environ: Mapping[str, str], platform: str = sys.platform) -> str | None:
