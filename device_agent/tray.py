@@ -300,8 +300,15 @@ def run_tray(app: TrayApp, *, refresh_seconds: float = REFRESH_SECONDS) -> None:
             app.refresh()
             show(icon, app)
 
-    icon.run(setup=setup)
-    stopped.set()
+    try:
+        icon.run(setup=setup)
+    except Exception:
+        # After "Quit tray" some backends fail while tearing down (GTK asks D-Bus for a
+        # notification service that may not exist); the user asked to quit, so quit.
+        if not stopped.is_set():
+            raise
+    finally:
+        stopped.set()
 
 
 # ------------------------------------------------------------------ command line
@@ -344,7 +351,15 @@ def main(args: argparse.Namespace, settings: Settings) -> int:
             "install PyGObject (python3-gi) for the menu",
             file=sys.stderr,
         )
-    run_tray(TrayApp(control, settings.paths))
+    try:
+        run_tray(TrayApp(control, settings.paths))
+    except Exception as exc:  # pystray's backends fail in their own ways (no D-Bus session, ...)
+        print(
+            f"device-agent: the tray could not run: {type(exc).__name__}: {exc} — "
+            "check that this desktop has a system tray and a D-Bus session",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 
