@@ -250,9 +250,17 @@ _MAC_SCRIPT: Final = (
 
 
 def osascript_argv(binary: str, title: str, body: str, priority: str) -> list[str]:
-    """The text travels as arguments of the script, never inside it: nothing to escape."""
+    """The text travels as arguments of the script, never inside it: nothing to escape.
+
+    osascript reads options with getopt, so a text starting with "-" gets a
+    leading space rather than being taken for an option.
+    """
     script = [part for line in _MAC_SCRIPT for part in ("-e", line)]
-    return [binary, *script, title, body]
+    return [
+        binary,
+        *script,
+        *(f" {text}" if text.startswith("-") else text for text in (title, body)),
+    ]
 
 
 def notify_send_argv(binary: str, title: str, body: str, priority: str) -> list[str]:
