@@ -193,10 +193,16 @@ class NotificationPolicy:
             return Decision(False, "the run does not ask to notify and the config is off")
         if not run.ok and run.key in self._failure_told:
             return Decision(False, "already told about this failure")
-        first_failure = not run.ok
-        if not first_failure and self._cooling_down(run):
+        if run.ok and self._cooling_down(run):  # a first failure is not held back
             return Decision(False, "cooling down")
-        return self._within_budget(own.priority or _priority(run.priority))
+        return self._within_budget(self.priority(run))
+
+    def priority(self, run: FinishedRun) -> str:
+        """The config's priority for the target, else the payload's, else normal."""
+        own = self.settings.targets.get(run.key, TargetSetting()).priority
+        if own is not None:
+            return own
+        return run.priority if run.priority in PRIORITIES else "normal"
 
     def _cooling_down(self, run: FinishedRun) -> bool:
         last = self._last_shown.get(run.key)
@@ -212,10 +218,6 @@ class NotificationPolicy:
         if self._shown_today >= allowed:
             return Decision(False, f"daily budget spent for {priority} priority")
         return Decision(True, f"{priority} priority, {self._shown_today + 1} today")
-
-
-def _priority(value: str | None) -> str:
-    return value if value in PRIORITIES else "normal"
 
 
 # ------------------------------------------------------------------ the message
@@ -383,9 +385,8 @@ class Notifier:
             return decision
         if self.backend is None:
             return Decision(False, "no notifier on this machine")
-        own = self.policy.settings.targets.get(run.key, TargetSetting())
         title, body = message(run)
-        argv = self.backend.argv(title, body, own.priority or _priority(run.priority))
+        argv = self.backend.argv(title, body, self.policy.priority(run))
         task = asyncio.get_running_loop().create_task(self._show(argv, run.key))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
