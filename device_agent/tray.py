@@ -96,7 +96,7 @@ def status_line(status: Mapping[str, Any] | None, now: float) -> str:
     last = status.get("last_poll_at")
     if isinstance(last, int | float):
         return f"Idle, last poll {_duration(max(0.0, now - last))} ago"
-    return clean(f"{str(status.get('state', 'starting')).capitalize()}", MAX_LABEL)
+    return clean(str(status.get("state", "starting")).capitalize(), MAX_LABEL)
 
 
 def build_menu(
