@@ -66,7 +66,11 @@ class ControlHandler(Protocol):
         ...
 
     async def trigger(self, target_id: str, lane: str | None) -> dict[str, Any]:
-        """Ask the server to queue a run of the target now, then poll at once."""
+        """Ask the server to queue a run of the target now, then poll at once.
+
+        The watcher and automation lanes each have their own route and errors
+        (docs/protocol.md, "Run now"); `lane` is None when the caller does not know.
+        """
         ...
 
 

@@ -2,8 +2,8 @@
 
 The server may ask for a notification (watcher lane: `notification_channel`
 of `notification` or `both`), but no server enforces cooldowns or budgets,
-so the device does (docs/protocol.md, "Text the server can store"). The rules,
-in order:
+so the device does (the fields arrive with the claimed run: docs/protocol.md,
+"Poll and claim"). The rules, in order:
 
 1. Wanted? A per-target setting in the config wins (the owner can mute a
    watcher or turn one on); else the payload's channel; else the global
