@@ -28,7 +28,7 @@ from typing import Any, Final, Protocol
 
 import keyring
 
-from device_agent.executor import extended_path
+from device_agent.environment import extended_path
 from device_agent.resources import shipped_dir
 from device_agent.settings import ENV_TOKEN, Settings
 
