@@ -8,7 +8,6 @@ or a server pinning thousands of watchers cannot grow it without limit.
 
 from __future__ import annotations
 
-import re
 import time
 from collections import OrderedDict
 from collections.abc import Callable
@@ -16,12 +15,10 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from device_agent.control_client import Target
+from device_agent.textformat import printable
 
 TAIL_CHARS: Final = 2000
 MAX_TARGETS: Final = 200
-# Terminal escape sequences and control characters, except newline and tab: a CLI's
-# colours must not repaint the terminal of whoever runs `device-agent status`.
-_UNPRINTABLE: Final = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[@-_]|[\x00-\x08\x0b-\x1f\x7f]")
 
 
 @dataclass
@@ -54,7 +51,7 @@ class RunBoard:
         """Add what the run's CLI printed; only the last `tail_chars` are kept."""
         running = self._running.get(run_id)
         if running is not None:
-            running.tail = (running.tail + _UNPRINTABLE.sub("", text))[-self.tail_chars :]
+            running.tail = (running.tail + printable(text))[-self.tail_chars :]
 
     def finished(self, run_id: int) -> None:
         self._running.pop(run_id, None)

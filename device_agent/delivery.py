@@ -80,6 +80,7 @@ class Outbox:
         self._in_flight: set[int] = set()
         self.draining = False  # shutting down: retry quickly, a few times, then leave it queued
         self.on_refused: Callable[[int], None] | None = None
+        self.waiting: dict[int, str] = {}  # run_id -> why its result is not delivered yet
 
     def hold(self, run_id: int) -> None:
         """Keep `flush` away from a result its run is about to deliver itself."""
@@ -110,7 +111,10 @@ class Outbox:
     async def deliver(self, entry: Entry, give_up: GiveUp = never_give_up) -> Answer:
         """Post one result, retrying transient failures, then settle it in the journal."""
         state = _Attempt(entry.report())
-        answer = await self._send_with_retries(entry, state, give_up)
+        try:
+            answer = await self._send_with_retries(entry, state, give_up)
+        finally:
+            self.waiting.pop(entry.run_id, None)
         await self._settle(entry, state.report, answer)
         return answer
 
@@ -141,6 +145,7 @@ class Outbox:
         bound = log.bind(run_id=entry.run_id)
         if answer.kind is AnswerKind.TRANSIENT:
             bound.warning("result not delivered yet; will retry", answer=answer.describe())
+            self.waiting[entry.run_id] = answer.describe()
             if _same_server_error(state, answer) and state.server_errors >= self._budget:
                 if state.report.failed:
                     self._stop_heartbeat(entry.run_id)

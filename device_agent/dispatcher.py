@@ -76,6 +76,8 @@ class Agent:
         self._slots = asyncio.Semaphore(settings.concurrency)
         self._backoff = Backoff(cap=settings.max_backoff_seconds)
         self._stopping = asyncio.Event()
+        self._resumed = asyncio.Event()  # cleared while paused
+        self._resumed.set()
         self._hurry = asyncio.Event()
         self._all_finished = asyncio.Event()
         self._all_finished.set()
@@ -123,6 +125,23 @@ class Agent:
         """ "Run now" or a control request: skip the wait before the next poll."""
         self._backoff.reset()
         self._poll_alarm.ring()
+
+    @property
+    def paused(self) -> bool:
+        return not self._resumed.is_set()
+
+    def pause(self) -> None:
+        """Claim no new runs; running ones finish and deliver as usual."""
+        if not self.paused:
+            log.info("paused: no new runs until `device-agent resume`")
+        self._resumed.clear()
+        self._poll_alarm.ring()  # leave the wait so the paused loop stops there
+
+    def resume(self) -> None:
+        if self.paused:
+            log.info("resumed: polling now")
+        self._resumed.set()
+        self.poll_now()
 
     def _retire_heartbeat(self, run_id: int) -> None:
         heartbeat = self.pipeline.heartbeats.get(run_id)
@@ -196,6 +215,11 @@ class Agent:
     async def _poll_loop(self) -> None:
         self._set_status(AgentState.IDLE)
         while await self._free_slot():
+            if self.paused:
+                self._slots.release()
+                self._set_status(self._busy_or_idle())
+                await _first_of(self._resumed.wait(), self._stopping.wait())
+                continue
             delay = await self._poll_once()
             if delay > 0:
                 await self._poll_alarm.sleep(delay)
@@ -301,7 +325,9 @@ class Agent:
         self._set_status(self._busy_or_idle())
 
     def _busy_or_idle(self) -> AgentState:
-        return AgentState.BUSY if self.pipeline.active else AgentState.IDLE
+        if self.pipeline.active:
+            return AgentState.BUSY
+        return AgentState.PAUSED if self.paused else AgentState.IDLE
 
     def _give_up(self, attempts: int) -> bool:
         if self._hurry.is_set():

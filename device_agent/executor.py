@@ -22,10 +22,11 @@ portable tells an out-of-memory kill apart from any other.
 from __future__ import annotations
 
 import asyncio
+import codecs
 import contextlib
 import dataclasses
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Final
 
@@ -82,7 +83,14 @@ class Executor:
         profile = self.launcher.profiles.get(agent_kind)
         return profile is not None and profile.configured
 
-    async def execute(self, request: ExecutionRequest, *, cancel: asyncio.Event) -> Report:
+    async def execute(
+        self,
+        request: ExecutionRequest,
+        *,
+        cancel: asyncio.Event,
+        on_output: Callable[[str], None] | None = None,
+    ) -> Report:
+        """Run the request's CLI; `on_output` sees what it prints as it prints it."""
         started = time.monotonic()
         log = logger.bind(run_id=request.run_id, agent_kind=request.agent_kind)
         redact = SecretValues(self.launcher.secrets_of(request))
@@ -91,7 +99,7 @@ class Executor:
         try:
             async with contextlib.AsyncExitStack() as cleanup:
                 launch = self.launcher.prepare(request, cleanup, log)
-                finished = await self._run(launch, cancel, log)
+                finished = await self._run(launch, cancel, log, _decoded(on_output, redact))
                 result = self._conclude(launch, finished, cancel, started)
         except Refused as exc:
             log.warning("run not started", error=redact.text(str(exc)))
@@ -120,7 +128,13 @@ class Executor:
 
     # --------------------------------------------------------------- run
 
-    async def _run(self, launch: Launch, cancel: asyncio.Event, log: Any) -> Finished:
+    async def _run(
+        self,
+        launch: Launch,
+        cancel: asyncio.Event,
+        log: Any,
+        on_stdout: Callable[[bytes], None] | None,
+    ) -> Finished:
         log.info(
             "starting CLI",
             argv=launch.shown_argv,
@@ -139,6 +153,7 @@ class Executor:
                 grace=self.settings.kill_grace_seconds,
                 stdout_cap=self.settings.stdout_cap_bytes,
                 stderr_cap=self.settings.stderr_cap_bytes,
+                on_stdout=on_stdout,
             )
         except FileNotFoundError:
             raise Refused(f"{launch.profile.program} binary not found on PATH") from None
@@ -212,6 +227,15 @@ class Executor:
         if self.settings.keep_workdir and self.settings.workdir is None:
             details["workdir"] = str(launch.cwd)
         return details
+
+
+def _decoded(
+    on_output: Callable[[str], None] | None, redact: SecretValues
+) -> Callable[[bytes], None] | None:
+    if on_output is None:
+        return None
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")  # keeps split characters
+    return lambda chunk: on_output(redact.text(decoder.decode(chunk)))
 
 
 def _read_capped(path: Path | None, cap: int) -> str | None:

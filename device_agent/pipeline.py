@@ -16,6 +16,7 @@ still going, until the answer says done or `MAX_ROUNDS` is reached.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 from collections.abc import Callable
@@ -24,7 +25,9 @@ from typing import Any, Final
 
 import structlog
 
+from device_agent.activity import RunBoard
 from device_agent.client import Answer, LobuClient
+from device_agent.control_client import Target
 from device_agent.delivery import GiveUp, Outbox
 from device_agent.executor import Executor
 from device_agent.heartbeat import Heartbeat
@@ -75,6 +78,7 @@ class RunPipeline:
         tokens: TokenSource,
         on_change: Callable[[], None] = lambda: None,
         lanes: Callable[[str], Lane] = lane_for,
+        board: RunBoard | None = None,
     ) -> None:
         self.settings = settings
         self.worker_id = worker_id
@@ -89,6 +93,7 @@ class RunPipeline:
         self.shutting_down = False  # a claim that arrives now is reported, not started
         self._on_change = on_change
         self._lanes = lanes
+        self.board = board or RunBoard()  # what `status` shows of the running runs
 
     async def run(
         self, claim: Claim, free_slot: Callable[[], None], give_up: GiveUp
@@ -143,6 +148,8 @@ class RunPipeline:
             run.cancel.set()
         self.active[claim.run_id] = run
         self.heartbeats[claim.run_id] = heartbeat
+        item_id = parsed.item_id if not isinstance(parsed, str) else str(claim.run_id)
+        self.board.started(claim.run_id, Target(item_id, claim.run_type, name))
         self._on_change()
         log.info(
             "claimed run",
@@ -225,7 +232,9 @@ class RunPipeline:
         )
         stop_on_loss = asyncio.create_task(_forward(run.heartbeat.lost, run.cancel))
         try:
-            report = await self.executor.execute(request, cancel=run.cancel)
+            report = await self.executor.execute(
+                request, cancel=run.cancel, on_output=functools.partial(self.board.output, run_id)
+            )
         finally:
             stop_on_loss.cancel()
         if report.exit_reason is ExitReason.CANCELLED and not run.heartbeat.lost.is_set():
@@ -265,6 +274,7 @@ class RunPipeline:
         )
 
     def _forget(self, run_id: int) -> None:
+        self.board.finished(run_id)
         if self.active.pop(run_id, None) is not None:
             self._on_change()
 

@@ -11,7 +11,7 @@ import contextlib
 import os
 import signal
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, NamedTuple
@@ -42,8 +42,12 @@ class Capped:
         self.end = b""
         self.total = 0
 
-    async def drain(self, stream: asyncio.StreamReader) -> None:
+    async def drain(
+        self, stream: asyncio.StreamReader, on_chunk: Callable[[bytes], None] | None = None
+    ) -> None:
         while chunk := await stream.read(_READ_CHUNK):
+            if on_chunk is not None:  # e.g. the RunBoard's output tail for `status`
+                on_chunk(chunk[-_TAIL_BYTES:])
             self.total += len(chunk)
             room = self.cap - len(self.head)
             if room > 0:
@@ -81,6 +85,7 @@ async def run_in_group(
     grace: float,
     stdout_cap: int,
     stderr_cap: int,
+    on_stdout: Callable[[bytes], None] | None = None,
 ) -> Finished:
     """Run `argv` as the leader of a new process group; no process of the group outlives this."""
     process = await asyncio.create_subprocess_exec(
@@ -98,7 +103,7 @@ async def run_in_group(
     assert process.stdout is not None
     assert process.stderr is not None
     helpers = [
-        asyncio.create_task(stdout.drain(process.stdout)),
+        asyncio.create_task(stdout.drain(process.stdout, on_stdout)),
         asyncio.create_task(stderr.drain(process.stderr)),
     ]
     if stdin is not None:

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 import structlog
 
 from device_agent.alarm import Alarm
 from device_agent.client import LobuClient
+from device_agent.control import ControlServer
+from device_agent.control_client import ControlError, socket_path
+from device_agent.control_handler import AgentControl
 from device_agent.credentials import Tokens
 from device_agent.dispatcher import Agent
 from device_agent.errors import ExitCode
@@ -18,8 +22,6 @@ from device_agent.journal import AsyncJournal, Journal
 from device_agent.profiles import load_profiles
 from device_agent.settings import Settings
 from device_agent.sleepwatch import Clock
-from device_agent.status import Status
-from device_agent.statusfile import write_status
 
 log = structlog.get_logger(__name__)
 
@@ -35,7 +37,10 @@ async def run_agent(
     started: Callable[[Agent], None] | None = None,
     wake_check_seconds: float = 5.0,
     poll_alarm: Alarm | None = None,
+    control: bool = True,
 ) -> ExitCode:
+    """Run the agent until stopped (or one poll with `once`). Call with the instance lock held:
+    the control socket it opens (unless `control` is False) belongs to the one agent per home."""
     profiles = load_profiles(user_dir=settings.paths.profiles_dir)
     journal = AsyncJournal(
         Journal(settings.paths.journal_file, output_cap=settings.executor.stdout_cap_bytes)
@@ -50,22 +55,7 @@ async def run_agent(
     executor = Executor(
         settings.executor, profiles, secrets=(token,), scratch_dir=settings.paths.state_dir / "runs"
     )
-    status_path = settings.paths.state_dir / "status.json"
     loop = asyncio.get_running_loop()
-
-    last_written: list[object] = [None]
-
-    def publish(status: Status) -> None:
-        # Written only when something a user would see changed: a few hundred bytes, rarely.
-        shown = (status.state, status.detail, tuple(status.running), status.woke_at)
-        if shown == last_written[0]:
-            return
-        last_written[0] = shown
-        extra = {"server": settings.origin, "worker_id": worker_id, "once": once}
-        try:
-            write_status(status_path, status, **extra)
-        except OSError as exc:
-            log.warning("cannot write the status file", path=str(status_path), error=str(exc))
 
     agent = Agent(
         settings,
@@ -75,7 +65,6 @@ async def run_agent(
         journal=journal,
         tokens=tokens,
         clock=clock,
-        on_status=publish,
         wake_check_seconds=wake_check_seconds,
         poll_alarm=poll_alarm,
     )
@@ -98,9 +87,10 @@ async def run_agent(
         orphans = await executor.recover()
         if orphans:
             log.warning("stopped CLIs left running by a previous agent", groups=orphans)
-        if started is not None:
-            started(agent)
-        return await agent.run(once=once)
+        async with _control_socket(settings, agent, enabled=control):
+            if started is not None:
+                started(agent)
+            return await agent.run(once=once)
     finally:
         if handle_signals:
             _remove_signals(loop)
@@ -108,10 +98,32 @@ async def run_agent(
         journal.close()
 
 
+@contextlib.asynccontextmanager
+async def _control_socket(
+    settings: Settings, agent: Agent, *, enabled: bool
+) -> AsyncIterator[ControlServer | None]:
+    """The control socket `status`, `pause`, `resume`, `trigger` and the tray talk to; closed
+    after the drain. Without it the agent still works: status falls back to the journal."""
+    if not enabled:
+        yield None
+        return
+    try:
+        server = ControlServer(socket_path(settings.paths.state_dir), AgentControl(agent))
+        await server.start()
+    except ControlError as exc:
+        log.error("no control socket: `status` and `trigger` cannot reach us", error=str(exc))
+        yield None
+        return
+    try:
+        yield server
+    finally:
+        await server.close()
+
+
 def _install_signals(loop: asyncio.AbstractEventLoop, agent: Agent) -> None:
     loop.add_signal_handler(signal.SIGTERM, agent.request_stop)
     loop.add_signal_handler(signal.SIGINT, agent.request_stop)
-    loop.add_signal_handler(signal.SIGUSR1, agent.poll_now)  # `device-agent trigger` pokes us
+    loop.add_signal_handler(signal.SIGUSR1, agent.poll_now)  # a poke from an older `trigger`
 
 
 def _remove_signals(loop: asyncio.AbstractEventLoop) -> None:

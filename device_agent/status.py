@@ -10,6 +10,7 @@ class AgentState(enum.StrEnum):
     STARTING = "starting"
     IDLE = "idle"
     BUSY = "busy"
+    PAUSED = "paused"  # by `device-agent pause`: no new claims
     BACKING_OFF = "backing_off"
     AUTH_NEEDED = "auth_needed"
     REJECTED = "rejected"

@@ -1,9 +1,21 @@
-"""Plain-text output shared by the commands and the demo."""
+"""Plain-text output shared by the commands and the demo: tables, times, safe text."""
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Sequence
+from datetime import datetime
+from typing import Final
+
+# Terminal escape sequences and control characters (newline and tab kept): text from a
+# server or a CLI must not repaint the terminal of whoever reads it.
+_UNPRINTABLE: Final = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[@-_]|[\x00-\x08\x0b-\x1f\x7f]")
+
+
+def printable(text: str) -> str:
+    """`text` without terminal escapes or control characters (newline and tab kept)."""
+    return _UNPRINTABLE.sub("", text)
 
 
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
@@ -17,14 +29,28 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 
 def duration(ms: int | None) -> str:
-    return "-" if ms is None else f"{ms / 1000:.1f}s"
+    return "-" if ms is None else elapsed(ms / 1000)
+
+
+def elapsed(seconds: float) -> str:
+    """3.2s, 4m 05s, 2h 10m."""
+    if seconds < 60:
+        return f"{seconds:.1f}s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes}m {secs:02d}s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h {minutes:02d}m"
 
 
 def when(ts: float | None) -> str:
+    """Local time, to the second: what a person reads in a table."""
     return "-" if ts is None else time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(ts))
 
 
-def ago(ts: object) -> str:
-    if not isinstance(ts, int | float):
-        return "unknown time"
-    return f"{int(time.time() - ts)} s ago"
+def ago(moment: str | float | None) -> str:
+    """ "12s ago (2026-11-30 08:40:01)" for an ISO time or epoch seconds; "never" for None."""
+    if moment is None:
+        return "never"
+    epoch = datetime.fromisoformat(moment).timestamp() if isinstance(moment, str) else moment
+    return f"{elapsed(max(0.0, time.time() - epoch))} ago ({when(epoch)})"

@@ -1,67 +1,150 @@
-"""`device-agent status`: what the agent is doing, from its status file and journal."""
+"""`device-agent status`: what the agent is doing now — the one place that tells the truth.
+
+The running daemon answers over its control socket (state, pause, current runs,
+last poll, why results wait); the journal adds the backlog and the dead
+letters, so with no daemon running status still says what is left to do.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from device_agent.commands import settings_from
 from device_agent.errors import ExitCode
-from device_agent.textformat import ago
+from device_agent.textformat import ago, elapsed, printable
+
+if TYPE_CHECKING:
+    from device_agent.settings import Settings
+
+TAIL_LINES = 3  # of a running run's output, in the human view
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    from device_agent.journal import Journal, JournalState
-    from device_agent.lock import holder_pid
-    from device_agent.statusfile import read_status
-
-    settings = settings_from(args)
-    status = read_status(settings.paths.state_dir / "status.json") or {}
-    alive = holder_pid(settings.paths.lock_file) is not None
-    counts: dict[str, int] = {}
-    dead: list[dict[str, Any]] = []
-    if settings.paths.journal_file.exists():
-        journal = Journal(settings.paths.journal_file)
-        try:
-            counts = journal.counts()
-            dead = [e.as_dict() for e in journal.in_state(JournalState.DEAD)]
-        finally:
-            journal.close()
-    report = {
-        "running": alive,
-        "agent": status,
-        "journal": counts,
-        "undelivered": counts.get(JournalState.FINISHED, 0),
-        "dead_letters": dead,
-    }
+    report = gather(settings_from(args))
     if args.json:
-        print(json.dumps(report, indent=2, default=str))
-        return ExitCode.OK
-    _print_status(report)
+        print(json.dumps(report, indent=2))
+    else:
+        print(render(report))
     return ExitCode.OK
 
 
-def _print_status(report: dict[str, Any]) -> None:
-    agent = report["agent"]
-    if report["running"]:
-        print(
-            f"agent: running (PID {agent.get('pid')}), {agent.get('state')}"
-            + (f" — {agent['detail']}" if agent.get("detail") else "")
+def gather(settings: Settings) -> dict[str, Any]:
+    """The status report; its keys are stable (`schema_version` changes when they do)."""
+    from device_agent import __version__
+    from device_agent.commands.control import ask_daemon
+    from device_agent.control_client import ControlError, DaemonNotRunning
+    from device_agent.control_handler import STATUS_SCHEMA_VERSION
+    from device_agent.credentials import describe_token_home, token_problem
+
+    daemon: dict[str, Any] = {}
+    note = None
+    try:
+        daemon = ask_daemon(settings, "status")
+    except DaemonNotRunning:
+        note = "the daemon is not running: start it with `device-agent run`"
+    except ControlError as exc:
+        note = str(exc)
+    waiting = daemon.get("waiting") or {}
+    backlog, dead = _journal_view(settings)
+    for item in backlog:
+        item["waiting_because"] = waiting.get(str(item["run_id"])) or (
+            "queued; sent at the next attempt" if daemon else "the daemon is not running"
         )
-        for run_id, name in (agent.get("running") or {}).items():
-            print(f"  running run {run_id}: {name}")
-    elif agent:
-        print(
-            f"agent: not running (last state: {agent.get('state')}, {ago(agent.get('updated_at'))})"
-        )
+    return {
+        "schema_version": STATUS_SCHEMA_VERSION,
+        "version": __version__,
+        "daemon_running": bool(daemon),
+        "daemon_note": note,
+        "daemon_version": daemon.get("version"),
+        "pid": daemon.get("pid"),
+        "server": settings.origin,
+        "worker_id": daemon.get("worker_id"),
+        "state": daemon.get("state", "not running"),
+        "paused": bool(daemon.get("paused")),
+        "runs": daemon.get("runs", []),
+        "last_poll_at": daemon.get("last_poll_at"),
+        "backlog": backlog,
+        "dead_letters": dead,
+        "problems": daemon.get("problems", []),
+        "token_home": describe_token_home(settings),
+        "token_problem": token_problem(settings),
+    }
+
+
+def _journal_view(settings: Settings) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    from device_agent.control_handler import iso
+    from device_agent.journal import DEAD, FINISHED, Journal
+
+    if not settings.paths.journal_file.exists():
+        return [], []
+    journal = Journal(settings.paths.journal_file)
+    try:
+        waiting = journal.in_state(FINISHED, server=settings.origin)
+        dead = journal.in_state(DEAD, server=settings.origin)
+    finally:
+        journal.close()
+    backlog = [
+        {
+            "run_id": e.run_id,
+            "name": e.watcher_name,
+            "finished_at": iso(e.finished_at),
+            "attempts": e.attempts,
+        }
+        for e in waiting
+    ]
+    dead_letters = [
+        {
+            "run_id": e.run_id,
+            "name": e.watcher_name,
+            "finished_at": iso(e.finished_at),
+            "answer": e.answer,
+            "server_message": e.server_message,
+        }
+        for e in dead
+    ]
+    return backlog, dead_letters
+
+
+def render(report: dict[str, Any]) -> str:
+    """The human view of `gather`'s report."""
+    lines = []
+    if report["daemon_running"]:
+        paused = ", PAUSED (`device-agent resume` to go on)" if report["paused"] else ""
+        lines.append(f"agent: running (PID {report['pid']}), {report['state']}{paused}")
+        lines.append(f"  last poll:  {ago(report['last_poll_at'])}")
     else:
-        print("agent: not running (no state yet)")
-    if agent.get("last_error"):
-        print(f"last problem: {agent['last_error']}")
-    print(f"results waiting to be delivered: {report['undelivered']}")
-    for entry in report["dead_letters"]:
-        print(
-            f"  REJECTED run {entry['run_id']} ({entry['watcher_name']}): "
-            f"{entry['server_message']} — output kept: device-agent history --run {entry['run_id']}"
+        lines.append(f"agent: not running — {report['daemon_note']}")
+    lines.append(f"  server:     {report['server']}" + _worker(report))
+    token = report["token_home"] + (
+        f" — {report['token_problem']}" if report["token_problem"] else ""
+    )
+    lines.append(f"  token:      {token}")
+    lines.append(f"  version:    device-agent {report['version']}")
+    for problem in report["problems"]:
+        lines.append(f"problem: {problem}")
+    for run in report["runs"]:
+        lines.append(
+            f"running: run {run['run_id']} — {printable(run['name'])} ({run['lane']}), "
+            f"for {elapsed(run['elapsed_seconds'])}"
         )
+        for line in run["output_tail"].rstrip().splitlines()[-TAIL_LINES:]:
+            lines.append(f"  | {printable(line)}")
+    lines.append(f"results waiting to be delivered: {len(report['backlog']) or 'none'}")
+    for item in report["backlog"]:
+        lines.append(
+            f"  run {item['run_id']} ({printable(item['name'] or '-')}), "
+            f"{item['attempts']} attempts: {printable(item['waiting_because'])}"
+        )
+    for dead in report["dead_letters"]:
+        lines.append(
+            f"REFUSED by the server: run {dead['run_id']} ({printable(dead['name'] or '-')}): "
+            f"{printable(dead['server_message'] or dead['answer'] or '-')} — output kept: "
+            f"device-agent history --run {dead['run_id']}"
+        )
+    return "\n".join(lines)
+
+
+def _worker(report: dict[str, Any]) -> str:
+    return f" as worker {report['worker_id']}" if report["worker_id"] else ""

@@ -6,6 +6,7 @@ import json
 import signal
 from typing import Any
 
+from device_agent.control_client import ControlError, request, socket_path
 from device_agent.devserver import Fault
 from tests.helpers import alive, wait_for
 
@@ -84,7 +85,7 @@ def test_undelivered_result_waits_in_the_journal_and_is_sent_on_the_next_start(l
     row = journal_rows(lab.home)[run_id]
     assert (row["state"], row["output"]) == ("finished", "Summary: Deliver me")
     status = json.loads(lab.run_agent("status", "--json").stdout)
-    assert status["undelivered"] == 1
+    assert [b["run_id"] for b in status["backlog"]] == [run_id]
     lab.state.faults.clear()
     result = lab.run_agent("run", "--once")
     assert result.returncode == 0, result.stderr
@@ -158,11 +159,11 @@ def test_trigger_makes_the_running_agent_poll_at_once(lab: Lab) -> None:
 
 
 def _status(lab: Lab) -> dict[str, Any]:
+    """What the running agent says over its control socket; {} while none answers."""
     try:
-        data = json.loads((lab.home / "state" / "status.json").read_text())
-    except (FileNotFoundError, ValueError):
+        return request(socket_path(lab.home / "state"), "status")
+    except ControlError:
         return {}
-    return data if isinstance(data, dict) else {}
 
 
 def test_once_drains_on_sigterm_like_the_loop(lab: Lab) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -84,7 +84,13 @@ class RecordingExecutor:
     def has_profile(self, agent_kind: str) -> bool:
         return True
 
-    async def execute(self, request: ExecutionRequest, *, cancel: asyncio.Event) -> Report:
+    async def execute(
+        self,
+        request: ExecutionRequest,
+        *,
+        cancel: asyncio.Event,
+        on_output: Callable[[str], None] | None = None,
+    ) -> Report:
         self.prompts.append(request.prompt)
         return Report(f"round {len(self.prompts)}", None, 1, 0, None, ExitReason.OK)
 

@@ -1,0 +1,90 @@
+"""The running agent as the control socket sees it (docs/desktop.md, "control socket").
+
+`AgentControl` adapts an `Agent` to `control.ControlHandler`: it answers
+`status` from what the agent holds in memory (never a file or a blocking
+call), forwards `pause`/`resume`/`poll_now`, and performs "Run now"
+(docs/protocol.md, "Run now") with the account API, then polls at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from device_agent import __version__
+from device_agent.auth.http import AccountError, account_client
+from device_agent.auth.trigger import trigger
+from device_agent.control import Refused
+from device_agent.control_client import Target
+from device_agent.credentials import load_credential
+from device_agent.dispatcher import Agent
+from device_agent.status import PROBLEM_STATES
+
+STATUS_SCHEMA_VERSION: Final = 1
+
+
+class AgentControl:
+    def __init__(self, agent: Agent) -> None:
+        self.agent = agent
+
+    def status(self) -> dict[str, Any]:
+        agent, status = self.agent, self.agent.status
+        problems = [status.detail] if status.state in PROBLEM_STATES and status.detail else []
+        return {
+            "schema_version": STATUS_SCHEMA_VERSION,
+            "version": __version__,
+            "pid": os.getpid(),
+            "server": agent.server,
+            "worker_id": agent.worker_id,
+            "state": str(status.state),
+            "paused": agent.paused,
+            "runs": agent.pipeline.board.runs(),
+            "last_poll_at": iso(status.last_poll_at),
+            "waiting": {str(run_id): why for run_id, why in agent.outbox.waiting.items()},
+            "problems": problems,
+        }
+
+    def poll_now(self) -> None:
+        self.agent.poll_now()
+
+    def pause(self) -> None:
+        self.agent.pause()
+
+    def resume(self) -> None:
+        self.agent.resume()
+
+    def targets(self) -> list[Target]:
+        return self.agent.pipeline.board.targets()
+
+    async def trigger(self, target_id: str, lane: str | None) -> dict[str, Any]:
+        settings = self.agent.settings
+        credential = await asyncio.to_thread(load_credential, settings)
+        if credential is None:
+            raise Refused(f"no token for {settings.origin}: run `device-agent login`")
+        lane = lane or "watcher"
+        try:
+            async with account_client(settings.origin) as client:
+                triggered = await trigger(
+                    client,
+                    credential,
+                    item_id=target_id,
+                    lane=lane,
+                    worker_id=self.agent.worker_id,
+                )
+        except AccountError as exc:  # the server said no, or cannot be reached
+            raise Refused(str(exc)) from None
+        self.agent.poll_now()
+        return {
+            "run_id": triggered.run_id,
+            "already_queued": triggered.already_queued,
+            "message": triggered.describe(lane, target_id),
+        }
+
+
+def iso(epoch: float | None) -> str | None:
+    """Epoch seconds as an ISO 8601 UTC time, the form every `--json` output uses."""
+    if epoch is None:
+        return None
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds")
