@@ -8,22 +8,26 @@ configuration error; 3 authentication needed; 4 server unreachable).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from device_agent import __version__
 from device_agent.commands import fail
+from device_agent.commands.control import cmd_pause, cmd_resume
 from device_agent.commands.demo import add_dev_server_arguments, cmd_demo, cmd_dev_server
 from device_agent.commands.doctor import cmd_doctor
 from device_agent.commands.history import cmd_history
 from device_agent.commands.login import cmd_login, cmd_logout
+from device_agent.commands.logs import cmd_logs
 from device_agent.commands.run import cmd_run
 from device_agent.commands.status import cmd_status
 from device_agent.commands.trigger import cmd_trigger
 from device_agent.errors import DeviceAgentError, ExitCode
 
 Command = Callable[[argparse.Namespace], int]
+Parser = argparse.ArgumentParser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -37,10 +41,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         return handler(args)
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        return _reader_went_away()
     except Exception as exc:
         code, message = _explain(exc)
         fail(message)
         return code
+
+
+def _reader_went_away() -> int:
+    """`device-agent history | head`: the reader stopped, which is not our failure. Point
+    stdout at /dev/null so the interpreter's final flush does not raise again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return ExitCode.OK
 
 
 def _explain(exc: Exception) -> tuple[ExitCode, str]:
@@ -62,55 +77,115 @@ def _explain(exc: Exception) -> tuple[ExitCode, str]:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="device-agent",
-        description="Runs the watcher runs a Lobu server pins to this device with a CLI agent.",
+        description=(
+            "Runs on your own machine the watcher and automation runs a Lobu server pins to it, "
+            "with a local CLI agent (Claude Code, Codex, Gemini CLI, OpenCode, or a command)."
+        ),
+        epilog="Start here: device-agent login, device-agent doctor, device-agent run.",
     )
     parser.add_argument("--version", action="version", version=f"device-agent {__version__}")
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--config", type=Path, help="config file (default: the user config dir)")
+    common.add_argument(
+        "--config", type=Path, help="config file (default: DEVICE_AGENT_CONFIG or the config dir)"
+    )
     common.add_argument("--server", help="Lobu server URL (overrides DEVICE_AGENT_SERVER)")
-    common.add_argument("--worker-id", dest="worker_id", help="this device's worker id")
+    common.add_argument(
+        "--worker-id", dest="worker_id", help="this device's worker id (overrides the config)"
+    )
     common.add_argument("-v", "--verbose", action="store_true", help="debug logs on the terminal")
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
 
-    run = sub.add_parser(
-        "run", parents=[common], help="poll and run watcher runs (what the service runs)"
+    def command(name: str, handler: Command, summary: str, *, example: str = "") -> Parser:
+        made = sub.add_parser(
+            name,
+            parents=[common],
+            help=summary,
+            description=summary[0].upper() + summary[1:] + ".",
+            epilog=f"example: {example}" if example else None,
+        )
+        made.set_defaults(handler=handler)
+        return made
+
+    run = command(
+        "run",
+        cmd_run,
+        "poll the server and run what it pins to this device (what the service runs)",
+        example="device-agent run --once --agent claude",
     )
     run.add_argument("--once", action="store_true", help="one poll; run what was claimed; exit")
     run.add_argument("--concurrency", type=int, help="runs at once (default 1)")
-    run.add_argument("--agent", dest="default_agent", help="executor for runs without agent_kind")
-    run.set_defaults(handler=cmd_run)
+    run.add_argument(
+        "--agent", dest="default_agent", help="executor profile for runs that name none"
+    )
 
     demo = sub.add_parser(
-        "demo", help="try it offline: local dev server, sample watchers, demo agent"
+        "demo",
+        help="try it offline: local dev server, sample watchers, demo agent",
+        description="Try it offline: a local dev server, sample watchers and a demo agent.",
     )
     demo.set_defaults(handler=cmd_demo)
 
-    dev = sub.add_parser("dev-server", help="a Lobu-compatible server on loopback, for experiments")
+    dev = sub.add_parser(
+        "dev-server",
+        help="a Lobu-compatible server on loopback, for experiments",
+        description="A Lobu-compatible server on loopback; prints a `run` line to paste.",
+        epilog="example: device-agent dev-server --port 8787",
+    )
     add_dev_server_arguments(dev)
     dev.set_defaults(handler=cmd_dev_server)
 
-    login = sub.add_parser("login", parents=[common], help="store a token in the OS keyring")
+    login = command("login", cmd_login, "store this device's token (OS keyring or 0600 file)")
     login.add_argument("--token-stdin", action="store_true", help="read the token from stdin")
-    login.set_defaults(handler=cmd_login)
-    logout = sub.add_parser("logout", parents=[common], help="remove the stored token")
-    logout.set_defaults(handler=cmd_logout)
+    command("logout", cmd_logout, "remove the stored token")
 
-    status = sub.add_parser("status", parents=[common], help="what the agent is doing")
-    status.add_argument("--json", action="store_true")
-    status.set_defaults(handler=cmd_status)
+    status = command(
+        "status",
+        cmd_status,
+        "what the agent is doing now: state, runs, last poll, results waiting, problems",
+        example="device-agent status --json | jq .state",
+    )
+    status.add_argument("--json", action="store_true", help="machine-readable, stable keys")
 
-    history = sub.add_parser("history", parents=[common], help="recent runs from the journal")
-    history.add_argument("--json", action="store_true")
-    history.add_argument("--limit", type=int, default=20)
-    history.add_argument("--run", type=int, dest="run_id", help="show one run in full")
-    history.set_defaults(handler=cmd_history)
+    history = command(
+        "history",
+        cmd_history,
+        "recent runs from the journal, or one run in full",
+        example="device-agent history --run 42",
+    )
+    history.add_argument("--json", action="store_true", help="machine-readable, ISO times")
+    history.add_argument(
+        "--limit", type=int, default=20, help="how many recent runs to list (default 20)"
+    )
+    history.add_argument("--run", type=int, dest="run_id", help="show one run in full, by run id")
 
-    trigger = sub.add_parser("trigger", parents=[common], help='"Run now": queue a watcher')
-    trigger.add_argument("watcher_id")
-    trigger.set_defaults(handler=cmd_trigger)
+    trigger = command(
+        "trigger",
+        cmd_trigger,
+        '"Run now": ask the server to queue a watcher run; the running agent picks it up',
+        example="device-agent trigger 42",
+    )
+    trigger.add_argument("watcher_id", help="the watcher's id (the number in its web address)")
 
-    doctor = sub.add_parser("doctor", parents=[common], help="check server, token, CLIs, dirs")
-    doctor.set_defaults(handler=cmd_doctor)
+    command("pause", cmd_pause, "stop claiming new runs; running ones finish")
+    command("resume", cmd_resume, "claim runs again, polling at once")
+
+    logs = command(
+        "logs",
+        cmd_logs,
+        "show the agent's log, or follow it",
+        example="device-agent logs -f --run 42",
+    )
+    logs.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
+    logs.add_argument("--run", type=int, dest="run_id", help="only this run's lines")
+    logs.add_argument(
+        "-n", "--lines", type=int, default=50, help="how many recent lines first (default 50)"
+    )
+
+    command(
+        "doctor",
+        cmd_doctor,
+        "check server, token, CLIs (as the service finds them), config and directories",
+    )
     return parser
 
 

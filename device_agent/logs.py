@@ -114,6 +114,8 @@ def setup(
     # httpx logs every request at INFO; that is noise on a laptop that polls all day.
     logging.getLogger("httpx").setLevel(logging.WARNING)
     logging.getLogger("httpcore").setLevel(logging.WARNING)
+    # asyncio's "Using selector: EpollSelector" at DEBUG on every start tells a user nothing.
+    logging.getLogger("asyncio").setLevel(logging.INFO)
 
 
 def _formatter(renderer: Any, *extra: Any) -> logging.Formatter:

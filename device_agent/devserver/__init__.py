@@ -35,6 +35,7 @@ import asyncio
 import contextlib
 import ipaddress
 import platform
+import shlex
 import socket
 import sys
 import threading
@@ -253,6 +254,15 @@ def run_from_arguments(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_line(url: str, token: str, worker_id: str) -> str:
+    """The `device-agent run` command that picks up the sample runs as printed: the worker id
+    they are pinned to, and the bundled offline `demo` executor, which needs no CLI installed."""
+    return (
+        f"DEVICE_AGENT_SERVER={url} DEVICE_AGENT_TOKEN={token} "
+        f"device-agent run --worker-id {shlex.quote(worker_id)} --agent demo"
+    )
+
+
 async def serve_forever(
     host: str = "127.0.0.1",
     port: int = 8787,
@@ -264,14 +274,13 @@ async def serve_forever(
     """Run a dev server until cancelled, printing its URL, a token and a ready command."""
     state = state if state is not None else DevState()
     token = state.add_token()
+    worker_id = worker_id or default_worker_id()
     if seed_demo:
-        seed_demo_runs(state, worker_id or default_worker_id())
+        seed_demo_runs(state, worker_id)
     async with DevServer(state, host=host, port=port) as server:
         print(f"device-agent dev server (Lobu {state.lane} lane) listening on {server.url}")
         print(f"token: {token}")
         print(f"state: {server.url}/_dev/state")
-        print(
-            f"DEVICE_AGENT_SERVER={server.url} DEVICE_AGENT_TOKEN={token} device-agent run",
-            flush=True,
-        )
+        print("run the agent against it (the sample runs are pinned to this worker id):")
+        print(run_line(server.url, token, worker_id), flush=True)
         await asyncio.Event().wait()

@@ -703,7 +703,7 @@ def test_serve_forever_prints_url_and_token(capsys: pytest.CaptureFixture[str]) 
     token = printed.split("token: ", 1)[1].split()[0]
     assert token.startswith("owl_pat_")
     assert state.token(token) is not None
-    assert f"DEVICE_AGENT_TOKEN={token} device-agent run" in printed
+    assert f"DEVICE_AGENT_TOKEN={token} device-agent run --worker-id {WID} --agent demo" in printed
     assert "DEVICE_AGENT_SERVER=http://127.0.0.1:" in printed
     assert len(state.watchers()) == 2
     assert [r.status for r in state.runs()] == ["pending"]
