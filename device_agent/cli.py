@@ -38,7 +38,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return ExitCode.CONFIG
     try:
-        return handler(args)
+        code = handler(args)
+        sys.stdout.flush()  # here, not at exit, so that a closed pipe is handled below
+        return code
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:

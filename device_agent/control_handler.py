@@ -41,8 +41,13 @@ class AgentControl:
             "state": str(status.state),
             "paused": agent.paused,
             "runs": agent.pipeline.board.runs(),
-            "last_poll_at": iso(status.last_poll_at),
-            "waiting": {str(run_id): why for run_id, why in agent.outbox.waiting.items()},
+            "last_poll_at": status.last_poll_at,  # epoch seconds, as the tray reads it
+            # Results the outbox has tried and not delivered yet; `status` adds the rest
+            # from the journal.
+            "backlog": [
+                {"run_id": run_id, "waiting_because": why}
+                for run_id, why in agent.outbox.waiting.items()
+            ],
             "problems": problems,
         }
 

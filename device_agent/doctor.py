@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
 
 from device_agent.auth.store import keyring_name, usable_keyring
 from device_agent.client import AnswerKind, LobuClient
 from device_agent.credentials import CredentialError, describe_token_home, resolve_token
 from device_agent.errors import ExitCode
-from device_agent.probe import ProfileCheck, check_profiles
+from device_agent.probe import ProfileCheck, check_profiles, default_agent_problem
 from device_agent.profiles import load_profiles
+from device_agent.service import service_path, this_program
 from device_agent.settings import ConfigError, Settings
 
 
@@ -26,7 +30,16 @@ class Check:
         return f"[{mark}] {self.what}" + (f": {self.detail}" if self.detail else "")
 
 
-def run_doctor(settings: Settings) -> int:
+# Where version managers and per-shell installers put CLIs: a PATH that finds them today
+# loses them when the Node version changes, and a service keeps the PATH of its install.
+SHELL_ONLY_DIRS: Final = ("/.nvm/", "/.volta/", "/.claude/local/", "/.asdf/", "/.fnm/", "/mise/")
+
+
+def run_doctor(settings: Settings, *, config_file: Path | None = None) -> int:
+    if config_file is not None:
+        shown = f"{config_file}" if config_file.exists() else f"{config_file} (not created yet)"
+        print(f"[ -- ] config file: {shown}")
+    print(f"[ -- ] executors dir: {settings.paths.profiles_dir} (your own profiles go here)")
     checks, code = asyncio.run(_checks(settings))
     for check in checks:
         print(check.line())
@@ -47,14 +60,24 @@ async def _checks(settings: Settings) -> tuple[list[Check], int]:
 
 
 async def _executors(settings: Settings) -> list[Check]:
-    """The default agent must be runnable; other CLIs are listed for information."""
+    """The default agent must be runnable; other CLIs are listed for information.
+
+    CLIs are looked up on the PATH a service gets (`service.service_path`, what
+    `service install` writes into the unit), not only this shell's.
+    """
     profiles = load_profiles(user_dir=settings.paths.profiles_dir)
     default = settings.default_agent
+    environ = dict(os.environ)
+    environ["PATH"] = service_path(
+        environ.get("PATH", os.defpath),
+        home=Path.home(),
+        program=this_program(sys.argv[0], sys.executable),
+    )
     checks = []
-    if default not in profiles:
-        known = ", ".join(sorted(profiles))
-        checks.append(Check(False, f"default agent {default!r}", f"no such profile ({known})"))
-    for result in await check_profiles(profiles, settings=settings.executor):
+    problem = default_agent_problem(profiles, default, environ["PATH"])
+    if default not in profiles and problem:
+        checks.append(Check(False, f"default agent {default!r}", problem))
+    for result in await check_profiles(profiles, settings=settings.executor, environ=environ):
         found = result.path is not None
         if result.name == default:
             checks.append(Check(found, f"default agent {default!r}", _describe(result)))
@@ -111,6 +134,14 @@ async def _server(settings: Settings) -> tuple[list[Check], int]:
 
 def _describe(check: ProfileCheck) -> str:
     if check.path is None:
-        return check.error or f"{check.binary} not found on PATH"
+        return check.error or f"{check.binary} not found on the service's PATH"
+    where = f"found at {check.path}"
+    if any(marker in check.path for marker in SHELL_ONLY_DIRS):
+        where += (
+            " — a version manager's dir: a service may lose it when versions change; "
+            "set an absolute `binary` in the executors dir to pin it"
+        )
+    if not check.probed:
+        return f"{where} (not run to ask its version: add version_args to its profile)"
     unknown = f"version unknown: {check.error}" if check.error else "version unknown"
-    return f"{check.path} ({check.version or unknown})"
+    return f"{where} ({check.version or unknown})"

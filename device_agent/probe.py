@@ -25,6 +25,7 @@ class ProfileCheck:
     path: str | None  # where the binary was found on the child's PATH, None if nowhere
     version: str | None  # first line the binary printed for `--version`
     error: str | None
+    probed: bool = True  # False: found, but its profile declares no version_args
 
 
 _Probe = Callable[..., Awaitable[tuple[str | None, str | None]]]
@@ -60,9 +61,36 @@ async def _check(
         return ProfileCheck(
             profile.name, shown, None, None, f"{profile.program} binary not found on PATH"
         )
+    if not profile.version_args:
+        return ProfileCheck(profile.name, shown, path, None, None, probed=False)
     argv: Sequence[str] = [path, *profile.version_args]
     version, error = await probe(argv, env=env, time_limit=time_limit)
     return ProfileCheck(profile.name, shown, path, version, error)
+
+
+def default_agent_problem(profiles: Mapping[str, Profile], default: str, path: str) -> str | None:
+    """Why runs that name no executor cannot run here (None: they can), as `doctor` and the
+    start of `run` say it; `path` is the PATH the CLIs get."""
+    profile = profiles.get(default)
+    if profile is None:
+        return (
+            f"default_agent {default!r} is not an executor profile: use one of "
+            f"{', '.join(sorted(profiles))} (`device-agent doctor` lists them)"
+        )
+    if not profile.configured:
+        return f"default_agent {default!r} is not configured yet: set argv in {profile.source}"
+    if profile.resolve(path) is None:
+        return (
+            f"default_agent {default!r} needs {profile.program}, which is not on the PATH the "
+            f"agent gives CLIs: install it, set an absolute `binary` in a copy of "
+            f"{profile.source.name} in the executors dir, or pick another with --agent"
+        )
+    return None
+
+
+def found_executors(profiles: Mapping[str, Profile], path: str) -> dict[str, str | None]:
+    """Each configured profile's binary on `path` (None where it is not found)."""
+    return {name: p.resolve(path) for name, p in sorted(profiles.items()) if p.configured}
 
 
 async def probe_version(

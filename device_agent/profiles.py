@@ -13,7 +13,7 @@ A profile (see executors/claude-code.toml for a commented one):
     argv = ["my-agent", "--flag"]  # instead of binary + args (the `command` profile)
     prompt = "stdin"               # stdin | argument ("{prompt}") | file ("{prompt_file}")
     env = { NAME = "value" }       # added to the child's environment
-    version_args = ["--version"]   # what `device-agent doctor` runs
+    version_args = ["--version"]   # what `device-agent doctor` runs (with argv: nothing unless set)
     [options.model]                # execution_config key -> flags
     args = ["--model", "{value}"]
     values = { plan = "read-only" }  # optional: the values this CLI takes, translated
@@ -44,6 +44,7 @@ OPTIONS_SLOT: Final = "{options}"  # an args element replaced by the execution_c
 MCP_SLOT: Final = "{mcp}"  # an args element replaced by the MCP flags
 PRIVATE: Final = "private"  # [mcp] file = "private": a 0700 temp dir outside the workdir
 
+VERSION: Final = ("--version",)
 PLACEHOLDER: Final = re.compile(r"\{([a-z_]+)\}")
 _COMMON: Final = frozenset({"python", "python_path", "workdir"})
 _ARGS: Final = _COMMON | {"prompt", "prompt_file", "output_file"}
@@ -96,7 +97,7 @@ class Profile:
     options: Mapping[str, OptionFlags] = field(default_factory=dict)
     env: Mapping[str, str] = field(default_factory=dict)
     mcp: McpSpec | None = None
-    version_args: tuple[str, ...] = ("--version",)
+    version_args: tuple[str, ...] = VERSION  # () : doctor never runs it
     description: str = ""
 
     @property
@@ -171,7 +172,9 @@ def _parse(path: Path, top: _Table) -> Profile:
         options=options,
         env=env,
         mcp=mcp,
-        version_args=top.strings("version_args", default=("--version",)),
+        # A command of one's own (argv) may do real work whatever its arguments: doctor runs
+        # it only when its profile says how to ask its version.
+        version_args=top.strings("version_args", default=() if "argv" in top.data else VERSION),
         description=top.string("description", default=""),
     )
     if profile.configured:

@@ -9,10 +9,11 @@ from collections.abc import AsyncIterator, Callable
 
 import structlog
 
+from device_agent.activity import MAX_TARGETS
 from device_agent.alarm import Alarm
 from device_agent.client import LobuClient
 from device_agent.control import ControlServer
-from device_agent.control_client import ControlError, socket_path
+from device_agent.control_client import ControlError, Target, socket_path
 from device_agent.control_handler import AgentControl
 from device_agent.credentials import Tokens
 from device_agent.dispatcher import Agent
@@ -84,6 +85,7 @@ async def run_agent(
             concurrency=settings.concurrency,
             pruned_journal_rows=pruned,
         )
+        await _remember_targets(agent, journal)
         orphans = await executor.recover()
         if orphans:
             log.warning("stopped CLIs left running by a previous agent", groups=orphans)
@@ -96,6 +98,16 @@ async def run_agent(
             _remove_signals(loop)
         await client.aclose()
         journal.close()
+
+
+async def _remember_targets(agent: Agent, journal: AsyncJournal) -> None:
+    """What this device ran before, for "Run now" in the tray, oldest first so the newest
+    ends up on top."""
+    recent = await journal.call(journal.sync.recent, MAX_TARGETS)
+    for entry in reversed(recent):
+        if entry.server == agent.server and entry.watcher_id:
+            name = entry.watcher_name or entry.watcher_id
+            agent.pipeline.board.remember(Target(entry.watcher_id, entry.run_type, name))
 
 
 @contextlib.asynccontextmanager

@@ -154,26 +154,45 @@ def load(
     """Build settings from the config file, the environment and flags (in that order)."""
     env = os.environ if env is None else env
     paths = Paths.resolve(env)
-    explicit = config_path or (Path(env[ENV_CONFIG]).expanduser() if env.get(ENV_CONFIG) else None)
-    file_path = explicit or paths.config_file
-    values = _read_config_file(file_path, required=explicit is not None)
+    file_path, named_by = config_file_in_use(paths, config_path, env)
+    values = _read_config_file(file_path, named_by=named_by)
     if "token" in values:
         raise ConfigError(
             f"config file {file_path} contains a token: remove it and run `device-agent login` "
             f"(the OS keyring keeps it) or set {ENV_TOKEN}"
+        )
+    if "platform" in values:
+        raise ConfigError(
+            f"config file {file_path} sets platform: remove it; the agent detects the platform "
+            "and the server accepts only the ones it knows"
         )
     values.update(_from_env(env))
     values.update({k: v for k, v in (overrides or {}).items() if v is not None})
     return validate(_build(values, paths))
 
 
-def _read_config_file(path: Path, *, required: bool) -> dict[str, Any]:
+def config_file_in_use(
+    paths: Paths, config_path: Path | None, env: Mapping[str, str] | None = None
+) -> tuple[Path, str | None]:
+    """The config file and what named it (--config, DEVICE_AGENT_CONFIG, or None: the default)."""
+    env = os.environ if env is None else env
+    if config_path is not None:
+        return config_path, "--config"
+    if env.get(ENV_CONFIG):
+        return Path(env[ENV_CONFIG]).expanduser(), ENV_CONFIG
+    return paths.config_file, None
+
+
+def _read_config_file(path: Path, *, named_by: str | None) -> dict[str, Any]:
+    """The file's settings; `named_by` is the flag or variable that chose this file (then it
+    must exist), None for the default file (which may be absent)."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        if required:
+        if named_by is not None:
             raise ConfigError(
-                f"config file {path} does not exist: create it or drop --config"
+                f"config file {path} (named by {named_by}) does not exist: create it, "
+                f"or drop {named_by}" + (" from the environment" if named_by == ENV_CONFIG else "")
             ) from None
         return {}
     except OSError as exc:
@@ -196,6 +215,9 @@ _SECTIONS: Final[Mapping[str, type]] = {"executor": ExecutorSettings, "journal":
 _TOP_LEVEL: Final = frozenset(
     f.name for f in fields(Settings) if f.name not in ("paths", *_SECTIONS)
 )
+# What a config file may set: never the token (the keyring or DEVICE_AGENT_TOKEN keeps it)
+# nor the platform (detected; the server refuses what it does not know).
+_CONFIG_KEYS: Final = _TOP_LEVEL - {"token", "platform"}
 
 
 def _build(values: Mapping[str, Any], paths: Paths) -> Settings:
@@ -207,7 +229,7 @@ def _build(values: Mapping[str, Any], paths: Paths) -> Settings:
         elif key in _TOP_LEVEL:
             top[key] = _coerce(key, value, _field_type(Settings, key))
         else:
-            raise ConfigError(_unknown_key(key, _TOP_LEVEL | set(_SECTIONS)))
+            raise ConfigError(_unknown_key(key, _CONFIG_KEYS | set(_SECTIONS)))
     return Settings(paths=paths, **top, **sections)
 
 
@@ -246,7 +268,9 @@ def _coerce(key: str, value: Any, type_name: str) -> Any:
             return int(value)
         raise ConfigError(f"{key} must be a whole number, got {value!r}")
     if type_name.startswith("float"):
-        if isinstance(value, int | float) and not isinstance(value, bool):
+        if isinstance(value, bool):  # float(True) is 1.0: `keep_days = true` is a mistake
+            raise ConfigError(f"{key} must be a number, got {value!r}")
+        if isinstance(value, int | float):
             return float(value)
         try:
             return float(value)
@@ -302,7 +326,16 @@ def validate(settings: Settings) -> Settings:
         raise ConfigError("journal.keep_days and journal.keep_rows must not be negative")
     if not settings.default_agent:
         raise ConfigError("default_agent must name an executor profile, e.g. 'claude-code'")
+    # Last, so that a mistake in the config file is reported first, by its own name.
+    if settings.token is not None and not _TOKEN_SHAPE.fullmatch(settings.token):
+        raise ConfigError(
+            f"{ENV_TOKEN} does not hold a token (it is empty or has spaces or control "
+            f"characters): set it to the token alone, or unset it and run `device-agent login`"
+        )
     return settings
+
+
+_TOKEN_SHAPE: Final = re.compile(r"[\x21-\x7e]{1,4096}")  # what an HTTP header can carry
 
 
 def _positive(settings: Settings, *names: str) -> None:

@@ -9,5 +9,7 @@ from device_agent.commands import settings_from
 
 def cmd_doctor(args: argparse.Namespace) -> int:
     from device_agent.doctor import run_doctor
+    from device_agent.settings import config_file_in_use
 
-    return run_doctor(settings_from(args))
+    settings = settings_from(args)
+    return run_doctor(settings, config_file=config_file_in_use(settings.paths, args.config)[0])

@@ -5,19 +5,27 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
+from typing import TYPE_CHECKING
 
 from device_agent.commands import settings_from, setup_logs
 
+if TYPE_CHECKING:
+    from device_agent.settings import Settings
+
 
 def cmd_run(args: argparse.Namespace) -> int:
+    import structlog
+
     from device_agent.credentials import resolve_token
     from device_agent.identity import resolve_worker_id
     from device_agent.lock import InstanceLock
     from device_agent.runner import run_agent
 
     settings = settings_from(args, concurrency=args.concurrency, default_agent=args.default_agent)
+    executors = check_executors(settings)
     token = resolve_token(settings)
     setup_logs(settings, args, token)
+    structlog.get_logger(__name__).info(executors)
     worker_id = resolve_worker_id(settings)
     # `trigger` may poke us with SIGUSR1 as soon as we hold the lock; until the loop handles
     # it (and after), its default action would kill the agent.
@@ -26,3 +34,26 @@ def cmd_run(args: argparse.Namespace) -> int:
         return int(
             asyncio.run(run_agent(settings, token=token, worker_id=worker_id, once=args.once))
         )
+
+
+def check_executors(settings: Settings) -> str:
+    """Refuse to start, in one line, when runs that name no executor could not run here;
+    else the one line that says which executors this device has.
+
+    A watcher run names no executor (docs/protocol.md, "execution_config and the CLI"), so
+    every one would fail on the server with "binary not found"; better to say so now, the
+    way `doctor` does.
+    """
+    from device_agent.environment import child_environment
+    from device_agent.probe import default_agent_problem, found_executors
+    from device_agent.profiles import load_profiles
+    from device_agent.settings import ConfigError
+
+    profiles = load_profiles(user_dir=settings.paths.profiles_dir)
+    path = child_environment(None, settings.executor, secrets=())["PATH"]
+    problem = default_agent_problem(profiles, settings.default_agent, path)
+    if problem is not None:
+        raise ConfigError(problem)
+    found = [name for name, where in found_executors(profiles, path).items() if where]
+    others = ", ".join(name for name in found if name != settings.default_agent) or "none"
+    return f"executors: {settings.default_agent} (default); runs may also name: {others}"

@@ -35,7 +35,7 @@ def gather(settings: Settings) -> dict[str, Any]:
     from device_agent import __version__
     from device_agent.commands.control import ask_daemon
     from device_agent.control_client import ControlError, DaemonNotRunning
-    from device_agent.control_handler import STATUS_SCHEMA_VERSION
+    from device_agent.control_handler import STATUS_SCHEMA_VERSION, iso
     from device_agent.credentials import describe_token_home, token_problem
 
     daemon: dict[str, Any] = {}
@@ -46,10 +46,10 @@ def gather(settings: Settings) -> dict[str, Any]:
         note = "the daemon is not running: start it with `device-agent run`"
     except ControlError as exc:
         note = str(exc)
-    waiting = daemon.get("waiting") or {}
+    waiting = {item["run_id"]: item["waiting_because"] for item in daemon.get("backlog", [])}
     backlog, dead = _journal_view(settings)
     for item in backlog:
-        item["waiting_because"] = waiting.get(str(item["run_id"])) or (
+        item["waiting_because"] = waiting.get(item["run_id"]) or (
             "queued; sent at the next attempt" if daemon else "the daemon is not running"
         )
     return {
@@ -64,7 +64,7 @@ def gather(settings: Settings) -> dict[str, Any]:
         "state": daemon.get("state", "not running"),
         "paused": bool(daemon.get("paused")),
         "runs": daemon.get("runs", []),
-        "last_poll_at": daemon.get("last_poll_at"),
+        "last_poll_at": iso(daemon.get("last_poll_at")),
         "backlog": backlog,
         "dead_letters": dead,
         "problems": daemon.get("problems", []),

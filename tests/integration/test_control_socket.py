@@ -113,3 +113,15 @@ def test_status_without_a_daemon_says_so_and_reads_the_journal(lab: Lab) -> None
     assert report["daemon_running"] is False
     assert report["backlog"] == []
     assert report["worker_id"] is None  # only a running daemon reports its worker id
+
+
+def test_targets_are_remembered_from_the_journal_at_start(lab: Lab) -> None:
+    watcher_id = lab.add_watcher("Ran yesterday", name="Ran yesterday")
+    lab.state.queue_run(watcher_id)
+    assert lab.run_agent("run", "--once").returncode == 0
+    agent = lab.start_agent()
+    wait_for(lambda: _status(lab).get("state") == "idle", what="the agent to go idle")
+    targets = _ask(lab, "targets")["targets"]
+    assert targets == [{"id": watcher_id, "lane": "watcher", "name": "Ran yesterday"}]
+    code, err = lab.stop_agent(agent)
+    assert code == 0, err

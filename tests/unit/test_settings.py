@@ -103,3 +103,54 @@ def test_shipped_example_config_is_valid() -> None:
 
     settings = load(env={}, config_path=shipped_dir("config") / "config.example.toml")
     assert settings.server == "https://lobu.example.com"
+
+
+# ------------------------------------------------- issue 12: errors name their source
+
+
+def test_a_missing_config_named_by_the_environment_says_so(tmp_path: Path) -> None:
+    env = {"DEVICE_AGENT_CONFIG": str(tmp_path / "nonexistent.toml")}
+    with pytest.raises(ConfigError, match="named by DEVICE_AGENT_CONFIG") as raised:
+        load(env=env)
+    assert "--config" not in str(raised.value)
+
+
+def test_a_missing_config_named_by_the_flag_says_so(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="named by --config"):
+        load(env={}, config_path=tmp_path / "nope.toml")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('platform = "windows"\n', "sets platform: remove it"),
+        ('token = "owl_pat_abcdefabcdef"\n', "contains a token"),
+        ("[journal]\nkeep_days = true\n", "journal.keep_days must be a number, got True"),
+        ("heartbeat_seconds = false\n", "heartbeat_seconds must be a number"),
+    ],
+)
+def test_config_keys_a_file_must_not_set(isolated_home: Path, text: str, message: str) -> None:
+    write_config(isolated_home, text)
+    with pytest.raises(ConfigError, match=message):
+        load(env={"DEVICE_AGENT_HOME": str(isolated_home)})
+
+
+def test_unknown_key_message_does_not_offer_token_or_platform(isolated_home: Path) -> None:
+    write_config(isolated_home, "colour = 1\n")
+    with pytest.raises(ConfigError, match="unknown setting") as raised:
+        load(env={"DEVICE_AGENT_HOME": str(isolated_home)})
+    offered = str(raised.value).split("use one of", 1)[1]
+    assert "token" not in offered
+    assert "platform" not in offered
+
+
+def test_a_malformed_token_in_the_environment_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="DEVICE_AGENT_TOKEN does not hold a token"):
+        load(env={"DEVICE_AGENT_TOKEN": "Bearer owl_pat_abc"})
+
+
+def test_a_config_error_is_reported_before_a_malformed_token(isolated_home: Path) -> None:
+    write_config(isolated_home, "concurrency = 0\n")
+    env = {"DEVICE_AGENT_HOME": str(isolated_home), "DEVICE_AGENT_TOKEN": "two words"}
+    with pytest.raises(ConfigError, match="concurrency must be between"):
+        load(env=env)
