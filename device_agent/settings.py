@@ -335,7 +335,9 @@ def validate(settings: Settings) -> Settings:
     return settings
 
 
-_TOKEN_SHAPE: Final = re.compile(r"[\x21-\x7e]{1,4096}")  # what an HTTP header can carry
+# No spaces or control characters (an HTTP header cannot carry them); a non-ASCII
+# token is refused later, by credentials, with its own message.
+_TOKEN_SHAPE: Final = re.compile(r"[^\s\x00-\x1f\x7f]{1,4096}")
 
 
 def _positive(settings: Settings, *names: str) -> None:

@@ -36,7 +36,6 @@ def gather(settings: Settings) -> dict[str, Any]:
     from device_agent.commands.control import ask_daemon
     from device_agent.control_client import ControlError, DaemonNotRunning
     from device_agent.control_handler import STATUS_SCHEMA_VERSION, iso
-    from device_agent.credentials import describe_token_home, token_problem
 
     daemon: dict[str, Any] = {}
     note = None
@@ -59,7 +58,7 @@ def gather(settings: Settings) -> dict[str, Any]:
         "daemon_note": note,
         "daemon_version": daemon.get("version"),
         "pid": daemon.get("pid"),
-        "server": settings.origin,
+        "server": settings.server,
         "worker_id": daemon.get("worker_id"),
         "state": daemon.get("state", "not running"),
         "paused": bool(daemon.get("paused")),
@@ -68,16 +67,28 @@ def gather(settings: Settings) -> dict[str, Any]:
         "backlog": backlog,
         "dead_letters": dead,
         "problems": daemon.get("problems", []),
-        "token_home": describe_token_home(settings),
-        "token_problem": token_problem(settings),
+        **_token(settings),
     }
+
+
+def _token(settings: Settings) -> dict[str, str | None]:
+    from device_agent.credentials import describe_token_home, token_problem
+    from device_agent.settings import ConfigError
+
+    try:
+        return {
+            "token_home": describe_token_home(settings),
+            "token_problem": token_problem(settings),
+        }
+    except ConfigError as exc:  # no server yet: there is no token to look for
+        return {"token_home": None, "token_problem": str(exc)}
 
 
 def _journal_view(settings: Settings) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     from device_agent.control_handler import iso
     from device_agent.journal import DEAD, FINISHED, Journal
 
-    if not settings.paths.journal_file.exists():
+    if settings.server is None or not settings.paths.journal_file.exists():
         return [], []
     journal = Journal(settings.paths.journal_file)
     try:
@@ -116,10 +127,8 @@ def render(report: dict[str, Any]) -> str:
         lines.append(f"  last poll:  {ago(report['last_poll_at'])}")
     else:
         lines.append(f"agent: not running — {report['daemon_note']}")
-    lines.append(f"  server:     {report['server']}" + _worker(report))
-    token = report["token_home"] + (
-        f" — {report['token_problem']}" if report["token_problem"] else ""
-    )
+    lines.append(f"  server:     {report['server'] or 'none configured'}" + _worker(report))
+    token = " — ".join(filter(None, (report["token_home"], report["token_problem"])))
     lines.append(f"  token:      {token}")
     lines.append(f"  version:    device-agent {report['version']}")
     for problem in report["problems"]:

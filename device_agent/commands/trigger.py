@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
-import signal
 from typing import TYPE_CHECKING
 
 from device_agent.commands import fail, settings_from
@@ -45,16 +43,8 @@ async def _trigger(server: str, token: str, watcher_id: str) -> tuple[int, str]:
 
 def _poke_running_agent(settings: Settings) -> None:
     """Make a running agent poll now instead of at its next interval."""
-    from device_agent.lock import holder_pid
+    from device_agent.commands.control import poke_daemon
 
-    pid = holder_pid(settings.paths.lock_file)
-    try:
-        if pid is None:
-            raise ProcessLookupError
-        os.kill(pid, signal.SIGUSR1)
-    except ProcessLookupError:
-        print("no agent is running here; it will be picked up when one polls")
-    except PermissionError:
-        print(f"the agent (PID {pid}) runs as another user; it will pick it up at its next poll")
-    else:
-        print("the running agent will pick it up now")
+    said = poke_daemon(settings)
+    if said:
+        print(said)
