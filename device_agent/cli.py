@@ -97,10 +97,13 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("-v", "--verbose", action="store_true", help="debug logs on the terminal")
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
 
-    def command(name: str, handler: Command, summary: str, *, example: str = "") -> Parser:
+    def command(
+        name: str, handler: Command, summary: str, *, example: str = "", shared: bool = True
+    ) -> Parser:
+        """A subcommand whose --help says `summary` as a sentence, with an example."""
         made = sub.add_parser(
             name,
-            parents=[common],
+            parents=[common] if shared else [],
             help=summary,
             description=summary[0].upper() + summary[1:] + ".",
             epilog=f"example: {example}" if example else None,
@@ -112,7 +115,7 @@ def _parser() -> argparse.ArgumentParser:
         "run",
         cmd_run,
         "poll the server and run what it pins to this device (what the service runs)",
-        example="device-agent run --once --agent claude",
+        example="device-agent run --once --agent codex",
     )
     run.add_argument("--once", action="store_true", help="one poll; run what was claimed; exit")
     run.add_argument("--concurrency", type=int, help="runs at once (default 1)")
@@ -120,21 +123,20 @@ def _parser() -> argparse.ArgumentParser:
         "--agent", dest="default_agent", help="executor profile for runs that name none"
     )
 
-    demo = sub.add_parser(
+    command(
         "demo",
-        help="try it offline: local dev server, sample watchers, demo agent",
-        description="Try it offline: a local dev server, sample watchers and a demo agent.",
+        cmd_demo,
+        "try it offline: a local dev server, sample watchers and a demo agent",
+        shared=False,
     )
-    demo.set_defaults(handler=cmd_demo)
-
-    dev = sub.add_parser(
+    dev = command(
         "dev-server",
-        help="a Lobu-compatible server on loopback, for experiments",
-        description="A Lobu-compatible server on loopback; prints a `run` line to paste.",
-        epilog="example: device-agent dev-server --port 8787",
+        cmd_dev_server,
+        "a Lobu-compatible server on loopback; prints a `run` line to paste as is",
+        example="device-agent dev-server --port 8787",
+        shared=False,
     )
     add_dev_server_arguments(dev)
-    dev.set_defaults(handler=cmd_dev_server)
 
     login = command("login", cmd_login, "store this device's token (OS keyring or 0600 file)")
     login.add_argument("--token-stdin", action="store_true", help="read the token from stdin")
