@@ -20,6 +20,7 @@ from device_agent.control import Refused
 from device_agent.control_client import Target
 from device_agent.credentials import load_credential
 from device_agent.dispatcher import Agent
+from device_agent.settings import ENV_TOKEN
 from device_agent.status import PROBLEM_STATES
 
 STATUS_SCHEMA_VERSION: Final = 1
@@ -49,6 +50,9 @@ class AgentControl:
                 for run_id, why in agent.outbox.waiting.items()
             ],
             "problems": problems,
+            # Set only for a token from the daemon's own environment, which `status` in
+            # another shell cannot see; a stored token it finds itself.
+            "token_home": f"{ENV_TOKEN} (environment)" if agent.settings.token else None,
         }
 
     def poll_now(self) -> None:

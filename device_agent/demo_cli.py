@@ -26,7 +26,13 @@ def summarize(prompt: str) -> str:
     window = f"the window {start} to {end}" if start and end else "its current window"
     source = fields.get("Dispatch source", "unknown")
     task = prompt.split("\n", 1)[0].strip()[:80] or "the watcher's task"
-    short_window = f"{start[:16]}–{end[11:16]}" if start and end else "its current window"
+    # Both ends with their dates: a window ends on another day ("2026-11-29T00:00–00:00"
+    # read as an empty window).
+    short_window = (
+        f"{start[:16].replace('T', ' ')} – {end[:16].replace('T', ' ')}"
+        if start and end
+        else "its current window"
+    )
     return (
         f"Nothing needs your attention in {short_window} ({source}). "
         f'Checked "{task}" for {watcher} over {window}. '

@@ -112,10 +112,12 @@ def _details(entry: Entry) -> str:
         ("attempts", str(entry.attempts)),
         ("server said", entry.server_message or entry.answer or "-"),
     ]
-    lines = [f"{label:>11}: {printable(value)}" for label, value in fields]
-    for key, value in sorted(entry.details.items()):
-        shown = value if isinstance(value, str) else json.dumps(value)
-        lines.append(f"{key:>11}: {printable(shown)}")
+    fields += [
+        (key, value if isinstance(value, str) else json.dumps(value))
+        for key, value in sorted(entry.details.items())
+    ]
+    width = max(len(label) for label, _ in fields)
+    lines = [f"{label:>{width}}: {printable(value)}" for label, value in fields]
     lines += ["---- output ----", printable(entry.output or "(no output)")]
     return "\n".join(lines)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from device_agent.commands import settings_from
@@ -45,6 +46,8 @@ def gather(settings: Settings) -> dict[str, Any]:
         note = "the daemon is not running: start it with `device-agent run`"
     except ControlError as exc:
         note = str(exc)
+    # The running daemon knows its server even when this shell has no DEVICE_AGENT_SERVER.
+    settings = replace(settings, server=daemon.get("server") or settings.server)
     waiting = {item["run_id"]: item["waiting_because"] for item in daemon.get("backlog", [])}
     backlog, dead = _journal_view(settings)
     for item in backlog:
@@ -67,14 +70,18 @@ def gather(settings: Settings) -> dict[str, Any]:
         "backlog": backlog,
         "dead_letters": dead,
         "problems": daemon.get("problems", []),
-        **_token(settings),
+        **_token(settings, daemon.get("token_home")),
     }
 
 
-def _token(settings: Settings) -> dict[str, str | None]:
+def _token(settings: Settings, daemons: str | None) -> dict[str, str | None]:
+    """Where the token lives and what is wrong with it; `daemons` is where the running
+    daemon says its token came from, when this shell cannot see it (its environment)."""
     from device_agent.credentials import describe_token_home, token_problem
     from device_agent.settings import ConfigError
 
+    if daemons:
+        return {"token_home": daemons, "token_problem": None}
     try:
         return {
             "token_home": describe_token_home(settings),

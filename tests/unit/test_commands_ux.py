@@ -259,3 +259,13 @@ def test_doctor_shows_the_config_file_the_executors_dir_and_where_clis_are(
     assert f"config file: {isolated_home / 'config' / 'config.toml'}" in shown
     assert f"executors dir: {isolated_home / 'config' / 'executors'}" in shown
     assert f"executor demo: found at {Path(sys.executable).parent}" in shown
+
+
+def test_the_demo_agent_shows_a_window_with_both_dates() -> None:
+    from device_agent.demo_cli import summarize
+
+    prompt = (
+        "Say hi\nWatcher: Hello\nWindow start: 2026-11-29T00:00:00.000Z\n"
+        "Window end: 2026-11-30T00:00:00.000Z\n"
+    )
+    assert "in 2026-11-29 00:00 – 2026-11-30 00:00 " in summarize(prompt)

@@ -19,6 +19,7 @@ def _control(status: Status) -> AgentControl:
         outbox=SimpleNamespace(waiting={}),
         server="http://127.0.0.1:9",
         worker_id="linux:test",
+        settings=SimpleNamespace(token=None),
     )
     return AgentControl(agent)
 
