@@ -125,3 +125,22 @@ def test_targets_are_remembered_from_the_journal_at_start(lab: Lab) -> None:
     assert targets == [{"id": watcher_id, "lane": "watcher", "name": "Ran yesterday"}]
     code, err = lab.stop_agent(agent)
     assert code == 0, err
+
+
+def test_status_says_why_a_result_is_still_waiting(lab: Lab) -> None:
+    from device_agent.devserver import Fault
+
+    lab.state.faults.add(Fault(route="complete", kind="status", status=503, times=None))
+    run_id = lab.state.queue_run(lab.add_watcher("Refused for now"))
+    agent = lab.start_agent()
+
+    def waiting() -> list[dict[str, Any]]:
+        report = json.loads(lab.run_agent("status", "--json").stdout)
+        return [b for b in report["backlog"] if "503" in b["waiting_because"]]
+
+    backlog = wait_for(waiting, what="status to show the result waiting, with the reason")
+    assert backlog[0]["run_id"] == run_id
+    assert f"run {run_id} (Inbox digest)" in lab.run_agent("status").stdout
+    lab.state.faults.clear()
+    code, err = lab.stop_agent(agent)
+    assert code == 0, err
