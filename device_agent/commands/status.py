@@ -129,8 +129,9 @@ def render(report: dict[str, Any]) -> str:
     """The human view of `gather`'s report."""
     lines = []
     if report["daemon_running"]:
+        state = "" if report["state"] == "paused" else f", {report['state']}"
         paused = ", PAUSED (`device-agent resume` to go on)" if report["paused"] else ""
-        lines.append(f"agent: running (PID {report['pid']}), {report['state']}{paused}")
+        lines.append(f"agent: running (PID {report['pid']}){state}{paused}")
         lines.append(f"  last poll:  {ago(report['last_poll_at'])}")
     else:
         lines.append(f"agent: not running — {report['daemon_note']}")
