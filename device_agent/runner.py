@@ -38,10 +38,9 @@ async def run_agent(
     started: Callable[[Agent], None] | None = None,
     wake_check_seconds: float = 5.0,
     poll_alarm: Alarm | None = None,
-    control: bool = True,
 ) -> ExitCode:
     """Run the agent until stopped (or one poll with `once`). Call with the instance lock held:
-    the control socket it opens (unless `control` is False) belongs to the one agent per home."""
+    the control socket it opens belongs to the one agent of its home."""
     profiles = load_profiles(user_dir=settings.paths.profiles_dir)
     journal = AsyncJournal(
         Journal(settings.paths.journal_file, output_cap=settings.executor.stdout_cap_bytes)
@@ -89,7 +88,7 @@ async def run_agent(
         orphans = await executor.recover()
         if orphans:
             log.warning("stopped CLIs left running by a previous agent", groups=orphans)
-        async with _control_socket(settings, agent, enabled=control):
+        async with _control_socket(settings, agent):
             if started is not None:
                 started(agent)
             return await agent.run(once=once)
@@ -111,14 +110,9 @@ async def _remember_targets(agent: Agent, journal: AsyncJournal) -> None:
 
 
 @contextlib.asynccontextmanager
-async def _control_socket(
-    settings: Settings, agent: Agent, *, enabled: bool
-) -> AsyncIterator[ControlServer | None]:
+async def _control_socket(settings: Settings, agent: Agent) -> AsyncIterator[ControlServer | None]:
     """The control socket `status`, `pause`, `resume`, `trigger` and the tray talk to; closed
     after the drain. Without it the agent still works: status falls back to the journal."""
-    if not enabled:
-        yield None
-        return
     try:
         server = ControlServer(socket_path(settings.paths.state_dir), AgentControl(agent))
         await server.start()
