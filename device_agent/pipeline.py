@@ -29,7 +29,7 @@ from device_agent.delivery import GiveUp, Outbox
 from device_agent.executor import Executor
 from device_agent.heartbeat import Heartbeat
 from device_agent.journal import ABANDONED, AsyncJournal
-from device_agent.lanes import Lane, LaneRun, Resume, lane_for, read_claim
+from device_agent.lanes import Fail, Lane, LaneRun, Resume, lane_for, read_claim
 from device_agent.launch import ExecutionRequest, McpWiring
 from device_agent.protocol import Claim, PayloadError
 from device_agent.result import ExitReason, Report, failure
@@ -151,6 +151,7 @@ class RunPipeline:
         )
         await heartbeat.start()  # renew the lease before starting expensive work
         nudge: str | None = None
+        attempt = 0
         for _ in range(MAX_ROUNDS):
             report = None
             if not heartbeat.lost.is_set():
@@ -167,10 +168,18 @@ class RunPipeline:
                 self._forget(claim.run_id)
                 slot()
             answer = await self._settle(claim.run_id, report, give_up)
-            verdict = lane.read_completion(answer) if answer.ok else None
+            verdict = lane.read_completion(answer, attempt=attempt) if answer.ok else None
+            if isinstance(verdict, Fail):
+                log.error("refusing the round the server asked for", error=verdict.error)
+                return await self._settle(claim.run_id, failure(verdict.error), give_up)
             if not isinstance(verdict, Resume):
                 return answer
-            nudge = verdict.nudge
+            if heartbeat.lost.is_set():
+                # The server let go of the run between rounds: start nothing more.
+                await self._abandon(claim.run_id, heartbeat.reason, None)
+                return None
+            log.info("running another round", round=verdict.attempt + 1, of=MAX_ROUNDS)
+            nudge, attempt = verdict.nudge, verdict.attempt
         log.error("the server kept asking for another round; failing the run", rounds=MAX_ROUNDS)
         return await self._settle(claim.run_id, failure(TOO_MANY_ROUNDS_ERROR), give_up)
 
@@ -216,12 +225,14 @@ class RunPipeline:
             prompt = parsed.prompt(nudge)
         except PayloadError as exc:
             return failure(str(exc))
-        request = ExecutionRequest(
-            run_id=run_id,
-            agent_kind=kind,
-            prompt=prompt,
-            execution_config=parsed.execution_config,
-            mcp=McpWiring(url=f"{self.server}/mcp", token=self.tokens.current()),
+        request = parsed.wire(
+            ExecutionRequest(
+                run_id=run_id,
+                agent_kind=kind,
+                prompt=prompt,
+                execution_config=parsed.execution_config,
+                mcp=McpWiring(url=f"{self.server}/mcp", token=self.tokens.current()),
+            )
         )
         stop_on_loss = asyncio.create_task(_forward(run.heartbeat.lost, run.cancel))
         try:

@@ -10,9 +10,9 @@ import structlog
 
 from device_agent.alarm import Alarm
 from device_agent.client import LobuClient
-from device_agent.credentials import Tokens
+from device_agent.credentials import CredentialError, Tokens, load_credential
 from device_agent.dispatcher import Agent
-from device_agent.errors import ExitCode
+from device_agent.errors import DeviceAgentError, ExitCode
 from device_agent.executor import Executor
 from device_agent.journal import AsyncJournal, Journal
 from device_agent.profiles import load_profiles
@@ -69,6 +69,7 @@ async def run_agent(
 
     agent = Agent(
         settings,
+        platform=await _registered_platform(settings),
         worker_id=worker_id,
         client=client,
         executor=executor,
@@ -106,6 +107,19 @@ async def run_agent(
             _remove_signals(loop)
         await client.aclose()
         journal.close()
+
+
+async def _registered_platform(settings: Settings) -> str:
+    """The platform a child token was minted with (a bound token must poll with it), else the
+    configured one."""
+    if settings.token:
+        return settings.platform
+    try:
+        credential = await asyncio.to_thread(load_credential, settings)
+    except (CredentialError, DeviceAgentError) as exc:
+        log.debug("no stored credential to read the platform from", error=str(exc))
+        return settings.platform
+    return credential.platform if credential and credential.platform else settings.platform
 
 
 def _install_signals(loop: asyncio.AbstractEventLoop, agent: Agent) -> None:

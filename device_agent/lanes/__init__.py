@@ -1,7 +1,7 @@
 """The lanes this agent runs, keyed by the poll answer's `run_type`.
 
-Adding a lane (the automation lane next) is one module beside `watcher` and
-one entry below; the pipeline needs no change.
+Adding a lane is one module beside `watcher` and `automation` and one entry
+below; the pipeline needs no change.
 """
 
 from __future__ import annotations
@@ -9,8 +9,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Final
 
+from device_agent.lanes.automation import AUTOMATION
 from device_agent.lanes.base import (
     Done,
+    Fail,
     Lane,
     LaneRun,
     Resume,
@@ -23,6 +25,7 @@ from device_agent.lanes.watcher import WATCHER
 __all__ = [
     "LANES",
     "Done",
+    "Fail",
     "Lane",
     "LaneRun",
     "Resume",
@@ -32,7 +35,7 @@ __all__ = [
     "read_claim",
 ]
 
-LANES: Final[Mapping[str, Lane]] = {lane.run_type: lane for lane in (WATCHER,)}
+LANES: Final[Mapping[str, Lane]] = {lane.run_type: lane for lane in (WATCHER, AUTOMATION)}
 
 
 def lane_for(run_type: str) -> Lane:
