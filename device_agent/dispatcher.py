@@ -49,7 +49,6 @@ from device_agent.tokens import TokenSource
 log = structlog.get_logger(__name__)
 
 AUTH_RETRY_SECONDS: Final = 60.0  # while the token is refused: one poll a minute, never a hammer
-_FOREVER: Final = 365 * 86400.0
 UPGRADE_CHECK_SECONDS: Final = 1800.0  # after upgrade_required: ask again now and then, no more
 ONCE_ATTEMPTS: Final = 4  # `run --once` gives a result this many tries before leaving it queued
 DRAIN_ATTEMPTS: Final = 3  # likewise while shutting down
@@ -396,7 +395,7 @@ class Agent:
         None when a stop request or "Run now" aborted it first. The poll holds a slot, so the
         device has room for what it may be handed."""
         request = asyncio.ensure_future(self._poll_request(wait_seconds=self.settings.wait_seconds))
-        cut_short = asyncio.ensure_future(self._poll_alarm.sleep(_FOREVER))
+        cut_short = asyncio.ensure_future(self._poll_alarm.rung())
         try:
             await asyncio.wait({request, cut_short}, return_when=asyncio.FIRST_COMPLETED)
         finally:

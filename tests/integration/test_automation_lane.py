@@ -1,0 +1,278 @@
+"""The automation lane end to end: the agent in-process against the dev server in
+automation mode, with a fake Claude Code that finalizes through the run's MCP session."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from device_agent.devserver import DevServer, DevState
+from device_agent.dispatcher import UPGRADE_CHECK_SECONDS, Agent
+from device_agent.errors import ExitCode
+from device_agent.runner import run_agent
+from device_agent.settings import Paths, Settings, validate
+from tests.helpers import alive, install_fake, wait_for_async
+
+from .conftest import journal_rows
+
+WORKER = "headless:autolane"
+
+
+@dataclass
+class AutoLab:
+    state: DevState
+    token: str
+    home: Path
+    reports: Path  # $FAKE_REPORT: the fake writes <this>.1 and <this>.2 (nudged rounds)
+    cli_log: Path
+
+    def settings(self, url: str, **overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "server": url,
+            "token": self.token,
+            "worker_id": WORKER,
+            "heartbeat_seconds": 0.2,
+            "max_backoff_seconds": 0.5,
+            "shutdown_grace_seconds": 0.2,
+            "paths": Paths.resolve({"DEVICE_AGENT_HOME": str(self.home)}),
+        } | overrides
+        return validate(Settings(**values))
+
+    def automation(self, prompt: str, **kw: Any) -> str:
+        return self.state.add_automation(prompt, name="Digest", pinned_worker_id=WORKER, **kw)
+
+    def executions(self) -> list[dict[str, Any]]:
+        return [json.loads(p.read_text()) for p in sorted(self.cli_log.glob("*.json"))]
+
+    def seen(self, round_: int = 1) -> dict[str, Any]:
+        data: dict[str, Any] = json.loads(Path(f"{self.reports}.{round_}").read_text())
+        return data
+
+    @asynccontextmanager
+    async def agent(self, **overrides: Any) -> AsyncIterator[tuple[DevServer, Agent]]:
+        agents: list[Agent] = []
+        async with DevServer(self.state) as server:
+            task = asyncio.create_task(
+                run_agent(
+                    self.settings(server.url, **overrides),
+                    token=self.token,
+                    worker_id=WORKER,
+                    handle_signals=False,
+                    started=agents.append,
+                )
+            )
+            await wait_for_async(lambda: agents or task.done(), what="the agent to start")
+            try:
+                yield server, agents[0]
+            finally:
+                agents[0].request_stop()
+                agents[0].request_stop()
+                assert await task == ExitCode.OK
+
+
+@pytest.fixture
+def auto(tmp_path: Path, isolated_home: Path, monkeypatch: pytest.MonkeyPatch) -> AutoLab:
+    bin_dir = tmp_path / "bin"
+    install_fake(bin_dir, "claude_automation", "claude")
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
+    cli_log = tmp_path / "cli-log"
+    cli_log.mkdir()
+    reports = tmp_path / "seen"
+    monkeypatch.setenv("FAKE_CLI_LOG", str(cli_log))
+    monkeypatch.setenv("FAKE_REPORT", str(reports))
+    state = DevState(create_checkin_watcher=False, lane="automation", next_poll_seconds=0.2)
+    return AutoLab(state, state.add_token(), isolated_home, reports, cli_log)
+
+
+def settled(state: DevState, run_id: int) -> Callable[[], bool]:
+    return lambda: state.run(run_id).terminal and state.run(run_id).exit_reports > 0
+
+
+def test_a_run_is_claimed_after_registration_and_completed_through_its_session(
+    auto: AutoLab,
+) -> None:
+    async def go() -> None:
+        run_id = auto.state.queue_automation_run(auto.automation("Summarise the inbox"))
+        async with auto.agent():
+            await wait_for_async(settled(auto.state, run_id), what="the run to complete")
+        run = auto.state.run(run_id)
+        assert run.status == "completed"
+        assert len(run.windows_completed) == 1  # through the MCP session, by the CLI itself
+        assert run.exit_reason == "ok"
+        device = auto.state.device(WORKER)
+        assert device is not None
+        assert device.platform == "headless"
+        assert device.capabilities == {"automations.execute": True}
+        assert len(auto.executions()) == 1
+        assert journal_rows(auto.home)[run_id]["state"] == "acknowledged"
+
+    asyncio.run(go())
+
+
+def test_a_cli_given_an_agent_session_sees_only_the_session_token(auto: AutoLab) -> None:
+    async def go() -> None:
+        run_id = auto.state.queue_automation_run(auto.automation("Summarise"))
+        async with auto.agent():
+            await wait_for_async(settled(auto.state, run_id), what="the run to complete")
+        session = auto.state.run(run_id).session_token
+        assert session is not None
+        seen = auto.seen()
+        env = seen["env"]
+        assert env["LOBU_API_TOKEN"] == session
+        assert env["LOBU_MEMORY_URL"].endswith("/mcp/dev")
+        everything = json.dumps(seen)  # argv, environment, MCP file, prompt
+        assert auto.token not in everything
+        assert seen["mcp"]["mode"] == "0o600"
+        assert seen["mcp"]["content"]["mcpServers"]["lobu"]["headers"] == {
+            "Authorization": f"Bearer {session}"
+        }
+        assert "--allowedTools" in seen["argv"]
+
+    asyncio.run(go())
+    assert not Path(auto.seen()["mcp"]["path"]).exists()  # deleted after the run
+
+
+def test_nothing_is_claimed_when_no_cli_is_installed(
+    auto: AutoLab, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    empty = tmp_path / "empty-bin"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.local/bin with a real CLI in it
+
+    async def go() -> None:
+        run_id = auto.state.queue_automation_run(auto.automation("Summarise"))
+        async with auto.agent() as (_, agent):
+            await wait_for_async(
+                lambda: (d := auto.state.device(WORKER)) and d.polls >= 3, what="three polls"
+            )
+            assert await agent.agent_kinds.current() == []
+        assert auto.state.run(run_id).status == "pending"
+
+    asyncio.run(go())
+
+
+def test_a_missing_complete_window_is_resumed_and_completed_on_round_two(auto: AutoLab) -> None:
+    async def go() -> None:
+        automation = auto.automation("Summarise [[forget]]", max_attempts=2)
+        run_id = auto.state.queue_automation_run(automation)
+        async with auto.agent():
+            await wait_for_async(settled(auto.state, run_id), what="the run to complete")
+        assert auto.state.run(run_id).status == "completed"
+        prompts = [e["prompt"] for e in auto.executions()]
+        assert len(prompts) == 2
+        assert "FINALIZE NUDGE" not in prompts[0]
+        assert "FINALIZE NUDGE" in prompts[1]
+        assert journal_rows(auto.home)[run_id]["finalize_attempt"] == 1
+
+    asyncio.run(go())
+
+
+def test_a_run_that_never_completes_fails_when_the_budget_runs_out(auto: AutoLab) -> None:
+    async def go() -> None:
+        run_id = auto.state.queue_automation_run(auto.automation("[[never]]", max_attempts=2))
+        async with auto.agent():
+            await wait_for_async(settled(auto.state, run_id), what="the run to fail")
+        run = auto.state.run(run_id)
+        assert run.status == "failed"
+        assert run.reason_code == "missing_complete_window"
+        assert len(auto.executions()) == 3  # rounds 0, 1, 2: the budget, and no more
+
+    asyncio.run(go())
+
+
+def test_a_heartbeat_409_stops_the_cli_and_the_exit_report_is_still_sent(auto: AutoLab) -> None:
+    async def go() -> None:
+        run_id = auto.state.queue_automation_run(auto.automation("[[hang]]"))
+        async with auto.agent():
+            await wait_for_async(lambda: Path(f"{auto.reports}.1").exists(), what="the CLI")
+            pid = auto.seen()["pid"]
+            auto.state.cancel_run(run_id)
+            await wait_for_async(lambda: not alive(pid), what="the CLI to be stopped")
+            await wait_for_async(
+                lambda: journal_rows(auto.home)[run_id]["state"] == "acknowledged",
+                what="the exit report",
+            )
+        assert auto.state.run(run_id).status == "cancelled"
+        reports = [r for r in auto.state.requests if r.path.endswith("/complete-automation")]
+        assert len(reports) == 1
+        row = journal_rows(auto.home)[run_id]
+        assert row["answer"] == "cancelled (idempotent)"  # the server already owned the outcome
+        assert json.loads(row["details"])["stopped_by"] == "heartbeat_409"
+        assert row["exit_signal"] in ("SIGTERM", "SIGKILL")
+        assert len(auto.executions()) == 1
+
+    asyncio.run(go())
+
+
+def test_shutdown_is_reported_as_cancelled(auto: AutoLab) -> None:
+    async def go() -> None:
+        run_id = auto.state.queue_automation_run(auto.automation("[[hang]]"))
+        async with auto.agent():
+            await wait_for_async(lambda: Path(f"{auto.reports}.1").exists(), what="the CLI")
+        run = auto.state.run(run_id)
+        assert run.status == "cancelled"
+        assert run.reason_code == "device_daemon_shutdown"
+        assert not alive(auto.seen()["pid"])
+
+    asyncio.run(go())
+
+
+def test_run_types_it_does_not_execute_are_failed_through_their_own_route(
+    auto: AutoLab,
+) -> None:
+    async def go() -> None:
+        chat = auto.state.queue_raw_run(WORKER, "chat_message", {"conversation_id": "c1"})
+        async with auto.agent():
+            await wait_for_async(
+                lambda: any(
+                    r.path == f"/api/workers/me/runs/{chat}/complete-chat"
+                    for r in auto.state.requests
+                ),
+                what="the chat run to be failed",
+            )
+        assert auto.executions() == []
+        assert journal_rows(auto.home)[chat]["state"] in ("acknowledged", "dead")
+
+    asyncio.run(go())
+
+
+def test_upgrade_required_stops_claiming_and_says_so(auto: AutoLab) -> None:
+    async def go() -> None:
+        auto.state.min_app_version = "99.0.0"
+        run_id = auto.state.queue_automation_run(auto.automation("Summarise"))
+        async with auto.agent() as (_, agent):
+            await wait_for_async(
+                lambda: "newer device-agent" in agent.status.detail, what="the status"
+            )
+            assert "Update the headless worker" in agent.status.detail
+        assert auto.state.run(run_id).status == "pending"
+        polls = [r for r in auto.state.requests if r.path == "/api/workers/poll"]
+        assert len(polls) == 1  # the next check is UPGRADE_CHECK_SECONDS away
+        assert UPGRADE_CHECK_SECONDS >= 600
+
+    asyncio.run(go())
+
+
+def test_run_once_exits_2_on_upgrade_required(auto: AutoLab) -> None:
+    async def go() -> None:
+        auto.state.min_app_version = "99.0.0"
+        async with DevServer(auto.state) as server:
+            code = await run_agent(
+                auto.settings(server.url),
+                token=auto.token,
+                worker_id=WORKER,
+                once=True,
+                handle_signals=False,
+            )
+        assert code == ExitCode.CONFIG
+
+    asyncio.run(go())
