@@ -54,7 +54,7 @@ ONCE_ATTEMPTS: Final = 4  # `run --once` gives a result this many tries before l
 DRAIN_ATTEMPTS: Final = 3  # likewise while shutting down
 RESTARTED_ERROR: Final = (
     "device-agent restarted while this run was executing; it was not run again, "
-    "so that it is never executed twice — trigger the watcher again if you need it"
+    "so that it is never executed twice — use Run now in the web app if you need it again"
 )
 
 

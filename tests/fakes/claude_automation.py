@@ -9,6 +9,7 @@ Markers in the automation's text choose the behaviour:
   [[forget]]  only prints a summary on round 1; completes when the prompt has a FINALIZE NUDGE
   [[never]]   never completes the window
   [[hang]]    sleeps until killed
+  [[forget-then-hang]]  round 1 like [[forget]]; the nudged round sleeps until killed
 An event turn (no window contract) only replies. Facts go to $FAKE_REPORT.<round>.
 """
 
@@ -61,11 +62,12 @@ def main():
     if os.environ.get("FAKE_REPORT"):
         os.environ["FAKE_REPORT"] += "." + ("2" if NUDGE in prompt else "1")
     report(prompt=prompt, mcp=mcp)
-    if "[[hang]]" in prompt:
+    nudged = NUDGE in prompt
+    if "[[hang]]" in prompt or ("[[forget-then-hang]]" in prompt and nudged):
         time.sleep(3600)
     found = RUN_ID.search(prompt)
-    nudged = NUDGE in prompt
-    completes = "[[never]]" not in prompt and ("[[forget]]" not in prompt or nudged)
+    forgets = "[[forget]]" in prompt or "[[forget-then-hang]]" in prompt
+    completes = "[[never]]" not in prompt and (not forgets or nudged)
     if found and completes and mcp is not None:
         complete_window(mcp["content"], int(found.group(1)))
         text = "Window completed."

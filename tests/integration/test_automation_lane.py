@@ -6,6 +6,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -19,7 +22,7 @@ from device_agent.dispatcher import UPGRADE_CHECK_SECONDS, Agent
 from device_agent.errors import ExitCode
 from device_agent.runner import run_agent
 from device_agent.settings import Paths, Settings, validate
-from tests.helpers import alive, install_fake, wait_for_async
+from tests.helpers import alive, install_fake, wait_for, wait_for_async
 
 from .conftest import journal_rows
 
@@ -276,3 +279,44 @@ def test_run_once_exits_2_on_upgrade_required(auto: AutoLab) -> None:
         assert code == ExitCode.CONFIG
 
     asyncio.run(go())
+
+
+@pytest.mark.slow
+def test_a_crash_in_the_middle_of_a_resume_round_is_reported_once(auto: AutoLab) -> None:
+    run_id = auto.state.queue_automation_run(
+        auto.automation("Summarise [[forget-then-hang]]", max_attempts=3)
+    )
+    with DevServer(auto.state).running_in_thread() as server:
+        env = {
+            **os.environ,
+            "DEVICE_AGENT_SERVER": server.url,
+            "DEVICE_AGENT_TOKEN": auto.token,
+            "DEVICE_AGENT_WORKER_ID": WORKER,
+        }
+        command = [sys.executable, "-m", "device_agent", "run"]
+        agent = subprocess.Popen(
+            command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+        try:
+            wait_for(lambda: Path(f"{auto.reports}.2").exists(), what="the resume round's CLI")
+            agent.send_signal(signal.SIGKILL)  # a crash: nothing is reported on the way out
+            agent.communicate(timeout=30)
+            round_two = auto.seen(2)["pid"]
+            assert auto.state.run(run_id).status == "running"
+
+            again = subprocess.run(
+                [*command, "--once"], env=env, capture_output=True, text=True, timeout=60
+            )
+        finally:
+            if agent.poll() is None:
+                agent.kill()
+                agent.communicate()
+        assert again.returncode == 0, again.stderr
+    run = auto.state.run(run_id)
+    assert run.status == "failed"
+    assert "restarted" in (run.error or "")
+    reports = [r for r in auto.state.requests if r.path.endswith("/complete-automation")]
+    assert len(reports) == 2  # round 0's exit report, then the crash report: once
+    assert len(auto.executions()) == 2  # the interrupted round was not run again
+    wait_for(lambda: not alive(round_two), what="the orphaned CLI to be stopped on restart")
+    assert journal_rows(auto.home)[run_id]["finalize_attempt"] == 1
