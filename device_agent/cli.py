@@ -105,8 +105,15 @@ def _parser() -> argparse.ArgumentParser:
     history.add_argument("--run", type=int, dest="run_id", help="show one run in full")
     history.set_defaults(handler=cmd_history)
 
-    trigger = sub.add_parser("trigger", parents=[common], help='"Run now": queue a watcher')
-    trigger.add_argument("watcher_id")
+    trigger = sub.add_parser(
+        "trigger", parents=[common], help='"Run now": queue a watcher or an automation'
+    )
+    trigger.add_argument("watcher_id", metavar="ID")
+    trigger.add_argument(
+        "--lane",
+        choices=("watcher", "automation"),
+        help="the kind of ID (default: the lane of the run this device claimed last)",
+    )
     trigger.set_defaults(handler=cmd_trigger)
 
     doctor = sub.add_parser("doctor", parents=[common], help="check server, token, CLIs, dirs")

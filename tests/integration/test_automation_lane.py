@@ -320,3 +320,29 @@ def test_a_crash_in_the_middle_of_a_resume_round_is_reported_once(auto: AutoLab)
     assert len(auto.executions()) == 2  # the interrupted round was not run again
     wait_for(lambda: not alive(round_two), what="the orphaned CLI to be stopped on restart")
     assert journal_rows(auto.home)[run_id]["finalize_attempt"] == 1
+
+
+def test_trigger_uses_the_lane_this_device_has_seen(
+    auto: AutoLab, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from device_agent.cli import main
+
+    automation = auto.automation("Summarise")
+    bound = auto.state.add_token(bound_worker_id=WORKER)
+    first = auto.state.queue_automation_run(automation)
+    with DevServer(auto.state).running_in_thread() as server:
+        monkeypatch.setenv("DEVICE_AGENT_SERVER", server.url)
+        monkeypatch.setenv("DEVICE_AGENT_TOKEN", bound)
+        monkeypatch.setenv("DEVICE_AGENT_WORKER_ID", WORKER)
+        assert main(["run", "--once"]) == ExitCode.OK  # the journal now knows this lane
+        assert auto.state.run(first).status == "completed"
+        assert main(["trigger", automation]) == ExitCode.OK
+        assert main(["trigger", "999", "--lane", "watcher"]) != ExitCode.OK
+    out, err = capsys.readouterr()
+    assert f"for automation {automation}" in out
+    assert "could not trigger watcher 999" in err
+    triggered = [r.path for r in auto.state.requests if r.path.endswith("/trigger")]
+    assert triggered == [
+        f"/api/workers/me/automations/{automation}/trigger",
+        "/api/workers/me/watchers/999/trigger",
+    ]
