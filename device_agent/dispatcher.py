@@ -26,6 +26,7 @@ import structlog
 from device_agent import __version__
 from device_agent.alarm import Alarm
 from device_agent.automation.registration import (
+    AGENT_KINDS,
     AgentKindsCheck,
     platform_mismatch_message,
     poll_body,
@@ -89,6 +90,9 @@ class Agent:
         self.agent_kinds = agent_kinds or AgentKindsCheck(
             executor.launcher.profiles,
             lambda: extended_path(os.environ.get("PATH") or os.defpath, home=_home()),
+            # The device's default agent serves under its own name too: a profile of the
+            # user's own (or the demo's) can then run automations that name it.
+            kinds={**AGENT_KINDS, settings.default_agent: settings.default_agent},
         )
         self._platform_refused = False  # platform_mismatch is explained once, not every poll
         self._on_status = on_status
