@@ -346,3 +346,22 @@ def test_trigger_uses_the_lane_this_device_has_seen(
         f"/api/workers/me/automations/{automation}/trigger",
         "/api/workers/me/watchers/999/trigger",
     ]
+
+
+def test_the_demo_shows_the_automation_lane_with_a_nudged_round(
+    isolated_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from device_agent.demo import AUTOMATIONS, run_demo
+
+    assert run_demo(isolated_home / "demo") == ExitCode.OK
+    out = capsys.readouterr().out
+    rows = {
+        name: line.split() for name, _ in AUTOMATIONS for line in out.splitlines() if name in line
+    }
+    first, nudged = (rows[name] for name, _ in AUTOMATIONS)
+    assert first[first.index("check") + 1 : first.index("check") + 4] == ["1", "yes", "completed"]
+    assert nudged[nudged.index("review") + 1 : nudged.index("review") + 4] == [
+        "2",
+        "yes",
+        "completed",
+    ]
