@@ -39,7 +39,7 @@ from device_agent.environment import extended_path
 from device_agent.errors import ExitCode
 from device_agent.executor import Executor
 from device_agent.journal import CLAIMED, AsyncJournal
-from device_agent.pipeline import RunPipeline
+from device_agent.pipeline import MAX_ROUNDS, RunPipeline
 from device_agent.protocol import Claim, Idle, PayloadError, parse_poll
 from device_agent.result import ExitReason, failure
 from device_agent.settings import Settings
@@ -84,7 +84,7 @@ class Agent:
         self.tokens = tokens
         self.clock = clock
         self.wake_check_seconds = wake_check_seconds
-        self.status = Status()
+        self.status = Status(max_rounds=MAX_ROUNDS)
         # A child token is bound to the platform it was minted with: that is what we send.
         self.platform = platform or settings.platform
         self.agent_kinds = agent_kinds or AgentKindsCheck(
@@ -261,6 +261,7 @@ class Agent:
             except PayloadError as exc:
                 return self._transient(f"unusable poll answer: {exc}", None)
             self._backoff.reset()
+            self.status.upgrade_required = None
             if isinstance(parsed, Idle):
                 if parsed.skipped_run_id is not None:
                     log.warning(
@@ -319,8 +320,9 @@ class Agent:
         """409 upgrade_required: claim nothing, and ask again only rarely (docs/protocol.md,
         "Automation lane")."""
         message = upgrade_required_message(_server_text(answer))
-        if self.status.detail != message:
+        if self.status.upgrade_required != message:
             log.error("the server requires a newer device-agent", error=message)
+        self.status.upgrade_required = message
         self._set_status(AgentState.REJECTED, message)
         return UPGRADE_CHECK_SECONDS
 
@@ -342,6 +344,8 @@ class Agent:
     def _runs_changed(self) -> None:
         active = self.pipeline.active
         self.status.running = {run_id: run.name for run_id, run in active.items()}
+        self.status.lanes = {run_id: run.lane for run_id, run in active.items()}
+        self.status.rounds = {run_id: run.round for run_id, run in active.items()}
         if active:
             self._all_finished.clear()
         else:

@@ -56,6 +56,8 @@ class ActiveRun:
     run_id: int
     name: str
     heartbeat: Heartbeat
+    lane: str
+    round: int = 1  # the CLI round now running, from 1 (more only when the server resumes)
     cancel: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -137,7 +139,7 @@ class RunPipeline:
             await self.client.complete(lane.completion_route(claim.run_id), body)
             return None
         name = parsed.name if not isinstance(parsed, str) else f"run {claim.run_id}"
-        run = ActiveRun(claim.run_id, name, heartbeat)
+        run = ActiveRun(claim.run_id, name, heartbeat, lane=claim.run_type)
         not_started = self.shutting_down  # the poll was in flight when the stop came
         if not_started:
             run.cancel.set()
@@ -180,6 +182,8 @@ class RunPipeline:
                 return None
             log.info("running another round", round=verdict.attempt + 1, of=MAX_ROUNDS)
             nudge, attempt = verdict.nudge, verdict.attempt
+            run.round = attempt + 1
+            self._on_change()
         log.error("the server kept asking for another round; failing the run", rounds=MAX_ROUNDS)
         return await self._settle(claim.run_id, failure(TOO_MANY_ROUNDS_ERROR), give_up)
 

@@ -57,7 +57,13 @@ async def run_agent(
 
     def publish(status: Status) -> None:
         # Written only when something a user would see changed: a few hundred bytes, rarely.
-        shown = (status.state, status.detail, tuple(status.running), status.woke_at)
+        shown = (
+            status.state,
+            status.detail,
+            tuple(status.running),
+            tuple(status.rounds.items()),
+            status.woke_at,
+        )
         if shown == last_written[0]:
             return
         last_written[0] = shown

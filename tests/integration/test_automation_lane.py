@@ -167,8 +167,14 @@ def test_a_missing_complete_window_is_resumed_and_completed_on_round_two(auto: A
     async def go() -> None:
         automation = auto.automation("Summarise [[forget]]", max_attempts=2)
         run_id = auto.state.queue_automation_run(automation)
-        async with auto.agent():
-            await wait_for_async(settled(auto.state, run_id), what="the run to complete")
+        rounds_shown: list[dict[int, int]] = []
+        async with auto.agent() as (_, agent):
+            done = settled(auto.state, run_id)
+            await wait_for_async(
+                lambda: rounds_shown.append(dict(agent.status.rounds)) or done(),
+                what="the run to complete",
+            )
+        assert {run_id: 2} in rounds_shown  # status said "round 2"
         assert auto.state.run(run_id).status == "completed"
         prompts = [e["prompt"] for e in auto.executions()]
         assert len(prompts) == 2
@@ -256,7 +262,7 @@ def test_upgrade_required_stops_claiming_and_says_so(auto: AutoLab) -> None:
             await wait_for_async(
                 lambda: "newer device-agent" in agent.status.detail, what="the status"
             )
-            assert "Update the headless worker" in agent.status.detail
+            assert "Update the headless worker" in (agent.status.upgrade_required or "")
         assert auto.state.run(run_id).status == "pending"
         polls = [r for r in auto.state.requests if r.path == "/api/workers/poll"]
         assert len(polls) == 1  # the next check is UPGRADE_CHECK_SECONDS away
