@@ -40,7 +40,7 @@ from device_agent.errors import ExitCode
 from device_agent.executor import Executor
 from device_agent.journal import CLAIMED, AsyncJournal
 from device_agent.pipeline import MAX_ROUNDS, RunPipeline
-from device_agent.protocol import Claim, Idle, PayloadError, parse_poll
+from device_agent.protocol import MIN_NEXT_POLL_SECONDS, Claim, Idle, PayloadError, parse_poll
 from device_agent.result import ExitReason, failure
 from device_agent.settings import Settings
 from device_agent.sleepwatch import Clock, watch_for_sleep
@@ -241,20 +241,23 @@ class Agent:
     async def _poll_once(self) -> float:
         """Poll, start what was claimed, and return how long to wait before the next poll."""
         self._poll_alarm.rearm()
+        started = time.monotonic()
         answer = await self._held_poll()
         if answer is None:  # a stop or a "Run now" cut the held poll short
             self._slots.release()
             return 0.0
         self.status.last_poll_at = time.time()
-        outcome = await self._read_poll(answer)
+        held = time.monotonic() - started >= MIN_NEXT_POLL_SECONDS
+        outcome = await self._read_poll(answer, held=held)
         if isinstance(outcome, Claim):
             self._start(outcome)
             return 0.0
         self._slots.release()
         return outcome
 
-    async def _read_poll(self, answer: Answer) -> Claim | float:
-        """A claim to run, or the number of seconds to wait."""
+    async def _read_poll(self, answer: Answer, *, held: bool = False) -> Claim | float:
+        """A claim to run, or the number of seconds to wait. `held`: the server held the poll
+        for a while, so an answer of `next_poll_seconds: 0` is no busy loop."""
         if answer.kind is AnswerKind.OK:
             try:
                 parsed = parse_poll(answer.body)
@@ -270,8 +273,8 @@ class Agent:
                         error=parsed.error,
                     )
                 self._set_status(self._busy_or_idle())
-                if parsed.next_poll_seconds <= 0:
-                    return 0.0  # "poll again at once" (docs/protocol.md, "Long-poll")
+                if held and answer.body.get("next_poll_seconds") == 0:
+                    return 0.0  # the hold is spent: poll again at once ("Long-poll")
                 return jittered(parsed.next_poll_seconds)
             return parsed
         if answer.kind is AnswerKind.AUTH:

@@ -371,3 +371,55 @@ def test_the_demo_shows_the_automation_lane_with_a_nudged_round(
         "yes",
         "completed",
     ]
+
+
+def test_a_stop_aborts_a_held_poll(auto: AutoLab) -> None:
+    async def go() -> None:
+        agents: list[Agent] = []
+        async with DevServer(auto.state) as server:
+            task = asyncio.create_task(
+                run_agent(
+                    auto.settings(server.url),
+                    token=auto.token,
+                    worker_id=WORKER,
+                    handle_signals=False,
+                    started=agents.append,
+                )
+            )
+            # The server checks a held poll again every 50 ms: a few checks mean it is held.
+            await wait_for_async(
+                lambda: (d := auto.state.device(WORKER)) and d.polls >= 3, what="a held poll"
+            )
+            agents[0].request_stop()
+            # Bounded below the 25 s hold: only an aborted poll lets the agent stop in time.
+            assert await asyncio.wait_for(task, timeout=10) == ExitCode.OK
+
+    asyncio.run(go())
+
+
+def test_a_spent_hold_polls_again_at_once(auto: AutoLab) -> None:
+    from tests.integration.test_inprocess import RecordedWaits
+
+    alarm = RecordedWaits(stop_after=1)
+
+    def poll_requests() -> int:
+        return sum(1 for r in auto.state.requests if r.path == "/api/workers/poll")
+
+    async def go() -> None:
+        async with DevServer(auto.state) as server:
+            task = asyncio.create_task(
+                run_agent(
+                    auto.settings(server.url, wait_seconds=1),  # the server answers 0 after 1 s
+                    token=auto.token,
+                    worker_id=WORKER,
+                    handle_signals=False,
+                    started=alarm.agents.append,
+                    poll_alarm=alarm,
+                )
+            )
+            await wait_for_async(lambda: poll_requests() >= 2, what="two held polls")
+            alarm.agents[0].request_stop()
+            assert await task == ExitCode.OK
+
+    asyncio.run(go())
+    assert alarm.waits == []  # never a pause between them
