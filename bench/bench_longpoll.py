@@ -17,7 +17,6 @@ demo agent (`demo-automation`) as the device's default agent.
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import subprocess
 import sys
@@ -30,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from bench_agent import agent_env  # this directory is on sys.path when run as a script
 
 from device_agent.devserver import DevServer, DevState
 
@@ -54,16 +54,9 @@ def agent(url: str, token: str, *, wait_seconds: int) -> Iterator[None]:
         config = Path(home, "config", "config.toml")
         config.parent.mkdir(parents=True)
         config.write_text(f'default_agent = "{KIND}"\nwait_seconds = {wait_seconds}\n')
-        env = {k: v for k, v in os.environ.items() if not k.startswith("DEVICE_AGENT_")}
-        env.update(
-            DEVICE_AGENT_HOME=home,
-            DEVICE_AGENT_SERVER=url,
-            DEVICE_AGENT_TOKEN=token,
-            DEVICE_AGENT_WORKER_ID=WORKER,
-        )
         process = subprocess.Popen(
             [sys.executable, "-m", "device_agent", "run"],
-            env=env,
+            env=agent_env(home, url, token, WORKER),
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )

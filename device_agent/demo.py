@@ -92,26 +92,7 @@ async def _demo(paths: Paths) -> int:
     async with DevServer(state) as server:
         print(f"dev server on {server.url} (loopback only, temporary tokens)")
         print(f"{len(run_ids)} scheduled watcher runs are waiting for device {DEMO_WORKER_ID}\n")
-        settings = validate(
-            Settings(
-                server=server.url,
-                token=token,
-                worker_id=DEMO_WORKER_ID,
-                default_agent="demo",
-                concurrency=2,
-                paths=paths,
-            )
-        )
-        agents: list[Agent] = []
-        agent_task = asyncio.create_task(
-            run_agent(
-                settings,
-                token=token,
-                worker_id=DEMO_WORKER_ID,
-                handle_signals=False,
-                started=agents.append,
-            )
-        )
+        agents, agent_task = _start_agent(server.url, token, paths, default_agent="demo")
         finished = await _until_settled(agents, run_ids, agent_task)
         if finished:
             run_ids.append(await _run_now(server.url, device_token, manual_watcher))
@@ -148,26 +129,7 @@ async def _automation_part(paths: Paths) -> bool:
     started = time.monotonic()
     async with DevServer(state) as server:
         print(f"\nautomation lane: dev server on {server.url}, {len(run_ids)} automation runs\n")
-        settings = validate(
-            Settings(
-                server=server.url,
-                token=token,
-                worker_id=DEMO_WORKER_ID,
-                default_agent=AUTOMATION_AGENT,
-                concurrency=2,
-                paths=paths,
-            )
-        )
-        agents: list[Agent] = []
-        agent_task = asyncio.create_task(
-            run_agent(
-                settings,
-                token=token,
-                worker_id=DEMO_WORKER_ID,
-                handle_signals=False,
-                started=agents.append,
-            )
-        )
+        agents, agent_task = _start_agent(server.url, token, paths, default_agent=AUTOMATION_AGENT)
         finished = await _until_settled(agents, run_ids, agent_task)
         entries = await _entries(agents, run_ids)
         if agents:
@@ -215,6 +177,33 @@ def _print_automations(
     headers = ["run", "automation", "rounds", "window completed", "status", "output"]
     print(format_table(headers, rows))
     print(f"\n{len(run_ids)} automation runs claimed, executed and reported in {elapsed:.1f} s.")
+
+
+def _start_agent(
+    url: str, token: str, paths: Paths, *, default_agent: str
+) -> tuple[list[Agent], asyncio.Task[ExitCode]]:
+    """The real agent against the demo's dev server; the list gets it once it has started."""
+    settings = validate(
+        Settings(
+            server=url,
+            token=token,
+            worker_id=DEMO_WORKER_ID,
+            default_agent=default_agent,
+            concurrency=2,
+            paths=paths,
+        )
+    )
+    agents: list[Agent] = []
+    task = asyncio.create_task(
+        run_agent(
+            settings,
+            token=token,
+            worker_id=DEMO_WORKER_ID,
+            handle_signals=False,
+            started=agents.append,
+        )
+    )
+    return agents, task
 
 
 def _watcher(state: DevState, name: str, prompt: str) -> str:
