@@ -27,7 +27,7 @@ from device_agent.journal import (
     Journal,
     JournalState,
 )
-from device_agent.lanes import Fail, Lane, Resume, lane_for
+from device_agent.lanes import Fail, Lane, Resume, Verdict, lane_for
 from device_agent.result import ExitReason, Report, failure
 
 log = structlog.get_logger(__name__)
@@ -135,7 +135,7 @@ class Outbox:
         again = await self._journal.call(journal.record_result, self._server, entry.run_id, report)
         return await self.deliver(again, give_up)
 
-    def _verdict(self, entry: Entry, answer: Answer) -> object:
+    def _verdict(self, entry: Entry, answer: Answer) -> Verdict | None:
         if not answer.ok:
             return None
         lane = self._lanes(entry.run_type)

@@ -176,10 +176,7 @@ class RunPipeline:
                 return await self._settle(claim.run_id, failure(verdict.error), give_up)
             if not isinstance(verdict, Resume):
                 return answer
-            if heartbeat.lost.is_set():
-                # The server let go of the run between rounds: start nothing more.
-                await self._abandon(claim.run_id, heartbeat.reason, None)
-                return None
+            # A heartbeat 409 meanwhile starts nothing more: the next turn of the loop sees it.
             log.info("running another round", round=verdict.attempt + 1, of=MAX_ROUNDS)
             nudge, attempt = verdict.nudge, verdict.attempt
             run.round = attempt + 1

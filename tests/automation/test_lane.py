@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
+import json
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+import respx
 
-from device_agent.client import Answer, AnswerKind
+from device_agent.client import Answer, AnswerKind, LobuClient
+from device_agent.delivery import Outbox
+from device_agent.journal import AsyncJournal, Journal
 from device_agent.lanes import LANES, Done, Fail, Resume, UnhandledLane, lane_for
 from device_agent.lanes.automation import AUTOMATION, HEARTBEAT_409, STOPPED_BY
 from device_agent.launch import ExecutionRequest, McpWiring
@@ -130,3 +137,56 @@ def test_unhandled_run_types_are_failed_through_their_own_route(
     assert lane.completion_route(9) == route
     body = lane.completion_body(failure("not here"), run_id=9, worker_id="w", attempt=0)
     assert body[error_key] == "not here"
+
+
+def test_a_resume_answered_to_a_result_sent_after_a_restart_is_reported_as_interrupted(
+    tmp_path: Path,
+) -> None:
+    """No run task waits for this result, so the round the server asks for is not run: it is
+    reported once, as interrupted, with the attempt the server named."""
+    origin, route = "http://127.0.0.1:9", "/api/workers/me/runs/812/complete-automation"
+    journal = Journal(tmp_path / "journal.sqlite3")
+    journal.record_claim(
+        origin,
+        812,
+        run_type="automation",
+        watcher_id="42",
+        watcher_name="Inbox triage",
+        agent_kind="claude-code",
+        payload_digest="d",
+    )
+    journal.record_result(origin, 812, report())
+    resume = {"ok": True, "status": "resume", "attempt": 1, "max_attempts": 2, "nudge": "Do it"}
+
+    async def go() -> list[dict[str, Any]]:
+        async_journal = AsyncJournal(journal)
+        with respx.mock(base_url=origin) as mock:
+            posts = mock.post(route).mock(
+                side_effect=[
+                    httpx.Response(200, json=resume),
+                    httpx.Response(200, json={"ok": True, "status": "failed"}),
+                ]
+            )
+            async with LobuClient(origin, lambda: "owl_pat_" + "o" * 32) as client:
+                outbox = Outbox(
+                    client,
+                    async_journal,
+                    server=origin,
+                    worker_id="w",
+                    server_error_budget=8,
+                    max_backoff=0.01,
+                )
+                await outbox.flush()
+            bodies = [json.loads(call.request.content) for call in posts.calls]
+        async_journal.close()
+        return bodies
+
+    first, second = asyncio.run(go())
+    assert (first["finalize_attempt"], first["exit_reason"]) == (0, "ok")
+    assert (second["finalize_attempt"], second["exit_reason"]) == (1, "crash")
+    assert "between rounds" in second["error"]
+    reopened = Journal(tmp_path / "journal.sqlite3")
+    entry = reopened.get(origin, 812)
+    reopened.close()
+    assert entry is not None
+    assert (entry.state, entry.answer) == ("acknowledged", "failed")
