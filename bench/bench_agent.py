@@ -37,13 +37,13 @@ def proc_rss_mib(pid: int) -> float:
     return float("nan")
 
 
-def agent_env(home: str, url: str, token: str) -> dict[str, str]:
+def agent_env(home: str, url: str, token: str, worker: str = WORKER) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DEVICE_AGENT_")}
     env.update(
         DEVICE_AGENT_HOME=home,
         DEVICE_AGENT_SERVER=url,
         DEVICE_AGENT_TOKEN=token,
-        DEVICE_AGENT_WORKER_ID=WORKER,
+        DEVICE_AGENT_WORKER_ID=worker,
     )
     return env
 

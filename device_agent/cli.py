@@ -165,10 +165,19 @@ def _parser() -> argparse.ArgumentParser:
     trigger = command(
         "trigger",
         cmd_trigger,
-        '"Run now": ask the server to queue a watcher run; the running agent picks it up',
-        example="device-agent trigger 42",
+        '"Run now": ask the server to queue a watcher or automation run; the agent picks it up',
+        example="device-agent trigger 42 --lane automation",
     )
-    trigger.add_argument("watcher_id", help="the watcher's id (the number in its web address)")
+    trigger.add_argument(
+        "watcher_id",
+        metavar="ID",
+        help="the watcher's or automation's id (the number in its address)",
+    )
+    trigger.add_argument(
+        "--lane",
+        choices=("watcher", "automation"),
+        help="the kind of ID (default: the lane of the run this device claimed last)",
+    )
 
     command("pause", cmd_pause, "stop claiming new runs; running ones finish")
     command("resume", cmd_resume, "claim runs again, polling at once")

@@ -27,6 +27,7 @@ from device_agent import __version__
 USER_AGENT: Final = f"device-agent/{__version__}"
 NOT_IN_PROGRESS: Final = "Run is not in progress"
 GENERIC_COMPLETION_ROUTE: Final = "/api/workers/complete"  # for run types no lane handles
+POLL_TIMEOUT_MARGIN_SECONDS: Final = 10.0  # a held poll's answer may take this long to arrive
 _WINDOW_ERROR_MARKER: Final = "approved_input.window_"
 
 
@@ -108,7 +109,7 @@ class LobuClient:
     ) -> None:
         self.origin = origin.rstrip("/")
         self._token = token
-        self._poll_timeout = httpx.Timeout(poll_timeout, connect=10.0)
+        self._poll_timeout_seconds = poll_timeout
         self._http = httpx.AsyncClient(
             base_url=self.origin,
             timeout=httpx.Timeout(request_timeout, connect=10.0),
@@ -128,19 +129,15 @@ class LobuClient:
 
     # ------------------------------------------------------------ routes
 
-    async def poll(
-        self, *, worker_id: str, platform: str, label: str, wait_seconds: int | None = None
-    ) -> Answer:
-        body: dict[str, Any] = {
-            "worker_id": worker_id,
-            "platform": platform,
-            "app_version": __version__,
-            "label": label,
-            "capabilities": {},  # watcher-only: never hand us connector runs
-        }
-        if wait_seconds is not None:
-            body["wait_seconds"] = wait_seconds
-        return await self._post("/api/workers/poll", body, read_timeout=self._poll_timeout)
+    async def poll(self, body: Mapping[str, Any]) -> Answer:
+        """Poll with `body` (`automation.registration.poll_body`). The read timeout stays
+        above the body's `wait_seconds`, so a held poll is never cut short by us
+        (docs/protocol.md, "Long-poll")."""
+        wait = body.get("wait_seconds")
+        held = float(wait) if isinstance(wait, int | float) and not isinstance(wait, bool) else 0
+        read = max(self._poll_timeout_seconds, held + POLL_TIMEOUT_MARGIN_SECONDS)
+        timeout = httpx.Timeout(read, connect=10.0)
+        return await self._post("/api/workers/poll", body, read_timeout=timeout)
 
     async def heartbeat(self, *, run_id: int, worker_id: str) -> Answer:
         answer = await self._post(

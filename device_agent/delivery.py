@@ -27,14 +27,19 @@ from device_agent.journal import (
     Journal,
     JournalState,
 )
-from device_agent.lanes import Lane, Resume, lane_for
-from device_agent.result import Report
+from device_agent.lanes import Fail, Lane, Resume, Verdict, lane_for
+from device_agent.result import ExitReason, Report, failure
 
 log = structlog.get_logger(__name__)
 
 FINAL_409_NOTE: Final = (
     "the server says the run is no longer in progress: either an earlier post of this result "
     "was stored, or the run was reaped or cancelled before it arrived"
+)
+
+INTERRUPTED_ROUND_ERROR: Final = (
+    "device-agent restarted while this run was between rounds; the round the server asked "
+    "for was not started, so that no round runs twice"
 )
 
 GiveUp = Callable[[int], bool]
@@ -103,7 +108,7 @@ class Outbox:
                 # task may have delivered this one already.
                 entry = await self._journal.call(journal.get, self._server, stale.run_id)
                 if entry is not None and entry.state == FINISHED:
-                    answers.append(await self.deliver(entry, give_up))
+                    answers.append(await self._deliver_last_round(entry, give_up))
             finally:
                 self.release(stale.run_id)
         return answers
@@ -117,6 +122,28 @@ class Outbox:
             self.waiting.pop(entry.run_id, None)
         await self._settle(entry, state.report, answer)
         return answer
+
+    async def _deliver_last_round(self, entry: Entry, give_up: GiveUp) -> Answer:
+        """Deliver a result no run task is waiting for (sent again after a restart). If the
+        answer asks for another round, no CLI is started here: that round is reported once
+        as interrupted (docs/protocol.md, "Automation lane: exit report and resume")."""
+        answer = await self.deliver(entry, give_up)
+        verdict = self._verdict(entry, answer)
+        if isinstance(verdict, Resume):
+            report = failure(INTERRUPTED_ROUND_ERROR, exit_reason=ExitReason.CRASH)
+        elif isinstance(verdict, Fail):
+            report = failure(verdict.error)
+        else:
+            return answer
+        journal = self._journal.sync
+        again = await self._journal.call(journal.record_result, self._server, entry.run_id, report)
+        return await self.deliver(again, give_up)
+
+    def _verdict(self, entry: Entry, answer: Answer) -> Verdict | None:
+        if not answer.ok:
+            return None
+        lane = self._lanes(entry.run_type)
+        return lane.read_completion(answer, attempt=entry.finalize_attempt)
 
     async def _send_with_retries(self, entry: Entry, state: _Attempt, give_up: GiveUp) -> Answer:
         """Post until the answer is not transient, or `give_up` says enough."""
@@ -183,7 +210,7 @@ class Outbox:
     async def _settle(self, entry: Entry, report: Report, answer: Answer) -> None:
         bound = log.bind(run_id=entry.run_id)
         if answer.kind is AnswerKind.OK:
-            verdict = self._lanes(entry.run_type).read_completion(answer)
+            verdict = self._verdict(entry, answer)
             if isinstance(verdict, Resume):
                 # Not settled: the run goes on with another round (the pipeline runs it).
                 await self._journal.call(

@@ -3,8 +3,11 @@
 It starts the dev server on a free loopback port, pins a few watchers with
 realistic prompts to this device, and runs the real agent against it with the
 bundled offline demo executor: first the scheduled runs, then a "Run now"
-through the same trigger route `device-agent trigger` uses. It prints what
-happened. Its files live in their own folder, apart from a real install's.
+through the same trigger route `device-agent trigger` uses. Then the same for
+the automation lane of current servers: a dev server in automation mode, the
+bundled automation demo agent finalizing its windows through the run's own MCP
+session — one on the first round, one only after the server's nudge. It prints
+what happened. Its files live in their own folder, apart from a real install's.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from device_agent.client import LobuClient
 from device_agent.devserver import DevServer, DevState
 from device_agent.dispatcher import Agent
 from device_agent.errors import ExitCode
-from device_agent.journal import ACKNOWLEDGED
+from device_agent.journal import ACKNOWLEDGED, Entry
 from device_agent.lanes.watcher import WATCHER
 from device_agent.runner import run_agent
 from device_agent.settings import Paths, Settings, validate
@@ -43,6 +46,19 @@ SCHEDULED: Final[Sequence[tuple[str, str]]] = (
         "published in the window below that breaks our build or fixes a security issue.",
     ),
 )
+AUTOMATIONS: Final[Sequence[tuple[str, str]]] = (
+    (
+        "Weekly spend check",
+        "Compare this week's cloud spend with last week's and flag any service that grew "
+        "by more than 20 percent.",
+    ),
+    (
+        "Open PR review",
+        "Go through the open pull requests and list the ones waiting on me. (This demo "
+        "automation needs a nudge: its first round forgets to complete the window.)",
+    ),
+)
+AUTOMATION_AGENT: Final = "demo-automation"
 RUN_NOW: Final = (
     "Flaky test triage",
     "Look at the CI failures in the window below, group them by test, and tell me which "
@@ -76,26 +92,7 @@ async def _demo(paths: Paths) -> int:
     async with DevServer(state) as server:
         print(f"dev server on {server.url} (loopback only, temporary tokens)")
         print(f"{len(run_ids)} scheduled watcher runs are waiting for device {DEMO_WORKER_ID}\n")
-        settings = validate(
-            Settings(
-                server=server.url,
-                token=token,
-                worker_id=DEMO_WORKER_ID,
-                default_agent="demo",
-                concurrency=2,
-                paths=paths,
-            )
-        )
-        agents: list[Agent] = []
-        agent_task = asyncio.create_task(
-            run_agent(
-                settings,
-                token=token,
-                worker_id=DEMO_WORKER_ID,
-                handle_signals=False,
-                started=agents.append,
-            )
-        )
+        agents, agent_task = _start_agent(server.url, token, paths, default_agent="demo")
         finished = await _until_settled(agents, run_ids, agent_task)
         if finished:
             run_ids.append(await _run_now(server.url, device_token, manual_watcher))
@@ -108,7 +105,105 @@ async def _demo(paths: Paths) -> int:
     if code != ExitCode.OK:
         return int(code)
     done = finished and all(state.run(r).status == "completed" for r in run_ids)
-    return ExitCode.OK if done else ExitCode.INTERNAL
+    automations_done = await _automation_part(paths)
+    return ExitCode.OK if done and automations_done else ExitCode.INTERNAL
+
+
+async def _automation_part(paths: Paths) -> bool:
+    """The automation lane: a current server's runs, finalized by the CLI through the run's own
+    MCP session, one of them only after a resume round (docs/protocol.md, "Automation lane")."""
+    state = DevState(create_checkin_watcher=False, lane="automation")
+    token = state.add_token()
+    run_ids = [
+        state.queue_automation_run(
+            state.add_automation(
+                prompt,
+                name=name,
+                agent_kind=AUTOMATION_AGENT,
+                pinned_worker_id=DEMO_WORKER_ID,
+                max_attempts=1,
+            )
+        )
+        for name, prompt in AUTOMATIONS
+    ]
+    started = time.monotonic()
+    async with DevServer(state) as server:
+        print(f"\nautomation lane: dev server on {server.url}, {len(run_ids)} automation runs\n")
+        agents, agent_task = _start_agent(server.url, token, paths, default_agent=AUTOMATION_AGENT)
+        finished = await _until_settled(agents, run_ids, agent_task)
+        entries = await _entries(agents, run_ids)
+        if agents:
+            agents[0].request_stop()
+        code = await agent_task
+    _print_automations(state, run_ids, entries, time.monotonic() - started)
+    return (
+        code == ExitCode.OK
+        and finished
+        and all(state.run(r).status == "completed" for r in run_ids)
+    )
+
+
+async def _entries(agents: list[Agent], run_ids: list[int]) -> dict[int, Entry]:
+    """The device's journal rows of these runs: how many rounds each took, what the CLI said."""
+    if not agents:
+        return {}
+    journal = agents[0].journal
+    found = {}
+    for run_id in run_ids:
+        entry = await journal.call(journal.sync.get, agents[0].server, run_id)
+        if entry is not None:
+            found[run_id] = entry
+    return found
+
+
+def _print_automations(
+    state: DevState, run_ids: list[int], entries: dict[int, Entry], elapsed: float
+) -> None:
+    rows = []
+    for run_id in run_ids:
+        run = state.run(run_id)
+        automation = state.find_automation(run.automation_id or 0)
+        entry = entries.get(run_id)
+        rows.append(
+            [
+                str(run_id),
+                automation.name if automation else "?",
+                str(entry.finalize_attempt + 1) if entry else "-",
+                "yes" if run.windows_completed else "no",
+                run.status,
+                _excerpt((entry.output if entry else None) or run.error or ""),
+            ]
+        )
+    headers = ["run", "automation", "rounds", "window completed", "status", "output"]
+    print(format_table(headers, rows))
+    print(f"\n{len(run_ids)} automation runs claimed, executed and reported in {elapsed:.1f} s.")
+
+
+def _start_agent(
+    url: str, token: str, paths: Paths, *, default_agent: str
+) -> tuple[list[Agent], asyncio.Task[ExitCode]]:
+    """The real agent against the demo's dev server; the list gets it once it has started."""
+    settings = validate(
+        Settings(
+            server=url,
+            token=token,
+            worker_id=DEMO_WORKER_ID,
+            default_agent=default_agent,
+            concurrency=2,
+            paths=paths,
+        )
+    )
+    agents: list[Agent] = []
+    task = asyncio.create_task(
+        run_agent(
+            settings,
+            token=token,
+            worker_id=DEMO_WORKER_ID,
+            handle_signals=False,
+            started=agents.append,
+        )
+    )
+    return agents, task
 
 
 def _watcher(state: DevState, name: str, prompt: str) -> str:

@@ -15,21 +15,32 @@ undelivered in the journal. A second signal cuts the grace short.
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Final
 
 import structlog
 
+from device_agent import __version__
 from device_agent.alarm import Alarm
+from device_agent.automation.registration import (
+    AGENT_KINDS,
+    AgentKindsCheck,
+    platform_mismatch_message,
+    poll_body,
+    upgrade_required_message,
+)
 from device_agent.backoff import Backoff, jittered
 from device_agent.client import Answer, AnswerKind, LobuClient
 from device_agent.delivery import GiveUp, Outbox, after
+from device_agent.environment import extended_path
 from device_agent.errors import ExitCode
 from device_agent.executor import Executor
 from device_agent.journal import CLAIMED, AsyncJournal
-from device_agent.pipeline import RunPipeline
-from device_agent.protocol import Claim, Idle, PayloadError, parse_poll
+from device_agent.pipeline import MAX_ROUNDS, RunPipeline
+from device_agent.protocol import MIN_NEXT_POLL_SECONDS, Claim, Idle, PayloadError, parse_poll
 from device_agent.result import ExitReason, failure
 from device_agent.settings import Settings
 from device_agent.sleepwatch import Clock, watch_for_sleep
@@ -39,11 +50,12 @@ from device_agent.tokens import TokenSource
 log = structlog.get_logger(__name__)
 
 AUTH_RETRY_SECONDS: Final = 60.0  # while the token is refused: one poll a minute, never a hammer
+UPGRADE_CHECK_SECONDS: Final = 1800.0  # after upgrade_required: ask again now and then, no more
 ONCE_ATTEMPTS: Final = 4  # `run --once` gives a result this many tries before leaving it queued
 DRAIN_ATTEMPTS: Final = 3  # likewise while shutting down
 RESTARTED_ERROR: Final = (
     "device-agent restarted while this run was executing; it was not run again, "
-    "so that it is never executed twice — trigger the watcher again if you need it"
+    "so that it is never executed twice — use Run now in the web app if you need it again"
 )
 
 
@@ -61,6 +73,8 @@ class Agent:
         on_status: Callable[[Status], None] | None = None,
         wake_check_seconds: float = 5.0,
         poll_alarm: Alarm | None = None,
+        platform: str | None = None,
+        agent_kinds: AgentKindsCheck | None = None,
     ) -> None:
         self.settings = settings
         self.worker_id = worker_id
@@ -70,7 +84,17 @@ class Agent:
         self.tokens = tokens
         self.clock = clock
         self.wake_check_seconds = wake_check_seconds
-        self.status = Status()
+        self.status = Status(max_rounds=MAX_ROUNDS)
+        # A child token is bound to the platform it was minted with: that is what we send.
+        self.platform = platform or settings.platform
+        self.agent_kinds = agent_kinds or AgentKindsCheck(
+            executor.launcher.profiles,
+            lambda: extended_path(os.environ.get("PATH") or os.defpath, home=_home()),
+            # The device's default agent serves under its own name too: a profile of the
+            # user's own (or the demo's) can then run automations that name it.
+            kinds={**AGENT_KINDS, settings.default_agent: settings.default_agent},
+        )
+        self._platform_refused = False  # platform_mismatch is explained once, not every poll
         self._on_status = on_status
         self._poll_alarm = poll_alarm or Alarm()  # what cuts the wait between polls short
         self._slots = asyncio.Semaphore(settings.concurrency)
@@ -241,23 +265,30 @@ class Agent:
     async def _poll_once(self) -> float:
         """Poll, start what was claimed, and return how long to wait before the next poll."""
         self._poll_alarm.rearm()
-        answer = await self._poll_request()
+        started = time.monotonic()
+        answer = await self._held_poll()
+        if answer is None:  # a stop or a "Run now" cut the held poll short
+            self._slots.release()
+            return 0.0
         self.status.last_poll_at = time.time()
-        outcome = await self._read_poll(answer)
+        held = time.monotonic() - started >= MIN_NEXT_POLL_SECONDS
+        outcome = await self._read_poll(answer, held=held)
         if isinstance(outcome, Claim):
             self._start(outcome)
             return 0.0
         self._slots.release()
         return outcome
 
-    async def _read_poll(self, answer: Answer) -> Claim | float:
-        """A claim to run, or the number of seconds to wait."""
+    async def _read_poll(self, answer: Answer, *, held: bool = False) -> Claim | float:
+        """A claim to run, or the number of seconds to wait. `held`: the server held the poll
+        for a while, so an answer of `next_poll_seconds: 0` is no busy loop."""
         if answer.kind is AnswerKind.OK:
             try:
                 parsed = parse_poll(answer.body)
             except PayloadError as exc:
                 return self._transient(f"unusable poll answer: {exc}", None)
             self._backoff.reset()
+            self.status.upgrade_required = None
             if isinstance(parsed, Idle):
                 if parsed.skipped_run_id is not None:
                     log.warning(
@@ -266,6 +297,8 @@ class Agent:
                         error=parsed.error,
                     )
                 self._set_status(self._busy_or_idle())
+                if held and answer.body.get("next_poll_seconds") == 0:
+                    return 0.0  # the hold is spent: poll again at once ("Long-poll")
                 return jittered(parsed.next_poll_seconds)
             return parsed
         if answer.kind is AnswerKind.AUTH:
@@ -295,10 +328,30 @@ class Agent:
         return AUTH_RETRY_SECONDS
 
     def _rejected(self, answer: Answer) -> float:
+        code = _error_code(answer)
+        if code == "upgrade_required":
+            return self._upgrade_required(answer)
+        if code == "platform_mismatch":
+            message = platform_mismatch_message(self.platform, _server_text(answer))
+            if not self._platform_refused:
+                log.error("the server refuses this device's platform", error=message)
+            self._platform_refused = True
+            self._set_status(AgentState.REJECTED, message)
+            return max(self._backoff.next(answer.retry_after), AUTH_RETRY_SECONDS)
         message = f"the server rejected our poll ({answer.describe()}): {answer.rejection_hint()}"
         log.error("poll rejected", error=message)
         self._set_status(AgentState.REJECTED, message)
         return self._backoff.next(answer.retry_after)
+
+    def _upgrade_required(self, answer: Answer) -> float:
+        """409 upgrade_required: claim nothing, and ask again only rarely (docs/protocol.md,
+        "Automation lane")."""
+        message = upgrade_required_message(_server_text(answer))
+        if self.status.upgrade_required != message:
+            log.error("the server requires a newer device-agent", error=message)
+        self.status.upgrade_required = message
+        self._set_status(AgentState.REJECTED, message)
+        return UPGRADE_CHECK_SECONDS
 
     # ---------------------------------------------------------------- run
 
@@ -318,6 +371,8 @@ class Agent:
     def _runs_changed(self) -> None:
         active = self.pipeline.active
         self.status.running = {run_id: run.name for run_id, run in active.items()}
+        self.status.lanes = {run_id: run.lane for run_id, run in active.items()}
+        self.status.rounds = {run_id: run.round for run_id, run in active.items()}
         if active:
             self._all_finished.clear()
         else:
@@ -360,10 +415,38 @@ class Agent:
             answers.append(answer)
         return _once_exit_code(poll, answers)
 
-    async def _poll_request(self) -> Answer:
-        return await self.client.poll(
-            worker_id=self.worker_id, platform=self.settings.platform, label=self.settings.label
+    async def _poll_request(self, *, wait_seconds: int = 0) -> Answer:
+        body = poll_body(
+            worker_id=self.worker_id,
+            app_version=__version__,
+            label=self.settings.label,
+            agent_kinds=await self.agent_kinds.current(),
+            capacity_available=self._capacity(),
+            wait_seconds=wait_seconds,
+            platform=self.platform,
         )
+        return await self.client.poll(body)
+
+    async def _held_poll(self) -> Answer | None:
+        """A poll the server may hold up to `wait_seconds` (docs/protocol.md, "Long-poll");
+        None when a stop request or "Run now" aborted it first. The poll holds a slot, so the
+        device has room for what it may be handed."""
+        request = asyncio.ensure_future(self._poll_request(wait_seconds=self.settings.wait_seconds))
+        cut_short = asyncio.ensure_future(self._poll_alarm.rung())
+        try:
+            await asyncio.wait({request, cut_short}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            cut_short.cancel()
+        if request.done():
+            return request.result()
+        request.cancel()
+        await asyncio.gather(request, return_exceptions=True)
+        log.debug("held poll cut short")
+        return None
+
+    def _capacity(self) -> int:
+        """Free slots, counting the one this poll holds."""
+        return max(1, self.settings.concurrency - len(self.pipeline.active))
 
     # ------------------------------------------------------------- drain
 
@@ -403,6 +486,20 @@ def _parsed(answer: Answer) -> Claim | Idle | None:
         return parse_poll(answer.body)
     except PayloadError:
         return None
+
+
+def _error_code(answer: Answer) -> str | None:
+    code = answer.body.get("error") if isinstance(answer.body, dict) else None
+    return code if isinstance(code, str) else None
+
+
+def _server_text(answer: Answer) -> str | None:
+    text = answer.body.get("error_description") if isinstance(answer.body, dict) else None
+    return text if isinstance(text, str) and text else None
+
+
+def _home() -> Path:
+    return Path(os.environ.get("HOME") or Path.home())
 
 
 def _once_exit_code(poll: Answer | None, answers: list[Answer]) -> ExitCode:

@@ -323,6 +323,16 @@ class Journal:
         rows = self._db.execute("SELECT * FROM runs WHERE run_id=?", (run_id,)).fetchall()
         return [_entry(row) for row in rows]
 
+    def latest_run_type(self, server: str, run_types: tuple[str, ...]) -> str | None:
+        """Of `run_types`, the one this device claimed last from `server` (None: none yet)."""
+        marks = ",".join("?" * len(run_types))
+        row = self._db.execute(
+            f"SELECT run_type FROM runs WHERE server=? AND run_type IN ({marks})"  # noqa: S608
+            " ORDER BY claimed_at DESC LIMIT 1",
+            (server, *run_types),
+        ).fetchone()
+        return str(row[0]) if row else None
+
     def recent(self, limit: int = 20) -> list[Entry]:
         rows = self._db.execute(
             "SELECT * FROM runs ORDER BY claimed_at DESC, run_id DESC LIMIT ?", (limit,)

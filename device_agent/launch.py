@@ -47,6 +47,12 @@ class ExecutionRequest:
     prompt: str
     execution_config: Mapping[str, Any] = field(default_factory=dict)
     mcp: McpWiring | None = None
+    # What the run's lane adds (docs/protocol.md, "Automation lane"): variables set after
+    # the secret filter (they may hold the run's own credential), flags appended to argv,
+    # and values to redact besides the device's.
+    env: Mapping[str, str] = field(default_factory=dict, repr=False)
+    args: tuple[str, ...] = ()
+    secrets: tuple[str, ...] = field(default=(), repr=False)
 
 
 @dataclass(frozen=True)
@@ -122,18 +128,19 @@ class Launcher:
 
         mcp_args, mcp_env = self._wire_mcp(profile, request, workdir, private, values, cleanup, log)
         slots = {OPTIONS_SLOT: flags, MCP_SLOT: mcp_args}
-        argv = [binary, *_expand(profile.args, values, slots)]
+        argv = [binary, *_expand(profile.args, values, slots), *request.args]
         if any(secret in arg for arg in argv for secret in secrets):
             raise Refused("refusing to start: a secret would appear on the command line")
         env.update({name: _fill(value, values) for name, value in profile.env.items()})
         env.update(mcp_env)
+        env.update(request.env)  # after the filter, which would drop a credential
         if self.scratch_dir is not None:
             env[RUN_MARKER] = f"{self.scratch_dir}{os.sep}{request.run_id}"
         elided = {**values, "{prompt}": f"<prompt: {len(request.prompt)} characters>"}
         return Launch(
             profile=profile,
             argv=argv,
-            shown_argv=[binary, *_expand(profile.args, elided, slots)],
+            shown_argv=[binary, *_expand(profile.args, elided, slots), *request.args],
             env=env,
             cwd=workdir,
             stdin=stdin,
@@ -163,7 +170,8 @@ class Launcher:
 
     def secrets_of(self, request: ExecutionRequest) -> tuple[str, ...]:
         """Values that must not reach a child's argv or inherited environment, nor a result."""
-        return tuple(worth_hiding((*self.secrets, request.mcp.token if request.mcp else "")))
+        mcp_token = request.mcp.token if request.mcp else ""
+        return tuple(worth_hiding((*self.secrets, *request.secrets, mcp_token)))
 
     def _workdir(self, run_id: int, cleanup: contextlib.AsyncExitStack) -> Path:
         if self.settings.workdir is not None:

@@ -32,7 +32,7 @@ from device_agent.delivery import GiveUp, Outbox
 from device_agent.executor import Executor
 from device_agent.heartbeat import Heartbeat
 from device_agent.journal import ABANDONED, AsyncJournal
-from device_agent.lanes import Lane, LaneRun, Resume, lane_for, read_claim
+from device_agent.lanes import Fail, Lane, LaneRun, Resume, lane_for, read_claim
 from device_agent.launch import ExecutionRequest, McpWiring
 from device_agent.protocol import Claim, PayloadError
 from device_agent.result import ExitReason, Report, failure
@@ -59,6 +59,8 @@ class ActiveRun:
     run_id: int
     name: str
     heartbeat: Heartbeat
+    lane: str
+    round: int = 1  # the CLI round now running, from 1 (more only when the server resumes)
     cancel: asyncio.Event = field(default_factory=asyncio.Event)
 
 
@@ -142,7 +144,7 @@ class RunPipeline:
             await self.client.complete(lane.completion_route(claim.run_id), body)
             return None
         name = parsed.name if not isinstance(parsed, str) else f"run {claim.run_id}"
-        run = ActiveRun(claim.run_id, name, heartbeat)
+        run = ActiveRun(claim.run_id, name, heartbeat, lane=claim.run_type)
         not_started = self.shutting_down  # the poll was in flight when the stop came
         if not_started:
             run.cancel.set()
@@ -158,6 +160,7 @@ class RunPipeline:
         )
         await heartbeat.start()  # renew the lease before starting expensive work
         nudge: str | None = None
+        attempt = 0
         for _ in range(MAX_ROUNDS):
             report = None
             if not heartbeat.lost.is_set():
@@ -174,10 +177,17 @@ class RunPipeline:
                 self._forget(claim.run_id)
                 slot()
             answer = await self._settle(claim.run_id, report, give_up)
-            verdict = lane.read_completion(answer) if answer.ok else None
+            verdict = lane.read_completion(answer, attempt=attempt) if answer.ok else None
+            if isinstance(verdict, Fail):
+                log.error("refusing the round the server asked for", error=verdict.error)
+                return await self._settle(claim.run_id, failure(verdict.error), give_up)
             if not isinstance(verdict, Resume):
                 return answer
-            nudge = verdict.nudge
+            # A heartbeat 409 meanwhile starts nothing more: the next turn of the loop sees it.
+            log.info("running another round", round=verdict.attempt + 1, of=MAX_ROUNDS)
+            nudge, attempt = verdict.nudge, verdict.attempt
+            run.round = attempt + 1
+            self._on_change()
         log.error("the server kept asking for another round; failing the run", rounds=MAX_ROUNDS)
         return await self._settle(claim.run_id, failure(TOO_MANY_ROUNDS_ERROR), give_up)
 
@@ -223,12 +233,14 @@ class RunPipeline:
             prompt = parsed.prompt(nudge)
         except PayloadError as exc:
             return failure(str(exc))
-        request = ExecutionRequest(
-            run_id=run_id,
-            agent_kind=kind,
-            prompt=prompt,
-            execution_config=parsed.execution_config,
-            mcp=McpWiring(url=f"{self.server}/mcp", token=self.tokens.current()),
+        request = parsed.wire(
+            ExecutionRequest(
+                run_id=run_id,
+                agent_kind=kind,
+                prompt=prompt,
+                execution_config=parsed.execution_config,
+                mcp=McpWiring(url=f"{self.server}/mcp", token=self.tokens.current()),
+            )
         )
         stop_on_loss = asyncio.create_task(_forward(run.heartbeat.lost, run.cancel))
         try:

@@ -53,7 +53,7 @@ PollAnswer = Claim | Idle
 def parse_poll(body: Any) -> PollAnswer:
     """Read a 200 poll answer. Raises `PayloadError` when it is neither shape."""
     if not isinstance(body, Mapping):
-        raise PayloadError(f"poll answer is not a JSON object: {_preview(body)}")
+        raise PayloadError(f"poll answer is not a JSON object: {preview(body)}")
     if "run_id" in body and "skipped_run_id" not in body:
         run_id = body.get("run_id")
         if not _is_int(run_id):
@@ -123,10 +123,10 @@ class WatcherRun:
 
 def parse_watcher_run(claim: Claim) -> WatcherRun:
     """Validate a claimed watcher run. Raises `PayloadError` naming the bad field."""
-    payload = _mapping(claim.payload, "payload")
-    raw_watcher = _mapping(payload.get("watcher"), "payload.watcher")
-    raw_event = _mapping(payload.get("event"), "payload.event")
-    approved = _mapping(raw_event.get("payload"), "payload.event.payload")
+    payload = read_mapping(claim.payload, "payload")
+    raw_watcher = read_mapping(payload.get("watcher"), "payload.watcher")
+    raw_event = read_mapping(payload.get("event"), "payload.event")
+    approved = read_mapping(raw_event.get("payload"), "payload.event.payload")
     context = payload.get("context")
 
     watcher_id = raw_watcher.get("id")
@@ -135,25 +135,25 @@ def parse_watcher_run(claim: Claim) -> WatcherRun:
     config = raw_watcher.get("execution_config")
     if config is None:
         config = {}
-    config = _mapping(config, "payload.watcher.execution_config")
+    config = read_mapping(config, "payload.watcher.execution_config")
 
     watcher = Watcher(
         id=str(watcher_id),
-        name=_optional_str(raw_watcher, "name", "payload.watcher") or f"watcher {watcher_id}",
-        slug=_optional_str(raw_watcher, "slug", "payload.watcher"),
-        agent_kind=_optional_str(raw_watcher, "agent_kind", "payload.watcher"),
-        prompt=_optional_str(raw_watcher, "prompt", "payload.watcher"),
-        notification_channel=_optional_str(raw_watcher, "notification_channel", "payload.watcher")
+        name=optional_str(raw_watcher, "name", "payload.watcher") or f"watcher {watcher_id}",
+        slug=optional_str(raw_watcher, "slug", "payload.watcher"),
+        agent_kind=optional_str(raw_watcher, "agent_kind", "payload.watcher"),
+        prompt=optional_str(raw_watcher, "prompt", "payload.watcher"),
+        notification_channel=optional_str(raw_watcher, "notification_channel", "payload.watcher")
         or "canvas",
-        notification_priority=_optional_str(raw_watcher, "notification_priority", "payload.watcher")
+        notification_priority=optional_str(raw_watcher, "notification_priority", "payload.watcher")
         or "normal",
         execution_config=dict(config),
     )
     event = WatcherEvent(
-        fired_at=_optional_str(raw_event, "fired_at", "payload.event"),
+        fired_at=optional_str(raw_event, "fired_at", "payload.event"),
         window_start=_iso_time(approved, "window_start"),
         window_end=_iso_time(approved, "window_end"),
-        dispatch_source=_optional_str(approved, "dispatch_source", "payload.event.payload"),
+        dispatch_source=optional_str(approved, "dispatch_source", "payload.event.payload"),
         approved_input=dict(approved),
     )
     return WatcherRun(
@@ -180,18 +180,18 @@ def is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
-def _mapping(value: object, where: str) -> Mapping[str, Any]:
+def read_mapping(value: object, where: str) -> Mapping[str, Any]:
     if not isinstance(value, Mapping):
-        raise PayloadError(f"{where} is missing or not an object (got {_preview(value)})")
+        raise PayloadError(f"{where} is missing or not an object (got {preview(value)})")
     return value
 
 
-def _optional_str(obj: Mapping[str, Any], key: str, where: str) -> str | None:
+def optional_str(obj: Mapping[str, Any], key: str, where: str) -> str | None:
     value = obj.get(key)
     if value is None:
         return None
     if not isinstance(value, str):
-        raise PayloadError(f"{where}.{key} must be a string, got {_preview(value)}")
+        raise PayloadError(f"{where}.{key} must be a string, got {preview(value)}")
     return value
 
 
@@ -199,7 +199,7 @@ def _iso_time(obj: Mapping[str, Any], key: str) -> str:
     value = obj.get(key)
     where = f"payload.event.payload.{key}"
     if not isinstance(value, str):
-        raise PayloadError(f"{where} must be an ISO timestamp string, got {_preview(value)}")
+        raise PayloadError(f"{where} must be an ISO timestamp string, got {preview(value)}")
     try:
         datetime.fromisoformat(value)
     except ValueError:
@@ -207,6 +207,6 @@ def _iso_time(obj: Mapping[str, Any], key: str) -> str:
     return value
 
 
-def _preview(value: object, limit: int = 120) -> str:
+def preview(value: object, limit: int = 120) -> str:
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."

@@ -15,9 +15,9 @@ from device_agent.client import LobuClient
 from device_agent.control import ControlServer
 from device_agent.control_client import ControlError, Target, socket_path
 from device_agent.control_handler import AgentControl
-from device_agent.credentials import Tokens
+from device_agent.credentials import CredentialError, Tokens, load_credential
 from device_agent.dispatcher import Agent
-from device_agent.errors import ExitCode
+from device_agent.errors import DeviceAgentError, ExitCode
 from device_agent.executor import Executor
 from device_agent.journal import AsyncJournal, Journal
 from device_agent.profiles import load_profiles
@@ -59,6 +59,7 @@ async def run_agent(
 
     agent = Agent(
         settings,
+        platform=await _registered_platform(settings),
         worker_id=worker_id,
         client=client,
         executor=executor,
@@ -124,6 +125,19 @@ async def _control_socket(settings: Settings, agent: Agent) -> AsyncIterator[Con
         yield server
     finally:
         await server.close()
+
+
+async def _registered_platform(settings: Settings) -> str:
+    """The platform a child token was minted with (a bound token must poll with it), else the
+    configured one."""
+    if settings.token:
+        return settings.platform
+    try:
+        credential = await asyncio.to_thread(load_credential, settings)
+    except (CredentialError, DeviceAgentError) as exc:
+        log.debug("no stored credential to read the platform from", error=str(exc))
+        return settings.platform
+    return credential.platform if credential and credential.platform else settings.platform
 
 
 def _install_signals(loop: asyncio.AbstractEventLoop, agent: Agent) -> None:

@@ -30,6 +30,7 @@ ENV_TOKEN: Final = "DEVICE_AGENT_TOKEN"  # noqa: S105 - a variable name, not a s
 ENV_WORKER_ID: Final = "DEVICE_AGENT_WORKER_ID"
 ENV_CONFIG: Final = "DEVICE_AGENT_CONFIG"
 ENV_HOME: Final = "DEVICE_AGENT_HOME"
+MAX_WAIT_SECONDS: Final = 25  # current servers hold a poll at most this long and do not clamp
 
 
 class ConfigError(DeviceAgentError):
@@ -112,6 +113,8 @@ class Settings:
     default_agent: str = "claude-code"
     heartbeat_seconds: float = 30.0
     poll_timeout_seconds: float = 40.0
+    # How long a current server may hold an idle poll (docs/protocol.md, "Long-poll").
+    wait_seconds: int = 25
     request_timeout_seconds: float = 15.0
     max_backoff_seconds: float = 60.0
     shutdown_grace_seconds: float = 20.0
@@ -138,8 +141,9 @@ class Settings:
 
 
 def default_platform() -> str:
-    system = _platform.system()
-    return {"Darwin": "macos", "Linux": "linux", "Windows": "windows"}.get(system, system.lower())
+    """`macos` on a Mac, `headless` elsewhere: current servers hand a `linux` device no
+    automation runs (docs/protocol.md, "Automation lane")."""
+    return "macos" if _platform.system() == "Darwin" else "headless"
 
 
 # ------------------------------------------------------------------ loading
@@ -313,6 +317,10 @@ def validate(settings: Settings) -> Settings:
         "request_timeout_seconds",
         "max_backoff_seconds",
     )
+    if not 0 <= settings.wait_seconds <= MAX_WAIT_SECONDS:
+        raise ConfigError(
+            f"wait_seconds must be between 0 and {MAX_WAIT_SECONDS}, got {settings.wait_seconds}"
+        )
     if settings.shutdown_grace_seconds < 0:
         raise ConfigError("shutdown_grace_seconds must not be negative")
     if settings.server_error_budget < 1:

@@ -27,7 +27,11 @@ class Status:
 
     state: AgentState = AgentState.STARTING
     detail: str = ""
-    running: dict[int, str] = field(default_factory=dict)  # run_id -> watcher name
+    running: dict[int, str] = field(default_factory=dict)  # run_id -> watcher/automation name
+    lanes: dict[int, str] = field(default_factory=dict)  # run_id -> its lane ("automation")
+    rounds: dict[int, int] = field(default_factory=dict)  # run_id -> round now running, from 1
+    max_rounds: int = 1  # the M of "round N of M"
+    upgrade_required: str | None = None  # the server's words while it refuses this version
     last_poll_at: float | None = None
     last_error: str | None = None
     woke_at: float | None = None

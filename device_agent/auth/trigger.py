@@ -25,6 +25,7 @@ from device_agent.auth.http import (
     send,
 )
 from device_agent.auth.store import Credential
+from device_agent.automation.routes import trigger_route
 
 LANES: Final = ("watcher", "automation")
 _NOT_BOUND: Final = "Token is not bound to a device worker"
@@ -72,9 +73,7 @@ async def trigger(
             f"the stored token is bound to worker_id {credential.worker_id!r}, not this device's "
             f"{worker_id!r}: set worker_id to match, or run `device-agent login` again"
         )
-    response = await send(
-        client, "POST", f"/api/workers/me/{lane}s/{item_id}/trigger", bearer=credential.token
-    )
+    response = await send(client, "POST", trigger_route(lane, item_id), bearer=credential.token)
     if response.status_code == 200:
         return _triggered(body_of(response), route="device")
     said = error_text(response)

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from device_agent.protocol import PayloadError, _preview
+from device_agent.protocol import PayloadError, preview
 from device_agent.result import Report as ExecutionResult
 from device_agent.textsafe import storable
 
@@ -84,10 +84,10 @@ def read_answer(body: Any, *, finalize_attempt: int) -> Decision:
     was delivered, but what the server decided is unknown.
     """
     if not isinstance(body, Mapping):
-        raise PayloadError(f"complete-automation answer is not a JSON object: {_preview(body)}")
+        raise PayloadError(f"complete-automation answer is not a JSON object: {preview(body)}")
     status = body.get("status")
     if not isinstance(status, str) or not status:
-        raise PayloadError(f"complete-automation answer has no status: {_preview(body)}")
+        raise PayloadError(f"complete-automation answer has no status: {preview(body)}")
     idempotent = body.get("idempotent") is True
     reason = _string(body.get("reason_code"))
     if status == "completed":

@@ -94,12 +94,8 @@ def _require_loopback(url: str) -> None:
 
 
 def complete_window(run_id: int, summary: str) -> None:
-    code = (
-        "export default async (ctx, client) => { await client.automations.completeWindow("
-        f"{{ run_id: {run_id}, window_token: null, extracted_data: "
-        f"{json.dumps({'summary': summary})} }}); return {{ ok: true }}; }};"
-    )
-    call_lobu_tool("run_sdk", {"code": code})
+    params = {"run_id": run_id, "extracted_data": {"summary": summary}}
+    call_lobu_tool("run_sdk", {"method": "automations.completeWindow", "params": params})
 
 
 def act(prompt: str) -> str:

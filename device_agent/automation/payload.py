@@ -28,9 +28,9 @@ from urllib.parse import urlsplit
 from device_agent.protocol import (
     Claim,
     PayloadError,
-    _mapping,
-    _optional_str,
-    _preview,
+    optional_str,
+    preview,
+    read_mapping,
 )
 from device_agent.textsafe import has_unstorable, storable
 
@@ -122,11 +122,11 @@ def parse_automation_run(claim: Claim) -> AutomationRun:
     """Validate a claimed automation run. Raises `PayloadError` naming the bad field."""
     if not 1 <= claim.run_id <= MAX_RUN_ID:
         raise PayloadError(f"run_id {claim.run_id} is outside 1..{MAX_RUN_ID}")
-    payload = _mapping(claim.payload, "payload")
+    payload = read_mapping(claim.payload, "payload")
     return AutomationRun(
         run_id=claim.run_id,
         organization_id=claim.organization_id,
-        automation=_automation(_mapping(payload.get("automation"), "payload.automation")),
+        automation=_automation(read_mapping(payload.get("automation"), "payload.automation")),
         event=_event(payload.get("event")),
         context=_context(payload.get("context")),
     )
@@ -142,7 +142,7 @@ def _automation(raw: Mapping[str, Any]) -> Automation:
         agent_kind=_kind(raw, where),
         prompt=_text(raw, "prompt", where),
         execution_config=(
-            {} if config is None else dict(_mapping(config, f"{where}.execution_config"))
+            {} if config is None else dict(read_mapping(config, f"{where}.execution_config"))
         ),
         extraction_schema=raw.get("extraction_schema"),
     )
@@ -150,27 +150,27 @@ def _automation(raw: Mapping[str, Any]) -> Automation:
 
 def _event(value: object) -> AutomationEvent:
     where = "payload.event"
-    raw = _mapping(value, where) if value is not None else {}
+    raw = read_mapping(value, where) if value is not None else {}
     approved = raw.get("payload")
     trigger = raw.get("trigger_event_id")
     if trigger is not None and not _is_id(trigger):
         raise PayloadError(
-            f"{where}.trigger_event_id must be a string or a number, got {_preview(trigger)}"
+            f"{where}.trigger_event_id must be a string or a number, got {preview(trigger)}"
         )
     return AutomationEvent(
         trigger_event_id=storable(trigger) if isinstance(trigger, str) else trigger,
         fired_at=_text(raw, "fired_at", where),
         approved_input=(
-            {} if approved is None else _json_safe(dict(_mapping(approved, f"{where}.payload")))
+            {} if approved is None else _json_safe(dict(read_mapping(approved, f"{where}.payload")))
         ),
     )
 
 
 def _context(value: object) -> AutomationContext:
     where = "payload.context"
-    raw = _mapping(value, where) if value is not None else {}
-    device = _mapping(raw.get("device") or {}, f"{where}.device")
-    user = _mapping(raw.get("user") or {}, f"{where}.user")
+    raw = read_mapping(value, where) if value is not None else {}
+    device = read_mapping(raw.get("device") or {}, f"{where}.device")
+    user = read_mapping(raw.get("user") or {}, f"{where}.user")
     session = raw.get("agent_session")
     return AutomationContext(
         device_worker_id=_optional_id(device.get("worker_id"), f"{where}.device.worker_id"),
@@ -183,11 +183,11 @@ def _session(value: object) -> AgentSession:
     # A session that cannot be used fails the run: falling back to the device
     # token would hand the CLI a wider credential than the server meant to.
     where = "payload.context.agent_session"
-    raw = _mapping(value, where)
+    raw = read_mapping(value, where)
     url = _credential(raw.get("mcp_url"), f"{where}.mcp_url")
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise PayloadError(f"{where}.mcp_url must be an http(s) URL, got {_preview(url)}")
+        raise PayloadError(f"{where}.mcp_url must be an http(s) URL, got {preview(url)}")
     return AgentSession(
         mcp_url=url,
         token=_credential(raw.get("token"), f"{where}.token", show=False),
@@ -209,9 +209,9 @@ def _identifier(value: object, where: str) -> str:
     if isinstance(value, int) and not isinstance(value, bool):
         return str(value)
     if not isinstance(value, str) or not value.strip():
-        raise PayloadError(f"{where} is missing or not a string or number: {_preview(value)}")
+        raise PayloadError(f"{where} is missing or not a string or number: {preview(value)}")
     if has_unstorable(value):
-        raise PayloadError(f"{where} contains NUL or a lone surrogate: {_preview(value)}")
+        raise PayloadError(f"{where} contains NUL or a lone surrogate: {preview(value)}")
     return value
 
 
@@ -220,7 +220,7 @@ def _optional_id(value: object, where: str) -> str | None:
 
 
 def _credential(value: object, where: str, *, show: bool = True) -> str:
-    shown = _preview(value) if show else f"a {type(value).__name__}"
+    shown = preview(value) if show else f"a {type(value).__name__}"
     if not isinstance(value, str) or not value.strip():
         raise PayloadError(f"{where} is missing or not a non-empty string (got {shown})")
     if has_unstorable(value) or any(c in value for c in "\r\n"):
@@ -233,18 +233,18 @@ def _expiry(value: object, where: str) -> str | float | None:
         return value
     if isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value):
         return value
-    raise PayloadError(f"{where} must be a time (string or number), got {_preview(value)}")
+    raise PayloadError(f"{where} must be a time (string or number), got {preview(value)}")
 
 
 def _kind(raw: Mapping[str, Any], where: str) -> str | None:
-    kind = _optional_str(raw, "agent_kind", where)
+    kind = optional_str(raw, "agent_kind", where)
     if kind is not None and has_unstorable(kind):
-        raise PayloadError(f"{where}.agent_kind contains NUL or a lone surrogate: {_preview(kind)}")
+        raise PayloadError(f"{where}.agent_kind contains NUL or a lone surrogate: {preview(kind)}")
     return kind
 
 
 def _text(raw: Mapping[str, Any], key: str, where: str) -> str | None:
-    value = _optional_str(raw, key, where)
+    value = optional_str(raw, key, where)
     return storable(value) if value is not None else None
 
 

@@ -9,17 +9,19 @@ field is harmless to a watcher-era server (unknown capabilities are dropped,
 
 from __future__ import annotations
 
+import asyncio
 import re
 import sys
-from collections.abc import Iterable, Mapping
+import time
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final
 
 from device_agent.profiles import Profile
+from device_agent.settings import MAX_WAIT_SECONDS
 
 CAPABILITIES: Final[Mapping[str, bool]] = {"automations.execute": True}
 # Omitted means 1: this agent must never be offered connector runs.
 BACKEND_CAPACITY: Final[Mapping[str, int]] = {"compiled_connector": 0}
-MAX_WAIT_SECONDS: Final = 25  # current servers hold at most this long and do not clamp
 MAX_CAPACITY: Final = 1024
 # The only app_version shape a server with a version floor accepts; anything
 # else is refused as if it were too old.
@@ -95,6 +97,38 @@ def available_agent_kinds(
         if name in kinds and profile.resolve(path) is not None
     }
     return sorted(found)
+
+
+class AgentKindsCheck:
+    """`available_agent_kinds`, re-checked about every `every` seconds rather than on each
+    poll (a CLI installed meanwhile is advertised within a minute; `doctor` checks at once).
+    The check looks at the disk, so it runs off the event loop."""
+
+    def __init__(
+        self,
+        profiles: Mapping[str, Profile],
+        path: Callable[[], str],
+        *,
+        every: float = 60.0,
+        kinds: Mapping[str, str] = AGENT_KINDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._profiles = profiles
+        self._path = path
+        self._every = every
+        self._kinds = kinds
+        self._clock = clock
+        self._found: list[str] = []
+        self._checked_at: float | None = None
+
+    async def current(self) -> list[str]:
+        now = self._clock()
+        if self._checked_at is None or now - self._checked_at >= self._every:
+            self._found = await asyncio.to_thread(
+                available_agent_kinds, self._profiles, self._path(), kinds=self._kinds
+            )
+            self._checked_at = now
+        return list(self._found)
 
 
 # ------------------------------------------------------------- messages

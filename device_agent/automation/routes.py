@@ -1,10 +1,11 @@
-"""Where automation-lane reports go, and how a run nobody here executes is failed.
+"""Where each lane's reports go, and how a run nobody here executes is failed.
 
-`AUTOMATION_LANE` is the entry this lane adds to the lane table
-(`device_agent.lanes.LANES`). `unhandled_failure` covers docs/protocol.md,
-"Runs the agent does not handle": every claimed run must end, so a run type
-this agent does not execute is failed through its own lane's route, never
-left claimed until the reaper finds it.
+The route strings of every lane live here, once: the lanes
+(`device_agent.lanes`) and `device-agent trigger` read them from this module.
+`unhandled_failure` covers docs/protocol.md, "Runs the agent does not
+handle": every claimed run must end, so a run type this agent does not
+execute is failed through its own lane's route, never left claimed until the
+reaper finds it.
 """
 
 from __future__ import annotations
@@ -16,24 +17,23 @@ from device_agent.automation.answers import local_failure_body
 from device_agent.client import GENERIC_COMPLETION_ROUTE
 from device_agent.textsafe import storable
 
-
-@dataclass(frozen=True)
-class LaneRoutes:
-    run_type: str
-    payload_key: str
-    completion_route: str
-    trigger_route: str
-
-
-AUTOMATION_LANE: Final = LaneRoutes(
-    run_type="automation",
-    payload_key="automation",
-    completion_route="/api/workers/me/runs/{run_id}/complete-automation",
-    trigger_route="/api/workers/me/automations/{item_id}/trigger",
-)
-
+WATCHER_COMPLETION_ROUTE: Final = "/api/workers/me/runs/{run_id}/complete-watcher"
+AUTOMATION_COMPLETION_ROUTE: Final = "/api/workers/me/runs/{run_id}/complete-automation"
 CHAT_COMPLETION_ROUTE: Final = "/api/workers/me/runs/{run_id}/complete-chat"
 ACTION_COMPLETION_ROUTE: Final = "/api/workers/complete-action"
+# "Run now", per lane: docs/protocol.md, "Run now".
+TRIGGER_ROUTES: Final = {
+    "watcher": "/api/workers/me/watchers/{item_id}/trigger",
+    "automation": "/api/workers/me/automations/{item_id}/trigger",
+}
+
+
+def trigger_route(lane: str, item_id: str) -> str:
+    """The device route that queues a run of `item_id` in `lane` ("watcher" or "automation")."""
+    try:
+        return TRIGGER_ROUTES[lane].format(item_id=item_id)
+    except KeyError:
+        raise ValueError(f"there is no Run now for run_type={lane!r}") from None
 
 
 @dataclass(frozen=True)
@@ -45,9 +45,9 @@ class FailureReport:
 def unhandled_failure(run_type: str, run_id: int, *, worker_id: str, error: str) -> FailureReport:
     """The report that fails a claimed run of `run_type` through the route that lane reads."""
     message = storable(error)
-    if run_type == AUTOMATION_LANE.run_type:
+    if run_type == "automation":
         return FailureReport(
-            route=AUTOMATION_LANE.completion_route.format(run_id=run_id),
+            route=AUTOMATION_COMPLETION_ROUTE.format(run_id=run_id),
             body=local_failure_body(message, worker_id=worker_id, finalize_attempt=0),
         )
     if run_type == "chat_message":

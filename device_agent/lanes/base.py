@@ -16,7 +16,9 @@ from typing import Any, Protocol
 
 import structlog
 
-from device_agent.client import GENERIC_COMPLETION_ROUTE, Answer
+from device_agent.automation.routes import unhandled_failure
+from device_agent.client import Answer
+from device_agent.launch import ExecutionRequest
 from device_agent.protocol import Claim, PayloadError
 from device_agent.result import Report
 
@@ -37,7 +39,15 @@ class Resume:
     nudge: str
 
 
-Verdict = Done | Resume
+@dataclass(frozen=True)
+class Fail:
+    """The answer asks for something this agent will not do (a round past its bounds):
+    report the run as failed with `error` instead."""
+
+    error: str
+
+
+Verdict = Done | Resume | Fail
 
 
 class LaneRun(Protocol):
@@ -65,6 +75,10 @@ class LaneRun(Protocol):
         """The CLI's prompt; `nudge` is the latest resume answer's, if any.
         Raises `PayloadError` when the run cannot be prompted."""
 
+    def wire(self, request: ExecutionRequest) -> ExecutionRequest:
+        """`request` with whatever this run's CLI gets besides the device's own wiring
+        (another Lobu credential, extra flags); the request itself when nothing."""
+
 
 class Lane(Protocol):
     run_type: str
@@ -82,8 +96,8 @@ class Lane(Protocol):
         self, report: Report, *, run_id: int, worker_id: str, attempt: int
     ) -> dict[str, Any]: ...
 
-    def read_completion(self, answer: Answer) -> Verdict:
-        """What an OK answer to a completion means for the run."""
+    def read_completion(self, answer: Answer, *, attempt: int) -> Verdict:
+        """What an OK answer to the completion of round `attempt` means for the run."""
 
     def after_loss(self, report: Report) -> Report | None:
         """The server let go of the run (a heartbeat answered 409) while its CLI ran: the report
@@ -93,8 +107,8 @@ class Lane(Protocol):
 
 
 class UnhandledLane:
-    """A run type this agent does not run: it is failed at once through the generic route,
-    never left claimed (docs/protocol.md, "Runs the agent does not handle")."""
+    """A run type this agent does not run: it is failed at once through its own lane's
+    route, never left claimed (docs/protocol.md, "Runs the agent does not handle")."""
 
     may_resume = False
 
@@ -107,19 +121,15 @@ class UnhandledLane:
         )
 
     def completion_route(self, run_id: int) -> str:
-        return GENERIC_COMPLETION_ROUTE
+        return unhandled_failure(self.run_type, run_id, worker_id="", error="").route
 
     def completion_body(
         self, report: Report, *, run_id: int, worker_id: str, attempt: int
     ) -> dict[str, Any]:
-        return {
-            "run_id": run_id,
-            "worker_id": worker_id,
-            "status": "failed" if report.failed else "completed",
-            "error_message": report.error or None,
-        }
+        error = report.error or f"device-agent does not handle run_type={self.run_type!r}"
+        return unhandled_failure(self.run_type, run_id, worker_id=worker_id, error=error).body
 
-    def read_completion(self, answer: Answer) -> Verdict:
+    def read_completion(self, answer: Answer, *, attempt: int) -> Verdict:
         return Done()
 
     def after_loss(self, report: Report) -> Report | None:

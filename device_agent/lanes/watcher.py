@@ -10,8 +10,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from device_agent.automation.routes import WATCHER_COMPLETION_ROUTE, trigger_route
 from device_agent.client import Answer
 from device_agent.lanes.base import Done, Verdict
+from device_agent.launch import ExecutionRequest
 from device_agent.prompt import build_prompt
 from device_agent.protocol import Claim, WatcherRun, parse_watcher_run
 from device_agent.result import Report
@@ -46,6 +48,9 @@ class WatcherClaim:
     def prompt(self, nudge: str | None) -> str:
         return build_prompt(self.run)
 
+    def wire(self, request: ExecutionRequest) -> ExecutionRequest:
+        return request  # the device's own MCP wiring, nothing more
+
 
 class WatcherLane:
     run_type = "watcher"
@@ -55,7 +60,7 @@ class WatcherLane:
         return WatcherClaim(parse_watcher_run(claim))
 
     def completion_route(self, run_id: int) -> str:
-        return f"/api/workers/me/runs/{run_id}/complete-watcher"
+        return WATCHER_COMPLETION_ROUTE.format(run_id=run_id)
 
     def completion_body(
         self, report: Report, *, run_id: int, worker_id: str, attempt: int
@@ -70,14 +75,14 @@ class WatcherLane:
             "exit_reason": str(report.exit_reason),
         }
 
-    def read_completion(self, answer: Answer) -> Verdict:
+    def read_completion(self, answer: Answer, *, attempt: int) -> Verdict:
         return Done()
 
     def after_loss(self, report: Report) -> Report | None:
         return None  # cancelled, reaped or taken elsewhere: the server wants nothing from us
 
     def trigger_route(self, item_id: str) -> str:
-        return f"/api/workers/me/watchers/{item_id}/trigger"
+        return trigger_route(self.run_type, item_id)
 
 
 WATCHER = WatcherLane()

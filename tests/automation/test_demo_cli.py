@@ -92,7 +92,9 @@ def test_a_plain_window_run_is_completed_on_the_first_round(mcp: McpStandIn) -> 
     assert call["auth"] == f"Bearer {SESSION_TOKEN}"
     assert call["body"]["method"] == "tools/call"
     assert call["body"]["params"]["name"] == "run_sdk"
-    assert "completeWindow({ run_id: 812," in call["body"]["params"]["arguments"]["code"]
+    arguments = call["body"]["params"]["arguments"]
+    assert arguments["method"] == "automations.completeWindow"
+    assert arguments["params"]["run_id"] == 812
 
 
 def test_a_run_that_needs_a_nudge_finalizes_only_on_the_nudged_round(mcp: McpStandIn) -> None:

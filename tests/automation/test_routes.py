@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
-from device_agent.automation.routes import AUTOMATION_LANE, unhandled_failure
+import pytest
+
+from device_agent.automation.routes import trigger_route, unhandled_failure
 
 
-def test_the_automation_lane_entry_names_its_routes() -> None:
-    assert AUTOMATION_LANE.run_type == AUTOMATION_LANE.payload_key == "automation"
-    assert (
-        AUTOMATION_LANE.completion_route.format(run_id=812)
-        == "/api/workers/me/runs/812/complete-automation"
-    )
-    assert (
-        AUTOMATION_LANE.trigger_route.format(item_id=42) == "/api/workers/me/automations/42/trigger"
-    )
+def test_each_lane_has_its_run_now_route() -> None:
+    assert trigger_route("automation", "42") == "/api/workers/me/automations/42/trigger"
+    assert trigger_route("watcher", "7") == "/api/workers/me/watchers/7/trigger"
+
+
+def test_an_unknown_lane_has_no_run_now() -> None:
+    with pytest.raises(ValueError, match="no Run now"):
+        trigger_route("chat_message", "1")
 
 
 def test_an_automation_is_failed_through_complete_automation() -> None:

@@ -44,20 +44,19 @@ def complete(client: LobuClient) -> Coroutine[Any, Any, Answer]:
     return client.complete(WATCHER.completion_route(7), body)
 
 
+POLL_BODY = {"worker_id": "w1", "platform": "headless", "label": "box", "wait_seconds": 0}
 COMPLETE_URL = f"{ORIGIN}/api/workers/me/runs/7/complete-watcher"
 
 
 @respx.mock
 def test_requests_carry_token_user_agent_and_json() -> None:
     route = respx.post(f"{ORIGIN}/api/workers/poll").respond(200, json={"next_poll_seconds": 10})
-    call(lambda c: c.poll(worker_id="w1", platform="linux", label="box"))
+    call(lambda c: c.poll(POLL_BODY))
     request = route.calls.last.request
     assert request.headers["Authorization"] == f"Bearer {TOKEN}"
     assert request.headers["User-Agent"] == USER_AGENT
     body = httpx.Response(200, content=request.content).json()
-    assert body["worker_id"] == "w1"
-    assert body["capabilities"] == {}
-    assert body["platform"] == "linux"
+    assert body == POLL_BODY
 
 
 @pytest.mark.parametrize(
@@ -168,7 +167,7 @@ def test_retry_after_http_date_is_read() -> None:
 @respx.mock
 def test_garbage_200_body_is_transient() -> None:
     respx.post(f"{ORIGIN}/api/workers/poll").respond(200, text="<html>proxy login</html>")
-    answer = call(lambda c: c.poll(worker_id="w1", platform="linux", label="box"))
+    answer = call(lambda c: c.poll(POLL_BODY))
     assert answer.kind is AnswerKind.TRANSIENT
     assert "undecodable" in answer.message
 
@@ -185,7 +184,7 @@ def test_garbage_200_body_is_transient() -> None:
 @respx.mock
 def test_network_failures_are_transient(error: Exception) -> None:
     respx.post(f"{ORIGIN}/api/workers/poll").mock(side_effect=error)
-    answer = call(lambda c: c.poll(worker_id="w1", platform="linux", label="box"))
+    answer = call(lambda c: c.poll(POLL_BODY))
     assert answer.kind is AnswerKind.TRANSIENT
     assert answer.status is None
 
@@ -216,7 +215,7 @@ def test_poll_rejections_keep_the_servers_words() -> None:
             "error_description": "this token is bound to worker_id 'mac:1'",
         },
     )
-    answer = call(lambda c: c.poll(worker_id="w1", platform="linux", label="box"))
+    answer = call(lambda c: c.poll(POLL_BODY))
     assert answer.kind is AnswerKind.REJECTED
     assert answer.message == "worker_id_mismatch: this token is bound to worker_id 'mac:1'"
 
@@ -235,6 +234,6 @@ def test_trigger_posts_to_the_watcher_route() -> None:
 def test_redirects_are_not_followed() -> None:
     respx.post(f"{ORIGIN}/api/workers/poll").respond(302, headers={"Location": "http://evil/"})
     evil = respx.post("http://evil/").respond(200, json={})
-    answer = call(lambda c: c.poll(worker_id="w1", platform="linux", label="box"))
+    answer = call(lambda c: c.poll(POLL_BODY))
     assert answer.kind is AnswerKind.REJECTED
     assert not evil.called

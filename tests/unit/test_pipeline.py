@@ -39,6 +39,9 @@ class SimpleRun:
     def prompt(self, nudge: str | None) -> str:
         return "Do the thing" + (f"\n---\nFINALIZE NUDGE: {nudge}" if nudge else "")
 
+    def wire(self, request: ExecutionRequest) -> ExecutionRequest:
+        return request
+
 
 class ResumingLane:
     """A lane shaped like the automation lane: an answer with status "resume" asks for more."""
@@ -62,7 +65,7 @@ class ResumingLane:
             "finalize_attempt": attempt,
         }
 
-    def read_completion(self, answer: Answer) -> Verdict:
+    def read_completion(self, answer: Answer, *, attempt: int) -> Verdict:
         body = answer.body if isinstance(answer.body, dict) else {}
         if body.get("status") == "resume":
             return Resume(attempt=int(body["attempt"]), nudge=str(body["nudge"]))

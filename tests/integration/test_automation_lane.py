@@ -1,0 +1,425 @@
+"""The automation lane end to end: the agent in-process against the dev server in
+automation mode, with a fake Claude Code that finalizes through the run's MCP session."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from device_agent.devserver import DevServer, DevState
+from device_agent.dispatcher import UPGRADE_CHECK_SECONDS, Agent
+from device_agent.errors import ExitCode
+from device_agent.runner import run_agent
+from device_agent.settings import Paths, Settings, validate
+from tests.helpers import alive, install_fake, wait_for, wait_for_async
+
+from .conftest import journal_rows
+
+WORKER = "headless:autolane"
+
+
+@dataclass
+class AutoLab:
+    state: DevState
+    token: str
+    home: Path
+    reports: Path  # $FAKE_REPORT: the fake writes <this>.1 and <this>.2 (nudged rounds)
+    cli_log: Path
+
+    def settings(self, url: str, **overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "server": url,
+            "token": self.token,
+            "worker_id": WORKER,
+            "heartbeat_seconds": 0.2,
+            "max_backoff_seconds": 0.5,
+            "shutdown_grace_seconds": 0.2,
+            "paths": Paths.resolve({"DEVICE_AGENT_HOME": str(self.home)}),
+        } | overrides
+        return validate(Settings(**values))
+
+    def automation(self, prompt: str, **kw: Any) -> str:
+        return self.state.add_automation(prompt, name="Digest", pinned_worker_id=WORKER, **kw)
+
+    def executions(self) -> list[dict[str, Any]]:
+        return [json.loads(p.read_text()) for p in sorted(self.cli_log.glob("*.json"))]
+
+    def seen(self, round_: int = 1) -> dict[str, Any]:
+        data: dict[str, Any] = json.loads(Path(f"{self.reports}.{round_}").read_text())
+        return data
+
+    @asynccontextmanager
+    async def agent(self, **overrides: Any) -> AsyncIterator[tuple[DevServer, Agent]]:
+        agents: list[Agent] = []
+        async with DevServer(self.state) as server:
+            task = asyncio.create_task(
+                run_agent(
+                    self.settings(server.url, **overrides),
+                    token=self.token,
+                    worker_id=WORKER,
+                    handle_signals=False,
+                    started=agents.append,
+                )
+            )
+            await wait_for_async(lambda: agents or task.done(), what="the agent to start")
+            try:
+                yield server, agents[0]
+            finally:
+                agents[0].request_stop()
+                agents[0].request_stop()
+                assert await task == ExitCode.OK
+
+
+@pytest.fixture
+def auto(tmp_path: Path, isolated_home: Path, monkeypatch: pytest.MonkeyPatch) -> AutoLab:
+    bin_dir = tmp_path / "bin"
+    install_fake(bin_dir, "claude_automation", "claude")
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
+    cli_log = tmp_path / "cli-log"
+    cli_log.mkdir()
+    reports = tmp_path / "seen"
+    monkeypatch.setenv("FAKE_CLI_LOG", str(cli_log))
+    monkeypatch.setenv("FAKE_REPORT", str(reports))
+    state = DevState(create_checkin_watcher=False, lane="automation", next_poll_seconds=0.2)
+    return AutoLab(state, state.add_token(), isolated_home, reports, cli_log)
+
+
+def settled(state: DevState, run_id: int) -> Callable[[], bool]:
+    return lambda: state.run(run_id).terminal and state.run(run_id).exit_reports > 0
+
+
+def test_a_run_is_claimed_after_registration_and_completed_through_its_session(
+    auto: AutoLab,
+) -> None:
+    async def go() -> None:
+        run_id = auto.state.queue_automation_run(auto.automation("Summarise the inbox"))
+        async with auto.agent():
+            await wait_for_async(settled(auto.state, run_id), what="the run to complete")
+        run = auto.state.run(run_id)
+        assert run.status == "completed"
+        assert len(run.windows_completed) == 1  # through the MCP session, by the CLI itself
+        assert run.exit_reason == "ok"
+        device = auto.state.device(WORKER)
+        assert device is not None
+        assert device.platform == "headless"
+        assert device.capabilities == {"automations.execute": True}
+        assert len(auto.executions()) == 1
+        assert journal_rows(auto.home)[run_id]["state"] == "acknowledged"
+
+    asyncio.run(go())
+
+
+def test_a_cli_given_an_agent_session_sees_only_the_session_token(auto: AutoLab) -> None:
+    async def go() -> None:
+        run_id = auto.state.queue_automation_run(auto.automation("Summarise"))
+        async with auto.agent():
+            await wait_for_async(settled(auto.state, run_id), what="the run to complete")
+        session = auto.state.run(run_id).session_token
+        assert session is not None
+        seen = auto.seen()
+        env = seen["env"]
+        assert env["LOBU_API_TOKEN"] == session
+        assert env["LOBU_MEMORY_URL"].endswith("/mcp/dev")
+        everything = json.dumps(seen)  # argv, environment, MCP file, prompt
+        assert auto.token not in everything
+        assert seen["mcp"]["mode"] == "0o600"
+        assert seen["mcp"]["content"]["mcpServers"]["lobu"]["headers"] == {
+            "Authorization": f"Bearer {session}"
+        }
+        assert "--allowedTools" in seen["argv"]
+
+    asyncio.run(go())
+    assert not Path(auto.seen()["mcp"]["path"]).exists()  # deleted after the run
+
+
+def test_nothing_is_claimed_when_no_cli_is_installed(
+    auto: AutoLab, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    empty = tmp_path / "empty-bin"
+    empty.mkdir()
+    monkeypatch.setenv("PATH", str(empty))
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.local/bin with a real CLI in it
+
+    async def go() -> None:
+        run_id = auto.state.queue_automation_run(auto.automation("Summarise"))
+        async with auto.agent() as (_, agent):
+            await wait_for_async(
+                lambda: (d := auto.state.device(WORKER)) and d.polls >= 3, what="three polls"
+            )
+            assert await agent.agent_kinds.current() == []
+        assert auto.state.run(run_id).status == "pending"
+
+    asyncio.run(go())
+
+
+def test_a_missing_complete_window_is_resumed_and_completed_on_round_two(auto: AutoLab) -> None:
+    async def go() -> None:
+        automation = auto.automation("Summarise [[forget]]", max_attempts=2)
+        run_id = auto.state.queue_automation_run(automation)
+        rounds_shown: list[dict[int, int]] = []
+        async with auto.agent() as (_, agent):
+            done = settled(auto.state, run_id)
+            await wait_for_async(
+                lambda: rounds_shown.append(dict(agent.status.rounds)) or done(),
+                what="the run to complete",
+            )
+        assert {run_id: 2} in rounds_shown  # status said "round 2"
+        assert auto.state.run(run_id).status == "completed"
+        prompts = [e["prompt"] for e in auto.executions()]
+        assert len(prompts) == 2
+        assert "FINALIZE NUDGE" not in prompts[0]
+        assert "FINALIZE NUDGE" in prompts[1]
+        assert journal_rows(auto.home)[run_id]["finalize_attempt"] == 1
+
+    asyncio.run(go())
+
+
+def test_a_run_that_never_completes_fails_when_the_budget_runs_out(auto: AutoLab) -> None:
+    async def go() -> None:
+        run_id = auto.state.queue_automation_run(auto.automation("[[never]]", max_attempts=2))
+        async with auto.agent():
+            await wait_for_async(settled(auto.state, run_id), what="the run to fail")
+        run = auto.state.run(run_id)
+        assert run.status == "failed"
+        assert run.reason_code == "missing_complete_window"
+        assert len(auto.executions()) == 3  # rounds 0, 1, 2: the budget, and no more
+
+    asyncio.run(go())
+
+
+def test_a_heartbeat_409_stops_the_cli_and_the_exit_report_is_still_sent(auto: AutoLab) -> None:
+    async def go() -> None:
+        run_id = auto.state.queue_automation_run(auto.automation("[[hang]]"))
+        async with auto.agent():
+            await wait_for_async(lambda: Path(f"{auto.reports}.1").exists(), what="the CLI")
+            pid = auto.seen()["pid"]
+            auto.state.cancel_run(run_id)
+            await wait_for_async(lambda: not alive(pid), what="the CLI to be stopped")
+            await wait_for_async(
+                lambda: journal_rows(auto.home)[run_id]["state"] == "acknowledged",
+                what="the exit report",
+            )
+        assert auto.state.run(run_id).status == "cancelled"
+        reports = [r for r in auto.state.requests if r.path.endswith("/complete-automation")]
+        assert len(reports) == 1
+        row = journal_rows(auto.home)[run_id]
+        assert row["answer"] == "cancelled (idempotent)"  # the server already owned the outcome
+        assert json.loads(row["details"])["stopped_by"] == "heartbeat_409"
+        assert row["exit_signal"] in ("SIGTERM", "SIGKILL")
+        assert len(auto.executions()) == 1
+
+    asyncio.run(go())
+
+
+def test_shutdown_is_reported_as_cancelled(auto: AutoLab) -> None:
+    async def go() -> None:
+        run_id = auto.state.queue_automation_run(auto.automation("[[hang]]"))
+        async with auto.agent():
+            await wait_for_async(lambda: Path(f"{auto.reports}.1").exists(), what="the CLI")
+        run = auto.state.run(run_id)
+        assert run.status == "cancelled"
+        assert run.reason_code == "device_daemon_shutdown"
+        assert not alive(auto.seen()["pid"])
+
+    asyncio.run(go())
+
+
+def test_run_types_it_does_not_execute_are_failed_through_their_own_route(
+    auto: AutoLab,
+) -> None:
+    async def go() -> None:
+        chat = auto.state.queue_raw_run(WORKER, "chat_message", {"conversation_id": "c1"})
+        async with auto.agent():
+            await wait_for_async(
+                lambda: any(
+                    r.path == f"/api/workers/me/runs/{chat}/complete-chat"
+                    for r in auto.state.requests
+                ),
+                what="the chat run to be failed",
+            )
+        assert auto.executions() == []
+        assert journal_rows(auto.home)[chat]["state"] in ("acknowledged", "dead")
+
+    asyncio.run(go())
+
+
+def test_upgrade_required_stops_claiming_and_says_so(auto: AutoLab) -> None:
+    async def go() -> None:
+        auto.state.min_app_version = "99.0.0"
+        run_id = auto.state.queue_automation_run(auto.automation("Summarise"))
+        async with auto.agent() as (_, agent):
+            await wait_for_async(
+                lambda: "newer device-agent" in agent.status.detail, what="the status"
+            )
+            assert "Update the headless worker" in (agent.status.upgrade_required or "")
+        assert auto.state.run(run_id).status == "pending"
+        polls = [r for r in auto.state.requests if r.path == "/api/workers/poll"]
+        assert len(polls) == 1  # the next check is UPGRADE_CHECK_SECONDS away
+        assert UPGRADE_CHECK_SECONDS >= 600
+
+    asyncio.run(go())
+
+
+def test_run_once_exits_2_on_upgrade_required(auto: AutoLab) -> None:
+    async def go() -> None:
+        auto.state.min_app_version = "99.0.0"
+        async with DevServer(auto.state) as server:
+            code = await run_agent(
+                auto.settings(server.url),
+                token=auto.token,
+                worker_id=WORKER,
+                once=True,
+                handle_signals=False,
+            )
+        assert code == ExitCode.CONFIG
+
+    asyncio.run(go())
+
+
+@pytest.mark.slow
+def test_a_crash_in_the_middle_of_a_resume_round_is_reported_once(auto: AutoLab) -> None:
+    run_id = auto.state.queue_automation_run(
+        auto.automation("Summarise [[forget-then-hang]]", max_attempts=3)
+    )
+    with DevServer(auto.state).running_in_thread() as server:
+        env = {
+            **os.environ,
+            "DEVICE_AGENT_SERVER": server.url,
+            "DEVICE_AGENT_TOKEN": auto.token,
+            "DEVICE_AGENT_WORKER_ID": WORKER,
+        }
+        command = [sys.executable, "-m", "device_agent", "run"]
+        agent = subprocess.Popen(
+            command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+        try:
+            wait_for(lambda: Path(f"{auto.reports}.2").exists(), what="the resume round's CLI")
+            agent.send_signal(signal.SIGKILL)  # a crash: nothing is reported on the way out
+            agent.communicate(timeout=30)
+            round_two = auto.seen(2)["pid"]
+            assert auto.state.run(run_id).status == "running"
+
+            again = subprocess.run(
+                [*command, "--once"], env=env, capture_output=True, text=True, timeout=60
+            )
+        finally:
+            if agent.poll() is None:
+                agent.kill()
+                agent.communicate()
+        assert again.returncode == 0, again.stderr
+    run = auto.state.run(run_id)
+    assert run.status == "failed"
+    assert "restarted" in (run.error or "")
+    reports = [r for r in auto.state.requests if r.path.endswith("/complete-automation")]
+    assert len(reports) == 2  # round 0's exit report, then the crash report: once
+    assert len(auto.executions()) == 2  # the interrupted round was not run again
+    wait_for(lambda: not alive(round_two), what="the orphaned CLI to be stopped on restart")
+    assert journal_rows(auto.home)[run_id]["finalize_attempt"] == 1
+
+
+def test_trigger_uses_the_lane_this_device_has_seen(
+    auto: AutoLab, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from device_agent.cli import main
+
+    automation = auto.automation("Summarise")
+    bound = auto.state.add_token(bound_worker_id=WORKER)
+    first = auto.state.queue_automation_run(automation)
+    with DevServer(auto.state).running_in_thread() as server:
+        monkeypatch.setenv("DEVICE_AGENT_SERVER", server.url)
+        monkeypatch.setenv("DEVICE_AGENT_TOKEN", bound)
+        monkeypatch.setenv("DEVICE_AGENT_WORKER_ID", WORKER)
+        assert main(["run", "--once"]) == ExitCode.OK  # the journal now knows this lane
+        assert auto.state.run(first).status == "completed"
+        assert main(["trigger", automation]) == ExitCode.OK
+        assert main(["trigger", "999", "--lane", "watcher"]) != ExitCode.OK
+    out, err = capsys.readouterr()
+    assert f"for automation {automation}" in out
+    assert "could not trigger watcher 999" in err
+    triggered = [r.path for r in auto.state.requests if r.path.endswith("/trigger")]
+    assert triggered == [
+        f"/api/workers/me/automations/{automation}/trigger",
+        "/api/workers/me/watchers/999/trigger",
+    ]
+
+
+def test_the_demo_shows_the_automation_lane_with_a_nudged_round(
+    isolated_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from device_agent.demo import AUTOMATIONS, run_demo
+
+    assert run_demo(isolated_home / "demo") == ExitCode.OK
+    out = capsys.readouterr().out
+    rows = {
+        name: line.split() for name, _ in AUTOMATIONS for line in out.splitlines() if name in line
+    }
+    first, nudged = (rows[name] for name, _ in AUTOMATIONS)
+    assert first[first.index("check") + 1 : first.index("check") + 4] == ["1", "yes", "completed"]
+    assert nudged[nudged.index("review") + 1 : nudged.index("review") + 4] == [
+        "2",
+        "yes",
+        "completed",
+    ]
+
+
+def test_a_stop_aborts_a_held_poll(auto: AutoLab) -> None:
+    async def go() -> None:
+        agents: list[Agent] = []
+        async with DevServer(auto.state) as server:
+            task = asyncio.create_task(
+                run_agent(
+                    auto.settings(server.url),
+                    token=auto.token,
+                    worker_id=WORKER,
+                    handle_signals=False,
+                    started=agents.append,
+                )
+            )
+            # The server checks a held poll again every 50 ms: a few checks mean it is held.
+            await wait_for_async(
+                lambda: (d := auto.state.device(WORKER)) and d.polls >= 3, what="a held poll"
+            )
+            agents[0].request_stop()
+            # Bounded below the 25 s hold: only an aborted poll lets the agent stop in time.
+            assert await asyncio.wait_for(task, timeout=10) == ExitCode.OK
+
+    asyncio.run(go())
+
+
+def test_a_spent_hold_polls_again_at_once(auto: AutoLab) -> None:
+    from tests.integration.test_inprocess import RecordedWaits
+
+    alarm = RecordedWaits(stop_after=1)
+
+    def poll_requests() -> int:
+        return sum(1 for r in auto.state.requests if r.path == "/api/workers/poll")
+
+    async def go() -> None:
+        async with DevServer(auto.state) as server:
+            task = asyncio.create_task(
+                run_agent(
+                    auto.settings(server.url, wait_seconds=1),  # the server answers 0 after 1 s
+                    token=auto.token,
+                    worker_id=WORKER,
+                    handle_signals=False,
+                    started=alarm.agents.append,
+                    poll_alarm=alarm,
+                )
+            )
+            await wait_for_async(lambda: poll_requests() >= 2, what="two held polls")
+            alarm.agents[0].request_stop()
+            assert await task == ExitCode.OK
+
+    asyncio.run(go())
+    assert alarm.waits == []  # never a pause between them
