@@ -29,10 +29,11 @@ from device_agent.auth.device_token import (
     rotation_lock,
     worker_id_mismatch,
 )
-from device_agent.auth.http import AccountError, Exit, UsageError, account_client, fail, send
-from device_agent.auth.store import PAT, Credential, StoreError, TokenStore
+from device_agent.auth.http import AccountError, UsageError, account_client, fail, send
+from device_agent.auth.store import PAT, Credential, TokenStore
 from device_agent.auth.trigger import LANES, trigger
 from device_agent.credentials import CredentialError, check_token_shape, load_credential
+from device_agent.errors import DeviceAgentError, ExitCode
 from device_agent.identity import resolve_worker_id
 from device_agent.settings import ENV_TOKEN, Settings
 
@@ -145,7 +146,7 @@ async def _login_with_token(
     async with rotation_lock(store.state_dir):
         where = await asyncio.to_thread(store.save, Credential(token=token, kind=PAT))
     console.say(f"Token for {settings.origin} stored in the {where}.")
-    return Exit.OK
+    return ExitCode.OK
 
 
 async def _login_and_mint(
@@ -208,17 +209,17 @@ def _settle_worker_id(
     configured an id explicitly."""
     bound = credential.worker_id
     if bound is None or bound == asked:
-        return Exit.OK
+        return ExitCode.OK
     if settings.worker_id:  # set in the config file, DEVICE_AGENT_WORKER_ID or --worker-id
         console.fail(worker_id_mismatch(bound, asked))
-        return Exit.USAGE
+        return ExitCode.CONFIG
     path = settings.paths.state_dir / "worker_id"  # the file device_agent.identity keeps
     path.write_text(bound + "\n", encoding="utf-8")
     console.say(
         f"This device is now worker {bound} (chosen by the server; it was {asked}). "
         "Watchers pinned to the old id need to be pinned to this device in the web app."
     )
-    return Exit.OK
+    return ExitCode.OK
 
 
 def _date(timestamp: float | None) -> str:
@@ -255,7 +256,7 @@ async def _logout(settings: Settings, console: Console, wiring: Wiring) -> int:
         console.say(f"No token stored for {settings.origin}.")
     if settings.token:
         console.say(f"{ENV_TOKEN} is set in this environment; logout cannot unset it — remove it.")
-    return Exit.OK
+    return ExitCode.OK
 
 
 async def _revoke(settings: Settings, credential: Credential, wiring: Wiring) -> str:
@@ -316,17 +317,13 @@ async def _run_now(
         said = poke()
         if said:
             console.say(said)
-    return Exit.OK
+    return ExitCode.OK
 
 
 def _run(console: Console, command: Coroutine[None, None, int]) -> int:
     """Run one command; a failure the user can fix is one line on stderr and its exit code."""
     try:
         return asyncio.run(command)
-    except (AccountError, CredentialError, StoreError) as exc:
-        console.fail(str(exc))
-        if isinstance(exc, AccountError):
-            return int(exc.exit_code)
-        if isinstance(exc, CredentialError):
-            return Exit.AUTH
-        return Exit.USAGE  # StoreError: a file in the state dir needs the user's attention
+    except DeviceAgentError as exc:  # AccountError, CredentialError, StoreError, ConfigError
+        console.fail(exc.user_message())
+        return int(exc.exit_code)

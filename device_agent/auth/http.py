@@ -7,47 +7,37 @@ CLI's contract (0 ok, 2 usage/config, 3 authentication, 4 server unreachable).
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Mapping
 from typing import Any, Final
 
 import httpx
 
 from device_agent import logs
+from device_agent.errors import DeviceAgentError, ExitCode
 
 TIMEOUT_SECONDS: Final = 15.0
 CLIENT_NAME: Final = "device-agent"  # sent as X-Lobu-Client; the lead may make it a setting
 
 
-class Exit(enum.IntEnum):
-    OK = 0
-    INTERNAL = 1
-    USAGE = 2
-    AUTH = 3
-    UNREACHABLE = 4
-
-
-class AccountError(Exception):
+class AccountError(DeviceAgentError):
     """A failed account/OAuth request, as one line a user can act on."""
 
-    exit_code: Exit = Exit.INTERNAL
-
-    def __init__(self, message: str, exit_code: Exit | None = None) -> None:
+    def __init__(self, message: str, exit_code: ExitCode | None = None) -> None:
         super().__init__(message)
         if exit_code is not None:
             self.exit_code = exit_code
 
 
 class UsageError(AccountError):
-    exit_code = Exit.USAGE
+    exit_code = ExitCode.CONFIG
 
 
 class AuthRefused(AccountError):
-    exit_code = Exit.AUTH
+    exit_code = ExitCode.AUTH
 
 
 class Unreachable(AccountError):
-    exit_code = Exit.UNREACHABLE
+    exit_code = ExitCode.UNREACHABLE
 
 
 def account_client(
