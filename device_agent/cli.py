@@ -12,9 +12,11 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from device_agent import __version__
+from device_agent import __version__, service, tray
+from device_agent.auth import commands as auth
 from device_agent.commands import fail
 from device_agent.commands.demo import add_dev_server_arguments, cmd_demo, cmd_dev_server
+from device_agent.commands.desktop import cmd_service, cmd_tray
 from device_agent.commands.doctor import cmd_doctor
 from device_agent.commands.history import cmd_history
 from device_agent.commands.login import cmd_login, cmd_logout
@@ -46,11 +48,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _explain(exc: Exception) -> tuple[ExitCode, str]:
     if isinstance(exc, DeviceAgentError):
         return exc.exit_code, exc.user_message()
-    from device_agent.credentials import CredentialError
-
-    # credentials.py is being rewritten; until its errors join the root, map them here.
-    if isinstance(exc, CredentialError):
-        return ExitCode.AUTH, f"authentication needed: {exc}"
     import structlog  # a bug: say so in one line, keep the traceback in the log
 
     structlog.get_logger(__name__).error("internal error", exc_info=exc)
@@ -89,10 +86,15 @@ def _parser() -> argparse.ArgumentParser:
     add_dev_server_arguments(dev)
     dev.set_defaults(handler=cmd_dev_server)
 
-    login = sub.add_parser("login", parents=[common], help="store a token in the OS keyring")
-    login.add_argument("--token-stdin", action="store_true", help="read the token from stdin")
+    login = sub.add_parser(
+        "login", parents=[common], help="sign this device in (a token bound to this device)"
+    )
+    auth.add_login_arguments(login)
     login.set_defaults(handler=cmd_login)
-    logout = sub.add_parser("logout", parents=[common], help="remove the stored token")
+    logout = sub.add_parser(
+        "logout", parents=[common], help="revoke and remove this device's stored token"
+    )
+    auth.add_logout_arguments(logout)
     logout.set_defaults(handler=cmd_logout)
 
     status = sub.add_parser("status", parents=[common], help="what the agent is doing")
@@ -105,9 +107,14 @@ def _parser() -> argparse.ArgumentParser:
     history.add_argument("--run", type=int, dest="run_id", help="show one run in full")
     history.set_defaults(handler=cmd_history)
 
-    trigger = sub.add_parser("trigger", parents=[common], help='"Run now": queue a watcher')
-    trigger.add_argument("watcher_id")
+    trigger = sub.add_parser(
+        "trigger", parents=[common], help='"Run now": queue a watcher (or automation) run'
+    )
+    auth.add_trigger_arguments(trigger)
     trigger.set_defaults(handler=cmd_trigger)
+
+    service.add_arguments(sub, parents=[common]).set_defaults(handler=cmd_service)
+    tray.add_arguments(sub, parents=[common]).set_defaults(handler=cmd_tray)
 
     doctor = sub.add_parser("doctor", parents=[common], help="check server, token, CLIs, dirs")
     doctor.set_defaults(handler=cmd_doctor)

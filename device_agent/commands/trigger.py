@@ -1,50 +1,30 @@
-"""`device-agent trigger`: "Run now" — queue a watcher and poke the running agent."""
+"""`device-agent trigger`: "Run now" — queue a run and ask the running agent to poll."""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import signal
 from typing import TYPE_CHECKING
 
-from device_agent.commands import fail, settings_from
-from device_agent.errors import ExitCode
+from device_agent.commands import settings_from
 
 if TYPE_CHECKING:
     from device_agent.settings import Settings
 
 
 def cmd_trigger(args: argparse.Namespace) -> int:
-    from device_agent.credentials import resolve_token
+    from device_agent.auth.commands import run_now
 
     settings = settings_from(args)
-    token = resolve_token(settings)
-    code, message = asyncio.run(_trigger(settings.origin, token, args.watcher_id))
-    (print if code == ExitCode.OK else fail)(message)
-    if code == ExitCode.OK:
-        _poke_running_agent(settings)
-    return code
+    return run_now(settings, args, poke=lambda: poke_running_agent(settings))
 
 
-async def _trigger(server: str, token: str, watcher_id: str) -> tuple[int, str]:
-    from device_agent.client import AnswerKind, LobuClient
-    from device_agent.lanes.watcher import WATCHER
+def poke_running_agent(settings: Settings) -> str:
+    """Ask a running agent to poll now; one line saying what happened, never a promise.
 
-    async with LobuClient(server, lambda: token) as client:
-        answer = await client.run_now(WATCHER.trigger_route(watcher_id), watcher_id=watcher_id)
-    if answer.ok and isinstance(answer.body, dict):
-        run_id = answer.body.get("run_id")
-        again = " (it was already queued)" if answer.body.get("already_queued") else ""
-        return ExitCode.OK, f"queued run {run_id} for watcher {watcher_id}{again}"
-    code = {AnswerKind.AUTH: ExitCode.AUTH, AnswerKind.TRANSIENT: ExitCode.UNREACHABLE}.get(
-        answer.kind, ExitCode.CONFIG
-    )
-    return code, f"could not trigger watcher {watcher_id}: {answer.describe()}"
-
-
-def _poke_running_agent(settings: Settings) -> None:
-    """Make a running agent poll now instead of at its next interval."""
+    The one place to swap in the control socket's poll-now (`commands/control.py`).
+    """
     from device_agent.lock import holder_pid
 
     pid = holder_pid(settings.paths.lock_file)
@@ -53,8 +33,7 @@ def _poke_running_agent(settings: Settings) -> None:
             raise ProcessLookupError
         os.kill(pid, signal.SIGUSR1)
     except ProcessLookupError:
-        print("no agent is running here; it will be picked up when one polls")
+        return "no agent is running here; the run waits until one polls"
     except PermissionError:
-        print(f"the agent (PID {pid}) runs as another user; it will pick it up at its next poll")
-    else:
-        print("the running agent will pick it up now")
+        return f"the agent (PID {pid}) runs as another user; it polls at its next interval"
+    return "asked the running agent to poll now"
