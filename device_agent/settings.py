@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 import platformdirs
 
 from device_agent.errors import DeviceAgentError, ExitCode
+from device_agent.notify import NotificationConfigError, NotificationSettings
 from device_agent.protocol import WORKER_ID_PATTERN
 
 APP_NAME: Final = "device-agent"
@@ -119,6 +120,7 @@ class Settings:
     # (docs/protocol.md, "What a real server does")
     executor: ExecutorSettings = field(default_factory=ExecutorSettings)
     journal: JournalSettings = field(default_factory=JournalSettings)
+    notifications: NotificationSettings = field(default_factory=NotificationSettings)
     paths: Paths = field(default_factory=lambda: Paths.resolve(os.environ))
 
     @property
@@ -194,7 +196,7 @@ def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
 
 _SECTIONS: Final[Mapping[str, type]] = {"executor": ExecutorSettings, "journal": JournalSettings}
 _TOP_LEVEL: Final = frozenset(
-    f.name for f in fields(Settings) if f.name not in ("paths", *_SECTIONS)
+    f.name for f in fields(Settings) if f.name not in ("paths", "notifications", *_SECTIONS)
 )
 
 
@@ -204,10 +206,12 @@ def _build(values: Mapping[str, Any], paths: Paths) -> Settings:
     for key, value in values.items():
         if key in _SECTIONS:
             sections[key] = _build_section(key, value)
+        elif key == "notifications":
+            sections[key] = _notifications(value)
         elif key in _TOP_LEVEL:
             top[key] = _coerce(key, value, _field_type(Settings, key))
         else:
-            raise ConfigError(_unknown_key(key, _TOP_LEVEL | set(_SECTIONS)))
+            raise ConfigError(_unknown_key(key, _TOP_LEVEL | {*_SECTIONS, "notifications"}))
     return Settings(paths=paths, **top, **sections)
 
 
@@ -222,6 +226,17 @@ def _build_section(name: str, value: Any) -> Any:
             raise ConfigError(_unknown_key(f"{name}.{key}", {f"{name}.{k}" for k in known}))
         kwargs[key] = _coerce(f"{name}.{key}", item, _field_type(cls, key))
     return cls(**kwargs)
+
+
+def _notifications(value: Any) -> NotificationSettings:
+    if not isinstance(value, Mapping):
+        raise ConfigError(
+            f"[notifications] must be a table of settings, got {type(value).__name__}"
+        )
+    try:
+        return NotificationSettings.from_mapping(value)
+    except NotificationConfigError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _field_type(cls: type, name: str) -> str:
