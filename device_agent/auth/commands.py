@@ -270,11 +270,16 @@ async def _revoke(settings: Settings, credential: Credential, wiring: Wiring) ->
     try:
         async with account_client(settings.origin, transport=wiring.transport) as client:
             endpoints = await oauth.discover(client)
-            if await oauth.revoke(client, endpoints, None, credential.token):
-                return "Revoked the token on the server."
+            if not await oauth.revoke(client, endpoints, None, credential.token):
+                return f"The server offers no way to revoke this token from here; {keep}: {web}."
+            # RFC 7009 answers 200 for a token it did not revoke too (a PAT, say): only a
+            # refusal of the token afterwards shows it is gone.
+            check = await send(client, "GET", "/api/me/devices", bearer=credential.token)
     except AccountError as exc:
         return f"Could not revoke the token ({exc}); {keep}: {web}."
-    return f"The server offers no way to revoke this token from here; {keep}: {web}."
+    if check.status_code == 401:
+        return "Revoked the token on the server."
+    return f"The server did not revoke this token when asked; {keep}: {web}."
 
 
 # ----------------------------------------------------------------- trigger
