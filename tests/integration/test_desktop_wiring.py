@@ -20,12 +20,10 @@ from device_agent.devserver import DevServer, DevState
 from device_agent.errors import ExitCode
 from device_agent.notify import Backend, NotificationSettings, Notifier
 from device_agent.runner import run_agent
-from device_agent.settings import Paths, Settings, validate
 from tests.helpers import wait_for
 
 from .conftest import Lab
-
-WORKER = "linux:desktop"
+from .test_inprocess import WORKER, settings_for
 
 
 @pytest.fixture
@@ -98,15 +96,7 @@ def test_a_finished_run_is_shown_as_a_notification_when_its_watcher_asks(
             prompt="Tidy up", name="Quiet one", agent_kind="demo", pinned_worker_id=WORKER
         )
         async with DevServer(state) as server:
-            settings = validate(
-                Settings(
-                    server=server.url,
-                    token=token,
-                    worker_id=WORKER,
-                    default_agent="demo",
-                    paths=Paths.resolve({"DEVICE_AGENT_HOME": str(isolated_home)}),
-                )
-            )
+            settings = settings_for(server.url, token, isolated_home)
             for watcher in (asks, quiet):
                 state.queue_run(watcher)
                 notifier = Notifier(
