@@ -15,8 +15,8 @@ from pathlib import Path
 import structlog
 
 from device_agent import logs
-from device_agent.auth.device_token import maybe_rotate, worker_id_mismatch
-from device_agent.auth.http import Unreachable, account_client
+from device_agent.auth.device_token import DAY, maybe_rotate, worker_id_mismatch
+from device_agent.auth.http import Unreachable, account_client_for
 from device_agent.auth.store import KEYRING_SERVICE, PAT, Credential, StoreError, TokenStore
 from device_agent.errors import DeviceAgentError, ExitCode
 from device_agent.settings import ENV_TOKEN, Paths, Settings
@@ -200,8 +200,13 @@ class Tokens(TokenSource):
             return
         store = token_store(self._settings)
         try:
-            async with account_client(self._settings.origin) as client:
-                credential = await maybe_rotate(store, client, label=self._settings.label)
+            async with account_client_for(self._settings) as client:
+                credential = await maybe_rotate(
+                    store,
+                    client,
+                    label=self._settings.label,
+                    threshold=self._settings.rotate_days_left * DAY,
+                )
         except Unreachable as exc:
             _log.warning("token rotation postponed", reason=str(exc))
             return

@@ -117,6 +117,9 @@ class Settings:
     max_backoff_seconds: float = 60.0
     shutdown_grace_seconds: float = 20.0
     server_error_budget: int = 8  # the same 500 this many times on a report: give up
+    client_name: str = "device-agent"  # how login, local-init and the mint name this client
+    account_timeout_seconds: float = 15.0  # login, logout, Run now and rotation requests
+    rotate_days_left: float = 30.0  # re-mint the device token with fewer days than this left
     # (docs/protocol.md, "What a real server does")
     executor: ExecutorSettings = field(default_factory=ExecutorSettings)
     journal: JournalSettings = field(default_factory=JournalSettings)
@@ -303,7 +306,15 @@ def validate(settings: Settings) -> Settings:
         "poll_timeout_seconds",
         "request_timeout_seconds",
         "max_backoff_seconds",
+        "account_timeout_seconds",
     )
+    # A child token lives 90 days: a threshold at or above that would re-mint at every check.
+    if not 1 <= settings.rotate_days_left < 90:
+        raise ConfigError(
+            f"rotate_days_left must be at least 1 and below 90, got {settings.rotate_days_left}"
+        )
+    if not settings.client_name.strip():
+        raise ConfigError("client_name must not be empty: leave it out to use 'device-agent'")
     if settings.shutdown_grace_seconds < 0:
         raise ConfigError("shutdown_grace_seconds must not be negative")
     if settings.server_error_budget < 1:

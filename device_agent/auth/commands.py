@@ -23,13 +23,14 @@ import httpx
 from device_agent import logs
 from device_agent.auth import oauth
 from device_agent.auth.device_token import (
+    DAY,
     local_init,
     maybe_rotate,
     mint_child_token,
     rotation_lock,
     worker_id_mismatch,
 )
-from device_agent.auth.http import AccountError, UsageError, account_client, fail, send
+from device_agent.auth.http import AccountError, UsageError, account_client_for, fail, send
 from device_agent.auth.store import PAT, Credential, TokenStore
 from device_agent.auth.trigger import LANES, trigger
 from device_agent.credentials import CredentialError, check_token_shape, load_credential
@@ -135,7 +136,7 @@ def _read_token(stdin: TextIO) -> str:
 async def _login_with_token(
     settings: Settings, token: str, console: Console, wiring: Wiring
 ) -> int:
-    async with account_client(settings.origin, transport=wiring.transport) as client:
+    async with account_client_for(settings, transport=wiring.transport) as client:
         try:
             response = await send(client, "GET", "/api/me/devices", bearer=token)
         except AccountError as exc:
@@ -153,7 +154,7 @@ async def _login_and_mint(
     settings: Settings, options: argparse.Namespace, console: Console, wiring: Wiring
 ) -> int:
     worker_id = resolve_worker_id(settings)
-    async with account_client(settings.origin, transport=wiring.transport) as client:
+    async with account_client_for(settings, transport=wiring.transport) as client:
         if options.local:
             init = await local_init(client)
             user_token, org_slug = init.token, init.org_slug
@@ -268,7 +269,7 @@ async def _revoke(settings: Settings, credential: Credential, wiring: Wiring) ->
     )
     web = "revoke it in the web app (Settings → Access tokens) if it may have leaked"
     try:
-        async with account_client(settings.origin, transport=wiring.transport) as client:
+        async with account_client_for(settings, transport=wiring.transport) as client:
             endpoints = await oauth.discover(client)
             if not await oauth.revoke(client, endpoints, None, credential.token):
                 return f"The server offers no way to revoke this token from here; {keep}: {web}."
@@ -310,10 +311,15 @@ async def _run_now(
         raise CredentialError(f"no token for {settings.origin}: run `device-agent login`")
     logs.redactor.add(credential.token)
     worker_id = resolve_worker_id(settings)
-    async with account_client(settings.origin, transport=wiring.transport) as client:
+    async with account_client_for(settings, transport=wiring.transport) as client:
         if not settings.token:
             store = TokenStore(settings.paths.state_dir, settings.origin)
-            credential = await maybe_rotate(store, client, label=settings.label) or credential
+            credential = (
+                await maybe_rotate(
+                    store, client, label=settings.label, threshold=settings.rotate_days_left * DAY
+                )
+                or credential
+            )
         result = await trigger(
             client, credential, item_id=options.item_id, lane=options.lane, worker_id=worker_id
         )

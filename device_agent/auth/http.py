@@ -8,15 +8,19 @@ CLI's contract (0 ok, 2 usage/config, 3 authentication, 4 server unreachable).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import httpx
 
 from device_agent import logs
 from device_agent.errors import DeviceAgentError, ExitCode
 
+if TYPE_CHECKING:
+    from device_agent.settings import Settings
+
 TIMEOUT_SECONDS: Final = 15.0
-CLIENT_NAME: Final = "device-agent"  # sent as X-Lobu-Client; the lead may make it a setting
+CLIENT_NAME: Final = "device-agent"
+CLIENT_HEADER: Final = "X-Lobu-Client"  # who is asking: local-init and mint-child-token need it
 
 
 class AccountError(DeviceAgentError):
@@ -41,15 +45,35 @@ class Unreachable(AccountError):
 
 
 def account_client(
-    server: str, *, transport: httpx.AsyncBaseTransport | None = None
+    server: str,
+    *,
+    transport: httpx.AsyncBaseTransport | None = None,
+    timeout: float = TIMEOUT_SECONDS,
+    client_name: str = CLIENT_NAME,
 ) -> httpx.AsyncClient:
     return httpx.AsyncClient(
         base_url=server,
-        timeout=TIMEOUT_SECONDS,
+        timeout=timeout,
         follow_redirects=False,
         transport=transport,
-        headers={"Accept": "application/json"},
+        headers={"Accept": "application/json", CLIENT_HEADER: client_name},
     )
+
+
+def account_client_for(
+    settings: Settings, *, transport: httpx.AsyncBaseTransport | None = None
+) -> httpx.AsyncClient:
+    """The account client as the settings say: server, timeout, the name the agent gives."""
+    return account_client(
+        settings.origin,
+        transport=transport,
+        timeout=settings.account_timeout_seconds,
+        client_name=settings.client_name,
+    )
+
+
+def client_name_of(client: httpx.AsyncClient) -> str:
+    return str(client.headers.get(CLIENT_HEADER, CLIENT_NAME))
 
 
 async def send(
@@ -70,7 +94,7 @@ async def send(
         return await client.request(method, url, json=json, data=data, headers=all_headers)
     except httpx.TimeoutException:
         raise Unreachable(
-            f"{client.base_url} did not answer within {TIMEOUT_SECONDS:.0f} s: "
+            f"{client.base_url} did not answer within {client.timeout.read or 0:.0f} s: "
             "check the server URL and your network, then try again"
         ) from None
     except httpx.TransportError as exc:
