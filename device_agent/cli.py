@@ -13,10 +13,12 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from device_agent import __version__
+from device_agent import __version__, service, tray
+from device_agent.auth import commands as auth
 from device_agent.commands import fail
 from device_agent.commands.control import cmd_pause, cmd_resume
 from device_agent.commands.demo import add_dev_server_arguments, cmd_demo, cmd_dev_server
+from device_agent.commands.desktop import cmd_service, cmd_tray
 from device_agent.commands.doctor import cmd_doctor
 from device_agent.commands.history import cmd_history
 from device_agent.commands.login import cmd_login, cmd_logout
@@ -63,11 +65,6 @@ def _reader_went_away() -> int:
 def _explain(exc: Exception) -> tuple[ExitCode, str]:
     if isinstance(exc, DeviceAgentError):
         return exc.exit_code, exc.user_message()
-    from device_agent.credentials import CredentialError
-
-    # credentials.py is being rewritten; until its errors join the root, map them here.
-    if isinstance(exc, CredentialError):
-        return ExitCode.AUTH, f"authentication needed: {exc}"
     import structlog  # a bug: say so in one line, keep the traceback in the log
 
     structlog.get_logger(__name__).error("internal error", exc_info=exc)
@@ -138,9 +135,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     add_dev_server_arguments(dev)
 
-    login = command("login", cmd_login, "store this device's token (OS keyring or 0600 file)")
-    login.add_argument("--token-stdin", action="store_true", help="read the token from stdin")
-    command("logout", cmd_logout, "remove the stored token")
+    login = command(
+        "login",
+        cmd_login,
+        "sign this device in: a token bound to this device, kept in the OS keyring or a 0600 file",
+        example="device-agent login --server https://lobu.example.com",
+    )
+    auth.add_login_arguments(login)
+    logout = command("logout", cmd_logout, "revoke and remove this device's stored token")
+    auth.add_logout_arguments(logout)
 
     status = command(
         "status",
@@ -165,19 +168,10 @@ def _parser() -> argparse.ArgumentParser:
     trigger = command(
         "trigger",
         cmd_trigger,
-        '"Run now": ask the server to queue a watcher or automation run; the agent picks it up',
+        '"Run now": ask the server to queue a watcher or automation run, then the agent to poll',
         example="device-agent trigger 42 --lane automation",
     )
-    trigger.add_argument(
-        "watcher_id",
-        metavar="ID",
-        help="the watcher's or automation's id (the number in its address)",
-    )
-    trigger.add_argument(
-        "--lane",
-        choices=("watcher", "automation"),
-        help="the kind of ID (default: the lane of the run this device claimed last)",
-    )
+    auth.add_trigger_arguments(trigger)
 
     command("pause", cmd_pause, "stop claiming new runs; running ones finish")
     command("resume", cmd_resume, "claim runs again, polling at once")
@@ -193,6 +187,9 @@ def _parser() -> argparse.ArgumentParser:
     logs.add_argument(
         "-n", "--lines", type=int, default=50, help="how many recent lines first (default 50)"
     )
+
+    service.add_arguments(sub, parents=[common]).set_defaults(handler=cmd_service)
+    tray.add_arguments(sub, parents=[common]).set_defaults(handler=cmd_tray)
 
     command(
         "doctor",

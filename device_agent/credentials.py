@@ -15,9 +15,10 @@ from pathlib import Path
 import structlog
 
 from device_agent import logs
-from device_agent.auth.device_token import maybe_rotate
-from device_agent.auth.http import Unreachable, account_client
+from device_agent.auth.device_token import DAY, maybe_rotate, worker_id_mismatch
+from device_agent.auth.http import Unreachable, account_client_for
 from device_agent.auth.store import KEYRING_SERVICE, PAT, Credential, StoreError, TokenStore
+from device_agent.errors import DeviceAgentError, ExitCode
 from device_agent.settings import ENV_TOKEN, Paths, Settings
 from device_agent.tokens import TokenSource
 
@@ -25,9 +26,11 @@ __all__ = [
     "KEYRING_SERVICE",
     "CredentialError",
     "Tokens",
+    "binding_problem",
     "check_token_shape",
     "delete_token",
     "describe_token_home",
+    "device_platform",
     "load_credential",
     "read_token",
     "resolve_token",
@@ -40,8 +43,11 @@ __all__ = [
 _log = structlog.get_logger(__name__)
 
 
-class CredentialError(Exception):
+class CredentialError(DeviceAgentError):
     """No usable token; the message says what to do."""
+
+    exit_code = ExitCode.AUTH
+    prefix = "authentication needed: "
 
 
 def token_store(settings: Settings) -> TokenStore:
@@ -119,6 +125,32 @@ def describe_token_home(settings: Settings) -> str:
     return token_store(settings).describe()
 
 
+def device_platform(settings: Settings) -> str | None:
+    """The platform this device's row was minted with, to poll with (docs/protocol.md,
+    "Identities"); None for a pasted or environment token, whose device row the poll creates.
+
+    Reads the store, which may block: call it off the event loop."""
+    try:
+        credential = load_credential(settings)
+    except CredentialError:
+        return None
+    return credential.platform if credential is not None and credential.bound else None
+
+
+def binding_problem(settings: Settings, worker_id: str) -> str | None:
+    """Why the stored token cannot poll as `worker_id` (it is bound to another), or None.
+
+    The server would answer 403 `worker_id_mismatch` (docs/protocol.md, "Authentication and
+    login"); saying so before the first poll names the fix. Reads the store: off the loop."""
+    try:
+        credential = load_credential(settings)
+    except CredentialError:
+        return None
+    if credential is None or not credential.bound or credential.worker_id == worker_id:
+        return None
+    return worker_id_mismatch(credential.worker_id or "", worker_id)
+
+
 def token_problem(settings: Settings) -> str | None:
     """Why the stored token cannot be used (for status), or None."""
     credential = load_credential(settings)
@@ -168,8 +200,13 @@ class Tokens(TokenSource):
             return
         store = token_store(self._settings)
         try:
-            async with account_client(self._settings.origin) as client:
-                credential = await maybe_rotate(store, client, label=self._settings.label)
+            async with account_client_for(self._settings) as client:
+                credential = await maybe_rotate(
+                    store,
+                    client,
+                    label=self._settings.label,
+                    threshold=self._settings.rotate_days_left * DAY,
+                )
         except Unreachable as exc:
             _log.warning("token rotation postponed", reason=str(exc))
             return

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from device_agent import notify
 from device_agent.auth.store import keyring_name, usable_keyring
 from device_agent.client import AnswerKind, LobuClient
 from device_agent.credentials import CredentialError, describe_token_home, resolve_token
@@ -50,7 +51,7 @@ def run_doctor(settings: Settings, *, config_file: Path | None = None) -> int:
 
 
 async def _checks(settings: Settings) -> tuple[list[Check], int]:
-    checks = [_dirs(settings), _keyring(settings)]
+    checks = [_dirs(settings), _keyring(settings), _notifier(settings)]
     server_checks, code = await _server(settings)
     checks += server_checks
     checks += await _executors(settings)
@@ -107,6 +108,12 @@ def _keyring(settings: Settings) -> Check:
         where = f"OS keyring ({keyring_name(backend)})" if backend else "0600 file in the state dir"
         return Check(True, "token home", f"{where} (no server configured yet)")
     return Check(True, "token home", describe_token_home(settings))
+
+
+def _notifier(settings: Settings) -> Check:
+    """A missing notifier is worth knowing, never a failure: runs go on without pop-ups."""
+    found, what = notify.check(settings.notifications)
+    return Check(True if found else None, "notifications", what)
 
 
 async def _server(settings: Settings) -> tuple[list[Check], int]:

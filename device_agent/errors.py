@@ -22,7 +22,7 @@ class ExitCode(enum.IntEnum):
 class DeviceAgentError(Exception):
     """A failure the message explains; `cli.main` prints it and exits with `exit_code`."""
 
-    exit_code: ClassVar[ExitCode] = ExitCode.INTERNAL
+    exit_code: ExitCode = ExitCode.INTERNAL  # a class default; an instance may say otherwise
     prefix: ClassVar[str] = ""  # how the one-line message on stderr starts
 
     def user_message(self) -> str:

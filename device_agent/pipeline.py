@@ -96,6 +96,8 @@ class RunPipeline:
         self._on_change = on_change
         self._lanes = lanes
         self.board = board or RunBoard()  # what `status` shows of the running runs
+        # Told once per run whose result was settled (not one the server stopped): notifications.
+        self.on_finished: Callable[[LaneRun, Report], object] | None = None
 
     async def run(
         self, claim: Claim, free_slot: Callable[[], None], give_up: GiveUp
@@ -182,6 +184,7 @@ class RunPipeline:
                 log.error("refusing the round the server asked for", error=verdict.error)
                 return await self._settle(claim.run_id, failure(verdict.error), give_up)
             if not isinstance(verdict, Resume):
+                self._finished(parsed, report)
                 return answer
             # A heartbeat 409 meanwhile starts nothing more: the next turn of the loop sees it.
             log.info("running another round", round=verdict.attempt + 1, of=MAX_ROUNDS)
@@ -189,7 +192,18 @@ class RunPipeline:
             run.round = attempt + 1
             self._on_change()
         log.error("the server kept asking for another round; failing the run", rounds=MAX_ROUNDS)
-        return await self._settle(claim.run_id, failure(TOO_MANY_ROUNDS_ERROR), give_up)
+        report = failure(TOO_MANY_ROUNDS_ERROR)
+        answer = await self._settle(claim.run_id, report, give_up)
+        self._finished(parsed, report)
+        return answer
+
+    def _finished(self, parsed: LaneRun | str, report: Report) -> None:
+        if self.on_finished is None or isinstance(parsed, str):
+            return
+        try:
+            self.on_finished(parsed, report)
+        except Exception:  # a listener's bug must never touch the run it is told about
+            log.exception("a run-finished listener failed")
 
     async def _settle(self, run_id: int, report: Report, give_up: GiveUp) -> Answer:
         """Journal a round's result, then deliver it (docs/protocol.md, "How the agent

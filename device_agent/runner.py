@@ -4,27 +4,39 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import signal
 from collections.abc import AsyncIterator, Callable
+from typing import Final
 
 import structlog
 
 from device_agent.activity import MAX_TARGETS
 from device_agent.alarm import Alarm
+from device_agent.auth.http import AuthRefused
 from device_agent.client import LobuClient
 from device_agent.control import ControlServer
 from device_agent.control_client import ControlError, Target, socket_path
 from device_agent.control_handler import AgentControl
-from device_agent.credentials import CredentialError, Tokens, load_credential
+from device_agent.credentials import Tokens, binding_problem, device_platform
 from device_agent.dispatcher import Agent
-from device_agent.errors import DeviceAgentError, ExitCode
+from device_agent.errors import ExitCode
 from device_agent.executor import Executor
 from device_agent.journal import AsyncJournal, Journal
+from device_agent.lanes import LaneRun
+from device_agent.lanes.watcher import WatcherClaim
+from device_agent.notify import FinishedRun, Notifier, find_backend
 from device_agent.profiles import load_profiles
-from device_agent.settings import Settings
+from device_agent.result import Report
+from device_agent.sdnotify import SystemdNotifier
+from device_agent.settings import ConfigError, Settings
 from device_agent.sleepwatch import Clock
+from device_agent.status import AgentState, Status
 
 log = structlog.get_logger(__name__)
+
+ROTATION_CHECK_SECONDS: Final = 3600.0  # how often an idle agent asks whether its token is due
+find_notifier = find_backend  # read when an agent starts, so tests can keep the desktop quiet
 
 
 async def run_agent(
@@ -38,9 +50,21 @@ async def run_agent(
     started: Callable[[Agent], None] | None = None,
     wake_check_seconds: float = 5.0,
     poll_alarm: Alarm | None = None,
+    systemd: SystemdNotifier | None = None,
+    notifier: Notifier | None = None,
 ) -> ExitCode:
     """Run the agent until stopped (or one poll with `once`). Call with the instance lock held:
     the control socket it opens belongs to the one agent of its home."""
+    systemd = systemd or SystemdNotifier(None)
+    notifier = notifier or Notifier(settings.notifications, find=find_notifier)
+    # A child token's device row keeps the platform it was minted with; a poll with another
+    # one is refused (docs/protocol.md, "Identities").
+    problem = await asyncio.to_thread(binding_problem, settings, worker_id)
+    if problem is not None:
+        raise ConfigError(problem)
+    platform = await asyncio.to_thread(device_platform, settings)
+    if platform is not None and platform != settings.platform:
+        settings = dataclasses.replace(settings, platform=platform)
     profiles = load_profiles(user_dir=settings.paths.profiles_dir)
     journal = AsyncJournal(
         Journal(settings.paths.journal_file, output_cap=settings.executor.stdout_cap_bytes)
@@ -59,7 +83,7 @@ async def run_agent(
 
     agent = Agent(
         settings,
-        platform=await _registered_platform(settings),
+        platform=settings.platform,
         worker_id=worker_id,
         client=client,
         executor=executor,
@@ -68,9 +92,13 @@ async def run_agent(
         clock=clock,
         wake_check_seconds=wake_check_seconds,
         poll_alarm=poll_alarm,
+        on_status=SystemdStatus(systemd),
     )
+    agent.pipeline.on_finished = lambda run, report: notifier.submit(finished_run(run, report))
     if handle_signals:
         _install_signals(loop, agent)
+    watchdog = asyncio.create_task(systemd.keep_watchdog())
+    rotation: asyncio.Task[None] | None = None
     try:
         pruned = await journal.call(
             journal.sync.prune,
@@ -89,13 +117,24 @@ async def run_agent(
         orphans = await executor.recover()
         if orphans:
             log.warning("stopped CLIs left running by a previous agent", groups=orphans)
+        # Ready once recovered: waiting for the server would hold `systemctl start` hostage.
+        systemd.ready(f"polling {settings.origin} as {worker_id}")
+        await tokens.rotate_if_due()  # AuthRefused: log in again (exit 3)
+        if not once:
+            rotation = asyncio.create_task(_keep_token_fresh(tokens, agent))
         async with _control_socket(settings, agent):
             if started is not None:
                 started(agent)
             return await agent.run(once=once)
     finally:
+        for task in (watchdog, rotation):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if handle_signals:
             _remove_signals(loop)
+        await notifier.aclose()
         await client.aclose()
         journal.close()
 
@@ -127,17 +166,49 @@ async def _control_socket(settings: Settings, agent: Agent) -> AsyncIterator[Con
         await server.close()
 
 
-async def _registered_platform(settings: Settings) -> str:
-    """The platform a child token was minted with (a bound token must poll with it), else the
-    configured one."""
-    if settings.token:
-        return settings.platform
-    try:
-        credential = await asyncio.to_thread(load_credential, settings)
-    except (CredentialError, DeviceAgentError) as exc:
-        log.debug("no stored credential to read the platform from", error=str(exc))
-        return settings.platform
-    return credential.platform if credential and credential.platform else settings.platform
+class SystemdStatus:
+    """Tells systemd what the agent's status says: STOPPING=1 on the first stop request,
+    otherwise the state as the unit's STATUS line."""
+
+    def __init__(self, systemd: SystemdNotifier) -> None:
+        self.systemd = systemd
+        self._told_stopping = False
+
+    def __call__(self, status: Status) -> None:
+        if status.state is AgentState.STOPPING:
+            if not self._told_stopping:
+                self._told_stopping = True
+                self.systemd.stopping("finishing running runs before stopping")
+            return
+        self.systemd.status(f"{status.state}" + (f": {status.detail}" if status.detail else ""))
+
+
+def finished_run(run: LaneRun, report: Report) -> FinishedRun:
+    """What the notification policy needs to know about a settled run (watcher lane: the
+    payload's channel and priority; other lanes: the config decides)."""
+    watcher = run.run.watcher if isinstance(run, WatcherClaim) else None
+    return FinishedRun(
+        lane="watcher" if watcher is not None else "automation",
+        target_id=run.item_id,
+        name=run.name,
+        ok=not report.failed,
+        text=report.error or report.output,
+        channel=watcher.notification_channel if watcher else None,
+        priority=watcher.notification_priority if watcher else None,
+    )
+
+
+async def _keep_token_fresh(tokens: Tokens, agent: Agent) -> None:
+    """Re-mint the child token when due, only while no run is executing (docs/protocol.md,
+    "Authentication and login"); `rotate_if_due` asks the server nothing until then."""
+    while True:
+        await asyncio.sleep(ROTATION_CHECK_SECONDS)
+        if agent.pipeline.active:
+            continue
+        try:
+            await tokens.rotate_if_due()
+        except AuthRefused as exc:  # polls will say so too; status shows "log in again"
+            log.error("authentication needed", error=str(exc))
 
 
 def _install_signals(loop: asyncio.AbstractEventLoop, agent: Agent) -> None:

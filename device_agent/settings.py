@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 import platformdirs
 
 from device_agent.errors import DeviceAgentError, ExitCode
+from device_agent.notify import NotificationConfigError, NotificationSettings
 from device_agent.protocol import WORKER_ID_PATTERN
 
 APP_NAME: Final = "device-agent"
@@ -119,9 +120,13 @@ class Settings:
     max_backoff_seconds: float = 60.0
     shutdown_grace_seconds: float = 20.0
     server_error_budget: int = 8  # the same 500 this many times on a report: give up
+    client_name: str = "device-agent"  # how login, local-init and the mint name this client
+    account_timeout_seconds: float = 15.0  # login, logout, Run now and rotation requests
+    rotate_days_left: float = 30.0  # re-mint the device token with fewer days than this left
     # (docs/protocol.md, "What a real server does")
     executor: ExecutorSettings = field(default_factory=ExecutorSettings)
     journal: JournalSettings = field(default_factory=JournalSettings)
+    notifications: NotificationSettings = field(default_factory=NotificationSettings)
     paths: Paths = field(default_factory=lambda: Paths.resolve(os.environ))
 
     @property
@@ -217,7 +222,7 @@ def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
 
 _SECTIONS: Final[Mapping[str, type]] = {"executor": ExecutorSettings, "journal": JournalSettings}
 _TOP_LEVEL: Final = frozenset(
-    f.name for f in fields(Settings) if f.name not in ("paths", *_SECTIONS)
+    f.name for f in fields(Settings) if f.name not in ("paths", "notifications", *_SECTIONS)
 )
 # What a config file may set: never the token (the keyring or DEVICE_AGENT_TOKEN keeps it)
 # nor the platform (detected; the server refuses what it does not know).
@@ -230,10 +235,12 @@ def _build(values: Mapping[str, Any], paths: Paths) -> Settings:
     for key, value in values.items():
         if key in _SECTIONS:
             sections[key] = _build_section(key, value)
+        elif key == "notifications":
+            sections[key] = _notifications(value)
         elif key in _TOP_LEVEL:
             top[key] = _coerce(key, value, _field_type(Settings, key))
         else:
-            raise ConfigError(_unknown_key(key, _CONFIG_KEYS | set(_SECTIONS)))
+            raise ConfigError(_unknown_key(key, _CONFIG_KEYS | {*_SECTIONS, "notifications"}))
     return Settings(paths=paths, **top, **sections)
 
 
@@ -248,6 +255,17 @@ def _build_section(name: str, value: Any) -> Any:
             raise ConfigError(_unknown_key(f"{name}.{key}", {f"{name}.{k}" for k in known}))
         kwargs[key] = _coerce(f"{name}.{key}", item, _field_type(cls, key))
     return cls(**kwargs)
+
+
+def _notifications(value: Any) -> NotificationSettings:
+    if not isinstance(value, Mapping):
+        raise ConfigError(
+            f"[notifications] must be a table of settings, got {type(value).__name__}"
+        )
+    try:
+        return NotificationSettings.from_mapping(value)
+    except NotificationConfigError as exc:
+        raise ConfigError(str(exc)) from None
 
 
 def _field_type(cls: type, name: str) -> str:
@@ -316,11 +334,19 @@ def validate(settings: Settings) -> Settings:
         "poll_timeout_seconds",
         "request_timeout_seconds",
         "max_backoff_seconds",
+        "account_timeout_seconds",
     )
     if not 0 <= settings.wait_seconds <= MAX_WAIT_SECONDS:
         raise ConfigError(
             f"wait_seconds must be between 0 and {MAX_WAIT_SECONDS}, got {settings.wait_seconds}"
         )
+    # A child token lives 90 days: a threshold at or above that would re-mint at every check.
+    if not 1 <= settings.rotate_days_left < 90:
+        raise ConfigError(
+            f"rotate_days_left must be at least 1 and below 90, got {settings.rotate_days_left}"
+        )
+    if not settings.client_name.strip():
+        raise ConfigError("client_name must not be empty: leave it out to use 'device-agent'")
     if settings.shutdown_grace_seconds < 0:
         raise ConfigError("shutdown_grace_seconds must not be negative")
     if settings.server_error_budget < 1:

@@ -323,6 +323,12 @@ def add_arguments(
         "tray",
         parents=list(parents),
         help="the tray menu: status, Run now, pause (needs device-agent[tray])",
+        description=(
+            "An icon showing idle / running / paused / needs attention, and a menu with the "
+            "status line, Run now for each watcher or automation this device runs, Pause / "
+            "Resume, Open logs and Open config. It talks to the running agent only through its "
+            "control socket. Install with: pip install 'device-agent[tray]'"
+        ),
     )
 
 

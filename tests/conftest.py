@@ -18,4 +18,6 @@ def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[P
     monkeypatch.setenv("DEVICE_AGENT_HOME", str(home))
     # The null backend stores nothing and reads nothing: tests never touch a real keychain.
     monkeypatch.setenv("PYTHON_KEYRING_BACKEND", "keyring.backends.null.Keyring")
+    # Runs that finish in a test must not pop up on the desktop of whoever runs the tests.
+    monkeypatch.setattr("device_agent.runner.find_notifier", lambda settings: None)
     return home

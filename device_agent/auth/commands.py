@@ -23,16 +23,18 @@ import httpx
 from device_agent import logs
 from device_agent.auth import oauth
 from device_agent.auth.device_token import (
+    DAY,
     local_init,
     maybe_rotate,
     mint_child_token,
     rotation_lock,
     worker_id_mismatch,
 )
-from device_agent.auth.http import AccountError, Exit, UsageError, account_client, fail, send
-from device_agent.auth.store import PAT, Credential, StoreError, TokenStore
+from device_agent.auth.http import AccountError, UsageError, account_client_for, fail, send
+from device_agent.auth.store import PAT, Credential, TokenStore
 from device_agent.auth.trigger import LANES, trigger
 from device_agent.credentials import CredentialError, check_token_shape, load_credential
+from device_agent.errors import DeviceAgentError, ExitCode
 from device_agent.identity import resolve_worker_id
 from device_agent.settings import ENV_TOKEN, Settings
 
@@ -86,7 +88,11 @@ def add_logout_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_trigger_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("item_id", metavar="ID", help="the watcher's (or automation's) number")
-    parser.add_argument("--lane", choices=LANES, default="watcher", help="default: watcher")
+    parser.add_argument(
+        "--lane",
+        choices=LANES,
+        help="the kind of ID (default: the lane of the run this device claimed last, else watcher)",
+    )
 
 
 # ------------------------------------------------------------------- login
@@ -134,7 +140,7 @@ def _read_token(stdin: TextIO) -> str:
 async def _login_with_token(
     settings: Settings, token: str, console: Console, wiring: Wiring
 ) -> int:
-    async with account_client(settings.origin, transport=wiring.transport) as client:
+    async with account_client_for(settings, transport=wiring.transport) as client:
         try:
             response = await send(client, "GET", "/api/me/devices", bearer=token)
         except AccountError as exc:
@@ -145,14 +151,14 @@ async def _login_with_token(
     async with rotation_lock(store.state_dir):
         where = await asyncio.to_thread(store.save, Credential(token=token, kind=PAT))
     console.say(f"Token for {settings.origin} stored in the {where}.")
-    return Exit.OK
+    return ExitCode.OK
 
 
 async def _login_and_mint(
     settings: Settings, options: argparse.Namespace, console: Console, wiring: Wiring
 ) -> int:
     worker_id = resolve_worker_id(settings)
-    async with account_client(settings.origin, transport=wiring.transport) as client:
+    async with account_client_for(settings, transport=wiring.transport) as client:
         if options.local:
             init = await local_init(client)
             user_token, org_slug = init.token, init.org_slug
@@ -208,17 +214,17 @@ def _settle_worker_id(
     configured an id explicitly."""
     bound = credential.worker_id
     if bound is None or bound == asked:
-        return Exit.OK
+        return ExitCode.OK
     if settings.worker_id:  # set in the config file, DEVICE_AGENT_WORKER_ID or --worker-id
         console.fail(worker_id_mismatch(bound, asked))
-        return Exit.USAGE
+        return ExitCode.CONFIG
     path = settings.paths.state_dir / "worker_id"  # the file device_agent.identity keeps
     path.write_text(bound + "\n", encoding="utf-8")
     console.say(
         f"This device is now worker {bound} (chosen by the server; it was {asked}). "
         "Watchers pinned to the old id need to be pinned to this device in the web app."
     )
-    return Exit.OK
+    return ExitCode.OK
 
 
 def _date(timestamp: float | None) -> str:
@@ -255,7 +261,7 @@ async def _logout(settings: Settings, console: Console, wiring: Wiring) -> int:
         console.say(f"No token stored for {settings.origin}.")
     if settings.token:
         console.say(f"{ENV_TOKEN} is set in this environment; logout cannot unset it — remove it.")
-    return Exit.OK
+    return ExitCode.OK
 
 
 async def _revoke(settings: Settings, credential: Credential, wiring: Wiring) -> str:
@@ -267,13 +273,18 @@ async def _revoke(settings: Settings, credential: Credential, wiring: Wiring) ->
     )
     web = "revoke it in the web app (Settings → Access tokens) if it may have leaked"
     try:
-        async with account_client(settings.origin, transport=wiring.transport) as client:
+        async with account_client_for(settings, transport=wiring.transport) as client:
             endpoints = await oauth.discover(client)
-            if await oauth.revoke(client, endpoints, None, credential.token):
-                return "Revoked the token on the server."
+            if not await oauth.revoke(client, endpoints, None, credential.token):
+                return f"The server offers no way to revoke this token from here; {keep}: {web}."
+            # RFC 7009 answers 200 for a token it did not revoke too (a PAT, say): only a
+            # refusal of the token afterwards shows it is gone.
+            check = await send(client, "GET", "/api/me/devices", bearer=credential.token)
     except AccountError as exc:
         return f"Could not revoke the token ({exc}); {keep}: {web}."
-    return f"The server offers no way to revoke this token from here; {keep}: {web}."
+    if check.status_code == 401:
+        return "Revoked the token on the server."
+    return f"The server did not revoke this token when asked; {keep}: {web}."
 
 
 # ----------------------------------------------------------------- trigger
@@ -304,10 +315,15 @@ async def _run_now(
         raise CredentialError(f"no token for {settings.origin}: run `device-agent login`")
     logs.redactor.add(credential.token)
     worker_id = resolve_worker_id(settings)
-    async with account_client(settings.origin, transport=wiring.transport) as client:
+    async with account_client_for(settings, transport=wiring.transport) as client:
         if not settings.token:
             store = TokenStore(settings.paths.state_dir, settings.origin)
-            credential = await maybe_rotate(store, client, label=settings.label) or credential
+            credential = (
+                await maybe_rotate(
+                    store, client, label=settings.label, threshold=settings.rotate_days_left * DAY
+                )
+                or credential
+            )
         result = await trigger(
             client, credential, item_id=options.item_id, lane=options.lane, worker_id=worker_id
         )
@@ -316,17 +332,13 @@ async def _run_now(
         said = poke()
         if said:
             console.say(said)
-    return Exit.OK
+    return ExitCode.OK
 
 
 def _run(console: Console, command: Coroutine[None, None, int]) -> int:
     """Run one command; a failure the user can fix is one line on stderr and its exit code."""
     try:
         return asyncio.run(command)
-    except (AccountError, CredentialError, StoreError) as exc:
-        console.fail(str(exc))
-        if isinstance(exc, AccountError):
-            return int(exc.exit_code)
-        if isinstance(exc, CredentialError):
-            return Exit.AUTH
-        return Exit.USAGE  # StoreError: a file in the state dir needs the user's attention
+    except DeviceAgentError as exc:  # AccountError, CredentialError, StoreError, ConfigError
+        console.fail(exc.user_message())
+        return int(exc.exit_code)

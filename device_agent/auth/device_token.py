@@ -23,10 +23,11 @@ import httpx
 
 from device_agent import logs
 from device_agent.auth.http import (
-    CLIENT_NAME,
+    CLIENT_HEADER,
     AuthRefused,
     Unreachable,
     body_of,
+    client_name_of,
     fail,
     send,
     text_field,
@@ -52,7 +53,7 @@ class LocalInit:
 async def local_init(client: httpx.AsyncClient) -> LocalInit:
     """One call to a local single-user server; each call mints another PAT, so call it once."""
     response = await send(
-        client, "POST", "/api/local-init", json={}, headers={"X-Lobu-Client": CLIENT_NAME}
+        client, "POST", "/api/local-init", json={}, headers={CLIENT_HEADER: client_name_of(client)}
     )
     if response.status_code != 200:
         raise fail(
@@ -85,7 +86,7 @@ async def mint_child_token(
         "/api/me/devices/mint-child-token",
         bearer=bearer,
         json={"platform": MINT_PLATFORM, "worker_id": worker_id, "label": label},
-        headers={"X-Lobu-Client": CLIENT_NAME},
+        headers={CLIENT_HEADER: client_name_of(client)},
     )
     if response.status_code != 200:
         raise fail(response, doing, fix=_mint_fix(body_of(response).get("error")))
@@ -124,12 +125,13 @@ def _parse_expiry(value: object) -> float | None:
         return None
 
 
-def needs_rotation(credential: Credential, now: float) -> bool:
+def needs_rotation(credential: Credential, now: float, threshold: float = ROTATE_WHEN_LEFT) -> bool:
+    """A child token with fewer than `threshold` seconds left (and not refused)."""
     return (
         credential.kind == CHILD
         and credential.refused is None
         and credential.expires_at is not None
-        and credential.expires_at - now < ROTATE_WHEN_LEFT
+        and credential.expires_at - now < threshold
     )
 
 
@@ -172,8 +174,10 @@ async def maybe_rotate(
     *,
     label: str,
     now: float | None = None,
+    threshold: float = ROTATE_WHEN_LEFT,
 ) -> Credential | None:
-    """Re-mint the child token when fewer than 30 days remain; return the credential to use.
+    """Re-mint the child token when fewer than `threshold` seconds (30 days) remain; return the
+    credential to use.
 
     Call at start and while idle. Under the lock the store is read again, so when another process
     rotated meanwhile its token is used and no second mint revokes it. A child token refused with
@@ -183,7 +187,11 @@ async def maybe_rotate(
     async with rotation_lock(store.state_dir):
         current = await asyncio.to_thread(store.load)
         moment = time.time() if now is None else now
-        if current is None or current.worker_id is None or not needs_rotation(current, moment):
+        if (
+            current is None
+            or current.worker_id is None
+            or not needs_rotation(current, moment, threshold)
+        ):
             return current
         logs.redactor.add(current.token)
         try:

@@ -7,59 +7,73 @@ CLI's contract (0 ok, 2 usage/config, 3 authentication, 4 server unreachable).
 
 from __future__ import annotations
 
-import enum
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import httpx
 
 from device_agent import logs
+from device_agent.errors import DeviceAgentError, ExitCode
+
+if TYPE_CHECKING:
+    from device_agent.settings import Settings
 
 TIMEOUT_SECONDS: Final = 15.0
-CLIENT_NAME: Final = "device-agent"  # sent as X-Lobu-Client; the lead may make it a setting
+CLIENT_NAME: Final = "device-agent"
+CLIENT_HEADER: Final = "X-Lobu-Client"  # who is asking: local-init and mint-child-token need it
 
 
-class Exit(enum.IntEnum):
-    OK = 0
-    INTERNAL = 1
-    USAGE = 2
-    AUTH = 3
-    UNREACHABLE = 4
-
-
-class AccountError(Exception):
+class AccountError(DeviceAgentError):
     """A failed account/OAuth request, as one line a user can act on."""
 
-    exit_code: Exit = Exit.INTERNAL
-
-    def __init__(self, message: str, exit_code: Exit | None = None) -> None:
+    def __init__(self, message: str, exit_code: ExitCode | None = None) -> None:
         super().__init__(message)
         if exit_code is not None:
             self.exit_code = exit_code
 
 
 class UsageError(AccountError):
-    exit_code = Exit.USAGE
+    exit_code = ExitCode.CONFIG
 
 
 class AuthRefused(AccountError):
-    exit_code = Exit.AUTH
+    exit_code = ExitCode.AUTH
 
 
 class Unreachable(AccountError):
-    exit_code = Exit.UNREACHABLE
+    exit_code = ExitCode.UNREACHABLE
 
 
 def account_client(
-    server: str, *, transport: httpx.AsyncBaseTransport | None = None
+    server: str,
+    *,
+    transport: httpx.AsyncBaseTransport | None = None,
+    timeout: float = TIMEOUT_SECONDS,
+    client_name: str = CLIENT_NAME,
 ) -> httpx.AsyncClient:
     return httpx.AsyncClient(
         base_url=server,
-        timeout=TIMEOUT_SECONDS,
+        timeout=timeout,
         follow_redirects=False,
         transport=transport,
-        headers={"Accept": "application/json"},
+        headers={"Accept": "application/json", CLIENT_HEADER: client_name},
     )
+
+
+def account_client_for(
+    settings: Settings, *, transport: httpx.AsyncBaseTransport | None = None
+) -> httpx.AsyncClient:
+    """The account client as the settings say: server, timeout, the name the agent gives."""
+    return account_client(
+        settings.origin,
+        transport=transport,
+        timeout=settings.account_timeout_seconds,
+        client_name=settings.client_name,
+    )
+
+
+def client_name_of(client: httpx.AsyncClient) -> str:
+    return str(client.headers.get(CLIENT_HEADER, CLIENT_NAME))
 
 
 async def send(
@@ -80,7 +94,7 @@ async def send(
         return await client.request(method, url, json=json, data=data, headers=all_headers)
     except httpx.TimeoutException:
         raise Unreachable(
-            f"{client.base_url} did not answer within {TIMEOUT_SECONDS:.0f} s: "
+            f"{client.base_url} did not answer within {client.timeout.read or 0:.0f} s: "
             "check the server URL and your network, then try again"
         ) from None
     except httpx.TransportError as exc:

@@ -17,10 +17,10 @@ from urllib.parse import urlsplit
 import httpx
 
 from device_agent.auth.http import (
-    CLIENT_NAME,
     AuthRefused,
     UsageError,
     body_of,
+    client_name_of,
     fail,
     send,
     text_field,
@@ -90,7 +90,7 @@ async def register(client: httpx.AsyncClient, endpoints: Endpoints) -> str:
         "POST",
         endpoints.registration,
         json={
-            "client_name": CLIENT_NAME,
+            "client_name": client_name_of(client),
             "grant_types": [DEVICE_GRANT, "refresh_token"],
             "token_endpoint_auth_method": "none",
             "scope": SCOPE,

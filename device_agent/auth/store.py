@@ -24,6 +24,8 @@ import keyring.backend
 import keyring.errors
 from keyring.backends.chainer import ChainerBackend
 
+from device_agent.errors import DeviceAgentError, ExitCode
+
 KEYRING_SERVICE: Final = "device-agent"
 TOKEN_FILE: Final = "token.json"  # noqa: S105 - a file name
 INFO_FILE: Final = "credential.json"
@@ -35,8 +37,10 @@ CHILD: Final = "child"  # a PAT minted for and bound to this device's worker_id;
 PAT: Final = "pat"  # a pasted PAT or DEVICE_AGENT_TOKEN: binding unknown, never rotated
 
 
-class StoreError(Exception):
+class StoreError(DeviceAgentError):
     """The token file is unsafe or unreadable; the message says what to do."""
+
+    exit_code = ExitCode.CONFIG  # a file in the state dir needs the user's attention
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,6 @@ import httpx
 from device_agent.auth.http import (
     AccountError,
     AuthRefused,
-    Exit,
     UsageError,
     body_of,
     error_text,
@@ -26,6 +25,7 @@ from device_agent.auth.http import (
 )
 from device_agent.auth.store import Credential
 from device_agent.automation.routes import trigger_route
+from device_agent.errors import ExitCode
 
 LANES: Final = ("watcher", "automation")
 _NOT_BOUND: Final = "Token is not bound to a device worker"
@@ -97,7 +97,7 @@ async def _trigger_unbound(
             f"watcher {watcher_id} is pinned to another device, not this one ({worker_id}): "
             "its run would be queued there and never reach this agent. Trigger it from that "
             "device, or pin the watcher to this device in the web app",
-            Exit.USAGE,
+            ExitCode.CONFIG,
         )
     answer = await _manage_watchers(client, token, org_slug, "trigger", watcher_id)
     return _triggered(answer, route="tool proxy")
@@ -121,7 +121,7 @@ async def _this_device(client: httpx.AsyncClient, token: str, worker_id: str) ->
     raise AccountError(
         f"the server does not know this device ({worker_id}) yet: it registers on its first "
         "poll, so start the agent once (`device-agent run --once`), then try again",
-        Exit.USAGE,
+        ExitCode.CONFIG,
     )
 
 
@@ -137,7 +137,7 @@ async def _pinned_device(
             f"cannot confirm that watcher {watcher_id} is pinned to this device (the server did "
             "not say where it is pinned), so it was not triggered: run `device-agent login` to "
             "get a device-bound token, whose Run now route checks the pinning itself",
-            Exit.USAGE,
+            ExitCode.CONFIG,
         )
     return pinned if isinstance(pinned, str) else None
 
@@ -176,13 +176,13 @@ def _refused(response: httpx.Response, lane: str, item_id: str) -> AccountError:
         return AccountError(
             f"{lane} {item_id} is pinned to another device ({said}): trigger it from that device, "
             f"or pin it to this one in the web app",
-            Exit.USAGE,
+            ExitCode.CONFIG,
         )
     if response.status_code == 404 and "poll first" in said:
         return AccountError(
             "the server does not know this device yet: start the agent once "
             "(`device-agent run --once`), then try again",
-            Exit.USAGE,
+            ExitCode.CONFIG,
         )
     return fail(
         response, f"Run now for {lane} {item_id}", fix="check the id in the web app and try again"

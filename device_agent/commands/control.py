@@ -33,7 +33,7 @@ def poke_daemon(settings: Settings) -> str | None:
         return "no agent is running here; the run waits until one polls"
     except ControlError as exc:
         return f"could not ask the running agent to poll now ({exc}); it picks the run up later"
-    return "the running agent polls now and picks it up"
+    return "asked the running agent to poll now"
 
 
 def cmd_pause(args: argparse.Namespace) -> int:

@@ -1,4 +1,4 @@
-"""`device-agent run`: poll and run watcher runs (what the service runs)."""
+"""`device-agent run`: poll and run the runs pinned to this device (what the service runs)."""
 
 from __future__ import annotations
 
@@ -7,13 +7,29 @@ import asyncio
 import signal
 from typing import TYPE_CHECKING
 
-from device_agent.commands import settings_from, setup_logs
+from device_agent.commands import fail, settings_from, setup_logs
+from device_agent.errors import DeviceAgentError
 
 if TYPE_CHECKING:
+    from device_agent.sdnotify import SystemdNotifier
     from device_agent.settings import Settings
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from device_agent.sdnotify import SystemdNotifier
+    from device_agent.service import supervised_exit_code
+
+    # First: NOTIFY_SOCKET and WATCHDOG_* leave the environment before any CLI could inherit them.
+    systemd = SystemdNotifier.from_environ()
+    try:
+        code = _run(args, systemd)
+    except DeviceAgentError as exc:  # said here, so a service manager sees the mapped code
+        fail(exc.user_message())
+        code = exc.exit_code
+    return supervised_exit_code(int(code))
+
+
+def _run(args: argparse.Namespace, systemd: SystemdNotifier) -> int:
     import structlog
 
     from device_agent.credentials import resolve_token
@@ -32,7 +48,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGUSR1, signal.SIG_IGN)
     with InstanceLock(settings.paths.lock_file):
         return int(
-            asyncio.run(run_agent(settings, token=token, worker_id=worker_id, once=args.once))
+            asyncio.run(
+                run_agent(
+                    settings, token=token, worker_id=worker_id, once=args.once, systemd=systemd
+                )
+            )
         )
 
 

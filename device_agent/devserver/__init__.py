@@ -254,13 +254,19 @@ def run_from_arguments(args: argparse.Namespace) -> int:
     return 0
 
 
-def run_line(url: str, token: str, worker_id: str) -> str:
-    """The `device-agent run` command that picks up the sample runs as printed: the worker id
-    they are pinned to, and the bundled offline `demo` executor, which needs no CLI installed."""
+def agent_environment(url: str, token: str, worker_id: str) -> str:
+    """The variables every `device-agent` command needs to talk to this server as the device
+    the sample runs are pinned to."""
     return (
         f"DEVICE_AGENT_SERVER={url} DEVICE_AGENT_TOKEN={token} "
-        f"device-agent run --worker-id {shlex.quote(worker_id)} --agent demo"
+        f"DEVICE_AGENT_WORKER_ID={shlex.quote(worker_id)}"
     )
+
+
+def run_line(url: str, token: str, worker_id: str) -> str:
+    """The `device-agent run` command that picks up the sample runs as printed, with the
+    bundled offline `demo` executor, which needs no CLI installed."""
+    return f"{agent_environment(url, token, worker_id)} device-agent run --agent demo"
 
 
 async def serve_forever(
@@ -282,5 +288,7 @@ async def serve_forever(
         print(f"token: {token}")
         print(f"state: {server.url}/_dev/state")
         print("run the agent against it (the sample runs are pinned to this worker id):")
-        print(run_line(server.url, token, worker_id), flush=True)
+        print(run_line(server.url, token, worker_id))
+        print("and in another shell, for status, history and trigger:")
+        print(f"export {agent_environment(server.url, token, worker_id)}", flush=True)
         await asyncio.Event().wait()

@@ -223,7 +223,8 @@ def trigger(state: DevState, caller: Caller, request: Request, *, watcher_id_tex
 def manage_watchers(
     state: DevState, caller: Caller, request: Request, *, org_slug: str
 ) -> Response:
-    """The tool proxy's `manage_watchers`; only `action: "trigger"`.
+    """The tool proxy's `manage_watchers`: `action: "trigger"`, and `"get"` (what "Run now"
+    with an unbound token asks first, to check the pinning).
 
     As on the real server it does not check pinning and answers an existing
     pending run without `already_queued` (docs/protocol.md, "Run now").
@@ -233,15 +234,23 @@ def manage_watchers(
     body = json_object(request)
     if body is None:
         return error(400, INVALID_BODY)
-    if body.get("action") != "trigger":
+    if body.get("action") not in ("trigger", "get"):
         return error(
-            400, f"Unsupported action {body.get('action')!r}: the dev server has only 'trigger'"
+            400,
+            f"Unsupported action {body.get('action')!r}: the dev server has 'trigger' and 'get'",
         )
     raw_id = body.get("watcher_id")
     watcher_id = digits(str(raw_id)) if isinstance(raw_id, int | str) else None
     watcher = state.find_watcher(watcher_id) if watcher_id is not None else None
     if watcher is None:
         return error(400, f"Watcher {raw_id} not found.")
+    if body.get("action") == "get":
+        # Inferred, never recorded: the watcher with the device UUID it is pinned to (or null),
+        # the id `GET /api/me/devices` lists for each device.
+        pinned = {"id": str(watcher.id), "name": watcher.name, "status": watcher.status}
+        return Response.json(
+            200, {"action": "get", "watcher": pinned | {"device_worker_id": watcher.device_id}}
+        )
     # Inferred texts: these two answers were never observed.
     if watcher.status != "active":
         return error(400, f"Watcher {watcher.id} is not active.")

@@ -34,6 +34,7 @@ def test_logout_revokes_where_the_server_offers_it_and_removes_the_token(
     store = logged_in(settings)
     lobu.oauth(revocation=True)
     revoke = lobu.router.post("/oauth/revoke").respond(200)
+    lobu.router.get("/api/me/devices").respond(401)  # gone: the server refuses it now
     assert logout(settings, lobu, captured) == 0
     assert f"token={TOKEN}" in revoke.calls.last.request.content.decode()
     assert captured.out.getvalue().splitlines() == [
@@ -43,6 +44,21 @@ def test_logout_revokes_where_the_server_offers_it_and_removes_the_token(
     assert store.load() is None
     assert json.loads(file_keyring.read_text()) == {}
     assert not (settings.paths.state_dir / "credential.json").read_text().count(SERVER)
+
+
+def test_logout_does_not_claim_a_revocation_the_server_did_not_make(
+    settings: Settings, lobu: Lobu, captured: Captured
+) -> None:
+    logged_in(settings)
+    lobu.oauth(revocation=True)
+    lobu.router.post("/oauth/revoke").respond(200)  # RFC 7009: 200 even when nothing happened
+    lobu.router.get("/api/me/devices").respond(200, json={"devices": []})
+    assert logout(settings, lobu, captured) == 0
+    out = captured.out.getvalue()
+    assert "Revoked" not in out
+    assert "did not revoke this token when asked" in out
+    assert "stays valid on the server until 2030-03-17" in out
+    assert "removed from the file" in out
 
 
 def test_logout_without_a_revocation_route_says_the_token_stays_valid(

@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -261,3 +262,25 @@ def test_a_mint_answer_without_a_usable_expiry_counts_90_days(
             )
 
     assert asyncio.run(go()).expires_at == NOW + 90 * DAY
+
+
+def test_the_rotation_threshold_and_client_name_come_from_the_settings(
+    settings: Settings, lobu: Lobu
+) -> None:
+    store = TokenStore(settings.paths.state_dir, SERVER)
+    old = "owl_pat_" + "o" * 32
+    store.save(
+        Credential(token=old, kind=CHILD, worker_id=WORKER, expires_at=time.time() + 9 * DAY)
+    )
+    lobu.minted.append(old)
+    route = lobu.mint()
+
+    patient = Tokens(replace(settings, rotate_days_left=5), old)
+    asyncio.run(patient.rotate_if_due())  # 9 days left, threshold 5: nothing to do
+    assert route.call_count == 0
+    assert patient.current() == old
+
+    named = Tokens(replace(settings, rotate_days_left=10, client_name="acme-fleet"), old)
+    asyncio.run(named.rotate_if_due())
+    assert named.current() == child_token(2)
+    assert route.calls.last.request.headers["X-Lobu-Client"] == "acme-fleet"

@@ -16,6 +16,8 @@ from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
+import keyring
+import keyring.backend
 import pytest
 
 from device_agent.service import (
@@ -430,3 +432,34 @@ def test_add_arguments_gives_the_cli_one_subcommand() -> None:
     add_arguments(parser.add_subparsers())
     parsed = parser.parse_args(["service", "install", "--dry-run", "--with-tray"])
     assert (parsed.action, parsed.dry_run, parsed.with_tray) == ("install", True, True)
+
+
+class PlaintextKeyring(keyring.backend.KeyringBackend):
+    """Stands in for keyrings.alt's plaintext file: a "keyring" that keeps secrets in clear."""
+
+    priority = 1  # type: ignore[assignment]
+
+    def get_password(self, service: str, username: str) -> str | None:
+        return None
+
+    def set_password(self, service: str, username: str, password: str) -> None:
+        raise AssertionError("nothing may be stored in a plaintext keyring")
+
+    def delete_password(self, service: str, username: str) -> None:
+        raise AssertionError("nothing is stored in a plaintext keyring")
+
+
+PlaintextKeyring.__module__ = "keyrings.alt.file"
+
+
+def test_a_plaintext_keyring_counts_as_none_as_it_does_for_the_token_store(
+    settings: Settings,
+) -> None:
+    previous = keyring.get_keyring()
+    keyring.set_keyring(PlaintextKeyring())
+    try:
+        with_token = replace(settings, token="owl_pat_" + "e" * 32)
+        spec = ServiceSpec.from_settings(with_token, environ={"PATH": "/usr/bin"})
+    finally:
+        keyring.set_keyring(previous)
+    assert spec.env_file_token == with_token.token  # the service gets it from the 0600 env file

@@ -703,7 +703,9 @@ def test_serve_forever_prints_url_and_token(capsys: pytest.CaptureFixture[str]) 
     token = printed.split("token: ", 1)[1].split()[0]
     assert token.startswith("owl_pat_")
     assert state.token(token) is not None
-    assert f"DEVICE_AGENT_TOKEN={token} device-agent run --worker-id {WID} --agent demo" in printed
+    environment = f"DEVICE_AGENT_TOKEN={token} DEVICE_AGENT_WORKER_ID={WID}"
+    assert f"{environment} device-agent run --agent demo" in printed
+    assert f"{environment}\n" in printed.split("export ", 1)[1]  # for the other commands
     assert "DEVICE_AGENT_SERVER=http://127.0.0.1:" in printed
     assert len(state.watchers()) == 2
     assert [r.status for r in state.runs()] == ["pending"]

@@ -345,8 +345,9 @@ def test_trigger_uses_the_lane_this_device_has_seen(
         assert main(["trigger", automation]) == ExitCode.OK
         assert main(["trigger", "999", "--lane", "watcher"]) != ExitCode.OK
     out, err = capsys.readouterr()
-    assert f"for automation {automation}" in out
-    assert "could not trigger watcher 999" in err
+    assert f"automation {automation}: run " in out
+    assert "queued" in out
+    assert "999" in err
     triggered = [r.path for r in auto.state.requests if r.path.endswith("/trigger")]
     assert triggered == [
         f"/api/workers/me/automations/{automation}/trigger",

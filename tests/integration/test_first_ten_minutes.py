@@ -47,18 +47,30 @@ def dev_server(tmp_path: Path, isolated_home: Path) -> Iterator[str]:
 
 
 def _run_line(printed: str) -> str | None:
-    return next((line for line in printed.splitlines() if "device-agent run" in line), None)
+    lines = printed.splitlines()
+    if not any(line.startswith("export ") for line in lines):
+        return None  # not all printed yet
+    return "\n".join(
+        line for line in lines if "device-agent run" in line or line.startswith("export ")
+    )
 
 
-def _pasted(line: str, home: Path) -> tuple[list[str], dict[str, str]]:
+def _pasted(printed: str, home: Path) -> tuple[list[str], dict[str, str]]:
     """The printed `VAR=value … device-agent run …` line, as a shell would run it."""
-    words = shlex.split(line)
+    words = shlex.split(printed.splitlines()[0])
     env = _fresh_env(home)
     while "=" in words[0]:
         name, value = words.pop(0).split("=", 1)
         env[name] = value
     assert words[0] == "device-agent"
     return [*AGENT, *words[1:]], env
+
+
+def _other_shell(printed: str, home: Path) -> dict[str, str]:
+    """Another shell, after the printed `export …` line: what status, history, trigger see."""
+    words = shlex.split(printed.splitlines()[1])
+    assert words.pop(0) == "export"
+    return _fresh_env(home) | dict(word.split("=", 1) for word in words)
 
 
 def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -75,8 +87,9 @@ def _succeeded(env: dict[str, str]) -> list[dict[str, Any]]:
 def test_a_new_user_gets_a_run_done_with_the_printed_line(
     dev_server: str, isolated_home: Path
 ) -> None:
-    argv, env = _pasted(dev_server, isolated_home)
-    agent = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    argv, agent_env = _pasted(dev_server, isolated_home)
+    env = _other_shell(dev_server, isolated_home)
+    agent = subprocess.Popen(argv, env=agent_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
         done = wait_for(lambda: _succeeded(env), timeout=60, what="the sample run to succeed")
 

@@ -6,6 +6,7 @@ import asyncio
 import json
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,9 @@ import pytest
 import respx
 
 from device_agent.alarm import Alarm
+from device_agent.auth.device_token import local_init, mint_child_token
+from device_agent.auth.http import account_client_for
+from device_agent.credentials import token_store
 from device_agent.devserver import DevServer, DevState
 from device_agent.dispatcher import AUTH_RETRY_SECONDS, Agent
 from device_agent.errors import ExitCode
@@ -30,7 +34,7 @@ def polls(state: DevState) -> int:
     return sum(1 for r in state.requests if r.path == "/api/workers/poll")
 
 
-def settings_for(url: str, token: str, home: Path) -> Settings:
+def settings_for(url: str, token: str | None, home: Path) -> Settings:
     return validate(
         Settings(
             server=url,
@@ -284,3 +288,51 @@ def test_a_claim_that_arrives_after_the_stop_is_reported_not_started(isolated_ho
     body = asyncio.run(go())
     assert body["exit_reason"] == "cancelled"
     assert "not started" in body["error"]
+
+
+def test_an_idle_agent_rotates_its_device_token_and_polls_with_the_new_one(
+    isolated_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("device_agent.runner.ROTATION_CHECK_SECONDS", 0.05)
+
+    async def go() -> None:
+        state = DevState(create_checkin_watcher=False, next_poll_seconds=0.05)
+        async with DevServer(state) as server:
+            settings = settings_for(server.url, None, isolated_home)
+            store = token_store(settings)
+            async with account_client_for(settings) as client:
+                user = await local_init(client)
+                first = await mint_child_token(client, user.token, worker_id=WORKER, label="t")
+            store.save(first)  # 90 days left: nothing to do at start
+            agents: list[Agent] = []
+            task = asyncio.create_task(
+                run_agent(
+                    settings,
+                    token=first.token,
+                    worker_id=WORKER,
+                    handle_signals=False,
+                    started=agents.append,
+                )
+            )
+            await wait_for_async(lambda: polls(state) >= 1, what="the first poll")
+            assert state.live_token(first.token) is not None
+            # Time passes: 10 days left. The idle agent re-mints, stores, then uses the new one.
+            store.save(replace(first, expires_at=time.time() + 10 * 86400))
+            await wait_for_async(
+                lambda: state.live_token(first.token) is None, what="the old token revoked"
+            )
+            fresh = store.load()
+            assert fresh is not None
+            assert fresh.token != first.token
+            seen = len(state.requests)  # the old token is dead: only the new one polls with 200
+            await wait_for_async(
+                lambda: any(
+                    r.path == "/api/workers/poll" and r.status == 200 for r in state.requests[seen:]
+                ),
+                what="a poll accepted after the rotation",
+            )
+            assert agents[0].status.state != "auth_needed"
+            agents[0].request_stop()
+            assert await task == ExitCode.OK
+
+    asyncio.run(go())

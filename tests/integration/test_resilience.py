@@ -149,7 +149,8 @@ def test_trigger_makes_the_running_agent_poll_at_once(lab: Lab) -> None:
     wait_for(lambda: _status(lab).get("state") == "idle", what="the agent to go idle")
     result = lab.run_agent("trigger", watcher, DEVICE_AGENT_TOKEN="owl_pat_" + "b" * 32)
     assert result.returncode == 0, result.stderr
-    assert "queued run" in result.stdout
+    assert "queued, server status 'pending'" in result.stdout  # the server's word, no promise
+    assert "asked the running agent to poll now" in result.stdout
     wait_for(
         lambda: any(r.status == "completed" for r in lab.state.runs()),
         what="the triggered run to complete long before the next scheduled poll",

@@ -56,6 +56,18 @@ def test_sections_are_read(isolated_home: Path) -> None:
     assert settings.journal.keep_rows == 5
 
 
+def test_notifications_table_is_read(isolated_home: Path) -> None:
+    write_config(
+        isolated_home,
+        "[notifications]\nenabled = true\nbudget_per_day = 3\n"
+        '[notifications.targets]\n"watcher:12" = false\n',
+    )
+    notifications = load(env={"DEVICE_AGENT_HOME": str(isolated_home)}).notifications
+    assert notifications.enabled
+    assert notifications.budget_per_day == 3
+    assert notifications.targets["watcher:12"].enabled is False
+
+
 @pytest.mark.parametrize(
     ("text", "message"),
     [
@@ -70,6 +82,12 @@ def test_sections_are_read(isolated_home: Path) -> None:
         ("token = 'owl_pat_xxxxxxxx'\n", "contains a token"),
         ("[executor]\nmcp = 'yes'\n", "executor.mcp must be true or false"),
         ("server = \n", "not valid TOML"),
+        ("rotate_days_left = 90\n", "rotate_days_left must be at least 1 and below 90"),
+        ("account_timeout_seconds = 0\n", "account_timeout_seconds must be greater than 0"),
+        ("client_name = ' '\n", "client_name must not be empty"),
+        ("notifications = 3\n", r"\[notifications\] must be a table"),
+        ("[notifications]\nloud = true\n", "unknown setting 'notifications.loud'"),
+        ("[notifications]\nbudget_per_day = -1\n", "budget_per_day must be a whole number"),
     ],
 )
 def test_bad_settings_give_one_clear_line(isolated_home: Path, text: str, message: str) -> None:
