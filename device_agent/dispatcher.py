@@ -267,7 +267,7 @@ class Agent:
         self._poll_alarm.rearm()
         started = time.monotonic()
         answer = await self._held_poll()
-        if answer is None:  # a stop or a "Run now" cut the held poll short
+        if answer is None:  # a stop cut the held poll short
             self._slots.release()
             return 0.0
         self.status.last_poll_at = time.time()
@@ -429,10 +429,15 @@ class Agent:
 
     async def _held_poll(self) -> Answer | None:
         """A poll the server may hold up to `wait_seconds` (docs/protocol.md, "Long-poll");
-        None when a stop request or "Run now" aborted it first. The poll holds a slot, so the
-        device has room for what it may be handed."""
+        None when a stop request aborted it first. The poll holds a slot, so the device has
+        room for what it may be handed.
+
+        "Run now" does not cut it short: the server wakes a held poll itself when a run is
+        queued, and may already have claimed the new run into this very answer — dropping
+        the answer would strand that run for hours. Only a stop, which must be quick, takes
+        that risk."""
         request = asyncio.ensure_future(self._poll_request(wait_seconds=self.settings.wait_seconds))
-        cut_short = asyncio.ensure_future(self._poll_alarm.rung())
+        cut_short = asyncio.ensure_future(self._stopping.wait())
         try:
             await asyncio.wait({request, cut_short}, return_when=asyncio.FIRST_COMPLETED)
         finally:

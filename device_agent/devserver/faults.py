@@ -8,6 +8,8 @@ router decides what a kind means on the wire (see `routes.Router`):
 - ``drop_after_commit``: process the request (state committed), then close without
   answering: the classic lost acknowledgement;
 - ``delay``: sleep `seconds`, then process normally;
+- ``slow_answer``: process normally (a held poll included), then take `seconds` to answer,
+  as a slow network does: the state is committed long before the client sees it;
 - ``garbage``: answer 200 with a body that is not JSON.
 """
 
@@ -20,7 +22,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Final, Literal, get_args
 
-FaultKind = Literal["status", "drop", "drop_after_commit", "delay", "garbage"]
+FaultKind = Literal["status", "drop", "drop_after_commit", "delay", "slow_answer", "garbage"]
 FaultRoute = Literal["poll", "heartbeat", "complete", "trigger", "*"]
 
 FAULT_KINDS: Final = frozenset(get_args(FaultKind))

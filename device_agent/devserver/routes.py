@@ -81,6 +81,8 @@ class Router:
             response = await self._hold_long_poll(request, response)
         if fault is not None and fault.kind == "drop_after_commit":
             return None  # committed above; the answer is "lost"
+        if fault is not None and fault.kind == "slow_answer":
+            await asyncio.sleep(fault.seconds)  # committed above; the answer is on its way
         return response
 
     async def _hold_during_warm_up(self) -> None:
