@@ -10,6 +10,7 @@ awaits, outside the lock.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 from collections.abc import Callable
 from functools import partial
@@ -29,8 +30,9 @@ from device_agent.devserver.http import Request, Response
 from device_agent.devserver.state import DevState
 from device_agent.devserver.wire import Caller, digits, error, json_object, not_found
 
-# How often a held poll looks again (for a queued run, or for the end of the warm-up).
+# How often a poll held by the warm-up looks whether the warm-up is over.
 HOLD_RECHECK_SECONDS: Final = 0.05
+HOLD_LOOK_AGAIN_SECONDS: Final = 1.0  # a held poll also looks again this often, woken or not
 
 _RUN_ROUTE: Final = re.compile(r"^/api/workers/me/runs/([^/]+)/complete-(watcher|automation|chat)$")
 _WATCHER_TRIGGER: Final = re.compile(r"^/api/workers/me/watchers/([^/]+)/trigger$")
@@ -98,17 +100,35 @@ class Router:
             return dispatch(self.state, request)
 
     async def _hold_long_poll(self, request: Request, response: Response) -> Response:
-        """Hold an idle poll up to its `wait_seconds`, answering as soon as a run is claimed."""
+        """Hold an idle poll up to its `wait_seconds`, answering as soon as a run is claimed:
+        a queued run wakes it at once, as on a real server."""
         wait = routes_automation.long_poll_seconds(self.state, request, response)
         if wait <= 0:
             return response
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + wait
-        while loop.time() < deadline:
-            await asyncio.sleep(min(HOLD_RECHECK_SECONDS, deadline - loop.time()))
-            response = self._dispatch_locked(request)
-            if not routes_automation.is_idle(response):
-                return response
+        queued = asyncio.Event()
+
+        def wake() -> None:  # called under the state's lock, from any thread
+            loop.call_soon_threadsafe(queued.set)
+
+        with self.state.lock:
+            self.state.run_queued_listeners.add(wake)
+            self.state.held_polls += 1
+        try:
+            deadline = loop.time() + wait
+            while (left := deadline - loop.time()) > 0:
+                # Woken by a queued run; also looks again now and then, for what else may have
+                # made a run claimable (a cancelled run freeing its automation, the clock).
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(queued.wait(), min(left, HOLD_LOOK_AGAIN_SECONDS))
+                queued.clear()
+                response = self._dispatch_locked(request)
+                if not routes_automation.is_idle(response):
+                    return response
+        finally:
+            with self.state.lock:
+                self.state.run_queued_listeners.discard(wake)
+                self.state.held_polls -= 1
         return Response.json(200, {"next_poll_seconds": 0})
 
 

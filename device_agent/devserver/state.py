@@ -223,6 +223,9 @@ class DevState:
         self.next_poll_seconds = next_poll_seconds  # what an idle poll answers (tests stretch it)
         self.clock = clock
         self.lock = threading.RLock()
+        # Told (from whichever thread queued it) that a run was queued: held polls wake at once.
+        self.run_queued_listeners: set[Callable[[], None]] = set()
+        self.held_polls = 0  # long-polls being held right now
         self.faults = FaultInjector()
         self.oauth = OAuthStore()
         self.user = User(id="usr_dev0001", email="dev@localhost", name="Dev User")
@@ -752,6 +755,8 @@ class DevState:
         run = RunRecord(id=self._next_run_id, created_at=self.clock(), **fields)
         self._next_run_id += 1
         self._runs[run.id] = run
+        for listener in list(self.run_queued_listeners):
+            listener()
         return run
 
     def _add_checkin_watcher(self, device: DeviceRecord) -> None:
