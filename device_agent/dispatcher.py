@@ -247,7 +247,15 @@ class Agent:
         if answer.kind is AnswerKind.AUTH:
             return await self._token_refused(answer)
         if answer.kind is AnswerKind.TRANSIENT:
-            return self._transient(answer.describe(), answer.retry_after)
+            message = answer.describe()
+            if answer.timed_out:
+                # The server may have claimed a run for this poll anyway; it then shows as
+                # running until the server reaps it (docs/protocol.md, "Long-poll").
+                message += (
+                    " — a run may have been claimed and not received; it is reaped by the "
+                    "server in time. If polls keep timing out, raise poll_timeout_seconds"
+                )
+            return self._transient(message, answer.retry_after)
         return self._rejected(answer)
 
     def _transient(self, message: str, retry_after: float | None) -> float:
@@ -335,9 +343,18 @@ class Agent:
         return _once_exit_code(poll, answers)
 
     async def _poll_request(self) -> Answer:
-        return await self.client.poll(
-            worker_id=self.worker_id, platform=self.settings.platform, label=self.settings.label
+        """Poll, given up at once when a stop is requested (a held long-poll included)."""
+        poll = asyncio.ensure_future(
+            self.client.poll(
+                worker_id=self.worker_id, platform=self.settings.platform, label=self.settings.label
+            )
         )
+        await _first_of(asyncio.shield(poll), self._stopping.wait())
+        if poll.done():
+            return poll.result()
+        poll.cancel()
+        await asyncio.gather(poll, return_exceptions=True)
+        return Answer(AnswerKind.TRANSIENT, None, None, "stopped while polling", timed_out=True)
 
     # ------------------------------------------------------------- drain
 

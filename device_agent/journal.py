@@ -19,6 +19,7 @@ the event loop never waits on an fsync, and there is exactly one writer.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import json
 import sqlite3
@@ -32,6 +33,7 @@ from typing import Any, Final, ParamSpec, TypeVar
 
 from device_agent.errors import DeviceAgentError, ExitCode
 from device_agent.result import ExitReason, Report
+from device_agent.textsafe import encodable
 
 
 class JournalState(enum.StrEnum):
@@ -170,7 +172,11 @@ class Journal:
             yield self._db
             self._db.execute("COMMIT")  # inside: a failed COMMIT (disk full) must roll back too
         except BaseException:
-            self._db.execute("ROLLBACK")
+            # SQLite may already have rolled back (a full disk does): a second ROLLBACK
+            # would raise "no transaction is active" and hide the real error.
+            if self._db.in_transaction:
+                with contextlib.suppress(sqlite3.Error):
+                    self._db.execute("ROLLBACK")
             raise
 
     # ----------------------------------------------------------- writes
@@ -205,11 +211,11 @@ class Journal:
                 (
                     server,
                     run_id,
-                    run_type,
+                    encodable(run_type),
                     CLAIMED,
-                    watcher_id,
-                    watcher_name,
-                    agent_kind,
+                    _text_or_none(watcher_id),
+                    _text_or_none(watcher_name),
+                    _text_or_none(agent_kind),
                     payload_digest,
                     self._clock(),
                 ),
@@ -229,8 +235,8 @@ class Journal:
                 (
                     FINISHED,
                     self._clock(),
-                    output,
-                    report.error,
+                    encodable(output),
+                    _text_or_none(report.error),
                     report.exit_code,
                     report.exit_signal,
                     report.exit_reason,
@@ -359,3 +365,8 @@ class AsyncJournal:
     def close(self) -> None:
         self._thread.shutdown(wait=True)
         self.sync.close()
+
+
+def _text_or_none(text: str | None) -> str | None:
+    """Server and CLI text as SQLite can store it: a lone surrogate cannot be UTF-8."""
+    return None if text is None else encodable(text)

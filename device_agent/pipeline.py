@@ -43,6 +43,11 @@ REPEATED_CLAIM_ERROR: Final = (
     "the server handed this run to this device a second time; device-agent never executes "
     "a run twice (its first result is in the device's journal)"
 )
+HUGE_RUN_ID_ERROR: Final = (
+    "the server sent a run_id beyond 64 bits, which device-agent cannot keep in its journal; "
+    "the run was not executed — check the server"
+)
+SQLITE_INTEGERS: Final = range(-(2**63), 2**63)
 TOO_MANY_ROUNDS_ERROR: Final = (
     f"the server asked for more than {MAX_ROUNDS} rounds of this run; device-agent stopped "
     "so that a CLI is not run without end — check the automation's prompt"
@@ -124,17 +129,17 @@ class RunPipeline:
         give_up: GiveUp,
     ) -> Answer | None:
         parsed = read_claim(lane, claim)
+        if not SQLITE_INTEGERS.start <= claim.run_id < SQLITE_INTEGERS.stop:
+            # No real server numbers runs like this, and the journal cannot hold it: the
+            # run is reported failed, never silently dropped and left claimed.
+            log.error("server handed us a run_id beyond 64 bits; not executing it")
+            await self._tell_once(claim, lane, HUGE_RUN_ID_ERROR)
+            return None
         if not await self._record_claim(claim, parsed):
             # Should never happen; if it does, the journal keeps the first result untouched
             # and the server hears once why this claim is not run, rather than nothing.
             log.error("server handed us a run we already claimed; not executing it twice")
-            body = lane.completion_body(
-                failure(REPEATED_CLAIM_ERROR),
-                run_id=claim.run_id,
-                worker_id=self.worker_id,
-                attempt=0,
-            )
-            await self.client.complete(lane.completion_route(claim.run_id), body)
+            await self._tell_once(claim, lane, REPEATED_CLAIM_ERROR)
             return None
         name = parsed.name if not isinstance(parsed, str) else f"run {claim.run_id}"
         run = ActiveRun(claim.run_id, name, heartbeat)
@@ -173,6 +178,13 @@ class RunPipeline:
             nudge = verdict.nudge
         log.error("the server kept asking for another round; failing the run", rounds=MAX_ROUNDS)
         return await self._settle(claim.run_id, failure(TOO_MANY_ROUNDS_ERROR), give_up)
+
+    async def _tell_once(self, claim: Claim, lane: Lane, error: str) -> None:
+        """Report a claim that is not run, without the journal: one attempt."""
+        body = lane.completion_body(
+            failure(error), run_id=claim.run_id, worker_id=self.worker_id, attempt=0
+        )
+        await self.client.complete(lane.completion_route(claim.run_id), body)
 
     async def _settle(self, run_id: int, report: Report, give_up: GiveUp) -> Answer:
         """Journal a round's result, then deliver it (docs/protocol.md, "How the agent

@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 import platformdirs
 
 from device_agent.errors import DeviceAgentError, ExitCode
+from device_agent.execconfig import PERMISSION_MODES, SAFE_PERMISSION_MODES
 from device_agent.protocol import WORKER_ID_PATTERN
 
 APP_NAME: Final = "device-agent"
@@ -93,6 +94,8 @@ class ExecutorSettings:
     env_allow: tuple[str, ...] = ()  # empty: pass the user's whole environment
     env_deny: tuple[str, ...] = ()
     mcp: bool = True
+    # The permission modes a run may ask for; the owner's consent for anything wider.
+    allowed_permission_modes: tuple[str, ...] = SAFE_PERMISSION_MODES
 
 
 @dataclass(frozen=True)
@@ -111,7 +114,8 @@ class Settings:
     concurrency: int = 1
     default_agent: str = "claude-code"
     heartbeat_seconds: float = 30.0
-    poll_timeout_seconds: float = 40.0
+    # Past a booting server's held polls, which still claim (docs/protocol.md, "Long-poll").
+    poll_timeout_seconds: float = 90.0
     request_timeout_seconds: float = 15.0
     max_backoff_seconds: float = 60.0
     shutdown_grace_seconds: float = 20.0
@@ -298,6 +302,12 @@ def validate(settings: Settings) -> Settings:
         raise ConfigError("executor.kill_grace_seconds must not be negative")
     if ex.stdout_cap_bytes < 1024 or ex.stderr_cap_bytes < 1024:
         raise ConfigError("executor.stdout_cap_bytes and stderr_cap_bytes must be at least 1024")
+    unknown = [m for m in ex.allowed_permission_modes if m not in PERMISSION_MODES]
+    if unknown:
+        raise ConfigError(
+            f"executor.allowed_permission_modes has unknown modes {', '.join(unknown)}: "
+            f"use some of {', '.join(PERMISSION_MODES)}"
+        )
     if settings.journal.keep_days < 0 or settings.journal.keep_rows < 0:
         raise ConfigError("journal.keep_days and journal.keep_rows must not be negative")
     if not settings.default_agent:
@@ -316,6 +326,13 @@ def validate_server_url(url: str) -> str:
     parts = urlsplit(url.strip())
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(f"server {url!r} is not a URL: use e.g. https://lobu.example.com")
+    try:
+        parts.port  # noqa: B018 - urlsplit checks the port only when asked
+    except ValueError:
+        raise ConfigError(
+            f"server {url!r} has no valid port: use a number from 1 to 65535, "
+            "e.g. http://localhost:8787"
+        ) from None
     if parts.scheme == "http" and not is_loopback(parts.hostname):
         raise ConfigError(
             f"server {url!r} uses plain http to a non-loopback host, which would send your token "
