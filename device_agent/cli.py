@@ -22,6 +22,7 @@ from device_agent.commands.run import cmd_run
 from device_agent.commands.status import cmd_status
 from device_agent.commands.trigger import cmd_trigger
 from device_agent.errors import DeviceAgentError, ExitCode
+from device_agent.umask import make_private
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -33,6 +34,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if handler is None:
         parser.print_help()
         return ExitCode.CONFIG
+    make_private()
     try:
         return handler(args)
     except KeyboardInterrupt:

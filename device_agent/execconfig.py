@@ -46,11 +46,12 @@ def timeout_of(config: Mapping[str, Any]) -> float:
     return float(value)
 
 
-def check_consent(config: Mapping[str, Any], allowed: tuple[str, ...]) -> None:
+def check_consent(profile: Profile, config: Mapping[str, Any], allowed: tuple[str, ...]) -> None:
     """Refuse a permission mode the device owner has not allowed: the server must not be
-    able to switch a CLI's safety checks off (docs/protocol.md, "execution_config and the CLI")."""
+    able to switch a CLI's safety checks off (docs/protocol.md, "execution_config and the
+    CLI"). A CLI with no permission flag is not widened by any mode, so it is not asked."""
     mode = config.get("permission_mode")
-    if mode is None or mode in allowed:
+    if mode is None or mode in allowed or "permission_mode" not in profile.options:
         return
     raise Refused(
         f"execution_config.permission_mode {mode!r} is not allowed on this device: the owner "

@@ -96,8 +96,8 @@ class Launcher:
             )
         config = request.execution_config or {}
         timeout = timeout_of(config)
-        check_consent(config, self.settings.allowed_permission_modes)
         flags, ignored = option_flags(profile, config)
+        check_consent(profile, config, self.settings.allowed_permission_modes)
         if ignored:
             log.debug("execution_config keys this CLI has no flag for; ignored", keys=ignored)
         secrets = self.secrets_of(request)

@@ -81,7 +81,31 @@ class Paths:
 
     def ensure(self) -> None:
         for directory in (self.config_dir, self.state_dir, self.log_dir):
-            directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+            ensure_private_dir(directory)
+
+
+def ensure_private_dir(directory: Path) -> None:
+    """Make `directory` (0700) or check that an existing one is ours alone: on a shared
+    machine another user's or a group-writable dir could plant files and symlinks there."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        info = directory.stat()
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot use {directory} ({exc.strerror}): make it a directory you can write, "
+            "or set DEVICE_AGENT_HOME to one"
+        ) from None
+    if info.st_uid != os.getuid():
+        raise ConfigError(
+            f"{directory} belongs to another user (uid {info.st_uid}): use a directory of "
+            "your own, e.g. set DEVICE_AGENT_HOME"
+        )
+    if info.st_mode & 0o022:
+        raise ConfigError(
+            f"{directory} can be written by group or others: run `chmod go-w {directory}`"
+        )
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise ConfigError(f"{directory} is not writable: run `chmod u+rwx {directory}`")
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import tempfile
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -16,9 +18,17 @@ def write_status(path: Path, status: Status, **extra: Any) -> None:
     """Atomically replace the status file (a reader never sees half a file)."""
     data = {**asdict(status), **extra, "pid": os.getpid(), "updated_at": time.time()}
     data["running"] = {str(k): v for k, v in status.running.items()}
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(data, indent=2), encoding="utf-8")
-    os.replace(tmp, path)
+    # A private temp file of our own (mkstemp: O_EXCL, 0600), never a fixed name a
+    # symlink could be planted at.
+    fd, tmp = tempfile.mkstemp(prefix=".status-", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as file:
+            file.write(json.dumps(data, indent=2))
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
 
 
 def read_status(path: Path) -> dict[str, Any] | None:

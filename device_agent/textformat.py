@@ -2,8 +2,21 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Sequence
+
+# C0 controls (ESC among them), DEL and C1 controls: a terminal acts on them — retitles,
+# clears, writes the clipboard — rather than showing them.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+_CONTROL_BUT_LINES = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(text: str, *, lines: bool = False) -> str:
+    """Server or CLI text made safe for a terminal: control characters shown as `\\x1b`
+    escapes. `lines` keeps newlines and tabs (a run's output). Never for --json output."""
+    pattern = _CONTROL_BUT_LINES if lines else _CONTROL
+    return pattern.sub(lambda match: f"\\x{ord(match.group()):02x}", text)
 
 
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:

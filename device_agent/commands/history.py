@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from device_agent.commands import fail, settings_from
 from device_agent.errors import ExitCode
-from device_agent.textformat import duration, format_table, when
+from device_agent.textformat import duration, format_table, printable, when
 
 if TYPE_CHECKING:
     from device_agent.journal import Journal
@@ -35,10 +35,10 @@ def cmd_history(args: argparse.Namespace) -> int:
     rows = [
         [
             str(e.run_id),
-            e.watcher_name or "-",
-            e.agent_kind or "-",
+            printable(e.watcher_name or "-"),
+            printable(e.agent_kind or "-"),
             e.state,
-            e.answer or "-",
+            printable(e.answer or "-"),
             duration(e.duration_ms),
             when(e.claimed_at),
         ]
@@ -63,7 +63,7 @@ def _show_run(journal: Journal, settings: Settings, run_id: int, *, as_json: boo
             continue
         for key, value in entry.as_dict().items():
             if key != "output":
-                print(f"{key:>15}: {value}")
+                print(f"{key:>15}: {printable(str(value))}")
         print("---- output ----")
-        print(entry.output or "")
+        print(printable(entry.output or "", lines=True))
     return ExitCode.OK

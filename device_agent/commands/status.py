@@ -8,7 +8,7 @@ from typing import Any
 
 from device_agent.commands import settings_from
 from device_agent.errors import ExitCode
-from device_agent.textformat import ago
+from device_agent.textformat import ago, printable
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -47,10 +47,10 @@ def _print_status(report: dict[str, Any]) -> None:
     if report["running"]:
         print(
             f"agent: running (PID {agent.get('pid')}), {agent.get('state')}"
-            + (f" — {agent['detail']}" if agent.get("detail") else "")
+            + (f" — {printable(str(agent['detail']))}" if agent.get("detail") else "")
         )
         for run_id, name in (agent.get("running") or {}).items():
-            print(f"  running run {run_id}: {name}")
+            print(f"  running run {run_id}: {printable(str(name))}")
     elif agent:
         print(
             f"agent: not running (last state: {agent.get('state')}, {ago(agent.get('updated_at'))})"
@@ -58,7 +58,7 @@ def _print_status(report: dict[str, Any]) -> None:
     else:
         print("agent: not running (no state yet)")
     if agent.get("last_error"):
-        print(f"last problem: {agent['last_error']}")
+        print(f"last problem: {printable(str(agent['last_error']))}")
     print(f"results waiting to be delivered: {report['undelivered']}")
     for entry in report["dead_letters"]:
         print(

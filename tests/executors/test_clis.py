@@ -235,7 +235,9 @@ def test_opencode_error_event(bench: Bench) -> None:
 
 def test_opencode_mcp_through_config_content(bench: Bench) -> None:
     bench.install("opencode")
-    result = bench.run("opencode", config={"permission_mode": "bypassPermissions"})
+    executor = bench.executor(allowed_permission_modes=("bypassPermissions",))
+    config = {"permission_mode": "bypassPermissions"}
+    result = bench.run("opencode", executor=executor, config=config)
     assert result.exit_reason == "ok"
     seen = bench.reported()
     assert seen["argv"][1:] == ["run", "--format", "json", "--auto"]
@@ -301,3 +303,56 @@ def test_unknown_and_unsupported_keys_are_ignored_not_passed(bench: Bench) -> No
         "colour",
         "permission_mode=dontAsk",
     }
+
+
+# ------------------------------------------------ the owner's consent (issue 8)
+
+WIDENING = [
+    ("claude-code", "claude", "bypassPermissions"),
+    ("claude-code", "claude", "auto"),
+    ("codex", "codex", "bypassPermissions"),
+    ("gemini", "gemini", "bypassPermissions"),
+    ("opencode", "opencode", "bypassPermissions"),
+]
+
+
+@pytest.mark.parametrize(("kind", "fake", "mode"), WIDENING)
+def test_a_mode_the_owner_has_not_allowed_fails_before_starting(
+    bench: Bench, kind: str, fake: str, mode: str
+) -> None:
+    bench.install(fake)
+    result = bench.run(kind, config={"permission_mode": mode})
+    assert result.exit_reason == "error_message"
+    assert result.error is not None
+    assert f"permission_mode {mode!r} is not allowed on this device" in result.error
+    assert "[executor] allowed_permission_modes" in result.error
+    assert not bench.report_path.exists()  # the CLI never ran
+
+
+@pytest.mark.parametrize("mode", ["default", "acceptEdits", "plan", "dontAsk"])
+def test_the_safe_modes_need_no_consent(bench: Bench, mode: str) -> None:
+    bench.install("claude")
+    result = bench.run("claude-code", config={"permission_mode": mode})
+    assert result.exit_reason == "ok"
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"max_budget_usd": float("nan")},
+        {"max_budget_usd": float("inf")},
+        {"max_budget_usd": 1e308},
+        {"model": 1e308},
+        {"model": 7},
+        {"model": ["opus"]},
+    ],
+)
+def test_numbers_that_are_not_sane_and_models_that_are_not_strings_are_refused(
+    bench: Bench, config: dict[str, object]
+) -> None:
+    bench.install("claude")
+    result = bench.run("claude-code", config=config)
+    assert result.exit_reason == "error_message"
+    assert result.error is not None
+    assert result.error.startswith("execution_config.")
+    assert not bench.report_path.exists()
