@@ -106,8 +106,7 @@ def _one_of(choices: tuple[str, ...]) -> _Validator:
 def _positive_number(key: str, value: Any) -> str:
     if not _sane_number(value) or value <= 0:
         raise Refused(
-            f"execution_config.{key} must be a positive number up to {MAX_NUMBER:g}, "
-            f"got {value!r}"
+            f"execution_config.{key} must be a positive number up to {MAX_NUMBER:g}, got {value!r}"
         )
     return _number_text(value)
 

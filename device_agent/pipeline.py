@@ -16,9 +16,10 @@ still going, until the answer says done or `MAX_ROUNDS` is reached.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -31,6 +32,7 @@ from device_agent.heartbeat import Heartbeat
 from device_agent.journal import ABANDONED, AsyncJournal
 from device_agent.lanes import Lane, LaneRun, Resume, lane_for, read_claim
 from device_agent.launch import ExecutionRequest, McpWiring
+from device_agent.mcp_proxy import McpProxy
 from device_agent.protocol import Claim, PayloadError
 from device_agent.result import ExitReason, Report, failure
 from device_agent.settings import Settings
@@ -228,16 +230,17 @@ class RunPipeline:
             prompt = parsed.prompt(nudge)
         except PayloadError as exc:
             return failure(str(exc))
-        request = ExecutionRequest(
-            run_id=run_id,
-            agent_kind=kind,
-            prompt=prompt,
-            execution_config=parsed.execution_config,
-            mcp=McpWiring(url=f"{self.server}/mcp", token=self.tokens.current()),
-        )
         stop_on_loss = asyncio.create_task(_forward(run.heartbeat.lost, run.cancel))
         try:
-            report = await self.executor.execute(request, cancel=run.cancel)
+            async with self._mcp_wiring() as mcp:
+                request = ExecutionRequest(
+                    run_id=run_id,
+                    agent_kind=kind,
+                    prompt=prompt,
+                    execution_config=parsed.execution_config,
+                    mcp=mcp,
+                )
+                report = await self.executor.execute(request, cancel=run.cancel)
         finally:
             stop_on_loss.cancel()
         if report.exit_reason is ExitReason.CANCELLED and not run.heartbeat.lost.is_set():
@@ -250,6 +253,17 @@ class RunPipeline:
             **_loggable(report.details),
         )
         return report
+
+    @contextlib.asynccontextmanager
+    async def _mcp_wiring(self) -> AsyncIterator[McpWiring | None]:
+        """The Lobu tools for one run, through a loopback proxy that holds the device token
+        and gives the CLI a secret that dies with the run (docs/protocol.md, "execution_config
+        and the CLI")."""
+        if not self.settings.executor.mcp:
+            yield None
+            return
+        async with McpProxy(f"{self.server}/mcp", self.tokens.current) as proxy:
+            yield McpWiring(url=proxy.url, token=proxy.secret)
 
     def _shutdown_error(self, not_started: bool) -> str:
         if not_started:

@@ -130,7 +130,7 @@ class HostileServer:
         self._writers.add(writer)
         task = asyncio.current_task()
         assert task is not None
-        self._tasks.add(task)  # type: ignore[arg-type]
+        self._tasks.add(task)
         try:
             while True:
                 request = await _read_request(reader)
@@ -143,7 +143,7 @@ class HostileServer:
         except (ConnectionError, asyncio.IncompleteReadError):
             return  # the client gave up on us: that is what most tests want
         finally:
-            self._tasks.discard(task)  # type: ignore[arg-type]
+            self._tasks.discard(task)
             self._writers.discard(writer)
             writer.close()
 

@@ -125,11 +125,15 @@ def test_gemini_argv_translates_permission_mode_and_drops_unsupported_keys(bench
     assert set(result.details["ignored_options"]) == {"max_budget_usd", "effort"}
 
 
-def test_gemini_mcp_settings_file_in_workdir_is_private_and_removed(bench: Bench) -> None:
+def test_gemini_mcp_settings_file_is_outside_the_workdir_private_and_removed(
+    bench: Bench,
+) -> None:
     bench.install("gemini")
     result = bench.run("gemini")
     assert result.exit_reason == "ok"
     seen = bench.reported()["settings"]
+    assert bench.reported()["project_settings"] is None
+    assert not Path(seen["path"]).is_relative_to(Path(bench.reported()["cwd"]))
     assert seen["mode"] == "0o600"
     assert seen["content"]["mcpServers"]["lobu"]["httpUrl"] == MCP_URL
     assert seen["content"]["mcpServers"]["lobu"]["headers"]["Authorization"].startswith("Bearer ")
@@ -137,7 +141,7 @@ def test_gemini_mcp_settings_file_in_workdir_is_private_and_removed(bench: Bench
     assert bench.reported()["argv"][-2:] == ["--allowed-mcp-server-names", "lobu"]
 
 
-def test_gemini_never_overwrites_settings_in_a_configured_workdir(bench: Bench) -> None:
+def test_gemini_never_touches_settings_in_a_configured_workdir(bench: Bench) -> None:
     bench.install("gemini")
     workdir = bench.root / "work"
     settings = workdir / ".gemini" / "settings.json"
@@ -146,7 +150,7 @@ def test_gemini_never_overwrites_settings_in_a_configured_workdir(bench: Bench) 
     result = bench.run("gemini", executor=bench.executor(workdir=workdir))
     assert result.exit_reason == "ok"
     assert settings.read_text() == '{"theme": "mine"}'
-    assert result.details["mcp"] is False
+    assert result.details["mcp"] is True  # the Lobu tools come from outside the workdir
     assert workdir.is_dir()  # a configured workdir is the user's: never removed
 
 
