@@ -38,12 +38,15 @@ from device_agent.tokens import TokenSource
 
 log = structlog.get_logger(__name__)
 
+JOURNAL_RETRY_SECONDS: Final = 10.0  # while the journal cannot be written: a probe this often
 AUTH_RETRY_SECONDS: Final = 60.0  # while the token is refused: one poll a minute, never a hammer
 ONCE_ATTEMPTS: Final = 4  # `run --once` gives a result this many tries before leaving it queued
 DRAIN_ATTEMPTS: Final = 3  # likewise while shutting down
 RESTARTED_ERROR: Final = (
-    "device-agent restarted while this run was executing; it was not run again, "
-    "so that it is never executed twice — trigger the watcher again if you need it"
+    "device-agent stopped before it could record this run's result (it was restarted or "
+    "killed while the run was executing, or its journal could not be written — the log "
+    "says which); it was not run again, so that it is never executed twice — trigger the "
+    "watcher again if you need it"
 )
 
 
@@ -196,9 +199,21 @@ class Agent:
     async def _poll_loop(self) -> None:
         self._set_status(AgentState.IDLE)
         while await self._free_slot():
+            if not await self._journal_ready():
+                self._slots.release()
+                await self._poll_alarm.sleep(JOURNAL_RETRY_SECONDS)
+                continue
             delay = await self._poll_once()
             if delay > 0:
                 await self._poll_alarm.sleep(delay)
+
+    async def _journal_ready(self) -> bool:
+        """No claim while the journal cannot be written: a claimed run it cannot record
+        would be lost or, after a restart, run twice. Checked again until it can."""
+        if self.journal.problem is None or await self.journal.writable_again():
+            return True
+        self._set_status(AgentState.JOURNAL_UNWRITABLE, self.journal.problem)
+        return False
 
     async def _free_slot(self) -> bool:
         """Wait for a concurrency slot; False (holding none) once stopping."""
@@ -376,6 +391,12 @@ class Agent:
             run.cancel.set()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.journal.problem is not None and not await self.journal.writable_again():
+            log.error(
+                "stopping with results the journal could not record; they were delivered, "
+                "but the next start reports those runs as interrupted",
+                error=self.journal.problem,
+            )
 
     def _set_status(self, state: AgentState, detail: str = "") -> None:
         self.status.state = state

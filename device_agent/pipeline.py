@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import json
 from collections.abc import AsyncIterator, Callable
@@ -29,7 +30,7 @@ from device_agent.client import Answer, LobuClient
 from device_agent.delivery import GiveUp, Outbox
 from device_agent.executor import Executor
 from device_agent.heartbeat import Heartbeat
-from device_agent.journal import ABANDONED, AsyncJournal
+from device_agent.journal import ABANDONED, AsyncJournal, JournalError, JournalWriteError
 from device_agent.lanes import Lane, LaneRun, Resume, lane_for, read_claim
 from device_agent.launch import ExecutionRequest, McpWiring
 from device_agent.mcp_proxy import McpProxy
@@ -137,7 +138,13 @@ class RunPipeline:
             log.error("server handed us a run_id beyond 64 bits; not executing it")
             await self._tell_once(claim, lane, HUGE_RUN_ID_ERROR)
             return None
-        if not await self._record_claim(claim, parsed):
+        try:
+            first_claim = await self._record_claim(claim, parsed)
+        except JournalWriteError as exc:
+            # Never run what the journal does not know of: a restart could run it twice.
+            await self._tell_once(claim, lane, f"not executed: {exc}")
+            return None
+        if not first_claim:
             # Should never happen; if it does, the journal keeps the first result untouched
             # and the server hears once why this claim is not run, rather than nothing.
             log.error("server handed us a run we already claimed; not executing it twice")
@@ -191,9 +198,16 @@ class RunPipeline:
     async def _settle(self, run_id: int, report: Report, give_up: GiveUp) -> Answer:
         """Journal a round's result, then deliver it (docs/protocol.md, "How the agent
         settles a result")."""
-        entry = await self.journal.call(
-            self.journal.sync.record_result, self.server, run_id, report
-        )
+        journal = self.journal.sync
+        if await self.journal.write_or_defer(journal.record_result, self.server, run_id, report):
+            read = journal.get
+        else:
+            # The journal cannot take it (a full disk): the result in hand is still
+            # delivered; the journal is brought up to date once it can be written.
+            read = functools.partial(journal.unrecorded_result, report=report)
+        entry = await self.journal.call(read, self.server, run_id)
+        if entry is None:
+            raise JournalError(f"run {run_id} vanished from the journal")
         return await self.outbox.deliver(entry, give_up)
 
     async def _record_claim(self, claim: Claim, parsed: LaneRun | str) -> bool:

@@ -72,7 +72,7 @@ def test_killed_agent_reports_the_interrupted_run_instead_of_rerunning_it(lab: L
     run = lab.state.run(run_id)
     assert run.status == "failed"
     assert run.exit_reason == "crash"
-    assert "restarted while this run was executing" in (run.error or "")
+    assert "stopped before it could record this run's result" in (run.error or "")
     assert len(lab.executions()) == 1  # never executed twice
 
 
