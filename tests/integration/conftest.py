@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import os
 import signal
@@ -33,6 +34,16 @@ def journal_rows(home: Path) -> dict[int, dict[str, Any]]:
         return {row["run_id"]: dict(row) for row in db.execute("SELECT * FROM runs")}
     finally:
         db.close()
+
+
+def drain(process: subprocess.Popen[str]) -> concurrent.futures.Future[str]:
+    """Read a long-running agent's stderr as it comes, so that a full pipe never blocks it;
+    the future holds all of it once the process has exited."""
+    assert process.stderr is not None
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+    future = pool.submit(process.stderr.read)
+    pool.shutdown(wait=False)
+    return future
 
 
 @dataclass

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import resource
+import signal
 import subprocess
 import sys
 from typing import Any
@@ -16,7 +17,7 @@ from typing import Any
 import pytest
 
 from tests.helpers import install_fake, wait_for
-from tests.integration.conftest import Lab, journal_rows
+from tests.integration.conftest import Lab, drain, journal_rows
 
 pytestmark = [
     pytest.mark.slow,
@@ -55,6 +56,7 @@ def test_a_full_disk_stops_claims_delivers_the_result_in_hand_and_resumes(lab: L
         ),
     )
     lab.processes.append(agent)
+    stderr = drain(agent)
 
     # The result the journal could not take still reaches the server...
     wait_for(lambda: lab.state.run(big).status == "failed", timeout=120, what="the big result")
@@ -75,7 +77,9 @@ def test_a_full_disk_stops_claims_delivers_the_result_in_hand_and_resumes(lab: L
     rows = journal_rows(lab.home)
     assert rows[big]["state"] == "acknowledged"  # the journal caught up with what happened
     assert "fatal: out of widgets" in rows[big]["error"]
-    code, err = lab.stop_agent(agent)
+    agent.send_signal(signal.SIGTERM)
+    code = agent.wait(timeout=60)
+    err = stderr.result()
     assert code == 0
     assert err.count("the journal cannot be written") == 1, err  # said once
     assert "Traceback" not in err
