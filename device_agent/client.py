@@ -30,7 +30,7 @@ NOT_IN_PROGRESS: Final = "Run is not in progress"
 GENERIC_COMPLETION_ROUTE: Final = "/api/workers/complete"  # for run types no lane handles
 _WINDOW_ERROR_MARKER: Final = "approved_input.window_"
 
-# The most bytes read from one answer (docs/protocol.md, "What a real server does"):
+# The most bytes read from one answer (docs/protocol.md, "Poll and claim"):
 # a poll answer is a few KB (a watcher run with its window a few hundred), every other
 # answer a few hundred bytes. Anything larger is a broken or hostile server.
 POLL_BODY_CAP: Final = 4 * 1024 * 1024
