@@ -393,8 +393,8 @@ class Agent:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         if self.journal.problem is not None and not await self.journal.writable_again():
             log.error(
-                "stopping with results the journal could not record; they were delivered, "
-                "but the next start reports those runs as interrupted",
+                "stopping with results the journal could not record (those delivered are on "
+                "the server); the next start reports their runs as interrupted",
                 error=self.journal.problem,
             )
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import concurrent.futures
 import json
 import os
+import resource
 import signal
 import sqlite3
 import subprocess
@@ -44,6 +45,13 @@ def drain(process: subprocess.Popen[str]) -> concurrent.futures.Future[str]:
     future = pool.submit(process.stderr.read)
     pool.shutdown(wait=False)
     return future
+
+
+def stop(process: subprocess.Popen[str], stderr: concurrent.futures.Future[str]) -> tuple[int, str]:
+    """SIGTERM an agent started with `Lab.start_agent_under_file_limit`; its code and stderr."""
+    process.send_signal(signal.SIGTERM)
+    code = process.wait(timeout=60)
+    return code, stderr.result(timeout=60)
 
 
 @dataclass
@@ -112,6 +120,25 @@ class Lab:
         )
         self.processes.append(process)
         return process
+
+    def start_agent_under_file_limit(
+        self, limit: int
+    ) -> tuple[subprocess.Popen[str], concurrent.futures.Future[str]]:
+        """`run` as if the disk filled up after `limit` bytes per file (RLIMIT_FSIZE: a real
+        EFBIG); `resource.prlimit` on its pid lifts it later. Its stderr is drained."""
+        self.write_config()
+        process = subprocess.Popen(
+            [sys.executable, "-m", "device_agent", "run"],
+            env=self.env(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            preexec_fn=lambda: resource.setrlimit(
+                resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY)
+            ),
+        )
+        self.processes.append(process)
+        return process, drain(process)
 
     def stop_agent(self, process: subprocess.Popen[str], timeout: float = 30.0) -> tuple[int, str]:
         process.send_signal(signal.SIGTERM)

@@ -9,15 +9,12 @@ from __future__ import annotations
 
 import json
 import resource
-import signal
-import subprocess
-import sys
 from typing import Any
 
 import pytest
 
 from tests.helpers import install_fake, wait_for
-from tests.integration.conftest import Lab, drain, journal_rows
+from tests.integration.conftest import Lab, journal_rows, stop
 
 pytestmark = [
     pytest.mark.slow,
@@ -44,19 +41,7 @@ def test_a_full_disk_stops_claims_delivers_the_result_in_hand_and_resumes(lab: L
     profiles.mkdir(parents=True)
     (profiles / "flood.toml").write_text('binary = "flood"\n')
     big = lab.state.queue_run(lab.add_watcher("Big output", agent_kind="flood"))
-    lab.write_config()
-    agent = subprocess.Popen(
-        [sys.executable, "-m", "device_agent", "run"],
-        env=lab.env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=lambda: resource.setrlimit(
-            resource.RLIMIT_FSIZE, (LIMIT, resource.RLIM_INFINITY)
-        ),
-    )
-    lab.processes.append(agent)
-    stderr = drain(agent)
+    agent, stderr = lab.start_agent_under_file_limit(LIMIT)
 
     # The result the journal could not take still reaches the server...
     wait_for(lambda: lab.state.run(big).status == "failed", timeout=120, what="the big result")
@@ -77,9 +62,7 @@ def test_a_full_disk_stops_claims_delivers_the_result_in_hand_and_resumes(lab: L
     rows = journal_rows(lab.home)
     assert rows[big]["state"] == "acknowledged"  # the journal caught up with what happened
     assert "fatal: out of widgets" in rows[big]["error"]
-    agent.send_signal(signal.SIGTERM)
-    code = agent.wait(timeout=60)
-    err = stderr.result()
+    code, err = stop(agent, stderr)
     assert code == 0
     assert err.count("the journal cannot be written") == 1, err  # said once
     assert "Traceback" not in err

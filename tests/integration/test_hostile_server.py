@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import wait_for
+from tests.helpers import agent_env, wait_for
 from tests.hostile import HostileServer, Reply, Seen, json_reply, nested_json, trickle
 
 WORKER = "linux:hostile"
@@ -25,15 +24,19 @@ TOKEN = "owl_pat_" + "t" * 32
 IDLE = json_reply({"next_poll_seconds": 60})
 
 
-def agent_env(home: Path, url: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DEVICE_AGENT_")}
-    env.update(
-        DEVICE_AGENT_HOME=str(home),
-        DEVICE_AGENT_SERVER=url,
-        DEVICE_AGENT_TOKEN=TOKEN,
-        DEVICE_AGENT_WORKER_ID=WORKER,
+def env_for(home: Path, url: str) -> dict[str, str]:
+    return agent_env(home, server=url, token=TOKEN, worker_id=WORKER)
+
+
+def start(home: Path, url: str) -> subprocess.Popen[str]:
+    """`device-agent run` as a service manager starts it."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "device_agent", "run", "--agent", "demo"],
+        env=env_for(home, url),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        text=True,
     )
-    return env
 
 
 def write_config(home: Path, text: str) -> None:
@@ -54,7 +57,7 @@ def serve() -> Iterator[Serve]:
 def run_once(home: Path, url: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "device_agent", "run", "--once", "--agent", "demo"],
-        env=agent_env(home, url),
+        env=env_for(home, url),
         capture_output=True,
         text=True,
         timeout=120,
@@ -107,13 +110,7 @@ def test_a_stop_aborts_a_trickled_poll_at_once(serve: Serve, isolated_home: Path
     # One byte a second: httpx's per-read timeout never fires, and only the overall
     # deadline (minutes for a poll) would end it. SIGTERM must not wait for that.
     server = serve([trickle(b'{"next_poll_seconds": 5}' + b" " * 100_000, interval=1.0)])
-    agent = subprocess.Popen(
-        [sys.executable, "-m", "device_agent", "run", "--agent", "demo"],
-        env=agent_env(isolated_home, server.url),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    agent = start(isolated_home, server.url)
     try:
         wait_for(lambda: server.seen, timeout=60, what="the agent's first poll")
         agent.send_signal(signal.SIGTERM)
@@ -131,13 +128,7 @@ def test_a_timed_out_poll_shows_in_status_that_a_run_may_have_been_claimed(
 ) -> None:
     write_config(isolated_home, "poll_timeout_seconds = 1\nmax_backoff_seconds = 60\n")
     server = serve([trickle(b" " * 100_000, interval=0.3)])
-    agent = subprocess.Popen(
-        [sys.executable, "-m", "device_agent", "run", "--agent", "demo"],
-        env=agent_env(isolated_home, server.url),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    agent = start(isolated_home, server.url)
     status_file = isolated_home / "state" / "status.json"
 
     def detail() -> str:
@@ -150,7 +141,7 @@ def test_a_timed_out_poll_shows_in_status_that_a_run_may_have_been_claimed(
         wait_for(lambda: "may have been claimed" in detail(), timeout=90, what="status detail")
         shown = subprocess.run(
             [sys.executable, "-m", "device_agent", "status"],
-            env=agent_env(isolated_home, server.url),
+            env=env_for(isolated_home, server.url),
             capture_output=True,
             text=True,
             timeout=60,

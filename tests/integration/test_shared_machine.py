@@ -20,7 +20,7 @@ import pytest
 from device_agent.devserver import DevServer, DevState
 from device_agent.journal import Journal
 from device_agent.result import ExitReason, Report
-from tests.helpers import wait_for
+from tests.helpers import agent_env, wait_for
 
 WORKER = "linux:shared"
 SERVER = "http://127.0.0.1:9"
@@ -28,14 +28,7 @@ ESCAPES = "\x1b]0;owned\x07\x1b[2J\x1b]52;c;ZXZpbA==\x07"
 
 
 def env_for(home: Path, server: str = SERVER, token: str = "owl_pat_" + "s" * 32) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("DEVICE_AGENT_")}
-    env.update(
-        DEVICE_AGENT_HOME=str(home),
-        DEVICE_AGENT_SERVER=server,
-        DEVICE_AGENT_TOKEN=token,
-        DEVICE_AGENT_WORKER_ID=WORKER,
-    )
-    return env
+    return agent_env(home, server=server, token=token, worker_id=WORKER)
 
 
 def agent(home: Path, *args: str, server: str = SERVER) -> subprocess.CompletedProcess[str]:

@@ -8,8 +8,6 @@ import random
 import re
 import resource
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -17,7 +15,7 @@ import pytest
 
 from tests.helpers import wait_for
 
-from .conftest import Lab, drain, journal_rows
+from .conftest import Lab, journal_rows, stop
 
 RUNS = 50
 KILLS = 6
@@ -138,20 +136,8 @@ def test_no_result_lost_while_the_journal_cannot_be_written_for_part_of_the_run(
         watcher = lab.add_watcher(f"Soak run {n:02d} [[sleep={pause}]]", name=f"soak-{n:02d}")
         run_ids.append(lab.state.queue_run(watcher))
     lab.state.faults.chaos(rate=0.2, routes=("poll", "heartbeat", "complete"), seed=SEED)
-    lab.write_config()
     started = time.monotonic()
-    agent = subprocess.Popen(
-        [sys.executable, "-m", "device_agent", "run"],
-        env=lab.env(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=lambda: resource.setrlimit(
-            resource.RLIMIT_FSIZE, (FULL_DISK_LIMIT, resource.RLIM_INFINITY)
-        ),
-    )
-    lab.processes.append(agent)
-    stderr = drain(agent)
+    agent, stderr = lab.start_agent_under_file_limit(FULL_DISK_LIMIT)
     status_file = lab.home / "state" / "status.json"
     wait_for(
         lambda: '"journal_unwritable"' in _read(status_file),
@@ -164,9 +150,7 @@ def test_no_result_lost_while_the_journal_cannot_be_written_for_part_of_the_run(
     wait_for(lambda: _all_terminal(lab), timeout=180, what="every run to be terminal")
     lab.state.faults.clear()
     wait_for(lambda: _nothing_pending(lab), timeout=60, what="the journal to be settled")
-    agent.send_signal(signal.SIGTERM)
-    code = agent.wait(timeout=60)
-    err = stderr.result()
+    code, err = stop(agent, stderr)
     assert code == 0, err[-2000:]
 
     runs = {r: lab.state.run(r) for r in run_ids}

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from device_agent.devserver import DevServer, DevState
-from tests.helpers import install_fake
+from tests.helpers import agent_env, install_fake
 
 WORKER = "linux:token-test"
 
@@ -48,14 +48,9 @@ class Setup:
     def run_once(self, kind: str) -> dict[str, Any]:
         watcher = self.state.add_watcher("Hello", agent_kind=kind, pinned_worker_id=WORKER)
         run_id = self.state.queue_run(watcher)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("DEVICE_AGENT_")}
+        env = agent_env(self.home, server=self.url, token=self.token, worker_id=WORKER)
         env.update(
-            DEVICE_AGENT_HOME=str(self.home),
-            DEVICE_AGENT_SERVER=self.url,
-            DEVICE_AGENT_TOKEN=self.token,
-            DEVICE_AGENT_WORKER_ID=WORKER,
-            PATH=f"{self.bin_dir}{os.pathsep}{env.get('PATH', '')}",
-            FAKE_REPORT=str(self.report),
+            PATH=f"{self.bin_dir}{os.pathsep}{env.get('PATH', '')}", FAKE_REPORT=str(self.report)
         )
         done = subprocess.run(
             [sys.executable, "-m", "device_agent", "run", "--once"],
