@@ -45,6 +45,7 @@ def test_json_nested_a_hundred_thousand_deep_is_a_transient_answer() -> None:
     assert "undecodable" in answer.message
 
 
+@pytest.mark.slow
 def test_a_trickled_answer_is_given_up_at_the_overall_deadline() -> None:
     # One byte a second never trips httpx's per-read timeout of 1 s.
     body = b'{"next_poll_seconds": 10}' + b" " * 10_000
