@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from device_agent.control_client import Target
-from device_agent.textformat import printable
+from device_agent.textformat import plain
 
 TAIL_CHARS: Final = 2000
 MAX_TARGETS: Final = 200
@@ -51,7 +51,7 @@ class RunBoard:
         """Add what the run's CLI printed; only the last `tail_chars` are kept."""
         running = self._running.get(run_id)
         if running is not None:
-            running.tail = (running.tail + printable(text))[-self.tail_chars :]
+            running.tail = (running.tail + plain(text))[-self.tail_chars :]
 
     def finished(self, run_id: int) -> None:
         self._running.pop(run_id, None)

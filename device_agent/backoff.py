@@ -3,15 +3,13 @@
 Exponential backoff with *equal* jitter: after the n-th failure in a row the
 delay is drawn from [c/2, c] where c = min(cap, base * 2**(n-1)), so a fleet
 of devices spreads out yet none retries at once. A server's Retry-After is
-honoured as a floor, up to `RETRY_AFTER_CAP`. `reset` after a success.
+honoured as a floor, up to the cap: a server asking for more than the owner's
+`max_backoff_seconds` gets that, no longer. `reset` after a success.
 """
 
 from __future__ import annotations
 
 import random
-from typing import Final
-
-RETRY_AFTER_CAP: Final = 300.0  # a server asking for more than 5 min is probably confused
 
 
 class Backoff:
@@ -29,7 +27,7 @@ class Backoff:
         ceiling = min(self.cap, self.base * 2 ** min(self.failures - 1, 30))
         delay = self._rng.uniform(ceiling / 2, ceiling)
         if retry_after is not None:
-            delay = max(delay, min(retry_after, RETRY_AFTER_CAP))
+            delay = max(delay, min(retry_after, self.cap))
         return delay
 
     def reset(self) -> None:

@@ -27,6 +27,7 @@ from device_agent.commands.run import cmd_run
 from device_agent.commands.status import cmd_status
 from device_agent.commands.trigger import cmd_trigger
 from device_agent.errors import DeviceAgentError, ExitCode
+from device_agent.umask import make_private
 
 Command = Callable[[argparse.Namespace], int]
 Parser = argparse.ArgumentParser
@@ -39,6 +40,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if handler is None:
         parser.print_help()
         return ExitCode.CONFIG
+    make_private()
     try:
         code = handler(args)
         sys.stdout.flush()  # here, not at exit, so that a closed pipe is handled below

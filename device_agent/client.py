@@ -12,6 +12,7 @@ so the dispatcher never looks at a status code:
 
 from __future__ import annotations
 
+import asyncio
 import enum
 import json
 from collections.abc import Callable, Mapping
@@ -30,6 +31,13 @@ GENERIC_COMPLETION_ROUTE: Final = "/api/workers/complete"  # for run types no la
 POLL_TIMEOUT_MARGIN_SECONDS: Final = 10.0  # a held poll's answer may take this long to arrive
 _WINDOW_ERROR_MARKER: Final = "approved_input.window_"
 
+# The most bytes read from one answer (docs/protocol.md, "Poll and claim"):
+# a poll answer is a few KB (a watcher run with its window a few hundred), every other
+# answer a few hundred bytes. Anything larger is a broken or hostile server.
+POLL_BODY_CAP: Final = 4 * 1024 * 1024
+BODY_CAP: Final = 256 * 1024
+CONNECT_TIMEOUT: Final = 10.0
+
 
 class AnswerKind(enum.Enum):
     OK = "ok"
@@ -46,6 +54,7 @@ class Answer:
     body: Any
     message: str
     retry_after: float | None = None
+    timed_out: bool = False  # no answer in time: the server may still have acted on it
 
     @property
     def ok(self) -> bool:
@@ -104,15 +113,16 @@ class LobuClient:
         token: TokenGetter,
         *,
         request_timeout: float = 15.0,
-        poll_timeout: float = 40.0,
+        poll_timeout: float = 90.0,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.origin = origin.rstrip("/")
         self._token = token
-        self._poll_timeout_seconds = poll_timeout
+        self._request_timeout = request_timeout
+        self._poll_timeout = poll_timeout
         self._http = httpx.AsyncClient(
             base_url=self.origin,
-            timeout=httpx.Timeout(request_timeout, connect=10.0),
+            timeout=httpx.Timeout(request_timeout, connect=CONNECT_TIMEOUT),
             headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
             follow_redirects=False,  # a redirect could carry the token to another host
             transport=transport,
@@ -135,9 +145,8 @@ class LobuClient:
         (docs/protocol.md, "Long-poll")."""
         wait = body.get("wait_seconds")
         held = float(wait) if isinstance(wait, int | float) and not isinstance(wait, bool) else 0
-        read = max(self._poll_timeout_seconds, held + POLL_TIMEOUT_MARGIN_SECONDS)
-        timeout = httpx.Timeout(read, connect=10.0)
-        return await self._post("/api/workers/poll", body, read_timeout=timeout)
+        read = max(self._poll_timeout, held + POLL_TIMEOUT_MARGIN_SECONDS)
+        return await self._post("/api/workers/poll", body, read_seconds=read, cap=POLL_BODY_CAP)
 
     async def heartbeat(self, *, run_id: int, worker_id: str) -> Answer:
         answer = await self._post(
@@ -200,28 +209,63 @@ class LobuClient:
         path: str,
         body: Mapping[str, Any] | None,
         *,
-        read_timeout: httpx.Timeout | None = None,
+        read_seconds: float | None = None,
+        cap: int = BODY_CAP,
     ) -> Answer:
+        """One request, bounded in time and size whatever the server does.
+
+        httpx's timeouts are per read, so a server trickling a byte a second would
+        hold a request forever: the whole exchange also gets one overall deadline.
+        The body is read as a stream and refused past `cap`, never buffered whole.
+        """
+        seconds = self._request_timeout if read_seconds is None else read_seconds
         headers = {"Authorization": f"Bearer {self._token()}"}
-        extra: dict[str, Any] = {}
-        if read_timeout is not None:
-            extra["timeout"] = read_timeout
+        per_read = httpx.Timeout(seconds, connect=CONNECT_TIMEOUT)
         try:
-            response = await self._http.request(method, path, json=body, headers=headers, **extra)
-        except httpx.TimeoutException as exc:
-            return Answer(AnswerKind.TRANSIENT, None, None, f"timed out ({type(exc).__name__})")
+            async with asyncio.timeout(seconds + CONNECT_TIMEOUT):
+                request = self._http.build_request(
+                    method, path, json=body, headers=headers, timeout=per_read
+                )
+                response = await self._http.send(request, stream=True)
+                try:
+                    content = await _read_capped(response, cap)
+                except AnswerTooLarge as exc:
+                    return Answer(AnswerKind.TRANSIENT, response.status_code, None, str(exc))
+                finally:
+                    await response.aclose()
+        except (TimeoutError, httpx.TimeoutException) as exc:
+            message = f"timed out ({type(exc).__name__})"
+            return Answer(AnswerKind.TRANSIENT, None, None, message, timed_out=True)
         except httpx.TransportError as exc:
             return Answer(AnswerKind.TRANSIENT, None, None, _transport_message(exc))
         except httpx.HTTPError as exc:  # e.g. a proxy's broken gzip body: still not our bug
             return Answer(AnswerKind.TRANSIENT, None, None, f"unreadable answer ({exc})")
-        return classify(response)
+        return classify(response, content)
 
 
-def classify(response: httpx.Response) -> Answer:
+class AnswerTooLarge(Exception):
+    """An answer body past its route's cap: read no further."""
+
+
+async def _read_capped(response: httpx.Response, cap: int) -> bytes:
+    declared = response.headers.get("Content-Length", "")
+    if declared.isdigit() and int(declared) > cap:
+        raise AnswerTooLarge(f"answer of {declared} bytes refused (the cap is {cap})")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_bytes():
+        size += len(chunk)
+        if size > cap:
+            raise AnswerTooLarge(f"answer over {cap} bytes refused")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def classify(response: httpx.Response, content: bytes) -> Answer:
     """The generic classification; route-specific rules are layered on top."""
     status = response.status_code
-    body = _json_or_none(response)
-    message = _error_message(body, response)
+    body = _json_or_none(content)
+    message = _error_message(body, response, content)
     retry_after = parse_retry_after(response.headers.get("Retry-After"))
     if 200 <= status < 300:
         if body is None:
@@ -271,14 +315,16 @@ def parse_retry_after(
     return max(0.0, (when - current).total_seconds())
 
 
-def _json_or_none(response: httpx.Response) -> Any:
+def _json_or_none(content: bytes) -> Any:
+    """The decoded body, or None for anything that cannot be decoded — for any reason:
+    a body nested 100 000 deep raises RecursionError, not ValueError."""
     try:
-        return json.loads(response.content)
-    except (ValueError, UnicodeDecodeError):
+        return json.loads(content)
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return None
 
 
-def _error_message(body: Any, response: httpx.Response) -> str:
+def _error_message(body: Any, response: httpx.Response, content: bytes) -> str:
     if isinstance(body, Mapping):
         for key in ("error_description", "error", "message"):
             value = body.get(key)
@@ -286,7 +332,7 @@ def _error_message(body: Any, response: httpx.Response) -> str:
                 if key == "error_description" and isinstance(body.get("error"), str):
                     return f"{body['error']}: {value}"
                 return value
-    text = response.text.strip().replace("\n", " ")
+    text = content[:400].decode("utf-8", "replace").strip().replace("\n", " ")
     return text[:200] if text else response.reason_phrase
 
 

@@ -40,6 +40,7 @@ class AgentControl:
             "server": agent.server,
             "worker_id": agent.worker_id,
             "state": str(status.state),
+            "detail": status.detail,
             "paused": agent.paused,
             "runs": agent.pipeline.board.runs(),
             "last_poll_at": status.last_poll_at,  # epoch seconds, as the tray reads it

@@ -168,7 +168,9 @@ class Outbox:
             attempt=entry.finalize_attempt,
         )
         answer = await self._client.complete(lane.completion_route(entry.run_id), body)
-        await self._journal.call(self._journal.sync.count_attempt, self._server, entry.run_id)
+        await self._journal.write_or_defer(
+            self._journal.sync.count_attempt, self._server, entry.run_id
+        )
         bound = log.bind(run_id=entry.run_id)
         if answer.kind is AnswerKind.TRANSIENT:
             bound.warning("result not delivered yet; will retry", answer=answer.describe())
@@ -198,7 +200,7 @@ class Outbox:
         )
         state.report = state.report.failing(error)
         state.server_errors = 0
-        await self._journal.call(
+        await self._journal.write_or_defer(
             self._journal.sync.replace_report, self._server, entry.run_id, state.report
         )
         log.error(
@@ -213,7 +215,7 @@ class Outbox:
             verdict = self._verdict(entry, answer)
             if isinstance(verdict, Resume):
                 # Not settled: the run goes on with another round (the pipeline runs it).
-                await self._journal.call(
+                await self._journal.write_or_defer(
                     self._journal.sync.next_round, self._server, entry.run_id, verdict.attempt
                 )
                 bound.info("the server asks for another round", attempt=verdict.attempt)
@@ -249,7 +251,7 @@ class Outbox:
         self, entry: Entry, state: JournalState, answer: str, message: str | None
     ) -> None:
         journal: Journal = self._journal.sync
-        await self._journal.call(
+        await self._journal.write_or_defer(
             journal.settle, self._server, entry.run_id, state=state, answer=answer, message=message
         )
 

@@ -49,13 +49,16 @@ from device_agent.tokens import TokenSource
 
 log = structlog.get_logger(__name__)
 
+JOURNAL_RETRY_SECONDS: Final = 10.0  # while the journal cannot be written: a probe this often
 AUTH_RETRY_SECONDS: Final = 60.0  # while the token is refused: one poll a minute, never a hammer
 UPGRADE_CHECK_SECONDS: Final = 1800.0  # after upgrade_required: ask again now and then, no more
 ONCE_ATTEMPTS: Final = 4  # `run --once` gives a result this many tries before leaving it queued
 DRAIN_ATTEMPTS: Final = 3  # likewise while shutting down
 RESTARTED_ERROR: Final = (
-    "device-agent restarted while this run was executing; it was not run again, "
-    "so that it is never executed twice — use Run now in the web app if you need it again"
+    "device-agent stopped before it could record this run's result (it was restarted or "
+    "killed while the run was executing, or its journal could not be written — the log "
+    "says which); it was not run again, so that it is never executed twice — use Run now "
+    "if you need it again"
 )
 
 
@@ -244,9 +247,21 @@ class Agent:
                 self._set_status(self._busy_or_idle())
                 await _first_of(self._resumed.wait(), self._stopping.wait())
                 continue
+            if not await self._journal_ready():
+                self._slots.release()
+                await self._poll_alarm.sleep(JOURNAL_RETRY_SECONDS)
+                continue
             delay = await self._poll_once()
             if delay > 0:
                 await self._poll_alarm.sleep(delay)
+
+    async def _journal_ready(self) -> bool:
+        """No claim while the journal cannot be written: a claimed run it cannot record
+        would be lost or, after a restart, run twice. Checked again until it can."""
+        if self.journal.problem is None or await self.journal.writable_again():
+            return True
+        self._set_status(AgentState.JOURNAL_UNWRITABLE, self.journal.problem)
+        return False
 
     async def _free_slot(self) -> bool:
         """Wait for a concurrency slot; False (holding none) once stopping."""
@@ -304,7 +319,15 @@ class Agent:
         if answer.kind is AnswerKind.AUTH:
             return await self._token_refused(answer)
         if answer.kind is AnswerKind.TRANSIENT:
-            return self._transient(answer.describe(), answer.retry_after)
+            message = answer.describe()
+            if answer.timed_out:
+                # The server may have claimed a run for this poll anyway; it then shows as
+                # running until the server reaps it (docs/protocol.md, "Long-poll").
+                message += (
+                    " — a run may have been claimed and not received; it is reaped by the "
+                    "server in time. If polls keep timing out, raise poll_timeout_seconds"
+                )
+            return self._transient(message, answer.retry_after)
         return self._rejected(answer)
 
     def _transient(self, message: str, retry_after: float | None) -> float:
@@ -473,6 +496,12 @@ class Agent:
             run.cancel.set()
         if self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.journal.problem is not None and not await self.journal.writable_again():
+            log.error(
+                "stopping with results the journal could not record (those delivered are on "
+                "the server); the next start reports their runs as interrupted",
+                error=self.journal.problem,
+            )
 
     def _set_status(self, state: AgentState, detail: str = "") -> None:
         self.status.state = state

@@ -93,8 +93,8 @@ def _dirs(settings: Settings) -> Check:
     paths = settings.paths
     try:
         paths.ensure()
-    except OSError as exc:
-        return Check(False, "directories", f"{exc}")
+    except ConfigError as exc:  # missing, not ours, or writable by others: said how to fix
+        return Check(False, "directories", str(exc))
     unwritable = [str(d) for d in (paths.state_dir, paths.log_dir) if not os.access(d, os.W_OK)]
     if unwritable:
         return Check(False, "directories", f"not writable: {', '.join(unwritable)}")

@@ -18,7 +18,13 @@ from device_agent.protocol import is_number
 DEFAULT_TIMEOUT_SECONDS: Final = 600.0
 MAX_TIMEOUT_SECONDS: Final = 86400.0
 PERMISSION_MODES: Final = ("acceptEdits", "auto", "bypassPermissions", "default", "dontAsk", "plan")
+# Modes that keep the CLI asking, or only reading: what a run may ask for unless the
+# device owner allows more in `[executor] allowed_permission_modes`. The others switch
+# the CLI's safety checks off: "bypassPermissions" (codex danger-full-access, gemini
+# yolo, opencode --auto) and Claude Code's "auto" (only a classifier in the way).
+SAFE_PERMISSION_MODES: Final = ("default", "acceptEdits", "plan", "dontAsk")
 EFFORTS: Final = ("low", "medium", "high")
+MAX_NUMBER: Final = 1e9  # no execution_config number needs more; 1e308 is an attack
 # A value that becomes one argv element: no whitespace, and no leading "-" that
 # would turn a model name sent by the server into a flag of its own.
 _PLAIN_VALUE: Final = re.compile(r"[A-Za-z0-9_.:/@+\[\]][A-Za-z0-9_.:/@+\[\]=,-]{0,199}")
@@ -38,6 +44,20 @@ def timeout_of(config: Mapping[str, Any]) -> float:
             f"{MAX_TIMEOUT_SECONDS:g}, got {value!r}"
         )
     return float(value)
+
+
+def check_consent(profile: Profile, config: Mapping[str, Any], allowed: tuple[str, ...]) -> None:
+    """Refuse a permission mode the device owner has not allowed: the server must not be
+    able to switch a CLI's safety checks off (docs/protocol.md, "execution_config and the
+    CLI"). A CLI with no permission flag is not widened by any mode, so it is not asked."""
+    mode = config.get("permission_mode")
+    if mode is None or mode in allowed or "permission_mode" not in profile.options:
+        return
+    raise Refused(
+        f"execution_config.permission_mode {mode!r} is not allowed on this device: the owner "
+        f"can add it to [executor] allowed_permission_modes in the config file (now: "
+        f"{', '.join(allowed) or 'none'})"
+    )
 
 
 def option_flags(profile: Profile, config: Mapping[str, Any]) -> tuple[list[str], tuple[str, ...]]:
@@ -84,13 +104,25 @@ def _one_of(choices: tuple[str, ...]) -> _Validator:
 
 
 def _positive_number(key: str, value: Any) -> str:
-    if not is_number(value) or not math.isfinite(value) or value <= 0:
-        raise Refused(f"execution_config.{key} must be a positive number, got {value!r}")
+    if not _sane_number(value) or value <= 0:
+        raise Refused(
+            f"execution_config.{key} must be a positive number up to {MAX_NUMBER:g}, got {value!r}"
+        )
     return _number_text(value)
 
 
+def _sane_number(value: Any) -> bool:
+    return is_number(value) and math.isfinite(value) and abs(value) <= MAX_NUMBER
+
+
+def _text(key: str, value: Any) -> str:
+    if not isinstance(value, str):
+        raise Refused(f"execution_config.{key} must be a string, got {value!r}")
+    return _plain(key, value)
+
+
 def _plain(key: str, value: Any) -> str:
-    if is_number(value):
+    if _sane_number(value):
         return _number_text(value)
     if isinstance(value, str) and _PLAIN_VALUE.fullmatch(value):
         return value
@@ -101,7 +133,7 @@ def _plain(key: str, value: Any) -> str:
 
 
 _VALIDATORS: Final[Mapping[str, _Validator]] = {
-    "model": _plain,
+    "model": _text,
     "max_budget_usd": _positive_number,
     "permission_mode": _one_of(PERMISSION_MODES),
     "effort": _one_of(EFFORTS),

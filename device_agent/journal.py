@@ -19,6 +19,7 @@ the event loop never waits on an fsync, and there is exactly one writer.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
 import json
 import sqlite3
@@ -26,12 +27,17 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Final, ParamSpec, TypeVar
 
+import structlog
+
 from device_agent.errors import DeviceAgentError, ExitCode
 from device_agent.result import ExitReason, Report
+from device_agent.textsafe import encodable
+
+log = structlog.get_logger(__name__)
 
 
 class JournalState(enum.StrEnum):
@@ -76,6 +82,7 @@ CREATE TABLE IF NOT EXISTS runs (
     PRIMARY KEY (server, run_id)
 );
 CREATE INDEX IF NOT EXISTS runs_state ON runs (state);
+CREATE TABLE IF NOT EXISTS probe (id INTEGER PRIMARY KEY CHECK (id = 1), at REAL);
 """
 # Columns added after the first release: (name, definition) for journals made before them.
 _ADDED_COLUMNS: Final = (("finalize_attempt", "INTEGER NOT NULL DEFAULT 0"),)
@@ -85,6 +92,10 @@ class JournalError(DeviceAgentError):
     """The journal file cannot be opened or used; the message says what to do."""
 
     exit_code = ExitCode.INTERNAL
+
+
+class JournalWriteError(JournalError):
+    """A write failed: a full disk, a file-size limit, a read-only file system."""
 
 
 @dataclass(frozen=True)
@@ -165,13 +176,46 @@ class Journal:
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
-        self._db.execute("BEGIN IMMEDIATE")
         try:
-            yield self._db
-            self._db.execute("COMMIT")  # inside: a failed COMMIT (disk full) must roll back too
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+                self._db.execute("COMMIT")  # inside: a failed COMMIT (disk full) rolls back too
+            except BaseException:
+                # SQLite may already have rolled back (a full disk does): a second ROLLBACK
+                # would raise "no transaction is active" and hide the real error.
+                if self._db.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        self._db.execute("ROLLBACK")
+                raise
+        except sqlite3.OperationalError as exc:
+            raise JournalWriteError(
+                f"cannot write the journal {self.path} ({exc}): free some disk space, or make "
+                f"{self.path.parent} writable; no new runs are taken until it can be written"
+            ) from None
+
+    def probe_write(self) -> None:
+        """Write a few bytes, to learn whether the journal can be written again."""
+        with self._tx() as db:
+            db.execute("INSERT OR REPLACE INTO probe (id, at) VALUES (1, ?)", (self._clock(),))
+
+    def unrecorded_result(self, server: str, run_id: int, report: Report) -> Entry:
+        """A claimed run's row with a result the journal could not take, held in memory
+        so that it can still be delivered."""
+        entry = self.get(server, run_id)
+        if entry is None:
+            raise JournalError(f"run {run_id} was never claimed in the journal {self.path}")
+        return replace(
+            entry,
+            state=FINISHED,
+            output=report.output,
+            error=report.error,
+            exit_code=report.exit_code,
+            exit_signal=report.exit_signal,
+            exit_reason=report.exit_reason,
+            duration_ms=report.duration_ms,
+            details=dict(report.details),
+        )
 
     # ----------------------------------------------------------- writes
 
@@ -205,11 +249,11 @@ class Journal:
                 (
                     server,
                     run_id,
-                    run_type,
+                    encodable(run_type),
                     CLAIMED,
-                    watcher_id,
-                    watcher_name,
-                    agent_kind,
+                    _text_or_none(watcher_id),
+                    _text_or_none(watcher_name),
+                    _text_or_none(agent_kind),
                     payload_digest,
                     self._clock(),
                 ),
@@ -229,8 +273,8 @@ class Journal:
                 (
                     FINISHED,
                     self._clock(),
-                    output,
-                    report.error,
+                    encodable(output),
+                    _text_or_none(report.error),
                     report.exit_code,
                     report.exit_signal,
                     report.exit_reason,
@@ -361,11 +405,55 @@ class AsyncJournal:
     def __init__(self, journal: Journal) -> None:
         self.sync = journal
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")
+        self.problem: str | None = None  # why the journal cannot be written; None: it can
+        self._deferred: list[Callable[[], object]] = []
 
     async def call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._thread, lambda: fn(*args, **kwargs))
+        try:
+            return await loop.run_in_executor(self._thread, lambda: fn(*args, **kwargs))
+        except JournalWriteError as exc:
+            self._failed(exc)
+            raise
+
+    async def write_or_defer(
+        self, fn: Callable[P, object], *args: P.args, **kwargs: P.kwargs
+    ) -> bool:
+        """A write that delivering a result can go on without: when the journal cannot take
+        it, it is kept (in order) and replayed once the journal can be written again."""
+        if not self._deferred:
+            try:
+                await self.call(fn, *args, **kwargs)
+                return True
+            except JournalWriteError:
+                pass
+        self._deferred.append(lambda: fn(*args, **kwargs))
+        return False
+
+    async def writable_again(self) -> bool:
+        """Try a write and replay what was deferred; True once the journal is healthy."""
+        try:
+            await self.call(self.sync.probe_write)
+            while self._deferred:
+                await self.call(self._deferred[0])
+                self._deferred.pop(0)
+        except JournalWriteError:
+            return False
+        if self.problem is not None:
+            log.info("the journal can be written again; taking new runs")
+            self.problem = None
+        return True
+
+    def _failed(self, exc: JournalWriteError) -> None:
+        if self.problem is None:  # said once, when it starts; not a traceback per write
+            log.error("the journal cannot be written", error=str(exc))
+        self.problem = str(exc)
 
     def close(self) -> None:
         self._thread.shutdown(wait=True)
         self.sync.close()
+
+
+def _text_or_none(text: str | None) -> str | None:
+    """Server and CLI text as SQLite can store it: a lone surrogate cannot be UTF-8."""
+    return None if text is None else encodable(text)

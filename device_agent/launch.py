@@ -22,7 +22,7 @@ from typing import Any, Final
 from urllib.parse import urlsplit
 
 from device_agent.environment import child_environment
-from device_agent.execconfig import Refused, option_flags, timeout_of
+from device_agent.execconfig import Refused, check_consent, option_flags, timeout_of
 from device_agent.leftovers import OUTSIDE_NOTE, RUN_MARKER
 from device_agent.profiles import MCP_SLOT, OPTIONS_SLOT, PLACEHOLDER, PRIVATE, Profile
 from device_agent.readers import FileReader
@@ -103,6 +103,7 @@ class Launcher:
         config = request.execution_config or {}
         timeout = timeout_of(config)
         flags, ignored = option_flags(profile, config)
+        check_consent(profile, config, self.settings.allowed_permission_modes)
         if ignored:
             log.debug("execution_config keys this CLI has no flag for; ignored", keys=ignored)
         secrets = self.secrets_of(request)

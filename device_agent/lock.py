@@ -21,6 +21,16 @@ class AlreadyRunning(DeviceAgentError):
         )
 
 
+class LockUnusable(DeviceAgentError):
+    exit_code = ExitCode.CONFIG
+
+    def __init__(self, path: Path, exc: OSError) -> None:
+        super().__init__(
+            f"cannot open the lock {path} ({exc.strerror}; a symlink is refused): "
+            "remove it and start again"
+        )
+
+
 class InstanceLock:
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -28,7 +38,11 @@ class InstanceLock:
 
     def acquire(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            # O_NOFOLLOW: a symlink planted here must not get its target truncated.
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        except OSError as exc:
+            raise LockUnusable(self.path, exc) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -16,10 +16,11 @@ still going, until the answer says done or `MAX_ROUNDS` is reached.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import hashlib
 import json
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -31,9 +32,10 @@ from device_agent.control_client import Target
 from device_agent.delivery import GiveUp, Outbox
 from device_agent.executor import Executor
 from device_agent.heartbeat import Heartbeat
-from device_agent.journal import ABANDONED, AsyncJournal
+from device_agent.journal import ABANDONED, AsyncJournal, JournalError, JournalWriteError
 from device_agent.lanes import Fail, Lane, LaneRun, Resume, lane_for, read_claim
 from device_agent.launch import ExecutionRequest, McpWiring
+from device_agent.mcp_proxy import McpProxy
 from device_agent.protocol import Claim, PayloadError
 from device_agent.result import ExitReason, Report, failure
 from device_agent.settings import Settings
@@ -46,6 +48,11 @@ REPEATED_CLAIM_ERROR: Final = (
     "the server handed this run to this device a second time; device-agent never executes "
     "a run twice (its first result is in the device's journal)"
 )
+HUGE_RUN_ID_ERROR: Final = (
+    "the server sent a run_id beyond 64 bits, which device-agent cannot keep in its journal; "
+    "the run was not executed — check the server"
+)
+SQLITE_INTEGERS: Final = range(-(2**63), 2**63)
 TOO_MANY_ROUNDS_ERROR: Final = (
     f"the server asked for more than {MAX_ROUNDS} rounds of this run; device-agent stopped "
     "so that a CLI is not run without end — check the automation's prompt"
@@ -133,17 +140,23 @@ class RunPipeline:
         give_up: GiveUp,
     ) -> Answer | None:
         parsed = read_claim(lane, claim)
-        if not await self._record_claim(claim, parsed):
+        if not SQLITE_INTEGERS.start <= claim.run_id < SQLITE_INTEGERS.stop:
+            # No real server numbers runs like this, and the journal cannot hold it: the
+            # run is reported failed, never silently dropped and left claimed.
+            log.error("server handed us a run_id beyond 64 bits; not executing it")
+            await self._tell_once(claim, lane, HUGE_RUN_ID_ERROR)
+            return None
+        try:
+            first_claim = await self._record_claim(claim, parsed)
+        except JournalWriteError as exc:
+            # Never run what the journal does not know of: a restart could run it twice.
+            await self._tell_once(claim, lane, f"not executed: {exc}")
+            return None
+        if not first_claim:
             # Should never happen; if it does, the journal keeps the first result untouched
             # and the server hears once why this claim is not run, rather than nothing.
             log.error("server handed us a run we already claimed; not executing it twice")
-            body = lane.completion_body(
-                failure(REPEATED_CLAIM_ERROR),
-                run_id=claim.run_id,
-                worker_id=self.worker_id,
-                attempt=0,
-            )
-            await self.client.complete(lane.completion_route(claim.run_id), body)
+            await self._tell_once(claim, lane, REPEATED_CLAIM_ERROR)
             return None
         name = parsed.name if not isinstance(parsed, str) else f"run {claim.run_id}"
         run = ActiveRun(claim.run_id, name, heartbeat, lane=claim.run_type)
@@ -205,12 +218,26 @@ class RunPipeline:
         except Exception:  # a listener's bug must never touch the run it is told about
             log.exception("a run-finished listener failed")
 
+    async def _tell_once(self, claim: Claim, lane: Lane, error: str) -> None:
+        """Report a claim that is not run, without the journal: one attempt."""
+        body = lane.completion_body(
+            failure(error), run_id=claim.run_id, worker_id=self.worker_id, attempt=0
+        )
+        await self.client.complete(lane.completion_route(claim.run_id), body)
+
     async def _settle(self, run_id: int, report: Report, give_up: GiveUp) -> Answer:
         """Journal a round's result, then deliver it (docs/protocol.md, "How the agent
         settles a result")."""
-        entry = await self.journal.call(
-            self.journal.sync.record_result, self.server, run_id, report
-        )
+        journal = self.journal.sync
+        if await self.journal.write_or_defer(journal.record_result, self.server, run_id, report):
+            read = journal.get
+        else:
+            # The journal cannot take it (a full disk): the result in hand is still
+            # delivered; the journal is brought up to date once it can be written.
+            read = functools.partial(journal.unrecorded_result, report=report)
+        entry = await self.journal.call(read, self.server, run_id)
+        if entry is None:
+            raise JournalError(f"run {run_id} vanished from the journal")
         return await self.outbox.deliver(entry, give_up)
 
     async def _record_claim(self, claim: Claim, parsed: LaneRun | str) -> bool:
@@ -247,20 +274,23 @@ class RunPipeline:
             prompt = parsed.prompt(nudge)
         except PayloadError as exc:
             return failure(str(exc))
-        request = parsed.wire(
-            ExecutionRequest(
-                run_id=run_id,
-                agent_kind=kind,
-                prompt=prompt,
-                execution_config=parsed.execution_config,
-                mcp=McpWiring(url=f"{self.server}/mcp", token=self.tokens.current()),
-            )
-        )
         stop_on_loss = asyncio.create_task(_forward(run.heartbeat.lost, run.cancel))
         try:
-            report = await self.executor.execute(
-                request, cancel=run.cancel, on_output=functools.partial(self.board.output, run_id)
-            )
+            async with self._mcp_wiring() as mcp:
+                request = parsed.wire(
+                    ExecutionRequest(
+                        run_id=run_id,
+                        agent_kind=kind,
+                        prompt=prompt,
+                        execution_config=parsed.execution_config,
+                        mcp=mcp,
+                    )
+                )
+                report = await self.executor.execute(
+                    request,
+                    cancel=run.cancel,
+                    on_output=functools.partial(self.board.output, run_id),
+                )
         finally:
             stop_on_loss.cancel()
         if report.exit_reason is ExitReason.CANCELLED and not run.heartbeat.lost.is_set():
@@ -273,6 +303,17 @@ class RunPipeline:
             **_loggable(report.details),
         )
         return report
+
+    @contextlib.asynccontextmanager
+    async def _mcp_wiring(self) -> AsyncIterator[McpWiring | None]:
+        """The Lobu tools for one run, through a loopback proxy that holds the device token
+        and gives the CLI a secret that dies with the run (docs/protocol.md, "execution_config
+        and the CLI")."""
+        if not self.settings.executor.mcp:
+            yield None
+            return
+        async with McpProxy(f"{self.server}/mcp", self.tokens.current) as proxy:
+            yield McpWiring(url=proxy.url, token=proxy.secret)
 
     def _shutdown_error(self, not_started: bool) -> str:
         if not_started:

@@ -18,6 +18,8 @@ from typing import Any, Final, NamedTuple
 
 import structlog
 
+from device_agent.umask import users_umask
+
 logger = structlog.get_logger(__name__)
 
 TRUNCATED: Final = "[output truncated]"
@@ -96,6 +98,7 @@ async def run_in_group(
         cwd=cwd,
         env=dict(env),
         start_new_session=True,  # a session of its own: its pid is the group id we signal
+        umask=users_umask(),  # the CLI writes the user's files as the user would
         limit=_READ_CHUNK,
     )
     group = process.pid

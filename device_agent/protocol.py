@@ -8,6 +8,7 @@ garbage must fail one run, never the loop.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -67,7 +68,7 @@ def parse_poll(body: Any) -> PollAnswer:
             payload=body.get("payload"),
         )
     next_poll = body.get("next_poll_seconds", DEFAULT_NEXT_POLL_SECONDS)
-    if not is_number(next_poll) or next_poll < 0:
+    if not is_number(next_poll) or not math.isfinite(next_poll) or next_poll < 0:
         next_poll = DEFAULT_NEXT_POLL_SECONDS
     # Honour the server, within reason: 0 would be a busy loop, a day a dead agent.
     next_poll = min(max(next_poll, MIN_NEXT_POLL_SECONDS), MAX_NEXT_POLL_SECONDS)

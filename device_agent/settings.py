@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 import platformdirs
 
 from device_agent.errors import DeviceAgentError, ExitCode
+from device_agent.execconfig import PERMISSION_MODES, SAFE_PERMISSION_MODES
 from device_agent.notify import NotificationConfigError, NotificationSettings
 from device_agent.protocol import WORKER_ID_PATTERN
 
@@ -82,7 +83,31 @@ class Paths:
 
     def ensure(self) -> None:
         for directory in (self.config_dir, self.state_dir, self.log_dir):
-            directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+            ensure_private_dir(directory)
+
+
+def ensure_private_dir(directory: Path) -> None:
+    """Make `directory` (0700) or check that an existing one is ours alone: on a shared
+    machine another user's or a group-writable dir could plant files and symlinks there."""
+    try:
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        info = directory.stat()
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot use {directory} ({exc.strerror}): make it a directory you can write, "
+            "or set DEVICE_AGENT_HOME to one"
+        ) from None
+    if info.st_uid != os.getuid():
+        raise ConfigError(
+            f"{directory} belongs to another user (uid {info.st_uid}): use a directory of "
+            "your own, e.g. set DEVICE_AGENT_HOME"
+        )
+    if info.st_mode & 0o022:
+        raise ConfigError(
+            f"{directory} can be written by group or others: run `chmod go-w {directory}`"
+        )
+    if not os.access(directory, os.W_OK | os.X_OK):
+        raise ConfigError(f"{directory} is not writable: run `chmod u+rwx {directory}`")
 
 
 @dataclass(frozen=True)
@@ -95,6 +120,8 @@ class ExecutorSettings:
     env_allow: tuple[str, ...] = ()  # empty: pass the user's whole environment
     env_deny: tuple[str, ...] = ()
     mcp: bool = True
+    # The permission modes a run may ask for; the owner's consent for anything wider.
+    allowed_permission_modes: tuple[str, ...] = SAFE_PERMISSION_MODES
 
 
 @dataclass(frozen=True)
@@ -113,7 +140,8 @@ class Settings:
     concurrency: int = 1
     default_agent: str = "claude-code"
     heartbeat_seconds: float = 30.0
-    poll_timeout_seconds: float = 40.0
+    # Past a booting server's held polls, which still claim (docs/protocol.md, "Long-poll").
+    poll_timeout_seconds: float = 90.0
     # How long a current server may hold an idle poll (docs/protocol.md, "Long-poll").
     wait_seconds: int = 25
     request_timeout_seconds: float = 15.0
@@ -356,6 +384,12 @@ def validate(settings: Settings) -> Settings:
         raise ConfigError("executor.kill_grace_seconds must not be negative")
     if ex.stdout_cap_bytes < 1024 or ex.stderr_cap_bytes < 1024:
         raise ConfigError("executor.stdout_cap_bytes and stderr_cap_bytes must be at least 1024")
+    unknown = [m for m in ex.allowed_permission_modes if m not in PERMISSION_MODES]
+    if unknown:
+        raise ConfigError(
+            f"executor.allowed_permission_modes has unknown modes {', '.join(unknown)}: "
+            f"use some of {', '.join(PERMISSION_MODES)}"
+        )
     if settings.journal.keep_days < 0 or settings.journal.keep_rows < 0:
         raise ConfigError("journal.keep_days and journal.keep_rows must not be negative")
     if not settings.default_agent:
@@ -385,6 +419,13 @@ def validate_server_url(url: str) -> str:
     parts = urlsplit(url.strip())
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(f"server {url!r} is not a URL: use e.g. https://lobu.example.com")
+    try:
+        parts.port  # noqa: B018 - urlsplit checks the port only when asked
+    except ValueError:
+        raise ConfigError(
+            f"server {url!r} has no valid port: use a number from 1 to 65535, "
+            "e.g. http://localhost:8787"
+        ) from None
     if parts.scheme == "http" and not is_loopback(parts.hostname):
         raise ConfigError(
             f"server {url!r} uses plain http to a non-loopback host, which would send your token "

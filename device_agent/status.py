@@ -14,11 +14,19 @@ class AgentState(enum.StrEnum):
     BACKING_OFF = "backing_off"
     AUTH_NEEDED = "auth_needed"
     REJECTED = "rejected"
+    JOURNAL_UNWRITABLE = "journal_unwritable"  # no new runs until it can be written
     STOPPING = "stopping"
     STOPPED = "stopped"
 
 
-PROBLEM_STATES = frozenset({AgentState.BACKING_OFF, AgentState.AUTH_NEEDED, AgentState.REJECTED})
+PROBLEM_STATES = frozenset(
+    {
+        AgentState.BACKING_OFF,
+        AgentState.AUTH_NEEDED,
+        AgentState.REJECTED,
+        AgentState.JOURNAL_UNWRITABLE,
+    }
+)
 
 
 @dataclass

@@ -6,16 +6,28 @@ import re
 import time
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Final
 
-# Terminal escape sequences and control characters (newline and tab kept): text from a
-# server or a CLI must not repaint the terminal of whoever reads it.
-_UNPRINTABLE: Final = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[@-_]|[\x00-\x08\x0b-\x1f\x7f]")
+# C0 controls (ESC among them), DEL and C1 controls: a terminal acts on them — retitles,
+# clears, writes the clipboard — rather than showing them.
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
+_CONTROL_BUT_LINES = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 
 
-def printable(text: str) -> str:
-    """`text` without terminal escapes or control characters (newline and tab kept)."""
-    return _UNPRINTABLE.sub("", text)
+def printable(text: str, *, lines: bool = False) -> str:
+    """Server or CLI text made safe for a terminal: control characters shown as `\\x1b`
+    escapes. `lines` keeps newlines and tabs (a run's output). Never for --json output."""
+    pattern = _CONTROL_BUT_LINES if lines else _CONTROL
+    return pattern.sub(lambda match: f"\\x{ord(match.group()):02x}", text)
+
+
+# A terminal escape sequence (colours, cursor moves): noise in a live output tail.
+_ESCAPE_SEQUENCE = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[@-_]")
+
+
+def plain(text: str) -> str:
+    """A CLI's live output for a status line: escape sequences dropped (a coloured progress
+    line stays readable), any other control character shown as by `printable`."""
+    return printable(_ESCAPE_SEQUENCE.sub("", text), lines=True)
 
 
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:

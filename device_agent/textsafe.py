@@ -26,3 +26,12 @@ def storable(text: str) -> str:
 def has_unstorable(text: str) -> bool:
     """Whether `storable` would change `text`."""
     return _UNSTORABLE.search(text) is not None
+
+
+_SURROGATE: Final = re.compile("[\ud800-\udfff]")
+
+
+def encodable(text: str) -> str:
+    """`text` with lone surrogates replaced by U+FFFD, NUL kept: what UTF-8 (and so the
+    journal) can hold, as close to the raw text as that allows."""
+    return _SURROGATE.sub(REPLACEMENT, text)

@@ -19,6 +19,20 @@ from typing import Any
 from device_agent.process import read_proc_stat
 
 _STEP = 0.01
+
+
+def agent_env(home: Path, *, server: str, token: str, worker_id: str) -> dict[str, str]:
+    """The environment `device-agent` gets from a user: ours minus any DEVICE_AGENT_*."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DEVICE_AGENT_")}
+    env.update(
+        DEVICE_AGENT_HOME=str(home),
+        DEVICE_AGENT_SERVER=server,
+        DEVICE_AGENT_TOKEN=token,
+        DEVICE_AGENT_WORKER_ID=worker_id,
+    )
+    return env
+
+
 FAKES = Path(__file__).parent / "fakes"  # one fake of each CLI, shared by all tests
 
 

@@ -38,7 +38,7 @@ def cmd_history(args: argparse.Namespace) -> int:
         [
             str(e.run_id),
             printable(e.watcher_name or "-"),
-            e.agent_kind or "-",
+            printable(e.agent_kind or "-"),
             outcome(e),
             duration(e.duration_ms),
             when(e.claimed_at),
@@ -80,7 +80,7 @@ def as_json(entry: Entry) -> dict[str, Any]:
 
 
 def _short(text: str) -> str:
-    line = printable(text).replace("\n", " ")
+    line = printable(text, lines=True).replace("\n", " ")
     return line if len(line) <= ERROR_WIDTH else line[: ERROR_WIDTH - 1] + "…"
 
 
@@ -118,7 +118,7 @@ def _details(entry: Entry) -> str:
     ]
     width = max(len(label) for label, _ in fields)
     lines = [f"{label:>{width}}: {printable(value)}" for label, value in fields]
-    lines += ["---- output ----", printable(entry.output or "(no output)")]
+    lines += ["---- output ----", printable(entry.output or "(no output)", lines=True)]
     return "\n".join(lines)
 
 

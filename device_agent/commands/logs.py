@@ -82,7 +82,7 @@ def render(line: str) -> str:
     stamp = str(entry.get("timestamp", ""))[:19].replace("T", " ")
     rest = " ".join(f"{k}={_value(v)}" for k, v in entry.items() if k not in _HEAD)
     text = f"{stamp} {entry.get('level', '')!s:<7} {entry.get('event', '')} {rest}"
-    return printable(text.rstrip())
+    return printable(text.rstrip(), lines=True)
 
 
 def _parsed(line: str) -> dict[str, Any] | None:

@@ -38,15 +38,16 @@ def _run(args: argparse.Namespace, systemd: SystemdNotifier) -> int:
     from device_agent.runner import run_agent
 
     settings = settings_from(args, concurrency=args.concurrency, default_agent=args.default_agent)
+    settings.paths.ensure()  # first: a state dir others can write is the graver problem
     executors = check_executors(settings)
     token = resolve_token(settings)
     setup_logs(settings, args, token)
-    structlog.get_logger(__name__).info(executors)
     worker_id = resolve_worker_id(settings)
     # `trigger` may poke us with SIGUSR1 as soon as we hold the lock; until the loop handles
     # it (and after), its default action would kill the agent.
     signal.signal(signal.SIGUSR1, signal.SIG_IGN)
     with InstanceLock(settings.paths.lock_file):
+        structlog.get_logger(__name__).info(executors)
         return int(
             asyncio.run(
                 run_agent(

@@ -17,6 +17,7 @@ from device_agent.launch import ExecutionRequest
 from device_agent.prompt import build_prompt
 from device_agent.protocol import Claim, WatcherRun, parse_watcher_run
 from device_agent.result import Report
+from device_agent.textsafe import storable
 
 
 @dataclass(frozen=True)
@@ -67,8 +68,10 @@ class WatcherLane:
     ) -> dict[str, Any]:
         return {
             "worker_id": worker_id,
-            "output": report.output,
-            "error": report.error or None,
+            # Text the server can store (docs/protocol.md, "Text the server can store");
+            # the journal keeps the raw text.
+            "output": storable(report.output),
+            "error": storable(report.error) if report.error else None,
             "duration_ms": max(0, int(report.duration_ms)),
             "exit_code": report.exit_code,
             "exit_signal": report.exit_signal,

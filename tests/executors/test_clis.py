@@ -125,11 +125,15 @@ def test_gemini_argv_translates_permission_mode_and_drops_unsupported_keys(bench
     assert set(result.details["ignored_options"]) == {"max_budget_usd", "effort"}
 
 
-def test_gemini_mcp_settings_file_in_workdir_is_private_and_removed(bench: Bench) -> None:
+def test_gemini_mcp_settings_file_is_outside_the_workdir_private_and_removed(
+    bench: Bench,
+) -> None:
     bench.install("gemini")
     result = bench.run("gemini")
     assert result.exit_reason == "ok"
     seen = bench.reported()["settings"]
+    assert bench.reported()["project_settings"] is None
+    assert not Path(seen["path"]).is_relative_to(Path(bench.reported()["cwd"]))
     assert seen["mode"] == "0o600"
     assert seen["content"]["mcpServers"]["lobu"]["httpUrl"] == MCP_URL
     assert seen["content"]["mcpServers"]["lobu"]["headers"]["Authorization"].startswith("Bearer ")
@@ -137,7 +141,7 @@ def test_gemini_mcp_settings_file_in_workdir_is_private_and_removed(bench: Bench
     assert bench.reported()["argv"][-2:] == ["--allowed-mcp-server-names", "lobu"]
 
 
-def test_gemini_never_overwrites_settings_in_a_configured_workdir(bench: Bench) -> None:
+def test_gemini_never_touches_settings_in_a_configured_workdir(bench: Bench) -> None:
     bench.install("gemini")
     workdir = bench.root / "work"
     settings = workdir / ".gemini" / "settings.json"
@@ -146,7 +150,7 @@ def test_gemini_never_overwrites_settings_in_a_configured_workdir(bench: Bench) 
     result = bench.run("gemini", executor=bench.executor(workdir=workdir))
     assert result.exit_reason == "ok"
     assert settings.read_text() == '{"theme": "mine"}'
-    assert result.details["mcp"] is False
+    assert result.details["mcp"] is True  # the Lobu tools come from outside the workdir
     assert workdir.is_dir()  # a configured workdir is the user's: never removed
 
 
@@ -235,7 +239,9 @@ def test_opencode_error_event(bench: Bench) -> None:
 
 def test_opencode_mcp_through_config_content(bench: Bench) -> None:
     bench.install("opencode")
-    result = bench.run("opencode", config={"permission_mode": "bypassPermissions"})
+    executor = bench.executor(allowed_permission_modes=("bypassPermissions",))
+    config = {"permission_mode": "bypassPermissions"}
+    result = bench.run("opencode", executor=executor, config=config)
     assert result.exit_reason == "ok"
     seen = bench.reported()
     assert seen["argv"][1:] == ["run", "--format", "json", "--auto"]
@@ -301,3 +307,56 @@ def test_unknown_and_unsupported_keys_are_ignored_not_passed(bench: Bench) -> No
         "colour",
         "permission_mode=dontAsk",
     }
+
+
+# ------------------------------------------------ the owner's consent (issue 8)
+
+WIDENING = [
+    ("claude-code", "claude", "bypassPermissions"),
+    ("claude-code", "claude", "auto"),
+    ("codex", "codex", "bypassPermissions"),
+    ("gemini", "gemini", "bypassPermissions"),
+    ("opencode", "opencode", "bypassPermissions"),
+]
+
+
+@pytest.mark.parametrize(("kind", "fake", "mode"), WIDENING)
+def test_a_mode_the_owner_has_not_allowed_fails_before_starting(
+    bench: Bench, kind: str, fake: str, mode: str
+) -> None:
+    bench.install(fake)
+    result = bench.run(kind, config={"permission_mode": mode})
+    assert result.exit_reason == "error_message"
+    assert result.error is not None
+    assert f"permission_mode {mode!r} is not allowed on this device" in result.error
+    assert "[executor] allowed_permission_modes" in result.error
+    assert not bench.report_path.exists()  # the CLI never ran
+
+
+@pytest.mark.parametrize("mode", ["default", "acceptEdits", "plan", "dontAsk"])
+def test_the_safe_modes_need_no_consent(bench: Bench, mode: str) -> None:
+    bench.install("claude")
+    result = bench.run("claude-code", config={"permission_mode": mode})
+    assert result.exit_reason == "ok"
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        {"max_budget_usd": float("nan")},
+        {"max_budget_usd": float("inf")},
+        {"max_budget_usd": 1e308},
+        {"model": 1e308},
+        {"model": 7},
+        {"model": ["opus"]},
+    ],
+)
+def test_numbers_that_are_not_sane_and_models_that_are_not_strings_are_refused(
+    bench: Bench, config: dict[str, object]
+) -> None:
+    bench.install("claude")
+    result = bench.run("claude-code", config=config)
+    assert result.exit_reason == "error_message"
+    assert result.error is not None
+    assert result.error.startswith("execution_config.")
+    assert not bench.report_path.exists()

@@ -36,6 +36,7 @@ def report(**facts):
         argv=sys.argv,
         env=dict(os.environ),
         cwd=os.getcwd(),
+        cwd_files=_files_under(os.getcwd()),
         pid=os.getpid(),
         pgid=os.getpgid(0),
         sid=os.getsid(0),
@@ -43,6 +44,22 @@ def report(**facts):
     with open(path + ".tmp", "w", encoding="utf-8") as handle:
         json.dump(facts, handle)
     os.replace(path + ".tmp", path)  # the test may poll for the file: never show half of it
+
+
+def _files_under(root, limit=200):
+    """Every file under the CLI's working directory while it runs, with its text."""
+    found = {}
+    for directory, _, names in os.walk(root):
+        for name in names:
+            path = os.path.join(directory, name)
+            try:
+                with open(path, encoding="utf-8", errors="replace") as handle:
+                    found[os.path.relpath(path, root)] = handle.read(1 << 20)
+            except OSError:
+                continue
+            if len(found) >= limit:
+                return found
+    return found
 
 
 def log_execution(prompt):

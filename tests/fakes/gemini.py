@@ -23,7 +23,15 @@ def main():
         print("fake gemini: expected --output-format json", file=sys.stderr)
         return 42
     prompt = sys.stdin.read()
-    report(prompt=prompt, settings=file_facts(os.path.join(".gemini", "settings.json")))
+    # The system settings file, when named, overrides the project's (Gemini CLI docs,
+    # "Settings files": GEMINI_CLI_SYSTEM_SETTINGS_PATH).
+    system = os.environ.get("GEMINI_CLI_SYSTEM_SETTINGS_PATH")
+    project = os.path.join(".gemini", "settings.json")
+    report(
+        prompt=prompt,
+        settings=file_facts(system) if system else None,
+        project_settings=file_facts(project),
+    )
     mode = os.environ.get("FAKE_MODE", "success")
     if mode == "auth_error":
         error = {

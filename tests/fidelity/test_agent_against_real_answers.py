@@ -19,7 +19,6 @@ import pytest
 from device_agent.devserver import DevServer, DevState
 
 WORKER = "linux:fidelity"
-AGENT_FIX_PENDING = "agent fix pending: issue 8 points 4 and 6"
 
 
 @dataclass
@@ -62,7 +61,6 @@ def setup(isolated_home: Path) -> Iterator[Setup]:
     yield from serve(DevState(create_checkin_watcher=False), isolated_home)
 
 
-@pytest.mark.xfail(strict=True, reason=AGENT_FIX_PENDING)
 def test_a_nul_printed_by_the_cli_is_delivered_as_a_success(setup: Setup) -> None:
     # The offline demo agent quotes the prompt's first line, NUL included.
     watcher = setup.state.add_watcher("Report\x00this", agent_kind=None, pinned_worker_id=WORKER)
@@ -77,7 +75,6 @@ def test_a_nul_printed_by_the_cli_is_delivered_as_a_success(setup: Setup) -> Non
     assert "this" in output
 
 
-@pytest.mark.xfail(strict=True, reason=AGENT_FIX_PENDING)
 def test_a_nul_in_the_error_is_delivered_with_the_failure(setup: Setup) -> None:
     # No executor for this kind: the agent's own error quotes it, NUL included.
     watcher = setup.state.add_watcher("Hi", agent_kind="odd\x00kind", pinned_worker_id=WORKER)
@@ -91,7 +88,6 @@ def test_a_nul_in_the_error_is_delivered_with_the_failure(setup: Setup) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=True, reason=AGENT_FIX_PENDING)
 def test_a_poll_held_through_a_long_warm_up_still_receives_its_run(isolated_home: Path) -> None:
     # A booting Lobu held first polls 20-42 s and more under load; 50 s is past
     # the agent's old 40 s poll timeout, and the server claims the run anyway.

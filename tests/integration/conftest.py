@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import os
+import resource
 import signal
 import sqlite3
 import subprocess
@@ -33,6 +35,33 @@ def journal_rows(home: Path) -> dict[int, dict[str, Any]]:
         return {row["run_id"]: dict(row) for row in db.execute("SELECT * FROM runs")}
     finally:
         db.close()
+
+
+def daemon_status(home: Path) -> dict[str, Any]:
+    """What the running agent of `home` says over its control socket; {} when none answers."""
+    from device_agent.control_client import ControlError, request, socket_path
+
+    try:
+        return request(socket_path(home / "state"), "status", timeout=5.0)
+    except ControlError:  # DaemonNotRunning included: not up yet, or already gone
+        return {}
+
+
+def drain(process: subprocess.Popen[str]) -> concurrent.futures.Future[str]:
+    """Read a long-running agent's stderr as it comes, so that a full pipe never blocks it;
+    the future holds all of it once the process has exited."""
+    assert process.stderr is not None
+    pool = concurrent.futures.ThreadPoolExecutor(max_workers=1)
+    future = pool.submit(process.stderr.read)
+    pool.shutdown(wait=False)
+    return future
+
+
+def stop(process: subprocess.Popen[str], stderr: concurrent.futures.Future[str]) -> tuple[int, str]:
+    """SIGTERM an agent started with `Lab.start_agent_under_file_limit`; its code and stderr."""
+    process.send_signal(signal.SIGTERM)
+    code = process.wait(timeout=60)
+    return code, stderr.result(timeout=60)
 
 
 @dataclass
@@ -101,6 +130,25 @@ class Lab:
         )
         self.processes.append(process)
         return process
+
+    def start_agent_under_file_limit(
+        self, limit: int
+    ) -> tuple[subprocess.Popen[str], concurrent.futures.Future[str]]:
+        """`run` as if the disk filled up after `limit` bytes per file (RLIMIT_FSIZE: a real
+        EFBIG); `resource.prlimit` on its pid lifts it later. Its stderr is drained."""
+        self.write_config()
+        process = subprocess.Popen(
+            [sys.executable, "-m", "device_agent", "run"],
+            env=self.env(),
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            preexec_fn=lambda: resource.setrlimit(
+                resource.RLIMIT_FSIZE, (limit, resource.RLIM_INFINITY)
+            ),
+        )
+        self.processes.append(process)
+        return process, drain(process)
 
     def stop_agent(self, process: subprocess.Popen[str], timeout: float = 30.0) -> tuple[int, str]:
         process.send_signal(signal.SIGTERM)

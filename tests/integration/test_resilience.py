@@ -61,7 +61,7 @@ def test_killed_agent_reports_the_interrupted_run_instead_of_rerunning_it(lab: L
     agent = lab.start_agent()
     pid = first_cli_pid(lab)
     scratch = lab.home / "state" / "runs"
-    assert any(scratch.rglob("mcp.json"))  # the per-run MCP config, holding the token
+    assert any(scratch.rglob("mcp.json"))  # the per-run MCP config, holding the run secret
     agent.kill()
     agent.communicate()
     assert alive(pid)  # the CLI outlived the agent...
@@ -69,11 +69,11 @@ def test_killed_agent_reports_the_interrupted_run_instead_of_rerunning_it(lab: L
     result = lab.run_agent("run", "--once")
     assert result.returncode == 0, result.stderr
     wait_for(lambda: not alive(pid), what="the orphaned CLI to be stopped by the next agent")
-    assert not any(scratch.iterdir())  # ...and the token file it kept is gone
+    assert not any(scratch.iterdir())  # ...and the config file it kept is gone
     run = lab.state.run(run_id)
     assert run.status == "failed"
     assert run.exit_reason == "crash"
-    assert "restarted while this run was executing" in (run.error or "")
+    assert "stopped before it could record this run's result" in (run.error or "")
     assert len(lab.executions()) == 1  # never executed twice
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import collections
 import random
 import re
+import resource
 import signal
 import time
 
@@ -13,7 +14,7 @@ import pytest
 
 from tests.helpers import wait_for
 
-from .conftest import Lab, journal_rows
+from .conftest import Lab, daemon_status, journal_rows, stop
 
 RUNS = 50
 KILLS = 6
@@ -115,3 +116,64 @@ def _wait_quietly(predicate: object, timeout: float = 60) -> bool:
     except AssertionError:
         return False
     return True
+
+
+FULL_DISK_LIMIT = 256 * 1024  # the journal's WAL outgrows this after a dozen runs or so
+
+
+@pytest.mark.skipif(not hasattr(resource, "prlimit"), reason="prlimit is Linux-only")
+def test_no_result_lost_while_the_journal_cannot_be_written_for_part_of_the_run(
+    lab: Lab,
+) -> None:
+    rng = random.Random(SEED + 1)
+    lab.state.heartbeat_timeout = 4.0  # a claim whose poll answer a fault dropped is reaped
+    lab.state.unheartbeated_timeout = 4.0
+    lab.config.update(concurrency=2, heartbeat_seconds=0.4, max_backoff_seconds=0.4)
+    run_ids = []
+    for n in range(RUNS):
+        pause = rng.choice([0.0, 0.05, 0.1])
+        watcher = lab.add_watcher(f"Soak run {n:02d} [[sleep={pause}]]", name=f"soak-{n:02d}")
+        run_ids.append(lab.state.queue_run(watcher))
+    lab.state.faults.chaos(rate=0.2, routes=("poll", "heartbeat", "complete"), seed=SEED)
+    started = time.monotonic()
+    agent, stderr = lab.start_agent_under_file_limit(FULL_DISK_LIMIT)
+    wait_for(
+        lambda: daemon_status(lab.home).get("state") == "journal_unwritable",
+        timeout=120,
+        what="the journal to fill up",
+    )
+    done_while_full = sum(1 for r in lab.state.runs() if r.status not in ("pending", "running"))
+    resource.prlimit(agent.pid, resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY,) * 2)
+
+    wait_for(lambda: _all_terminal(lab), timeout=180, what="every run to be terminal")
+    lab.state.faults.clear()
+    wait_for(lambda: _nothing_pending(lab), timeout=60, what="the journal to be settled")
+    code, err = stop(agent, stderr)
+    assert code == 0, err[-2000:]
+
+    runs = {r: lab.state.run(r) for r in run_ids}
+    rows = journal_rows(lab.home)
+    marked = [RUN_MARK.search(e["prompt"]) for e in lab.executions()]
+    executions = collections.Counter(m.group(0) for m in marked if m)
+    by_mark = {f"Soak run {n:02d} ": run_id for n, run_id in enumerate(run_ids)}
+    lost = [
+        by_mark[mark]
+        for mark in executions
+        if runs[by_mark[mark]].completions_committed == 0
+        and rows.get(by_mark[mark], {}).get("state") != "dead"
+    ]
+    statuses = collections.Counter(r.status for r in runs.values())
+    print(
+        f"\nsoak with a full journal: {RUNS} runs, {time.monotonic() - started:.1f} s; "
+        f"{done_while_full} settled before space came back"
+        f"\n  faults injected: {sum(lab.state.faults.injected.values())}, "
+        f"server statuses: {dict(statuses)}"
+        f"\n  journal failures logged: {err.count('the journal cannot be written')}, "
+        f"runs executed twice: {sum(1 for n in executions.values() if n > 1)}, "
+        f"lost results: {len(lost)}"
+    )
+    assert not lost, lost
+    assert all(n == 1 for n in executions.values())
+    assert max(r.completions_committed for r in runs.values()) == 1
+    assert all(row["state"] in ("acknowledged", "dead") for row in rows.values())
+    assert "Traceback" not in err

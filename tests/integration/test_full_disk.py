@@ -1,0 +1,64 @@
+"""Issue 8, point 8: a journal that cannot be written loses nothing silently.
+
+A real OS error, not a seam: the agent runs under a file-size limit
+(RLIMIT_FSIZE) that lets it record claims but not a 4 MiB result, and the
+limit is lifted later from outside with prlimit — as if space came back.
+"""
+
+from __future__ import annotations
+
+import resource
+from typing import Any
+
+import pytest
+
+from tests.helpers import install_fake, wait_for
+from tests.integration.conftest import Lab, daemon_status, journal_rows, stop
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(not hasattr(resource, "prlimit"), reason="prlimit is Linux-only"),
+]
+LIMIT = 1 << 20  # room for the journal and its claims; not for a 4 MiB output
+
+
+def status(lab: Lab) -> dict[str, Any]:
+    return daemon_status(lab.home)
+
+
+def polls(lab: Lab) -> int:
+    return sum(1 for request in lab.state.requests if request.path == "/api/workers/poll")
+
+
+def test_a_full_disk_stops_claims_delivers_the_result_in_hand_and_resumes(lab: Lab) -> None:
+    install_fake(lab.bin_dir, "flood")
+    profiles = lab.home / "config" / "executors"
+    profiles.mkdir(parents=True)
+    (profiles / "flood.toml").write_text('binary = "flood"\n')
+    big = lab.state.queue_run(lab.add_watcher("Big output", agent_kind="flood"))
+    agent, stderr = lab.start_agent_under_file_limit(LIMIT)
+
+    # The result the journal could not take still reaches the server...
+    wait_for(lambda: lab.state.run(big).status == "failed", timeout=120, what="the big result")
+    assert "fatal: out of widgets" in (lab.state.run(big).error or "")
+    # ...status says why nothing more is taken, and what to do...
+    wait_for(lambda: status(lab).get("state") == "journal_unwritable", timeout=60, what="status")
+    assert "free some disk space" in status(lab)["detail"]
+    # ...and no new run is claimed meanwhile: not even a poll is sent.
+    polls_then = polls(lab)
+    waiting = lab.state.queue_run(lab.add_watcher("Wait for space"))
+    assert journal_rows(lab.home)[big]["state"] == "claimed"
+    assert lab.state.run(waiting).status == "pending"
+    assert polls(lab) == polls_then
+
+    resource.prlimit(agent.pid, resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY,) * 2)
+
+    wait_for(lambda: lab.state.run(waiting).status == "completed", timeout=120, what="resuming")
+    rows = journal_rows(lab.home)
+    assert rows[big]["state"] == "acknowledged"  # the journal caught up with what happened
+    assert "fatal: out of widgets" in rows[big]["error"]
+    code, err = stop(agent, stderr)
+    assert code == 0
+    assert err.count("the journal cannot be written") == 1, err  # said once
+    assert "Traceback" not in err
+    assert "no transaction is active" not in err

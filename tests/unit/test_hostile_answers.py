@@ -1,0 +1,97 @@
+"""Issue 8, points 1-3 and 7: no server answer kills, hangs or bloats the client
+(docs/protocol.md, "What a real server does")."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import random
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+import pytest
+
+from device_agent.backoff import Backoff
+from device_agent.client import BODY_CAP, POLL_BODY_CAP, Answer, AnswerKind, LobuClient
+from device_agent.protocol import Idle, parse_poll
+from tests.hostile import HostileServer, Reply, huge, json_reply, nested_json, redirect, trickle
+
+TOKEN = "owl_pat_" + "h" * 32
+T = TypeVar("T")
+
+
+def against(
+    replies: list[Reply],
+    fn: Callable[[LobuClient], Coroutine[Any, Any, T]],
+    **client_options: float,
+) -> tuple[T, HostileServer]:
+    async def go() -> tuple[T, HostileServer]:
+        async with HostileServer(replies) as server:
+            async with LobuClient(server.url, lambda: TOKEN, **client_options) as client:
+                # A deadline on the test itself: a hang fails, it does not stall the suite.
+                result = await asyncio.wait_for(fn(client), timeout=120)
+            return result, server
+
+    return asyncio.run(go())
+
+
+def poll(client: LobuClient) -> Coroutine[Any, Any, Answer]:
+    return client.poll({"worker_id": "w1", "platform": "headless", "label": "box"})
+
+
+def test_json_nested_a_hundred_thousand_deep_is_a_transient_answer() -> None:
+    answer, _ = against([nested_json(100_000)], poll)
+    assert answer.kind is AnswerKind.TRANSIENT
+    assert "undecodable" in answer.message
+
+
+@pytest.mark.slow
+def test_a_trickled_answer_is_given_up_at_the_overall_deadline() -> None:
+    # One byte a second never trips httpx's per-read timeout of 1 s.
+    body = b'{"next_poll_seconds": 10}' + b" " * 10_000
+    answer, server = against([trickle(body, interval=0.2)], poll, poll_timeout=1.0)
+    assert answer.kind is AnswerKind.TRANSIENT
+    assert answer.timed_out
+    assert server.sent[0].body_bytes < len(body)
+
+
+def test_a_huge_streamed_answer_is_refused_at_the_cap_not_buffered_whole() -> None:
+    size = 100 * 1024 * 1024
+    answer, server = against([huge(size)], poll)
+    assert answer.kind is AnswerKind.TRANSIENT
+    assert f"over {POLL_BODY_CAP} bytes refused" in answer.message
+    assert server.sent[0].body_bytes < size // 4  # the client stopped reading early
+
+
+def test_a_huge_declared_answer_is_refused_before_reading() -> None:
+    async def heartbeat(client: LobuClient) -> Answer:
+        return await client.heartbeat(run_id=1, worker_id="w1")
+
+    answer, _ = against([huge(BODY_CAP * 4, declared=True)], heartbeat)
+    assert answer.kind is AnswerKind.TRANSIENT
+    assert f"the cap is {BODY_CAP}" in answer.message
+
+
+def test_a_redirect_is_not_followed_with_the_token() -> None:
+    answer, server = against([redirect("http://127.0.0.1:9/steal")], poll)
+    assert answer.kind is AnswerKind.REJECTED
+    assert len(server.seen) == 1
+
+
+def test_a_surrogate_in_an_answer_is_decoded_not_fatal() -> None:
+    answer, _ = against([json_reply({"next_poll_seconds": 10, "error": "\udc80"})], poll)
+    assert answer.ok
+    assert isinstance(parse_poll(answer.body), Idle)
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf, 1e308])
+def test_next_poll_seconds_that_is_not_a_finite_number_is_ignored(value: float) -> None:
+    parsed = parse_poll({"next_poll_seconds": value})
+    assert isinstance(parsed, Idle)
+    assert math.isfinite(parsed.next_poll_seconds)
+    assert parsed.next_poll_seconds <= 3600
+
+
+def test_retry_after_is_capped_at_max_backoff_seconds() -> None:
+    backoff = Backoff(cap=60.0, rng=random.Random(1))
+    assert backoff.next(retry_after=300.0) == 60.0
