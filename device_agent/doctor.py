@@ -11,6 +11,7 @@ from typing import Final
 
 from device_agent import notify
 from device_agent.auth.store import keyring_name, usable_keyring
+from device_agent.automation.registration import available_agent_kinds
 from device_agent.client import AnswerKind, LobuClient
 from device_agent.credentials import CredentialError, describe_token_home, resolve_token
 from device_agent.errors import ExitCode
@@ -86,6 +87,9 @@ async def _executors(settings: Settings) -> list[Check]:
             checks.append(
                 Check(True if found else None, f"executor {result.name}", _describe(result))
             )
+    kinds = available_agent_kinds(profiles, environ["PATH"])
+    advertised = ", ".join(kinds) if kinds else "none: a current server hands this device nothing"
+    checks.append(Check(None, "agent kinds offered to current servers", advertised))
     return checks
 
 

@@ -261,6 +261,25 @@ def test_doctor_shows_the_config_file_the_executors_dir_and_where_clis_are(
     assert f"executor demo: found at {Path(sys.executable).parent}" in shown
 
 
+def test_doctor_says_which_agent_kinds_a_current_server_is_offered(
+    isolated_home: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from tests.helpers import install_fake
+
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.local/bin with a real CLI in it
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    main(["doctor"])
+    assert "agent kinds offered to current servers: none" in capsys.readouterr().out
+
+    install_fake(tmp_path / "bin", "claude")
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))
+    main(["doctor"])
+    assert "agent kinds offered to current servers: claude-code" in capsys.readouterr().out
+
+
 def test_the_demo_agent_shows_a_window_with_both_dates() -> None:
     from device_agent.demo_cli import summarize
 
