@@ -60,7 +60,9 @@ class Capped:
 
     def text(self) -> str:
         text = self.head.decode("utf-8", errors="replace")
-        return f"{text}\n{TRUNCATED}" if self.truncated else text
+        if self.truncated:
+            text += f"\n{TRUNCATED}"  # in place: CPython grows a string nothing else holds
+        return text
 
     def last(self) -> str:
         return self.end.decode("utf-8", errors="replace")
