@@ -275,16 +275,24 @@ class Journal:
             )
 
     def settle(
-        self, server: str, run_id: int, *, state: JournalState, answer: str, message: str | None
+        self,
+        server: str,
+        run_id: int,
+        *,
+        state: JournalState,
+        answer: str,
+        message: str | None,
+        attempts: int = 0,
     ) -> None:
-        """The server answered for good (acknowledged or dead), or told us to stop (abandoned)."""
+        """The server answered for good (acknowledged or dead), or told us to stop (abandoned).
+        `attempts`: delivery attempts to count in the same transaction (the one answered)."""
         if state not in SETTLED:
             raise ValueError(f"not a settled state: {state}")
         with self._tx() as db:
             db.execute(
-                "UPDATE runs SET state=?, answer=?, server_message=?, acked_at=?"
-                " WHERE server=? AND run_id=?",
-                (state, answer, message, self._clock(), server, run_id),
+                "UPDATE runs SET state=?, answer=?, server_message=?, acked_at=?,"
+                " attempts = attempts + ? WHERE server=? AND run_id=?",
+                (state, answer, message, self._clock(), attempts, server, run_id),
             )
 
     def prune(self, *, keep_days: float, keep_rows: int) -> int:
