@@ -133,7 +133,17 @@ class RunPipeline:
         give_up: GiveUp,
     ) -> Answer | None:
         parsed = read_claim(lane, claim)
-        if not await self._record_claim(claim, parsed):
+        # The first beat renews the lease while the claim is journaled: both are done before
+        # the CLI starts (docs/protocol.md, "Heartbeat"), neither waits for the other.
+        first_beat = asyncio.create_task(heartbeat.start())
+        try:
+            recorded = await self._record_claim(claim, parsed)
+        except BaseException:
+            first_beat.cancel()
+            raise
+        if not recorded:
+            first_beat.cancel()
+            await asyncio.gather(first_beat, return_exceptions=True)
             # Should never happen; if it does, the journal keeps the first result untouched
             # and the server hears once why this claim is not run, rather than nothing.
             log.error("server handed us a run we already claimed; not executing it twice")
@@ -160,7 +170,7 @@ class RunPipeline:
             watcher=None if isinstance(parsed, str) else parsed.name,
             run_type=claim.run_type,
         )
-        await heartbeat.start()  # renew the lease before starting expensive work
+        await first_beat  # the lease is renewed before starting expensive work
         nudge: str | None = None
         attempt = 0
         for _ in range(MAX_ROUNDS):

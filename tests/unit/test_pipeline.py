@@ -198,3 +198,37 @@ def test_a_server_that_always_asks_for_more_gets_a_failure_after_max_rounds(
     assert all(body["error"] is None for body in outcome.bodies[:-1])
     assert outcome.entry is not None
     assert outcome.entry.state == JournalState.ACKNOWLEDGED
+
+
+class ClaimCheckingExecutor(RecordingExecutor):
+    """Records, when the CLI would start, what the journal on disk says of the run."""
+
+    def __init__(self, journal_file: Path) -> None:
+        super().__init__()
+        self.journal_file = journal_file
+        self.states_at_start: list[str | None] = []
+
+    async def execute(
+        self,
+        request: ExecutionRequest,
+        *,
+        cancel: asyncio.Event,
+        on_output: Callable[[str], None] | None = None,
+    ) -> Report:
+        reader = Journal(self.journal_file)
+        try:
+            entry = reader.get(ORIGIN, request.run_id)
+        finally:
+            reader.close()
+        self.states_at_start.append(entry.state if entry is not None else None)
+        return await super().execute(request, cancel=cancel, on_output=on_output)
+
+
+def test_the_claim_is_journaled_before_the_cli_starts_though_the_first_beat_runs_alongside(
+    tmp_path: Path,
+) -> None:
+    executor = ClaimCheckingExecutor(tmp_path / "journal.sqlite3")
+    done = httpx.Response(200, json={"ok": True, "status": "completed"})
+    outcome = run_claim(tmp_path, [done], executor)
+    assert executor.states_at_start == [JournalState.CLAIMED]
+    assert outcome.beats == 1  # the first beat was answered, and only once
