@@ -107,9 +107,16 @@ def _parser(only: str | None = None) -> argparse.ArgumentParser:
         return everything or name == only
 
     def command(
-        name: str, handler: Command, summary: str, *, example: str = "", shared: bool = True
+        name: str,
+        handler: Command,
+        summary: str,
+        *,
+        example: str = "",
+        shared: bool = True,
+        arguments: tuple[str, str] | None = None,
     ) -> Parser:
-        """A subcommand whose --help says `summary` as a sentence, with an example."""
+        """A subcommand whose --help says `summary` as a sentence, with an example;
+        `arguments` (module, function) adds its options, imported only when it is built."""
         if not wanted(name):
             return Parser(add_help=False)  # not the command run: its options go nowhere
         made = sub.add_parser(
@@ -120,6 +127,9 @@ def _parser(only: str | None = None) -> argparse.ArgumentParser:
             epilog=f"example: {example}" if example else None,
         )
         made.set_defaults(handler=handler)
+        if arguments is not None:
+            module, function = arguments
+            getattr(import_module(module), function)(made)
         return made
 
     run = command(
@@ -140,33 +150,29 @@ def _parser(only: str | None = None) -> argparse.ArgumentParser:
         "try it offline: a local dev server, sample watchers and a demo agent",
         shared=False,
     )
-    dev = command(
+    command(
         "dev-server",
         _lazy("device_agent.commands.demo", "cmd_dev_server"),
         "a Lobu-compatible server on loopback; prints a `run` line to paste as is",
         example="device-agent dev-server --port 8787",
         shared=False,
+        arguments=("device_agent.commands.demo", "add_dev_server_arguments"),
     )
-    if wanted("dev-server"):
-        from device_agent.commands.demo import add_dev_server_arguments
 
-        add_dev_server_arguments(dev)
-
-    login = command(
+    auth = "device_agent.auth.commands"
+    command(
         "login",
         _lazy("device_agent.commands.login", "cmd_login"),
         "sign this device in: a token bound to this device, kept in the OS keyring or a 0600 file",
         example="device-agent login --server https://lobu.example.com",
+        arguments=(auth, "add_login_arguments"),
     )
-    if wanted("login"):
-        import_module("device_agent.auth.commands").add_login_arguments(login)
-    logout = command(
+    command(
         "logout",
         _lazy("device_agent.commands.login", "cmd_logout"),
         "revoke and remove this device's stored token",
+        arguments=(auth, "add_logout_arguments"),
     )
-    if wanted("logout"):
-        import_module("device_agent.auth.commands").add_logout_arguments(logout)
 
     status = command(
         "status",
@@ -188,14 +194,13 @@ def _parser(only: str | None = None) -> argparse.ArgumentParser:
     )
     history.add_argument("--run", type=int, dest="run_id", help="show one run in full, by run id")
 
-    trigger = command(
+    command(
         "trigger",
         _lazy("device_agent.commands.trigger", "cmd_trigger"),
         '"Run now": ask the server to queue a watcher or automation run, then the agent to poll',
         example="device-agent trigger 42 --lane automation",
+        arguments=(auth, "add_trigger_arguments"),
     )
-    if wanted("trigger"):
-        import_module("device_agent.auth.commands").add_trigger_arguments(trigger)
 
     control = "device_agent.commands.control"
     command("pause", _lazy(control, "cmd_pause"), "stop claiming new runs; running ones finish")
