@@ -108,16 +108,7 @@ class Executor:
             log.exception("executor failed")
             error = f"executor error: {type(exc).__name__}: {exc}"
             result = failure(error, duration_ms=_elapsed_ms(started))
-        result = _redacted(result, redact)
-        log.info(
-            "run ended",
-            exit_reason=result.exit_reason,
-            exit_code=result.exit_code,
-            exit_signal=result.exit_signal,
-            duration_ms=result.duration_ms,
-            error=result.error,
-        )
-        return result
+        return _redacted(result, redact)  # the pipeline logs how it ended, in one line
 
     async def recover(self) -> int:
         """After a previous agent for this home was killed: stop the CLIs it left running and

@@ -277,8 +277,12 @@ class RunPipeline:
             report = report.failing(self._shutdown_error(not_started), ExitReason.CANCELLED)
         log.info(
             "run finished",
+            agent_kind=kind,
             exit_reason=report.exit_reason,
+            exit_code=report.exit_code,
+            exit_signal=report.exit_signal,
             failed=report.failed,
+            error=report.error,
             duration_ms=report.duration_ms,
             **_loggable(report.details),
         )
