@@ -35,11 +35,11 @@ import structlog
 from device_agent.execconfig import Refused
 from device_agent.launch import ExecutionRequest, Launch, Launcher
 from device_agent.leftovers import recover_leftovers
-from device_agent.process import TRUNCATED, Finished, run_in_group, signal_name
+from device_agent.process import Finished, run_in_group, signal_name
 from device_agent.profiles import Profile
 from device_agent.readers import Captured, Reading, tail
 from device_agent.redaction import SecretValues
-from device_agent.result import ExitReason, Report, failure
+from device_agent.result import TRUNCATED, ExitReason, Report, failure
 from device_agent.settings import ExecutorSettings
 
 logger = structlog.get_logger(__name__)

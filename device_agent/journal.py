@@ -31,8 +31,7 @@ from pathlib import Path
 from typing import Any, Final, ParamSpec, TypeVar
 
 from device_agent.errors import DeviceAgentError, ExitCode
-from device_agent.process import TRUNCATED
-from device_agent.result import ExitReason, Report
+from device_agent.result import TRUNCATED, ExitReason, Report
 
 
 class JournalState(enum.StrEnum):

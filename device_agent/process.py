@@ -18,9 +18,9 @@ from typing import Any, Final, NamedTuple
 
 import structlog
 
-logger = structlog.get_logger(__name__)
+from device_agent.result import TRUNCATED
 
-TRUNCATED: Final = "[output truncated]"
+logger = structlog.get_logger(__name__)
 
 _READ_CHUNK: Final = 256 * 1024
 _TAIL_BYTES: Final = 4096  # the end of each stream is kept even past the cap, for error text
