@@ -11,21 +11,11 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
+from importlib import import_module
 from pathlib import Path
 
-from device_agent import __version__, service, tray
-from device_agent.auth import commands as auth
+from device_agent import __version__
 from device_agent.commands import fail
-from device_agent.commands.control import cmd_pause, cmd_resume
-from device_agent.commands.demo import add_dev_server_arguments, cmd_demo, cmd_dev_server
-from device_agent.commands.desktop import cmd_service, cmd_tray
-from device_agent.commands.doctor import cmd_doctor
-from device_agent.commands.history import cmd_history
-from device_agent.commands.login import cmd_login, cmd_logout
-from device_agent.commands.logs import cmd_logs
-from device_agent.commands.run import cmd_run
-from device_agent.commands.status import cmd_status
-from device_agent.commands.trigger import cmd_trigger
 from device_agent.errors import DeviceAgentError, ExitCode
 from device_agent.umask import make_private
 
@@ -34,7 +24,8 @@ Parser = argparse.ArgumentParser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = _parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = _parser(only=argv[0] if argv else None)
     args = parser.parse_args(argv)
     handler: Command | None = getattr(args, "handler", None)
     if handler is None:
@@ -75,7 +66,21 @@ def _explain(exc: Exception) -> tuple[ExitCode, str]:
     )
 
 
-def _parser() -> argparse.ArgumentParser:
+def _lazy(module: str, name: str) -> Command:
+    """A command handler imported when it runs: start-up pays only for the command used."""
+
+    def handler(args: argparse.Namespace) -> int:
+        command: Command = getattr(import_module(module), name)
+        return command(args)
+
+    return handler
+
+
+def _parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The whole parser; with `only` (the first argument) naming a command, just that
+    command's subparser, so `device-agent run` never imports what `login` or `service` need
+    to define their options; with `--version`, no command. Anything else builds everything,
+    for the help and argparse's "invalid choice" message."""
     parser = argparse.ArgumentParser(
         prog="device-agent",
         description=(
@@ -96,10 +101,26 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("-v", "--verbose", action="store_true", help="debug logs on the terminal")
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
 
+    known = {"run", "demo", "dev-server", "login", "logout", "status", "history", "trigger"}
+    known |= {"pause", "resume", "logs", "service", "tray", "doctor"}
+    everything = only not in known and only != "--version"  # which needs no command at all
+
+    def wanted(name: str) -> bool:
+        return everything or name == only
+
     def command(
-        name: str, handler: Command, summary: str, *, example: str = "", shared: bool = True
+        name: str,
+        handler: Command,
+        summary: str,
+        *,
+        example: str = "",
+        shared: bool = True,
+        arguments: tuple[str, str] | None = None,
     ) -> Parser:
-        """A subcommand whose --help says `summary` as a sentence, with an example."""
+        """A subcommand whose --help says `summary` as a sentence, with an example;
+        `arguments` (module, function) adds its options, imported only when it is built."""
+        if not wanted(name):
+            return Parser(add_help=False)  # not the command run: its options go nowhere
         made = sub.add_parser(
             name,
             parents=[common] if shared else [],
@@ -108,11 +129,14 @@ def _parser() -> argparse.ArgumentParser:
             epilog=f"example: {example}" if example else None,
         )
         made.set_defaults(handler=handler)
+        if arguments is not None:
+            module, function = arguments
+            getattr(import_module(module), function)(made)
         return made
 
     run = command(
         "run",
-        cmd_run,
+        _lazy("device_agent.commands.run", "cmd_run"),
         "poll the server and run what it pins to this device (what the service runs)",
         example="device-agent run --once --agent codex",
     )
@@ -124,32 +148,37 @@ def _parser() -> argparse.ArgumentParser:
 
     command(
         "demo",
-        cmd_demo,
+        _lazy("device_agent.commands.demo", "cmd_demo"),
         "try it offline: a local dev server, sample watchers and a demo agent",
         shared=False,
     )
-    dev = command(
+    command(
         "dev-server",
-        cmd_dev_server,
+        _lazy("device_agent.commands.demo", "cmd_dev_server"),
         "a Lobu-compatible server on loopback; prints a `run` line to paste as is",
         example="device-agent dev-server --port 8787",
         shared=False,
+        arguments=("device_agent.commands.demo", "add_dev_server_arguments"),
     )
-    add_dev_server_arguments(dev)
 
-    login = command(
+    auth = "device_agent.auth.commands"
+    command(
         "login",
-        cmd_login,
+        _lazy("device_agent.commands.login", "cmd_login"),
         "sign this device in: a token bound to this device, kept in the OS keyring or a 0600 file",
         example="device-agent login --server https://lobu.example.com",
+        arguments=(auth, "add_login_arguments"),
     )
-    auth.add_login_arguments(login)
-    logout = command("logout", cmd_logout, "revoke and remove this device's stored token")
-    auth.add_logout_arguments(logout)
+    command(
+        "logout",
+        _lazy("device_agent.commands.login", "cmd_logout"),
+        "revoke and remove this device's stored token",
+        arguments=(auth, "add_logout_arguments"),
+    )
 
     status = command(
         "status",
-        cmd_status,
+        _lazy("device_agent.commands.status", "cmd_status"),
         "what the agent is doing now: state, runs, last poll, results waiting, problems",
         example="device-agent status --json | jq .state",
     )
@@ -157,7 +186,7 @@ def _parser() -> argparse.ArgumentParser:
 
     history = command(
         "history",
-        cmd_history,
+        _lazy("device_agent.commands.history", "cmd_history"),
         "recent runs from the journal, or one run in full",
         example="device-agent history --run 42",
     )
@@ -167,20 +196,21 @@ def _parser() -> argparse.ArgumentParser:
     )
     history.add_argument("--run", type=int, dest="run_id", help="show one run in full, by run id")
 
-    trigger = command(
+    command(
         "trigger",
-        cmd_trigger,
+        _lazy("device_agent.commands.trigger", "cmd_trigger"),
         '"Run now": ask the server to queue a watcher or automation run, then the agent to poll',
         example="device-agent trigger 42 --lane automation",
+        arguments=(auth, "add_trigger_arguments"),
     )
-    auth.add_trigger_arguments(trigger)
 
-    command("pause", cmd_pause, "stop claiming new runs; running ones finish")
-    command("resume", cmd_resume, "claim runs again, polling at once")
+    control = "device_agent.commands.control"
+    command("pause", _lazy(control, "cmd_pause"), "stop claiming new runs; running ones finish")
+    command("resume", _lazy(control, "cmd_resume"), "claim runs again, polling at once")
 
     logs = command(
         "logs",
-        cmd_logs,
+        _lazy("device_agent.commands.logs", "cmd_logs"),
         "show the agent's log, or follow it",
         example="device-agent logs -f --run 42",
     )
@@ -190,12 +220,16 @@ def _parser() -> argparse.ArgumentParser:
         "-n", "--lines", type=int, default=50, help="how many recent lines first (default 50)"
     )
 
-    service.add_arguments(sub, parents=[common]).set_defaults(handler=cmd_service)
-    tray.add_arguments(sub, parents=[common]).set_defaults(handler=cmd_tray)
+    desktop = "device_agent.commands.desktop"
+    for name in ("service", "tray"):  # these modules define their own subparsers
+        if wanted(name):
+            module = import_module(f"device_agent.{name}")
+            made = module.add_arguments(sub, parents=[common])
+            made.set_defaults(handler=_lazy(desktop, f"cmd_{name}"))
 
     command(
         "doctor",
-        cmd_doctor,
+        _lazy("device_agent.commands.doctor", "cmd_doctor"),
         "check server, token, CLIs (as the service finds them), config and directories",
     )
     return parser

@@ -24,6 +24,7 @@ from typing import Any, Final
 import httpx
 
 from device_agent import __version__
+from device_agent.http_options import remember_missing_sniffio, tls_for
 
 USER_AGENT: Final = f"device-agent/{__version__}"
 NOT_IN_PROGRESS: Final = "Run is not in progress"
@@ -126,7 +127,9 @@ class LobuClient:
             headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
             follow_redirects=False,  # a redirect could carry the token to another host
             transport=transport,
+            verify=tls_for(self.origin),
         )
+        remember_missing_sniffio()
 
     async def aclose(self) -> None:
         await self._http.aclose()

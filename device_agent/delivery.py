@@ -152,7 +152,10 @@ class Outbox:
         while True:
             answer = await self._post(entry, state)
             attempts += 1
-            if answer.kind is not AnswerKind.TRANSIENT or give_up(attempts):
+            if answer.kind is not AnswerKind.TRANSIENT:
+                return answer  # counted by `_settle`, in the transaction that settles it
+            await self._count_attempt(entry)
+            if give_up(attempts):
                 return answer
             delay = backoff.next(answer.retry_after)
             if self.draining:  # shutting down: a few quick tries, then leave it queued
@@ -168,9 +171,6 @@ class Outbox:
             attempt=entry.finalize_attempt,
         )
         answer = await self._client.complete(lane.completion_route(entry.run_id), body)
-        await self._journal.write_or_defer(
-            self._journal.sync.count_attempt, self._server, entry.run_id
-        )
         bound = log.bind(run_id=entry.run_id)
         if answer.kind is AnswerKind.TRANSIENT:
             bound.warning("result not delivered yet; will retry", answer=answer.describe())
@@ -181,6 +181,11 @@ class Outbox:
                 else:
                     await self._close_as_failed(entry, state, answer)
         return answer
+
+    async def _count_attempt(self, entry: Entry) -> None:
+        await self._journal.write_or_defer(
+            self._journal.sync.count_attempt, self._server, entry.run_id
+        )
 
     def _stop_heartbeat(self, run_id: int) -> None:
         """Even a failure report is refused: keep the result queued, but stop keeping the run
@@ -215,6 +220,7 @@ class Outbox:
             verdict = self._verdict(entry, answer)
             if isinstance(verdict, Resume):
                 # Not settled: the run goes on with another round (the pipeline runs it).
+                await self._count_attempt(entry)
                 await self._journal.write_or_defer(
                     self._journal.sync.next_round, self._server, entry.run_id, verdict.attempt
                 )
@@ -245,6 +251,8 @@ class Outbox:
                 see="device-agent history",
             )
         else:
+            if answer.kind is not AnswerKind.TRANSIENT:  # a transient one is counted already
+                await self._count_attempt(entry)
             bound.warning("result kept in the journal for a later try", answer=answer.describe())
 
     async def _record(
@@ -252,7 +260,13 @@ class Outbox:
     ) -> None:
         journal: Journal = self._journal.sync
         await self._journal.write_or_defer(
-            journal.settle, self._server, entry.run_id, state=state, answer=answer, message=message
+            journal.settle,
+            self._server,
+            entry.run_id,
+            state=state,
+            answer=answer,
+            message=message,
+            attempts=1,  # the post answered just now: counted in the same transaction
         )
 
 

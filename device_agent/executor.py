@@ -35,11 +35,11 @@ import structlog
 from device_agent.execconfig import Refused
 from device_agent.launch import ExecutionRequest, Launch, Launcher
 from device_agent.leftovers import recover_leftovers
-from device_agent.process import TRUNCATED, Finished, run_in_group, signal_name
+from device_agent.process import Finished, run_in_group, signal_name
 from device_agent.profiles import Profile
 from device_agent.readers import Captured, Reading, tail
 from device_agent.redaction import SecretValues
-from device_agent.result import ExitReason, Report, failure
+from device_agent.result import TRUNCATED, ExitReason, Report, failure
 from device_agent.settings import ExecutorSettings
 
 logger = structlog.get_logger(__name__)
@@ -108,16 +108,7 @@ class Executor:
             log.exception("executor failed")
             error = f"executor error: {type(exc).__name__}: {exc}"
             result = failure(error, duration_ms=_elapsed_ms(started))
-        result = _redacted(result, redact)
-        log.info(
-            "run ended",
-            exit_reason=result.exit_reason,
-            exit_code=result.exit_code,
-            exit_signal=result.exit_signal,
-            duration_ms=result.duration_ms,
-            error=result.error,
-        )
-        return result
+        return _redacted(result, redact)  # the pipeline logs how it ended, in one line
 
     async def recover(self) -> int:
         """After a previous agent for this home was killed: stop the CLIs it left running and

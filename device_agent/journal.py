@@ -27,14 +27,14 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Final, ParamSpec, TypeVar
 
 import structlog
 
 from device_agent.errors import DeviceAgentError, ExitCode
-from device_agent.result import ExitReason, Report
+from device_agent.result import TRUNCATED, ExitReason, Report
 from device_agent.textsafe import encodable
 
 log = structlog.get_logger(__name__)
@@ -54,6 +54,8 @@ ACKNOWLEDGED: Final = JournalState.ACKNOWLEDGED
 DEAD: Final = JournalState.DEAD
 ABANDONED: Final = JournalState.ABANDONED
 SETTLED: Final = frozenset({ACKNOWLEDGED, DEAD, ABANDONED})  # the server has answered for good
+
+TRUNCATED_NOTE: Final = f"\n{TRUNCATED}"  # what ends an output cut at the cap
 
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -263,8 +265,8 @@ class Journal:
     def record_result(self, server: str, run_id: int, report: Report) -> Entry:
         """The CLI finished (or could not run): the result joins the outbox. Returns the row."""
         output = report.output
-        if len(output) > self._output_cap:
-            output = output[: self._output_cap] + "\n[output truncated]"
+        if len(output) > self._output_cap + len(TRUNCATED_NOTE):  # the executor's cap fits
+            output = output[: self._output_cap] + TRUNCATED_NOTE
         with self._tx() as db:
             db.execute(
                 "UPDATE runs SET state=?, finished_at=?, output=?, error=?, exit_code=?,"
@@ -284,12 +286,11 @@ class Journal:
                     run_id,
                 ),
             )
-            row = db.execute(
-                "SELECT * FROM runs WHERE server=? AND run_id=?", (server, run_id)
-            ).fetchone()
+            # Not the output just written: reading a 4 MiB output back would hold it twice.
+            row = db.execute(_ROW_BUT_OUTPUT, (server, run_id)).fetchone()
         if row is None:
             raise JournalError(f"run {run_id} was never claimed in the journal {self.path}")
-        return _entry(row)
+        return _entry(row, output=output)
 
     def next_round(self, server: str, run_id: int, attempt: int) -> None:
         """The server asked for another round of this run: it is claimed again, so that a
@@ -317,16 +318,24 @@ class Journal:
             )
 
     def settle(
-        self, server: str, run_id: int, *, state: JournalState, answer: str, message: str | None
+        self,
+        server: str,
+        run_id: int,
+        *,
+        state: JournalState,
+        answer: str,
+        message: str | None,
+        attempts: int = 0,
     ) -> None:
-        """The server answered for good (acknowledged or dead), or told us to stop (abandoned)."""
+        """The server answered for good (acknowledged or dead), or told us to stop (abandoned).
+        `attempts`: delivery attempts to count in the same transaction (the one answered)."""
         if state not in SETTLED:
             raise ValueError(f"not a settled state: {state}")
         with self._tx() as db:
             db.execute(
-                "UPDATE runs SET state=?, answer=?, server_message=?, acked_at=?"
-                " WHERE server=? AND run_id=?",
-                (state, answer, message, self._clock(), server, run_id),
+                "UPDATE runs SET state=?, answer=?, server_message=?, acked_at=?,"
+                " attempts = attempts + ? WHERE server=? AND run_id=?",
+                (state, answer, message, self._clock(), attempts, server, run_id),
             )
 
     def prune(self, *, keep_days: float, keep_rows: int) -> int:
@@ -388,8 +397,12 @@ class Journal:
         return {state: int(n) for state, n in rows}
 
 
-def _entry(row: sqlite3.Row) -> Entry:
-    data = dict(row)
+_ALL_BUT_OUTPUT: Final = ", ".join(f.name for f in fields(Entry) if f.name != "output")
+_ROW_BUT_OUTPUT: Final = f"SELECT {_ALL_BUT_OUTPUT} FROM runs WHERE server=? AND run_id=?"  # noqa: S608 - no input
+
+
+def _entry(row: sqlite3.Row, **known: Any) -> Entry:
+    data = dict(row) | known
     data.pop("payload_digest", None)
     data["details"] = json.loads(data["details"]) if data.get("details") else {}
     return Entry(**data)

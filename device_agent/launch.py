@@ -88,6 +88,7 @@ class Launcher:
         # Where per-run temp dirs go (None: the system temp dir). Our own folder,
         # so that files a killed agent could not delete are found and removed.
         self.scratch_dir = scratch_dir
+        self._told_no_mcp: set[str] = set()  # profiles already said to run without the tools
 
     def prepare(
         self, request: ExecutionRequest, cleanup: contextlib.AsyncExitStack, log: Any
@@ -199,7 +200,9 @@ class Launcher:
         if wiring is None or not self.settings.mcp:
             return [], {}
         if spec is None:
-            log.debug("this profile has no [mcp] table; the CLI runs without the Lobu tools")
+            if profile.name not in self._told_no_mcp:  # once: it is so for every run of it
+                self._told_no_mcp.add(profile.name)
+                log.debug("this profile has no [mcp] table; the CLI runs without the Lobu tools")
             return [], {}
         values = {**values, "{mcp_url}": _checked_url(wiring.url), "{mcp_token}": wiring.token}
         config = json.dumps(_fill_deep(spec.config, values)) if spec.config is not None else ""

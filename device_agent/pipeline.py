@@ -146,13 +146,21 @@ class RunPipeline:
             log.error("server handed us a run_id beyond 64 bits; not executing it")
             await self._tell_once(claim, lane, HUGE_RUN_ID_ERROR)
             return None
+        # The first beat renews the lease while the claim is journaled: both are done before
+        # the CLI starts (docs/protocol.md, "Heartbeat"), neither waits for the other.
+        first_beat = asyncio.create_task(heartbeat.start())
         try:
             first_claim = await self._record_claim(claim, parsed)
         except JournalWriteError as exc:
+            await _cancelled(first_beat)
             # Never run what the journal does not know of: a restart could run it twice.
             await self._tell_once(claim, lane, f"not executed: {exc}")
             return None
+        except BaseException:
+            first_beat.cancel()
+            raise
         if not first_claim:
+            await _cancelled(first_beat)
             # Should never happen; if it does, the journal keeps the first result untouched
             # and the server hears once why this claim is not run, rather than nothing.
             log.error("server handed us a run we already claimed; not executing it twice")
@@ -173,7 +181,7 @@ class RunPipeline:
             watcher=None if isinstance(parsed, str) else parsed.name,
             run_type=claim.run_type,
         )
-        await heartbeat.start()  # renew the lease before starting expensive work
+        await first_beat  # the lease is renewed before starting expensive work
         nudge: str | None = None
         attempt = 0
         for _ in range(MAX_ROUNDS):
@@ -297,8 +305,12 @@ class RunPipeline:
             report = report.failing(self._shutdown_error(not_started), ExitReason.CANCELLED)
         log.info(
             "run finished",
+            agent_kind=kind,
             exit_reason=report.exit_reason,
+            exit_code=report.exit_code,
+            exit_signal=report.exit_signal,
             failed=report.failed,
+            error=report.error,
             duration_ms=report.duration_ms,
             **_loggable(report.details),
         )
@@ -363,6 +375,11 @@ def _loggable(details: Any) -> dict[str, object]:
         return {}
     keys = ("cost_usd", "num_turns", "session_id")
     return {key: details[key] for key in keys if key in details}
+
+
+async def _cancelled(task: asyncio.Task[Any]) -> None:
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
 
 
 async def _forward(source: asyncio.Event, target: asyncio.Event) -> None:

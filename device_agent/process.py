@@ -18,11 +18,10 @@ from typing import Any, Final, NamedTuple
 
 import structlog
 
+from device_agent.result import TRUNCATED
 from device_agent.umask import users_umask
 
 logger = structlog.get_logger(__name__)
-
-TRUNCATED: Final = "[output truncated]"
 
 _READ_CHUNK: Final = 256 * 1024
 _TAIL_BYTES: Final = 4096  # the end of each stream is kept even past the cap, for error text
@@ -62,7 +61,9 @@ class Capped:
 
     def text(self) -> str:
         text = self.head.decode("utf-8", errors="replace")
-        return f"{text}\n{TRUNCATED}" if self.truncated else text
+        if self.truncated:
+            text += f"\n{TRUNCATED}"  # in place: CPython grows a string nothing else holds
+        return text
 
     def last(self) -> str:
         return self.end.decode("utf-8", errors="replace")
@@ -90,16 +91,11 @@ async def run_in_group(
     on_stdout: Callable[[bytes], None] | None = None,
 ) -> Finished:
     """Run `argv` as the leader of a new process group; no process of the group outlives this."""
-    process = await asyncio.create_subprocess_exec(
-        *argv,
+    process = await _spawn(
+        argv,
         stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
         cwd=cwd,
         env=dict(env),
-        start_new_session=True,  # a session of its own: its pid is the group id we signal
-        umask=users_umask(),  # the CLI writes the user's files as the user would
-        limit=_READ_CHUNK,
     )
     group = process.pid
     stdout, stderr = Capped(stdout_cap), Capped(stderr_cap)
@@ -126,9 +122,7 @@ async def run_in_group(
     return Finished(process.returncode, stopped_by, stdout, stderr)
 
 
-async def _wait(
-    process: asyncio.subprocess.Process, time_limit: float, cancel: asyncio.Event | None
-) -> str | None:
+async def _wait(process: _Process, time_limit: float, cancel: asyncio.Event | None) -> str | None:
     """None when the leader exited by itself, else "timeout" or "cancelled"."""
     exited = asyncio.ensure_future(_exit_status(process))
     cancelled = asyncio.ensure_future(cancel.wait()) if cancel is not None else None
@@ -143,15 +137,54 @@ async def _wait(
     return "cancelled" if cancelled is not None and cancelled.done() else "timeout"
 
 
-async def _exit_status(process: asyncio.subprocess.Process) -> int:
-    """The leader's exit status, as soon as it is reaped.
+class _ExitNotifying(asyncio.subprocess.SubprocessStreamProtocol):
+    """The stream protocol of `create_subprocess_exec`, plus a future set when the leader exits.
 
-    Not `process.wait()`: that also waits until every holder of the pipes has
-    closed them, and a grandchild left in the background may hold them forever.
-    No public asyncio API signals the exit alone, hence the short poll.
+    `process.wait()` also waits until every holder of the pipes has closed
+    them, and a grandchild left in the background may hold them forever; this
+    future is set by the child watcher the moment the leader is reaped, so the
+    end of a run is noticed without polling.
     """
-    while process.returncode is None:  # noqa: ASYNC110 - see above
-        await asyncio.sleep(_POLL_SECONDS)
+
+    def __init__(self, limit: int, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(limit=limit, loop=loop)
+        self.exited: asyncio.Future[None] = loop.create_future()
+
+    def process_exited(self) -> None:
+        super().process_exited()
+        if not self.exited.done():
+            self.exited.set_result(None)
+
+
+class _Process(asyncio.subprocess.Process):
+    exited: asyncio.Future[None]  # set when the leader is reaped, pipes open or not
+
+
+async def _spawn(
+    argv: Sequence[str], *, stdin: int, cwd: Path | None, env: dict[str, str]
+) -> _Process:
+    """What `asyncio.create_subprocess_exec` does, with the exit-notifying protocol."""
+    loop = asyncio.get_running_loop()
+    transport, protocol = await loop.subprocess_exec(
+        lambda: _ExitNotifying(_READ_CHUNK, loop),
+        *argv,
+        stdin=stdin,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        cwd=cwd,
+        env=env,
+        start_new_session=True,  # a session of its own: its pid is the group id we signal
+        umask=users_umask(),  # the CLI writes the user's files as the user would
+    )
+    process = _Process(transport, protocol, loop)
+    process.exited = protocol.exited
+    return process
+
+
+async def _exit_status(process: _Process) -> int:
+    """The leader's exit status, as soon as it is reaped (see `_ExitNotifying`)."""
+    await asyncio.shield(process.exited)  # a cancelled waiter must not cancel the future
+    assert process.returncode is not None
     return process.returncode
 
 
@@ -234,7 +267,7 @@ async def _feed(pipe: asyncio.StreamWriter, data: bytes) -> None:
         await pipe.wait_closed()
 
 
-async def _reap(process: asyncio.subprocess.Process, helpers: list[asyncio.Task[None]]) -> None:
+async def _reap(process: _Process, helpers: list[asyncio.Task[None]]) -> None:
     """Once the group is dead: the leader's status, and the pipes read to end of file.
 
     Both are bounded. A pipe that a process which left the group still holds

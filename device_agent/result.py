@@ -11,7 +11,9 @@ import dataclasses
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
+
+TRUNCATED: Final = "[output truncated]"  # ends an output cut at its cap
 
 
 class ExitReason(enum.StrEnum):

@@ -14,6 +14,7 @@ import httpx
 
 from device_agent import logs
 from device_agent.errors import DeviceAgentError, ExitCode
+from device_agent.http_options import remember_missing_sniffio, tls_for
 
 if TYPE_CHECKING:
     from device_agent.settings import Settings
@@ -51,9 +52,11 @@ def account_client(
     timeout: float = TIMEOUT_SECONDS,
     client_name: str = CLIENT_NAME,
 ) -> httpx.AsyncClient:
+    remember_missing_sniffio()
     return httpx.AsyncClient(
         base_url=server,
         timeout=timeout,
+        verify=tls_for(server),
         follow_redirects=False,
         transport=transport,
         headers={"Accept": "application/json", CLIENT_HEADER: client_name},

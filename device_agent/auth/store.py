@@ -17,12 +17,7 @@ import os
 import stat
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any, Final
-
-import keyring
-import keyring.backend
-import keyring.errors
-from keyring.backends.chainer import ChainerBackend
+from typing import TYPE_CHECKING, Any, Final
 
 from device_agent.errors import DeviceAgentError, ExitCode
 
@@ -32,6 +27,9 @@ INFO_FILE: Final = "credential.json"
 
 # Modules whose backends store nothing, fail on every call, or write plain text to a shared place.
 _NOT_A_KEYRING: Final = ("keyring.backends.fail", "keyring.backends.null", "keyrings.alt")
+
+if TYPE_CHECKING:
+    import keyring.backend
 
 CHILD: Final = "child"  # a PAT minted for and bound to this device's worker_id; rotates itself
 PAT: Final = "pat"  # a pasted PAT or DEVICE_AGENT_TOKEN: binding unknown, never rotated
@@ -64,6 +62,10 @@ class Credential:
 
 def usable_keyring() -> keyring.backend.KeyringBackend | None:
     """The highest-priority backend that really keeps secrets, or None."""
+    # Imported here: keyring takes ~50 ms to import, and most commands never need it.
+    import keyring
+    from keyring.backends.chainer import ChainerBackend
+
     try:
         backend = keyring.get_keyring()
     except Exception:  # a broken keyring configuration means "no keyring" here
@@ -110,6 +112,8 @@ class TokenStore:
 
     def read_token(self) -> str | None:
         if self._backend is not None:
+            import keyring.errors  # already loaded by usable_keyring
+
             try:
                 token = self._backend.get_password(KEYRING_SERVICE, self.server)
             except keyring.errors.KeyringError:
@@ -135,6 +139,8 @@ class TokenStore:
         """Delete every stored copy; return a description of each one removed."""
         removed: list[str] = []
         if self._backend is not None:
+            import keyring.errors  # already loaded by usable_keyring
+
             with contextlib.suppress(keyring.errors.PasswordDeleteError):
                 self._backend.delete_password(KEYRING_SERVICE, self.server)
                 removed.append(f"OS keyring ({keyring_name(self._backend)})")
@@ -149,6 +155,8 @@ class TokenStore:
 
     def _write_token(self, token: str) -> str:
         if self._backend is not None:
+            import keyring.errors  # already loaded by usable_keyring
+
             try:
                 self._backend.set_password(KEYRING_SERVICE, self.server, token)
             except keyring.errors.KeyringError:

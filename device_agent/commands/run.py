@@ -17,7 +17,6 @@ if TYPE_CHECKING:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from device_agent.sdnotify import SystemdNotifier
-    from device_agent.service import supervised_exit_code
 
     # First: NOTIFY_SOCKET and WATCHDOG_* leave the environment before any CLI could inherit them.
     systemd = SystemdNotifier.from_environ()
@@ -26,6 +25,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     except DeviceAgentError as exc:  # said here, so a service manager sees the mapped code
         fail(exc.user_message())
         code = exc.exit_code
+    from device_agent.service import supervised_exit_code  # at the end: off the start-up path
+
     return supervised_exit_code(int(code))
 
 

@@ -115,6 +115,27 @@ def test_output_is_capped(tmp_path: Path) -> None:
     assert entry.output == "x" * 10 + "\n[output truncated]"
 
 
+def test_an_output_the_executor_already_cut_at_the_cap_is_kept_whole(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "j.sqlite3", output_cap=10)
+    claim(journal, 1)
+    cut = "x" * 10 + "\n[output truncated]"
+    journal.record_result(S, 1, Report(cut, None, 1, 0, None, ExitReason.OK))
+    entry = journal.get(S, 1)
+    assert entry is not None
+    assert entry.output == cut
+
+
+def test_record_result_returns_the_row_without_reading_the_output_back(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "j.sqlite3")
+    claim(journal, 1)
+    output = "y" * 1000
+    entry = journal.record_result(S, 1, dataclasses.replace(OK, output=output))
+    assert entry.output is output  # the caller's string, not a second copy from the database
+    assert entry.state == FINISHED
+    assert entry.watcher_name == "w"
+    assert entry == journal.get(S, 1)  # the same row as a full read
+
+
 def test_settle_rejects_unknown_states(tmp_path: Path) -> None:
     journal = Journal(tmp_path / "j.sqlite3")
     with pytest.raises(ValueError, match="not a settled state"):

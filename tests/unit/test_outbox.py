@@ -189,3 +189,23 @@ def test_a_failure_refused_by_the_same_500_stops_the_heartbeat(journal: Journal)
     assert refused
     assert set(refused) == {RUN_ID}
     assert row(journal).state == JournalState.FINISHED  # still queued, never dropped
+
+
+def test_an_answered_post_is_counted_in_the_transaction_that_settles_it(
+    journal: Journal, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    finished(journal)
+    transactions = []
+    real_tx = journal._tx
+    monkeypatch.setattr(journal, "_tx", lambda: transactions.append(1) or real_tx())
+    deliver(journal, [httpx.Response(200, json={"ok": True, "status": "completed"})])
+    assert len(transactions) == 1  # the settle, attempt included: no transaction of its own
+    assert row(journal).attempts == 1
+
+
+def test_a_refused_token_counts_its_attempt_and_keeps_the_result(journal: Journal) -> None:
+    finished(journal)
+    kind, _ = deliver(journal, [httpx.Response(401, json={"error": "Unauthorized"})])
+    assert kind is AnswerKind.AUTH
+    entry = row(journal)
+    assert (entry.state, entry.attempts) == (JournalState.FINISHED, 1)

@@ -79,10 +79,12 @@ class ResumingLane:
 
 
 class RecordingExecutor:
-    """Stands in for `Executor`: each round's prompt is recorded and succeeds."""
+    """Stands in for `Executor`: each round's prompt is recorded and succeeds; `on_start`
+    sees each request where the CLI would start."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_start: Callable[[ExecutionRequest], None] = lambda request: None):
         self.prompts: list[str] = []
+        self.on_start = on_start
 
     def has_profile(self, agent_kind: str) -> bool:
         return True
@@ -94,6 +96,7 @@ class RecordingExecutor:
         cancel: asyncio.Event,
         on_output: Callable[[str], None] | None = None,
     ) -> Report:
+        self.on_start(request)
         self.prompts.append(request.prompt)
         return Report(f"round {len(self.prompts)}", None, 1, 0, None, ExitReason.OK)
 
@@ -198,3 +201,22 @@ def test_a_server_that_always_asks_for_more_gets_a_failure_after_max_rounds(
     assert all(body["error"] is None for body in outcome.bodies[:-1])
     assert outcome.entry is not None
     assert outcome.entry.state == JournalState.ACKNOWLEDGED
+
+
+def test_the_claim_is_journaled_before_the_cli_starts_though_the_first_beat_runs_alongside(
+    tmp_path: Path,
+) -> None:
+    states_at_start: list[str | None] = []
+
+    def look_at_the_journal(request: ExecutionRequest) -> None:
+        reader = Journal(tmp_path / "journal.sqlite3")
+        try:
+            entry = reader.get(ORIGIN, request.run_id)
+        finally:
+            reader.close()
+        states_at_start.append(entry.state if entry is not None else None)
+
+    done = httpx.Response(200, json={"ok": True, "status": "completed"})
+    outcome = run_claim(tmp_path, [done], RecordingExecutor(look_at_the_journal))
+    assert states_at_start == [JournalState.CLAIMED]
+    assert outcome.beats == 1  # the first beat was answered, and only once

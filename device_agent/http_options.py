@@ -1,0 +1,33 @@
+"""What every httpx client of the agent is built with, so a request costs only the request.
+
+Two costs the profile of a run showed, neither of which buys anything:
+
+- httpcore asks `import sniffio` on every request to learn which async
+  library runs it. Without sniffio installed each ask is a failed search of
+  the whole `sys.path` (~50 file look-ups per request). Recording the miss
+  once makes every later `import sniffio` fail at once, as it would anyway;
+  httpcore then assumes asyncio, which is what runs the agent.
+- Building a client loads the system's CA store (~25 ms) even for an
+  `http://` server, which never speaks TLS to us: redirects are not followed.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import ssl
+import sys
+
+
+def remember_missing_sniffio() -> None:
+    """Make a missing `sniffio` cost one look-up per process, not one per request."""
+    if "sniffio" not in sys.modules and importlib.util.find_spec("sniffio") is None:
+        sys.modules["sniffio"] = None  # type: ignore[assignment]  # "import sniffio" -> ImportError
+
+
+def tls_for(origin: str) -> ssl.SSLContext | bool:
+    """httpx's `verify` for a client of `origin`: the default for https, and for plain
+    http a context that trusts no certificate, so it is cheap to build and could
+    never accept a server if TLS were ever spoken through it."""
+    if origin.startswith("http://"):
+        return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # verifies, with no CA loaded
+    return True
