@@ -26,6 +26,8 @@ from typing import Final
 import httpx
 import structlog
 
+from device_agent.http_options import tls_for
+
 log = structlog.get_logger(__name__)
 
 PATH: Final = "/mcp"
@@ -64,11 +66,10 @@ class McpProxy:
         self.secret = "dap_run_" + secrets.token_urlsafe(32)
         self.url = ""
         self._token = token
-        self._http = httpx.AsyncClient(
-            timeout=httpx.Timeout(None, connect=10.0),  # an SSE stream may idle for long
-            follow_redirects=False,  # the real token goes to the server and nowhere else
-            transport=transport,
-        )
+        self._transport = transport
+        # Made on the first request: most runs never call a tool, and a client costs a TLS
+        # context (docs/protocol.md, "execution_config and the CLI").
+        self._http: httpx.AsyncClient | None = None
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -86,7 +87,18 @@ class McpProxy:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         if self._server is not None:
             await self._server.wait_closed()
-        await self._http.aclose()
+        if self._http is not None:
+            await self._http.aclose()
+
+    def _client(self) -> httpx.AsyncClient:
+        if self._http is None:
+            self._http = httpx.AsyncClient(
+                timeout=httpx.Timeout(None, connect=10.0),  # an SSE stream may idle for long
+                follow_redirects=False,  # the real token goes to the server and nowhere else
+                verify=tls_for(self.upstream),
+                transport=self._transport,
+            )
+        return self._http
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
@@ -112,9 +124,10 @@ class McpProxy:
         upstream = self.upstream + (f"?{query}" if query else "")
         sent = {k: v for k, v in headers.items() if k in _REQUEST_HEADERS}
         sent["authorization"] = f"Bearer {self._token()}"
-        request = self._http.build_request(method, upstream, headers=sent, content=body)
+        http = self._client()
+        request = http.build_request(method, upstream, headers=sent, content=body)
         try:
-            response = await self._http.send(request, stream=True)
+            response = await http.send(request, stream=True)
         except httpx.HTTPError as exc:
             log.warning("MCP proxy: the server cannot be reached", error=type(exc).__name__)
             await _answer(writer, 502, "the Lobu server cannot be reached")
