@@ -24,7 +24,7 @@ Where it deliberately differs from a real Lobu server (and nowhere else):
   the trigger routes or `/_dev`), so scheduled runs exist only when queued;
 - no warm-up unless asked (`warmup_seconds`, `--warmup-seconds`, `/_dev/warmup`),
   so a test that does not care about it stays fast;
-- the MCP server is a stand-in that runs no code (`routes_automation.mcp`);
+- the MCP server is a stand-in that runs no code (`routes_mcp.mcp`);
 - texts never observed on a real server are marked "inferred" where they are made.
 """
 
