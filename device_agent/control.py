@@ -34,6 +34,7 @@ from device_agent.control_client import (
     Target,
     encode,
 )
+from device_agent.serving import close_server
 
 log = structlog.get_logger(__name__)
 
@@ -103,11 +104,7 @@ class ControlServer:
 
     async def close(self) -> None:
         if self._server is not None:
-            self._server.close()
-            for task in list(self._connections):
-                task.cancel()
-            await asyncio.gather(*self._connections, return_exceptions=True)
-            await self._server.wait_closed()
+            await close_server(self._server, self._connections)
             self._server = None
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()

@@ -27,3 +27,10 @@ class DeviceAgentError(Exception):
 
     def user_message(self) -> str:
         return f"{self.prefix}{self}"
+
+
+class ConfigError(DeviceAgentError):
+    """A setting is wrong. The message is one line a user can act on."""
+
+    exit_code = ExitCode.CONFIG
+    prefix = "configuration error: "

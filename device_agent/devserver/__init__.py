@@ -24,7 +24,7 @@ Where it deliberately differs from a real Lobu server (and nowhere else):
   the trigger routes or `/_dev`), so scheduled runs exist only when queued;
 - no warm-up unless asked (`warmup_seconds`, `--warmup-seconds`, `/_dev/warmup`),
   so a test that does not care about it stays fast;
-- the MCP server is a stand-in that runs no code (`routes_automation.mcp`);
+- the MCP server is a stand-in that runs no code (`routes_mcp.mcp`);
 - texts never observed on a real server are marked "inferred" where they are made.
 """
 
@@ -41,6 +41,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from types import TracebackType
+from typing import Any
 
 from device_agent.devserver.faults import Fault, FaultInjector, FaultKind, FaultRoute
 from device_agent.devserver.http import HttpServer
@@ -191,15 +192,23 @@ def default_worker_id() -> str:
     return f"{system}:{host}"
 
 
+def _recent_changes(worker_id: str) -> dict[str, Any]:
+    """The sample job both lanes seed: a watcher or an automation, pinned to `worker_id`."""
+    return {
+        "prompt": (
+            "List the five most recently modified files in the current directory"
+            " and say what changed."
+        ),
+        "name": "Recent changes",
+        "slug": "recent-changes",
+        "pinned_worker_id": worker_id,
+        "execution_config": {"timeout_seconds": 120},
+    }
+
+
 def seed_demo_watchers(state: DevState, worker_id: str) -> list[str]:
     """A couple of watchers pinned to `worker_id`, one with a run already queued."""
-    digest = state.add_watcher(
-        "List the five most recently modified files in the current directory and say what changed.",
-        name="Recent changes",
-        slug="recent-changes",
-        pinned_worker_id=worker_id,
-        execution_config={"timeout_seconds": 120},
-    )
+    digest = state.add_watcher(**_recent_changes(worker_id))
     notify = state.add_watcher(
         "Reply with a one-line greeting and today's date.",
         name="Hello",
@@ -214,13 +223,7 @@ def seed_demo_watchers(state: DevState, worker_id: str) -> list[str]:
 
 def seed_demo_automations(state: DevState, worker_id: str) -> list[str]:
     """The automation-lane sample: one automation with an agent, one run queued."""
-    digest = state.add_automation(
-        "List the five most recently modified files in the current directory and say what changed.",
-        name="Recent changes",
-        slug="recent-changes",
-        pinned_worker_id=worker_id,
-        execution_config={"timeout_seconds": 120},
-    )
+    digest = state.add_automation(**_recent_changes(worker_id))
     state.queue_automation_run(digest, dispatch_source="manual")
     return [digest]
 

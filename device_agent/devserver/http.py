@@ -17,6 +17,8 @@ from http import HTTPStatus
 from typing import Any, Final
 from urllib.parse import unquote
 
+from device_agent.serving import close_server
+
 MAX_HEADER_BYTES: Final = 64 * 1024
 MAX_BODY_BYTES: Final = 16 * 1024 * 1024
 
@@ -93,12 +95,7 @@ class HttpServer:
     async def stop(self) -> None:
         if self._server is None:
             return
-        self._server.close()
-        # Idle keep-alive connections would otherwise hold the server open.
-        for task in list(self._connections):
-            task.cancel()
-        await asyncio.gather(*self._connections, return_exceptions=True)
-        await self._server.wait_closed()
+        await close_server(self._server, self._connections)
         self._server = None
 
     async def _on_connection(

@@ -1,10 +1,10 @@
 """The router: faults, the warm-up and long-poll holds, then the endpoint.
 
 The endpoints live by area: `routes_worker` (poll, heartbeat), `routes_watcher`
-and `routes_automation` (the two lanes), `routes_auth` (login and devices),
-`dev_routes` (the `/_dev` helpers). Every endpoint runs with the state lock
-held and never awaits, which is what makes a claim atomic; only the router
-awaits, outside the lock.
+and `routes_automation` (the two lanes), `routes_mcp` (the MCP stand-in),
+`routes_auth` (login and devices), `dev_routes` (the `/_dev` helpers). Every
+endpoint runs with the state lock held and never awaits, which is what makes a
+claim atomic; only the router awaits, outside the lock.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from device_agent.devserver import (
     dev_routes,
     routes_auth,
     routes_automation,
+    routes_mcp,
     routes_watcher,
     routes_worker,
 )
@@ -251,5 +252,5 @@ def _user_route(request: Request) -> Handler | None:
     if match := _MANAGE_WATCHERS.match(request.path):
         return partial(routes_watcher.manage_watchers, org_slug=match.group(1))
     if match := _MCP.match(request.path):
-        return partial(routes_automation.mcp, org_slug=match.group(1))
+        return partial(routes_mcp.mcp, org_slug=match.group(1))
     return None

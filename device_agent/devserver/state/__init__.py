@@ -1,0 +1,86 @@
+"""In-memory state of the dev server: one user, one org, tokens, devices, watchers, runs.
+
+All of it sits behind one re-entrant lock. The HTTP handlers hold it for the
+whole of a request's processing and never await while holding it, so every
+request is atomic (a poll claims at most one run, exactly once), and a test
+thread seeding or inspecting state through the public methods never sees a
+half-made change. Methods that return records return copies ("snapshots").
+
+The model is deliberately small: a single dev user who owns every token and
+device, a single personal organization, no scheduler (runs are queued by
+tests, the trigger routes or the `/_dev` admin routes), and a reaper that
+times out runs whose executor went quiet.
+
+The areas live in their own modules (`devices`, `watchers`, `automations`,
+`runs`, over the shared tables of `core`); `DevState` is the one entry point.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from device_agent.devserver.state.automations import Automations
+from device_agent.devserver.state.periods import schedule_period, slugify
+from device_agent.devserver.state.records import (
+    DEFAULT_SCOPES,
+    LANES,
+    LOCAL_INIT_SCOPES,
+    NEVER_HEARTBEAT_ERROR,
+    ONLINE_WINDOW_SECONDS,
+    SILENT_HEARTBEAT_ERROR,
+    AutomationRecord,
+    DeviceRecord,
+    Lane,
+    Organization,
+    RequestLog,
+    RunRecord,
+    RunStatus,
+    TokenRecord,
+    User,
+    WatcherRecord,
+    iso,
+)
+from device_agent.devserver.state.runs import Runs
+from device_agent.devserver.state.watchers import Watchers
+
+__all__ = [
+    "DEFAULT_SCOPES",
+    "LANES",
+    "LOCAL_INIT_SCOPES",
+    "NEVER_HEARTBEAT_ERROR",
+    "ONLINE_WINDOW_SECONDS",
+    "SILENT_HEARTBEAT_ERROR",
+    "AutomationRecord",
+    "DevState",
+    "DeviceRecord",
+    "Lane",
+    "Organization",
+    "RequestLog",
+    "RunRecord",
+    "RunStatus",
+    "TokenRecord",
+    "User",
+    "WatcherRecord",
+    "iso",
+    "schedule_period",
+    "slugify",
+]
+
+
+class DevState(Watchers, Automations, Runs):
+    """Everything the dev server knows. Safe to use from any thread."""
+
+    def snapshot_json(self) -> dict[str, Any]:
+        """The whole state as JSON-ready data (served at GET /_dev/state)."""
+        with self.lock:
+            return {
+                "user": dataclasses.asdict(self.user),
+                "organization": dataclasses.asdict(self.org),
+                "devices": [dataclasses.asdict(d) for d in self._devices.values()],
+                "watchers": [dataclasses.asdict(w) for w in self._watchers.values()],
+                "automations": [dataclasses.asdict(a) for a in self._automations.values()],
+                "runs": [dataclasses.asdict(r) for r in self._runs.values()],
+                "requests": len(self._requests),
+                "faults_injected": dict(self.faults.injected),
+            }
