@@ -318,12 +318,14 @@ def test_an_idle_agent_rotates_its_device_token_and_polls_with_the_new_one(
             assert state.live_token(first.token) is not None
             # Time passes: 10 days left. The idle agent re-mints, stores, then uses the new one.
             store.save(replace(first, expires_at=time.time() + 10 * 86400))
-            await wait_for_async(
-                lambda: state.live_token(first.token) is None, what="the old token revoked"
+            # The server revokes the old token when it mints the new one; the agent stores the
+            # new one as soon as the answer arrives — wait for that, not for the revocation.
+            fresh = await wait_for_async(
+                lambda: (c := store.load()) is not None and c.token != first.token and c,
+                what="the new token stored",
             )
-            fresh = store.load()
-            assert fresh is not None
-            assert fresh.token != first.token
+            assert state.live_token(first.token) is None  # the old one is revoked
+            assert state.live_token(fresh.token) is not None
             seen = len(state.requests)  # the old token is dead: only the new one polls with 200
             await wait_for_async(
                 lambda: any(
