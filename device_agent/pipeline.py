@@ -32,7 +32,7 @@ from device_agent.control_client import Target
 from device_agent.delivery import GiveUp, Outbox
 from device_agent.executor import Executor
 from device_agent.heartbeat import Heartbeat
-from device_agent.journal import ABANDONED, AsyncJournal, JournalError, JournalWriteError
+from device_agent.journal import ABANDONED, AsyncJournal, JournalWriteError
 from device_agent.lanes import Fail, Lane, LaneRun, Resume, lane_for, read_claim
 from device_agent.launch import ExecutionRequest, McpWiring
 from device_agent.mcp_proxy import McpProxy
@@ -237,15 +237,17 @@ class RunPipeline:
         """Journal a round's result, then deliver it (docs/protocol.md, "How the agent
         settles a result")."""
         journal = self.journal.sync
-        if await self.journal.write_or_defer(journal.record_result, self.server, run_id, report):
-            read = journal.get
-        else:
+        # The row as written comes back from the same call: no second trip to the journal
+        # thread, and the output is not read back (it would be held twice).
+        entry = await self.journal.write_or_defer(
+            journal.record_result, self.server, run_id, report
+        )
+        if entry is None:
             # The journal cannot take it (a full disk): the result in hand is still
             # delivered; the journal is brought up to date once it can be written.
-            read = functools.partial(journal.unrecorded_result, report=report)
-        entry = await self.journal.call(read, self.server, run_id)
-        if entry is None:
-            raise JournalError(f"run {run_id} vanished from the journal")
+            entry = await self.journal.call(
+                journal.unrecorded_result, self.server, run_id, report=report
+            )
         return await self.outbox.deliver(entry, give_up)
 
     async def _record_claim(self, claim: Claim, parsed: LaneRun | str) -> bool:
