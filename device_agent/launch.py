@@ -195,12 +195,14 @@ class Launcher:
     ) -> tuple[list[str], dict[str, str]]:
         """The MCP flags and environment for this run; the config file is gone when the run is."""
         spec, wiring = profile.mcp, request.mcp
-        if wiring is None or not self.settings.mcp:
+        if not self.settings.mcp:
             return [], {}
         if spec is None:
             if profile.name not in self._told_no_mcp:  # once: it is so for every run of it
                 self._told_no_mcp.add(profile.name)
                 log.debug("this profile has no [mcp] table; the CLI runs without the Lobu tools")
+            return [], {}
+        if wiring is None:
             return [], {}
         values = {**values, "{mcp_url}": _checked_url(wiring.url), "{mcp_token}": wiring.token}
         config = json.dumps(_fill_deep(spec.config, values)) if spec.config is not None else ""

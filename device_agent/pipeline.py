@@ -286,7 +286,7 @@ class RunPipeline:
             return failure(str(exc))
         stop_on_loss = asyncio.create_task(_forward(run.heartbeat.lost, run.cancel))
         try:
-            async with self._mcp_wiring() as mcp:
+            async with self._mcp_wiring(kind) as mcp:
                 request = parsed.wire(
                     ExecutionRequest(
                         run_id=run_id,
@@ -319,11 +319,11 @@ class RunPipeline:
         return report
 
     @contextlib.asynccontextmanager
-    async def _mcp_wiring(self) -> AsyncIterator[McpWiring | None]:
+    async def _mcp_wiring(self, kind: str) -> AsyncIterator[McpWiring | None]:
         """The Lobu tools for one run, through a loopback proxy that holds the device token
         and gives the CLI a secret that dies with the run (docs/protocol.md, "execution_config
-        and the CLI")."""
-        if not self.settings.executor.mcp:
+        and the CLI"). None, and no proxy started, when the CLI's profile wires no tools."""
+        if not (self.settings.executor.mcp and self.executor.uses_mcp(kind)):
             yield None
             return
         async with McpProxy(f"{self.server}/mcp", self.tokens.current) as proxy:

@@ -82,12 +82,21 @@ class RecordingExecutor:
     """Stands in for `Executor`: each round's prompt is recorded and succeeds; `on_start`
     sees each request where the CLI would start."""
 
-    def __init__(self, on_start: Callable[[ExecutionRequest], None] = lambda request: None):
+    def __init__(
+        self,
+        on_start: Callable[[ExecutionRequest], None] = lambda request: None,
+        *,
+        mcp: bool = True,
+    ):
         self.prompts: list[str] = []
         self.on_start = on_start
+        self.mcp = mcp  # whether the profile wires the Lobu tools (an [mcp] table)
 
     def has_profile(self, agent_kind: str) -> bool:
         return True
+
+    def uses_mcp(self, agent_kind: str) -> bool:
+        return self.mcp
 
     async def execute(
         self,
@@ -220,3 +229,15 @@ def test_the_claim_is_journaled_before_the_cli_starts_though_the_first_beat_runs
     outcome = run_claim(tmp_path, [done], RecordingExecutor(look_at_the_journal))
     assert states_at_start == [JournalState.CLAIMED]
     assert outcome.beats == 1  # the first beat was answered, and only once
+
+
+def test_the_tools_proxy_starts_only_for_a_profile_that_wires_the_tools(tmp_path: Path) -> None:
+    wired: list[bool] = []
+
+    def note_mcp(request: ExecutionRequest) -> None:
+        wired.append(request.mcp is not None)
+
+    done = httpx.Response(200, json={"ok": True, "status": "completed"})
+    run_claim(tmp_path / "with", [done], RecordingExecutor(note_mcp, mcp=True))
+    run_claim(tmp_path / "without", [done], RecordingExecutor(note_mcp, mcp=False))
+    assert wired == [True, False]
