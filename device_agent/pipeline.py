@@ -176,11 +176,6 @@ class RunPipeline:
         item_id = parsed.item_id if not isinstance(parsed, str) else str(claim.run_id)
         self.board.started(claim.run_id, Target(item_id, claim.run_type, name))
         self._on_change()
-        log.info(
-            "claimed run",
-            watcher=None if isinstance(parsed, str) else parsed.name,
-            run_type=claim.run_type,
-        )
         await first_beat  # the lease is renewed before starting expensive work
         nudge: str | None = None
         attempt = 0
@@ -199,6 +194,7 @@ class RunPipeline:
             if not lane.may_resume:  # the CLI is done: the next run may start meanwhile
                 self._forget(claim.run_id)
                 slot()
+            self._log_finished(parsed, claim.run_type, report)  # once the next run may start
             answer = await self._settle(claim.run_id, report, give_up)
             verdict = lane.read_completion(answer, attempt=attempt) if answer.ok else None
             if isinstance(verdict, Fail):
@@ -217,6 +213,23 @@ class RunPipeline:
         answer = await self._settle(claim.run_id, report, give_up)
         self._finished(parsed, report)
         return answer
+
+    def _log_finished(self, parsed: LaneRun | str, run_type: str, report: Report) -> None:
+        """The one line a round leaves in the log (the claim has none of its own)."""
+        run = None if isinstance(parsed, str) else parsed
+        log.info(
+            "run finished",
+            watcher=run.name if run else None,
+            run_type=run_type,
+            agent_kind=self._agent_kind(run) if run else None,
+            exit_reason=report.exit_reason,
+            exit_code=report.exit_code,
+            exit_signal=report.exit_signal,
+            failed=report.failed,
+            error=report.error,
+            duration_ms=report.duration_ms,
+            **_loggable(report.details),
+        )
 
     def _finished(self, parsed: LaneRun | str, report: Report) -> None:
         if self.on_finished is None or isinstance(parsed, str):
@@ -305,17 +318,6 @@ class RunPipeline:
             stop_on_loss.cancel()
         if report.exit_reason is ExitReason.CANCELLED and not run.heartbeat.lost.is_set():
             report = report.failing(self._shutdown_error(not_started), ExitReason.CANCELLED)
-        log.info(
-            "run finished",
-            agent_kind=kind,
-            exit_reason=report.exit_reason,
-            exit_code=report.exit_code,
-            exit_signal=report.exit_signal,
-            failed=report.failed,
-            error=report.error,
-            duration_ms=report.duration_ms,
-            **_loggable(report.details),
-        )
         return report
 
     @contextlib.asynccontextmanager

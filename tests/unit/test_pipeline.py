@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import respx
+import structlog.testing
 
 from device_agent.client import Answer, LobuClient
 from device_agent.delivery import Outbox, never_give_up
@@ -241,3 +242,21 @@ def test_the_tools_proxy_starts_only_for_a_profile_that_wires_the_tools(tmp_path
     run_claim(tmp_path / "with", [done], RecordingExecutor(note_mcp, mcp=True))
     run_claim(tmp_path / "without", [done], RecordingExecutor(note_mcp, mcp=False))
     assert wired == [True, False]
+
+
+def test_a_round_leaves_one_run_finished_line_naming_the_run_and_no_claim_line(
+    tmp_path: Path,
+) -> None:
+    done = httpx.Response(200, json={"ok": True, "status": "completed"})
+    with structlog.testing.capture_logs() as logged:
+        run_claim(tmp_path, [done], RecordingExecutor())
+    pipeline_lines = [line for line in logged if line["event"] in ("claimed run", "run finished")]
+    assert len(pipeline_lines) == 1
+    (finished,) = pipeline_lines
+    assert finished["event"] == "run finished"
+    assert (finished["watcher"], finished["run_type"], finished["agent_kind"]) == (
+        "resumable",
+        "test",
+        "demo",
+    )
+    assert finished["exit_reason"] is ExitReason.OK
