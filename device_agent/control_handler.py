@@ -14,8 +14,6 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from device_agent import __version__
-from device_agent.auth.http import AccountError, account_client
-from device_agent.auth.trigger import trigger
 from device_agent.control import Refused
 from device_agent.control_client import Target
 from device_agent.credentials import CredentialError, load_credential
@@ -72,6 +70,10 @@ class AgentControl:
     async def trigger(self, target_id: str, lane: str | None) -> dict[str, Any]:
         """Run now for `device-agent trigger` and the tray. A refusal carries the exit code
         the command would have ended with had it asked the server itself."""
+        # Imported here: "Run now" is rare, and `run` should not load it before its first poll.
+        from device_agent.auth.http import AccountError, account_client
+        from device_agent.auth.trigger import trigger
+
         settings = self.agent.settings
         credential = await asyncio.to_thread(load_credential, settings)
         if credential is None:
