@@ -9,11 +9,14 @@ agent running it asks the server itself (`auth.commands.run_now`).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from collections.abc import Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from device_agent.commands import fail, settings_from
-from device_agent.commands.control import POKED, ask_daemon
+from device_agent.commands.control import POKED
 from device_agent.control_client import LANES
 from device_agent.errors import ExitCode
 
@@ -31,22 +34,39 @@ def add_trigger_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_trigger(args: argparse.Namespace) -> int:
-    settings = settings_from(args)
     lane = getattr(args, "lane", None)
-    answered = _through_daemon(settings, args.item_id, lane)
-    if answered is not None:
-        return answered
-    return _directly(settings, args, lane)
+    if getattr(args, "server", None) is None:  # `--server` names a server: ask it directly
+        answered = _through_daemon(state_dir(os.environ), args.item_id, lane)
+        if answered is not None:
+            return answered
+    return _directly(settings_from(args), args, lane)
 
 
-def _through_daemon(settings: Settings, item_id: str, lane: str | None) -> int | None:
+def state_dir(env: Mapping[str, str]) -> Path:
+    """The state dir `Settings.paths` resolves, without loading the settings (and all they
+    import): the control socket is all this command needs to find while an agent runs."""
+    home = env.get("DEVICE_AGENT_HOME")
+    if home:
+        return Path(home).expanduser() / "state"
+    import platformdirs
+
+    return Path(platformdirs.user_state_dir("device-agent"))
+
+
+def _through_daemon(state: Path, item_id: str, lane: str | None) -> int | None:
     """Ask the running agent to Run now; its exit code, or None when the command must ask
     the server itself (no agent running, or one that could not do it)."""
-    from device_agent.control_client import ControlError, DaemonNotRunning, Refusal
+    from device_agent.control_client import (
+        ControlError,
+        DaemonNotRunning,
+        Refusal,
+        request,
+        socket_path,
+    )
 
     try:
         # The daemon's own deadline for a trigger is 60 s; wait a little longer for its answer.
-        answer = ask_daemon(settings, "trigger", timeout=65.0, target_id=item_id, lane=lane)
+        answer = request(socket_path(state), "trigger", timeout=65.0, target_id=item_id, lane=lane)
     except DaemonNotRunning:
         return None
     except Refusal as exc:
