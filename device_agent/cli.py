@@ -201,7 +201,7 @@ def _parser(only: str | None = None) -> argparse.ArgumentParser:
         _lazy("device_agent.commands.trigger", "cmd_trigger"),
         '"Run now": ask the server to queue a watcher or automation run, then the agent to poll',
         example="device-agent trigger 42 --lane automation",
-        arguments=(auth, "add_trigger_arguments"),
+        arguments=("device_agent.commands.trigger", "add_trigger_arguments"),
     )
 
     control = "device_agent.commands.control"

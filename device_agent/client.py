@@ -25,6 +25,7 @@ import httpx
 
 from device_agent import __version__
 from device_agent.http_options import remember_missing_sniffio, tls_for
+from device_agent.jsonbody import Body, has_large_text
 
 USER_AGENT: Final = f"device-agent/{__version__}"
 NOT_IN_PROGRESS: Final = "Run is not in progress"
@@ -226,9 +227,7 @@ class LobuClient:
         per_read = httpx.Timeout(seconds, connect=CONNECT_TIMEOUT)
         try:
             async with asyncio.timeout(seconds + CONNECT_TIMEOUT):
-                request = self._http.build_request(
-                    method, path, json=body, headers=headers, timeout=per_read
-                )
+                request = self._request(method, path, body, headers, per_read)
                 response = await self._http.send(request, stream=True)
                 try:
                     content = await _read_capped(response, cap)
@@ -244,6 +243,22 @@ class LobuClient:
         except httpx.HTTPError as exc:  # e.g. a proxy's broken gzip body: still not our bug
             return Answer(AnswerKind.TRANSIENT, None, None, f"unreadable answer ({exc})")
         return classify(response, content)
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        body: Mapping[str, Any] | None,
+        headers: dict[str, str],
+        timeout: httpx.Timeout,
+    ) -> httpx.Request:
+        if body is not None and has_large_text(body):  # a large output: sent in pieces
+            content = Body(body)
+            headers |= content.headers
+            return self._http.build_request(
+                method, path, content=content, headers=headers, timeout=timeout
+            )
+        return self._http.build_request(method, path, json=body, headers=headers, timeout=timeout)
 
 
 class AnswerTooLarge(Exception):

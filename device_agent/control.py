@@ -76,7 +76,16 @@ class ControlHandler(Protocol):
 
 
 class Refused(Exception):
-    """A request the server answers with an error, never an exception in the loop."""
+    """A request the server answers with an error, never an exception in the loop.
+
+    `exit_code` is set when the refusal is a verdict a command should end with as if it had
+    asked the server itself ("Run now" refused by the server, no token): the client prints
+    the message and exits with that code instead of retrying some other way.
+    """
+
+    def __init__(self, message: str, exit_code: int | None = None) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
 
 
 class ControlServer:
@@ -152,7 +161,7 @@ class ControlServer:
         except asyncio.IncompleteReadError:
             return _error("the request must end with a newline")
         except Refused as exc:
-            return _error(str(exc))
+            return _error(str(exc), exit_code=exc.exit_code)
         except Exception as exc:  # a bug in a handler must not take the socket down
             log.exception("control request failed")
             return _error(f"internal error: {type(exc).__name__}: {exc}")
@@ -208,8 +217,11 @@ def parse_request(line: bytes) -> tuple[str, dict[str, Any]]:
     return op, {"target_id": target_id, "lane": lane}
 
 
-def _error(message: str) -> dict[str, Any]:
-    return {"v": SCHEMA_VERSION, "ok": False, "error": message}
+def _error(message: str, exit_code: int | None = None) -> dict[str, Any]:
+    answer: dict[str, Any] = {"v": SCHEMA_VERSION, "ok": False, "error": message}
+    if exit_code is not None:
+        answer["exit_code"] = exit_code
+    return answer
 
 
 # ------------------------------------------------------------------ the socket file

@@ -10,6 +10,10 @@ one line of JSON and closes the connection.
     -> {"v": 1, "op": "trigger", "target_id": "12", "lane": "watcher"}
     <- {"v": 1, "ok": true, "result": {...}}
     <- {"v": 1, "ok": false, "error": "unknown op 'x': use one of ..."}
+    <- {"v": 1, "ok": false, "error": "...", "exit_code": 3}
+
+`exit_code` rides along when the refusal is a verdict the command should end with
+(the server refused "Run now"; no token), as it would had it asked the server itself.
 """
 
 from __future__ import annotations
@@ -37,6 +41,16 @@ SUN_PATH_MAX: Final = 104 if sys.platform == "darwin" else 108
 
 class ControlError(Exception):
     """The daemon refused a request, or its answer made no sense. The message says which."""
+
+
+class Refusal(ControlError):
+    """The daemon answered with a verdict: `reason` is its message, `exit_code` the exit code
+    the command ends with (None when the daemon gave none)."""
+
+    def __init__(self, op: str, reason: str, exit_code: int | None) -> None:
+        super().__init__(f"the daemon refused {op!r}: {reason}")
+        self.reason = reason
+        self.exit_code = exit_code
 
 
 class DaemonNotRunning(ControlError):
@@ -157,6 +171,9 @@ def _result(op: str, line: bytes) -> dict[str, Any]:
             "restart it after upgrading device-agent"
         )
     if not answer.get("ok"):
-        raise ControlError(f"the daemon refused {op!r}: {answer.get('error')}")
+        exit_code = answer.get("exit_code")
+        if not isinstance(exit_code, int) or isinstance(exit_code, bool):
+            exit_code = None
+        raise Refusal(op, str(answer.get("error")), exit_code)
     result = answer.get("result")
     return result if isinstance(result, dict) else {}

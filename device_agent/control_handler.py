@@ -14,12 +14,11 @@ from datetime import UTC, datetime
 from typing import Any, Final
 
 from device_agent import __version__
-from device_agent.auth.http import AccountError, account_client
-from device_agent.auth.trigger import trigger
 from device_agent.control import Refused
 from device_agent.control_client import Target
-from device_agent.credentials import load_credential
+from device_agent.credentials import CredentialError, load_credential
 from device_agent.dispatcher import Agent
+from device_agent.lanes import LANES, trigger_lane
 from device_agent.settings import ENV_TOKEN
 from device_agent.status import PROBLEM_STATES
 
@@ -69,11 +68,18 @@ class AgentControl:
         return self.agent.pipeline.board.targets()
 
     async def trigger(self, target_id: str, lane: str | None) -> dict[str, Any]:
+        """Run now for `device-agent trigger` and the tray. A refusal carries the exit code
+        the command would have ended with had it asked the server itself."""
+        # Imported here: "Run now" is rare, and `run` should not load it before its first poll.
+        from device_agent.auth.http import AccountError, account_client
+        from device_agent.auth.trigger import trigger
+
         settings = self.agent.settings
         credential = await asyncio.to_thread(load_credential, settings)
         if credential is None:
-            raise Refused(f"no token for {settings.origin}: run `device-agent login`")
-        lane = lane or "watcher"
+            missing = CredentialError(f"no token for {settings.origin}: run `device-agent login`")
+            raise Refused(missing.user_message(), exit_code=missing.exit_code)
+        lane = lane or await self._last_lane()
         try:
             async with account_client(settings.origin) as client:
                 triggered = await trigger(
@@ -84,13 +90,23 @@ class AgentControl:
                     worker_id=self.agent.worker_id,
                 )
         except AccountError as exc:  # the server said no, or cannot be reached
-            raise Refused(str(exc)) from None
+            raise Refused(exc.user_message(), exit_code=exc.exit_code) from None
         self.agent.poll_now()
         return {
             "run_id": triggered.run_id,
             "already_queued": triggered.already_queued,
+            "lane": lane,
             "message": triggered.describe(lane, target_id),
         }
+
+    async def _last_lane(self) -> str:
+        """The lane of the run this device claimed last, else the watcher lane
+        (docs/protocol.md, "Run now")."""
+        journal = self.agent.journal
+        last_seen = await journal.call(
+            journal.sync.latest_run_type, self.agent.settings.origin, tuple(LANES)
+        )
+        return trigger_lane(None, last_seen).run_type
 
 
 def iso(epoch: float | None) -> str | None:

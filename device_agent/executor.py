@@ -83,6 +83,11 @@ class Executor:
         profile = self.launcher.profiles.get(agent_kind)
         return profile is not None and profile.configured
 
+    def uses_mcp(self, agent_kind: str) -> bool:
+        """Whether this kind's profile hands the CLI an MCP config (its `[mcp]` table)."""
+        profile = self.launcher.profiles.get(agent_kind)
+        return profile is not None and profile.mcp is not None
+
     async def execute(
         self,
         request: ExecutionRequest,

@@ -267,6 +267,7 @@ class Journal:
         output = report.output
         if len(output) > self._output_cap + len(TRUNCATED_NOTE):  # the executor's cap fits
             output = output[: self._output_cap] + TRUNCATED_NOTE
+        output = encodable(output)  # what is stored is what gets delivered
         with self._tx() as db:
             db.execute(
                 "UPDATE runs SET state=?, finished_at=?, output=?, error=?, exit_code=?,"
@@ -275,7 +276,7 @@ class Journal:
                 (
                     FINISHED,
                     self._clock(),
-                    encodable(output),
+                    output,
                     _text_or_none(report.error),
                     report.exit_code,
                     report.exit_signal,
@@ -430,18 +431,18 @@ class AsyncJournal:
             raise
 
     async def write_or_defer(
-        self, fn: Callable[P, object], *args: P.args, **kwargs: P.kwargs
-    ) -> bool:
+        self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs
+    ) -> T | None:
         """A write that delivering a result can go on without: when the journal cannot take
-        it, it is kept (in order) and replayed once the journal can be written again."""
+        it, it is kept (in order) and replayed once the journal can be written again.
+        Returns what `fn` returned, or None when the write was deferred."""
         if not self._deferred:
             try:
-                await self.call(fn, *args, **kwargs)
-                return True
+                return await self.call(fn, *args, **kwargs)
             except JournalWriteError:
                 pass
         self._deferred.append(lambda: fn(*args, **kwargs))
-        return False
+        return None
 
     async def writable_again(self) -> bool:
         """Try a write and replay what was deferred; True once the journal is healthy."""

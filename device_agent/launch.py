@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import os
 import re
 import shutil
 import sys
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -114,10 +115,7 @@ class Launcher:
             raise Refused(f"{profile.program} binary not found on PATH")
 
         workdir = self._workdir(request.run_id, cleanup)
-        private = Path(
-            tempfile.mkdtemp(prefix=f"device-agent-{request.run_id}-", dir=self._scratch())
-        )
-        cleanup.callback(shutil.rmtree, private, ignore_errors=True)
+        private = PrivateDir(f"device-agent-{request.run_id}-", self._scratch, cleanup)
         values = {
             "{python}": sys.executable,
             "{python_path}": _PACKAGE_PARENT,
@@ -190,25 +188,27 @@ class Launcher:
         profile: Profile,
         request: ExecutionRequest,
         workdir: Path,
-        private: Path,
+        private: PrivateDir,
         values: Mapping[str, str],
         cleanup: contextlib.AsyncExitStack,
         log: Any,
     ) -> tuple[list[str], dict[str, str]]:
         """The MCP flags and environment for this run; the config file is gone when the run is."""
         spec, wiring = profile.mcp, request.mcp
-        if wiring is None or not self.settings.mcp:
+        if not self.settings.mcp:
             return [], {}
         if spec is None:
             if profile.name not in self._told_no_mcp:  # once: it is so for every run of it
                 self._told_no_mcp.add(profile.name)
                 log.debug("this profile has no [mcp] table; the CLI runs without the Lobu tools")
             return [], {}
+        if wiring is None:
+            return [], {}
         values = {**values, "{mcp_url}": _checked_url(wiring.url), "{mcp_token}": wiring.token}
         config = json.dumps(_fill_deep(spec.config, values)) if spec.config is not None else ""
         path: Path | None = None
         if spec.file == PRIVATE:
-            path = _write_private(private / "mcp.json", config, cleanup, inside=private)
+            path = _write_private(private / "mcp.json", config, cleanup, inside=private.path)
         elif spec.file:
             path = workdir / spec.file
             if path.exists():  # a configured workdir may hold the user's own file: never clobber it
@@ -226,10 +226,29 @@ class Launcher:
         return args, env
 
 
+class PrivateDir:
+    """A run's 0700 folder for the files only we may read (a prompt file, an MCP config, an
+    output file), made on first use: most runs need none, and then none is made or removed."""
+
+    def __init__(
+        self, prefix: str, parent: Callable[[], str | None], cleanup: contextlib.AsyncExitStack
+    ) -> None:
+        self._prefix, self._parent, self._cleanup = prefix, parent, cleanup
+
+    @functools.cached_property
+    def path(self) -> Path:
+        made = Path(tempfile.mkdtemp(prefix=self._prefix, dir=self._parent()))
+        self._cleanup.callback(shutil.rmtree, made, ignore_errors=True)
+        return made
+
+    def __truediv__(self, name: str) -> Path:
+        return self.path / name
+
+
 def _hand_over_prompt(
     profile: Profile,
     prompt: str,
-    private: Path,
+    private: PrivateDir,
     values: dict[str, str],
     cleanup: contextlib.AsyncExitStack,
 ) -> bytes | None:
@@ -238,7 +257,7 @@ def _hand_over_prompt(
         return prompt.encode("utf-8", errors="replace")
     if profile.prompt == "file":
         values["{prompt_file}"] = str(
-            _write_private(private / "prompt.md", prompt, cleanup, inside=private)
+            _write_private(private / "prompt.md", prompt, cleanup, inside=private.path)
         )
     else:
         values["{prompt}"] = prompt

@@ -32,7 +32,7 @@ from device_agent.control_client import Target
 from device_agent.delivery import GiveUp, Outbox
 from device_agent.executor import Executor
 from device_agent.heartbeat import Heartbeat
-from device_agent.journal import ABANDONED, AsyncJournal, JournalError, JournalWriteError
+from device_agent.journal import ABANDONED, AsyncJournal, JournalWriteError
 from device_agent.lanes import Fail, Lane, LaneRun, Resume, lane_for, read_claim
 from device_agent.launch import ExecutionRequest, McpWiring
 from device_agent.mcp_proxy import McpProxy
@@ -176,11 +176,6 @@ class RunPipeline:
         item_id = parsed.item_id if not isinstance(parsed, str) else str(claim.run_id)
         self.board.started(claim.run_id, Target(item_id, claim.run_type, name))
         self._on_change()
-        log.info(
-            "claimed run",
-            watcher=None if isinstance(parsed, str) else parsed.name,
-            run_type=claim.run_type,
-        )
         await first_beat  # the lease is renewed before starting expensive work
         nudge: str | None = None
         attempt = 0
@@ -199,6 +194,7 @@ class RunPipeline:
             if not lane.may_resume:  # the CLI is done: the next run may start meanwhile
                 self._forget(claim.run_id)
                 slot()
+            self._log_finished(parsed, claim.run_type, report)  # once the next run may start
             answer = await self._settle(claim.run_id, report, give_up)
             verdict = lane.read_completion(answer, attempt=attempt) if answer.ok else None
             if isinstance(verdict, Fail):
@@ -217,6 +213,23 @@ class RunPipeline:
         answer = await self._settle(claim.run_id, report, give_up)
         self._finished(parsed, report)
         return answer
+
+    def _log_finished(self, parsed: LaneRun | str, run_type: str, report: Report) -> None:
+        """The one line a round leaves in the log (the claim has none of its own)."""
+        run = None if isinstance(parsed, str) else parsed
+        log.info(
+            "run finished",
+            watcher=run.name if run else None,
+            run_type=run_type,
+            agent_kind=self._agent_kind(run) if run else None,
+            exit_reason=report.exit_reason,
+            exit_code=report.exit_code,
+            exit_signal=report.exit_signal,
+            failed=report.failed,
+            error=report.error,
+            duration_ms=report.duration_ms,
+            **_loggable(report.details),
+        )
 
     def _finished(self, parsed: LaneRun | str, report: Report) -> None:
         if self.on_finished is None or isinstance(parsed, str):
@@ -237,15 +250,17 @@ class RunPipeline:
         """Journal a round's result, then deliver it (docs/protocol.md, "How the agent
         settles a result")."""
         journal = self.journal.sync
-        if await self.journal.write_or_defer(journal.record_result, self.server, run_id, report):
-            read = journal.get
-        else:
+        # The row as written comes back from the same call: no second trip to the journal
+        # thread, and the output is not read back (it would be held twice).
+        entry = await self.journal.write_or_defer(
+            journal.record_result, self.server, run_id, report
+        )
+        if entry is None:
             # The journal cannot take it (a full disk): the result in hand is still
             # delivered; the journal is brought up to date once it can be written.
-            read = functools.partial(journal.unrecorded_result, report=report)
-        entry = await self.journal.call(read, self.server, run_id)
-        if entry is None:
-            raise JournalError(f"run {run_id} vanished from the journal")
+            entry = await self.journal.call(
+                journal.unrecorded_result, self.server, run_id, report=report
+            )
         return await self.outbox.deliver(entry, give_up)
 
     async def _record_claim(self, claim: Claim, parsed: LaneRun | str) -> bool:
@@ -284,7 +299,7 @@ class RunPipeline:
             return failure(str(exc))
         stop_on_loss = asyncio.create_task(_forward(run.heartbeat.lost, run.cancel))
         try:
-            async with self._mcp_wiring() as mcp:
+            async with self._mcp_wiring(kind) as mcp:
                 request = parsed.wire(
                     ExecutionRequest(
                         run_id=run_id,
@@ -303,25 +318,14 @@ class RunPipeline:
             stop_on_loss.cancel()
         if report.exit_reason is ExitReason.CANCELLED and not run.heartbeat.lost.is_set():
             report = report.failing(self._shutdown_error(not_started), ExitReason.CANCELLED)
-        log.info(
-            "run finished",
-            agent_kind=kind,
-            exit_reason=report.exit_reason,
-            exit_code=report.exit_code,
-            exit_signal=report.exit_signal,
-            failed=report.failed,
-            error=report.error,
-            duration_ms=report.duration_ms,
-            **_loggable(report.details),
-        )
         return report
 
     @contextlib.asynccontextmanager
-    async def _mcp_wiring(self) -> AsyncIterator[McpWiring | None]:
+    async def _mcp_wiring(self, kind: str) -> AsyncIterator[McpWiring | None]:
         """The Lobu tools for one run, through a loopback proxy that holds the device token
         and gives the CLI a secret that dies with the run (docs/protocol.md, "execution_config
-        and the CLI")."""
-        if not self.settings.executor.mcp:
+        and the CLI"). None, and no proxy started, when the CLI's profile wires no tools."""
+        if not (self.settings.executor.mcp and self.executor.uses_mcp(kind)):
             yield None
             return
         async with McpProxy(f"{self.server}/mcp", self.tokens.current) as proxy:

@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -75,6 +76,22 @@ class Finished:
     stopped_by: str | None  # "timeout" or "cancelled" when we ended it, else None
     stdout: Capped
     stderr: Capped
+
+
+def wait_for_children_with_pidfd() -> bool:
+    """Have asyncio learn of a CLI's exit from a pidfd in the event loop (Linux).
+
+    Python 3.11 otherwise starts a thread per child just to block in waitpid; 3.12 and
+    later pick the pidfd watcher themselves. Call before the loop starts. True if in use.
+    """
+    if sys.version_info >= (3, 12) or not hasattr(os, "pidfd_open"):
+        return False
+    try:
+        os.close(os.pidfd_open(os.getpid()))
+    except OSError:  # a kernel before 5.3, or a sandbox that forbids it: keep the default
+        return False
+    asyncio.set_child_watcher(asyncio.PidfdChildWatcher())
+    return True
 
 
 async def run_in_group(

@@ -32,7 +32,7 @@ from device_agent.auth.device_token import (
 )
 from device_agent.auth.http import AccountError, UsageError, account_client_for, fail, send
 from device_agent.auth.store import PAT, Credential, TokenStore
-from device_agent.auth.trigger import LANES, trigger
+from device_agent.auth.trigger import trigger
 from device_agent.credentials import CredentialError, check_token_shape, load_credential
 from device_agent.errors import DeviceAgentError, ExitCode
 from device_agent.identity import resolve_worker_id
@@ -84,15 +84,6 @@ def add_login_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_logout_arguments(parser: argparse.ArgumentParser) -> None:
     """logout takes no options of its own."""
-
-
-def add_trigger_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("item_id", metavar="ID", help="the watcher's (or automation's) number")
-    parser.add_argument(
-        "--lane",
-        choices=LANES,
-        help="the kind of ID (default: the lane of the run this device claimed last, else watcher)",
-    )
 
 
 # ------------------------------------------------------------------- login

@@ -14,6 +14,8 @@ from device_agent.errors import ExitCode
 if TYPE_CHECKING:
     from device_agent.settings import Settings
 
+POKED = "asked the running agent to poll now"
+
 
 def ask_daemon(settings: Settings, op: str, **args: Any) -> dict[str, Any]:
     """Send `op` to the daemon of this state dir. Raises `control_client.ControlError`
@@ -33,7 +35,7 @@ def poke_daemon(settings: Settings) -> str | None:
         return "no agent is running here; the run waits until one polls"
     except ControlError as exc:
         return f"could not ask the running agent to poll now ({exc}); it picks the run up later"
-    return "asked the running agent to poll now"
+    return POKED
 
 
 def cmd_pause(args: argparse.Namespace) -> int:

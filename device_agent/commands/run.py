@@ -36,6 +36,7 @@ def _run(args: argparse.Namespace, systemd: SystemdNotifier) -> int:
     from device_agent.credentials import resolve_token
     from device_agent.identity import resolve_worker_id
     from device_agent.lock import InstanceLock
+    from device_agent.process import wait_for_children_with_pidfd
     from device_agent.runner import run_agent
 
     settings = settings_from(args, concurrency=args.concurrency, default_agent=args.default_agent)
@@ -49,6 +50,7 @@ def _run(args: argparse.Namespace, systemd: SystemdNotifier) -> int:
     signal.signal(signal.SIGUSR1, signal.SIG_IGN)
     with InstanceLock(settings.paths.lock_file):
         structlog.get_logger(__name__).info(executors)
+        wait_for_children_with_pidfd()
         return int(
             asyncio.run(
                 run_agent(

@@ -13,12 +13,13 @@ from typing import Any
 
 import pytest
 
-from device_agent.control import ControlServer
+from device_agent.control import ControlServer, Refused
 from device_agent.control_client import (
     MAX_LINE_BYTES,
     SUN_PATH_MAX,
     ControlError,
     DaemonNotRunning,
+    Refusal,
     Target,
     request,
     socket_path,
@@ -160,6 +161,22 @@ def test_a_failing_handler_answers_an_error_and_the_socket_keeps_serving(tmp_pat
         with pytest.raises(ControlError, match="internal error: RuntimeError: boom"):
             await ask(path, "pause")
         assert await ask(path, "status") == handler.state
+
+    serve(tmp_path, check)
+
+
+def test_a_refusal_with_an_exit_code_reaches_the_client_as_a_verdict(tmp_path: Path) -> None:
+    async def check(path: Path, handler: FakeHandler) -> None:
+        async def refused(target_id: str, lane: str | None) -> dict[str, Any]:
+            raise Refused("'x' is not a watcher id", exit_code=2)
+
+        handler.trigger = refused  # type: ignore[method-assign]
+        with pytest.raises(Refusal) as caught:
+            await ask(path, "trigger", target_id="x")
+        assert (caught.value.reason, caught.value.exit_code) == ("'x' is not a watcher id", 2)
+        with pytest.raises(Refusal) as plain:
+            await ask(path, "nonsense")
+        assert plain.value.exit_code is None  # no verdict: the client may try another way
 
     serve(tmp_path, check)
 

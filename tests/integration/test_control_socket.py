@@ -97,7 +97,12 @@ def test_run_now_over_the_socket_queues_and_polls_at_once(lab: Lab) -> None:
 def test_a_refused_run_now_is_an_error_answer_not_a_crash(lab: Lab) -> None:
     lab.token = lab.state.add_token(bound_worker_id=WORKER_ID)
     agent = lab.start_agent()
-    wait_for(lambda: _status(lab).get("state") == "idle", what="the agent to go idle")
+    # Polled once: "idle" alone comes before the first poll, and a server that has not
+    # seen this device yet refuses Run now for that reason instead.
+    wait_for(
+        lambda: (status := _status(lab)).get("state") == "idle" and status.get("last_poll_at"),
+        what="the agent's first poll",
+    )
     with pytest.raises(ControlError, match="999999"):
         _ask(lab, "trigger", target_id="999999", lane="watcher")
     assert _status(lab)["state"] == "idle"

@@ -136,6 +136,16 @@ def test_record_result_returns_the_row_without_reading_the_output_back(tmp_path:
     assert entry == journal.get(S, 1)  # the same row as a full read
 
 
+def test_record_result_returns_the_output_as_stored_so_it_is_what_gets_delivered(
+    tmp_path: Path,
+) -> None:
+    journal = Journal(tmp_path / "j.sqlite3")
+    claim(journal, 1)
+    entry = journal.record_result(S, 1, dataclasses.replace(OK, output="a\udc80b"))
+    assert entry.output == "a\ufffdb"  # a lone surrogate cannot be UTF-8: replaced, as stored
+    assert entry == journal.get(S, 1)
+
+
 def test_settle_rejects_unknown_states(tmp_path: Path) -> None:
     journal = Journal(tmp_path / "j.sqlite3")
     with pytest.raises(ValueError, match="not a settled state"):

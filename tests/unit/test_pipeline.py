@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 import respx
+import structlog.testing
 
 from device_agent.client import Answer, LobuClient
 from device_agent.delivery import Outbox, never_give_up
@@ -82,12 +83,21 @@ class RecordingExecutor:
     """Stands in for `Executor`: each round's prompt is recorded and succeeds; `on_start`
     sees each request where the CLI would start."""
 
-    def __init__(self, on_start: Callable[[ExecutionRequest], None] = lambda request: None):
+    def __init__(
+        self,
+        on_start: Callable[[ExecutionRequest], None] = lambda request: None,
+        *,
+        mcp: bool = True,
+    ):
         self.prompts: list[str] = []
         self.on_start = on_start
+        self.mcp = mcp  # whether the profile wires the Lobu tools (an [mcp] table)
 
     def has_profile(self, agent_kind: str) -> bool:
         return True
+
+    def uses_mcp(self, agent_kind: str) -> bool:
+        return self.mcp
 
     async def execute(
         self,
@@ -220,3 +230,33 @@ def test_the_claim_is_journaled_before_the_cli_starts_though_the_first_beat_runs
     outcome = run_claim(tmp_path, [done], RecordingExecutor(look_at_the_journal))
     assert states_at_start == [JournalState.CLAIMED]
     assert outcome.beats == 1  # the first beat was answered, and only once
+
+
+def test_the_tools_proxy_starts_only_for_a_profile_that_wires_the_tools(tmp_path: Path) -> None:
+    wired: list[bool] = []
+
+    def note_mcp(request: ExecutionRequest) -> None:
+        wired.append(request.mcp is not None)
+
+    done = httpx.Response(200, json={"ok": True, "status": "completed"})
+    run_claim(tmp_path / "with", [done], RecordingExecutor(note_mcp, mcp=True))
+    run_claim(tmp_path / "without", [done], RecordingExecutor(note_mcp, mcp=False))
+    assert wired == [True, False]
+
+
+def test_a_round_leaves_one_run_finished_line_naming_the_run_and_no_claim_line(
+    tmp_path: Path,
+) -> None:
+    done = httpx.Response(200, json={"ok": True, "status": "completed"})
+    with structlog.testing.capture_logs() as logged:
+        run_claim(tmp_path, [done], RecordingExecutor())
+    pipeline_lines = [line for line in logged if line["event"] in ("claimed run", "run finished")]
+    assert len(pipeline_lines) == 1
+    (finished,) = pipeline_lines
+    assert finished["event"] == "run finished"
+    assert (finished["watcher"], finished["run_type"], finished["agent_kind"]) == (
+        "resumable",
+        "test",
+        "demo",
+    )
+    assert finished["exit_reason"] is ExitReason.OK
