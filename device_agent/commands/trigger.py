@@ -45,12 +45,9 @@ def cmd_trigger(args: argparse.Namespace) -> int:
 def state_dir(env: Mapping[str, str]) -> Path:
     """The state dir `Settings.paths` resolves, without loading the settings (and all they
     import): the control socket is all this command needs to find while an agent runs."""
-    home = env.get("DEVICE_AGENT_HOME")
-    if home:
-        return Path(home).expanduser() / "state"
-    import platformdirs
+    from device_agent.paths import Paths
 
-    return Path(platformdirs.user_state_dir("device-agent"))
+    return Paths.resolve(env).state_dir
 
 
 def _through_daemon(state: Path, item_id: str, lane: str | None) -> int | None:

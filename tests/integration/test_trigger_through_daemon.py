@@ -11,8 +11,6 @@ from collections.abc import Iterator
 
 import pytest
 
-from device_agent.commands.trigger import state_dir
-from device_agent.settings import Paths
 from tests.helpers import wait_for
 
 from .conftest import Lab, daemon_status, drain
@@ -99,9 +97,3 @@ def test_a_daemon_without_a_lane_or_a_claimed_run_uses_the_watcher_lane(running:
     assert result.returncode == 0, said(result)
     assert result.stdout.startswith(f"watcher {watcher}: run ")
     assert any(r.path.endswith(f"/watchers/{watcher}/trigger") for r in running.state.requests)
-
-
-@pytest.mark.parametrize("home", ["/tmp/agent-home", "~/agent-home", None])
-def test_the_socket_is_found_where_the_settings_put_the_state_dir(home: str | None) -> None:
-    env = {"DEVICE_AGENT_HOME": home} if home else {}
-    assert state_dir(env) == Paths.resolve(env).state_dir
