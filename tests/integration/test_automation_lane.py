@@ -404,28 +404,16 @@ def test_run_now_leaves_a_held_poll_to_receive_the_run(auto: AutoLab) -> None:
     auto.state.faults.add(Fault(route="poll", kind="slow_answer", seconds=0.5, times=None))
 
     async def go() -> None:
-        agents: list[Agent] = []
-        async with DevServer(auto.state) as server:
-            task = asyncio.create_task(
-                run_agent(
-                    auto.settings(server.url),
-                    token=auto.token,
-                    worker_id=WORKER,
-                    handle_signals=False,
-                    started=agents.append,
-                )
-            )
+        async with auto.agent() as (_, agent):
             await wait_for_async(lambda: auto.state.held_polls >= 1, what="a held poll")
             run_id = auto.state.queue_automation_run(automation)  # the server side of Run now
             await wait_for_async(
                 lambda: auto.state.run(run_id).claimed_by == WORKER, what="the held poll's claim"
             )
-            agents[0].poll_now()  # the agent side of Run now, while the answer is on its way
+            agent.poll_now()  # the agent side of Run now, while the answer is on its way
             await wait_for_async(
                 lambda: auto.state.run(run_id).status == "completed", what="the run to complete"
             )
-            agents[0].request_stop()
-            assert await task == ExitCode.OK
 
     asyncio.run(go())
     assert len(auto.executions()) == 1
