@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import hashlib
 import json
@@ -195,11 +196,11 @@ class RunPipeline:
                 self._forget(claim.run_id)
                 slot()
             self._log_finished(parsed, claim.run_type, report)  # once the next run may start
-            answer = await self._settle(claim.run_id, report, give_up)
+            answer = await self._settle(claim.run_id, report, give_up, attempt)
             verdict = lane.read_completion(answer, attempt=attempt) if answer.ok else None
             if isinstance(verdict, Fail):
                 log.error("refusing the round the server asked for", error=verdict.error)
-                return await self._settle(claim.run_id, failure(verdict.error), give_up)
+                return await self._settle(claim.run_id, failure(verdict.error), give_up, attempt)
             if not isinstance(verdict, Resume):
                 self._finished(parsed, report)
                 return answer
@@ -210,7 +211,7 @@ class RunPipeline:
             self._on_change()
         log.error("the server kept asking for another round; failing the run", rounds=MAX_ROUNDS)
         report = failure(TOO_MANY_ROUNDS_ERROR)
-        answer = await self._settle(claim.run_id, report, give_up)
+        answer = await self._settle(claim.run_id, report, give_up, attempt)
         self._finished(parsed, report)
         return answer
 
@@ -246,9 +247,9 @@ class RunPipeline:
         )
         await self.client.complete(lane.completion_route(claim.run_id), body)
 
-    async def _settle(self, run_id: int, report: Report, give_up: GiveUp) -> Answer:
+    async def _settle(self, run_id: int, report: Report, give_up: GiveUp, attempt: int) -> Answer:
         """Journal a round's result, then deliver it (docs/protocol.md, "How the agent
-        settles a result")."""
+        settles a result"). `attempt`: the round it belongs to."""
         journal = self.journal.sync
         # The row as written comes back from the same call: no second trip to the journal
         # thread, and the output is not read back (it would be held twice).
@@ -261,6 +262,8 @@ class RunPipeline:
             entry = await self.journal.call(
                 journal.unrecorded_result, self.server, run_id, report=report
             )
+            # The row read back may lag: the round a resume asked for may be deferred too.
+            entry = dataclasses.replace(entry, finalize_attempt=attempt)
         return await self.outbox.deliver(entry, give_up)
 
     async def _record_claim(self, claim: Claim, parsed: LaneRun | str) -> bool:

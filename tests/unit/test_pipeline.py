@@ -15,7 +15,7 @@ import structlog.testing
 
 from device_agent.client import Answer, LobuClient
 from device_agent.delivery import Outbox, never_give_up
-from device_agent.journal import AsyncJournal, Entry, Journal, JournalState
+from device_agent.journal import AsyncJournal, Entry, Journal, JournalState, JournalWriteError
 from device_agent.lanes import Done, Lane, Resume, Verdict
 from device_agent.launch import ExecutionRequest
 from device_agent.pipeline import MAX_ROUNDS, RunPipeline
@@ -126,7 +126,10 @@ class Outcome:
 
 
 def run_claim(
-    tmp_path: Path, answers: list[httpx.Response], executor: RecordingExecutor
+    tmp_path: Path,
+    answers: list[httpx.Response],
+    executor: RecordingExecutor,
+    sync_journal: Journal | None = None,
 ) -> Outcome:
     """One claim through the pipeline with `ResumingLane`, against a server giving `answers`
     to the completions in turn."""
@@ -139,7 +142,7 @@ def run_claim(
         )
     )
     lane: Lane = ResumingLane()
-    journal = AsyncJournal(Journal(tmp_path / "journal.sqlite3"))
+    journal = AsyncJournal(sync_journal or Journal(tmp_path / "journal.sqlite3"))
     freed: list[int] = []
 
     async def go() -> Outcome:
@@ -260,3 +263,34 @@ def test_a_round_leaves_one_run_finished_line_naming_the_run_and_no_claim_line(
         "demo",
     )
     assert finished["exit_reason"] is ExitReason.OK
+
+
+class FullDiskJournal(Journal):
+    """A journal that takes the claim, then no write at all (the disk filled up)."""
+
+    full = False
+
+    def _tx(self):  # type: ignore[no-untyped-def]
+        if self.full:
+            raise JournalWriteError(
+                f"cannot write the journal {self.path} (database or disk is full)"
+            )
+        return super()._tx()
+
+
+def test_a_round_after_a_resume_the_journal_could_not_record_reports_its_own_attempt(
+    tmp_path: Path,
+) -> None:
+    # The disk fills while round 1 runs: neither its result nor the resume's next round can
+    # be journaled. Round 2 must still be reported as round 2, not as a replay of round 1.
+    journal = FullDiskJournal(tmp_path / "journal.sqlite3")
+
+    def fill_disk(request: ExecutionRequest) -> None:
+        journal.full = True
+
+    executor = RecordingExecutor(fill_disk)
+    done = httpx.Response(200, json={"ok": True, "status": "completed"})
+    outcome = run_claim(tmp_path, [resume(1), done], executor, journal)
+    assert len(executor.prompts) == 2
+    assert [body["finalize_attempt"] for body in outcome.bodies] == [0, 1]
+    assert [body["output"] for body in outcome.bodies] == ["round 1", "round 2"]
