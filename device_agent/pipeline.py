@@ -348,9 +348,13 @@ class RunPipeline:
 
     async def _abandon(self, run_id: int, reason: str | None, report: Report | None) -> None:
         log.warning("run stopped by the server; nothing will be reported", answer=reason)
+        # Deferred like any write after the claim when the journal cannot take it (a full
+        # disk), and kept in order behind the writes deferred before it.
         if report is not None:  # the CLI had finished: its output stays visible in the journal
-            await self.journal.call(self.journal.sync.record_result, self.server, run_id, report)
-        await self.journal.call(
+            await self.journal.write_or_defer(
+                self.journal.sync.record_result, self.server, run_id, report
+            )
+        await self.journal.write_or_defer(
             self.journal.sync.settle,
             self.server,
             run_id,

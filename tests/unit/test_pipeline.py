@@ -130,6 +130,10 @@ def run_claim(
     answers: list[httpx.Response],
     executor: RecordingExecutor,
     sync_journal: Journal | None = None,
+    *,
+    lane: Lane | None = None,
+    heartbeats: list[httpx.Response] | None = None,
+    heartbeat_seconds: float = 3600,
 ) -> Outcome:
     """One claim through the pipeline with `ResumingLane`, against a server giving `answers`
     to the completions in turn."""
@@ -137,17 +141,21 @@ def run_claim(
         Settings(
             server=ORIGIN,
             worker_id="w1",
-            heartbeat_seconds=3600,
+            heartbeat_seconds=heartbeat_seconds,
             paths=Paths.resolve({"DEVICE_AGENT_HOME": str(tmp_path)}),
         )
     )
-    lane: Lane = ResumingLane()
+    lane = lane or ResumingLane()
     journal = AsyncJournal(sync_journal or Journal(tmp_path / "journal.sqlite3"))
     freed: list[int] = []
 
     async def go() -> Outcome:
-        with respx.mock(base_url=ORIGIN) as mock:
-            beats = mock.post("/api/workers/heartbeat").respond(200, json={"continue": True})
+        with respx.mock(base_url=ORIGIN, assert_all_called=bool(answers)) as mock:
+            beats = mock.post("/api/workers/heartbeat")
+            if heartbeats is None:
+                beats.respond(200, json={"continue": True})
+            else:
+                beats.mock(side_effect=heartbeats)
             complete = mock.post(ROUTE).mock(side_effect=answers)
             async with LobuClient(ORIGIN, StaticToken().current) as client:
                 outbox = Outbox(
@@ -294,3 +302,50 @@ def test_a_round_after_a_resume_the_journal_could_not_record_reports_its_own_att
     assert len(executor.prompts) == 2
     assert [body["finalize_attempt"] for body in outcome.bodies] == [0, 1]
     assert [body["output"] for body in outcome.bodies] == ["round 1", "round 2"]
+
+
+class StoppableLane(ResumingLane):
+    """A lane shaped like the watcher lane: a run the server stopped has nothing to report."""
+
+    may_resume = False
+
+    def after_loss(self, report: Report) -> Report | None:
+        return None
+
+
+class UntilCancelledExecutor(RecordingExecutor):
+    """A CLI that runs until it is stopped."""
+
+    async def execute(
+        self,
+        request: ExecutionRequest,
+        *,
+        cancel: asyncio.Event,
+        on_output: Callable[[str], None] | None = None,
+    ) -> Report:
+        self.on_start(request)
+        self.prompts.append(request.prompt)
+        await cancel.wait()
+        return Report("partial", None, 1, None, "SIGTERM", ExitReason.CANCELLED)
+
+
+def test_a_run_the_server_stopped_while_the_journal_is_full_is_abandoned_without_an_error(
+    tmp_path: Path,
+) -> None:
+    journal = FullDiskJournal(tmp_path / "journal.sqlite3")
+
+    def fill_disk(request: ExecutionRequest) -> None:
+        journal.full = True
+
+    stopped = httpx.Response(409, json={"error": "Run is not in progress"})
+    outcome = run_claim(
+        tmp_path,
+        [],
+        UntilCancelledExecutor(fill_disk),
+        journal,
+        lane=StoppableLane(),
+        heartbeats=[httpx.Response(200, json={"continue": True}), stopped],
+        heartbeat_seconds=0.01,
+    )  # no JournalWriteError out of the run's task
+    assert outcome.answer is None
+    assert outcome.bodies == []  # the server wants nothing from us
