@@ -96,6 +96,10 @@ class Outbox:
 
     async def flush(self, give_up: GiveUp = never_give_up) -> list[Answer]:
         """Send every finished result not already being sent."""
+        if self._journal.deferring:
+            # A "finished" row may be one delivered already whose settle waits for the
+            # journal: sending it again would duplicate it. The replay comes first.
+            return []
         journal = self._journal.sync
         queued = await self._journal.call(journal.in_state, FINISHED, server=self._server)
         answers = []

@@ -444,6 +444,11 @@ class AsyncJournal:
         self._deferred.append(lambda: fn(*args, **kwargs))
         return None
 
+    @property
+    def deferring(self) -> bool:
+        """Whether writes wait to be replayed: until then, rows may lag what happened."""
+        return bool(self._deferred)
+
     async def writable_again(self) -> bool:
         """Try a write and replay what was deferred; True once the journal is healthy."""
         try:

@@ -14,7 +14,7 @@ import respx
 
 from device_agent.client import AnswerKind, LobuClient
 from device_agent.delivery import FINAL_409_NOTE, GiveUp, Outbox, after, never_give_up
-from device_agent.journal import AsyncJournal, Journal, JournalState
+from device_agent.journal import AsyncJournal, Journal, JournalState, JournalWriteError
 from device_agent.result import ExitReason, Report
 
 ORIGIN = "http://127.0.0.1:9"
@@ -209,3 +209,48 @@ def test_a_refused_token_counts_its_attempt_and_keeps_the_result(journal: Journa
     assert kind is AnswerKind.AUTH
     entry = row(journal)
     assert (entry.state, entry.attempts) == (JournalState.FINISHED, 1)
+
+
+def test_a_result_whose_settle_waits_for_disk_space_is_not_sent_again(tmp_path: Path) -> None:
+    # The post is answered, but the journal cannot record it (a full disk): the row still
+    # says "finished". The next periodic flush must not post that result a second time.
+    journal = FullAfterResult(tmp_path / "journal.sqlite3")
+    finished(journal)
+    journal.full = True
+
+    async def go() -> list[dict[str, Any]]:
+        async_journal = AsyncJournal(journal)
+        with respx.mock(base_url=ORIGIN) as mock:
+            ok = httpx.Response(200, json={"ok": True, "status": "completed"})
+            route = mock.post(ROUTE).mock(side_effect=[ok, ok])
+            async with LobuClient(ORIGIN, lambda: "owl_pat_" + "o" * 32) as client:
+                outbox = Outbox(
+                    client,
+                    async_journal,
+                    server=ORIGIN,
+                    worker_id=WORKER,
+                    server_error_budget=8,
+                    max_backoff=0.01,
+                )
+                await outbox.flush()
+                await outbox.flush()  # the periodic flush, a little later
+                journal.full = False
+                assert await async_journal.writable_again()
+                await outbox.flush()
+            bodies = [json.loads(call.request.content) for call in route.calls]
+        async_journal.close()
+        return bodies
+
+    assert len(asyncio.run(go())) == 1
+    assert row(journal).state == JournalState.ACKNOWLEDGED
+
+
+class FullAfterResult(Journal):
+    """A journal that takes no write once `full` is set (the disk filled up)."""
+
+    full = False
+
+    def _tx(self):  # type: ignore[no-untyped-def]
+        if self.full:
+            raise JournalWriteError(f"cannot write the journal {self.path} (disk is full)")
+        return super()._tx()
