@@ -174,8 +174,14 @@ class ControlServer:
         if op == "targets":
             return {"targets": [target.as_dict() for target in handler.targets()]}
         if op == "trigger":
-            async with asyncio.timeout(self.trigger_deadline):
-                return await handler.trigger(args["target_id"], args["lane"])
+            try:
+                async with asyncio.timeout(self.trigger_deadline):
+                    return await handler.trigger(args["target_id"], args["lane"])
+            except TimeoutError:  # not the read deadline `_answer` speaks of
+                raise Refused(
+                    f"Run now got no answer from the server within {self.trigger_deadline:g} s; "
+                    "the run may still be queued: check `device-agent status` before trying again"
+                ) from None
         actions: dict[str, Callable[[], None]] = {
             "poll_now": handler.poll_now,
             "pause": handler.pause,

@@ -181,6 +181,23 @@ def test_a_refusal_with_an_exit_code_reaches_the_client_as_a_verdict(tmp_path: P
     serve(tmp_path, check)
 
 
+def test_a_run_now_past_its_deadline_says_so_not_that_the_request_was_incomplete(
+    tmp_path: Path,
+) -> None:
+    async def check(path: Path, handler: FakeHandler) -> None:
+        async def slow(target_id: str, lane: str | None) -> dict[str, Any]:
+            await asyncio.sleep(30)
+            return {}
+
+        handler.trigger = slow  # type: ignore[method-assign]
+        with pytest.raises(Refusal) as caught:
+            await ask(path, "trigger", target_id="x")
+        assert "no complete request" not in caught.value.reason
+        assert "Run now" in caught.value.reason
+
+    serve(tmp_path, check, trigger_deadline=0.2)
+
+
 def test_client_raises_daemon_not_running_without_a_socket(tmp_path: Path) -> None:
     with pytest.raises(DaemonNotRunning, match="daemon is not running"):
         request(tmp_path / "control.sock", "status", 1.0)
