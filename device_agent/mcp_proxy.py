@@ -163,7 +163,8 @@ async def _read_request(reader: asyncio.StreamReader) -> tuple[str, str, dict[st
     if "chunked" in headers.get("transfer-encoding", "").lower():
         raise _BadRequest(411, "send a Content-Length")
     length = headers.get("content-length", "0")
-    if not length.isdigit() or int(length) > MAX_BODY_BYTES:
+    # isascii too: "²" passes isdigit() and then fails int().
+    if not (length.isascii() and length.isdigit()) or int(length) > MAX_BODY_BYTES:
         raise _BadRequest(413, "request body missing a length or too large")
     body = await reader.readexactly(int(length))
     return parts[0], parts[1], headers, body

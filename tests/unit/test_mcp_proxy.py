@@ -104,3 +104,23 @@ def test_only_the_mcp_path_is_served() -> None:
             assert upstream.seen == []
 
     asyncio.run(go())
+
+
+def test_a_content_length_that_is_not_ascii_digits_is_refused_with_an_answer() -> None:
+    # "²" is a digit to str.isdigit() but not to int(): refused, not a crashed handler.
+    async def go() -> None:
+        async with proxied([raw(b"{}")]) as (upstream, proxy, _):
+            port = int(proxy.url.split(":")[2].split("/")[0])
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(
+                b"POST /mcp HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+                + proxy.secret.encode()
+                + b"\r\nContent-Length: \xb2\r\n\r\n"
+            )
+            await writer.drain()
+            answer = await asyncio.wait_for(reader.read(), timeout=5)
+            writer.close()
+            assert answer.startswith(b"HTTP/1.1 413"), answer
+            assert upstream.seen == []
+
+    asyncio.run(go())
