@@ -174,7 +174,7 @@ def _is_int(value: object) -> TypeGuard[int | str]:
         return False
     if isinstance(value, int):
         return True
-    return isinstance(value, str) and value.isdigit() and len(value) < 19
+    return isinstance(value, str) and value.isdecimal() and len(value) < 19  # int() reads these
 
 
 def is_number(value: object) -> bool:

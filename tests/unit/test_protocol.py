@@ -68,6 +68,17 @@ def test_poll_idle_without_interval_uses_default() -> None:
     assert parse_poll({}) == Idle(10.0)
 
 
+def test_a_run_id_of_digits_int_cannot_read_is_a_payload_error_not_a_crash() -> None:
+    # "²" and "①" are digits to str.isdigit(), not to int(): a poll answer carrying one must
+    # be an unusable answer (PayloadError), never a ValueError that ends the poll loop.
+    for odd in ("²", "①"):
+        with pytest.raises(PayloadError):
+            parse_poll({"run_id": odd, "run_type": "watcher", "payload": {}})
+        parsed = parse_poll({"next_poll_seconds": 1, "skipped_run_id": odd})
+        assert isinstance(parsed, Idle)
+        assert parsed.skipped_run_id is None
+
+
 def test_poll_skipped_run_is_idle_with_the_servers_message() -> None:
     parsed = parse_poll({"next_poll_seconds": 1, "skipped_run_id": 9, "error": "bad watcher"})
     assert parsed == Idle(1.0, skipped_run_id=9, error="bad watcher")
