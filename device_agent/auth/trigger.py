@@ -48,7 +48,7 @@ class Triggered:
 
 def check_item_id(item_id: str, lane: str) -> None:
     """Run now takes the numeric id; a slug or a name gets a hint instead of the server's 403."""
-    if not (item_id.isdigit() and int(item_id) > 0):
+    if not (item_id.isascii() and item_id.isdigit() and int(item_id) > 0):
         raise _not_an_id(item_id, lane)
 
 

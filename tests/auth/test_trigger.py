@@ -9,7 +9,9 @@ import httpx
 import pytest
 
 from device_agent.auth import commands
+from device_agent.auth.http import UsageError
 from device_agent.auth.store import CHILD, PAT, Credential, TokenStore
+from device_agent.auth.trigger import check_item_id
 from device_agent.settings import Settings
 
 from .conftest import SERVER, WORKER, Captured, Lobu, options
@@ -165,3 +167,9 @@ def test_unbound_token_cannot_run_an_automation_now(
     assert run_now(settings, lobu, captured, "3", lane="automation") == 3
     assert "run `device-agent login`" in captured.err.getvalue()
     assert lobu.router.calls.call_count == 1  # no tool-proxy detour for automations
+
+
+@pytest.mark.parametrize("item_id", ["²", "①", "٣"])
+def test_an_id_of_digits_that_are_not_ascii_gets_the_hint_not_a_value_error(item_id: str) -> None:
+    with pytest.raises(UsageError, match="is not a watcher id"):
+        check_item_id(item_id, "watcher")
