@@ -39,6 +39,8 @@ _WINDOW_ERROR_MARKER: Final = "approved_input.window_"
 POLL_BODY_CAP: Final = 4 * 1024 * 1024
 BODY_CAP: Final = 256 * 1024
 CONNECT_TIMEOUT: Final = 10.0
+# A hotel or tethered uplink: a 4 MiB result then gets about four minutes to go up.
+SLOWEST_UPLINK_BYTES_PER_SECOND: Final = 16 * 1024
 
 
 class AnswerKind(enum.Enum):
@@ -162,8 +164,12 @@ class LobuClient:
         return answer
 
     async def complete(self, route: str, body: Mapping[str, Any]) -> Answer:
-        """Report a run's result to its lane's route (the lane builds route and body)."""
-        answer = await self._post(route, body)
+        """Report a run's result to its lane's route (the lane builds route and body).
+
+        A large output gets time to go up a slow link on top of the usual deadline:
+        one that times out on every try would never be delivered."""
+        seconds = self._request_timeout + upload_allowance(body)
+        answer = await self._post(route, body, read_seconds=seconds)
         if route == GENERIC_COMPLETION_ROUTE:
             return answer
         return _classify_completion(answer)
@@ -352,6 +358,12 @@ def _error_message(body: Any, response: httpx.Response, content: bytes) -> str:
                 return value
     text = content[:400].decode("utf-8", "replace").strip().replace("\n", " ")
     return text[:200] if text else response.reason_phrase
+
+
+def upload_allowance(body: Mapping[str, Any]) -> float:
+    """Seconds to allow for sending `body`'s text at the slowest uplink we plan for."""
+    size = sum(len(value) for value in body.values() if isinstance(value, str))
+    return size / SLOWEST_UPLINK_BYTES_PER_SECOND
 
 
 def _transport_message(exc: httpx.TransportError) -> str:

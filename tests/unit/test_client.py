@@ -4,6 +4,7 @@ classified as the agent needs it."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Callable, Coroutine
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -237,3 +238,33 @@ def test_redirects_are_not_followed() -> None:
     answer = call(lambda c: c.poll(POLL_BODY))
     assert answer.kind is AnswerKind.REJECTED
     assert not evil.called
+
+
+@respx.mock
+def test_a_large_result_gets_time_to_go_up_a_slow_link(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A 4 MiB output must not time out on every try over a slow uplink: the completion's
+    overall deadline grows with what it carries."""
+    from device_agent import client as client_module
+
+    deadlines: list[float] = []
+    real_timeout = asyncio.timeout
+
+    def recording_timeout(delay: float | None) -> asyncio.Timeout:
+        assert delay is not None
+        deadlines.append(delay)
+        return real_timeout(delay)
+
+    monkeypatch.setattr(client_module.asyncio, "timeout", recording_timeout)
+    respx.post(COMPLETE_URL).respond(200, json={"ok": True, "status": "completed"})
+    large = dataclasses.replace(OK_REPORT, output="x" * (4 * 1024 * 1024))
+
+    def complete_with(report: Report) -> Callable[[LobuClient], Coroutine[Any, Any, Answer]]:
+        body = WATCHER.completion_body(report, run_id=7, worker_id="w1", attempt=0)
+        return lambda client: client.complete(WATCHER.completion_route(7), body)
+
+    assert call(complete_with(OK_REPORT)).ok
+    assert call(complete_with(large)).ok
+    small_deadline, large_deadline = deadlines
+    assert small_deadline < 60
+    # 4 MiB at 16 KiB/s: four more minutes.
+    assert large_deadline - small_deadline >= 4 * 1024 * 1024 / (16 * 1024) - 1
