@@ -20,18 +20,6 @@ class Alarm:
         """Forget earlier rings (call right before doing the work a ring asks for)."""
         self._rang = False
 
-    async def rung(self) -> None:
-        """Return once rung: at once if it rang since the last `rearm` (a held poll waits on
-        this, docs/protocol.md, "Long-poll")."""
-        if self._rang:
-            return
-        sleeper = asyncio.Event()
-        self._sleepers.add(sleeper)
-        try:
-            await sleeper.wait()
-        finally:
-            self._sleepers.discard(sleeper)
-
     async def sleep(self, seconds: float) -> bool:
         """Sleep up to `seconds`. True if woken early."""
         if self._rang:

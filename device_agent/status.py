@@ -31,7 +31,7 @@ PROBLEM_STATES = frozenset(
 
 @dataclass
 class Status:
-    """Updated as the agent works; published to the status file on every visible change."""
+    """Updated as the agent works; read by the control socket's `status` and told to systemd."""
 
     state: AgentState = AgentState.STARTING
     detail: str = ""

@@ -1,7 +1,8 @@
 """Owner-only files for the agent; the user's own umask for the CLIs it starts.
 
-The journal (and SQLite's -wal/-shm beside it), the status file and the log
-hold run output: whatever the user's umask, the agent creates them 0600/0700.
+The journal (and SQLite's -wal/-shm beside it) and the log hold run output, and
+the control socket answers with it: whatever the user's umask, the agent creates
+them 0600/0700.
 A CLI works in the user's own files, so it gets the umask the user had.
 """
 
