@@ -13,7 +13,10 @@ propagates, after the process group is dead):
    after a normal exit too, so that a grandchild left in the background dies with it;
 4. read: the profile's reader turns the output into output, error and details;
 5. clean up: the private directory (the MCP config holds the token) and the
-   temp workdir are removed in a `finally`, whatever happened.
+   temp workdir are removed whatever happened. With `tidy_in_background` the
+   report is returned first and the removal goes on meanwhile: the next run
+   need not wait for `rm -rf` of a cloned repository. `aclose()` waits for it,
+   and a removal a killed agent never did is done by `recover()` at the next start.
 
 A SIGKILL we did not send is reported as a crash, not as "oom": nothing
 portable tells an out-of-memory kill apart from any other.
@@ -72,12 +75,15 @@ class Executor:
         secrets: tuple[str, ...] = (),
         environ: Mapping[str, str] | None = None,
         scratch_dir: Path | None = None,
+        tidy_in_background: bool = False,
     ) -> None:
         self.settings = settings
         self.launcher = Launcher(
             settings, profiles, secrets=secrets, environ=environ, scratch_dir=scratch_dir
         )
         self.scratch_dir = scratch_dir
+        self._tidy_in_background = tidy_in_background
+        self._tidying: set[asyncio.Task[None]] = set()
 
     def has_profile(self, agent_kind: str) -> bool:
         profile = self.launcher.profiles.get(agent_kind)
@@ -101,11 +107,11 @@ class Executor:
         redact = SecretValues(self.launcher.secrets_of(request))
         if cancel.is_set():
             return _cancelled_before_start(cancel, started)
+        cleanup = contextlib.AsyncExitStack()
         try:
-            async with contextlib.AsyncExitStack() as cleanup:
-                launch = self.launcher.prepare(request, cleanup, log)
-                finished = await self._run(launch, cancel, log, _decoded(on_output, redact))
-                result = self._conclude(launch, finished, cancel, started)
+            launch = self.launcher.prepare(request, cleanup, log)
+            finished = await self._run(launch, cancel, log, _decoded(on_output, redact))
+            result = self._conclude(launch, finished, cancel, started)
         except Refused as exc:
             log.warning("run not started", error=redact.text(str(exc)))
             result = failure(str(exc), duration_ms=_elapsed_ms(started))
@@ -113,7 +119,21 @@ class Executor:
             log.exception("executor failed")
             error = f"executor error: {type(exc).__name__}: {exc}"
             result = failure(error, duration_ms=_elapsed_ms(started))
+        except BaseException:  # our own cancellation: the files go before we do
+            await _tidy(cleanup, log)
+            raise
+        if self._tidy_in_background:
+            task = asyncio.create_task(_tidy(cleanup, log))
+            self._tidying.add(task)
+            task.add_done_callback(self._tidying.discard)
+        else:
+            await _tidy(cleanup, log)
         return _redacted(result, redact)  # the pipeline logs how it ended, in one line
+
+    async def aclose(self) -> None:
+        """Wait until the files of every finished run are removed."""
+        while self._tidying:
+            await asyncio.gather(*self._tidying)
 
     async def recover(self) -> int:
         """After a previous agent for this home was killed: stop the CLIs it left running and
@@ -223,6 +243,15 @@ class Executor:
         if self.settings.keep_workdir and self.settings.workdir is None:
             details["workdir"] = str(launch.cwd)
         return details
+
+
+async def _tidy(cleanup: contextlib.AsyncExitStack, log: Any) -> None:
+    """Remove a run's files. A failure is logged, not raised: the run's result stands, and
+    what is left in our scratch dir is removed by `recover()` at the next start."""
+    try:
+        await cleanup.aclose()
+    except Exception:
+        log.exception("could not remove the run's temporary files")
 
 
 def _decoded(

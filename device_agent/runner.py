@@ -77,7 +77,11 @@ async def run_agent(
     )
     tokens = Tokens(settings, token)
     executor = Executor(
-        settings.executor, profiles, secrets=(token,), scratch_dir=settings.paths.state_dir / "runs"
+        settings.executor,
+        profiles,
+        secrets=(token,),
+        scratch_dir=settings.paths.state_dir / "runs",
+        tidy_in_background=True,  # the next run need not wait for the last one's `rm -rf`
     )
     loop = asyncio.get_running_loop()
 
@@ -134,6 +138,7 @@ async def run_agent(
                     await task
         if handle_signals:
             _remove_signals(loop)
+        await executor.aclose()
         await notifier.aclose()
         await client.aclose()
         journal.close()

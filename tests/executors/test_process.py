@@ -5,14 +5,17 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
+import threading
 import time
 import tracemalloc
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from device_agent.executor import CancelEvent
+from device_agent.executor import CancelEvent, Executor
 from device_agent.result import Report
+from device_agent.settings import ExecutorSettings
 from tests.executors.conftest import Bench
 from tests.helpers import live_members, wait_for, wait_for_async
 
@@ -236,3 +239,38 @@ def test_workdir_is_a_fresh_temp_dir_removed_afterwards(bench: Bench) -> None:
     assert kept.is_dir()
     assert result.details["workdir"] == str(kept)
     shutil.rmtree(kept)
+
+
+def test_a_background_tidy_returns_the_report_first_and_aclose_waits_for_the_removal(
+    bench: Bench, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bench.install("echo_prompt", "echo-prompt")
+    bench.profile("command", 'argv = ["echo-prompt"]\n')
+    removing = threading.Event()
+    may_remove = threading.Event()
+    real_rmtree = shutil.rmtree
+
+    def held_rmtree(path: Any, *args: Any, **kwargs: Any) -> None:
+        removing.set()
+        may_remove.wait(timeout=30)
+        real_rmtree(path, *args, **kwargs)
+
+    monkeypatch.setattr(shutil, "rmtree", held_rmtree)
+    executor = Executor(
+        ExecutorSettings(), bench.profiles(), environ=bench.environ, tidy_in_background=True
+    )
+
+    async def scenario() -> Path:
+        report = await executor.execute(bench.request("command"), cancel=asyncio.Event())
+        assert report.output  # the report came back while the workdir is still there:
+        cwd = Path(bench.reported()["cwd"])
+        assert await asyncio.to_thread(cwd.is_dir)
+        await wait_for_async(removing.is_set, what="the removal to start")
+        closing = asyncio.create_task(executor.aclose())
+        await asyncio.sleep(0)
+        assert not closing.done()  # ...and aclose() waits for the removal to end
+        may_remove.set()
+        await closing
+        return cwd
+
+    assert not asyncio.run(scenario()).exists()
