@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import logging.handlers
+import os
 import re
 import sys
 from collections.abc import Callable, Iterable
@@ -19,12 +20,17 @@ import structlog
 
 from device_agent.redaction import REDACTED, SecretValues
 
+# Each token shape, with a word it cannot match without (lower case): a line without the
+# word skips the pattern's scan, and most lines have none of the words.
 _PATTERNS: Final = (
-    re.compile(r"owl_pat_[A-Za-z0-9_-]{8,}"),
-    re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]{8,}"),
-    re.compile(
-        r"""(?i)(["']?(?:access_token|refresh_token|device_token|token)["']?\s*[:=]\s*["']?)"""
-        r"""[^"',\s}]{8,}"""
+    ("owl_pat_", re.compile(r"owl_pat_[A-Za-z0-9_-]{8,}")),
+    ("bearer", re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]{8,}")),
+    (
+        "token",
+        re.compile(
+            r"""(?i)(["']?(?:access_token|refresh_token|device_token|token)["']?\s*[:=]\s*["']?)"""
+            r"""[^"',\s}]{8,}"""
+        ),
     ),
 )
 
@@ -40,8 +46,10 @@ class Redactor:
 
     def __call__(self, text: str) -> str:
         text = self._values.text(text)
-        for pattern in _PATTERNS:
-            text = pattern.sub(_keep_prefix, text)
+        lowered = text.lower()
+        for word, pattern in _PATTERNS:
+            if word in lowered:
+                text = pattern.sub(_keep_prefix, text)
         return text
 
 
@@ -94,17 +102,16 @@ def setup(
     root.setLevel(min(console_level, file_level))
 
     stream = console_stream if console_stream is not None else sys.stderr
-    console = logging.StreamHandler(stream)
-    console.setLevel(console_level)
-    colors = bool(getattr(stream, "isatty", lambda: False)())
-    console.setFormatter(_formatter(structlog.dev.ConsoleRenderer(colors=colors)))
-    root.addHandler(console)
+    if not _discarded(stream):  # rendering every line for /dev/null is work for nothing
+        console = logging.StreamHandler(stream)
+        console.setLevel(console_level)
+        colors = bool(getattr(stream, "isatty", lambda: False)())
+        console.setFormatter(_formatter(structlog.dev.ConsoleRenderer(colors=colors)))
+        root.addHandler(console)
 
     if log_file is not None:
         log_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        to_file = logging.handlers.RotatingFileHandler(
-            log_file, maxBytes=5 * 1024 * 1024, backupCount=3, encoding="utf-8"
-        )
+        to_file = _RotatingFile(log_file, maxBytes=5 * 1024 * 1024, backupCount=3, encoding="utf-8")
         to_file.setLevel(file_level)
         to_file.setFormatter(
             _formatter(structlog.processors.JSONRenderer(), structlog.processors.format_exc_info)
@@ -116,6 +123,27 @@ def setup(
     logging.getLogger("httpcore").setLevel(logging.WARNING)
     # asyncio's "Using selector: EpollSelector" at DEBUG on every start tells a user nothing.
     logging.getLogger("asyncio").setLevel(logging.INFO)
+
+
+class _RotatingFile(logging.handlers.RotatingFileHandler):
+    """Rotates once the file has reached its size. The stdlib handler instead renders every
+    line twice — once only to learn its length — and checks the path with two stats."""
+
+    def shouldRollover(self, record: logging.LogRecord) -> int:
+        if self.stream is None or self.maxBytes <= 0:
+            return False
+        try:
+            return os.fstat(self.stream.fileno()).st_size >= self.maxBytes
+        except (OSError, ValueError):  # closed or not a real file: nothing to rotate
+            return False
+
+
+def _discarded(stream: Any) -> bool:
+    """Whether `stream` is /dev/null (e.g. a service whose stderr nobody reads)."""
+    try:
+        return os.path.samestat(os.fstat(stream.fileno()), os.stat(os.devnull))
+    except (AttributeError, OSError, ValueError):  # no file descriptor: a real stream
+        return False
 
 
 def _formatter(renderer: Any, *extra: Any) -> logging.Formatter:

@@ -42,6 +42,68 @@ def test_logs_redact_tokens_in_file_and_console(tmp_path: Path) -> None:
     assert any(line.get("run_id") == 3 for line in lines)
 
 
+@pytest.mark.parametrize(
+    "line",
+    [
+        f"Authorization: BEARER {SECRET[8:]}",
+        "TOKEN=abcdefghijklmnop",
+        '{"Refresh_Token": "abcdefghijklmnop"}',
+        f"a pasted {SECRET} in a URL",
+    ],
+)
+def test_token_shapes_are_redacted_whatever_their_case(line: str) -> None:
+    assert "[REDACTED]" in logs.Redactor()(line)
+    assert "abcdefghijklmnop" not in logs.Redactor()(line)
+    assert SECRET[8:] not in logs.Redactor()(line)
+
+
+def test_a_line_with_no_token_word_is_left_as_it_is() -> None:
+    line = "run finished exit_code=0 output='a long line of plain words, 0123456789abcdef'"
+    assert logs.Redactor()(line) == line
+
+
+def test_the_log_file_rotates_at_its_size_and_renders_each_line_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log_file = tmp_path / "agent.log"
+    logs.setup(log_file=log_file, console_stream=io.StringIO())
+    (to_file,) = [h for h in logging.getLogger().handlers if isinstance(h, logs._RotatingFile)]
+    to_file.maxBytes = 2000
+    renders = 0
+    real_format = to_file.format
+
+    def counted(record: logging.LogRecord) -> str:
+        nonlocal renders
+        renders += 1
+        return real_format(record)
+
+    monkeypatch.setattr(to_file, "format", counted)
+    log = structlog.get_logger("test")
+    for n in range(40):
+        log.info("a line of about a hundred bytes once rendered as JSON", n=n)
+    assert renders == 40  # the stdlib handler renders each line twice to learn its length
+    rotated = tmp_path / "agent.log.1"
+    assert rotated.is_file()
+    assert rotated.stat().st_size < 2000 + 200  # rotated once past the size, not long after
+    kept = [
+        json.loads(line)["n"] for p in (rotated, log_file) for line in p.read_text().splitlines()
+    ]
+    assert kept == list(range(kept[0], 40))  # nothing lost or doubled at a rotation
+
+
+def test_no_console_handler_renders_lines_for_dev_null(tmp_path: Path) -> None:
+    with open(os.devnull, "w") as null:
+        logs.setup(log_file=tmp_path / "agent.log", console_stream=null)
+        streams = [
+            h.stream
+            for h in logging.getLogger().handlers
+            if type(h) is logging.StreamHandler  # not the file handler (a subclass)
+        ]
+    assert streams == []
+    logs.setup(log_file=tmp_path / "agent.log", console_stream=sys.stderr)
+    assert any(type(h) is logging.StreamHandler for h in logging.getLogger().handlers)
+
+
 def test_short_values_are_not_treated_as_secrets() -> None:
     redactor = logs.Redactor()
     redactor.add("abc")
