@@ -179,8 +179,7 @@ class Launcher:
             return self.settings.workdir  # the user's directory: never removed
         workdir = Path(tempfile.mkdtemp(prefix=f"device-agent-run-{run_id}-", dir=self._scratch()))
         if not self.settings.keep_workdir:
-            # A CLI may have cloned a repo here: remove it off the event loop.
-            cleanup.push_async_callback(asyncio.to_thread, shutil.rmtree, workdir, True)
+            cleanup.push_async_callback(_remove_workdir, workdir)
         return workdir
 
     def _wire_mcp(
@@ -224,6 +223,15 @@ class Launcher:
         args = [_fill(arg, values) for arg in spec.args]
         env = {name: _fill(value, values) for name, value in spec.env.items()}
         return args, env
+
+
+async def _remove_workdir(workdir: Path) -> None:
+    """Most runs leave their workdir empty: one rmdir, no thread. A CLI may have cloned a
+    repository into it, though: anything more is removed off the event loop."""
+    try:
+        os.rmdir(workdir)
+    except OSError:
+        await asyncio.to_thread(shutil.rmtree, workdir, True)
 
 
 class PrivateDir:

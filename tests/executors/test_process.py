@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from device_agent.executor import CancelEvent, Executor
-from device_agent.result import Report
+from device_agent.result import ExitReason, Report
 from device_agent.settings import ExecutorSettings
 from tests.executors.conftest import Bench
 from tests.helpers import live_members, wait_for, wait_for_async
@@ -244,14 +244,14 @@ def test_workdir_is_a_fresh_temp_dir_removed_afterwards(bench: Bench) -> None:
 def test_a_background_tidy_returns_the_report_first_and_aclose_waits_for_the_removal(
     bench: Bench, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    bench.install("echo_prompt", "echo-prompt")
-    bench.profile("command", 'argv = ["echo-prompt"]\n')
-    removing = threading.Event()
+    # A CLI that leaves a file in its workdir: the workdir is then removed off the loop.
+    bench.profile("command", 'argv = ["{python}", "-c", "open(\'left.txt\', \'w\')"]\n')
+    removing: list[Path] = []
     may_remove = threading.Event()
     real_rmtree = shutil.rmtree
 
     def held_rmtree(path: Any, *args: Any, **kwargs: Any) -> None:
-        removing.set()
+        removing.append(Path(path))
         may_remove.wait(timeout=30)
         real_rmtree(path, *args, **kwargs)
 
@@ -262,15 +262,14 @@ def test_a_background_tidy_returns_the_report_first_and_aclose_waits_for_the_rem
 
     async def scenario() -> Path:
         report = await executor.execute(bench.request("command"), cancel=asyncio.Event())
-        assert report.output  # the report came back while the workdir is still there:
-        cwd = Path(bench.reported()["cwd"])
-        assert await asyncio.to_thread(cwd.is_dir)
-        await wait_for_async(removing.is_set, what="the removal to start")
+        assert report.exit_reason is ExitReason.OK  # the report came back...
+        await wait_for_async(lambda: bool(removing), what="the removal to start")
+        assert await asyncio.to_thread((removing[0] / "left.txt").is_file)  # ...before this
         closing = asyncio.create_task(executor.aclose())
         await asyncio.sleep(0)
-        assert not closing.done()  # ...and aclose() waits for the removal to end
+        assert not closing.done()  # and aclose() waits for the removal to end
         may_remove.set()
         await closing
-        return cwd
+        return removing[0]
 
     assert not asyncio.run(scenario()).exists()
