@@ -317,6 +317,10 @@ class RunPipeline:
                     cancel=run.cancel,
                     on_output=functools.partial(self.board.output, run_id),
                 )
+        except Exception as exc:  # e.g. no loopback port for the tools proxy: the run fails
+            # now, reported like any result, rather than staying claimed until a restart.
+            log.exception("could not run this claim")
+            return failure(f"device-agent could not run it: {type(exc).__name__}: {exc}")
         finally:
             stop_on_loss.cancel()
         if report.exit_reason is ExitReason.CANCELLED and not run.heartbeat.lost.is_set():

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import respx
 import structlog.testing
 
@@ -18,6 +19,7 @@ from device_agent.delivery import Outbox, never_give_up
 from device_agent.journal import AsyncJournal, Entry, Journal, JournalState, JournalWriteError
 from device_agent.lanes import Done, Lane, Resume, Verdict
 from device_agent.launch import ExecutionRequest
+from device_agent.mcp_proxy import McpProxy
 from device_agent.pipeline import MAX_ROUNDS, RunPipeline
 from device_agent.protocol import Claim
 from device_agent.result import ExitReason, Report
@@ -253,6 +255,26 @@ def test_the_tools_proxy_starts_only_for_a_profile_that_wires_the_tools(tmp_path
     run_claim(tmp_path / "with", [done], RecordingExecutor(note_mcp, mcp=True))
     run_claim(tmp_path / "without", [done], RecordingExecutor(note_mcp, mcp=False))
     assert wired == [True, False]
+
+
+def test_a_run_whose_tools_proxy_cannot_start_is_reported_failed_not_left_claimed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def no_port(self: McpProxy) -> McpProxy:
+        raise OSError(98, "Address already in use")
+
+    monkeypatch.setattr(McpProxy, "__aenter__", no_port)
+    executor = RecordingExecutor(mcp=True)
+    done = httpx.Response(200, json={"ok": True, "status": "failed"})
+    outcome = run_claim(tmp_path, [done], executor)
+    assert executor.prompts == []  # no CLI started without its tools
+    (body,) = outcome.bodies
+    assert body["error"] == (
+        "device-agent could not run it: OSError: [Errno 98] Address already in use"
+    )
+    assert outcome.entry is not None
+    assert outcome.entry.state == JournalState.ACKNOWLEDGED
+    assert outcome.freed == [RUN_ID]
 
 
 def test_a_round_leaves_one_run_finished_line_naming_the_run_and_no_claim_line(
