@@ -454,7 +454,7 @@ class AsyncJournal:
         try:
             await self.call(self.sync.probe_write)
             while self._deferred:
-                await self.call(self._deferred[0])
+                await self._replay(self._deferred[0])
                 self._deferred.pop(0)
         except JournalWriteError:
             return False
@@ -462,6 +462,17 @@ class AsyncJournal:
             log.info("the journal can be written again; taking new runs")
             self.problem = None
         return True
+
+    async def _replay(self, write: Callable[[], object]) -> None:
+        """Replay one deferred write. One that can never succeed (its row is gone, the file
+        is damaged) is dropped with an error, not kept to fail forever: that would end the
+        agent's loop, or hold every later write behind it."""
+        try:
+            await self.call(write)
+        except JournalWriteError:
+            raise
+        except Exception:
+            log.exception("a journal write kept while the disk was full cannot be replayed")
 
     def _failed(self, exc: JournalWriteError) -> None:
         if self.problem is None:  # said once, when it starts; not a traceback per write

@@ -1,11 +1,13 @@
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import sqlite3
 import stat
 from pathlib import Path
 
 import pytest
+import structlog.testing
 
 from device_agent.journal import (
     ABANDONED,
@@ -13,6 +15,7 @@ from device_agent.journal import (
     CLAIMED,
     DEAD,
     FINISHED,
+    AsyncJournal,
     Journal,
 )
 from device_agent.result import ExitReason, Report
@@ -238,3 +241,32 @@ def test_a_pending_row_is_never_replaced(tmp_path: Path) -> None:
     entry = journal.get(S, 1)
     assert entry is not None
     assert entry.output == "out"
+
+
+def test_a_deferred_write_that_can_never_be_replayed_is_dropped_and_the_rest_go_on(
+    tmp_path: Path,
+) -> None:
+    journal = AsyncJournal(Journal(tmp_path / "j.sqlite3"))
+    claim(journal.sync, 1)
+    claim(journal.sync, 2)
+
+    async def scenario() -> bool:
+        # Kept while the disk was full: a result for a row that is gone by the time it is
+        # replayed (a user deleted it), then a good one behind it.
+        journal._deferred.append(lambda: journal.sync.record_result(S, 99, OK))
+        journal._deferred.append(lambda: journal.sync.record_result(S, 2, OK))
+        with structlog.testing.capture_logs() as logged:
+            healthy = await journal.writable_again()
+        assert [line["event"] for line in logged] == [
+            "a journal write kept while the disk was full cannot be replayed"
+        ]
+        return healthy
+
+    try:
+        assert asyncio.run(scenario()) is True
+        assert not journal.deferring
+        entry = journal.sync.get(S, 2)
+        assert entry is not None
+        assert entry.state == FINISHED  # the write behind it was not held back
+    finally:
+        journal.close()
