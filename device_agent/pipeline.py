@@ -302,7 +302,7 @@ class RunPipeline:
             return failure(str(exc))
         stop_on_loss = asyncio.create_task(_forward(run.heartbeat.lost, run.cancel))
         try:
-            async with self._mcp_wiring(kind) as mcp:
+            async with self._mcp_wiring(kind, parsed.uses_device_tools) as mcp:
                 request = parsed.wire(
                     ExecutionRequest(
                         run_id=run_id,
@@ -328,11 +328,12 @@ class RunPipeline:
         return report
 
     @contextlib.asynccontextmanager
-    async def _mcp_wiring(self, kind: str) -> AsyncIterator[McpWiring | None]:
+    async def _mcp_wiring(self, kind: str, wanted: bool) -> AsyncIterator[McpWiring | None]:
         """The Lobu tools for one run, through a loopback proxy that holds the device token
         and gives the CLI a secret that dies with the run (docs/protocol.md, "execution_config
-        and the CLI"). None, and no proxy started, when the CLI's profile wires no tools."""
-        if not (self.settings.executor.mcp and self.executor.uses_mcp(kind)):
+        and the CLI"). None, and no proxy started, when the CLI's profile wires no tools or
+        the run brings its own credential (not `wanted`)."""
+        if not (wanted and self.settings.executor.mcp and self.executor.uses_mcp(kind)):
             yield None
             return
         async with McpProxy(f"{self.server}/mcp", self.tokens.current) as proxy:

@@ -61,6 +61,10 @@ class AutomationClaim:
     def execution_config(self) -> Mapping[str, Any]:
         return self.run.automation.execution_config
 
+    @property
+    def uses_device_tools(self) -> bool:
+        return self.run.context.agent_session is None  # else `wire` gives the run's own
+
     def prompt(self, nudge: str | None) -> str:
         return build_automation_prompt(self.run, nudge=nudge)
 

@@ -71,6 +71,11 @@ class LaneRun(Protocol):
     @property
     def execution_config(self) -> Mapping[str, Any]: ...
 
+    @property
+    def uses_device_tools(self) -> bool:
+        """Whether the CLI gets the Lobu tools through the device's own credential (a loopback
+        proxy holding it); False when the run brings a credential of its own."""
+
     def prompt(self, nudge: str | None) -> str:
         """The CLI's prompt; `nudge` is the latest resume answer's, if any.
         Raises `PayloadError` when the run cannot be prompted."""

@@ -46,6 +46,10 @@ class WatcherClaim:
     def execution_config(self) -> Mapping[str, Any]:
         return self.run.watcher.execution_config
 
+    @property
+    def uses_device_tools(self) -> bool:
+        return True
+
     def prompt(self, nudge: str | None) -> str:
         return build_prompt(self.run)
 

@@ -38,6 +38,7 @@ class SimpleRun:
     name: str = "resumable"
     agent_kind: str | None = "demo"
     execution_config: Mapping[str, Any] = field(default_factory=dict)
+    uses_device_tools: bool = True
 
     def prompt(self, nudge: str | None) -> str:
         return "Do the thing" + (f"\n---\nFINALIZE NUDGE: {nudge}" if nudge else "")
@@ -255,6 +256,33 @@ def test_the_tools_proxy_starts_only_for_a_profile_that_wires_the_tools(tmp_path
     run_claim(tmp_path / "with", [done], RecordingExecutor(note_mcp, mcp=True))
     run_claim(tmp_path / "without", [done], RecordingExecutor(note_mcp, mcp=False))
     assert wired == [True, False]
+
+
+class OwnCredentialLane(ResumingLane):
+    """A lane whose runs bring their own Lobu credential (an automation's agent_session)."""
+
+    def parse(self, claim: Claim) -> SimpleRun:
+        return SimpleRun(claim.run_id, uses_device_tools=False)
+
+
+def test_no_tools_proxy_is_started_for_a_run_that_brings_its_own_credential(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    started: list[McpProxy] = []
+    real_enter = McpProxy.__aenter__
+
+    async def counted(self: McpProxy) -> McpProxy:
+        started.append(self)
+        return await real_enter(self)
+
+    monkeypatch.setattr(McpProxy, "__aenter__", counted)
+    done = httpx.Response(200, json={"ok": True, "status": "completed"})
+    wired: list[bool] = []
+    executor = RecordingExecutor(lambda request: wired.append(request.mcp is not None))
+    run_claim(tmp_path / "own", [done], executor, lane=OwnCredentialLane())
+    assert (started, wired) == ([], [False])
+    run_claim(tmp_path / "device", [done], executor)  # the same profile, the device's tools
+    assert (len(started), wired) == (1, [False, True])
 
 
 def test_a_run_whose_tools_proxy_cannot_start_is_reported_failed_not_left_claimed(
