@@ -110,7 +110,10 @@ class Executor:
         cleanup = contextlib.AsyncExitStack()
         try:
             launch = self.launcher.prepare(request, cleanup, log)
-            finished = await self._run(launch, cancel, log, _decoded(on_output, redact))
+            live = LiveOutput(on_output, redact) if on_output is not None else None
+            finished = await self._run(launch, cancel, log, live)
+            if live is not None:
+                live.flush()
             result = self._conclude(launch, finished, cancel, started)
         except Refused as exc:
             log.warning("run not started", error=redact.text(str(exc)))
@@ -254,13 +257,31 @@ async def _tidy(cleanup: contextlib.AsyncExitStack, log: Any) -> None:
         log.exception("could not remove the run's temporary files")
 
 
-def _decoded(
-    on_output: Callable[[str], None] | None, redact: SecretValues
-) -> Callable[[bytes], None] | None:
-    if on_output is None:
-        return None
-    decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")  # keeps split characters
-    return lambda chunk: on_output(redact.text(decoder.decode(chunk)))
+class LiveOutput:
+    """What a CLI prints, decoded and redacted for `on_output` as it comes (the output tail
+    `status` shows). The last few characters are held back until more arrives, so that a
+    secret split across two reads is whole, and redacted, before any of it is passed on."""
+
+    def __init__(self, on_output: Callable[[str], None], redact: SecretValues) -> None:
+        self._on_output = on_output
+        self._redact = redact
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")  # split chars
+        self._hold = max((len(secret) for secret in redact.secrets), default=1) - 1
+        self._held = ""
+
+    def __call__(self, chunk: bytes) -> None:
+        text = self._redact.text(self._held + self._decoder.decode(chunk))
+        cut = max(0, len(text) - self._hold)
+        self._held = text[cut:]
+        if cut:
+            self._on_output(text[:cut])
+
+    def flush(self) -> None:
+        """Pass on what was held back: the CLI has ended."""
+        text = self._redact.text(self._held + self._decoder.decode(b"", final=True))
+        self._held = ""
+        if text:
+            self._on_output(text)
 
 
 def _read_capped(path: Path | None, cap: int) -> str | None:
