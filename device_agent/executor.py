@@ -259,19 +259,19 @@ async def _tidy(cleanup: contextlib.AsyncExitStack, log: Any) -> None:
 
 class LiveOutput:
     """What a CLI prints, decoded and redacted for `on_output` as it comes (the output tail
-    `status` shows). The last few characters are held back until more arrives, so that a
-    secret split across two reads is whole, and redacted, before any of it is passed on."""
+    `status` shows). Text that could be the start of a secret is held back until more
+    arrives, so that a secret split across two reads is whole, and redacted, before any of
+    it is passed on."""
 
     def __init__(self, on_output: Callable[[str], None], redact: SecretValues) -> None:
         self._on_output = on_output
         self._redact = redact
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")  # split chars
-        self._hold = max((len(secret) for secret in redact.secrets), default=1) - 1
         self._held = ""
 
     def __call__(self, chunk: bytes) -> None:
         text = self._redact.text(self._held + self._decoder.decode(chunk))
-        cut = max(0, len(text) - self._hold)
+        cut = len(text) - _secret_start_at_end(text, self._redact.secrets)
         self._held = text[cut:]
         if cut:
             self._on_output(text[:cut])
@@ -282,6 +282,17 @@ class LiveOutput:
         self._held = ""
         if text:
             self._on_output(text)
+
+
+def _secret_start_at_end(text: str, secrets: list[str]) -> int:
+    """The length of the longest end of `text` that a secret starts with (0: none)."""
+    longest = 0
+    for secret in secrets:
+        for size in range(min(len(secret) - 1, len(text)), longest, -1):
+            if text.endswith(secret[:size]):
+                longest = size
+                break
+    return longest
 
 
 def _read_capped(path: Path | None, cap: int) -> str | None:
