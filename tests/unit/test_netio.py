@@ -17,7 +17,7 @@ import httpcore
 import httpx
 import pytest
 
-from device_agent.client import AnswerKind, LobuClient
+from device_agent.client import Answer, AnswerKind, LobuClient
 from device_agent.http_options import transport_for
 from device_agent.netio import AsyncioBackend, AsyncioTransport
 from tests.helpers import wait_for_async
@@ -117,7 +117,15 @@ def refused_port() -> int:
     return port
 
 
+async def heartbeat(origin: str, **options: Any) -> Answer:
+    """One request from a LobuClient built as the agent builds it: no transport given."""
+    async with LobuClient(origin, lambda: TOKEN, **options) as client:
+        return await client.heartbeat(run_id=7, worker_id="w1")
+
+
+@pytest.fixture(autouse=True)
 def no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A proxy in the environment of whoever runs the tests would route around the backend."""
     for name in PROXY_VARIABLES:
         monkeypatch.delenv(name, raising=False)
 
@@ -241,7 +249,6 @@ def test_lobu_client_built_without_a_transport_goes_through_the_asyncio_backend(
 ) -> None:
     # Also the guard on the private `AsyncHTTPTransport._pool` swap: were a future httpx to
     # stop sending through it, the request would still succeed, but not through us.
-    no_proxy(monkeypatch)
     connected: list[tuple[str, int]] = []
     connect_tcp = AsyncioBackend.connect_tcp
 
@@ -263,14 +270,9 @@ def test_lobu_client_built_without_a_transport_goes_through_the_asyncio_backend(
     asyncio.run(go())
 
 
-def test_lobu_client_reports_a_refused_connection_as_before(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    no_proxy(monkeypatch)
-
+def test_lobu_client_reports_a_refused_connection_as_before() -> None:
     async def go() -> None:
-        async with LobuClient(f"http://127.0.0.1:{refused_port()}", lambda: TOKEN) as client:
-            answer = await client.heartbeat(run_id=7, worker_id="w1")
+        answer = await heartbeat(f"http://127.0.0.1:{refused_port()}")
         assert answer.kind is AnswerKind.TRANSIENT
         assert not answer.reached
         assert answer.message.startswith("cannot reach the server (")  # httpx.ConnectError
@@ -278,17 +280,10 @@ def test_lobu_client_reports_a_refused_connection_as_before(
     asyncio.run(go())
 
 
-def test_lobu_client_reports_a_server_that_never_answers_as_a_read_timeout(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    no_proxy(monkeypatch)
-
+def test_lobu_client_reports_a_server_that_never_answers_as_a_read_timeout() -> None:
     async def go() -> None:
-        async with (
-            Loopback(never_answer).running() as server,
-            LobuClient(server.origin, lambda: TOKEN, request_timeout=0.3) as client,
-        ):
-            answer = await client.heartbeat(run_id=7, worker_id="w1")
+        async with Loopback(never_answer).running() as server:
+            answer = await heartbeat(server.origin, request_timeout=0.3)
         assert answer.timed_out
         assert answer.message == "timed out (ReadTimeout)"
 
@@ -298,7 +293,6 @@ def test_lobu_client_reports_a_server_that_never_answers_as_a_read_timeout(
 def test_an_http_proxy_in_the_environment_leaves_httpx_its_own_transport(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    no_proxy(monkeypatch)
     assert isinstance(transport_for("https://lobu.example"), AsyncioTransport)
     monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.1:3128")
     assert transport_for("https://lobu.example") is None  # httpx then honours the proxy
@@ -370,15 +364,11 @@ def test_tls_to_an_untrusted_server_is_a_connect_error_naming_the_certificate(
 def test_lobu_client_speaks_https_to_a_server_whose_certificate_the_user_trusts(
     certificate: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    no_proxy(monkeypatch)
     monkeypatch.setenv("SSL_CERT_FILE", str(certificate[0]))  # as a user behind their own CA
 
     async def go() -> None:
-        async with (
-            tls_server(certificate).running() as server,
-            LobuClient(server.origin, lambda: TOKEN) as client,
-        ):
-            answer = await client.heartbeat(run_id=7, worker_id="w1")
+        async with tls_server(certificate).running() as server:
+            answer = await heartbeat(server.origin)
         assert answer.ok, answer.describe()
 
     asyncio.run(go())
@@ -387,16 +377,12 @@ def test_lobu_client_speaks_https_to_a_server_whose_certificate_the_user_trusts(
 def test_lobu_client_refuses_a_certificate_nobody_trusts(
     certificate: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    no_proxy(monkeypatch)
     monkeypatch.delenv("SSL_CERT_FILE", raising=False)
     monkeypatch.delenv("SSL_CERT_DIR", raising=False)
 
     async def go() -> None:
-        async with (
-            tls_server(certificate).running() as server,
-            LobuClient(server.origin, lambda: TOKEN) as client,
-        ):
-            answer = await client.heartbeat(run_id=7, worker_id="w1")
+        async with tls_server(certificate).running() as server:
+            answer = await heartbeat(server.origin)
         assert not answer.reached
         assert "certificate verify failed" in answer.message
 
