@@ -9,6 +9,7 @@ import shutil
 import socket
 import ssl
 import subprocess
+import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -125,9 +126,11 @@ async def heartbeat(origin: str, **options: Any) -> Answer:
 
 @pytest.fixture(autouse=True)
 def no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A proxy in the environment of whoever runs the tests would route around the backend."""
+    """A proxy where the tests run would route around the backend: only the environment
+    counts here, and it names none (macOS would also ask the system's settings)."""
     for name in PROXY_VARIABLES:
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(urllib.request, "getproxies", urllib.request.getproxies_environment)
 
 
 # ------------------------------------------------------------------ the backend
