@@ -3,10 +3,11 @@
 Two costs the profile of a run showed, neither of which buys anything:
 
 - httpcore asks `import sniffio` on every request to learn which async
-  library runs it. Without sniffio installed each ask is a failed search of
-  the whole `sys.path` (~50 file look-ups per request). Recording the miss
-  once makes every later `import sniffio` fail at once, as it would anyway;
-  httpcore then assumes asyncio, which is what runs the agent.
+  library runs it (for its locks and cancellation shields, which stay on anyio
+  whatever network backend it is given). Without sniffio installed each ask is
+  a failed search of the whole `sys.path` (~50 file look-ups per request).
+  Recording the miss once makes every later `import sniffio` fail at once, as
+  it would anyway; httpcore then assumes asyncio, which is what runs the agent.
 - Building a client loads the system's CA store (~25 ms) even for an
   `http://` server, which never speaks TLS to us: redirects are not followed.
 

@@ -23,6 +23,7 @@ import asyncio
 import select
 import socket
 import ssl
+from asyncio.trsock import TransportSocket
 from collections.abc import Awaitable, Iterable
 from typing import Any, Final
 
@@ -47,7 +48,8 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
         self._reader = reader
         self._writer = writer
         # Kept, not asked for again: "is_readable" is asked several times a request.
-        self._socket: socket.socket | None = writer.get_extra_info("socket")
+        # asyncio's read-only view of the socket, which stays the same through start_tls.
+        self._socket: TransportSocket | None = writer.get_extra_info("socket")
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
         """Up to `max_bytes`; b"" once the peer has closed (as anyio's backend answers)."""
@@ -154,7 +156,7 @@ async def _connected(
     return AsyncioStream(reader, writer)
 
 
-def is_socket_readable(sock: socket.socket | None) -> bool:
+def is_socket_readable(sock: socket.socket | TransportSocket | None) -> bool:
     """Whether an idle connection has something to read, which on an idle HTTP/1.1
     connection means the peer closed it (or broke the protocol): either way it cannot
     be reused. httpcore's own check (`httpcore._utils`, private), written here."""
