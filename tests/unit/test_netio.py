@@ -110,6 +110,13 @@ async def never_read(reader: asyncio.StreamReader, writer: asyncio.StreamWriter)
     await asyncio.Event().wait()  # cancelled when the server stops
 
 
+async def request_sent_to(server: Loopback) -> httpcore.AsyncNetworkStream:
+    """A connection to `server` through the backend, a GET written on it."""
+    stream = await AsyncioBackend().connect_tcp("127.0.0.1", server.port, timeout=5)
+    await stream.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", timeout=5)
+    return stream
+
+
 def refused_port() -> int:
     """A loopback port nothing listens on: bound, never listened, then released."""
     with socket.socket() as sock:
@@ -159,8 +166,7 @@ def test_a_name_that_does_not_resolve_is_a_connect_error(monkeypatch: pytest.Mon
 def test_a_server_that_never_answers_is_a_read_timeout() -> None:
     async def go() -> None:
         async with Loopback(never_answer).running() as server:
-            stream = await AsyncioBackend().connect_tcp("127.0.0.1", server.port, timeout=5)
-            await stream.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", timeout=5)
+            stream = await request_sent_to(server)
             with pytest.raises(httpcore.ReadTimeout):
                 await stream.read(1024, timeout=0.2)
             await stream.aclose()
@@ -171,8 +177,7 @@ def test_a_server_that_never_answers_is_a_read_timeout() -> None:
 def test_a_peer_closing_mid_answer_reads_as_the_end_of_the_stream() -> None:
     async def go() -> None:
         async with Loopback(half_an_answer).running() as server:
-            stream = await AsyncioBackend().connect_tcp("127.0.0.1", server.port, timeout=5)
-            await stream.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", timeout=5)
+            stream = await request_sent_to(server)
             received = b""
             while chunk := await stream.read(1024, timeout=5):
                 received += chunk
