@@ -24,7 +24,7 @@ from typing import Any, Final
 import httpx
 
 from device_agent import __version__
-from device_agent.http_options import remember_missing_sniffio, tls_for
+from device_agent.http_options import remember_missing_sniffio, tls_for, transport_for
 from device_agent.jsonbody import Body, has_large_text
 
 USER_AGENT: Final = f"device-agent/{__version__}"
@@ -129,8 +129,8 @@ class LobuClient:
             timeout=httpx.Timeout(request_timeout, connect=CONNECT_TIMEOUT),
             headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
             follow_redirects=False,  # a redirect could carry the token to another host
-            transport=transport,
-            verify=tls_for(self.origin),
+            transport=transport_for(self.origin) if transport is None else transport,
+            verify=tls_for(self.origin),  # used only by httpx's own transport (a proxy)
         )
         remember_missing_sniffio()
 

@@ -3,12 +3,16 @@
 Two costs the profile of a run showed, neither of which buys anything:
 
 - httpcore asks `import sniffio` on every request to learn which async
-  library runs it. Without sniffio installed each ask is a failed search of
-  the whole `sys.path` (~50 file look-ups per request). Recording the miss
-  once makes every later `import sniffio` fail at once, as it would anyway;
-  httpcore then assumes asyncio, which is what runs the agent.
+  library runs it (for its locks and cancellation shields, which stay on anyio
+  whatever network backend it is given). Without sniffio installed each ask is
+  a failed search of the whole `sys.path` (~50 file look-ups per request).
+  Recording the miss once makes every later `import sniffio` fail at once, as
+  it would anyway; httpcore then assumes asyncio, which is what runs the agent.
 - Building a client loads the system's CA store (~25 ms) even for an
   `http://` server, which never speaks TLS to us: redirects are not followed.
+
+And one cost of httpcore's default network backend, anyio: `transport_for` gives
+a client our asyncio one instead (device_agent/netio.py says why).
 """
 
 from __future__ import annotations
@@ -16,6 +20,11 @@ from __future__ import annotations
 import importlib.util
 import ssl
 import sys
+import urllib.request
+
+import httpx
+
+from device_agent.netio import AsyncioTransport
 
 
 def remember_missing_sniffio() -> None:
@@ -31,3 +40,19 @@ def tls_for(origin: str) -> ssl.SSLContext | bool:
     if origin.startswith("http://"):
         return ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # verifies, with no CA loaded
     return True
+
+
+def transport_for(origin: str) -> httpx.AsyncBaseTransport | None:
+    """The transport for a client of `origin`: httpx's on our asyncio network backend,
+    or None (httpx's default) when the environment names an HTTP proxy — httpx routes
+    through such a proxy only when it builds the transport itself."""
+    if _proxy_configured():
+        return None
+    return AsyncioTransport(verify=tls_for(origin))
+
+
+def _proxy_configured() -> bool:
+    """Whether httpx would send some request through a proxy (HTTP_PROXY, HTTPS_PROXY,
+    ALL_PROXY, or the system's settings on macOS): the same look-up httpx makes."""
+    proxies = urllib.request.getproxies()
+    return any(proxies.get(scheme) for scheme in ("http", "https", "all"))

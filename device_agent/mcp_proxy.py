@@ -26,7 +26,7 @@ from typing import Final
 import httpx
 import structlog
 
-from device_agent.http_options import tls_for
+from device_agent.http_options import tls_for, transport_for
 
 log = structlog.get_logger(__name__)
 
@@ -92,11 +92,14 @@ class McpProxy:
 
     def _client(self) -> httpx.AsyncClient:
         if self._http is None:
+            transport = self._transport
+            if transport is None:  # not a test's: the asyncio backend (device_agent/netio.py)
+                transport = transport_for(self.upstream)
             self._http = httpx.AsyncClient(
                 timeout=httpx.Timeout(None, connect=10.0),  # an SSE stream may idle for long
                 follow_redirects=False,  # the real token goes to the server and nowhere else
                 verify=tls_for(self.upstream),
-                transport=self._transport,
+                transport=transport,
             )
         return self._http
 
