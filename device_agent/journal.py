@@ -22,10 +22,11 @@ import asyncio
 import contextlib
 import enum
 import json
+import queue
 import sqlite3
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -413,19 +414,75 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 
+class JournalThread:
+    """One thread that runs the journal's calls in order, each result handed back to the
+    event loop that asked for it.
+
+    What `run_in_executor` does, for one worker and at half its cost: a run makes
+    three journal calls, and the executor's futures, condition and thread-count
+    bookkeeping cost ~100 us of CPU a call where a queue and one
+    `call_soon_threadsafe` cost ~50 us.
+    """
+
+    def __init__(self) -> None:
+        self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
+        self._closed = False
+        self._thread = threading.Thread(target=self._serve, name="journal", daemon=True)
+        self._thread.start()
+
+    def submit(self, fn: Callable[[], T]) -> asyncio.Future[T]:
+        if self._closed:
+            raise RuntimeError("the journal is closed")
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._jobs.put(_Job(fn, future, loop))
+        return future
+
+    def close(self) -> None:
+        """Run what was submitted, then stop."""
+        if not self._closed:
+            self._closed = True
+            self._jobs.put(None)
+            self._thread.join()
+
+    def _serve(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            try:
+                outcome: tuple[Any, BaseException | None] = (job.fn(), None)
+            except BaseException as exc:  # handed to the caller, like any result
+                outcome = (None, exc)
+            with contextlib.suppress(RuntimeError):  # its loop is closed: nobody waits
+                job.loop.call_soon_threadsafe(_resolve, job.future, *outcome)
+
+
+@dataclass(frozen=True, slots=True)
+class _Job:
+    fn: Callable[[], Any]
+    future: asyncio.Future[Any]
+    loop: asyncio.AbstractEventLoop
+
+
+def _resolve(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
+    if future.cancelled():  # its caller went away; the write itself was done
+        return
+    if error is None:
+        future.set_result(result)
+    else:
+        future.set_exception(error)
+
+
 class AsyncJournal:
     """The journal, driven from the event loop on its own single thread."""
 
     def __init__(self, journal: Journal) -> None:
         self.sync = journal
-        self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="journal")
+        self._thread = JournalThread()
         self.problem: str | None = None  # why the journal cannot be written; None: it can
         self._deferred: list[Callable[[], object]] = []
 
     async def call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(self._thread, lambda: fn(*args, **kwargs))
+            return await self._thread.submit(lambda: fn(*args, **kwargs))
         except JournalWriteError as exc:
             self._failed(exc)
             raise
@@ -480,7 +537,7 @@ class AsyncJournal:
         self.problem = str(exc)
 
     def close(self) -> None:
-        self._thread.shutdown(wait=True)
+        self._thread.close()
         self.sync.close()
 
 

@@ -17,6 +17,8 @@ from device_agent.journal import (
     FINISHED,
     AsyncJournal,
     Journal,
+    JournalThread,
+    JournalWriteError,
 )
 from device_agent.result import ExitReason, Report
 
@@ -270,3 +272,36 @@ def test_a_deferred_write_that_can_never_be_replayed_is_dropped_and_the_rest_go_
         assert entry.state == FINISHED  # the write behind it was not held back
     finally:
         journal.close()
+
+
+def test_the_journal_thread_runs_calls_in_order_and_hands_back_results_and_errors() -> None:
+    thread = JournalThread()
+    done: list[int] = []
+
+    def step(n: int) -> int:
+        done.append(n)
+        return n * 10
+
+    def broken() -> None:
+        raise JournalWriteError("cannot write the journal (disk full)")
+
+    async def scenario() -> None:
+        futures = [thread.submit(lambda n=n: step(n)) for n in range(20)]
+        assert await asyncio.gather(*futures) == [n * 10 for n in range(20)]
+        with pytest.raises(JournalWriteError, match="disk full"):
+            await thread.submit(broken)
+        abandoned = thread.submit(lambda: step(99))
+        abandoned.cancel()  # its caller went away: the call still runs, nothing breaks
+        assert await thread.submit(lambda: step(100)) == 1000
+
+    try:
+        asyncio.run(scenario())
+        assert done == [*range(20), 99, 100]
+    finally:
+        thread.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        asyncio.run(_submit_nothing(thread))
+
+
+async def _submit_nothing(thread: JournalThread) -> None:
+    await thread.submit(lambda: None)
