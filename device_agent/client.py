@@ -21,10 +21,19 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, Final
 
+import httpcore
 import httpx
 
 from device_agent import __version__
-from device_agent.http_options import remember_missing_sniffio, tls_for, transport_for
+from device_agent.exchange import (
+    AnswerTooLarge,
+    Content,
+    DirectExchange,
+    Exchange,
+    HttpxExchange,
+    Reply,
+)
+from device_agent.http_options import proxy_configured, remember_missing_sniffio, tls_for
 from device_agent.jsonbody import Body, has_large_text
 
 USER_AGENT: Final = f"device-agent/{__version__}"
@@ -124,18 +133,11 @@ class LobuClient:
         self._token = token
         self._request_timeout = request_timeout
         self._poll_timeout = poll_timeout
-        self._http = httpx.AsyncClient(
-            base_url=self.origin,
-            timeout=httpx.Timeout(request_timeout, connect=CONNECT_TIMEOUT),
-            headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
-            follow_redirects=False,  # a redirect could carry the token to another host
-            transport=transport_for(self.origin) if transport is None else transport,
-            verify=tls_for(self.origin),  # used only by httpx's own transport (a proxy)
-        )
+        self._exchange = _exchange_for(self.origin, request_timeout, transport)
         remember_missing_sniffio()
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        await self._exchange.aclose()
 
     async def __aenter__(self) -> LobuClient:
         return self
@@ -229,68 +231,75 @@ class LobuClient:
         The body is read as a stream and refused past `cap`, never buffered whole.
         """
         seconds = self._request_timeout if read_seconds is None else read_seconds
-        headers = {"Authorization": f"Bearer {self._token()}"}
+        headers = {**_HEADERS, "Authorization": f"Bearer {self._token()}"}
+        content = _content(body, headers)
         per_read = httpx.Timeout(seconds, connect=CONNECT_TIMEOUT)
         try:
             async with asyncio.timeout(seconds + CONNECT_TIMEOUT):
-                request = self._request(method, path, body, headers, per_read)
-                response = await self._http.send(request, stream=True)
-                try:
-                    content = await _read_capped(response, cap)
-                except AnswerTooLarge as exc:
-                    return Answer(AnswerKind.TRANSIENT, response.status_code, None, str(exc))
-                finally:
-                    await response.aclose()
-        except (TimeoutError, httpx.TimeoutException) as exc:
+                reply = await self._exchange.send(
+                    method, path, content, headers, timeouts=per_read, cap=cap
+                )
+        except AnswerTooLarge as exc:
+            return Answer(AnswerKind.TRANSIENT, exc.status, None, str(exc))
+        except (TimeoutError, httpx.TimeoutException, httpcore.TimeoutException) as exc:
             message = f"timed out ({type(exc).__name__})"
             return Answer(AnswerKind.TRANSIENT, None, None, message, timed_out=True)
-        except httpx.TransportError as exc:
+        except (httpx.TransportError, *_HTTPCORE_TRANSPORT_ERRORS) as exc:
             return Answer(AnswerKind.TRANSIENT, None, None, _transport_message(exc))
         except httpx.HTTPError as exc:  # e.g. a proxy's broken gzip body: still not our bug
             return Answer(AnswerKind.TRANSIENT, None, None, f"unreadable answer ({exc})")
-        return classify(response, content)
-
-    def _request(
-        self,
-        method: str,
-        path: str,
-        body: Mapping[str, Any] | None,
-        headers: dict[str, str],
-        timeout: httpx.Timeout,
-    ) -> httpx.Request:
-        if body is not None and has_large_text(body):  # a large output: sent in pieces
-            content = Body(body)
-            headers |= content.headers
-            return self._http.build_request(
-                method, path, content=content, headers=headers, timeout=timeout
-            )
-        return self._http.build_request(method, path, json=body, headers=headers, timeout=timeout)
+        return classify(reply)
 
 
-class AnswerTooLarge(Exception):
-    """An answer body past its route's cap: read no further."""
+# What httpcore raises where httpx would raise a TransportError (DirectExchange).
+_HTTPCORE_TRANSPORT_ERRORS: Final = (
+    httpcore.NetworkError,
+    httpcore.ProtocolError,
+    httpcore.UnsupportedProtocol,
+    httpcore.ProxyError,
+)
+_HEADERS: Final = {"User-Agent": USER_AGENT, "Accept": "application/json"}
 
 
-async def _read_capped(response: httpx.Response, cap: int) -> bytes:
-    declared = response.headers.get("Content-Length", "")
-    if declared.isdigit() and int(declared) > cap:
-        raise AnswerTooLarge(f"answer of {declared} bytes refused (the cap is {cap})")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in response.aiter_bytes():
-        size += len(chunk)
-        if size > cap:
-            raise AnswerTooLarge(f"answer over {cap} bytes refused")
-        chunks.append(chunk)
-    return b"".join(chunks)
+def _exchange_for(
+    origin: str, request_timeout: float, transport: httpx.AsyncBaseTransport | None
+) -> Exchange:
+    """httpcore directly, unless a test injects a transport or the environment names an
+    HTTP proxy (httpx honours it; docs in device_agent/exchange.py)."""
+    if transport is None and not proxy_configured():
+        return DirectExchange(origin, verify=tls_for(origin))
+    return HttpxExchange(
+        httpx.AsyncClient(
+            base_url=origin,
+            timeout=httpx.Timeout(request_timeout, connect=CONNECT_TIMEOUT),
+            follow_redirects=False,  # a redirect could carry the token to another host
+            transport=transport,
+            verify=tls_for(origin),
+        )
+    )
 
 
-def classify(response: httpx.Response, content: bytes) -> Answer:
+def _content(body: Mapping[str, Any] | None, headers: dict[str, str]) -> Content:
+    """The request body as the bytes httpx's `json=` sends (compact UTF-8, no NaN); a large
+    output in pieces (device_agent/jsonbody.py). Its headers are added to `headers`."""
+    if body is None:
+        return None
+    if has_large_text(body):
+        pieces = Body(body)
+        headers |= pieces.headers
+        return pieces
+    content = json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    encoded = content.encode("utf-8")
+    headers |= {"Content-Length": str(len(encoded)), "Content-Type": "application/json"}
+    return encoded
+
+
+def classify(reply: Reply) -> Answer:
     """The generic classification; route-specific rules are layered on top."""
-    status = response.status_code
-    body = _json_or_none(content)
-    message = _error_message(body, response, content)
-    retry_after = parse_retry_after(response.headers.get("Retry-After"))
+    status = reply.status
+    body = _json_or_none(reply.content)
+    message = _error_message(body, reply)
+    retry_after = parse_retry_after(reply.headers.get("retry-after"))
     if 200 <= status < 300:
         if body is None:
             return Answer(AnswerKind.TRANSIENT, status, None, f"undecodable body: {message}")
@@ -348,7 +357,7 @@ def _json_or_none(content: bytes) -> Any:
         return None
 
 
-def _error_message(body: Any, response: httpx.Response, content: bytes) -> str:
+def _error_message(body: Any, reply: Reply) -> str:
     if isinstance(body, Mapping):
         for key in ("error_description", "error", "message"):
             value = body.get(key)
@@ -356,8 +365,8 @@ def _error_message(body: Any, response: httpx.Response, content: bytes) -> str:
                 if key == "error_description" and isinstance(body.get("error"), str):
                     return f"{body['error']}: {value}"
                 return value
-    text = content[:400].decode("utf-8", "replace").strip().replace("\n", " ")
-    return text[:200] if text else response.reason_phrase
+    text = reply.content[:400].decode("utf-8", "replace").strip().replace("\n", " ")
+    return text[:200] if text else reply.reason
 
 
 def upload_allowance(body: Mapping[str, Any]) -> float:
@@ -366,6 +375,6 @@ def upload_allowance(body: Mapping[str, Any]) -> float:
     return size / SLOWEST_UPLINK_BYTES_PER_SECOND
 
 
-def _transport_message(exc: httpx.TransportError) -> str:
+def _transport_message(exc: Exception) -> str:
     detail = str(exc) or type(exc).__name__
     return f"cannot reach the server ({detail})"

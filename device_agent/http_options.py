@@ -46,12 +46,12 @@ def transport_for(origin: str) -> httpx.AsyncBaseTransport | None:
     """The transport for a client of `origin`: httpx's on our asyncio network backend,
     or None (httpx's default) when the environment names an HTTP proxy — httpx routes
     through such a proxy only when it builds the transport itself."""
-    if _proxy_configured():
+    if proxy_configured():
         return None
     return AsyncioTransport(verify=tls_for(origin))
 
 
-def _proxy_configured() -> bool:
+def proxy_configured() -> bool:
     """Whether httpx would send some request through a proxy (HTTP_PROXY, HTTPS_PROXY,
     ALL_PROXY, or the system's settings on macOS): the same look-up httpx makes."""
     proxies = urllib.request.getproxies()

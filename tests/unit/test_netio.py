@@ -255,8 +255,7 @@ def test_a_peer_closing_mid_answer_is_a_transport_error_not_a_hang() -> None:
 def test_lobu_client_built_without_a_transport_goes_through_the_asyncio_backend(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # Also the guard on the private `AsyncHTTPTransport._pool` swap: were a future httpx to
-    # stop sending through it, the request would still succeed, but not through us.
+    # LobuClient goes to httpcore directly (device_agent/exchange.py), on this backend.
     connected: list[tuple[str, int]] = []
     connect_tcp = AsyncioBackend.connect_tcp
 
