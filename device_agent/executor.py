@@ -154,13 +154,16 @@ class Executor:
         log: Any,
         on_stdout: Callable[[bytes], None] | None,
     ) -> Finished:
-        log.info(
-            "starting CLI",
-            argv=launch.shown_argv,
-            cwd=str(launch.cwd),
-            timeout_seconds=launch.timeout,
-            mcp=launch.mcp,
-        )
+        def started(pid: int) -> None:  # said once it runs, so the line can name its pid
+            log.info(
+                "CLI started",
+                pid=pid,
+                argv=launch.shown_argv,
+                cwd=str(launch.cwd),
+                timeout_seconds=launch.timeout,
+                mcp=launch.mcp,
+            )
+
         try:
             return await run_in_group(
                 launch.argv,
@@ -173,6 +176,7 @@ class Executor:
                 stdout_cap=self.settings.stdout_cap_bytes,
                 stderr_cap=self.settings.stderr_cap_bytes,
                 on_stdout=on_stdout,
+                on_start=started,
             )
         except FileNotFoundError:
             raise Refused(f"{launch.profile.program} binary not found on PATH") from None

@@ -106,8 +106,10 @@ async def run_in_group(
     stdout_cap: int,
     stderr_cap: int,
     on_stdout: Callable[[bytes], None] | None = None,
+    on_start: Callable[[int], None] | None = None,
 ) -> Finished:
-    """Run `argv` as the leader of a new process group; no process of the group outlives this."""
+    """Run `argv` as the leader of a new process group; no process of the group outlives this.
+    `on_start` is told the leader's pid once it runs."""
     process = await _spawn(
         argv,
         stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
@@ -115,6 +117,8 @@ async def run_in_group(
         env=dict(env),
     )
     group = process.pid
+    if on_start is not None:
+        on_start(group)
     stdout, stderr = Capped(stdout_cap), Capped(stderr_cap)
     assert process.stdout is not None
     assert process.stderr is not None

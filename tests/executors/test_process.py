@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog.testing
 
 from device_agent.executor import CancelEvent, Executor
 from device_agent.result import ExitReason, Report
@@ -179,6 +180,24 @@ def test_stdin_prompt(bench: Bench) -> None:
     result = bench.run("command", executor=executor, prompt="hello on stdin")
     assert result.output == "[stdin] hello on stdin"
     assert bench.reported()["stdin_is_devnull"] is False
+
+
+def test_the_cli_started_line_names_the_pid_the_cli_runs_as(bench: Bench) -> None:
+    bench.install("echo_prompt", "echo-prompt")
+    bench.profile("command", 'argv = ["echo-prompt"]\n')
+    with structlog.testing.capture_logs() as logged:
+        bench.run("command", prompt="hello")
+    (started,) = [line for line in logged if line["event"] == "CLI started"]
+    assert started["pid"] == bench.reported()["pid"]
+    assert started["argv"][0].endswith("echo-prompt")
+
+
+def test_a_cli_that_cannot_start_leaves_no_started_line(bench: Bench) -> None:
+    bench.profile("command", 'argv = ["/nonexistent/cli"]\n')
+    with structlog.testing.capture_logs() as logged:
+        report = bench.run("command")
+    assert report.failed
+    assert [line for line in logged if line["event"] == "CLI started"] == []
 
 
 def test_argument_prompt_closes_stdin_and_is_not_expanded(bench: Bench) -> None:
