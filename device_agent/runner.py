@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import dataclasses
 import signal
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Final
 
 import structlog
@@ -26,7 +26,7 @@ from device_agent.journal import AsyncJournal, Journal
 from device_agent.lanes import LaneRun
 from device_agent.lanes.watcher import WatcherClaim
 from device_agent.notify import FinishedRun, Notifier, find_backend
-from device_agent.profiles import load_profiles
+from device_agent.profiles import Profile, load_profiles
 from device_agent.result import Report
 from device_agent.sdnotify import SystemdNotifier
 from device_agent.settings import ConfigError, Settings
@@ -52,9 +52,11 @@ async def run_agent(
     poll_alarm: Alarm | None = None,
     systemd: SystemdNotifier | None = None,
     notifier: Notifier | None = None,
+    profiles: Mapping[str, Profile] | None = None,
 ) -> ExitCode:
     """Run the agent until stopped (or one poll with `once`). Call with the instance lock held:
-    the control socket it opens belongs to the one agent of its home."""
+    the control socket it opens belongs to the one agent of its home. `profiles` are the
+    executor profiles already read (by `run`, to check them); None reads them here."""
     systemd = systemd or SystemdNotifier(None)
     notifier = notifier or Notifier(settings.notifications, find=find_notifier)
     # A child token's device row keeps the platform it was minted with; a poll with another
@@ -65,7 +67,8 @@ async def run_agent(
     platform = await asyncio.to_thread(device_platform, settings)
     if platform is not None and platform != settings.platform:
         settings = dataclasses.replace(settings, platform=platform)
-    profiles = load_profiles(user_dir=settings.paths.profiles_dir)
+    if profiles is None:
+        profiles = load_profiles(user_dir=settings.paths.profiles_dir)
     journal = AsyncJournal(
         Journal(settings.paths.journal_file, output_cap=settings.executor.stdout_cap_bytes)
     )
