@@ -70,6 +70,7 @@ def at_the_first_poll(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, se
     env = agent_env(
         home, server="http://127.0.0.1:9", token="owl_pat_" + "x" * 24, worker_id="linux:probe"
     )
+    env["PYTHON_KEYRING_BACKEND"] = "keyring.backends.null.Keyring"  # never the user's keychain
     done = subprocess.run(
         [sys.executable, "-c", RUN_TO_THE_FIRST_POLL],
         env=env,
