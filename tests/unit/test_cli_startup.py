@@ -10,7 +10,14 @@ import pytest
 from device_agent.cli import _parser
 from tests.helpers import agent_env
 
-HEAVY = ("httpx", "keyring", "asyncio", "device_agent.service", "device_agent.auth.commands")
+HEAVY = (
+    "httpx",
+    "keyring",
+    "asyncio",
+    "logging",
+    "device_agent.service",
+    "device_agent.auth.commands",
+)
 
 # What `device-agent run` must not import before its first poll: what only some runs, some
 # commands or later moments need.
