@@ -33,7 +33,10 @@ from device_agent.sleepwatch import Clock
 from device_agent.status import AgentState, Status
 
 if TYPE_CHECKING:
-    from device_agent.notify import Backend, FinishedRun, NotificationSettings, Notifier
+    from device_agent.notify.backends import Backend
+    from device_agent.notify.config import NotificationSettings
+    from device_agent.notify.notifier import Notifier
+    from device_agent.notify.policy import FinishedRun
 
 log = structlog.get_logger(__name__)
 
@@ -43,7 +46,7 @@ ROTATION_CHECK_SECONDS: Final = 3600.0  # how often an idle agent asks whether i
 def find_notifier(settings: NotificationSettings) -> Backend | None:
     """The program that shows notifications here (tests replace this to keep the desktop
     quiet); looked for when the first run has finished."""
-    from device_agent.notify import find_backend
+    from device_agent.notify.notifier import find_backend
 
     return find_backend(settings)
 
@@ -201,7 +204,7 @@ class SystemdStatus:
 
 
 class Notifications:
-    """The agent's notifier, made when the first run has finished: its policy and backends
+    """The agent's notifier, made when the first run has finished: the notifier and its policy
     are imported then, not before the first poll."""
 
     def __init__(self, settings: NotificationSettings, notifier: Notifier | None) -> None:
@@ -210,7 +213,7 @@ class Notifications:
 
     def submit(self, run: LaneRun, report: Report) -> None:
         if self.notifier is None:
-            from device_agent.notify import Notifier
+            from device_agent.notify.notifier import Notifier
 
             self.notifier = Notifier(self.settings, find=find_notifier)
         self.notifier.submit(finished_run(run, report))
@@ -223,7 +226,7 @@ class Notifications:
 def finished_run(run: LaneRun, report: Report) -> FinishedRun:
     """What the notification policy needs to know about a settled run (watcher lane: the
     payload's channel and priority; other lanes: the config decides)."""
-    from device_agent.notify import FinishedRun  # with the notifier: see `Notifications`
+    from device_agent.notify.policy import FinishedRun  # with the notifier: see `Notifications`
 
     watcher = run.run.watcher if isinstance(run, WatcherClaim) else None
     return FinishedRun(
