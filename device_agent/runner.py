@@ -6,8 +6,8 @@ import asyncio
 import contextlib
 import dataclasses
 import signal
-from collections.abc import AsyncIterator, Callable
-from typing import Final
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import TYPE_CHECKING, Final
 
 import structlog
 
@@ -25,18 +25,30 @@ from device_agent.executor import Executor
 from device_agent.journal import AsyncJournal, Journal
 from device_agent.lanes import LaneRun
 from device_agent.lanes.watcher import WatcherClaim
-from device_agent.notify import FinishedRun, Notifier, find_backend
-from device_agent.profiles import load_profiles
+from device_agent.profiles import Profile, load_profiles
 from device_agent.result import Report
 from device_agent.sdnotify import SystemdNotifier
 from device_agent.settings import ConfigError, Settings
 from device_agent.sleepwatch import Clock
 from device_agent.status import AgentState, Status
 
+if TYPE_CHECKING:
+    from device_agent.notify.backends import Backend
+    from device_agent.notify.config import NotificationSettings
+    from device_agent.notify.notifier import Notifier
+    from device_agent.notify.policy import FinishedRun
+
 log = structlog.get_logger(__name__)
 
 ROTATION_CHECK_SECONDS: Final = 3600.0  # how often an idle agent asks whether its token is due
-find_notifier = find_backend  # read when an agent starts, so tests can keep the desktop quiet
+
+
+def find_notifier(settings: NotificationSettings) -> Backend | None:
+    """The program that shows notifications here (tests replace this to keep the desktop
+    quiet); looked for when the first run has finished."""
+    from device_agent.notify.notifier import find_backend
+
+    return find_backend(settings)
 
 
 async def run_agent(
@@ -52,11 +64,13 @@ async def run_agent(
     poll_alarm: Alarm | None = None,
     systemd: SystemdNotifier | None = None,
     notifier: Notifier | None = None,
+    profiles: Mapping[str, Profile] | None = None,
 ) -> ExitCode:
     """Run the agent until stopped (or one poll with `once`). Call with the instance lock held:
-    the control socket it opens belongs to the one agent of its home."""
+    the control socket it opens belongs to the one agent of its home. `profiles` are the
+    executor profiles already read (by `run`, to check them); None reads them here."""
     systemd = systemd or SystemdNotifier(None)
-    notifier = notifier or Notifier(settings.notifications, find=find_notifier)
+    notifications = Notifications(settings.notifications, notifier)
     # A child token's device row keeps the platform it was minted with; a poll with another
     # one is refused (docs/protocol.md, "Identities").
     problem = await asyncio.to_thread(binding_problem, settings, worker_id)
@@ -65,7 +79,8 @@ async def run_agent(
     platform = await asyncio.to_thread(device_platform, settings)
     if platform is not None and platform != settings.platform:
         settings = dataclasses.replace(settings, platform=platform)
-    profiles = load_profiles(user_dir=settings.paths.profiles_dir)
+    if profiles is None:
+        profiles = load_profiles(user_dir=settings.paths.profiles_dir)
     journal = AsyncJournal(
         Journal(settings.paths.journal_file, output_cap=settings.executor.stdout_cap_bytes)
     )
@@ -98,7 +113,7 @@ async def run_agent(
         poll_alarm=poll_alarm,
         on_status=SystemdStatus(systemd),
     )
-    agent.pipeline.on_finished = lambda run, report: notifier.submit(finished_run(run, report))
+    agent.pipeline.on_finished = notifications.submit
     if handle_signals:
         _install_signals(loop, agent)
     watchdog = asyncio.create_task(systemd.keep_watchdog())
@@ -139,7 +154,7 @@ async def run_agent(
         if handle_signals:
             _remove_signals(loop)
         await executor.aclose()
-        await notifier.aclose()
+        await notifications.aclose()
         await client.aclose()
         journal.close()
 
@@ -188,9 +203,31 @@ class SystemdStatus:
         self.systemd.status(f"{status.state}" + (f": {status.detail}" if status.detail else ""))
 
 
+class Notifications:
+    """The agent's notifier, made when the first run has finished: the notifier and its policy
+    are imported then, not before the first poll."""
+
+    def __init__(self, settings: NotificationSettings, notifier: Notifier | None) -> None:
+        self.settings = settings
+        self.notifier = notifier
+
+    def submit(self, run: LaneRun, report: Report) -> None:
+        if self.notifier is None:
+            from device_agent.notify.notifier import Notifier
+
+            self.notifier = Notifier(self.settings, find=find_notifier)
+        self.notifier.submit(finished_run(run, report))
+
+    async def aclose(self) -> None:
+        if self.notifier is not None:
+            await self.notifier.aclose()
+
+
 def finished_run(run: LaneRun, report: Report) -> FinishedRun:
     """What the notification policy needs to know about a settled run (watcher lane: the
     payload's channel and priority; other lanes: the config decides)."""
+    from device_agent.notify.policy import FinishedRun  # with the notifier: see `Notifications`
+
     watcher = run.run.watcher if isinstance(run, WatcherClaim) else None
     return FinishedRun(
         lane="watcher" if watcher is not None else "automation",

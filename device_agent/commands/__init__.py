@@ -7,7 +7,6 @@ stays fast and a new command is a new file here.
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -31,6 +30,8 @@ def settings_from(args: argparse.Namespace, **extra: Any) -> Settings:
 
 
 def setup_logs(settings: Settings, args: argparse.Namespace, *secrets: str | None) -> None:
+    import logging  # here, not at the top: `--version` and `--help` would pay ~5 ms for it
+
     from device_agent import logs
 
     settings.paths.ensure()

@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from device_agent.commands import fail, settings_from, setup_logs
 from device_agent.errors import DeviceAgentError
 
 if TYPE_CHECKING:
+    from device_agent.profiles import Profile
     from device_agent.sdnotify import SystemdNotifier
     from device_agent.settings import Settings
 
@@ -37,11 +39,13 @@ def _run(args: argparse.Namespace, systemd: SystemdNotifier) -> int:
     from device_agent.identity import resolve_worker_id
     from device_agent.lock import InstanceLock
     from device_agent.process import wait_for_children_with_pidfd
+    from device_agent.profiles import load_profiles
     from device_agent.runner import run_agent
 
     settings = settings_from(args, concurrency=args.concurrency, default_agent=args.default_agent)
     settings.paths.ensure()  # first: a state dir others can write is the graver problem
-    executors = check_executors(settings)
+    profiles = load_profiles(user_dir=settings.paths.profiles_dir)  # read once, checked here
+    executors = check_executors(settings, profiles)
     token = resolve_token(settings)
     setup_logs(settings, args, token)
     worker_id = resolve_worker_id(settings)
@@ -54,13 +58,18 @@ def _run(args: argparse.Namespace, systemd: SystemdNotifier) -> int:
         return int(
             asyncio.run(
                 run_agent(
-                    settings, token=token, worker_id=worker_id, once=args.once, systemd=systemd
+                    settings,
+                    token=token,
+                    worker_id=worker_id,
+                    once=args.once,
+                    systemd=systemd,
+                    profiles=profiles,
                 )
             )
         )
 
 
-def check_executors(settings: Settings) -> str:
+def check_executors(settings: Settings, profiles: Mapping[str, Profile]) -> str:
     """Refuse to start, in one line, when runs that name no executor could not run here;
     else the one line that says which executors this device has.
 
@@ -70,10 +79,8 @@ def check_executors(settings: Settings) -> str:
     """
     from device_agent.environment import child_environment
     from device_agent.probe import default_agent_problem, found_executors
-    from device_agent.profiles import load_profiles
     from device_agent.settings import ConfigError
 
-    profiles = load_profiles(user_dir=settings.paths.profiles_dir)
     path = child_environment(None, settings.executor, secrets=())["PATH"]
     problem = default_agent_problem(profiles, settings.default_agent, path)
     if problem is not None:

@@ -1,15 +1,15 @@
 """The lanes this agent runs, keyed by the poll answer's `run_type`.
 
 Adding a lane is one module beside `watcher` and `automation` and one entry
-below; the pipeline needs no change.
+in `_LANE_MODULES` below; the pipeline needs no change.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from importlib import import_module
 from typing import Final
 
-from device_agent.lanes.automation import AUTOMATION
 from device_agent.lanes.base import (
     Done,
     Fail,
@@ -36,7 +36,32 @@ __all__ = [
     "trigger_lane",
 ]
 
-LANES: Final[Mapping[str, Lane]] = {lane.run_type: lane for lane in (WATCHER, AUTOMATION)}
+# run_type -> (module, name) of its lane. A lane's module is imported the first time a run of
+# it arrives (or "Run now" asks for it), not at start-up: the automation lane's payload,
+# prompt and access modules cost `device-agent run` milliseconds before its first poll, and a
+# device that never sees an automation run never needs them.
+_LANE_MODULES: Final = {
+    "watcher": ("device_agent.lanes.watcher", "WATCHER"),
+    "automation": ("device_agent.lanes.automation", "AUTOMATION"),
+}
+
+
+class _Lanes(Mapping[str, Lane]):
+    """The lanes by run_type, each imported when first looked up."""
+
+    def __getitem__(self, run_type: str) -> Lane:
+        module, name = _LANE_MODULES[run_type]
+        lane: Lane = getattr(import_module(module), name)
+        return lane
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(_LANE_MODULES)
+
+    def __len__(self) -> int:
+        return len(_LANE_MODULES)
+
+
+LANES: Final[Mapping[str, Lane]] = _Lanes()
 
 
 def lane_for(run_type: str) -> Lane:

@@ -6,7 +6,6 @@ script or a shell line.
 
 from __future__ import annotations
 
-import html
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Final
@@ -41,7 +40,7 @@ def notify_send_argv(binary: str, title: str, body: str, priority: str) -> list[
         f"--urgency={urgency}",
         "--",
         title,
-        html.escape(body, quote=False),
+        _escape_markup(body),
     ]
 
 
@@ -58,11 +57,19 @@ def gdbus_argv(binary: str, title: str, body: str, priority: str) -> list[str]:
         "0",
         "''",
         gvariant_string(title),
-        gvariant_string(html.escape(body, quote=False)),
+        gvariant_string(_escape_markup(body)),
         "[]",
         f"{{'urgency': <byte {urgency}>}}",
         "-1",
     ]
+
+
+def _escape_markup(text: str) -> str:
+    # html (and its table of entities) loads when a notification is shown, not with the
+    # config that names the backend: `device-agent run` reads that before its first poll.
+    import html
+
+    return html.escape(text, quote=False)
 
 
 def gvariant_string(text: str) -> str:

@@ -8,23 +8,107 @@ import sys
 import pytest
 
 from device_agent.cli import _parser
+from tests.helpers import agent_env
 
-HEAVY = ("httpx", "keyring", "asyncio", "device_agent.service", "device_agent.auth.commands")
+HEAVY = (
+    "httpx",
+    "keyring",
+    "asyncio",
+    "logging",
+    "device_agent.service",
+    "device_agent.auth.commands",
+)
+
+# What `device-agent run` must not import before its first poll: what only some runs, some
+# commands or later moments need.
+NOT_BEFORE_THE_FIRST_POLL = (
+    "device_agent.lanes.automation",  # until an automation run arrives
+    "device_agent.automation.payload",
+    "device_agent.automation.prompt",
+    "device_agent.automation.access",
+    "device_agent.notify.policy",  # until a run has finished
+    "device_agent.notify.notifier",
+    "device_agent.auth.trigger",  # until someone asks for "Run now"
+    "device_agent.service",  # at exit
+    "device_agent.auth.commands",  # other commands'
+    "device_agent.doctor",
+    "device_agent.devserver",
+    "device_agent.tray",
+)
+
+# `device-agent run --once`, stopped where it would send its first poll: prints how many times
+# the executor profiles were read and every module imported by then.
+RUN_TO_THE_FIRST_POLL = """
+import os, sys
+import device_agent.profiles
+from device_agent.client import LobuClient
+
+reads = []
+read_profiles = device_agent.profiles.load_profiles
+
+def counted(*args, **kwargs):
+    reads.append(args)
+    return read_profiles(*args, **kwargs)
+
+async def first_poll(self, body):
+    print("#", len(reads), *sorted(sys.modules), flush=True)
+    os._exit(0)
+
+device_agent.profiles.load_profiles = counted
+LobuClient.poll = first_poll
+from device_agent.cli import main
+main(["run", "--once", "--agent", "demo"])
+"""
 
 
-def imported_after(code: str) -> set[str]:
-    """Which of HEAVY a fresh interpreter has imported after running `code`."""
-    probe = f"{code}\nimport sys\nprint('#', *(m for m in {HEAVY!r} if m in sys.modules))"
+def imported_after(code: str, among: tuple[str, ...] = HEAVY) -> set[str]:
+    """Which of `among` a fresh interpreter has imported after running `code`."""
+    probe = f"{code}\nimport sys\nprint('#', *(m for m in {among!r} if m in sys.modules))"
     done = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
     )
     return set(done.stdout.splitlines()[-1].split()[1:])  # the line after what `code` printed
 
 
+@pytest.fixture(scope="module")
+def at_the_first_poll(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, set[str]]:
+    """(profile reads, modules imported) of `run` when it is about to send its first poll."""
+    home = tmp_path_factory.mktemp("agent-home")
+    env = agent_env(
+        home, server="http://127.0.0.1:9", token="owl_pat_" + "x" * 24, worker_id="linux:probe"
+    )
+    env["PYTHON_KEYRING_BACKEND"] = "keyring.backends.null.Keyring"  # never the user's keychain
+    done = subprocess.run(
+        [sys.executable, "-c", RUN_TO_THE_FIRST_POLL],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    marked = [line for line in done.stdout.splitlines() if line.startswith("# ")]
+    assert marked, f"`run` never reached its first poll: {done.stderr}"
+    reads, *modules = marked[-1].split()[1:]
+    return int(reads), set(modules)
+
+
+def test_run_imports_only_what_its_first_poll_needs(
+    at_the_first_poll: tuple[int, set[str]],
+) -> None:
+    _, modules = at_the_first_poll
+    assert "device_agent.runner" in modules  # the probe stopped where it should
+    early = modules & set(NOT_BEFORE_THE_FIRST_POLL)
+    assert not early
+
+
+def test_run_reads_the_executor_profiles_once(at_the_first_poll: tuple[int, set[str]]) -> None:
+    reads, _ = at_the_first_poll
+    assert reads == 1
+
+
 def test_version_imports_nothing_heavy() -> None:
     code = "from device_agent.cli import main\ntry:\n    main(['--version'])\n"
     code += "except SystemExit:\n    pass"
-    assert imported_after(code) == set()
+    assert imported_after(code, among=(*HEAVY, "pathlib")) == set()
 
 
 def test_building_the_trigger_parser_leaves_out_the_desktop_commands() -> None:
