@@ -26,6 +26,7 @@ NOT_BEFORE_THE_FIRST_POLL = (
     "device_agent.automation.payload",
     "device_agent.automation.prompt",
     "device_agent.automation.access",
+    "device_agent.automation.answers",
     "device_agent.notify.policy",  # until a run has finished
     "device_agent.notify.notifier",
     "device_agent.auth.trigger",  # until someone asks for "Run now"
