@@ -195,9 +195,6 @@ class RunPipeline:
             if not lane.may_resume:  # the CLI is done: the next run may start meanwhile
                 self._forget(claim.run_id)
                 slot()
-                # Let the next poll go out before this run's log line and journal write:
-                # the server's answer then arrives while they are done.
-                await asyncio.sleep(0)
             self._log_finished(parsed, claim.run_type, report)  # once the next run may start
             answer = await self._settle(claim.run_id, report, give_up, attempt)
             verdict = lane.read_completion(answer, attempt=attempt) if answer.ok else None
