@@ -70,6 +70,7 @@ class DirectExchange:
         self._host = url.raw_host
         self._port = url.port
         self._host_header = url.netloc  # what httpx sends: the port only when not the default
+        self._base_path = url.raw_path.rstrip(b"/")  # a server under a path (https://h/lobu)
         self._pool = httpcore.AsyncConnectionPool(
             ssl_context=httpx.create_ssl_context(verify=verify),  # SSL_CERT_FILE/DIR honoured
             max_connections=LIMITS.max_connections,
@@ -96,7 +97,10 @@ class DirectExchange:
         request = httpcore.Request(
             method.encode("ascii"),
             httpcore.URL(
-                scheme=self._scheme, host=self._host, port=self._port, target=path.encode()
+                scheme=self._scheme,
+                host=self._host,
+                port=self._port,
+                target=self._base_path + path.encode(),
             ),
             headers=raw_headers,
             content=content or b"",

@@ -54,7 +54,9 @@ class RawServer:
 
     @property
     def origin(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://127.0.0.1:{self.port}{self.base_path}"
+
+    base_path = ""
 
 
 def _content_length(head: bytes) -> int:
@@ -72,12 +74,16 @@ def both(origin: str) -> list[Exchange]:
     ]
 
 
-def exchange_with(answer: bytes, **request: Any) -> list[tuple[Reply | Exception, bytes]]:
+def exchange_with(
+    answer: bytes, base_path: str = "", **request: Any
+) -> list[tuple[Reply | Exception, bytes]]:
     """Each exchange's reply (or failure) and the request it put on the wire."""
 
     async def go() -> list[tuple[Reply | Exception, bytes]]:
         results: list[tuple[Reply | Exception, bytes]] = []
-        async with RawServer(answer).running() as server:
+        server = RawServer(answer)
+        server.base_path = base_path
+        async with server.running():
             for exchange in both(server.origin):
                 try:
                     reply: Reply | Exception = await exchange.send(
@@ -122,6 +128,13 @@ def test_both_send_the_same_request_line_headers_and_body() -> None:
     direct_headers, httpx_headers = header_lines(direct_raw), header_lines(httpx_raw)
     assert direct_headers <= httpx_headers
     assert any(line.startswith(b"host: 127.0.0.1:") for line in direct_headers)
+
+
+def test_a_server_under_a_path_gets_the_path_before_every_route() -> None:
+    answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}"
+    (_, direct_raw), (_, httpx_raw) = exchange_with(answer, base_path="/lobu")
+    line = b"POST /lobu/api/workers/heartbeat HTTP/1.1"
+    assert direct_raw.split(b"\r\n", 1)[0] == httpx_raw.split(b"\r\n", 1)[0] == line
 
 
 @pytest.mark.parametrize(
