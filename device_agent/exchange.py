@@ -17,14 +17,14 @@ own exception, which `LobuClient` reads alike.
 from __future__ import annotations
 
 import http
-from collections.abc import AsyncIterable, AsyncIterator, Mapping
+from collections.abc import AsyncIterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import httpcore
 import httpx
 
-from device_agent.netio import LIMITS, AsyncioBackend
+from device_agent.netio import connection_pool
 
 Content = bytes | AsyncIterable[bytes] | None
 
@@ -71,13 +71,8 @@ class DirectExchange:
         self._port = url.port
         self._host_header = url.netloc  # what httpx sends: the port only when not the default
         self._base_path = url.raw_path.rstrip(b"/")  # a server under a path (https://h/lobu)
-        self._pool = httpcore.AsyncConnectionPool(
-            ssl_context=httpx.create_ssl_context(verify=verify),  # SSL_CERT_FILE/DIR honoured
-            max_connections=LIMITS.max_connections,
-            max_keepalive_connections=LIMITS.max_keepalive_connections,
-            keepalive_expiry=LIMITS.keepalive_expiry,
-            network_backend=AsyncioBackend(),
-        )
+        # SSL_CERT_FILE/DIR honoured, as httpx honours them
+        self._pool = connection_pool(httpx.create_ssl_context(verify=verify))
 
     async def send(
         self,
@@ -108,15 +103,20 @@ class DirectExchange:
         )
         response = await self._pool.handle_async_request(request)
         try:
-            names = {name.decode("latin-1").lower(): value for name, value in response.headers}
+            reply_headers = {
+                name.decode("latin-1").lower(): value.decode("latin-1")
+                for name, value in response.headers
+            }
             reason = response.extensions.get("reason_phrase", b"")
+            stream = cast(AsyncIterable[bytes], response.stream)  # an async pool's: async
+            body = await read_capped(
+                stream, reply_headers.get("content-length"), cap, response.status
+            )
             return Reply(
                 response.status,
-                {name: value.decode("latin-1") for name, value in names.items()},
+                reply_headers,
                 reason.decode("latin-1") if reason else _phrase(response.status),
-                await read_capped(
-                    _chunks(response.stream), names.get("content-length"), cap, response.status
-                ),
+                body,
             )
         finally:
             await response.aclose()
@@ -147,11 +147,13 @@ class HttpxExchange:
         )
         response = await self._http.send(request, stream=True)
         try:
-            content_length = response.headers.get("Content-Length")
-            body = await read_capped(
-                response.aiter_bytes(), content_length, cap, response.status_code
-            )
             reply_headers = {name.lower(): value for name, value in response.headers.items()}
+            body = await read_capped(
+                response.aiter_bytes(),
+                reply_headers.get("content-length"),
+                cap,
+                response.status_code,
+            )
             return Reply(response.status_code, reply_headers, response.reason_phrase, body)
         finally:
             await response.aclose()
@@ -161,10 +163,11 @@ class HttpxExchange:
 
 
 async def read_capped(
-    chunks: AsyncIterator[bytes], declared: str | bytes | None, cap: int, status: int
+    chunks: AsyncIterable[bytes], declared: str | None, cap: int, status: int
 ) -> bytes:
-    """The whole body, read as it comes and refused past `cap`: never buffered whole."""
-    declared = declared.decode("latin-1") if isinstance(declared, bytes) else declared or ""
+    """The whole body, read as it comes and refused past `cap`: never buffered whole.
+    `declared`: the answer's Content-Length, if it has one."""
+    declared = declared or ""
     if declared.isascii() and declared.isdigit() and int(declared) > cap:
         raise AnswerTooLarge(f"answer of {declared} bytes refused (the cap is {cap})", status)
     parts: list[bytes] = []
@@ -175,11 +178,6 @@ async def read_capped(
             raise AnswerTooLarge(f"answer over {cap} bytes refused", status)
         parts.append(chunk)
     return b"".join(parts)
-
-
-async def _chunks(stream: Any) -> AsyncIterator[bytes]:
-    async for chunk in stream:
-        yield chunk
 
 
 def _encoded(headers: Mapping[str, str]) -> list[tuple[bytes, bytes]]:
