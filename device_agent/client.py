@@ -34,7 +34,7 @@ from device_agent.exchange import (
     Reply,
 )
 from device_agent.http_options import proxy_configured, remember_missing_sniffio, tls_for
-from device_agent.jsonbody import Body, has_large_text
+from device_agent.jsonbody import request_body
 
 USER_AGENT: Final = f"device-agent/{__version__}"
 NOT_IN_PROGRESS: Final = "Run is not in progress"
@@ -232,7 +232,10 @@ class LobuClient:
         """
         seconds = self._request_timeout if read_seconds is None else read_seconds
         headers = {**_HEADERS, "Authorization": f"Bearer {self._token()}"}
-        content = _content(body, headers)
+        content: Content = None
+        if body is not None:  # the bytes httpx's `json=` sends; a large output in pieces
+            content, content_headers = request_body(body)
+            headers |= content_headers
         per_read = httpx.Timeout(seconds, connect=CONNECT_TIMEOUT)
         try:
             async with asyncio.timeout(seconds + CONNECT_TIMEOUT):
@@ -277,21 +280,6 @@ def _exchange_for(
             verify=tls_for(origin),
         )
     )
-
-
-def _content(body: Mapping[str, Any] | None, headers: dict[str, str]) -> Content:
-    """The request body as the bytes httpx's `json=` sends (compact UTF-8, no NaN); a large
-    output in pieces (device_agent/jsonbody.py). Its headers are added to `headers`."""
-    if body is None:
-        return None
-    if has_large_text(body):
-        pieces = Body(body)
-        headers |= pieces.headers
-        return pieces
-    content = json.dumps(body, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
-    encoded = content.encode("utf-8")
-    headers |= {"Content-Length": str(len(encoded)), "Content-Type": "application/json"}
-    return encoded
 
 
 def classify(reply: Reply) -> Answer:

@@ -47,14 +47,25 @@ class Body:
 
     def __init__(self, body: Mapping[str, Any]) -> None:
         self._pieces = pieces(body)
-        self.headers = {
-            "Content-Length": str(sum(len(piece) for piece in self._pieces)),
-            "Content-Type": "application/json",
-        }
+        self.headers = _headers(sum(len(piece) for piece in self._pieces))
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
         for piece in self._pieces:
             yield piece
+
+
+def request_body(body: Mapping[str, Any]) -> tuple[bytes | Body, dict[str, str]]:
+    """`body` as a request's content, and the headers that go with it: one `bytes`, or a
+    large output in pieces."""
+    if has_large_text(body):
+        large = Body(body)
+        return large, large.headers
+    content = _dumps(body).encode()
+    return content, _headers(len(content))
+
+
+def _headers(length: int) -> dict[str, str]:
+    return {"Content-Length": str(length), "Content-Type": "application/json"}
 
 
 def _dumps(value: Any) -> str:

@@ -10,7 +10,7 @@ import httpx
 import respx
 
 from device_agent.client import LobuClient
-from device_agent.jsonbody import LARGE, SLICE, Body, has_large_text, pieces
+from device_agent.jsonbody import LARGE, SLICE, Body, has_large_text, pieces, request_body
 from device_agent.lanes.watcher import WATCHER
 from device_agent.result import ExitReason, Report
 
@@ -42,6 +42,17 @@ def test_body_declares_its_length_and_type() -> None:
         "Content-Length": str(len(as_httpx_sends(body))),
         "Content-Type": "application/json",
     }
+
+
+def test_a_request_body_is_the_bytes_httpx_would_send_small_or_large() -> None:
+    small = {"worker_id": "w1", "output": TRICKY, "error": None, "n": 2.5}
+    content, headers = request_body(small)
+    assert content == as_httpx_sends(small)
+    assert headers == {"Content-Length": str(len(content)), "Content-Type": "application/json"}
+    large = {"output": "ü" * LARGE}
+    pieces_of, headers = request_body(large)
+    assert isinstance(pieces_of, Body)
+    assert headers == pieces_of.headers
 
 
 @respx.mock
