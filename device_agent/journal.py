@@ -500,9 +500,9 @@ class AsyncJournal:
         self._deferred: list[Callable[[], object]] = []
 
     async def call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        hurry = not getattr(fn, "unhurried", False)
+        unhurried = getattr(fn, "unhurried", False)  # see `unhurried`
         try:
-            return await self._thread.submit(lambda: fn(*args, **kwargs), unhurried=not hurry)
+            return await self._thread.submit(lambda: fn(*args, **kwargs), unhurried=unhurried)
         except JournalWriteError as exc:
             self._failed(exc)
             raise
