@@ -47,11 +47,17 @@ _LANE_MODULES: Final = {
 
 
 class _Lanes(Mapping[str, Lane]):
-    """The lanes by run_type, each imported when first looked up."""
+    """The lanes by run_type, each imported when first looked up (then kept: a run looks its
+    lane up several times)."""
+
+    def __init__(self) -> None:
+        self._loaded: dict[str, Lane] = {}
 
     def __getitem__(self, run_type: str) -> Lane:
-        module, name = _LANE_MODULES[run_type]
-        lane: Lane = getattr(import_module(module), name)
+        lane = self._loaded.get(run_type)
+        if lane is None:
+            module, name = _LANE_MODULES[run_type]
+            lane = self._loaded[run_type] = getattr(import_module(module), name)
         return lane
 
     def __iter__(self) -> Iterator[str]:
