@@ -128,6 +128,7 @@ def test_both_send_the_same_request_line_headers_and_body() -> None:
     direct_headers, httpx_headers = header_lines(direct_raw), header_lines(httpx_raw)
     assert direct_headers <= httpx_headers
     assert any(line.startswith(b"host: 127.0.0.1:") for line in direct_headers)
+    assert not any(line.startswith(b"accept-encoding:") for line in direct_headers)
 
 
 def test_a_server_under_a_path_gets_the_path_before_every_route() -> None:
