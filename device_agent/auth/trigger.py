@@ -27,7 +27,6 @@ from device_agent.auth.store import Credential
 from device_agent.automation.routes import trigger_route
 from device_agent.errors import ExitCode
 
-LANES: Final = ("watcher", "automation")
 _NOT_BOUND: Final = "Token is not bound to a device worker"
 _NOT_AN_ID: Final = "Endpoint not available to user-scoped workers"
 
