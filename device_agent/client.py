@@ -18,23 +18,23 @@ import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
-from typing import Any, Final
-
-import httpcore
-import httpx
+from typing import TYPE_CHECKING, Any, Final
 
 from device_agent import __version__
 from device_agent.exchange import (
     AnswerTooLarge,
     Content,
-    DirectExchange,
     Exchange,
-    HttpxExchange,
+    ExchangeError,
+    ExchangeTimeout,
     Reply,
 )
-from device_agent.http_options import proxy_configured, remember_missing_sniffio, tls_for
+from device_agent.http1 import H1Exchange
+from device_agent.http_options import proxy_configured
 from device_agent.jsonbody import request_body
+
+if TYPE_CHECKING:
+    import httpx
 
 USER_AGENT: Final = f"device-agent/{__version__}"
 NOT_IN_PROGRESS: Final = "Run is not in progress"
@@ -133,8 +133,7 @@ class LobuClient:
         self._token = token
         self._request_timeout = request_timeout
         self._poll_timeout = poll_timeout
-        self._exchange = _exchange_for(self.origin, request_timeout, transport)
-        remember_missing_sniffio()
+        self._exchange = _exchange_for(self.origin, transport)
 
     async def aclose(self) -> None:
         await self._exchange.aclose()
@@ -236,45 +235,46 @@ class LobuClient:
         if body is not None:  # the bytes httpx's `json=` sends; a large output in pieces
             content, content_headers = request_body(body)
             headers |= content_headers
-        per_read = httpx.Timeout(seconds, connect=CONNECT_TIMEOUT)
         try:
             async with asyncio.timeout(seconds + CONNECT_TIMEOUT):
                 reply = await self._exchange.send(
-                    method, path, content, headers, timeouts=per_read, cap=cap
+                    method,
+                    path,
+                    content,
+                    headers,
+                    read_seconds=seconds,
+                    connect_seconds=CONNECT_TIMEOUT,
+                    cap=cap,
                 )
         except AnswerTooLarge as exc:
             return Answer(AnswerKind.TRANSIENT, exc.status, None, str(exc))
-        except (TimeoutError, httpx.TimeoutException, httpcore.TimeoutException) as exc:
-            message = f"timed out ({type(exc).__name__})"
+        except ExchangeTimeout as exc:
+            return Answer(AnswerKind.TRANSIENT, None, None, f"timed out ({exc})", timed_out=True)
+        except TimeoutError:  # the overall deadline: a server trickling its answer
+            message = "timed out (the answer took too long)"
             return Answer(AnswerKind.TRANSIENT, None, None, message, timed_out=True)
-        except (httpx.TransportError, *_HTTPCORE_TRANSPORT_ERRORS) as exc:
-            return Answer(AnswerKind.TRANSIENT, None, None, _transport_message(exc))
-        except httpx.HTTPError as exc:  # e.g. a proxy's broken gzip body: still not our bug
-            return Answer(AnswerKind.TRANSIENT, None, None, f"unreadable answer ({exc})")
+        except ExchangeError as exc:
+            return Answer(AnswerKind.TRANSIENT, None, None, f"cannot reach the server ({exc})")
         return classify(reply)
 
 
-# What httpcore raises where httpx would raise a TransportError (DirectExchange).
-_HTTPCORE_TRANSPORT_ERRORS: Final = (
-    httpcore.NetworkError,
-    httpcore.ProtocolError,
-    httpcore.UnsupportedProtocol,
-    httpcore.ProxyError,
-)
 _HEADERS: Final = {"User-Agent": USER_AGENT, "Accept": "application/json"}
 
 
-def _exchange_for(
-    origin: str, request_timeout: float, transport: httpx.AsyncBaseTransport | None
-) -> Exchange:
-    """httpcore directly, unless a test injects a transport or the environment names an
-    HTTP proxy (httpx honours it; docs in device_agent/exchange.py)."""
+def _exchange_for(origin: str, transport: httpx.AsyncBaseTransport | None) -> Exchange:
+    """Our own HTTP/1.1 (device_agent/http1.py), unless a test injects a transport or the
+    environment names an HTTP proxy: httpx honours that, and is imported only then."""
     if transport is None and not proxy_configured():
-        return DirectExchange(origin, verify=tls_for(origin))
+        return H1Exchange(origin)
+    import httpx
+
+    from device_agent.http_options import remember_missing_sniffio, tls_for
+    from device_agent.httpx_exchange import HttpxExchange
+
+    remember_missing_sniffio()
     return HttpxExchange(
         httpx.AsyncClient(
             base_url=origin,
-            timeout=httpx.Timeout(request_timeout, connect=CONNECT_TIMEOUT),
             follow_redirects=False,  # a redirect could carry the token to another host
             transport=transport,
             verify=tls_for(origin),
@@ -327,6 +327,8 @@ def parse_retry_after(
     except ValueError:
         pass
     try:
+        from email.utils import parsedate_to_datetime  # rare: most servers send seconds
+
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return None
@@ -361,8 +363,3 @@ def upload_allowance(body: Mapping[str, Any]) -> float:
     """Seconds to allow for sending `body`'s text at the slowest uplink we plan for."""
     size = sum(len(value) for value in body.values() if isinstance(value, str))
     return size / SLOWEST_UPLINK_BYTES_PER_SECOND
-
-
-def _transport_message(exc: Exception) -> str:
-    detail = str(exc) or type(exc).__name__
-    return f"cannot reach the server ({detail})"

@@ -18,13 +18,13 @@ a client our asyncio one instead (device_agent/netio.py says why).
 from __future__ import annotations
 
 import importlib.util
+import os
 import ssl
 import sys
-import urllib.request
+from typing import TYPE_CHECKING
 
-import httpx
-
-from device_agent.netio import AsyncioTransport
+if TYPE_CHECKING:
+    import httpx
 
 
 def remember_missing_sniffio() -> None:
@@ -48,11 +48,19 @@ def transport_for(origin: str) -> httpx.AsyncBaseTransport | None:
     through such a proxy only when it builds the transport itself."""
     if proxy_configured():
         return None
+    from device_agent.netio import AsyncioTransport  # imports httpx: only for its clients
+
     return AsyncioTransport(verify=tls_for(origin))
 
 
 def proxy_configured() -> bool:
     """Whether httpx would send some request through a proxy (HTTP_PROXY, HTTPS_PROXY,
-    ALL_PROXY, or the system's settings on macOS): the same look-up httpx makes."""
+    ALL_PROXY, or the system's settings on macOS and Windows): the same look-up httpx makes."""
+    if sys.platform not in ("darwin", "win32") and not any(
+        name.lower().endswith("_proxy") for name in os.environ
+    ):
+        return False  # all getproxies() reads here: skipped, urllib.request costs ~5 ms to import
+    import urllib.request
+
     proxies = urllib.request.getproxies()
     return any(proxies.get(scheme) for scheme in ("http", "https", "all"))

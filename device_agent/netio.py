@@ -22,8 +22,6 @@ errno, where anyio said "All connection attempts failed".
 from __future__ import annotations
 
 import asyncio
-import select
-import socket
 import ssl
 from asyncio.trsock import TransportSocket
 from collections.abc import Awaitable, Iterable
@@ -32,8 +30,8 @@ from typing import Any, Final
 import httpcore
 import httpx
 
-# As anyio's connect_tcp: a host whose IPv6 address hangs is tried on IPv4 after 250 ms.
-HAPPY_EYEBALLS_DELAY: Final = 0.25
+from device_agent.http1 import HAPPY_EYEBALLS_DELAY, is_socket_readable
+
 # httpx's own defaults (httpx.AsyncClient() without `limits`).
 LIMITS: Final = httpx.Limits(max_connections=100, max_keepalive_connections=20)
 
@@ -156,20 +154,6 @@ async def _connected(
     except OSError as exc:  # refused, unreachable, and DNS failures (socket.gaierror)
         raise httpcore.ConnectError(exc) from exc
     return AsyncioStream(reader, writer)
-
-
-def is_socket_readable(sock: socket.socket | TransportSocket | None) -> bool:
-    """Whether an idle connection has something to read, which on an idle HTTP/1.1
-    connection means the peer closed it (or broke the protocol): either way it cannot
-    be reused. httpcore's own check (`httpcore._utils`, private), written here."""
-    if sock is None or sock.fileno() < 0:
-        return True
-    if hasattr(select, "poll"):
-        poller = select.poll()
-        poller.register(sock, select.POLLIN)
-        return bool(poller.poll(0))
-    readable, _, _ = select.select([sock], [], [], 0)
-    return bool(readable)
 
 
 class AsyncioTransport(httpx.AsyncHTTPTransport):

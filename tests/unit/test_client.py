@@ -18,6 +18,8 @@ from device_agent.lanes import UnhandledLane
 from device_agent.lanes.watcher import WATCHER
 from device_agent.result import ExitReason, Report
 
+pytestmark = pytest.mark.usefixtures("lobu_client_through_httpx")  # respx plays the server
+
 ORIGIN = "http://127.0.0.1:9"
 TOKEN = "owl_pat_" + "a" * 32
 T = TypeVar("T")

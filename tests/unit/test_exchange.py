@@ -1,4 +1,4 @@
-"""LobuClient's two ways to the server — httpcore directly, or httpx (a proxy, a test's
+"""LobuClient's two ways to the server — its own HTTP/1.1, or httpx (a proxy, a test's
 transport) — put the same request on the wire and read the same answer from it."""
 
 from __future__ import annotations
@@ -14,16 +14,11 @@ import httpx
 import pytest
 
 from device_agent.client import LobuClient
-from device_agent.exchange import (
-    AnswerTooLarge,
-    DirectExchange,
-    Exchange,
-    HttpxExchange,
-    Reply,
-)
+from device_agent.exchange import AnswerTooLarge, Exchange, Reply
+from device_agent.http1 import H1Exchange
+from device_agent.httpx_exchange import HttpxExchange
 
 TOKEN = "owl_pat_" + "e" * 32
-TIMEOUTS = httpx.Timeout(5.0)
 BODY = {"run_id": 7, "worker_id": "w1", "output": 'ünïcode ☃ and "quotes"', "error": None}
 
 
@@ -69,7 +64,7 @@ def _content_length(head: bytes) -> int:
 
 def both(origin: str) -> list[Exchange]:
     return [
-        DirectExchange(origin, verify=False),
+        H1Exchange(origin),
         HttpxExchange(httpx.AsyncClient(base_url=origin, follow_redirects=False)),
     ]
 
@@ -91,7 +86,8 @@ def exchange_with(
                         request.get("path", "/api/workers/heartbeat"),
                         request.get("content", b"{}"),
                         request.get("headers", {"Content-Type": "application/json"}),
-                        timeouts=TIMEOUTS,
+                        read_seconds=5.0,
+                        connect_seconds=5.0,
                         cap=request.get("cap", 1024),
                     )
                 except AnswerTooLarge as exc:
@@ -181,7 +177,7 @@ def test_lobu_client_goes_direct_unless_a_proxy_is_named_or_a_transport_given(
         asyncio.run(client.aclose())
         return type(client._exchange)
 
-    assert kind() is DirectExchange
+    assert kind() is H1Exchange
     assert kind(transport=httpx.MockTransport(lambda request: httpx.Response(200))) is (
         HttpxExchange
     )

@@ -1,15 +1,17 @@
-"""The options every httpx client is built with: no per-request import miss, no CA load for http."""
+"""The options every httpx client is built with (no per-request import miss, no CA load for
+http), and whether the environment names a proxy."""
 
 from __future__ import annotations
 
 import importlib.util
 import ssl
 import sys
+import urllib.request
 
 import pytest
 from httpcore._synchronization import current_async_library
 
-from device_agent.http_options import remember_missing_sniffio, tls_for
+from device_agent.http_options import proxy_configured, remember_missing_sniffio, tls_for
 
 
 @pytest.mark.skipif(importlib.util.find_spec("sniffio") is not None, reason="sniffio installed")
@@ -41,3 +43,32 @@ def test_plain_http_gets_a_context_that_trusts_no_certificate() -> None:
 
 def test_https_keeps_httpx_default_verification() -> None:
     assert tls_for("https://lobu.example") is True
+
+
+PROXY_NAMES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
+
+
+@pytest.mark.parametrize(
+    ("environment", "proxied"),
+    [
+        ({}, False),
+        ({"https_proxy": "http://127.0.0.1:3128"}, True),
+        ({"ALL_PROXY": "socks5://127.0.0.1:1080"}, True),
+        ({"HTTPS_PROXY": ""}, False),  # set but empty: no proxy, as urllib reads it
+        ({"NO_PROXY": "lobu.example"}, False),  # an exception list names no proxy
+        ({"ftp_proxy": "http://127.0.0.1:3128"}, False),  # not for http(s)
+    ],
+)
+def test_a_proxy_is_found_where_httpx_would_find_one(
+    monkeypatch: pytest.MonkeyPatch, environment: dict[str, str], proxied: bool
+) -> None:
+    for name in (*PROXY_NAMES, "NO_PROXY", "no_proxy", "ftp_proxy", "FTP_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    if sys.platform in ("darwin", "win32"):  # there the system's settings count as well
+        monkeypatch.setattr(urllib.request, "getproxies", urllib.request.getproxies_environment)
+    assert proxy_configured() is proxied
+    assert proxy_configured() is any(
+        urllib.request.getproxies_environment().get(scheme) for scheme in ("http", "https", "all")
+    )

@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 import httpx
+import pytest
 import respx
 
 from device_agent.client import LobuClient
@@ -56,6 +57,7 @@ def test_a_request_body_is_the_bytes_httpx_would_send_small_or_large() -> None:
 
 
 @respx.mock
+@pytest.mark.usefixtures("lobu_client_through_httpx")  # respx plays the server
 def test_a_large_completion_reaches_the_server_whole() -> None:
     url = f"{ORIGIN}/api/workers/me/runs/7/complete-watcher"
     route = respx.post(url).respond(200, json={"ok": True, "status": "completed"})

@@ -1,16 +1,12 @@
-"""The asyncio network backend under httpx: failures as httpcore names them, TLS,
-keep-alive, and LobuClient really on it — all against servers on loopback."""
+"""The asyncio network backend under httpx (the login and tools clients): failures as
+httpcore names them, TLS and keep-alive — all against servers on loopback."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import shutil
 import socket
 import ssl
-import subprocess
 import urllib.request
-from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,96 +14,22 @@ import httpcore
 import httpx
 import pytest
 
-from device_agent.client import Answer, AnswerKind, LobuClient
 from device_agent.http_options import transport_for
 from device_agent.netio import AsyncioBackend, AsyncioTransport
 from tests.helpers import wait_for_async
+from tests.loopback import (
+    Loopback,
+    answer_every_request,
+    half_an_answer,
+    make_certificate,
+    never_answer,
+    never_read,
+    refused_port,
+    tls_server,
+)
 
-Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 TOKEN = "owl_pat_" + "a" * 32
-ANSWER = b'{"next_poll_seconds": 10}'
 PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy")
-
-
-class Loopback:
-    """A server on 127.0.0.1 that hands each connection to `handler` and counts them."""
-
-    def __init__(self, handler: Handler, *, tls: ssl.SSLContext | None = None) -> None:
-        self.handler = handler
-        self.tls = tls
-        self.accepted = 0
-        self.port = 0
-        self._tasks: set[asyncio.Task[Any]] = set()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.accepted += 1
-        task = asyncio.current_task()
-        assert task is not None
-        self._tasks.add(task)
-        try:
-            await self.handler(reader, writer)
-        except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError):
-            pass  # the client hung up or refused our certificate
-        finally:
-            writer.close()
-
-    @contextlib.asynccontextmanager
-    async def running(self, *, receive_buffer: int | None = None) -> AsyncIterator[Loopback]:
-        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        if receive_buffer is not None:  # set before listen(): accepted sockets inherit it
-            listener.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
-        listener.bind(("127.0.0.1", 0))
-        self.port = listener.getsockname()[1]
-        server = await asyncio.start_server(self._serve, sock=listener, ssl=self.tls)
-        try:
-            yield self
-        finally:
-            server.close()
-            for task in self._tasks:
-                task.cancel()
-            await asyncio.gather(*self._tasks, return_exceptions=True)
-            await server.wait_closed()
-
-    @property
-    def origin(self) -> str:
-        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
-
-
-async def answer_every_request(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    """Keep-alive HTTP/1.1: a JSON 200 for each request, until the client hangs up."""
-    while True:
-        try:
-            head = await reader.readuntil(b"\r\n\r\n")
-        except asyncio.IncompleteReadError:
-            return
-        length = next(
-            (
-                int(line.split(b":")[1])
-                for line in head.lower().split(b"\r\n")
-                if line.startswith(b"content-length:")
-            ),
-            0,
-        )
-        await reader.readexactly(length)
-        writer.write(
-            b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-            b"Content-Length: %d\r\n\r\n%s" % (len(ANSWER), ANSWER)
-        )
-        await writer.drain()
-
-
-async def never_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    await reader.read()  # reads the request, then waits for a hang-up that never comes
-
-
-async def half_an_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    await reader.readuntil(b"\r\n\r\n")
-    writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n0123456789")
-    await writer.drain()  # then the handler returns and the connection is closed
-
-
-async def never_read(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-    await asyncio.Event().wait()  # cancelled when the server stops
 
 
 async def request_sent_to(server: Loopback) -> httpcore.AsyncNetworkStream:
@@ -115,20 +37,6 @@ async def request_sent_to(server: Loopback) -> httpcore.AsyncNetworkStream:
     stream = await AsyncioBackend().connect_tcp("127.0.0.1", server.port, timeout=5)
     await stream.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", timeout=5)
     return stream
-
-
-def refused_port() -> int:
-    """A loopback port nothing listens on: bound, never listened, then released."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
-async def heartbeat(origin: str, **options: Any) -> Answer:
-    """One request from a LobuClient built as the agent builds it: no transport given."""
-    async with LobuClient(origin, lambda: TOKEN, **options) as client:
-        return await client.heartbeat(run_id=7, worker_id="w1")
 
 
 @pytest.fixture(autouse=True)
@@ -249,54 +157,6 @@ def test_a_peer_closing_mid_answer_is_a_transport_error_not_a_hang() -> None:
     asyncio.run(go())
 
 
-# ------------------------------------------------------------------ LobuClient
-
-
-def test_lobu_client_built_without_a_transport_goes_through_the_asyncio_backend(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    # LobuClient goes to httpcore directly (device_agent/exchange.py), on this backend.
-    connected: list[tuple[str, int]] = []
-    connect_tcp = AsyncioBackend.connect_tcp
-
-    async def counted(self: AsyncioBackend, host: str, port: int, **kw: Any) -> Any:
-        connected.append((host, port))
-        return await connect_tcp(self, host, port, **kw)
-
-    monkeypatch.setattr(AsyncioBackend, "connect_tcp", counted)
-
-    async def go() -> None:
-        async with Loopback(answer_every_request).running() as server:
-            async with LobuClient(server.origin, lambda: TOKEN) as client:
-                answer = await client.heartbeat(run_id=7, worker_id="w1")
-                answer = await client.heartbeat(run_id=7, worker_id="w1")
-            assert answer.ok
-            assert connected == [("127.0.0.1", server.port)]  # and reused: keep-alive
-            assert server.accepted == 1
-
-    asyncio.run(go())
-
-
-def test_lobu_client_reports_a_refused_connection_as_before() -> None:
-    async def go() -> None:
-        answer = await heartbeat(f"http://127.0.0.1:{refused_port()}")
-        assert answer.kind is AnswerKind.TRANSIENT
-        assert not answer.reached
-        assert answer.message.startswith("cannot reach the server (")  # httpx.ConnectError
-
-    asyncio.run(go())
-
-
-def test_lobu_client_reports_a_server_that_never_answers_as_a_read_timeout() -> None:
-    async def go() -> None:
-        async with Loopback(never_answer).running() as server:
-            answer = await heartbeat(server.origin, request_timeout=0.3)
-        assert answer.timed_out
-        assert answer.message == "timed out (ReadTimeout)"
-
-    asyncio.run(go())
-
-
 def test_an_http_proxy_in_the_environment_leaves_httpx_its_own_transport(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -310,30 +170,7 @@ def test_an_http_proxy_in_the_environment_leaves_httpx_its_own_transport(
 
 @pytest.fixture(scope="module")
 def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """A throwaway self-signed certificate for 127.0.0.1, and its key."""
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        pytest.skip("no `openssl` binary to make a throwaway certificate with")
-    directory = tmp_path_factory.mktemp("tls")
-    cert, key = directory / "cert.pem", directory / "key.pem"
-    subprocess.run(
-        [
-            *(openssl, "req", "-x509", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1"),
-            *("-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"),
-            *("-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost"),
-            *("-keyout", str(key), "-out", str(cert)),
-        ],
-        check=True,
-        capture_output=True,
-    )
-    return cert, key
-
-
-def tls_server(certificate: tuple[Path, Path]) -> Loopback:
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(*certificate)
-    context.set_alpn_protocols(["http/1.1"])
-    return Loopback(answer_every_request, tls=context)
+    return make_certificate(tmp_path_factory)
 
 
 def test_tls_to_a_trusted_server_is_upgraded_in_place_with_alpn(
@@ -364,33 +201,5 @@ def test_tls_to_an_untrusted_server_is_a_connect_error_naming_the_certificate(
                 await stream.start_tls(
                     ssl.create_default_context(), server_hostname="127.0.0.1", timeout=5
                 )
-
-    asyncio.run(go())
-
-
-def test_lobu_client_speaks_https_to_a_server_whose_certificate_the_user_trusts(
-    certificate: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("SSL_CERT_FILE", str(certificate[0]))  # as a user behind their own CA
-
-    async def go() -> None:
-        async with tls_server(certificate).running() as server:
-            answer = await heartbeat(server.origin)
-        assert answer.ok, answer.describe()
-
-    asyncio.run(go())
-
-
-def test_lobu_client_refuses_a_certificate_nobody_trusts(
-    certificate: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.delenv("SSL_CERT_FILE", raising=False)
-    monkeypatch.delenv("SSL_CERT_DIR", raising=False)
-
-    async def go() -> None:
-        async with tls_server(certificate).running() as server:
-            answer = await heartbeat(server.origin)
-        assert not answer.reached
-        assert "certificate verify failed" in answer.message
 
     asyncio.run(go())

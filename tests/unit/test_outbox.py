@@ -17,6 +17,8 @@ from device_agent.delivery import FINAL_409_NOTE, GiveUp, Outbox, after, never_g
 from device_agent.journal import AsyncJournal, Journal, JournalState, JournalWriteError
 from device_agent.result import ExitReason, Report
 
+pytestmark = pytest.mark.usefixtures("lobu_client_through_httpx")  # respx plays the server
+
 ORIGIN = "http://127.0.0.1:9"
 WORKER = "w1"
 RUN_ID = 7

@@ -26,6 +26,8 @@ from device_agent.result import ExitReason, Report
 from device_agent.settings import Paths, Settings, validate
 from device_agent.tokens import TokenSource
 
+pytestmark = pytest.mark.usefixtures("lobu_client_through_httpx")  # respx plays the server
+
 ORIGIN = "http://127.0.0.1:9"
 RUN_ID = 5
 ROUTE = f"/api/workers/me/runs/{RUN_ID}/complete-test"
