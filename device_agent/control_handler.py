@@ -71,7 +71,8 @@ class AgentControl:
         """Run now for `device-agent trigger` and the tray. A refusal carries the exit code
         the command would have ended with had it asked the server itself."""
         # Imported here: "Run now" is rare, and `run` should not load it before its first poll.
-        from device_agent.auth.http import AccountError, account_client
+        from device_agent.auth.errors import AccountError
+        from device_agent.auth.http import account_client
         from device_agent.auth.trigger import trigger
 
         settings = self.agent.settings

@@ -15,9 +15,16 @@ from pathlib import Path
 import structlog
 
 from device_agent import logs
-from device_agent.auth.device_token import DAY, maybe_rotate, worker_id_mismatch
-from device_agent.auth.http import Unreachable, account_client_for
-from device_agent.auth.store import KEYRING_SERVICE, PAT, Credential, StoreError, TokenStore
+from device_agent.auth.store import (
+    DAY,
+    KEYRING_SERVICE,
+    PAT,
+    Credential,
+    StoreError,
+    TokenStore,
+    needs_rotation,
+    worker_id_mismatch,
+)
 from device_agent.errors import DeviceAgentError, ExitCode
 from device_agent.settings import ENV_TOKEN, Paths, Settings
 from device_agent.tokens import TokenSource
@@ -35,6 +42,7 @@ __all__ = [
     "read_token",
     "resolve_token",
     "store_token",
+    "stored_credential",
     "token_problem",
     "token_store",
 ]
@@ -125,27 +133,27 @@ def describe_token_home(settings: Settings) -> str:
     return token_store(settings).describe()
 
 
-def device_platform(settings: Settings) -> str | None:
-    """The platform this device's row was minted with, to poll with (docs/protocol.md,
-    "Identities"); None for a pasted or environment token, whose device row the poll creates.
-
-    Reads the store, which may block: call it off the event loop."""
+def stored_credential(settings: Settings) -> Credential | None:
+    """The credential as stored, for what `device_platform` and `binding_problem` read from
+    it; None with a DEVICE_AGENT_TOKEN or nothing readable. Reads the store, which may
+    block: call it off the event loop."""
     try:
-        credential = load_credential(settings)
+        return load_credential(settings)
     except CredentialError:
         return None
+
+
+def device_platform(credential: Credential | None) -> str | None:
+    """The platform this device's row was minted with, to poll with (docs/protocol.md,
+    "Identities"); None for a pasted or environment token, whose device row the poll creates."""
     return credential.platform if credential is not None and credential.bound else None
 
 
-def binding_problem(settings: Settings, worker_id: str) -> str | None:
-    """Why the stored token cannot poll as `worker_id` (it is bound to another), or None.
+def binding_problem(credential: Credential | None, worker_id: str) -> str | None:
+    """Why the credential cannot poll as `worker_id` (it is bound to another), or None.
 
     The server would answer 403 `worker_id_mismatch` (docs/protocol.md, "Authentication and
-    login"); saying so before the first poll names the fix. Reads the store: off the loop."""
-    try:
-        credential = load_credential(settings)
-    except CredentialError:
-        return None
+    login"); saying so before the first poll names the fix."""
     if credential is None or not credential.bound or credential.worker_id == worker_id:
         return None
     return worker_id_mismatch(credential.worker_id or "", worker_id)
@@ -163,11 +171,17 @@ def token_problem(settings: Settings) -> str | None:
 
 class Tokens(TokenSource):
     """The token in use. After a 401 it re-reads the store, in case of a new login or rotation;
-    `rotate_if_due` re-mints a child token close to its expiry (at start and while idle)."""
+    `rotate_if_due` re-mints a child token close to its expiry (at start and while idle).
 
-    def __init__(self, settings: Settings, token: str) -> None:
+    `credential`: what was read with the token, when known; until it is due, a rotation check
+    asks neither the store nor the server (nor imports the HTTP client that would)."""
+
+    def __init__(
+        self, settings: Settings, token: str, credential: Credential | None = None
+    ) -> None:
         self._settings = settings
         self._token = token
+        self._credential = credential if credential and credential.token == token else None
 
     def current(self) -> str:
         return self._token
@@ -181,7 +195,7 @@ class Tokens(TokenSource):
             return False
         if stored and stored.token != self._token:
             logs.redactor.add(stored.token)
-            self._token = stored.token
+            self._token, self._credential = stored.token, stored
             return True
         if stored and stored.bound and (stored.expires_at or 0) > time.time():
             # A child token refused before its expiry is not replaced behind the user's back.
@@ -198,18 +212,26 @@ class Tokens(TokenSource):
         """
         if self._settings.token:
             return
+        threshold = self._settings.rotate_days_left * DAY
+        held = self._credential
+        if held is not None and not needs_rotation(held, time.time(), threshold):
+            return  # another process's rotation only pushes the expiry later
+        # Imported here: they bring httpx, needed only for a rotation (or a check without
+        # the credential at hand).
+        from device_agent.auth.device_token import maybe_rotate
+        from device_agent.auth.errors import Unreachable
+        from device_agent.auth.http import account_client_for
+
         store = token_store(self._settings)
         try:
             async with account_client_for(self._settings) as client:
                 credential = await maybe_rotate(
-                    store,
-                    client,
-                    label=self._settings.label,
-                    threshold=self._settings.rotate_days_left * DAY,
+                    store, client, label=self._settings.label, threshold=threshold
                 )
         except Unreachable as exc:
             _log.warning("token rotation postponed", reason=str(exc))
             return
+        self._credential = credential
         if credential is not None and credential.token != self._token:
             logs.redactor.add(credential.token)
             self._token = credential.token

@@ -13,12 +13,17 @@ import structlog
 
 from device_agent.activity import MAX_TARGETS
 from device_agent.alarm import Alarm
-from device_agent.auth.http import AuthRefused
+from device_agent.auth.errors import AuthRefused
 from device_agent.client import LobuClient
 from device_agent.control import ControlServer
 from device_agent.control_client import ControlError, Target, socket_path
 from device_agent.control_handler import AgentControl
-from device_agent.credentials import Tokens, binding_problem, device_platform
+from device_agent.credentials import (
+    Tokens,
+    binding_problem,
+    device_platform,
+    stored_credential,
+)
 from device_agent.dispatcher import Agent
 from device_agent.errors import ExitCode
 from device_agent.executor import Executor
@@ -73,10 +78,11 @@ async def run_agent(
     notifications = Notifications(settings.notifications, notifier)
     # A child token's device row keeps the platform it was minted with; a poll with another
     # one is refused (docs/protocol.md, "Identities").
-    problem = await asyncio.to_thread(binding_problem, settings, worker_id)
+    credential = await asyncio.to_thread(stored_credential, settings)
+    problem = binding_problem(credential, worker_id)
     if problem is not None:
         raise ConfigError(problem)
-    platform = await asyncio.to_thread(device_platform, settings)
+    platform = device_platform(credential)
     if platform is not None and platform != settings.platform:
         settings = dataclasses.replace(settings, platform=platform)
     if profiles is None:
@@ -90,7 +96,7 @@ async def run_agent(
         request_timeout=settings.request_timeout_seconds,
         poll_timeout=settings.poll_timeout_seconds,
     )
-    tokens = Tokens(settings, token)
+    tokens = Tokens(settings, token, credential)
     executor = Executor(
         settings.executor,
         profiles,

@@ -23,15 +23,14 @@ import httpx
 from device_agent import logs
 from device_agent.auth import oauth
 from device_agent.auth.device_token import (
-    DAY,
     local_init,
     maybe_rotate,
     mint_child_token,
     rotation_lock,
-    worker_id_mismatch,
 )
-from device_agent.auth.http import AccountError, UsageError, account_client_for, fail, send
-from device_agent.auth.store import PAT, Credential, TokenStore
+from device_agent.auth.errors import AccountError, UsageError
+from device_agent.auth.http import account_client_for, fail, send
+from device_agent.auth.store import DAY, PAT, Credential, TokenStore, worker_id_mismatch
 from device_agent.auth.trigger import trigger
 from device_agent.credentials import CredentialError, check_token_shape, load_credential
 from device_agent.errors import DeviceAgentError, ExitCode

@@ -22,20 +22,24 @@ from typing import Final
 import httpx
 
 from device_agent import logs
+from device_agent.auth.errors import AuthRefused, Unreachable
 from device_agent.auth.http import (
     CLIENT_HEADER,
-    AuthRefused,
-    Unreachable,
     body_of,
     client_name_of,
     fail,
     send,
     text_field,
 )
-from device_agent.auth.store import CHILD, Credential, TokenStore
+from device_agent.auth.store import (
+    CHILD,
+    DAY,
+    ROTATE_WHEN_LEFT,
+    Credential,
+    TokenStore,
+    needs_rotation,
+)
 
-DAY: Final = 86400.0
-ROTATE_WHEN_LEFT: Final = 30 * DAY
 CHILD_LIFETIME: Final = 90 * DAY  # what the server grants when its answer omits expires_at
 LOCK_FILE: Final = "token.lock"
 # Every server version mints child tokens for "headless" (older ones refuse "macos"), and a
@@ -123,25 +127,6 @@ def _parse_expiry(value: object) -> float | None:
         return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
     except ValueError:
         return None
-
-
-def needs_rotation(credential: Credential, now: float, threshold: float = ROTATE_WHEN_LEFT) -> bool:
-    """A child token with fewer than `threshold` seconds left (and not refused)."""
-    return (
-        credential.kind == CHILD
-        and credential.refused is None
-        and credential.expires_at is not None
-        and credential.expires_at - now < threshold
-    )
-
-
-def worker_id_mismatch(bound_to: str, configured: str) -> str:
-    """The fix for a token bound to another worker_id (the server's 403 worker_id_mismatch)."""
-    return (
-        f"the stored token is bound to worker_id {bound_to!r}, but this device is configured "
-        f'as {configured!r}: set `worker_id = "{bound_to}"` in config.toml (or '
-        f"DEVICE_AGENT_WORKER_ID), or run `device-agent login` to mint a token for {configured!r}"
-    )
 
 
 @contextlib.asynccontextmanager

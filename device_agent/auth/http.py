@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Final
 import httpx
 
 from device_agent import logs
-from device_agent.errors import DeviceAgentError, ExitCode
+from device_agent.auth.errors import AccountError, AuthRefused, Unreachable, UsageError
 from device_agent.http_options import remember_missing_sniffio, tls_for
 
 if TYPE_CHECKING:
@@ -22,27 +22,6 @@ if TYPE_CHECKING:
 TIMEOUT_SECONDS: Final = 15.0
 CLIENT_NAME: Final = "device-agent"
 CLIENT_HEADER: Final = "X-Lobu-Client"  # who is asking: local-init and mint-child-token need it
-
-
-class AccountError(DeviceAgentError):
-    """A failed account/OAuth request, as one line a user can act on."""
-
-    def __init__(self, message: str, exit_code: ExitCode | None = None) -> None:
-        super().__init__(message)
-        if exit_code is not None:
-            self.exit_code = exit_code
-
-
-class UsageError(AccountError):
-    exit_code = ExitCode.CONFIG
-
-
-class AuthRefused(AccountError):
-    exit_code = ExitCode.AUTH
-
-
-class Unreachable(AccountError):
-    exit_code = ExitCode.UNREACHABLE
 
 
 def account_client(

@@ -16,9 +16,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from device_agent.auth.errors import AuthRefused, UsageError
 from device_agent.auth.http import (
-    AuthRefused,
-    UsageError,
     body_of,
     client_name_of,
     fail,

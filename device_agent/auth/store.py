@@ -33,6 +33,8 @@ if TYPE_CHECKING:
 
 CHILD: Final = "child"  # a PAT minted for and bound to this device's worker_id; rotates itself
 PAT: Final = "pat"  # a pasted PAT or DEVICE_AGENT_TOKEN: binding unknown, never rotated
+DAY: Final = 86400.0
+ROTATE_WHEN_LEFT: Final = 30 * DAY  # a child token re-mints itself with fewer days left
 
 
 class StoreError(DeviceAgentError):
@@ -58,6 +60,25 @@ class Credential:
     def info(self) -> dict[str, Any]:
         """Everything but the secret."""
         return {k: v for k, v in asdict(self).items() if k != "token"}
+
+
+def needs_rotation(credential: Credential, now: float, threshold: float = ROTATE_WHEN_LEFT) -> bool:
+    """A child token with fewer than `threshold` seconds left (and not refused)."""
+    return (
+        credential.kind == CHILD
+        and credential.refused is None
+        and credential.expires_at is not None
+        and credential.expires_at - now < threshold
+    )
+
+
+def worker_id_mismatch(bound_to: str, configured: str) -> str:
+    """The fix for a token bound to another worker_id (the server's 403 worker_id_mismatch)."""
+    return (
+        f"the stored token is bound to worker_id {bound_to!r}, but this device is configured "
+        f'as {configured!r}: set `worker_id = "{bound_to}"` in config.toml (or '
+        f"DEVICE_AGENT_WORKER_ID), or run `device-agent login` to mint a token for {configured!r}"
+    )
 
 
 def usable_keyring() -> keyring.backend.KeyringBackend | None:

@@ -14,10 +14,8 @@ from typing import Any, Final
 
 import httpx
 
+from device_agent.auth.errors import AccountError, AuthRefused, UsageError
 from device_agent.auth.http import (
-    AccountError,
-    AuthRefused,
-    UsageError,
     body_of,
     error_text,
     fail,

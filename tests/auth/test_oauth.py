@@ -8,11 +8,8 @@ import httpx
 import pytest
 
 from device_agent.auth import oauth
+from device_agent.auth.errors import AccountError, AuthRefused, Unreachable, UsageError
 from device_agent.auth.http import (
-    AccountError,
-    AuthRefused,
-    Unreachable,
-    UsageError,
     account_client,
 )
 

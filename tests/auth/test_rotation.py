@@ -18,9 +18,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from device_agent.auth.device_token import DAY, maybe_rotate, mint_child_token, needs_rotation
-from device_agent.auth.http import AuthRefused, Unreachable, account_client
-from device_agent.auth.store import CHILD, PAT, Credential, TokenStore
+from device_agent.auth.device_token import maybe_rotate, mint_child_token
+from device_agent.auth.errors import AuthRefused, Unreachable
+from device_agent.auth.http import account_client
+from device_agent.auth.store import CHILD, DAY, PAT, Credential, TokenStore, needs_rotation
 from device_agent.credentials import CredentialError, Tokens, resolve_token, token_problem
 from device_agent.settings import Settings
 
@@ -233,6 +234,40 @@ def test_the_daemon_rotates_through_its_tokens_and_uses_the_new_one(
     stored = store.load()
     assert stored is not None
     assert stored.token == child_token(2)
+
+
+def test_a_held_credential_far_from_expiry_asks_neither_the_store_nor_the_server(
+    settings: Settings, lobu: Lobu, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token = "owl_pat_" + "o" * 32
+    fresh = Credential(token=token, kind=CHILD, worker_id=WORKER, expires_at=time.time() + 60 * DAY)
+    route = lobu.mint()
+
+    def no_store_read(self: TokenStore) -> Credential | None:
+        raise AssertionError("the store was read")
+
+    monkeypatch.setattr(TokenStore, "load", no_store_read)
+    tokens = Tokens(settings, token, fresh)
+    asyncio.run(tokens.rotate_if_due())  # the daemon's check at start and every few hours
+    assert route.call_count == 0
+    assert tokens.current() == token
+
+
+def test_a_held_credential_that_is_due_rotates_from_the_store(
+    settings: Settings, lobu: Lobu
+) -> None:
+    store = TokenStore(settings.paths.state_dir, SERVER)
+    old = "owl_pat_" + "o" * 32
+    due = Credential(token=old, kind=CHILD, worker_id=WORKER, expires_at=time.time() + DAY)
+    store.save(due)
+    lobu.minted.append(old)
+    lobu.mint()
+    tokens = Tokens(settings, old, due)
+    asyncio.run(tokens.rotate_if_due())
+    assert tokens.current() == child_token(2)
+    asyncio.run(tokens.rotate_if_due())  # the new credential, 90 days out, is held now
+    assert tokens.current() == child_token(2)
+    assert len(lobu.minted) == 2  # minted once
 
 
 def test_a_401_on_a_bound_token_before_expiry_flags_it_for_a_new_login(

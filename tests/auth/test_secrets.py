@@ -15,9 +15,10 @@ import pytest
 
 from device_agent import logs
 from device_agent.auth import commands
-from device_agent.auth.device_token import DAY, maybe_rotate, mint_child_token
-from device_agent.auth.http import AccountError, account_client
-from device_agent.auth.store import TokenStore
+from device_agent.auth.device_token import maybe_rotate, mint_child_token
+from device_agent.auth.errors import AccountError
+from device_agent.auth.http import account_client
+from device_agent.auth.store import DAY, TokenStore
 from device_agent.settings import Settings
 
 from .conftest import (

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from device_agent.auth import commands
-from device_agent.auth.http import UsageError
+from device_agent.auth.errors import UsageError
 from device_agent.auth.store import CHILD, PAT, Credential, TokenStore
 from device_agent.auth.trigger import check_item_id
 from device_agent.settings import Settings
