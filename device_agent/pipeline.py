@@ -36,7 +36,6 @@ from device_agent.heartbeat import Heartbeat
 from device_agent.journal import ABANDONED, AsyncJournal, JournalWriteError
 from device_agent.lanes import Fail, Lane, LaneRun, Resume, lane_for, read_claim
 from device_agent.launch import ExecutionRequest, McpWiring
-from device_agent.mcp_proxy import McpProxy
 from device_agent.protocol import Claim, PayloadError
 from device_agent.result import ExitReason, Report, failure
 from device_agent.settings import Settings
@@ -336,6 +335,10 @@ class RunPipeline:
         if not (wanted and self.settings.executor.mcp and self.executor.uses_mcp(kind)):
             yield None
             return
+        # Imported at the first run that needs it: the proxy forwards through httpx, which
+        # the agent otherwise does without (device_agent/http1.py).
+        from device_agent.mcp_proxy import McpProxy
+
         async with McpProxy(f"{self.server}/mcp", self.tokens.current) as proxy:
             yield McpWiring(url=proxy.url, token=proxy.secret)
 

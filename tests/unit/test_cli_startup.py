@@ -35,6 +35,9 @@ NOT_BEFORE_THE_FIRST_POLL = (
     "device_agent.doctor",
     "device_agent.devserver",
     "device_agent.tray",
+    "httpx",  # LobuClient speaks HTTP/1.1 itself (device_agent/http1.py): httpx is for login,
+    "httpcore",  # the tools proxy and an HTTP proxy named by the environment
+    "anyio",
 )
 
 # `device-agent run --once`, stopped where it would send its first poll: prints how many times
@@ -79,6 +82,15 @@ def at_the_first_poll(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, se
         home, server="http://127.0.0.1:9", token="owl_pat_" + "x" * 24, worker_id="linux:probe"
     )
     env["PYTHON_KEYRING_BACKEND"] = "keyring.backends.null.Keyring"  # never the user's keychain
+    for name in (
+        "HTTP_PROXY",
+        "HTTPS_PROXY",
+        "ALL_PROXY",
+        "http_proxy",
+        "https_proxy",
+        "all_proxy",
+    ):
+        env.pop(name, None)  # a proxy is httpx's to honour: the check is for the direct way
     done = subprocess.run(
         [sys.executable, "-c", RUN_TO_THE_FIRST_POLL],
         env=env,
