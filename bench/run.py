@@ -36,6 +36,18 @@ import device_agent
 from device_agent.devserver import DevServer, DevState
 
 HERE = Path(__file__).parent
+
+
+def agent_command() -> list[str]:
+    """How users start the agent: the installed `device-agent` script (what the service runs,
+    too), else `python -m device_agent` from a checkout that was never installed."""
+    script = Path(sys.executable).parent / "device-agent"
+    if os.access(script, os.X_OK):
+        return [str(script)]
+    return [sys.executable, "-m", "device_agent"]
+
+
+AGENT = agent_command()
 WORKER = "headless:bench"
 BASELINE_WORKER = "headless:bench-minimal"
 KIND = "command"
@@ -104,9 +116,7 @@ def process(
 
 
 def agent_process(home: str, url: str, token: str) -> Any:
-    return process(
-        [sys.executable, "-m", "device_agent", "run"], agent_env(home, url, token, WORKER)
-    )
+    return process([*AGENT, "run"], agent_env(home, url, token, WORKER))
 
 
 def minimal_process(url: str, token: str, concurrency: int) -> Any:
@@ -245,7 +255,7 @@ def wall(argv: list[str], env: dict[str, str] | None = None, repeat: int = 5) ->
 
 
 def bench_version(repeat: int) -> Figure:
-    agent = wall([sys.executable, "-m", "device_agent", "--version"], repeat=repeat)
+    agent = wall([*AGENT, "--version"], repeat=repeat)
     floor = wall([sys.executable, "-c", "pass"], repeat=repeat)
     return Figure("`device-agent --version`", "ms", 1000 * agent, 1000 * floor, "≤ 100 ms")
 
@@ -286,7 +296,7 @@ def bench_trigger(repeat: int) -> Figure:
             watcher = state.add_watcher(prompt=PROMPT, agent_kind=KIND, pinned_worker_id=WORKER)
             started = time.time()
             subprocess.run(
-                [sys.executable, "-m", "device_agent", "trigger", watcher],
+                [*AGENT, "trigger", watcher],
                 env=env,
                 check=True,
                 stdout=subprocess.DEVNULL,
@@ -360,7 +370,12 @@ def main() -> None:
         bench_big_output(args.output_mib),
         *bench_idle(args.idle_seconds),
     ]
-    machine = {"nproc": os.cpu_count(), "loadavg": os.getloadavg(), "cat_spawn_ms": 1000 * spawn}
+    machine = {
+        "nproc": os.cpu_count(),
+        "loadavg": os.getloadavg(),
+        "cat_spawn_ms": 1000 * spawn,
+        "agent_command": " ".join(AGENT),
+    }
     if args.json:
         print(
             json.dumps(
@@ -370,6 +385,7 @@ def main() -> None:
     else:
         load = " ".join(f"{x:.2f}" for x in machine["loadavg"])  # type: ignore[attr-defined]
         print(f"nproc {machine['nproc']}, load average {load}, cat spawn p50 {1000 * spawn:.1f} ms")
+        print(f"agent started as: {machine['agent_command']}")
         print(render(figures))
 
 
