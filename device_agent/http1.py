@@ -203,8 +203,8 @@ class Connection:
         event = await self._next_event(seconds)
         while isinstance(event, h11.InformationalResponse):  # 100 Continue and the like
             event = await self._next_event(seconds)
-        if not isinstance(event, h11.Response):  # h11 yields nothing else before one
-            raise ExchangeError(f"the server sent {type(event).__name__} instead of an answer")
+        if not isinstance(event, h11.Response):  # only ConnectionClosed can come instead
+            raise ExchangeError("the server closed the connection without answering")
         self._answer_started = True
         headers = {
             name.decode("latin-1"): value.decode("latin-1") for name, value in event.headers
@@ -221,8 +221,8 @@ class Connection:
         parts: list[bytes] = []
         size = 0
         while not isinstance(event := await self._next_event(seconds), h11.EndOfMessage):
-            if not isinstance(event, h11.Data):  # h11 yields nothing else in a body
-                raise ExchangeError(f"the server sent {type(event).__name__} mid-answer")
+            if not isinstance(event, h11.Data):  # only ConnectionClosed can come instead
+                raise ExchangeError("the server closed the connection mid-answer")
             size += len(event.data)
             if size > cap:
                 raise AnswerTooLarge(f"answer over {cap} bytes refused", status)

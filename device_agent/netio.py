@@ -1,4 +1,5 @@
-"""httpcore's network layer written directly on asyncio, for the agent's HTTP clients.
+"""httpcore's network layer written directly on asyncio, for the agent's httpx clients
+(login, token rotation, the tools proxy; LobuClient has its own, device_agent/http1.py).
 
 Why it exists: profiles of `device-agent run` (py-spy over 400 runs at concurrency 4
 against the dev server, a `command` profile running `cat`) put the HTTP client at
@@ -11,9 +12,9 @@ syscall included. Caching the socket alone cut ~1 ms of CPU per run (9.7 -> 8.6 
 Here a connection is an asyncio stream pair, a timeout is one `asyncio.timeout`,
 and the socket is looked up once. Failures are httpcore's own exceptions, raised
 where anyio's backend raises them, so httpx maps them as before (`httpx.ConnectError`,
-`httpx.ReadTimeout`, ...) and LobuClient classifies them as before. Only the words of
-a refused connection differ: asyncio's "Connect call failed ('host', port)" with its
-errno, where anyio said "All connection attempts failed".
+`httpx.ReadTimeout`, ...). Only the words of a refused connection differ: asyncio's
+"Connect call failed ('host', port)" with its errno, where anyio said "All connection
+attempts failed".
 """
 
 # Timeouts arrive as arguments because httpcore's interface passes them so.
