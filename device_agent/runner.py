@@ -124,6 +124,7 @@ async def run_agent(
         _install_signals(loop, agent)
     watchdog = asyncio.create_task(systemd.keep_watchdog())
     rotation: asyncio.Task[None] | None = None
+    recovery: asyncio.Task[int] | None = None
     try:
         pruned = await journal.call(
             journal.sync.prune,
@@ -139,10 +140,9 @@ async def run_agent(
             pruned_journal_rows=pruned,
         )
         await _remember_targets(agent, journal)
-        orphans = await executor.recover()
-        if orphans:
-            log.warning("stopped CLIs left running by a previous agent", groups=orphans)
-        # Ready once recovered: waiting for the server would hold `systemctl start` hostage.
+        recovery = executor.recover_in_background()
+        recovery.add_done_callback(_report_recovery)
+        # Ready now: waiting for the server would hold `systemctl start` hostage.
         systemd.ready(f"polling {settings.origin} as {worker_id}")
         await tokens.rotate_if_due()  # AuthRefused: log in again (exit 3)
         if not once:
@@ -157,6 +157,8 @@ async def run_agent(
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
+        if recovery is not None:  # finished, not cut short: a half-stopped orphan helps nobody
+            await asyncio.wait({recovery})
         if handle_signals:
             _remove_signals(loop)
         await executor.aclose()
@@ -244,6 +246,18 @@ def finished_run(run: LaneRun, report: Report) -> FinishedRun:
         channel=watcher.notification_channel if watcher else None,
         priority=watcher.notification_priority if watcher else None,
     )
+
+
+def _report_recovery(recovery: asyncio.Task[int]) -> None:
+    """What cleaning up after a killed agent did, once done (it runs alongside the polls)."""
+    if recovery.cancelled():
+        return
+    if (error := recovery.exception()) is not None:
+        log.error(
+            "could not clean up after a previous agent", error=f"{type(error).__name__}: {error}"
+        )
+    elif groups := recovery.result():
+        log.warning("stopped CLIs left running by a previous agent", groups=groups)
 
 
 async def _keep_token_fresh(tokens: Tokens, agent: Agent) -> None:

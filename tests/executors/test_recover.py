@@ -8,10 +8,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from device_agent.executor import Executor
+from device_agent.launch import ExecutionRequest
 from device_agent.leftovers import OUTSIDE_NOTE, RUN_MARKER
+from device_agent.profiles import load_profiles
 from device_agent.settings import ExecutorSettings
-from tests.helpers import alive
+from tests.helpers import alive, wait_for_async
 
 
 def test_recover_stops_orphans_and_deletes_token_files(tmp_path: Path) -> None:
@@ -41,3 +45,43 @@ def test_recover_stops_orphans_and_deletes_token_files(tmp_path: Path) -> None:
         for process in (orphan, bystander):
             process.kill()
             process.wait()
+
+
+def test_a_run_waits_for_a_recovery_still_going_on_before_its_cli_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Recovery runs alongside the first poll; a run claimed meanwhile never starts its CLI
+    next to a killed agent's orphan."""
+    marker = tmp_path / "cli-started"
+    settings = ExecutorSettings(kill_grace_seconds=0.5)
+    profile = Path(tmp_path / "executors")
+    profile.mkdir()
+    (profile / "touch.toml").write_text(f'argv = ["touch", "{marker}"]\n')
+    executor = Executor(settings, load_profiles(user_dir=profile), scratch_dir=tmp_path / "runs")
+    seen_during_recovery: list[bool] = []
+
+    async def slow_recovery(scratch_dir: Path, *, grace: float) -> int:
+        # An orphan that takes a while to stop: the CLI must not appear meanwhile, though
+        # it would within a few ms if nothing held it back.
+        try:
+            await wait_for_async(marker.exists, timeout=1.0, what="the CLI to start")
+        except AssertionError:
+            seen_during_recovery.append(False)
+        else:
+            seen_during_recovery.append(True)
+        return 1
+
+    monkeypatch.setattr("device_agent.executor.recover_leftovers", slow_recovery)
+
+    async def go() -> None:
+        recovery = executor.recover_in_background()
+        request = ExecutionRequest(
+            run_id=7, agent_kind="touch", prompt="hi", execution_config={}, mcp=None
+        )
+        report = await executor.execute(request, cancel=asyncio.Event())
+        assert report.exit_code == 0, report.error
+        assert marker.exists()  # started once the recovery was done
+        assert recovery.result() == 1
+
+    asyncio.run(go())
+    assert seen_during_recovery == [False]
