@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import urllib.request
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -17,6 +16,7 @@ from device_agent.client import LobuClient
 from device_agent.exchange import AnswerTooLarge, Exchange, Reply
 from device_agent.http1 import H1Exchange
 from device_agent.httpx_exchange import HttpxExchange
+from tests.loopback import without_proxies
 
 TOKEN = "owl_pat_" + "e" * 32
 BODY = {"run_id": 7, "worker_id": "w1", "output": 'ünïcode ☃ and "quotes"', "error": None}
@@ -168,9 +168,7 @@ def test_a_declared_or_streamed_answer_over_the_cap_is_refused_by_both() -> None
 def test_lobu_client_goes_direct_unless_a_proxy_is_named_or_a_transport_given(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setattr(urllib.request, "getproxies", urllib.request.getproxies_environment)
+    without_proxies(monkeypatch)
 
     def kind(**options: Any) -> type:
         client = LobuClient("https://lobu.example", lambda: TOKEN, **options)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
-import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -27,18 +26,15 @@ from tests.loopback import (
     never_read,
     refused_port,
     tls_server,
+    without_proxies,
 )
 
 TOKEN = "owl_pat_" + "a" * 32
-PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy")
 
 
 @pytest.fixture(autouse=True)
 def no_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A proxy where the tests run would send LobuClient through httpx instead."""
-    for name in PROXY_VARIABLES:
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setattr(urllib.request, "getproxies", urllib.request.getproxies_environment)
+    without_proxies(monkeypatch)  # a proxy would send LobuClient through httpx instead
 
 
 async def heartbeat(origin: str, **options: Any) -> Answer:

@@ -12,6 +12,7 @@ import pytest
 from httpcore._synchronization import current_async_library
 
 from device_agent.http_options import proxy_configured, remember_missing_sniffio, tls_for
+from tests.loopback import without_proxies
 
 
 @pytest.mark.skipif(importlib.util.find_spec("sniffio") is not None, reason="sniffio installed")
@@ -45,9 +46,6 @@ def test_https_keeps_httpx_default_verification() -> None:
     assert tls_for("https://lobu.example") is True
 
 
-PROXY_NAMES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
-
-
 @pytest.mark.parametrize(
     ("environment", "proxied"),
     [
@@ -62,12 +60,11 @@ PROXY_NAMES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_pr
 def test_a_proxy_is_found_where_httpx_would_find_one(
     monkeypatch: pytest.MonkeyPatch, environment: dict[str, str], proxied: bool
 ) -> None:
-    for name in (*PROXY_NAMES, "NO_PROXY", "no_proxy", "ftp_proxy", "FTP_PROXY"):
-        monkeypatch.delenv(name, raising=False)
+    without_proxies(monkeypatch)
+    monkeypatch.delenv("ftp_proxy", raising=False)
+    monkeypatch.delenv("FTP_PROXY", raising=False)
     for name, value in environment.items():
         monkeypatch.setenv(name, value)
-    if sys.platform in ("darwin", "win32"):  # there the system's settings count as well
-        monkeypatch.setattr(urllib.request, "getproxies", urllib.request.getproxies_environment)
     assert proxy_configured() is proxied
     assert proxy_configured() is any(
         urllib.request.getproxies_environment().get(scheme) for scheme in ("http", "https", "all")
