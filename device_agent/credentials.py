@@ -15,6 +15,7 @@ from pathlib import Path
 import structlog
 
 from device_agent import logs
+from device_agent.auth.errors import Unreachable
 from device_agent.auth.store import (
     DAY,
     KEYRING_SERVICE,
@@ -171,17 +172,11 @@ def token_problem(settings: Settings) -> str | None:
 
 class Tokens(TokenSource):
     """The token in use. After a 401 it re-reads the store, in case of a new login or rotation;
-    `rotate_if_due` re-mints a child token close to its expiry (at start and while idle).
+    `rotate_if_due` re-mints a child token close to its expiry (at start and while idle)."""
 
-    `credential`: what was read with the token, when known; until it is due, a rotation check
-    asks neither the store nor the server (nor imports the HTTP client that would)."""
-
-    def __init__(
-        self, settings: Settings, token: str, credential: Credential | None = None
-    ) -> None:
+    def __init__(self, settings: Settings, token: str) -> None:
         self._settings = settings
         self._token = token
-        self._credential = credential if credential and credential.token == token else None
 
     def current(self) -> str:
         return self._token
@@ -195,7 +190,7 @@ class Tokens(TokenSource):
             return False
         if stored and stored.token != self._token:
             logs.redactor.add(stored.token)
-            self._token, self._credential = stored.token, stored
+            self._token = stored.token
             return True
         if stored and stored.bound and (stored.expires_at or 0) > time.time():
             # A child token refused before its expiry is not replaced behind the user's back.
@@ -206,6 +201,7 @@ class Tokens(TokenSource):
 
     async def rotate_if_due(self) -> None:
         """Re-mint a child token with fewer than 30 days left; the new one is stored first.
+        A token another process stored meanwhile (a rotation, a new login) is taken up.
 
         Raises `AuthRefused` when the server refused the token (the user must log in again);
         an unreachable server keeps the current token and is retried at the next call.
@@ -213,25 +209,25 @@ class Tokens(TokenSource):
         if self._settings.token:
             return
         threshold = self._settings.rotate_days_left * DAY
-        held = self._credential
-        if held is not None and not needs_rotation(held, time.time(), threshold):
-            return  # another process's rotation only pushes the expiry later
-        # Imported here: they bring httpx, needed only for a rotation (or a check without
-        # the credential at hand).
-        from device_agent.auth.device_token import maybe_rotate
-        from device_agent.auth.errors import Unreachable
-        from device_agent.auth.http import account_client_for
-
         store = token_store(self._settings)
-        try:
-            async with account_client_for(self._settings) as client:
-                credential = await maybe_rotate(
-                    store, client, label=self._settings.label, threshold=threshold
-                )
-        except Unreachable as exc:
-            _log.warning("token rotation postponed", reason=str(exc))
-            return
-        self._credential = credential
+        credential = await asyncio.to_thread(store.load)
+        if credential is not None and needs_rotation(credential, time.time(), threshold):
+            try:
+                credential = await self._rotate(store, threshold)
+            except Unreachable as exc:
+                _log.warning("token rotation postponed", reason=str(exc))
+                return
         if credential is not None and credential.token != self._token:
             logs.redactor.add(credential.token)
             self._token = credential.token
+
+    async def _rotate(self, store: TokenStore, threshold: float) -> Credential | None:
+        # Imported here: they bring httpx (~35 ms), which a check that finds nothing due —
+        # the one at start, nearly always — does without.
+        from device_agent.auth.device_token import maybe_rotate
+        from device_agent.auth.http import account_client_for
+
+        async with account_client_for(self._settings) as client:
+            return await maybe_rotate(
+                store, client, label=self._settings.label, threshold=threshold
+            )

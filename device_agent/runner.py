@@ -96,7 +96,7 @@ async def run_agent(
         request_timeout=settings.request_timeout_seconds,
         poll_timeout=settings.poll_timeout_seconds,
     )
-    tokens = Tokens(settings, token, credential)
+    tokens = Tokens(settings, token)
     executor = Executor(
         settings.executor,
         profiles,

@@ -236,38 +236,37 @@ def test_the_daemon_rotates_through_its_tokens_and_uses_the_new_one(
     assert stored.token == child_token(2)
 
 
-def test_a_held_credential_far_from_expiry_asks_neither_the_store_nor_the_server(
+def test_a_check_that_finds_nothing_due_builds_no_http_client(
     settings: Settings, lobu: Lobu, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The daemon's check at start and every few hours: httpx and a TLS context only for a
+    rotation that is due."""
     token = "owl_pat_" + "o" * 32
-    fresh = Credential(token=token, kind=CHILD, worker_id=WORKER, expires_at=time.time() + 60 * DAY)
+    TokenStore(settings.paths.state_dir, SERVER).save(
+        Credential(token=token, kind=CHILD, worker_id=WORKER, expires_at=time.time() + 60 * DAY)
+    )
     route = lobu.mint()
 
-    def no_store_read(self: TokenStore) -> Credential | None:
-        raise AssertionError("the store was read")
+    def no_client(*args: object, **kwargs: object) -> object:
+        raise AssertionError("an HTTP client was built")
 
-    monkeypatch.setattr(TokenStore, "load", no_store_read)
-    tokens = Tokens(settings, token, fresh)
-    asyncio.run(tokens.rotate_if_due())  # the daemon's check at start and every few hours
+    monkeypatch.setattr("device_agent.auth.http.account_client_for", no_client)
+    tokens = Tokens(settings, token)
+    asyncio.run(tokens.rotate_if_due())
     assert route.call_count == 0
     assert tokens.current() == token
 
 
-def test_a_held_credential_that_is_due_rotates_from_the_store(
-    settings: Settings, lobu: Lobu
-) -> None:
-    store = TokenStore(settings.paths.state_dir, SERVER)
-    old = "owl_pat_" + "o" * 32
-    due = Credential(token=old, kind=CHILD, worker_id=WORKER, expires_at=time.time() + DAY)
-    store.save(due)
-    lobu.minted.append(old)
-    lobu.mint()
-    tokens = Tokens(settings, old, due)
+def test_a_check_takes_up_a_token_another_process_stored(settings: Settings, lobu: Lobu) -> None:
+    old, new = "owl_pat_" + "o" * 32, "owl_pat_" + "n" * 32
+    TokenStore(settings.paths.state_dir, SERVER).save(
+        Credential(token=new, kind=CHILD, worker_id=WORKER, expires_at=time.time() + 89 * DAY)
+    )
+    route = lobu.mint()
+    tokens = Tokens(settings, old)  # what the daemon started with, before the tray's rotation
     asyncio.run(tokens.rotate_if_due())
-    assert tokens.current() == child_token(2)
-    asyncio.run(tokens.rotate_if_due())  # the new credential, 90 days out, is held now
-    assert tokens.current() == child_token(2)
-    assert len(lobu.minted) == 2  # minted once
+    assert route.call_count == 0
+    assert tokens.current() == new
 
 
 def test_a_401_on_a_bound_token_before_expiry_flags_it_for_a_new_login(
