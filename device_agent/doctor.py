@@ -15,8 +15,8 @@ from device_agent.automation.registration import available_agent_kinds
 from device_agent.client import AnswerKind, LobuClient
 from device_agent.credentials import CredentialError, describe_token_home, resolve_token
 from device_agent.errors import ExitCode
-from device_agent.probe import ProfileCheck, check_profiles, default_agent_problem
-from device_agent.profiles import load_profiles
+from device_agent.probe import ProfileCheck, check_profiles
+from device_agent.profiles import default_agent_problem, load_profiles
 from device_agent.service import service_path, this_program
 from device_agent.settings import ConfigError, Settings
 

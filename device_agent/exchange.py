@@ -10,7 +10,6 @@ with `ExchangeTimeout` or `ExchangeError`, which `LobuClient` reads alike.
 
 from __future__ import annotations
 
-import http
 from collections.abc import AsyncIterable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
@@ -72,6 +71,8 @@ def framing(content: Content, headers: Mapping[str, str]) -> list[tuple[bytes, b
 
 def phrase(status: int) -> str:
     """The standard reason phrase of `status`, for an answer that gave none."""
+    import http  # rare (servers send their phrase), and its enums cost ~1 ms to import
+
     try:
         return http.HTTPStatus(status).phrase
     except ValueError:

@@ -68,31 +68,6 @@ async def _check(
     return ProfileCheck(profile.name, shown, path, version, error)
 
 
-def default_agent_problem(profiles: Mapping[str, Profile], default: str, path: str) -> str | None:
-    """Why runs that name no executor cannot run here (None: they can), as `doctor` and the
-    start of `run` say it; `path` is the PATH the CLIs get."""
-    profile = profiles.get(default)
-    if profile is None:
-        return (
-            f"default_agent {default!r} is not an executor profile: use one of "
-            f"{', '.join(sorted(profiles))} (`device-agent doctor` lists them)"
-        )
-    if not profile.configured:
-        return f"default_agent {default!r} is not configured yet: set argv in {profile.source}"
-    if profile.resolve(path) is None:
-        return (
-            f"default_agent {default!r} needs {profile.program}, which is not on the PATH the "
-            f"agent gives CLIs: install it, set an absolute `binary` in a copy of "
-            f"{profile.source.name} in the executors dir, or pick another with --agent"
-        )
-    return None
-
-
-def found_executors(profiles: Mapping[str, Profile], path: str) -> dict[str, str | None]:
-    """Each configured profile's binary on `path` (None where it is not found)."""
-    return {name: p.resolve(path) for name, p in sorted(profiles.items()) if p.configured}
-
-
 async def probe_version(
     argv: Sequence[str], *, env: Mapping[str, str], time_limit: float
 ) -> tuple[str | None, str | None]:

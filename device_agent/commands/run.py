@@ -78,7 +78,7 @@ def check_executors(settings: Settings, profiles: Mapping[str, Profile]) -> str:
     way `doctor` does.
     """
     from device_agent.environment import child_environment
-    from device_agent.probe import default_agent_problem, found_executors
+    from device_agent.profiles import default_agent_problem, found_executors
     from device_agent.settings import ConfigError
 
     path = child_environment(None, settings.executor, secrets=())["PATH"]

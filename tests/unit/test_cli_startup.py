@@ -33,11 +33,13 @@ NOT_BEFORE_THE_FIRST_POLL = (
     "device_agent.service",  # at exit
     "device_agent.auth.commands",  # other commands'
     "device_agent.doctor",
+    "device_agent.probe",  # doctor's version probe
     "device_agent.devserver",
     "device_agent.tray",
     "httpx",  # LobuClient speaks HTTP/1.1 itself (device_agent/http1.py): httpx is for login,
     "httpcore",  # the tools proxy and an HTTP proxy named by the environment
     "anyio",
+    "http",  # its status enums, for an answer without a reason phrase
 )
 
 # `device-agent run --once`, stopped where it would send its first poll: prints how many times
