@@ -91,7 +91,7 @@ class Agent:
         # A child token is bound to the platform it was minted with: that is what we send.
         self.platform = platform or settings.platform
         self.agent_kinds = agent_kinds or AgentKindsCheck(
-            executor.launcher.profiles,
+            executor.profiles,
             lambda: extended_path(os.environ.get("PATH") or os.defpath, home=_home()),
             # The device's default agent serves under its own name too: a profile of the
             # user's own (or the demo's) can then run automations that name it.

@@ -28,22 +28,26 @@ import asyncio
 import codecs
 import contextlib
 import dataclasses
+import functools
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 import structlog
 
 from device_agent.execconfig import Refused
-from device_agent.launch import ExecutionRequest, Launch, Launcher
 from device_agent.leftovers import recover_leftovers
 from device_agent.process import Finished, run_in_group, signal_name
 from device_agent.profiles import Profile
 from device_agent.readers import Captured, Reading, tail
 from device_agent.redaction import SecretValues
+from device_agent.request import ExecutionRequest
 from device_agent.result import TRUNCATED, ExitReason, Report, failure
 from device_agent.settings import ExecutorSettings
+
+if TYPE_CHECKING:
+    from device_agent.launch import Launch, Launcher
 
 logger = structlog.get_logger(__name__)
 
@@ -78,21 +82,34 @@ class Executor:
         tidy_in_background: bool = False,
     ) -> None:
         self.settings = settings
-        self.launcher = Launcher(
-            settings, profiles, secrets=secrets, environ=environ, scratch_dir=scratch_dir
-        )
+        self.profiles = profiles
         self.scratch_dir = scratch_dir
+        self._secrets = secrets
+        self._environ = environ
         self._tidy_in_background = tidy_in_background
         self._tidying: set[asyncio.Task[None]] = set()
         self._recovery: asyncio.Task[int] | None = None
 
+    @functools.cached_property
+    def launcher(self) -> Launcher:
+        """Built at the first run: `launch` is imported then, not before the first poll."""
+        from device_agent.launch import Launcher
+
+        return Launcher(
+            self.settings,
+            self.profiles,
+            secrets=self._secrets,
+            environ=self._environ,
+            scratch_dir=self.scratch_dir,
+        )
+
     def has_profile(self, agent_kind: str) -> bool:
-        profile = self.launcher.profiles.get(agent_kind)
+        profile = self.profiles.get(agent_kind)
         return profile is not None and profile.configured
 
     def uses_mcp(self, agent_kind: str) -> bool:
         """Whether this kind's profile hands the CLI an MCP config (its `[mcp]` table)."""
-        profile = self.launcher.profiles.get(agent_kind)
+        profile = self.profiles.get(agent_kind)
         return profile is not None and profile.mcp is not None
 
     async def execute(

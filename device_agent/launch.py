@@ -17,7 +17,7 @@ import shutil
 import sys
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlsplit
@@ -28,32 +28,10 @@ from device_agent.leftovers import OUTSIDE_NOTE, RUN_MARKER
 from device_agent.profiles import MCP_SLOT, OPTIONS_SLOT, PLACEHOLDER, PRIVATE, Profile
 from device_agent.readers import FileReader
 from device_agent.redaction import worth_hiding
+from device_agent.request import ExecutionRequest
 from device_agent.settings import ExecutorSettings
 
 _PACKAGE_PARENT: Final = str(Path(__file__).resolve().parent.parent)
-
-
-@dataclass(frozen=True)
-class McpWiring:
-    """Where the CLI reaches the Lobu tools, and the token it uses there."""
-
-    url: str
-    token: str = field(repr=False)
-
-
-@dataclass(frozen=True)
-class ExecutionRequest:
-    run_id: int
-    agent_kind: str  # the executor profile's name
-    prompt: str
-    execution_config: Mapping[str, Any] = field(default_factory=dict)
-    mcp: McpWiring | None = None
-    # What the run's lane adds (docs/protocol.md, "Automation lane"): variables set after
-    # the secret filter (they may hold the run's own credential), flags appended to argv,
-    # and values to redact besides the device's.
-    env: Mapping[str, str] = field(default_factory=dict, repr=False)
-    args: tuple[str, ...] = ()
-    secrets: tuple[str, ...] = field(default=(), repr=False)
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from device_agent.automation.payload import AutomationRun
-from device_agent.launch import McpWiring
+from device_agent.request import McpWiring
 
 ENV_TOKEN: Final = "LOBU_API_TOKEN"  # noqa: S105 - a variable name, not a secret
 ENV_MEMORY_URL: Final = "LOBU_MEMORY_URL"

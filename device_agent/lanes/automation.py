@@ -23,8 +23,8 @@ from device_agent.automation.prompt import build_automation_prompt
 from device_agent.automation.routes import AUTOMATION_COMPLETION_ROUTE, trigger_route
 from device_agent.client import Answer
 from device_agent.lanes.base import Done, Fail, Resume, Verdict
-from device_agent.launch import ExecutionRequest
 from device_agent.protocol import Claim, PayloadError
+from device_agent.request import ExecutionRequest
 from device_agent.result import ExitReason, Report
 
 log = structlog.get_logger(__name__)

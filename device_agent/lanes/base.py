@@ -18,8 +18,8 @@ import structlog
 
 from device_agent.automation.routes import unhandled_failure
 from device_agent.client import Answer
-from device_agent.launch import ExecutionRequest
 from device_agent.protocol import Claim, PayloadError
+from device_agent.request import ExecutionRequest
 from device_agent.result import Report
 
 log = structlog.get_logger(__name__)

@@ -13,9 +13,9 @@ from typing import Any
 from device_agent.automation.routes import WATCHER_COMPLETION_ROUTE, trigger_route
 from device_agent.client import Answer
 from device_agent.lanes.base import Done, Verdict
-from device_agent.launch import ExecutionRequest
 from device_agent.prompt import build_prompt
 from device_agent.protocol import Claim, WatcherRun, parse_watcher_run
+from device_agent.request import ExecutionRequest
 from device_agent.result import Report
 from device_agent.textsafe import storable
 

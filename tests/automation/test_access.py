@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from device_agent.automation.access import lane_args, run_access
 from device_agent.automation.payload import parse_automation_run
-from device_agent.launch import McpWiring
+from device_agent.request import McpWiring
 from tests.automation.claims import MCP_URL, SESSION_TOKEN, claim
 
 DEVICE_TOKEN = "owl_pat_DeviceTokenThatMustNotReachTheCli01"

@@ -17,7 +17,7 @@ from device_agent.delivery import Outbox
 from device_agent.journal import AsyncJournal, Journal
 from device_agent.lanes import LANES, Done, Fail, Resume, UnhandledLane, lane_for
 from device_agent.lanes.automation import AUTOMATION, HEARTBEAT_409, STOPPED_BY
-from device_agent.launch import ExecutionRequest, McpWiring
+from device_agent.request import ExecutionRequest, McpWiring
 from device_agent.result import ExitReason, Report, failure
 
 from .claims import DELETE, MCP_URL, SESSION_TOKEN, claim

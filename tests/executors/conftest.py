@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 
 from device_agent.executor import Executor
-from device_agent.launch import ExecutionRequest, McpWiring
 from device_agent.profiles import Profile, load_profiles
+from device_agent.request import ExecutionRequest, McpWiring
 from device_agent.result import Report
 from device_agent.settings import ExecutorSettings
 from tests.helpers import install_fake

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from device_agent.executor import Executor
-from device_agent.launch import ExecutionRequest
 from device_agent.leftovers import OUTSIDE_NOTE, RUN_MARKER
 from device_agent.profiles import load_profiles
+from device_agent.request import ExecutionRequest
 from device_agent.settings import ExecutorSettings
 from tests.helpers import alive, wait_for_async
 

@@ -31,6 +31,7 @@ NOT_BEFORE_THE_FIRST_POLL = (
     "device_agent.notify.notifier",
     "device_agent.auth.trigger",  # until someone asks for "Run now"
     "device_agent.service",  # at exit
+    "device_agent.launch",  # at the first run
     "device_agent.auth.commands",  # other commands'
     "device_agent.doctor",
     "device_agent.probe",  # doctor's version probe
@@ -40,6 +41,7 @@ NOT_BEFORE_THE_FIRST_POLL = (
     "httpcore",  # the tools proxy and an HTTP proxy named by the environment
     "anyio",
     "http",  # its status enums, for an answer without a reason phrase
+    "hashlib",  # a claim's payload digest
 )
 
 # `device-agent run --once`, stopped where it would send its first poll: prints how many times

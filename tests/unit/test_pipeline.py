@@ -18,10 +18,10 @@ from device_agent.client import Answer, LobuClient
 from device_agent.delivery import Outbox, never_give_up
 from device_agent.journal import AsyncJournal, Entry, Journal, JournalState, JournalWriteError
 from device_agent.lanes import Done, Lane, Resume, Verdict
-from device_agent.launch import ExecutionRequest
 from device_agent.mcp_proxy import McpProxy
 from device_agent.pipeline import MAX_ROUNDS, RunPipeline
 from device_agent.protocol import Claim
+from device_agent.request import ExecutionRequest
 from device_agent.result import ExitReason, Report
 from device_agent.settings import Paths, Settings, validate
 from device_agent.tokens import TokenSource
