@@ -135,6 +135,10 @@ class LobuClient:
         self._poll_timeout = poll_timeout
         self._exchange = _exchange_for(self.origin, transport)
 
+    def forget_connections(self) -> None:
+        """Open new connections from now on: call after the machine slept."""
+        self._exchange.drop_idle()
+
     async def aclose(self) -> None:
         await self._exchange.aclose()
 

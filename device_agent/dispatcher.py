@@ -185,6 +185,7 @@ class Agent:
             slept_seconds=round(seconds_missed),
         )
         self.status.woke_at = time.time()
+        self.client.forget_connections()  # kept-alive ones may be dead after a sleep
         self._backoff.reset()
         self._poll_alarm.ring()
         self.outbox.alarm.ring()

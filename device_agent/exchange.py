@@ -57,6 +57,9 @@ class Exchange(Protocol):
         """Send one request and read its answer, refusing a body over `cap` bytes.
         `read_seconds` bounds each read and write, `connect_seconds` the connect."""
 
+    def drop_idle(self) -> None:
+        """Close the connections kept for reuse (the machine slept)."""
+
     async def aclose(self) -> None: ...
 
 

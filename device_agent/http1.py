@@ -108,10 +108,16 @@ class H1Exchange:
             self._keep_or_close(connection)
             return reply
 
-    async def aclose(self) -> None:
-        self._closed = True
+    def drop_idle(self) -> None:
+        """Close the connections kept for reuse: after a sleep, which the monotonic clock
+        of their idle time does not count on Linux, a server or a NAT may have dropped
+        them, or the network changed — a request on one would wait out its read timeout."""
         while self._idle:
             self._idle.pop().close()
+
+    async def aclose(self) -> None:
+        self._closed = True
+        self.drop_idle()
 
     def _idle_connection(self) -> Connection | None:
         """The most recently used idle connection that is still fit to use."""

@@ -65,6 +65,10 @@ class HttpxExchange:
         finally:
             await response.aclose()
 
+    def drop_idle(self) -> None:
+        """Nothing: httpx has no public way to drop its pool's connections. A request on a
+        dead one times out and is tried again, like any request that got no answer."""
+
     async def aclose(self) -> None:
         await self._http.aclose()
 

@@ -17,6 +17,7 @@ import respx
 from device_agent.alarm import Alarm
 from device_agent.auth.device_token import local_init, mint_child_token
 from device_agent.auth.http import account_client_for
+from device_agent.client import LobuClient
 from device_agent.credentials import token_store
 from device_agent.devserver import DevServer, DevState
 from device_agent.dispatcher import AUTH_RETRY_SECONDS, Agent
@@ -88,7 +89,12 @@ class JumpingClock:
         return time.monotonic()
 
 
-def test_wake_from_sleep_polls_at_once(isolated_home: Path) -> None:
+def test_wake_from_sleep_polls_at_once(
+    isolated_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    forgotten: list[LobuClient] = []
+    monkeypatch.setattr(LobuClient, "forget_connections", lambda self: forgotten.append(self))
+
     async def go() -> None:
         state = DevState(create_checkin_watcher=False, next_poll_seconds=3600)
         token = state.add_token()
@@ -115,6 +121,7 @@ def test_wake_from_sleep_polls_at_once(isolated_home: Path) -> None:
                 what="a poll right after waking (the server asked for 3600 s)",
             )
             assert agents[0].status.woke_at is not None
+            assert forgotten == [agents[0].client]  # no kept-alive connection survives a sleep
             agents[0].request_stop()
             assert await task == ExitCode.OK
 

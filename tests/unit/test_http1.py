@@ -108,6 +108,21 @@ def test_a_connection_idle_past_its_time_is_not_reused(monkeypatch: pytest.Monke
     asyncio.run(go())
 
 
+def test_after_a_sleep_no_kept_alive_connection_is_reused() -> None:
+    """A connection idle for 2 s before a night's sleep still looks fresh to the monotonic
+    clock on Linux; the agent's wake-up drops it instead."""
+
+    async def go() -> None:
+        async with Loopback(answer_every_request).running() as server:
+            async with LobuClient(server.origin, lambda: TOKEN) as client:
+                assert (await client.heartbeat(run_id=7, worker_id="w1")).ok
+                client.forget_connections()  # what Agent.woke_up does
+                assert (await client.heartbeat(run_id=7, worker_id="w1")).ok
+            assert server.accepted == 2
+
+    asyncio.run(go())
+
+
 def test_an_answer_saying_connection_close_ends_the_connection() -> None:
     answer = b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\n{}"
 
