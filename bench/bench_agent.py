@@ -17,9 +17,14 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from device_agent.devserver import DevServer, DevState
-from device_agent.journal import Journal
-from device_agent.result import ExitReason, Report
+# The code next to this benchmark is what it measures, in this process and in the agents
+# it starts, whatever copy of device_agent the virtual environment has installed.
+CHECKOUT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(CHECKOUT))
+
+from device_agent.devserver import DevServer, DevState  # noqa: E402 - after the path
+from device_agent.journal import Journal  # noqa: E402
+from device_agent.result import ExitReason, Report  # noqa: E402
 
 WORKER = "linux:bench"
 
@@ -37,8 +42,15 @@ def proc_rss_mib(pid: int) -> float:
     return float("nan")
 
 
-def agent_env(home: str, url: str, token: str, worker: str = WORKER) -> dict[str, str]:
+def checkout_env() -> dict[str, str]:
+    """This environment, with no DEVICE_AGENT_* setting, running the checkout's code."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("DEVICE_AGENT_")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, (str(CHECKOUT), env.get("PYTHONPATH"))))
+    return env
+
+
+def agent_env(home: str, url: str, token: str, worker: str = WORKER) -> dict[str, str]:
+    env = checkout_env()
     env.update(
         DEVICE_AGENT_HOME=home,
         DEVICE_AGENT_SERVER=url,

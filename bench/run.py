@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from bench_agent import agent_env, proc_cpu_seconds, proc_rss_mib
+from bench_agent import agent_env, checkout_env, proc_cpu_seconds, proc_rss_mib
 from bench_longpoll import agent_pickups, baseline_pickups
 
 import device_agent
@@ -40,7 +40,8 @@ HERE = Path(__file__).parent
 
 def agent_command() -> list[str]:
     """How users start the agent: the installed `device-agent` script (what the service runs,
-    too), else `python -m device_agent` from a checkout that was never installed."""
+    too), else `python -m device_agent` from a checkout that was never installed. Either
+    runs this checkout's code (`bench_agent.checkout_env`), not an installed copy's."""
     script = Path(sys.executable).parent / "device-agent"
     if os.access(script, os.X_OK):
         return [str(script)]
@@ -255,7 +256,7 @@ def wall(argv: list[str], env: dict[str, str] | None = None, repeat: int = 5) ->
 
 
 def bench_version(repeat: int) -> Figure:
-    agent = wall([*AGENT, "--version"], repeat=repeat)
+    agent = wall([*AGENT, "--version"], env=checkout_env(), repeat=repeat)
     floor = wall([sys.executable, "-c", "pass"], repeat=repeat)
     return Figure("`device-agent --version`", "ms", 1000 * agent, 1000 * floor, "≤ 100 ms")
 
