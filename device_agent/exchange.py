@@ -80,3 +80,21 @@ def phrase(status: int) -> str:
         return http.HTTPStatus(status).phrase
     except ValueError:
         return ""
+
+
+async def read_capped(
+    chunks: AsyncIterable[bytes], declared: str | None, cap: int, status: int
+) -> bytes:
+    """The whole body, read as it comes and refused past `cap`: never buffered whole.
+    `declared`: the answer's Content-Length, if it has one."""
+    declared = declared or ""
+    if declared.isascii() and declared.isdigit() and int(declared) > cap:
+        raise AnswerTooLarge(f"answer of {declared} bytes refused (the cap is {cap})", status)
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in chunks:
+        size += len(chunk)
+        if size > cap:
+            raise AnswerTooLarge(f"answer over {cap} bytes refused", status)
+        parts.append(chunk)
+    return b"".join(parts)

@@ -26,20 +26,20 @@ import socket
 import ssl
 import time
 from asyncio.trsock import TransportSocket
-from collections.abc import AsyncIterable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Mapping
 from typing import Final
 from urllib.parse import quote, urlsplit
 
 import h11
 
 from device_agent.exchange import (
-    AnswerTooLarge,
     Content,
     ExchangeError,
     ExchangeTimeout,
     Reply,
     framing,
     phrase,
+    read_capped,
 )
 
 # As httpx's defaults (httpx.Limits()): connections kept idle, and at most in all.
@@ -216,24 +216,17 @@ class Connection:
             name.decode("latin-1"): value.decode("latin-1") for name, value in event.headers
         }  # h11 gives names in lower case
         status = event.status_code
-        declared = headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > cap:
-            raise AnswerTooLarge(f"answer of {declared} bytes refused (the cap is {cap})", status)
-        body = await self._read_body(seconds, cap, status)
+        body = await read_capped(
+            self._body_chunks(seconds), headers.get("content-length"), cap, status
+        )
         reason = event.reason.decode("latin-1") if event.reason else phrase(status)
         return Reply(status, headers, reason, body)
 
-    async def _read_body(self, seconds: float, cap: int, status: int) -> bytes:
-        parts: list[bytes] = []
-        size = 0
+    async def _body_chunks(self, seconds: float) -> AsyncIterator[bytes]:
         while not isinstance(event := await self._next_event(seconds), h11.EndOfMessage):
             if not isinstance(event, h11.Data):  # only ConnectionClosed can come instead
                 raise ExchangeError("the server closed the connection mid-answer")
-            size += len(event.data)
-            if size > cap:
-                raise AnswerTooLarge(f"answer over {cap} bytes refused", status)
-            parts.append(event.data)
-        return b"".join(parts)
+            yield event.data
 
     def _broken_answer(self, exc: h11.RemoteProtocolError) -> str:
         if not self._peer_closed:  # bytes that are not HTTP, or too many of them

@@ -4,16 +4,16 @@ costs ~35 ms to import (device_agent/http1.py says what the agent uses otherwise
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, Mapping
+from collections.abc import Mapping
 
 import httpx
 
 from device_agent.exchange import (
-    AnswerTooLarge,
     Content,
     ExchangeError,
     ExchangeTimeout,
     Reply,
+    read_capped,
 )
 
 
@@ -71,21 +71,3 @@ class HttpxExchange:
 
     async def aclose(self) -> None:
         await self._http.aclose()
-
-
-async def read_capped(
-    chunks: AsyncIterable[bytes], declared: str | None, cap: int, status: int
-) -> bytes:
-    """The whole body, read as it comes and refused past `cap`: never buffered whole.
-    `declared`: the answer's Content-Length, if it has one."""
-    declared = declared or ""
-    if declared.isascii() and declared.isdigit() and int(declared) > cap:
-        raise AnswerTooLarge(f"answer of {declared} bytes refused (the cap is {cap})", status)
-    parts: list[bytes] = []
-    size = 0
-    async for chunk in chunks:
-        size += len(chunk)
-        if size > cap:
-            raise AnswerTooLarge(f"answer over {cap} bytes refused", status)
-        parts.append(chunk)
-    return b"".join(parts)
