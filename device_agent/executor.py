@@ -154,7 +154,10 @@ class Executor:
         return _redacted(result, redact)  # the pipeline logs how it ended, in one line
 
     async def aclose(self) -> None:
-        """Wait until the files of every finished run are removed."""
+        """Wait until the files of every finished run are removed, and a recovery still going
+        on is done: a half-stopped orphan helps nobody."""
+        if self._recovery is not None:
+            await asyncio.wait({self._recovery})  # its outcome is for its own listeners
         while self._tidying:
             await asyncio.gather(*self._tidying)
 

@@ -124,7 +124,6 @@ async def run_agent(
         _install_signals(loop, agent)
     watchdog = asyncio.create_task(systemd.keep_watchdog())
     rotation: asyncio.Task[None] | None = None
-    recovery: asyncio.Task[int] | None = None
     try:
         pruned = await journal.call(
             journal.sync.prune,
@@ -140,8 +139,7 @@ async def run_agent(
             pruned_journal_rows=pruned,
         )
         await _remember_targets(agent, journal)
-        recovery = executor.recover_in_background()
-        recovery.add_done_callback(_report_recovery)
+        executor.recover_in_background().add_done_callback(_report_recovery)
         # Ready now: waiting for the server would hold `systemctl start` hostage.
         systemd.ready(f"polling {settings.origin} as {worker_id}")
         await tokens.rotate_if_due()  # AuthRefused: log in again (exit 3)
@@ -157,8 +155,6 @@ async def run_agent(
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-        if recovery is not None:  # finished, not cut short: a half-stopped orphan helps nobody
-            await asyncio.wait({recovery})
         if handle_signals:
             _remove_signals(loop)
         await executor.aclose()

@@ -85,3 +85,25 @@ def test_a_run_waits_for_a_recovery_still_going_on_before_its_cli_starts(
 
     asyncio.run(go())
     assert seen_during_recovery == [False]
+
+
+def test_closing_the_executor_waits_for_a_recovery_still_going_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    executor = Executor(ExecutorSettings(), {}, scratch_dir=tmp_path / "runs")
+    orphan_stopped = asyncio.Event()
+
+    async def slow_recovery(scratch_dir: Path, *, grace: float) -> int:
+        await orphan_stopped.wait()
+        return 1
+
+    monkeypatch.setattr("device_agent.executor.recover_leftovers", slow_recovery)
+
+    async def go() -> None:
+        recovery = executor.recover_in_background()
+        orphan_stopped.set()  # the orphan goes; the agent, stopping, must see it gone
+        await executor.aclose()
+        assert recovery.done()
+        assert recovery.result() == 1
+
+    asyncio.run(go())
