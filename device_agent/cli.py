@@ -61,9 +61,9 @@ def _reader_went_away() -> int:
 def _explain(exc: Exception) -> tuple[ExitCode, str]:
     if isinstance(exc, DeviceAgentError):
         return exc.exit_code, exc.user_message()
-    import structlog  # a bug: say so in one line, keep the traceback in the log
+    from device_agent.logs import get_logger  # a bug: say so in one line, keep the traceback
 
-    structlog.get_logger(__name__).error("internal error", exc_info=exc)
+    get_logger(__name__).error("internal error", exc_info=exc)
     return ExitCode.INTERNAL, (
         f"internal error: {type(exc).__name__}: {exc} — the log has the details; please report it"
     )

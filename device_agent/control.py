@@ -23,8 +23,6 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Final, Protocol
 
-import structlog
-
 from device_agent.control_client import (
     LANES,
     MAX_LINE_BYTES,
@@ -34,9 +32,10 @@ from device_agent.control_client import (
     Target,
     encode,
 )
+from device_agent.logs import get_logger
 from device_agent.serving import close_server
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 MAX_CONNECTIONS: Final = 16  # more at once is a runaway script, not a person
 MAX_TARGET_ID: Final = 128

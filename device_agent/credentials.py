@@ -12,8 +12,6 @@ import os
 import time
 from pathlib import Path
 
-import structlog
-
 from device_agent import logs
 from device_agent.auth.errors import Unreachable
 from device_agent.auth.store import (
@@ -27,6 +25,7 @@ from device_agent.auth.store import (
     worker_id_mismatch,
 )
 from device_agent.errors import DeviceAgentError, ExitCode
+from device_agent.logs import get_logger
 from device_agent.settings import ENV_TOKEN, Paths, Settings
 from device_agent.tokens import TokenSource
 
@@ -49,7 +48,7 @@ __all__ = [
 ]
 
 
-_log = structlog.get_logger(__name__)
+_log = get_logger(__name__)
 
 
 class CredentialError(DeviceAgentError):

@@ -13,8 +13,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
-import structlog
-
 from device_agent.alarm import Alarm
 from device_agent.backoff import Backoff
 from device_agent.client import Answer, AnswerKind, LobuClient
@@ -28,9 +26,10 @@ from device_agent.journal import (
     JournalState,
 )
 from device_agent.lanes import Fail, Lane, Resume, Verdict, lane_for
+from device_agent.logs import get_logger
 from device_agent.result import ExitReason, Report, failure
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 FINAL_409_NOTE: Final = (
     "the server says the run is no longer in progress: either an earlier post of this result "

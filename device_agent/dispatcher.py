@@ -21,8 +21,6 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Final
 
-import structlog
-
 from device_agent import __version__
 from device_agent.alarm import Alarm
 from device_agent.automation.registration import (
@@ -39,6 +37,7 @@ from device_agent.environment import extended_path
 from device_agent.errors import ExitCode
 from device_agent.executor import Executor
 from device_agent.journal import CLAIMED, AsyncJournal
+from device_agent.logs import get_logger
 from device_agent.pipeline import MAX_ROUNDS, RunPipeline
 from device_agent.protocol import MIN_NEXT_POLL_SECONDS, Claim, Idle, PayloadError, parse_poll
 from device_agent.result import ExitReason, failure
@@ -47,7 +46,7 @@ from device_agent.sleepwatch import Clock, watch_for_sleep
 from device_agent.status import PROBLEM_STATES, AgentState, Status
 from device_agent.tokens import TokenSource
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 JOURNAL_RETRY_SECONDS: Final = 10.0  # while the journal cannot be written: a probe this often
 AUTH_RETRY_SECONDS: Final = 60.0  # while the token is refused: one poll a minute, never a hammer

@@ -34,10 +34,9 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
-import structlog
-
 from device_agent.execconfig import Refused
 from device_agent.leftovers import recover_leftovers
+from device_agent.logs import get_logger
 from device_agent.process import Finished, run_in_group, signal_name
 from device_agent.profiles import Profile
 from device_agent.readers import Captured, Reading, tail
@@ -49,7 +48,7 @@ from device_agent.settings import ExecutorSettings
 if TYPE_CHECKING:
     from device_agent.launch import Launch, Launcher
 
-logger = structlog.get_logger(__name__)
+logger = get_logger(__name__)
 
 CANCELLED_BY_AGENT: Final = "stopped by the device agent"
 

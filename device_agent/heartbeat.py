@@ -11,11 +11,10 @@ import asyncio
 import contextlib
 from typing import Final
 
-import structlog
-
 from device_agent.client import Answer, AnswerKind, LobuClient
+from device_agent.logs import get_logger
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 PERSISTENT_ERRORS: Final = 3  # this many 5xx in a row is worth an error log, not silence
 

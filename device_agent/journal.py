@@ -33,13 +33,12 @@ from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Final, ParamSpec, TypeVar
 
-import structlog
-
 from device_agent.errors import DeviceAgentError, ExitCode
+from device_agent.logs import get_logger
 from device_agent.result import TRUNCATED, ExitReason, Report
 from device_agent.textsafe import encodable
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 Method = TypeVar("Method", bound=Callable[..., Any])
 

@@ -15,11 +15,10 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Final
 
-import structlog
-
+from device_agent.logs import get_logger
 from device_agent.process import stop_group
 
-logger = structlog.get_logger(__name__)
+logger = get_logger(__name__)
 
 RUN_MARKER: Final = "DEVICE_AGENT_RUN"
 OUTSIDE_NOTE: Final = "outside-file-"  # scratch-dir notes naming token files written elsewhere

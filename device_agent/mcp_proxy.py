@@ -24,11 +24,11 @@ from collections.abc import Callable
 from typing import Final
 
 import httpx
-import structlog
 
 from device_agent.http_options import tls_for, transport_for
+from device_agent.logs import get_logger
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 PATH: Final = "/mcp"
 MAX_HEAD_BYTES: Final = 64 * 1024

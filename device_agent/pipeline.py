@@ -24,8 +24,6 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-import structlog
-
 from device_agent.activity import RunBoard
 from device_agent.client import Answer, LobuClient
 from device_agent.control_client import Target
@@ -34,13 +32,14 @@ from device_agent.executor import Executor
 from device_agent.heartbeat import Heartbeat
 from device_agent.journal import ABANDONED, AsyncJournal, JournalWriteError
 from device_agent.lanes import Fail, Lane, LaneRun, Resume, lane_for, read_claim
+from device_agent.logs import bind_to_context, get_logger
 from device_agent.protocol import Claim, PayloadError
 from device_agent.request import ExecutionRequest, McpWiring
 from device_agent.result import ExitReason, Report, failure
 from device_agent.settings import Settings
 from device_agent.tokens import TokenSource
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 MAX_ROUNDS: Final = 8  # a server asking for more rounds than this is not obeyed
 REPEATED_CLAIM_ERROR: Final = (
@@ -111,7 +110,7 @@ class RunPipeline:
         """Execute one claimed run and deliver its result. None if it was not ours to report."""
         # Each run is its own task, so this tags every log line of the run — the heartbeats,
         # the executor, the delivery — with its run_id, and no other run's lines.
-        structlog.contextvars.bind_contextvars(run_id=claim.run_id)
+        bind_to_context(run_id=claim.run_id)
         lane = self._lanes(claim.run_type)
         heartbeat = Heartbeat(
             self.client,

@@ -17,12 +17,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, NamedTuple
 
-import structlog
-
+from device_agent.logs import get_logger
 from device_agent.result import TRUNCATED
 from device_agent.umask import users_umask
 
-logger = structlog.get_logger(__name__)
+logger = get_logger(__name__)
 
 _READ_CHUNK: Final = 256 * 1024
 _TAIL_BYTES: Final = 4096  # the end of each stream is kept even past the cap, for error text

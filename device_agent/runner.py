@@ -9,8 +9,6 @@ import signal
 from collections.abc import AsyncIterator, Callable, Mapping
 from typing import TYPE_CHECKING, Final
 
-import structlog
-
 from device_agent.activity import MAX_TARGETS
 from device_agent.alarm import Alarm
 from device_agent.auth.errors import AuthRefused
@@ -30,6 +28,7 @@ from device_agent.executor import Executor
 from device_agent.journal import AsyncJournal, Journal
 from device_agent.lanes import LaneRun
 from device_agent.lanes.watcher import WatcherClaim
+from device_agent.logs import get_logger
 from device_agent.profiles import Profile, load_profiles
 from device_agent.result import Report
 from device_agent.sdnotify import SystemdNotifier
@@ -43,7 +42,7 @@ if TYPE_CHECKING:
     from device_agent.notify.notifier import Notifier
     from device_agent.notify.policy import FinishedRun
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 ROTATION_CHECK_SECONDS: Final = 3600.0  # how often an idle agent asks whether its token is due
 

@@ -17,9 +17,9 @@ import socket
 from collections.abc import MutableMapping
 from typing import Final
 
-import structlog
+from device_agent.logs import get_logger
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 ENV_SOCKET: Final = "NOTIFY_SOCKET"
 ENV_WATCHDOG_USEC: Final = "WATCHDOG_USEC"

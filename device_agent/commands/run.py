@@ -33,11 +33,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, systemd: SystemdNotifier) -> int:
-    import structlog
-
     from device_agent.credentials import resolve_token
     from device_agent.identity import resolve_worker_id
     from device_agent.lock import InstanceLock
+    from device_agent.logs import get_logger
     from device_agent.process import wait_for_children_with_pidfd
     from device_agent.profiles import load_profiles
     from device_agent.runner import run_agent
@@ -53,7 +52,7 @@ def _run(args: argparse.Namespace, systemd: SystemdNotifier) -> int:
     # it (and after), its default action would kill the agent.
     signal.signal(signal.SIGUSR1, signal.SIG_IGN)
     with InstanceLock(settings.paths.lock_file):
-        structlog.get_logger(__name__).info(executors)
+        get_logger(__name__).info(executors)
         wait_for_children_with_pidfd()
         return int(
             asyncio.run(

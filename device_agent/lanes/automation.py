@@ -14,8 +14,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Final
 
-import structlog
-
 from device_agent.automation import answers
 from device_agent.automation.access import lane_args, run_access
 from device_agent.automation.payload import AutomationRun, parse_automation_run
@@ -23,11 +21,12 @@ from device_agent.automation.prompt import build_automation_prompt
 from device_agent.automation.routes import AUTOMATION_COMPLETION_ROUTE, trigger_route
 from device_agent.client import Answer
 from device_agent.lanes.base import Done, Fail, Resume, Verdict
+from device_agent.logs import get_logger
 from device_agent.protocol import Claim, PayloadError
 from device_agent.request import ExecutionRequest
 from device_agent.result import ExitReason, Report
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 # A report's detail saying the agent stopped the CLI because a heartbeat answered 409. It is
 # journaled with the report, so a report sent after a restart still says so.

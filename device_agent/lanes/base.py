@@ -14,15 +14,14 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import structlog
-
 from device_agent.automation.routes import unhandled_failure
 from device_agent.client import Answer
+from device_agent.logs import get_logger
 from device_agent.protocol import Claim, PayloadError
 from device_agent.request import ExecutionRequest
 from device_agent.result import Report
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 
 @dataclass(frozen=True)

@@ -12,13 +12,12 @@ import time
 from collections.abc import Callable
 from typing import Final
 
-import structlog
-
+from device_agent.logs import get_logger
 from device_agent.notify.backends import PREFERRED, Backend
 from device_agent.notify.config import NotificationSettings
 from device_agent.notify.policy import Decision, FinishedRun, NotificationPolicy, message
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 SPAWN_TIMEOUT: Final = 10.0
 

@@ -12,13 +12,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import structlog.testing
 
 from device_agent.executor import CancelEvent, Executor
 from device_agent.result import ExitReason, Report
 from device_agent.settings import ExecutorSettings
 from tests.executors.conftest import Bench
-from tests.helpers import live_members, wait_for, wait_for_async
+from tests.helpers import captured_logs, live_members, wait_for, wait_for_async
 
 MIB = 1 << 20
 
@@ -185,7 +184,7 @@ def test_stdin_prompt(bench: Bench) -> None:
 def test_the_cli_started_line_names_the_pid_the_cli_runs_as(bench: Bench) -> None:
     bench.install("echo_prompt", "echo-prompt")
     bench.profile("command", 'argv = ["echo-prompt"]\n')
-    with structlog.testing.capture_logs() as logged:
+    with captured_logs() as logged:
         bench.run("command", prompt="hello")
     (started,) = [line for line in logged if line["event"] == "CLI started"]
     assert started["pid"] == bench.reported()["pid"]
@@ -194,7 +193,7 @@ def test_the_cli_started_line_names_the_pid_the_cli_runs_as(bench: Bench) -> Non
 
 def test_a_cli_that_cannot_start_leaves_no_started_line(bench: Bench) -> None:
     bench.profile("command", 'argv = ["/nonexistent/cli"]\n')
-    with structlog.testing.capture_logs() as logged:
+    with captured_logs() as logged:
         report = bench.run("command")
     assert report.failed
     assert [line for line in logged if line["event"] == "CLI started"] == []

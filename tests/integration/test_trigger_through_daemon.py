@@ -18,7 +18,7 @@ from .conftest import Lab, daemon_status, drain
 HEAVY = (
     "httpx",
     "httpcore",
-    "structlog",
+    "device_agent.logs",
     "asyncio",
     "device_agent.settings",
     "device_agent.auth.http",

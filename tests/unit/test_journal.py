@@ -7,7 +7,6 @@ import stat
 from pathlib import Path
 
 import pytest
-import structlog.testing
 
 from device_agent.journal import (
     ABANDONED,
@@ -21,6 +20,7 @@ from device_agent.journal import (
     JournalWriteError,
 )
 from device_agent.result import ExitReason, Report
+from tests.helpers import captured_logs
 
 S = "http://127.0.0.1:1"
 OK = Report(
@@ -257,7 +257,7 @@ def test_a_deferred_write_that_can_never_be_replayed_is_dropped_and_the_rest_go_
         # replayed (a user deleted it), then a good one behind it.
         journal._deferred.append(lambda: journal.sync.record_result(S, 99, OK))
         journal._deferred.append(lambda: journal.sync.record_result(S, 2, OK))
-        with structlog.testing.capture_logs() as logged:
+        with captured_logs() as logged:
             healthy = await journal.writable_again()
         assert [line["event"] for line in logged] == [
             "a journal write kept while the disk was full cannot be replayed"

@@ -9,7 +9,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import structlog
 
 from device_agent import logs
 from device_agent.identity import resolve_worker_id
@@ -23,7 +22,7 @@ def test_logs_redact_tokens_in_file_and_console(tmp_path: Path) -> None:
     console = io.StringIO()
     log_file = tmp_path / "agent.log"
     logs.setup(log_file=log_file, console_stream=console, secrets=("my-oauth-token-value",))
-    log = structlog.get_logger("test")
+    log = logs.get_logger("test")
     log.info("posting", header=f"Bearer {SECRET}", body={"access_token": "abcdefghijkl"})
     log.warning("oauth", token="my-oauth-token-value", run_id=3)
     try:
@@ -78,7 +77,7 @@ def test_the_log_file_rotates_at_its_size_and_renders_each_line_once(
         return real_format(record)
 
     monkeypatch.setattr(to_file, "format", counted)
-    log = structlog.get_logger("test")
+    log = logs.get_logger("test")
     for n in range(40):
         log.info("a line of about a hundred bytes once rendered as JSON", n=n)
     assert renders == 40  # the stdlib handler renders each line twice to learn its length

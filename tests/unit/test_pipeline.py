@@ -12,7 +12,6 @@ from typing import Any
 import httpx
 import pytest
 import respx
-import structlog.testing
 
 from device_agent.client import Answer, LobuClient
 from device_agent.delivery import Outbox, never_give_up
@@ -25,6 +24,7 @@ from device_agent.request import ExecutionRequest
 from device_agent.result import ExitReason, Report
 from device_agent.settings import Paths, Settings, validate
 from device_agent.tokens import TokenSource
+from tests.helpers import captured_logs
 
 pytestmark = pytest.mark.usefixtures("lobu_client_through_httpx")  # respx plays the server
 
@@ -311,7 +311,7 @@ def test_a_round_leaves_one_run_finished_line_naming_the_run_and_no_claim_line(
     tmp_path: Path,
 ) -> None:
     done = httpx.Response(200, json={"ok": True, "status": "completed"})
-    with structlog.testing.capture_logs() as logged:
+    with captured_logs() as logged:
         run_claim(tmp_path, [done], RecordingExecutor())
     pipeline_lines = [line for line in logged if line["event"] in ("claimed run", "run finished")]
     assert len(pipeline_lines) == 1

@@ -1,0 +1,133 @@
+"""What a logged event becomes: its JSON line in the log file and its line on the terminal."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from device_agent import logs
+
+
+class Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def setup(tmp_path: Path, console: io.StringIO | None = None) -> Path:
+    log_file = tmp_path / "agent.log"
+    logs.setup(log_file=log_file, console_stream=console or io.StringIO())
+    return log_file
+
+
+def lines_of(log_file: Path) -> list[dict[str, Any]]:
+    for handler in logging.getLogger().handlers:
+        handler.flush()
+    return [json.loads(line) for line in log_file.read_text().splitlines()]
+
+
+def test_a_line_has_its_fields_and_the_event_level_logger_and_utc_time(tmp_path: Path) -> None:
+    log_file = setup(tmp_path)
+    logs.get_logger("device_agent.x").warning("poll failed", status=503, detail="busy")
+    (line,) = lines_of(log_file)
+    assert line["event"] == "poll failed"
+    assert (line["level"], line["logger"]) == ("warning", "device_agent.x")
+    assert (line["status"], line["detail"]) == (503, "busy")
+    assert line["timestamp"].endswith("Z")
+    assert line["timestamp"][10] == "T"
+
+
+def test_a_field_never_replaces_the_event_level_logger_or_time(tmp_path: Path) -> None:
+    log_file = setup(tmp_path)
+    logs.get_logger("device_agent.x").info("real", level="fake", logger="fake", timestamp="0")
+    (line,) = lines_of(log_file)
+    assert (line["event"], line["level"], line["logger"]) == ("real", "info", "device_agent.x")
+    assert line["timestamp"] != "0"
+
+
+def test_bound_fields_and_a_tasks_context_reach_its_lines_only(tmp_path: Path) -> None:
+    log_file = setup(tmp_path)
+    log = logs.get_logger("device_agent.x")
+
+    async def run(run_id: int) -> None:
+        logs.bind_to_context(run_id=run_id)
+        await asyncio.sleep(0)  # the other task runs and binds its own meanwhile
+        log.bind(watcher="w").info("run finished")
+        logging.getLogger("httpx").warning("a line of %s", "httpx")  # another library's
+
+    async def both() -> None:
+        await asyncio.gather(run(1), run(2))
+
+    asyncio.run(both())
+    log.info("after")
+    lines = lines_of(log_file)
+    finished = [
+        (line["run_id"], line["watcher"]) for line in lines if line["event"] == "run finished"
+    ]
+    assert sorted(finished) == [(1, "w"), (2, "w")]
+    foreign = [line for line in lines if line["logger"] == "httpx"]
+    assert sorted(line["run_id"] for line in foreign) == [1, 2]
+    assert foreign[0]["event"] == "a line of httpx"
+    (after,) = [line for line in lines if line["event"] == "after"]
+    assert "run_id" not in after
+    assert "watcher" not in after
+
+
+def test_an_exception_is_kept_whole_in_the_file_and_shown_on_the_terminal(tmp_path: Path) -> None:
+    console = io.StringIO()
+    log_file = setup(tmp_path, console)
+    log = logs.get_logger("device_agent.x")
+    try:
+        raise ZeroDivisionError("division by zero")
+    except ZeroDivisionError:
+        log.exception("crashed", run_id=4)
+    log.error("a task failed", exc_info=ValueError("bad payload"))
+    crashed, failed = lines_of(log_file)
+    assert crashed["level"] == "error"
+    assert crashed["run_id"] == 4
+    assert crashed["exception"].startswith("Traceback (most recent call last):")
+    assert crashed["exception"].endswith("ZeroDivisionError: division by zero")
+    assert failed["exception"] == "ValueError: bad payload"
+    assert "ZeroDivisionError: division by zero\n" in console.getvalue()
+    assert "exc_info" not in crashed
+
+
+def test_what_json_cannot_encode_is_written_as_its_repr(tmp_path: Path) -> None:
+    log_file = setup(tmp_path)
+    logs.get_logger("device_agent.x").info("paths", where=Path("/tmp/x"), when={1, 2})
+    (line,) = lines_of(log_file)
+    assert line["where"] == repr(Path("/tmp/x"))
+    assert line["when"] == "{1, 2}"
+
+
+def test_the_terminal_gets_info_and_up_the_file_everything(tmp_path: Path) -> None:
+    console = io.StringIO()
+    log_file = setup(tmp_path, console)
+    log = logs.get_logger("device_agent.x")
+    log.debug("a detail")
+    log.info("agent starting", concurrency=1, server="http://127.0.0.1:8787")
+    assert [line["event"] for line in lines_of(log_file)] == ["a detail", "agent starting"]
+    (shown,) = console.getvalue().splitlines()
+    assert shown.split(" ", 1)[1] == (
+        "[info     ] agent starting                 [device_agent.x] "
+        "concurrency=1 server=http://127.0.0.1:8787"
+    )
+
+
+@pytest.mark.parametrize("field", ["token=abcdefghijklmnop", "header=Bearer abcdefghijklmnop"])
+def test_on_a_terminal_only_the_level_is_coloured_so_token_shapes_stay_found(
+    tmp_path: Path, field: str
+) -> None:
+    console = Terminal()
+    setup(tmp_path, console)
+    key, value = field.split("=", 1)
+    logs.get_logger("device_agent.x").warning("posting", **{key: value})
+    shown = console.getvalue()
+    assert "\x1b[33m[warning  ]\x1b[0m posting" in shown
+    assert "abcdefghijklmnop" not in shown
+    assert shown.count("\x1b[") == 2
