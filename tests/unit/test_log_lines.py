@@ -131,3 +131,35 @@ def test_on_a_terminal_only_the_level_is_coloured_so_token_shapes_stay_found(
     assert "\x1b[33m[warning  ]\x1b[0m posting" in shown
     assert "abcdefghijklmnop" not in shown
     assert shown.count("\x1b[") == 2
+
+
+def test_the_log_file_keeps_its_last_rotations_and_loses_no_line(tmp_path: Path) -> None:
+    setup(tmp_path)
+    (to_file,) = [h for h in logging.getLogger().handlers if isinstance(h, logs.RotatingFile)]
+    to_file.max_bytes, to_file.keep = 600, 2
+    log = logs.get_logger("device_agent.x")
+    for n in range(30):
+        log.info("a line of about a hundred bytes once rendered", n=n)
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["agent.log", "agent.log.1", "agent.log.2"]
+    kept = [line["n"] for name in names[::-1] for line in lines_of(tmp_path / name)]
+    assert kept == list(range(kept[0], 30))  # the newest lines, in order, none twice
+    assert kept[0] > 0  # the oldest rotation was dropped
+
+
+def test_a_rotation_that_cannot_rename_keeps_writing_to_the_same_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    log_file = setup(tmp_path)
+    (to_file,) = [h for h in logging.getLogger().handlers if isinstance(h, logs.RotatingFile)]
+    to_file.max_bytes = 100
+    log = logs.get_logger("device_agent.x")
+    log.info("first line, long enough to fill the hundred bytes")
+
+    def refuse(source: str, target: str) -> None:
+        raise PermissionError(13, "Permission denied", source)
+
+    monkeypatch.setattr(logs.os, "replace", refuse)
+    log.info("second line")
+    assert [line["event"] for line in lines_of(log_file)][-1] == "second line"
+    assert "Permission denied" in capsys.readouterr().err  # logging's own error report

@@ -66,8 +66,8 @@ def test_the_log_file_rotates_at_its_size_and_renders_each_line_once(
 ) -> None:
     log_file = tmp_path / "agent.log"
     logs.setup(log_file=log_file, console_stream=io.StringIO())
-    (to_file,) = [h for h in logging.getLogger().handlers if isinstance(h, logs._RotatingFile)]
-    to_file.maxBytes = 2000
+    (to_file,) = [h for h in logging.getLogger().handlers if isinstance(h, logs.RotatingFile)]
+    to_file.max_bytes = 2000
     renders = 0
     real_format = to_file.format
 
