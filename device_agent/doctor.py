@@ -9,12 +9,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from device_agent import notify
 from device_agent.auth.store import keyring_name, usable_keyring
 from device_agent.automation.registration import available_agent_kinds
 from device_agent.client import AnswerKind, LobuClient
 from device_agent.credentials import CredentialError, describe_token_home, resolve_token
 from device_agent.errors import ExitCode
+from device_agent.notify import notifier
 from device_agent.probe import ProfileCheck, check_profiles
 from device_agent.profiles import default_agent_problem, load_profiles
 from device_agent.service import service_path, this_program
@@ -116,7 +116,7 @@ def _keyring(settings: Settings) -> Check:
 
 def _notifier(settings: Settings) -> Check:
     """A missing notifier is worth knowing, never a failure: runs go on without pop-ups."""
-    found, what = notify.check(settings.notifications)
+    found, what = notifier.check(settings.notifications)
     return Check(True if found else None, "notifications", what)
 
 

@@ -31,7 +31,7 @@ from device_agent.control_client import (
     request,
     socket_path,
 )
-from device_agent.notify import clean
+from device_agent.notify.policy import clean
 from device_agent.settings import Paths, Settings
 
 IDLE: Final = "idle"

@@ -13,20 +13,15 @@ import pytest
 
 from device_agent.notify import (
     Backend,
-    FinishedRun,
     NotificationConfigError,
-    NotificationPolicy,
     NotificationSettings,
-    Notifier,
     TargetSetting,
-    check,
-    clean,
-    find_backend,
     gdbus_argv,
-    message,
     notify_send_argv,
     osascript_argv,
 )
+from device_agent.notify.notifier import Notifier, check, find_backend
+from device_agent.notify.policy import FinishedRun, NotificationPolicy, clean, message
 
 NINE_AM = time.mktime((2026, 11, 30, 9, 0, 0, 0, 0, -1))
 DAY = 24 * 3600.0

@@ -18,7 +18,8 @@ import pytest
 
 from device_agent.devserver import DevServer, DevState
 from device_agent.errors import ExitCode
-from device_agent.notify import Backend, NotificationSettings, Notifier
+from device_agent.notify import Backend, NotificationSettings
+from device_agent.notify.notifier import Notifier
 from device_agent.runner import run_agent
 from tests.helpers import wait_for
 
