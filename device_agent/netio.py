@@ -173,15 +173,10 @@ class AsyncioTransport(httpx.AsyncHTTPTransport):
                 "this httpx keeps no httpcore pool in AsyncHTTPTransport._pool: "
                 "device_agent.netio needs updating for it"
             )
-        self._pool = connection_pool(ssl_context)
-
-
-def connection_pool(ssl_context: ssl.SSLContext) -> httpcore.AsyncConnectionPool:
-    """An httpcore pool on `AsyncioBackend`, with httpx's default limits."""
-    return httpcore.AsyncConnectionPool(
-        ssl_context=ssl_context,
-        max_connections=LIMITS.max_connections,
-        max_keepalive_connections=LIMITS.max_keepalive_connections,
-        keepalive_expiry=LIMITS.keepalive_expiry,
-        network_backend=AsyncioBackend(),
-    )
+        self._pool = httpcore.AsyncConnectionPool(
+            ssl_context=ssl_context,
+            max_connections=LIMITS.max_connections,
+            max_keepalive_connections=LIMITS.max_keepalive_connections,
+            keepalive_expiry=LIMITS.keepalive_expiry,
+            network_backend=AsyncioBackend(),
+        )
