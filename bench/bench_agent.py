@@ -22,9 +22,9 @@ from pathlib import Path
 CHECKOUT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(CHECKOUT))
 
+from device_agent.agent.journal import Journal  # noqa: E402
+from device_agent.agent.result import ExitReason, Report  # noqa: E402
 from device_agent.devserver import DevServer, DevState  # noqa: E402 - after the path
-from device_agent.journal import Journal  # noqa: E402
-from device_agent.result import ExitReason, Report  # noqa: E402
 
 WORKER = "linux:bench"
 

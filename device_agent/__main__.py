@@ -1,5 +1,5 @@
 import sys
 
-from device_agent.cli import main
+from device_agent.cli.main import main
 
 sys.exit(main())

@@ -18,8 +18,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from device_agent.executors.process import read_proc_stat
 from device_agent.logs import fields_of
-from device_agent.process import read_proc_stat
 
 _STEP = 0.01
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from device_agent.commands.demo import add_dev_server_arguments
+from device_agent.cli.demo import add_dev_server_arguments
 from device_agent.devserver import run_from_arguments
 
 

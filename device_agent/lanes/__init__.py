@@ -20,7 +20,7 @@ from device_agent.lanes.base import (
     Verdict,
     read_claim,
 )
-from device_agent.lanes.watcher import WATCHER
+from device_agent.lanes.watcher.lane import WATCHER
 
 __all__ = [
     "LANES",
@@ -41,8 +41,8 @@ __all__ = [
 # prompt and access modules cost `device-agent run` milliseconds before its first poll, and a
 # device that never sees an automation run never needs them.
 _LANE_MODULES: Final = {
-    "watcher": ("device_agent.lanes.watcher", "WATCHER"),
-    "automation": ("device_agent.lanes.automation", "AUTOMATION"),
+    "watcher": ("device_agent.lanes.watcher.lane", "WATCHER"),
+    "automation": ("device_agent.lanes.automation.lane", "AUTOMATION"),
 }
 
 

@@ -4,7 +4,7 @@ A lane says how a claim's payload is read, how the CLI's prompt is built, where
 and how the result is reported, and how the server's answer to that report is
 read — including whether it asks for another round on the same run (the
 automation lane's resume loop, docs/protocol.md, "Automation lane: exit report
-and resume"). The pipeline (`device_agent.pipeline`) does the rest, the same
+and resume"). The pipeline (`device_agent.agent.pipeline`) does the rest, the same
 for every lane. Adding a lane is one module and one entry in `lanes._LANE_MODULES`.
 """
 
@@ -14,12 +14,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from device_agent.automation.routes import unhandled_failure
-from device_agent.client import Answer
+from device_agent.agent.result import Report
+from device_agent.executors.request import ExecutionRequest
+from device_agent.lanes.routes import unhandled_failure
 from device_agent.logs import get_logger
-from device_agent.protocol import Claim, PayloadError
-from device_agent.request import ExecutionRequest
-from device_agent.result import Report
+from device_agent.server.client import Answer
+from device_agent.server.protocol import Claim, PayloadError
 
 log = get_logger(__name__)
 

@@ -15,8 +15,8 @@ import keyring.core
 import pytest
 import respx
 
-from device_agent.auth.commands import Console, Wiring
-from device_agent.settings import Settings, load
+from device_agent.config import Settings, load
+from device_agent.identity.commands import Console, Wiring
 
 SERVER = "https://lobu.test"
 WORKER = "headless:laptop-1"

@@ -10,10 +10,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from device_agent.auth import commands
-from device_agent.auth.store import CHILD, PAT, TokenStore
-from device_agent.identity import resolve_worker_id
-from device_agent.settings import Settings
+from device_agent.config import Settings
+from device_agent.identity import commands
+from device_agent.identity.store import CHILD, PAT, TokenStore
+from device_agent.identity.worker_id import resolve_worker_id
 
 from .conftest import (
     LOCAL_PAT,

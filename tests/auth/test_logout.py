@@ -9,9 +9,9 @@ import httpx
 import keyring
 import pytest
 
-from device_agent.auth import commands
-from device_agent.auth.store import CHILD, Credential, TokenStore
-from device_agent.settings import Settings
+from device_agent.config import Settings
+from device_agent.identity import commands
+from device_agent.identity.store import CHILD, Credential, TokenStore
 
 from .conftest import SERVER, WORKER, Captured, Lobu, forget_keyring, options
 

@@ -7,9 +7,9 @@ import asyncio
 import httpx
 import pytest
 
-from device_agent.auth import oauth
-from device_agent.auth.errors import AccountError, AuthRefused, Unreachable, UsageError
-from device_agent.auth.http import (
+from device_agent.identity import oauth
+from device_agent.identity.errors import AccountError, AuthRefused, Unreachable, UsageError
+from device_agent.identity.http import (
     account_client,
 )
 

@@ -14,12 +14,12 @@ import httpx
 import pytest
 
 from device_agent import logs
-from device_agent.auth import commands
-from device_agent.auth.device_token import maybe_rotate, mint_child_token
-from device_agent.auth.errors import AccountError
-from device_agent.auth.http import account_client
-from device_agent.auth.store import DAY, TokenStore
-from device_agent.settings import Settings
+from device_agent.config import Settings
+from device_agent.identity import commands
+from device_agent.identity.device_token import maybe_rotate, mint_child_token
+from device_agent.identity.errors import AccountError
+from device_agent.identity.http import account_client
+from device_agent.identity.store import DAY, TokenStore
 
 from .conftest import (
     LOCAL_PAT,

@@ -10,10 +10,10 @@ import keyring
 import pytest
 from keyring.backends import fail
 
-from device_agent import doctor
-from device_agent.auth.store import CHILD, Credential, StoreError, TokenStore, usable_keyring
-from device_agent.credentials import describe_token_home, resolve_token
-from device_agent.settings import Settings
+from device_agent.cli import doctor
+from device_agent.config import Settings
+from device_agent.identity.credentials import describe_token_home, resolve_token
+from device_agent.identity.store import CHILD, Credential, StoreError, TokenStore, usable_keyring
 
 from .conftest import SERVER, forget_keyring
 

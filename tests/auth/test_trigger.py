@@ -8,11 +8,11 @@ import json
 import httpx
 import pytest
 
-from device_agent.auth import commands
-from device_agent.auth.errors import UsageError
-from device_agent.auth.store import CHILD, PAT, Credential, TokenStore
-from device_agent.auth.trigger import check_item_id
-from device_agent.settings import Settings
+from device_agent.config import Settings
+from device_agent.identity import commands
+from device_agent.identity.errors import UsageError
+from device_agent.identity.run_now import check_item_id
+from device_agent.identity.store import CHILD, PAT, Credential, TokenStore
 
 from .conftest import SERVER, WORKER, Captured, Lobu, options
 

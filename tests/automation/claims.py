@@ -5,7 +5,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from device_agent.protocol import Claim, parse_poll
+from device_agent.server.protocol import Claim, parse_poll
 
 SESSION_TOKEN = "owl_pat_SessionTokenForThisRunOnly000001"
 MCP_URL = "http://127.0.0.1:8787/mcp/acme"

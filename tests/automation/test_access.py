@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from device_agent.automation.access import lane_args, run_access
-from device_agent.automation.payload import parse_automation_run
-from device_agent.request import McpWiring
+from device_agent.executors.request import McpWiring
+from device_agent.lanes.automation.access import lane_args, run_access
+from device_agent.lanes.automation.payload import parse_automation_run
 from tests.automation.claims import MCP_URL, SESSION_TOKEN, claim
 
 DEVICE_TOKEN = "owl_pat_DeviceTokenThatMustNotReachTheCli01"

@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from device_agent.automation.answers import (
+from device_agent.agent.result import ExitReason, Report
+from device_agent.lanes.automation.answers import (
     DEFAULT_NUDGE,
     MAX_ROUNDS,
     Cancelled,
@@ -20,8 +21,7 @@ from device_agent.automation.answers import (
     local_failure_body,
     read_answer,
 )
-from device_agent.protocol import PayloadError
-from device_agent.result import ExitReason, Report
+from device_agent.server.protocol import PayloadError
 
 BUDGET_ERROR = (
     "Device CLI exited without calling completeWindow after 2 attempt(s). "

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
-from device_agent.automation.payload import parse_automation_run
-from device_agent.automation.prompt import build_automation_prompt
+from device_agent.lanes.automation.payload import parse_automation_run
+from device_agent.lanes.automation.prompt import build_automation_prompt
 from tests.automation.claims import SESSION_TOKEN, claim
 
 
@@ -64,7 +64,7 @@ def demo(prompt: str, url: str | None, token: str = SESSION_TOKEN) -> tuple[int,
     if url is not None:
         env |= {"LOBU_MEMORY_URL": url, "LOBU_API_TOKEN": token}
     done = subprocess.run(
-        [sys.executable, "-m", "device_agent.automation.demo_cli"],
+        [sys.executable, "-m", "device_agent.demo.automation_cli"],
         input=prompt,
         capture_output=True,
         text=True,

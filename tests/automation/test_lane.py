@@ -12,13 +12,13 @@ import httpx
 import pytest
 import respx
 
-from device_agent.client import Answer, AnswerKind, LobuClient
-from device_agent.delivery import Outbox
-from device_agent.journal import AsyncJournal, Journal
+from device_agent.agent.journal import AsyncJournal, Journal
+from device_agent.agent.outbox import Outbox
+from device_agent.agent.result import ExitReason, Report, failure
+from device_agent.executors.request import ExecutionRequest, McpWiring
 from device_agent.lanes import LANES, Done, Fail, Resume, UnhandledLane, lane_for
-from device_agent.lanes.automation import AUTOMATION, HEARTBEAT_409, STOPPED_BY
-from device_agent.request import ExecutionRequest, McpWiring
-from device_agent.result import ExitReason, Report, failure
+from device_agent.lanes.automation.lane import AUTOMATION, HEARTBEAT_409, STOPPED_BY
+from device_agent.server.client import Answer, AnswerKind, LobuClient
 
 from .claims import DELETE, MCP_URL, SESSION_TOKEN, claim
 

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from device_agent.automation.payload import AgentSession, parse_automation_run
-from device_agent.protocol import Claim, PayloadError
+from device_agent.lanes.automation.payload import AgentSession, parse_automation_run
+from device_agent.server.protocol import Claim, PayloadError
 from device_agent.textsafe import storable
 from tests.automation.claims import DELETE, MCP_URL, SESSION_TOKEN, claim
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from device_agent.profiles import load_profiles
+from device_agent.executors.profiles import load_profiles
 from tests.executors.conftest import TOKEN, Bench
 
 SAMPLE_CONFIG = {

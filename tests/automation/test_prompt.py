@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from device_agent.automation.payload import AutomationRun, parse_automation_run
-from device_agent.automation.prompt import build_automation_prompt, workspace_event_ids
+from device_agent.lanes.automation.payload import AutomationRun, parse_automation_run
+from device_agent.lanes.automation.prompt import build_automation_prompt, workspace_event_ids
 from tests.automation.claims import DELETE, SESSION_TOKEN, claim
 
 ENVELOPE = """{

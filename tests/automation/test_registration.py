@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from device_agent.automation.registration import (
+from device_agent.executors.profiles import load_profiles
+from device_agent.lanes.registration import (
     available_agent_kinds,
     device_platform,
     platform_mismatch_message,
     poll_body,
     upgrade_required_message,
 )
-from device_agent.profiles import load_profiles
 
 
 def body(**changes: object) -> dict[str, object]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from device_agent.automation.routes import trigger_route, unhandled_failure
+from device_agent.lanes.routes import trigger_route, unhandled_failure
 
 
 def test_each_lane_has_its_run_now_route() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from device_agent.control_client import Target
+from device_agent.desktop.control_client import Target
 
 
 class FakeHandler:

@@ -6,9 +6,9 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
-from device_agent.activity import RunBoard
-from device_agent.control import ControlServer
-from device_agent.control_client import Target, request
+from device_agent.agent.activity import RunBoard
+from device_agent.desktop.control import ControlServer
+from device_agent.desktop.control_client import Target, request
 
 INBOX = Target("12", "watcher", "Inbox digest")
 NIGHTLY = Target("a1", "automation", "Nightly")

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from device_agent.control import ControlServer, Refused
-from device_agent.control_client import (
+from device_agent.desktop.control import ControlServer, Refused
+from device_agent.desktop.control_client import (
     MAX_LINE_BYTES,
     SUN_PATH_MAX,
     ControlError,

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from device_agent.notify import (
+from device_agent.desktop.notify import (
     Backend,
     NotificationConfigError,
     NotificationSettings,
@@ -20,8 +20,8 @@ from device_agent.notify import (
     notify_send_argv,
     osascript_argv,
 )
-from device_agent.notify.notifier import Notifier, check, find_backend
-from device_agent.notify.policy import FinishedRun, NotificationPolicy, clean, message
+from device_agent.desktop.notify.notifier import Notifier, check, find_backend
+from device_agent.desktop.notify.policy import FinishedRun, NotificationPolicy, clean, message
 
 NINE_AM = time.mktime((2026, 11, 30, 9, 0, 0, 0, 0, -1))
 DAY = 24 * 3600.0

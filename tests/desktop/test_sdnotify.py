@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from device_agent.sdnotify import SystemdNotifier
+from device_agent.desktop.sdnotify import SystemdNotifier
 
 
 @pytest.fixture

@@ -20,7 +20,8 @@ import keyring
 import keyring.backend
 import pytest
 
-from device_agent.service import (
+from device_agent.config import Paths, Settings
+from device_agent.desktop.service import (
     LABEL,
     TRAY_LABEL,
     Launchd,
@@ -32,7 +33,6 @@ from device_agent.service import (
     supervised_exit_code,
     this_program,
 )
-from device_agent.settings import Paths, Settings
 
 TOKEN = "owl_pat_secret_for_tests_123"
 

@@ -21,10 +21,10 @@ from typing import Any
 
 import pytest
 
-from device_agent.control import ControlServer
-from device_agent.control_client import ControlError, DaemonNotRunning, Target
-from device_agent.settings import Paths
-from device_agent.tray import (
+from device_agent.config import Paths
+from device_agent.desktop.control import ControlServer
+from device_agent.desktop.control_client import ControlError, DaemonNotRunning, Target
+from device_agent.desktop.tray import (
     ATTENTION,
     IDLE,
     OPEN_CONFIG,
@@ -235,8 +235,9 @@ def test_the_command_without_a_display_exits_2(tmp_path: Path) -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY")}
     code = (
         "import argparse, sys\n"
-        "from device_agent import settings, tray\n"
-        "sys.exit(tray.main(argparse.Namespace(), settings.load()))\n"
+        "from device_agent import config\n"
+        "from device_agent.desktop import tray\n"
+        "sys.exit(tray.main(argparse.Namespace(), config.load()))\n"
     )
     result = subprocess.run(
         [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=False
@@ -247,7 +248,7 @@ def test_the_command_without_a_display_exits_2(tmp_path: Path) -> None:
 
 def test_icons_are_drawn_for_every_state() -> None:
     pytest.importorskip("PIL")
-    from device_agent.tray import draw_icon
+    from device_agent.desktop.tray import draw_icon
 
     images = {state: draw_icon(state) for state in (IDLE, RUNNING, PAUSED, ATTENTION)}
     assert {image.size for image in images.values()} == {(64, 64)}

@@ -12,8 +12,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from device_agent.settings import Paths
-from device_agent.tray import TrayApp, make_icon
+from device_agent.config import Paths
+from device_agent.desktop.tray import TrayApp, make_icon
 
 
 def menu_as_data(menu: Any) -> list[dict[str, Any]]:

@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 
-from device_agent.executor import Executor
-from device_agent.profiles import Profile, load_profiles
-from device_agent.request import ExecutionRequest, McpWiring
-from device_agent.result import Report
-from device_agent.settings import ExecutorSettings
+from device_agent.agent.result import Report
+from device_agent.config import ExecutorSettings
+from device_agent.executors.executor import Executor
+from device_agent.executors.profiles import Profile, load_profiles
+from device_agent.executors.request import ExecutionRequest, McpWiring
 from tests.helpers import install_fake
 
 TOKEN = "owl_pat_Zq3xTokenThatMustNeverLeakAnywhere1"

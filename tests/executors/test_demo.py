@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from device_agent.demo_cli import summarize
-from device_agent.prompt import build_prompt
+from device_agent.demo.watcher_cli import summarize
+from device_agent.lanes.watcher.prompt import build_prompt
 from tests.executors.conftest import Bench
 from tests.executors.test_prompt import run as sample_run
 

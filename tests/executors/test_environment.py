@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from device_agent.environment import child_environment, extended_path
-from device_agent.settings import ExecutorSettings
+from device_agent.config import ExecutorSettings
+from device_agent.executors.environment import child_environment, extended_path
 from tests.executors.conftest import MCP_URL, TOKEN, Bench
 from tests.helpers import captured_logs
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from device_agent.executor import LiveOutput
+from device_agent.executors.executor import LiveOutput
 from device_agent.redaction import SecretValues
 
 SECRET = "owl_pat_0123456789abcdefghij"

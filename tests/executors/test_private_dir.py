@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from device_agent.result import ExitReason
+from device_agent.agent.result import ExitReason
 from tests.executors.conftest import Bench
 
 

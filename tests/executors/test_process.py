@@ -13,9 +13,9 @@ from typing import Any
 
 import pytest
 
-from device_agent.executor import CancelEvent, Executor
-from device_agent.result import ExitReason, Report
-from device_agent.settings import ExecutorSettings
+from device_agent.agent.result import ExitReason, Report
+from device_agent.config import ExecutorSettings
+from device_agent.executors.executor import CancelEvent, Executor
 from tests.executors.conftest import Bench
 from tests.helpers import captured_logs, live_members, wait_for, wait_for_async
 

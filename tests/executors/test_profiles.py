@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from device_agent.probe import check_profiles
-from device_agent.profiles import ProfileError, load_profiles
-from device_agent.readers import JsonlReader, JsonReader
+from device_agent.executors.probe import check_profiles
+from device_agent.executors.profiles import ProfileError, load_profiles
+from device_agent.executors.readers import JsonlReader, JsonReader
 from tests.executors.conftest import Bench
 from tests.helpers import live_members
 

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from device_agent.prompt import SEPARATOR, build_prompt
-from device_agent.protocol import Claim, PayloadError, WatcherRun, parse_watcher_run
+from device_agent.lanes.watcher.prompt import SEPARATOR, build_prompt
+from device_agent.server.protocol import Claim, PayloadError, WatcherRun, parse_watcher_run
 
 APPROVED = {
     "watcher_id": 123,

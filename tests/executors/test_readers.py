@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from device_agent.readers import (
+from device_agent.executors.readers import (
     Captured,
     FileReader,
     JsonlReader,

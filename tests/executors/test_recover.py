@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from device_agent.executor import Executor
-from device_agent.leftovers import OUTSIDE_NOTE, RUN_MARKER
-from device_agent.profiles import load_profiles
-from device_agent.request import ExecutionRequest
-from device_agent.settings import ExecutorSettings
+from device_agent.config import ExecutorSettings
+from device_agent.executors.executor import Executor
+from device_agent.executors.leftovers import OUTSIDE_NOTE, RUN_MARKER
+from device_agent.executors.profiles import load_profiles
+from device_agent.executors.request import ExecutionRequest
 from tests.helpers import alive, wait_for_async
 
 
@@ -71,7 +71,7 @@ def test_a_run_waits_for_a_recovery_still_going_on_before_its_cli_starts(
             seen_during_recovery.append(True)
         return 1
 
-    monkeypatch.setattr("device_agent.executor.recover_leftovers", slow_recovery)
+    monkeypatch.setattr("device_agent.executors.executor.recover_leftovers", slow_recovery)
 
     async def go() -> None:
         recovery = executor.recover_in_background()
@@ -97,7 +97,7 @@ def test_closing_the_executor_waits_for_a_recovery_still_going_on(
         await orphan_stopped.wait()
         return 1
 
-    monkeypatch.setattr("device_agent.executor.recover_leftovers", slow_recovery)
+    monkeypatch.setattr("device_agent.executors.executor.recover_leftovers", slow_recovery)
 
     async def go() -> None:
         recovery = executor.recover_in_background()

@@ -39,7 +39,7 @@ def journal_rows(home: Path) -> dict[int, dict[str, Any]]:
 
 def daemon_status(home: Path) -> dict[str, Any]:
     """What the running agent of `home` says over its control socket; {} when none answers."""
-    from device_agent.control_client import ControlError, request, socket_path
+    from device_agent.desktop.control_client import ControlError, request, socket_path
 
     try:
         return request(socket_path(home / "state"), "status", timeout=5.0)

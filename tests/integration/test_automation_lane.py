@@ -17,11 +17,11 @@ from typing import Any
 
 import pytest
 
+from device_agent.agent.app import run_agent
+from device_agent.agent.poll_loop import UPGRADE_CHECK_SECONDS, Agent
+from device_agent.config import Paths, Settings, validate
 from device_agent.devserver import DevServer, DevState
-from device_agent.dispatcher import UPGRADE_CHECK_SECONDS, Agent
 from device_agent.errors import ExitCode
-from device_agent.runner import run_agent
-from device_agent.settings import Paths, Settings, validate
 from tests.helpers import alive, install_fake, wait_for, wait_for_async
 
 from .conftest import journal_rows
@@ -330,7 +330,7 @@ def test_a_crash_in_the_middle_of_a_resume_round_is_reported_once(auto: AutoLab)
 def test_trigger_uses_the_lane_this_device_has_seen(
     auto: AutoLab, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from device_agent.cli import main
+    from device_agent.cli.main import main
 
     automation = auto.automation("Summarise")
     bound = auto.state.add_token(bound_worker_id=WORKER)
@@ -357,7 +357,7 @@ def test_trigger_uses_the_lane_this_device_has_seen(
 def test_the_demo_shows_the_automation_lane_with_a_nudged_round(
     isolated_home: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from device_agent.demo import AUTOMATIONS, run_demo
+    from device_agent.demo.session import AUTOMATIONS, run_demo
 
     assert run_demo(isolated_home / "demo") == ExitCode.OK
     out = capsys.readouterr().out

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from device_agent.control_client import ControlError, request, socket_path
+from device_agent.desktop.control_client import ControlError, request, socket_path
 from tests.helpers import install_fake, wait_for
 
 from .conftest import WORKER_ID, Lab

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
+from device_agent.agent.app import run_agent
+from device_agent.desktop.notify import Backend, NotificationSettings
+from device_agent.desktop.notify.notifier import Notifier
 from device_agent.devserver import DevServer, DevState
 from device_agent.errors import ExitCode
-from device_agent.notify import Backend, NotificationSettings
-from device_agent.notify.notifier import Notifier
-from device_agent.runner import run_agent
 from tests.helpers import wait_for
 
 from .conftest import Lab

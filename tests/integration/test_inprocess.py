@@ -14,16 +14,16 @@ import httpx
 import pytest
 import respx
 
-from device_agent.alarm import Alarm
-from device_agent.auth.device_token import local_init, mint_child_token
-from device_agent.auth.http import account_client_for
-from device_agent.client import LobuClient
-from device_agent.credentials import token_store
+from device_agent.agent.alarm import Alarm
+from device_agent.agent.app import run_agent
+from device_agent.agent.poll_loop import AUTH_RETRY_SECONDS, Agent
+from device_agent.config import Paths, Settings, validate
 from device_agent.devserver import DevServer, DevState
-from device_agent.dispatcher import AUTH_RETRY_SECONDS, Agent
 from device_agent.errors import ExitCode
-from device_agent.runner import run_agent
-from device_agent.settings import Paths, Settings, validate
+from device_agent.identity.credentials import token_store
+from device_agent.identity.device_token import local_init, mint_child_token
+from device_agent.identity.http import account_client_for
+from device_agent.server.client import LobuClient
 from tests.helpers import wait_for_async
 
 from .conftest import journal_rows
@@ -223,8 +223,8 @@ def test_a_run_handed_over_twice_is_executed_once(isolated_home: Path) -> None:
 def test_a_new_login_is_picked_up_after_401s(
     isolated_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from device_agent import credentials
-    from device_agent.auth.store import Credential
+    from device_agent.identity import credentials
+    from device_agent.identity.store import Credential
 
     keyring = {"token": "owl_pat_" + "o" * 32}  # revoked: the server does not know it
     monkeypatch.setattr(
@@ -302,7 +302,7 @@ def test_a_claim_that_arrives_after_the_stop_is_reported_not_started(isolated_ho
 def test_an_idle_agent_rotates_its_device_token_and_polls_with_the_new_one(
     isolated_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("device_agent.runner.ROTATION_CHECK_SECONDS", 0.05)
+    monkeypatch.setattr("device_agent.agent.app.ROTATION_CHECK_SECONDS", 0.05)
 
     async def go() -> None:
         state = DevState(create_checkin_watcher=False, next_poll_seconds=0.05)

@@ -6,7 +6,7 @@ import json
 import signal
 from typing import Any
 
-from device_agent.control_client import ControlError, request, socket_path
+from device_agent.desktop.control_client import ControlError, request, socket_path
 from device_agent.devserver import Fault
 from tests.helpers import alive, wait_for
 

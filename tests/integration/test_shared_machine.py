@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
+from device_agent.agent.journal import Journal
+from device_agent.agent.result import ExitReason, Report
 from device_agent.devserver import DevServer, DevState
-from device_agent.journal import Journal
-from device_agent.result import ExitReason, Report
 from tests.helpers import agent_env, wait_for
 
 WORKER = "linux:shared"

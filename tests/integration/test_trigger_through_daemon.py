@@ -20,9 +20,9 @@ HEAVY = (
     "httpcore",
     "device_agent.logs",
     "asyncio",
-    "device_agent.settings",
-    "device_agent.auth.http",
-    "device_agent.journal",
+    "device_agent.config",
+    "device_agent.identity.http",
+    "device_agent.agent.journal",
 )
 
 

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from device_agent.cli import _parser
+from device_agent.cli.main import _parser
 from tests.helpers import agent_env
 
 HEAVY = (
@@ -15,29 +15,29 @@ HEAVY = (
     "keyring",
     "asyncio",
     "logging",
-    "device_agent.service",
-    "device_agent.auth.commands",
+    "device_agent.desktop.service",
+    "device_agent.identity.commands",
 )
 
 # What `device-agent run` must not import before its first poll: what only some runs, some
 # commands or later moments need.
 NOT_BEFORE_THE_FIRST_POLL = (
-    "device_agent.lanes.automation",  # until an automation run arrives
-    "device_agent.automation.payload",
-    "device_agent.automation.prompt",
-    "device_agent.automation.access",
-    "device_agent.automation.answers",
-    "device_agent.notify.policy",  # until a run has finished
-    "device_agent.notify.notifier",
-    "device_agent.auth.trigger",  # until someone asks for "Run now"
-    "device_agent.service",  # at exit
-    "device_agent.launch",  # at the first run
-    "device_agent.auth.commands",  # other commands'
-    "device_agent.doctor",
-    "device_agent.probe",  # doctor's version probe
+    "device_agent.lanes.automation.lane",  # until an automation run arrives
+    "device_agent.lanes.automation.payload",
+    "device_agent.lanes.automation.prompt",
+    "device_agent.lanes.automation.access",
+    "device_agent.lanes.automation.answers",
+    "device_agent.desktop.notify.policy",  # until a run has finished
+    "device_agent.desktop.notify.notifier",
+    "device_agent.identity.run_now",  # until someone asks for "Run now"
+    "device_agent.desktop.service",  # at exit
+    "device_agent.executors.launch",  # at the first run
+    "device_agent.identity.commands",  # other commands'
+    "device_agent.cli.doctor",
+    "device_agent.executors.probe",  # doctor's version probe
     "device_agent.devserver",
-    "device_agent.tray",
-    "httpx",  # LobuClient speaks HTTP/1.1 itself (device_agent/http1.py): httpx is for login,
+    "device_agent.desktop.tray",
+    "httpx",  # LobuClient speaks HTTP/1.1 itself (server/http1.py): httpx is for login,
     "httpcore",  # the tools proxy and an HTTP proxy named by the environment
     "anyio",
     "http",  # its status enums, for an answer without a reason phrase
@@ -49,11 +49,11 @@ NOT_BEFORE_THE_FIRST_POLL = (
 # the executor profiles were read and every module imported by then.
 RUN_TO_THE_FIRST_POLL = """
 import os, sys
-import device_agent.profiles
-from device_agent.client import LobuClient
+import device_agent.executors.profiles
+from device_agent.server.client import LobuClient
 
 reads = []
-read_profiles = device_agent.profiles.load_profiles
+read_profiles = device_agent.executors.profiles.load_profiles
 
 def counted(*args, **kwargs):
     reads.append(args)
@@ -63,9 +63,9 @@ async def first_poll(self, body):
     print("#", len(reads), *sorted(sys.modules), flush=True)
     os._exit(0)
 
-device_agent.profiles.load_profiles = counted
+device_agent.executors.profiles.load_profiles = counted
 LobuClient.poll = first_poll
-from device_agent.cli import main
+from device_agent.cli.main import main
 main(["run", "--once", "--agent", "demo"])
 """
 
@@ -113,7 +113,7 @@ def test_run_imports_only_what_its_first_poll_needs(
     at_the_first_poll: tuple[int, set[str]],
 ) -> None:
     _, modules = at_the_first_poll
-    assert "device_agent.runner" in modules  # the probe stopped where it should
+    assert "device_agent.agent.app" in modules  # the probe stopped where it should
     early = modules & set(NOT_BEFORE_THE_FIRST_POLL)
     assert not early
 
@@ -124,14 +124,14 @@ def test_run_reads_the_executor_profiles_once(at_the_first_poll: tuple[int, set[
 
 
 def test_version_imports_nothing_heavy() -> None:
-    code = "from device_agent.cli import main\ntry:\n    main(['--version'])\n"
+    code = "from device_agent.cli.main import main\ntry:\n    main(['--version'])\n"
     code += "except SystemExit:\n    pass"
     assert imported_after(code, among=(*HEAVY, "pathlib")) == set()
 
 
 def test_building_the_trigger_parser_leaves_out_the_desktop_commands() -> None:
-    code = "from device_agent.cli import _parser\n_parser(only='trigger')"
-    assert imported_after(code) <= {"httpx", "asyncio", "device_agent.auth.commands"}
+    code = "from device_agent.cli.main import _parser\n_parser(only='trigger')"
+    assert imported_after(code) <= {"httpx", "asyncio", "device_agent.identity.commands"}
     assert "keyring" not in imported_after(code)
 
 

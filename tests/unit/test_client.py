@@ -13,10 +13,10 @@ import httpx
 import pytest
 import respx
 
-from device_agent.client import USER_AGENT, Answer, AnswerKind, LobuClient, parse_retry_after
+from device_agent.agent.result import ExitReason, Report
 from device_agent.lanes import UnhandledLane
-from device_agent.lanes.watcher import WATCHER
-from device_agent.result import ExitReason, Report
+from device_agent.lanes.watcher.lane import WATCHER
+from device_agent.server.client import USER_AGENT, Answer, AnswerKind, LobuClient, parse_retry_after
 
 pytestmark = pytest.mark.usefixtures("lobu_client_through_httpx")  # respx plays the server
 
@@ -246,7 +246,7 @@ def test_redirects_are_not_followed() -> None:
 def test_a_large_result_gets_time_to_go_up_a_slow_link(monkeypatch: pytest.MonkeyPatch) -> None:
     """A 4 MiB output must not time out on every try over a slow uplink: the completion's
     overall deadline grows with what it carries."""
-    from device_agent import client as client_module
+    from device_agent.server import client as client_module
 
     deadlines: list[float] = []
     real_timeout = asyncio.timeout

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from device_agent.cli import _parser, main
-from device_agent.commands.logs import follow, render
-from device_agent.journal import ACKNOWLEDGED, DEAD, Journal
-from device_agent.result import ExitReason, Report, failure
+from device_agent.agent.journal import ACKNOWLEDGED, DEAD, Journal
+from device_agent.agent.result import ExitReason, Report, failure
+from device_agent.cli.logs import follow, render
+from device_agent.cli.main import _parser, main
 
 SERVER = "http://127.0.0.1:9"
 
@@ -281,7 +281,7 @@ def test_doctor_says_which_agent_kinds_a_current_server_is_offered(
 
 
 def test_the_demo_agent_shows_a_window_with_both_dates() -> None:
-    from device_agent.demo_cli import summarize
+    from device_agent.demo.watcher_cli import summarize
 
     prompt = (
         "Say hi\nWatcher: Hello\nWindow start: 2026-11-29T00:00:00.000Z\n"

@@ -6,9 +6,9 @@ import time
 from types import SimpleNamespace
 from typing import Any
 
-from device_agent.activity import RunBoard
-from device_agent.control_handler import AgentControl
-from device_agent.status import AgentState, Status
+from device_agent.agent.activity import RunBoard
+from device_agent.agent.status import AgentState, Status
+from device_agent.desktop.control_handler import AgentControl
 
 
 def _control(status: Status) -> AgentControl:

@@ -5,14 +5,14 @@ from pathlib import Path
 
 import pytest
 
-from device_agent.credentials import (
+from device_agent.config import Settings, load
+from device_agent.identity.credentials import (
     CredentialError,
     Tokens,
     check_token_shape,
     resolve_token,
     store_token,
 )
-from device_agent.settings import Settings, load
 
 SERVER = "https://lobu.example.com"
 

@@ -12,10 +12,10 @@ from typing import Any
 import httpx
 import pytest
 
-from device_agent.client import LobuClient
-from device_agent.exchange import AnswerTooLarge, Exchange, Reply
-from device_agent.http1 import H1Exchange
-from device_agent.httpx_exchange import HttpxExchange
+from device_agent.server.client import LobuClient
+from device_agent.server.exchange import AnswerTooLarge, Exchange, Reply
+from device_agent.server.http1 import H1Exchange
+from device_agent.server.httpx_exchange import HttpxExchange
 from tests.loopback import without_proxies
 
 TOKEN = "owl_pat_" + "e" * 32

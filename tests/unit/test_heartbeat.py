@@ -7,8 +7,8 @@ import asyncio
 import pytest
 import respx
 
-from device_agent.client import LobuClient
-from device_agent.heartbeat import Heartbeat
+from device_agent.agent.heartbeat import Heartbeat
+from device_agent.server.client import LobuClient
 from tests.helpers import wait_for_async
 
 pytestmark = pytest.mark.usefixtures("lobu_client_through_httpx")  # respx plays the server

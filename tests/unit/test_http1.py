@@ -1,4 +1,4 @@
-"""The agent's own HTTP/1.1 (device_agent/http1.py), as LobuClient uses it: kept-alive
+"""The agent's own HTTP/1.1 (device_agent/server/http1.py), as LobuClient uses it: kept-alive
 connections, failures named, a hostile server bounded — all against loopback servers."""
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from device_agent import http1
-from device_agent.client import Answer, AnswerKind, LobuClient
-from device_agent.exchange import ExchangeError, ExchangeTimeout, Reply
-from device_agent.http1 import H1Exchange
+from device_agent.server import http1
+from device_agent.server.client import Answer, AnswerKind, LobuClient
+from device_agent.server.exchange import ExchangeError, ExchangeTimeout, Reply
+from device_agent.server.http1 import H1Exchange
 from tests.helpers import wait_for_async
 from tests.loopback import (
     ANSWER,

@@ -11,7 +11,7 @@ import urllib.request
 import pytest
 from httpcore._synchronization import current_async_library
 
-from device_agent.http_options import proxy_configured, remember_missing_sniffio, tls_for
+from device_agent.server.http_options import proxy_configured, remember_missing_sniffio, tls_for
 from tests.loopback import without_proxies
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from device_agent.journal import (
+from device_agent.agent.journal import (
     ABANDONED,
     ACKNOWLEDGED,
     CLAIMED,
@@ -19,7 +19,7 @@ from device_agent.journal import (
     JournalThread,
     JournalWriteError,
 )
-from device_agent.result import ExitReason, Report
+from device_agent.agent.result import ExitReason, Report
 from tests.helpers import captured_logs
 
 S = "http://127.0.0.1:1"

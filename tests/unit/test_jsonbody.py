@@ -10,10 +10,10 @@ import httpx
 import pytest
 import respx
 
-from device_agent.client import LobuClient
-from device_agent.jsonbody import LARGE, SLICE, Body, has_large_text, pieces, request_body
-from device_agent.lanes.watcher import WATCHER
-from device_agent.result import ExitReason, Report
+from device_agent.agent.result import ExitReason, Report
+from device_agent.lanes.watcher.lane import WATCHER
+from device_agent.server.client import LobuClient
+from device_agent.server.jsonbody import LARGE, SLICE, Body, has_large_text, pieces, request_body
 
 ORIGIN = "http://127.0.0.1:9"
 TRICKY = 'é"\\\n\t\x01 ☃ 𝄞 </script>'  # escapes, a control character, beyond the BMP

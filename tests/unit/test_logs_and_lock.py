@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from device_agent import logs
-from device_agent.identity import resolve_worker_id
-from device_agent.lock import AlreadyRunning, InstanceLock
-from device_agent.settings import load
+from device_agent.agent.lock import AlreadyRunning, InstanceLock
+from device_agent.config import load
+from device_agent.identity.worker_id import resolve_worker_id
 
 SECRET = "owl_pat_ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
 
@@ -115,7 +115,7 @@ def test_lock_blocks_a_second_holder_and_names_the_pid(tmp_path: Path) -> None:
         [
             sys.executable,
             "-c",
-            "import sys; from device_agent.lock import InstanceLock; "
+            "import sys; from device_agent.agent.lock import InstanceLock; "
             f"l = InstanceLock(__import__('pathlib').Path({str(path)!r})); l.acquire(); "
             "print('held', flush=True); sys.stdin.read()",
         ],
@@ -145,7 +145,7 @@ def test_worker_id_is_generated_once_and_kept(isolated_home: Path) -> None:
 
 
 def test_holder_pid_asks_the_lock_not_a_stale_file(tmp_path: Path) -> None:
-    from device_agent.lock import holder_pid
+    from device_agent.agent.lock import holder_pid
 
     path = tmp_path / "agent.lock"
     assert holder_pid(path) is None

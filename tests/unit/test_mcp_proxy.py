@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from device_agent.mcp_proxy import McpProxy
+from device_agent.executors.mcp_proxy import McpProxy
 from tests.hostile import HostileServer, Reply, json_reply, raw, trickle
 
 DEVICE_TOKEN = "owl_pat_" + "m" * 32

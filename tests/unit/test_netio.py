@@ -13,8 +13,8 @@ import httpcore
 import httpx
 import pytest
 
-from device_agent.http_options import transport_for
-from device_agent.netio import AsyncioBackend, AsyncioTransport
+from device_agent.server.http_options import transport_for
+from device_agent.server.netio import AsyncioBackend, AsyncioTransport
 from tests.helpers import wait_for_async
 from tests.loopback import (
     Loopback,

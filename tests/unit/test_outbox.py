@@ -12,10 +12,10 @@ import httpx
 import pytest
 import respx
 
-from device_agent.client import AnswerKind, LobuClient
-from device_agent.delivery import FINAL_409_NOTE, GiveUp, Outbox, after, never_give_up
-from device_agent.journal import AsyncJournal, Journal, JournalState, JournalWriteError
-from device_agent.result import ExitReason, Report
+from device_agent.agent.journal import AsyncJournal, Journal, JournalState, JournalWriteError
+from device_agent.agent.outbox import FINAL_409_NOTE, GiveUp, Outbox, after, never_give_up
+from device_agent.agent.result import ExitReason, Report
+from device_agent.server.client import AnswerKind, LobuClient
 
 pytestmark = pytest.mark.usefixtures("lobu_client_through_httpx")  # respx plays the server
 

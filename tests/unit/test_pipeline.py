@@ -13,17 +13,17 @@ import httpx
 import pytest
 import respx
 
-from device_agent.client import Answer, LobuClient
-from device_agent.delivery import Outbox, never_give_up
-from device_agent.journal import AsyncJournal, Entry, Journal, JournalState, JournalWriteError
+from device_agent.agent.journal import AsyncJournal, Entry, Journal, JournalState, JournalWriteError
+from device_agent.agent.outbox import Outbox, never_give_up
+from device_agent.agent.pipeline import MAX_ROUNDS, RunPipeline
+from device_agent.agent.result import ExitReason, Report
+from device_agent.config import Paths, Settings, validate
+from device_agent.executors.mcp_proxy import McpProxy
+from device_agent.executors.request import ExecutionRequest
+from device_agent.identity.tokens import TokenSource
 from device_agent.lanes import Done, Lane, Resume, Verdict
-from device_agent.mcp_proxy import McpProxy
-from device_agent.pipeline import MAX_ROUNDS, RunPipeline
-from device_agent.protocol import Claim
-from device_agent.request import ExecutionRequest
-from device_agent.result import ExitReason, Report
-from device_agent.settings import Paths, Settings, validate
-from device_agent.tokens import TokenSource
+from device_agent.server.client import Answer, LobuClient
+from device_agent.server.protocol import Claim
 from tests.helpers import captured_logs
 
 pytestmark = pytest.mark.usefixtures("lobu_client_through_httpx")  # respx plays the server

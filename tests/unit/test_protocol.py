@@ -5,16 +5,16 @@ from typing import Any
 
 import pytest
 
+from device_agent.agent.result import ExitReason, Report
 from device_agent.lanes import UnhandledLane
-from device_agent.lanes.watcher import WATCHER
-from device_agent.protocol import (
+from device_agent.lanes.watcher.lane import WATCHER
+from device_agent.server.protocol import (
     Claim,
     Idle,
     PayloadError,
     parse_poll,
     parse_watcher_run,
 )
-from device_agent.result import ExitReason, Report
 
 GOOD_PAYLOAD: dict[str, Any] = {
     "watcher": {

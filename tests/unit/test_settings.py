@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from device_agent.settings import ConfigError, load
+from device_agent.config import ConfigError, load
 
 
 def write_config(home: Path, text: str) -> Path:

@@ -6,9 +6,9 @@ import asyncio
 import contextlib
 import random
 
-from device_agent.alarm import Alarm
-from device_agent.backoff import Backoff
-from device_agent.sleepwatch import watch_for_sleep
+from device_agent.agent.alarm import Alarm
+from device_agent.agent.backoff import Backoff
+from device_agent.agent.sleepwatch import watch_for_sleep
 
 
 def test_backoff_grows_is_capped_and_resets() -> None:

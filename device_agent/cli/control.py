@@ -1,0 +1,61 @@
+"""`device-agent pause` and `resume`, and the poke `trigger` gives a running daemon.
+
+Each talks to the daemon over its control socket (docs/desktop.md, "control socket").
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING, Any
+
+from device_agent.cli.common import fail, settings_from
+from device_agent.errors import ExitCode
+
+if TYPE_CHECKING:
+    from device_agent.config import Settings
+
+POKED = "asked the running agent to poll now"
+
+
+def ask_daemon(settings: Settings, op: str, **args: Any) -> dict[str, Any]:
+    """Send `op` to the daemon of this state dir. Raises `control_client.ControlError`
+    (`DaemonNotRunning` when none answers)."""
+    from device_agent.desktop.control_client import request, socket_path
+
+    return request(socket_path(settings.paths.state_dir), op, **args)
+
+
+def poke_daemon(settings: Settings) -> str | None:
+    """Ask the running daemon to poll now (after "Run now"); one line saying what happened."""
+    from device_agent.desktop.control_client import ControlError, DaemonNotRunning
+
+    try:
+        ask_daemon(settings, "poll_now")
+    except DaemonNotRunning:
+        return "no agent is running here; the run waits until one polls"
+    except ControlError as exc:
+        return f"could not ask the running agent to poll now ({exc}); it picks the run up later"
+    return POKED
+
+
+def cmd_pause(args: argparse.Namespace) -> int:
+    return _switch(args, "pause", "paused: no new runs are claimed; running ones finish")
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    return _switch(args, "resume", "resumed: polling now")
+
+
+def _switch(args: argparse.Namespace, op: str, done: str) -> int:
+    from device_agent.desktop.control_client import ControlError, DaemonNotRunning
+
+    try:
+        ask_daemon(settings_from(args), op)
+    except DaemonNotRunning as exc:
+        fail(str(exc))
+        return ExitCode.CONFIG
+    except ControlError as exc:
+        fail(str(exc))
+        return ExitCode.INTERNAL
+    print(done)
+    return ExitCode.OK

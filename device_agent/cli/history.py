@@ -1,0 +1,130 @@
+"""`device-agent history`: recent runs from the journal, or one run in full."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from typing import TYPE_CHECKING, Any
+
+from device_agent.cli.common import fail, settings_from
+from device_agent.cli.output import duration, format_table, printable, when
+from device_agent.errors import ExitCode
+
+if TYPE_CHECKING:
+    from device_agent.agent.journal import Entry, Journal
+    from device_agent.config import Settings
+
+ERROR_WIDTH = 60  # characters of the error in the table; `--run` shows all of it
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    from device_agent.agent.journal import Journal
+
+    settings = settings_from(args)
+    if not settings.paths.journal_file.exists():
+        print("[]" if args.json else "no runs yet")
+        return ExitCode.OK
+    journal = Journal(settings.paths.journal_file)
+    try:
+        if args.run_id is not None:
+            return _show_run(journal, settings, args.run_id, as_json_=args.json)
+        entries = journal.recent(args.limit)
+    finally:
+        journal.close()
+    if args.json:
+        print(json.dumps([as_json(e) for e in entries], indent=2))
+        return ExitCode.OK
+    rows = [
+        [
+            str(e.run_id),
+            printable(e.watcher_name or "-"),
+            printable(e.agent_kind or "-"),
+            outcome(e),
+            duration(e.duration_ms),
+            when(e.claimed_at),
+            _short(problem(e) or "-"),
+        ]
+        for e in entries
+    ]
+    print(format_table(["run", "name", "executor", "state", "took", "started", "error"], rows))
+    return ExitCode.OK
+
+
+def outcome(entry: Entry) -> str:
+    """The journal state in a person's words."""
+    failed = bool(entry.error)
+    return {
+        "claimed": "running",
+        "finished": "failed, not sent yet" if failed else "done, not sent yet",
+        "acknowledged": "failed" if failed else "succeeded",
+        "dead": "refused by server",
+        "abandoned": "dropped by server",
+    }.get(entry.state, entry.state)
+
+
+def problem(entry: Entry) -> str | None:
+    """What went wrong: the run's own error, else why the server refused its report."""
+    if entry.state in {"dead", "abandoned"} and entry.server_message:
+        return f"server: {entry.server_message}"
+    return entry.error
+
+
+def as_json(entry: Entry) -> dict[str, Any]:
+    from device_agent.desktop.control_handler import iso
+
+    data = entry.as_dict()
+    for key in ("claimed_at", "finished_at", "acked_at"):
+        data[key] = iso(data[key])
+    data["details"] = dict(entry.details)
+    return data
+
+
+def _short(text: str) -> str:
+    line = printable(text, lines=True).replace("\n", " ")
+    return line if len(line) <= ERROR_WIDTH else line[: ERROR_WIDTH - 1] + "…"
+
+
+def _show_run(journal: Journal, settings: Settings, run_id: int, *, as_json_: bool) -> int:
+    matches = journal.with_run_id(run_id)
+    if not matches:
+        fail(f"run {run_id} is not in the journal ({settings.paths.journal_file})")
+        return ExitCode.CONFIG
+    for entry in matches:
+        if as_json_:
+            print(json.dumps(as_json(entry), indent=2))
+            continue
+        print(_details(entry))
+    return ExitCode.OK
+
+
+def _details(entry: Entry) -> str:
+    fields = [
+        ("run", f"{entry.run_id} ({entry.run_type}) on {entry.server}"),
+        ("name", f"{entry.watcher_name or '-'} (id {entry.watcher_id or '-'})"),
+        ("executor", entry.agent_kind or "-"),
+        ("state", outcome(entry)),
+        ("error", problem(entry) or "-"),
+        ("exit", _exit(entry)),
+        ("started", when(entry.claimed_at)),
+        ("finished", when(entry.finished_at)),
+        ("took", duration(entry.duration_ms)),
+        ("delivered", when(entry.acked_at) if entry.state == "acknowledged" else "-"),
+        ("attempts", str(entry.attempts)),
+        ("server said", entry.server_message or entry.answer or "-"),
+    ]
+    fields += [
+        (key, value if isinstance(value, str) else json.dumps(value))
+        for key, value in sorted(entry.details.items())
+    ]
+    width = max(len(label) for label, _ in fields)
+    lines = [f"{label:>{width}}: {printable(value)}" for label, value in fields]
+    lines += ["---- output ----", printable(entry.output or "(no output)", lines=True)]
+    return "\n".join(lines)
+
+
+def _exit(entry: Entry) -> str:
+    if entry.exit_signal:
+        return f"signal {entry.exit_signal} ({entry.exit_reason or '-'})"
+    if entry.exit_code is None:
+        return entry.exit_reason or "-"
+    return f"code {entry.exit_code} ({entry.exit_reason or '-'})"

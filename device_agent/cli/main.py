@@ -1,0 +1,250 @@
+"""The `device-agent` command: argument parsing and the one error handler.
+
+Each subcommand lives in `device_agent.cli.common`; exit codes come from
+`device_agent.errors` (0 did its job; 1 unexpected internal error; 2 usage or
+configuration error; 3 authentication needed; 4 server unreachable).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+from importlib import import_module
+from typing import TYPE_CHECKING
+
+from device_agent import __version__
+from device_agent.cli.common import fail
+from device_agent.errors import DeviceAgentError, ExitCode
+from device_agent.umask import make_private
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+Command = Callable[[argparse.Namespace], int]
+Parser = argparse.ArgumentParser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = _parser(only=argv[0] if argv else None)
+    args = parser.parse_args(argv)
+    handler: Command | None = getattr(args, "handler", None)
+    if handler is None:
+        parser.print_help()
+        return ExitCode.CONFIG
+    make_private()
+    try:
+        code = handler(args)
+        sys.stdout.flush()  # here, not at exit, so that a closed pipe is handled below
+        return code
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return _reader_went_away()
+    except Exception as exc:
+        code, message = _explain(exc)
+        fail(message)
+        return code
+
+
+def _reader_went_away() -> int:
+    """`device-agent history | head`: the reader stopped, which is not our failure. Point
+    stdout at /dev/null so the interpreter's final flush does not raise again."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return ExitCode.OK
+
+
+def _explain(exc: Exception) -> tuple[ExitCode, str]:
+    if isinstance(exc, DeviceAgentError):
+        return exc.exit_code, exc.user_message()
+    from device_agent.logs import get_logger  # a bug: say so in one line, keep the traceback
+
+    get_logger(__name__).error("internal error", exc_info=exc)
+    return ExitCode.INTERNAL, (
+        f"internal error: {type(exc).__name__}: {exc} — the log has the details; please report it"
+    )
+
+
+def _lazy(module: str, name: str) -> Command:
+    """A command handler imported when it runs: start-up pays only for the command used."""
+
+    def handler(args: argparse.Namespace) -> int:
+        command: Command = getattr(import_module(module), name)
+        return command(args)
+
+    return handler
+
+
+def _path(text: str) -> Path:
+    """`--config`'s type: pathlib (with urllib.parse and ipaddress) is imported when a command
+    runs, not when `--version` or `--help` builds the parser (~4 ms of their start)."""
+    from pathlib import Path
+
+    return Path(text)
+
+
+def _parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The whole parser; with `only` (the first argument) naming a command, just that
+    command's subparser, so `device-agent run` never imports what `login` or `service` need
+    to define their options; with `--version`, no command. Anything else builds everything,
+    for the help and argparse's "invalid choice" message."""
+    parser = argparse.ArgumentParser(
+        prog="device-agent",
+        description=(
+            "Runs on your own machine the watcher and automation runs a Lobu server pins to it, "
+            "with a local CLI agent (Claude Code, Codex, Gemini CLI, OpenCode, or a command)."
+        ),
+        epilog="Start here: device-agent login, device-agent doctor, device-agent run.",
+    )
+    parser.add_argument("--version", action="version", version=f"device-agent {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--config", type=_path, help="config file (default: DEVICE_AGENT_CONFIG or the config dir)"
+    )
+    common.add_argument("--server", help="Lobu server URL (overrides DEVICE_AGENT_SERVER)")
+    common.add_argument(
+        "--worker-id", dest="worker_id", help="this device's worker id (overrides the config)"
+    )
+    common.add_argument("-v", "--verbose", action="store_true", help="debug logs on the terminal")
+    sub = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    known = {"run", "demo", "dev-server", "login", "logout", "status", "history", "trigger"}
+    known |= {"pause", "resume", "logs", "service", "tray", "doctor"}
+    everything = only not in known and only != "--version"  # which needs no command at all
+
+    def wanted(name: str) -> bool:
+        return everything or name == only
+
+    def command(
+        name: str,
+        handler: Command,
+        summary: str,
+        *,
+        example: str = "",
+        shared: bool = True,
+        arguments: tuple[str, str] | None = None,
+    ) -> Parser:
+        """A subcommand whose --help says `summary` as a sentence, with an example;
+        `arguments` (module, function) adds its options, imported only when it is built."""
+        if not wanted(name):
+            return Parser(add_help=False)  # not the command run: its options go nowhere
+        made = sub.add_parser(
+            name,
+            parents=[common] if shared else [],
+            help=summary,
+            description=summary[0].upper() + summary[1:] + ".",
+            epilog=f"example: {example}" if example else None,
+        )
+        made.set_defaults(handler=handler)
+        if arguments is not None:
+            module, function = arguments
+            getattr(import_module(module), function)(made)
+        return made
+
+    run = command(
+        "run",
+        _lazy("device_agent.cli.run", "cmd_run"),
+        "poll the server and run what it pins to this device (what the service runs)",
+        example="device-agent run --once --agent codex",
+    )
+    run.add_argument("--once", action="store_true", help="one poll; run what was claimed; exit")
+    run.add_argument("--concurrency", type=int, help="runs at once (default 1)")
+    run.add_argument(
+        "--agent", dest="default_agent", help="executor profile for runs that name none"
+    )
+
+    command(
+        "demo",
+        _lazy("device_agent.cli.demo", "cmd_demo"),
+        "try it offline: a local dev server, sample watchers and a demo agent",
+        shared=False,
+    )
+    command(
+        "dev-server",
+        _lazy("device_agent.cli.demo", "cmd_dev_server"),
+        "a Lobu-compatible server on loopback; prints a `run` line to paste as is",
+        example="device-agent dev-server --port 8787",
+        shared=False,
+        arguments=("device_agent.cli.demo", "add_dev_server_arguments"),
+    )
+
+    auth = "device_agent.identity.commands"
+    command(
+        "login",
+        _lazy("device_agent.cli.login", "cmd_login"),
+        "sign this device in: a token bound to this device, kept in the OS keyring or a 0600 file",
+        example="device-agent login --server https://lobu.example.com",
+        arguments=(auth, "add_login_arguments"),
+    )
+    command(
+        "logout",
+        _lazy("device_agent.cli.login", "cmd_logout"),
+        "revoke and remove this device's stored token",
+        arguments=(auth, "add_logout_arguments"),
+    )
+
+    status = command(
+        "status",
+        _lazy("device_agent.cli.status", "cmd_status"),
+        "what the agent is doing now: state, runs, last poll, results waiting, problems",
+        example="device-agent status --json | jq .state",
+    )
+    status.add_argument("--json", action="store_true", help="machine-readable, stable keys")
+
+    history = command(
+        "history",
+        _lazy("device_agent.cli.history", "cmd_history"),
+        "recent runs from the journal, or one run in full",
+        example="device-agent history --run 42",
+    )
+    history.add_argument("--json", action="store_true", help="machine-readable, ISO times")
+    history.add_argument(
+        "--limit", type=int, default=20, help="how many recent runs to list (default 20)"
+    )
+    history.add_argument("--run", type=int, dest="run_id", help="show one run in full, by run id")
+
+    command(
+        "trigger",
+        _lazy("device_agent.cli.trigger", "cmd_trigger"),
+        '"Run now": ask the server to queue a watcher or automation run, then the agent to poll',
+        example="device-agent trigger 42 --lane automation",
+        arguments=("device_agent.cli.trigger", "add_trigger_arguments"),
+    )
+
+    control = "device_agent.cli.control"
+    command("pause", _lazy(control, "cmd_pause"), "stop claiming new runs; running ones finish")
+    command("resume", _lazy(control, "cmd_resume"), "claim runs again, polling at once")
+
+    logs = command(
+        "logs",
+        _lazy("device_agent.cli.logs", "cmd_logs"),
+        "show the agent's log, or follow it",
+        example="device-agent logs -f --run 42",
+    )
+    logs.add_argument("-f", "--follow", action="store_true", help="keep printing new lines")
+    logs.add_argument("--run", type=int, dest="run_id", help="only this run's lines")
+    logs.add_argument(
+        "-n", "--lines", type=int, default=50, help="how many recent lines first (default 50)"
+    )
+
+    desktop = "device_agent.cli.desktop"
+    for name in ("service", "tray"):  # these modules define their own subparsers
+        if wanted(name):
+            module = import_module(f"device_agent.desktop.{name}")
+            made = module.add_arguments(sub, parents=[common])
+            made.set_defaults(handler=_lazy(desktop, f"cmd_{name}"))
+
+    command(
+        "doctor",
+        _lazy("device_agent.cli.doctor", "cmd_doctor"),
+        "check server, token, CLIs (as the service finds them), config and directories",
+    )
+    return parser
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,167 @@
+"""`device-agent status`: what the agent is doing now — the one place that tells the truth.
+
+The running daemon answers over its control socket (state, pause, current runs,
+last poll, why results wait); the journal adds the backlog and the dead
+letters, so with no daemon running status still says what is left to do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+from device_agent.cli.common import settings_from
+from device_agent.cli.output import ago, elapsed, printable
+from device_agent.errors import ExitCode
+
+if TYPE_CHECKING:
+    from device_agent.config import Settings
+
+TAIL_LINES = 3  # of a running run's output, in the human view
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    report = gather(settings_from(args))
+    if args.json:
+        print(json.dumps(report, indent=2))
+    else:
+        print(render(report))
+    return ExitCode.OK
+
+
+def gather(settings: Settings) -> dict[str, Any]:
+    """The status report; its keys are stable (`schema_version` changes when they do)."""
+    from device_agent import __version__
+    from device_agent.cli.control import ask_daemon
+    from device_agent.desktop.control_client import ControlError, DaemonNotRunning
+    from device_agent.desktop.control_handler import STATUS_SCHEMA_VERSION, iso
+
+    daemon: dict[str, Any] = {}
+    note = None
+    try:
+        daemon = ask_daemon(settings, "status")
+    except DaemonNotRunning:
+        note = "the daemon is not running: start it with `device-agent run`"
+    except ControlError as exc:
+        note = str(exc)
+    # The running daemon knows its server even when this shell has no DEVICE_AGENT_SERVER.
+    settings = replace(settings, server=daemon.get("server") or settings.server)
+    waiting = {item["run_id"]: item["waiting_because"] for item in daemon.get("backlog", [])}
+    backlog, dead = _journal_view(settings)
+    for item in backlog:
+        item["waiting_because"] = waiting.get(item["run_id"]) or (
+            "queued; sent at the next attempt" if daemon else "the daemon is not running"
+        )
+    return {
+        "schema_version": STATUS_SCHEMA_VERSION,
+        "version": __version__,
+        "daemon_running": bool(daemon),
+        "daemon_note": note,
+        "daemon_version": daemon.get("version"),
+        "pid": daemon.get("pid"),
+        "server": settings.server,
+        "worker_id": daemon.get("worker_id"),
+        "state": daemon.get("state", "not running"),
+        "paused": bool(daemon.get("paused")),
+        "runs": daemon.get("runs", []),
+        "last_poll_at": iso(daemon.get("last_poll_at")),
+        "backlog": backlog,
+        "dead_letters": dead,
+        "problems": daemon.get("problems", []),
+        **_token(settings, daemon.get("token_home")),
+    }
+
+
+def _token(settings: Settings, daemons: str | None) -> dict[str, str | None]:
+    """Where the token lives and what is wrong with it; `daemons` is where the running
+    daemon says its token came from, when this shell cannot see it (its environment)."""
+    from device_agent.config import ConfigError
+    from device_agent.identity.credentials import describe_token_home, token_problem
+
+    if daemons:
+        return {"token_home": daemons, "token_problem": None}
+    try:
+        return {
+            "token_home": describe_token_home(settings),
+            "token_problem": token_problem(settings),
+        }
+    except ConfigError as exc:  # no server yet: there is no token to look for
+        return {"token_home": None, "token_problem": str(exc)}
+
+
+def _journal_view(settings: Settings) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    from device_agent.agent.journal import DEAD, FINISHED, Journal
+    from device_agent.desktop.control_handler import iso
+
+    if settings.server is None or not settings.paths.journal_file.exists():
+        return [], []
+    journal = Journal(settings.paths.journal_file)
+    try:
+        waiting = journal.in_state(FINISHED, server=settings.origin)
+        dead = journal.in_state(DEAD, server=settings.origin)
+    finally:
+        journal.close()
+    backlog = [
+        {
+            "run_id": e.run_id,
+            "name": e.watcher_name,
+            "finished_at": iso(e.finished_at),
+            "attempts": e.attempts,
+        }
+        for e in waiting
+    ]
+    dead_letters = [
+        {
+            "run_id": e.run_id,
+            "name": e.watcher_name,
+            "finished_at": iso(e.finished_at),
+            "answer": e.answer,
+            "server_message": e.server_message,
+        }
+        for e in dead
+    ]
+    return backlog, dead_letters
+
+
+def render(report: dict[str, Any]) -> str:
+    """The human view of `gather`'s report."""
+    lines = []
+    if report["daemon_running"]:
+        state = "" if report["state"] == "paused" else f", {report['state']}"
+        paused = ", PAUSED (`device-agent resume` to go on)" if report["paused"] else ""
+        lines.append(f"agent: running (PID {report['pid']}){state}{paused}")
+        lines.append(f"  last poll:  {ago(report['last_poll_at'])}")
+    else:
+        lines.append(f"agent: not running — {report['daemon_note']}")
+    lines.append(f"  server:     {report['server'] or 'none configured'}" + _worker(report))
+    token = " — ".join(filter(None, (report["token_home"], report["token_problem"])))
+    lines.append(f"  token:      {token}")
+    lines.append(f"  version:    device-agent {report['version']}")
+    for problem in report["problems"]:
+        lines.append(f"problem: {problem}")
+    for run in report["runs"]:
+        lines.append(
+            f"running: run {run['run_id']} — {printable(run['name'])} ({run['lane']}), "
+            f"for {elapsed(run['elapsed_seconds'])}"
+        )
+        for line in run["output_tail"].rstrip().splitlines()[-TAIL_LINES:]:
+            lines.append(f"  | {printable(line)}")
+    lines.append(f"results waiting to be delivered: {len(report['backlog']) or 'none'}")
+    for item in report["backlog"]:
+        lines.append(
+            f"  run {item['run_id']} ({printable(item['name'] or '-')}), "
+            f"{item['attempts']} attempts: {printable(item['waiting_because'])}"
+        )
+    for dead in report["dead_letters"]:
+        lines.append(
+            f"REFUSED by the server: run {dead['run_id']} ({printable(dead['name'] or '-')}): "
+            f"{printable(dead['server_message'] or dead['answer'] or '-')} — output kept: "
+            f"device-agent history --run {dead['run_id']}"
+        )
+    return "\n".join(lines)
+
+
+def _worker(report: dict[str, Any]) -> str:
+    return f" as worker {report['worker_id']}" if report["worker_id"] else ""

@@ -1,0 +1,199 @@
+"""A per-run loopback MCP proxy: the CLI never holds the device token.
+
+A CLI reaches the Lobu tools at `<origin>/mcp` with a bearer token
+(docs/protocol.md, "execution_config and the CLI"). Handing it the device
+token would put the token in the CLI's environment or config, and so in
+every tool the coding agent spawns. Instead, each run gets this proxy on
+127.0.0.1 (port 0) with a random secret of its own: the CLI is wired to the
+proxy with that secret, the proxy forwards MCP streamable-HTTP requests (POST
+with JSON or SSE answers, GET streams, DELETE) upstream with the real token,
+and streams the answers back. The secret is worthless once the run ends:
+the proxy is gone with it.
+
+One request per connection (`Connection: close`), bodies with Content-Length,
+answers sent chunked as they arrive — never buffered whole.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import secrets
+from collections.abc import Callable
+from typing import Final
+
+import httpx
+
+from device_agent.logs import get_logger
+from device_agent.server.http_options import tls_for, transport_for
+
+log = get_logger(__name__)
+
+PATH: Final = "/mcp"
+MAX_HEAD_BYTES: Final = 64 * 1024
+MAX_BODY_BYTES: Final = 8 * 1024 * 1024  # a tool call's arguments; nothing needs more
+# What an MCP client and server need to see of each other; nothing else crosses.
+_REQUEST_HEADERS: Final = (
+    "content-type",
+    "accept",
+    "mcp-session-id",
+    "mcp-protocol-version",
+    "last-event-id",
+)
+_ANSWER_HEADERS: Final = ("content-type", "mcp-session-id", "cache-control", "www-authenticate")
+_METHODS: Final = ("GET", "POST", "DELETE")
+
+
+class _BadRequest(Exception):
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+
+
+class McpProxy:
+    """`async with McpProxy(upstream, token) as proxy:` — `proxy.url` and `proxy.secret`
+    are what the CLI gets; `token` is read per request, so a refreshed token applies."""
+
+    def __init__(
+        self,
+        upstream: str,
+        token: Callable[[], str],
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.upstream = upstream
+        self.secret = "dap_run_" + secrets.token_urlsafe(32)
+        self.url = ""
+        self._token = token
+        self._transport = transport
+        # Made on the first request: most runs never call a tool, and a client costs a TLS
+        # context (docs/protocol.md, "execution_config and the CLI").
+        self._http: httpx.AsyncClient | None = None
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def __aenter__(self) -> McpProxy:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        port = self._server.sockets[0].getsockname()[1]
+        self.url = f"http://127.0.0.1:{port}{PATH}"
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._server is not None:
+            self._server.close()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._server is not None:
+            await self._server.wait_closed()
+        if self._http is not None:
+            await self._http.aclose()
+
+    def _client(self) -> httpx.AsyncClient:
+        if self._http is None:
+            transport = self._transport
+            if transport is None:  # not a test's: the asyncio backend (server/netio.py)
+                transport = transport_for(self.upstream)
+            self._http = httpx.AsyncClient(
+                timeout=httpx.Timeout(None, connect=10.0),  # an SSE stream may idle for long
+                follow_redirects=False,  # the real token goes to the server and nowhere else
+                verify=tls_for(self.upstream),
+                transport=transport,
+            )
+        return self._http
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
+        try:
+            await self._exchange(reader, writer)
+        except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError):
+            pass  # the CLI hung up: nothing left to answer
+        finally:
+            if task is not None:
+                self._tasks.discard(task)
+            writer.close()
+
+    async def _exchange(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            method, target, headers, body = await _read_request(reader)
+            self._check(method, target, headers)
+        except _BadRequest as exc:
+            await _answer(writer, exc.status, str(exc))
+            return
+        query = target.partition("?")[2]
+        upstream = self.upstream + (f"?{query}" if query else "")
+        sent = {k: v for k, v in headers.items() if k in _REQUEST_HEADERS}
+        sent["authorization"] = f"Bearer {self._token()}"
+        http = self._client()
+        request = http.build_request(method, upstream, headers=sent, content=body)
+        try:
+            response = await http.send(request, stream=True)
+        except httpx.HTTPError as exc:
+            log.warning("MCP proxy: the server cannot be reached", error=type(exc).__name__)
+            await _answer(writer, 502, "the Lobu server cannot be reached")
+            return
+        try:
+            await _relay(response, writer)
+        finally:
+            await response.aclose()
+
+    def _check(self, method: str, target: str, headers: dict[str, str]) -> None:
+        given = headers.get("authorization", "")
+        if not hmac.compare_digest(given.encode(), f"Bearer {self.secret}".encode()):
+            raise _BadRequest(401, "this run's MCP secret is required")
+        if target.partition("?")[0] != PATH:
+            raise _BadRequest(404, f"only {PATH} is served")
+        if method not in _METHODS:
+            raise _BadRequest(405, f"{method} is not an MCP method")
+
+
+async def _read_request(reader: asyncio.StreamReader) -> tuple[str, str, dict[str, str], bytes]:
+    head = await reader.readuntil(b"\r\n\r\n")
+    if len(head) > MAX_HEAD_BYTES:
+        raise _BadRequest(431, "request head too large")
+    first, *lines = head.decode("latin-1").split("\r\n")
+    parts = first.split(" ")
+    if len(parts) != 3:
+        raise _BadRequest(400, "not an HTTP request")
+    headers: dict[str, str] = {}
+    for line in lines:
+        name, colon, value = line.partition(":")
+        if colon:
+            headers[name.strip().lower()] = value.strip()
+    if "chunked" in headers.get("transfer-encoding", "").lower():
+        raise _BadRequest(411, "send a Content-Length")
+    length = headers.get("content-length", "0")
+    # isascii too: "²" passes isdigit() and then fails int().
+    if not (length.isascii() and length.isdigit()) or int(length) > MAX_BODY_BYTES:
+        raise _BadRequest(413, "request body missing a length or too large")
+    body = await reader.readexactly(int(length))
+    return parts[0], parts[1], headers, body
+
+
+async def _relay(response: httpx.Response, writer: asyncio.StreamWriter) -> None:
+    """Status and headers, then the body chunk by chunk as the server sends it (SSE)."""
+    lines = [f"HTTP/1.1 {response.status_code} {response.reason_phrase}"]
+    lines += [f"{k}: {v}" for k, v in response.headers.items() if k.lower() in _ANSWER_HEADERS]
+    lines += ["Transfer-Encoding: chunked", "Connection: close", "", ""]
+    writer.write("\r\n".join(lines).encode("latin-1", "replace"))
+    await writer.drain()
+    async for chunk in response.aiter_bytes():
+        if chunk:
+            writer.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+            await writer.drain()
+    writer.write(b"0\r\n\r\n")
+    with contextlib.suppress(ConnectionError):
+        await writer.drain()
+
+
+async def _answer(writer: asyncio.StreamWriter, status: int, message: str) -> None:
+    body = message.encode()
+    writer.write(
+        f"HTTP/1.1 {status} X\r\nContent-Type: text/plain\r\nContent-Length: {len(body)}\r\n"
+        "Connection: close\r\n\r\n".encode()
+        + body
+    )
+    await writer.drain()

@@ -1,0 +1,334 @@
+"""`login`, `logout` and `trigger` as functions: settings, options and streams in, exit code out.
+
+The CLI wires these into its subcommands with `add_*_arguments(parser)` and a call; everything a
+test needs to replace (the HTTP transport, the browser, sleep and clock, the poke of a running
+agent) is a parameter.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+import time
+import webbrowser
+from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import TextIO
+
+import httpx
+
+from device_agent import logs
+from device_agent.config import ENV_TOKEN, Settings
+from device_agent.errors import DeviceAgentError, ExitCode
+from device_agent.identity import oauth
+from device_agent.identity.credentials import CredentialError, check_token_shape, load_credential
+from device_agent.identity.device_token import (
+    local_init,
+    maybe_rotate,
+    mint_child_token,
+    rotation_lock,
+)
+from device_agent.identity.errors import AccountError, UsageError
+from device_agent.identity.http import account_client_for, fail, send
+from device_agent.identity.run_now import trigger
+from device_agent.identity.store import DAY, PAT, Credential, TokenStore, worker_id_mismatch
+from device_agent.identity.worker_id import resolve_worker_id
+
+Poke = Callable[[], str | None]
+
+
+@dataclass
+class Console:
+    """Where a command writes: results to `out`, problems to `err`."""
+
+    out: TextIO = field(default_factory=lambda: sys.stdout)
+    err: TextIO = field(default_factory=lambda: sys.stderr)
+
+    def say(self, message: str) -> None:
+        print(logs.redactor(message), file=self.out, flush=True)
+
+    def fail(self, message: str) -> None:
+        print(f"device-agent: {logs.redactor(message)}", file=self.err, flush=True)
+
+
+@dataclass
+class Wiring:
+    """What tests replace: the HTTP transport, the browser, time, and the environment."""
+
+    transport: httpx.AsyncBaseTransport | None = None
+    open_browser: Callable[[str], object] = webbrowser.open
+    sleep: oauth.Sleep = asyncio.sleep
+    clock: oauth.Clock = time.monotonic
+    env: Mapping[str, str] = field(default_factory=lambda: os.environ)
+    system: str = sys.platform
+
+
+# ------------------------------------------------------------------ parsers
+
+
+def add_login_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--local", action="store_true", help="sign in to a local single-user Lobu server"
+    )
+    parser.add_argument(
+        "--token-stdin", action="store_true", help="read a token (owl_pat_…) from stdin instead"
+    )
+    parser.add_argument(
+        "--no-browser", action="store_true", help="only print the sign-in address and code"
+    )
+
+
+def add_logout_arguments(parser: argparse.ArgumentParser) -> None:
+    """logout takes no options of its own."""
+
+
+# ------------------------------------------------------------------- login
+
+
+def login(
+    settings: Settings,
+    options: argparse.Namespace,
+    *,
+    console: Console | None = None,
+    stdin: TextIO | None = None,
+    wiring: Wiring | None = None,
+) -> int:
+    console, wiring = console or Console(), wiring or Wiring()
+    return _run(console, _login(settings, options, console, wiring, stdin or sys.stdin))
+
+
+async def _login(
+    settings: Settings,
+    options: argparse.Namespace,
+    console: Console,
+    wiring: Wiring,
+    stdin: TextIO,
+) -> int:
+    if options.token_stdin:
+        return await _login_with_token(settings, _read_token(stdin), console, wiring)
+    return await _login_and_mint(settings, options, console, wiring)
+
+
+def _read_token(stdin: TextIO) -> str:
+    token = stdin.readline().strip()
+    if not token:
+        raise UsageError(
+            "no token on stdin: pipe one in, e.g. `printenv LOBU_TOKEN | device-agent login "
+            "--token-stdin`, or run `device-agent login` without --token-stdin to sign in"
+        )
+    try:
+        check_token_shape(token)
+    except CredentialError as exc:
+        raise UsageError(str(exc)) from None
+    logs.redactor.add(token)
+    return token
+
+
+async def _login_with_token(
+    settings: Settings, token: str, console: Console, wiring: Wiring
+) -> int:
+    async with account_client_for(settings, transport=wiring.transport) as client:
+        try:
+            response = await send(client, "GET", "/api/me/devices", bearer=token)
+        except AccountError as exc:
+            raise type(exc)(f"{exc}; nothing was stored") from None
+    if response.status_code != 200:
+        raise fail(response, "checking the token", fix="nothing was stored")
+    store = TokenStore(settings.paths.state_dir, settings.origin)
+    async with rotation_lock(store.state_dir):
+        where = await asyncio.to_thread(store.save, Credential(token=token, kind=PAT))
+    console.say(f"Token for {settings.origin} stored in the {where}.")
+    return ExitCode.OK
+
+
+async def _login_and_mint(
+    settings: Settings, options: argparse.Namespace, console: Console, wiring: Wiring
+) -> int:
+    worker_id = resolve_worker_id(settings)
+    async with account_client_for(settings, transport=wiring.transport) as client:
+        if options.local:
+            init = await local_init(client)
+            user_token, org_slug = init.token, init.org_slug
+        else:
+            user_token, org_slug = await _device_flow(client, options, console, wiring), None
+        store = TokenStore(settings.paths.state_dir, settings.origin)
+        async with rotation_lock(store.state_dir):
+            minted = await mint_child_token(
+                client, user_token, worker_id=worker_id, label=settings.label
+            )
+            credential = replace(minted, org_slug=org_slug)
+            where = await asyncio.to_thread(store.save, credential)
+    until = _date(credential.expires_at)
+    console.say(
+        f"Signed in to {settings.origin}. This device's token (bound to worker_id "
+        f"{credential.worker_id}, valid until {until}) is stored in the {where}."
+    )
+    return _settle_worker_id(settings, worker_id, credential, console)
+
+
+async def _device_flow(
+    client: httpx.AsyncClient, options: argparse.Namespace, console: Console, wiring: Wiring
+) -> str:
+    endpoints = await oauth.discover(client)
+    client_id = await oauth.register(client, endpoints)
+    code = await oauth.request_device_code(client, endpoints, client_id)
+    console.say(f"To sign in this device, open {code.verification_uri} and enter the code:")
+    console.say(f"\n    {code.user_code}\n")
+    if not options.no_browser and has_desktop(wiring.env, wiring.system):
+        await asyncio.to_thread(
+            wiring.open_browser, code.verification_uri_complete or code.verification_uri
+        )
+    console.say(f"Waiting for approval (the code expires in {int(code.expires_in // 60)} min)…")
+    tokens = await oauth.wait_for_approval(
+        client, endpoints, client_id, code, sleep=wiring.sleep, clock=wiring.clock
+    )
+    logs.redactor.add(tokens.access_token, tokens.refresh_token)
+    return tokens.access_token
+
+
+def has_desktop(env: Mapping[str, str], system: str) -> bool:
+    """A browser can open: always on macOS; on Linux only inside a graphical session."""
+    if system == "darwin":
+        return True
+    return bool(env.get("DISPLAY") or env.get("WAYLAND_DISPLAY"))
+
+
+def _settle_worker_id(
+    settings: Settings, asked: str, credential: Credential, console: Console
+) -> int:
+    """The server binds our worker_id unless this user already has it on another platform (e.g.
+    polled before as "linux"); then it chooses a fresh one. Adopt that one unless the user
+    configured an id explicitly."""
+    bound = credential.worker_id
+    if bound is None or bound == asked:
+        return ExitCode.OK
+    if settings.worker_id:  # set in the config file, DEVICE_AGENT_WORKER_ID or --worker-id
+        console.fail(worker_id_mismatch(bound, asked))
+        return ExitCode.CONFIG
+    path = settings.paths.state_dir / "worker_id"  # the file device_agent.identity.worker_id keeps
+    path.write_text(bound + "\n", encoding="utf-8")
+    console.say(
+        f"This device is now worker {bound} (chosen by the server; it was {asked}). "
+        "Watchers pinned to the old id need to be pinned to this device in the web app."
+    )
+    return ExitCode.OK
+
+
+def _date(timestamp: float | None) -> str:
+    if timestamp is None:
+        return "an unknown date"
+    return datetime.fromtimestamp(timestamp, UTC).strftime("%Y-%m-%d")
+
+
+# ------------------------------------------------------------------ logout
+
+
+def logout(
+    settings: Settings,
+    options: argparse.Namespace,
+    *,
+    console: Console | None = None,
+    wiring: Wiring | None = None,
+) -> int:
+    console, wiring = console or Console(), wiring or Wiring()
+    return _run(console, _logout(settings, console, wiring))
+
+
+async def _logout(settings: Settings, console: Console, wiring: Wiring) -> int:
+    store = TokenStore(settings.paths.state_dir, settings.origin)
+    async with rotation_lock(store.state_dir):
+        credential = await asyncio.to_thread(store.load)
+        if credential is not None:
+            logs.redactor.add(credential.token)
+            console.say(await _revoke(settings, credential, wiring))
+        removed = await asyncio.to_thread(store.remove)
+    for where in removed:
+        console.say(f"Token for {settings.origin} removed from the {where}.")
+    if not removed:
+        console.say(f"No token stored for {settings.origin}.")
+    if settings.token:
+        console.say(f"{ENV_TOKEN} is set in this environment; logout cannot unset it — remove it.")
+    return ExitCode.OK
+
+
+async def _revoke(settings: Settings, credential: Credential, wiring: Wiring) -> str:
+    """Revoke on the server where it offers a way; say plainly when it does not."""
+    keep = (
+        f"it stays valid on the server until {_date(credential.expires_at)}"
+        if credential.expires_at
+        else "it stays valid on the server"
+    )
+    web = "revoke it in the web app (Settings → Access tokens) if it may have leaked"
+    try:
+        async with account_client_for(settings, transport=wiring.transport) as client:
+            endpoints = await oauth.discover(client)
+            if not await oauth.revoke(client, endpoints, None, credential.token):
+                return f"The server offers no way to revoke this token from here; {keep}: {web}."
+            # RFC 7009 answers 200 for a token it did not revoke too (a PAT, say): only a
+            # refusal of the token afterwards shows it is gone.
+            check = await send(client, "GET", "/api/me/devices", bearer=credential.token)
+    except AccountError as exc:
+        return f"Could not revoke the token ({exc}); {keep}: {web}."
+    if check.status_code == 401:
+        return "Revoked the token on the server."
+    return f"The server did not revoke this token when asked; {keep}: {web}."
+
+
+# ----------------------------------------------------------------- trigger
+
+
+def run_now(
+    settings: Settings,
+    options: argparse.Namespace,
+    *,
+    console: Console | None = None,
+    wiring: Wiring | None = None,
+    poke: Poke | None = None,
+) -> int:
+    """`trigger ID [--lane]`: queue a run, print what the server said, poke the agent."""
+    console, wiring = console or Console(), wiring or Wiring()
+    return _run(console, _run_now(settings, options, console, wiring, poke))
+
+
+async def _run_now(
+    settings: Settings,
+    options: argparse.Namespace,
+    console: Console,
+    wiring: Wiring,
+    poke: Poke | None,
+) -> int:
+    credential = await asyncio.to_thread(load_credential, settings)
+    if credential is None:
+        raise CredentialError(f"no token for {settings.origin}: run `device-agent login`")
+    logs.redactor.add(credential.token)
+    worker_id = resolve_worker_id(settings)
+    async with account_client_for(settings, transport=wiring.transport) as client:
+        if not settings.token:
+            store = TokenStore(settings.paths.state_dir, settings.origin)
+            credential = (
+                await maybe_rotate(
+                    store, client, label=settings.label, threshold=settings.rotate_days_left * DAY
+                )
+                or credential
+            )
+        result = await trigger(
+            client, credential, item_id=options.item_id, lane=options.lane, worker_id=worker_id
+        )
+    console.say(result.describe(options.lane, options.item_id))
+    if poke is not None:
+        said = poke()
+        if said:
+            console.say(said)
+    return ExitCode.OK
+
+
+def _run(console: Console, command: Coroutine[None, None, int]) -> int:
+    """Run one command; a failure the user can fix is one line on stderr and its exit code."""
+    try:
+        return asyncio.run(command)
+    except DeviceAgentError as exc:  # AccountError, CredentialError, StoreError, ConfigError
+        console.fail(exc.user_message())
+        return int(exc.exit_code)

@@ -1,0 +1,232 @@
+"""The token the agent uses: DEVICE_AGENT_TOKEN, else the stored one (keyring or 0600 file).
+
+Where a token is stored is `identity.store`; how one is obtained, the rest of `identity`.
+The token is never written to a config file, a log line or a child's argv. Keyring calls can block
+(D-Bus, a macOS keychain prompt), so the agent makes them off the event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from pathlib import Path
+
+from device_agent import logs
+from device_agent.config import ENV_TOKEN, Paths, Settings
+from device_agent.errors import DeviceAgentError, ExitCode
+from device_agent.identity.errors import Unreachable
+from device_agent.identity.store import (
+    DAY,
+    KEYRING_SERVICE,
+    PAT,
+    Credential,
+    StoreError,
+    TokenStore,
+    needs_rotation,
+    worker_id_mismatch,
+)
+from device_agent.identity.tokens import TokenSource
+from device_agent.logs import get_logger
+
+__all__ = [
+    "KEYRING_SERVICE",
+    "CredentialError",
+    "Tokens",
+    "binding_problem",
+    "check_token_shape",
+    "delete_token",
+    "describe_token_home",
+    "device_platform",
+    "load_credential",
+    "read_token",
+    "resolve_token",
+    "store_token",
+    "stored_credential",
+    "token_problem",
+    "token_store",
+]
+
+
+_log = get_logger(__name__)
+
+
+class CredentialError(DeviceAgentError):
+    """No usable token; the message says what to do."""
+
+    exit_code = ExitCode.AUTH
+    prefix = "authentication needed: "
+
+
+def token_store(settings: Settings) -> TokenStore:
+    return TokenStore(settings.paths.state_dir, settings.origin)
+
+
+def _default_store(server: str, state_dir: Path | None) -> TokenStore:
+    return TokenStore(state_dir or Paths.resolve(os.environ).state_dir, server)
+
+
+def store_token(server: str, token: str, *, state_dir: Path | None = None) -> str:
+    """Keep a pasted token (binding unknown); return where it went."""
+    check_token_shape(token)
+    logs.redactor.add(token)
+    try:
+        return _default_store(server, state_dir).save(Credential(token=token, kind=PAT))
+    except StoreError as exc:
+        raise CredentialError(str(exc)) from None
+
+
+def delete_token(server: str, *, state_dir: Path | None = None) -> bool:
+    """Remove every stored copy; True when there was one."""
+    try:
+        return bool(_default_store(server, state_dir).remove())
+    except StoreError as exc:
+        raise CredentialError(str(exc)) from None
+
+
+def check_token_shape(token: str) -> None:
+    """A token goes into an HTTP header: printable ASCII, no spaces."""
+    if len(token) < 8 or not all("!" <= ch <= "~" for ch in token):
+        raise CredentialError(
+            "that does not look like a token (too short, or with spaces or non-ASCII "
+            "characters): paste the owl_pat_… token exactly"
+        )
+
+
+def load_credential(settings: Settings) -> Credential | None:
+    """The token to use and what is known about it; DEVICE_AGENT_TOKEN wins."""
+    if settings.token:
+        return Credential(token=settings.token, kind=PAT)
+    try:
+        return token_store(settings).load()
+    except StoreError as exc:
+        raise CredentialError(str(exc)) from None
+
+
+def read_token(settings: Settings) -> str | None:
+    credential = load_credential(settings)
+    return credential.token if credential else None
+
+
+def resolve_token(settings: Settings) -> str:
+    """The token to use: DEVICE_AGENT_TOKEN, else the stored one for this server."""
+    credential = load_credential(settings)
+    if credential is None:
+        raise CredentialError(
+            f"no token for {settings.origin}: run `device-agent login --server {settings.origin}` "
+            f"or set {ENV_TOKEN}"
+        )
+    if credential.refused:
+        raise CredentialError(
+            f"the server refused this device's token before its expiry ({credential.refused}): "
+            f"log in again with `device-agent login --server {settings.origin}`"
+        )
+    check_token_shape(credential.token)
+    logs.redactor.add(credential.token)
+    return credential.token
+
+
+def describe_token_home(settings: Settings) -> str:
+    """Where the token comes from, for login, status and doctor."""
+    if settings.token:
+        return f"{ENV_TOKEN} (environment)"
+    return token_store(settings).describe()
+
+
+def stored_credential(settings: Settings) -> Credential | None:
+    """The credential as stored, for what `device_platform` and `binding_problem` read from
+    it; None with a DEVICE_AGENT_TOKEN or nothing readable. Reads the store, which may
+    block: call it off the event loop."""
+    try:
+        return load_credential(settings)
+    except CredentialError:
+        return None
+
+
+def device_platform(credential: Credential | None) -> str | None:
+    """The platform this device's row was minted with, to poll with (docs/protocol.md,
+    "Identities"); None for a pasted or environment token, whose device row the poll creates."""
+    return credential.platform if credential is not None and credential.bound else None
+
+
+def binding_problem(credential: Credential | None, worker_id: str) -> str | None:
+    """Why the credential cannot poll as `worker_id` (it is bound to another), or None.
+
+    The server would answer 403 `worker_id_mismatch` (docs/protocol.md, "Authentication and
+    login"); saying so before the first poll names the fix."""
+    if credential is None or not credential.bound or credential.worker_id == worker_id:
+        return None
+    return worker_id_mismatch(credential.worker_id or "", worker_id)
+
+
+def token_problem(settings: Settings) -> str | None:
+    """Why the stored token cannot be used (for status), or None."""
+    credential = load_credential(settings)
+    if credential is None:
+        return "no token: run `device-agent login`"
+    if credential.refused:
+        return f"log in again: {credential.refused}"
+    return None
+
+
+class Tokens(TokenSource):
+    """The token in use. After a 401 it re-reads the store, in case of a new login or rotation;
+    `rotate_if_due` re-mints a child token close to its expiry (at start and while idle)."""
+
+    def __init__(self, settings: Settings, token: str) -> None:
+        self._settings = settings
+        self._token = token
+
+    def current(self) -> str:
+        return self._token
+
+    async def refresh(self) -> bool:
+        if self._settings.token:  # fixed by the environment: nothing else to try
+            return False
+        try:
+            stored = await asyncio.to_thread(load_credential, self._settings)
+        except CredentialError:
+            return False
+        if stored and stored.token != self._token:
+            logs.redactor.add(stored.token)
+            self._token = stored.token
+            return True
+        if stored and stored.bound and (stored.expires_at or 0) > time.time():
+            # A child token refused before its expiry is not replaced behind the user's back.
+            await asyncio.to_thread(
+                token_store(self._settings).mark_refused, "refused by the server (401)"
+            )
+        return False
+
+    async def rotate_if_due(self) -> None:
+        """Re-mint a child token with fewer than 30 days left; the new one is stored first.
+        A token another process stored meanwhile (a rotation, a new login) is taken up.
+
+        Raises `AuthRefused` when the server refused the token (the user must log in again);
+        an unreachable server keeps the current token and is retried at the next call.
+        """
+        if self._settings.token:
+            return
+        threshold = self._settings.rotate_days_left * DAY
+        store = token_store(self._settings)
+        credential = await asyncio.to_thread(store.load)
+        if credential is not None and needs_rotation(credential, time.time(), threshold):
+            try:
+                credential = await self._rotate(store, threshold)
+            except Unreachable as exc:
+                _log.warning("token rotation postponed", reason=str(exc))
+                return
+        if credential is not None and credential.token != self._token:
+            logs.redactor.add(credential.token)
+            self._token = credential.token
+
+    async def _rotate(self, store: TokenStore, threshold: float) -> Credential | None:
+        # Imported here: they bring httpx (~35 ms), which a check that finds nothing due —
+        # the one at start, nearly always — does without.
+        from device_agent.identity.device_token import maybe_rotate
+        from device_agent.identity.http import account_client_for
+
+        async with account_client_for(self._settings) as client:
+            return await maybe_rotate(
+                store, client, label=self._settings.label, threshold=threshold
+            )

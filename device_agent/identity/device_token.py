@@ -1,0 +1,194 @@
+"""The durable device credential: a child token bound to this device's worker_id, and its rotation.
+
+See docs/protocol.md, "Authentication and login". A user token (from the device flow, or from
+`local-init` on a local single-user server) mints a child PAT bound to our worker_id; only the
+child is kept. When fewer than 30 days remain, the child re-mints itself, which revokes the old
+one — so the new token is stored before it is used, under a lock every process of the agent takes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import os
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from pathlib import Path
+from typing import Final
+
+import httpx
+
+from device_agent import logs
+from device_agent.identity.errors import AuthRefused, Unreachable
+from device_agent.identity.http import (
+    CLIENT_HEADER,
+    body_of,
+    client_name_of,
+    fail,
+    send,
+    text_field,
+)
+from device_agent.identity.store import (
+    CHILD,
+    DAY,
+    ROTATE_WHEN_LEFT,
+    Credential,
+    TokenStore,
+    needs_rotation,
+)
+
+CHILD_LIFETIME: Final = 90 * DAY  # what the server grants when its answer omits expires_at
+LOCK_FILE: Final = "token.lock"
+# Every server version mints child tokens for "headless" (older ones refuse "macos"), and a
+# terminal daemon is a headless device on any host. The device row keeps this platform, so the
+# agent must poll with it (docs/protocol.md, "Identities").
+MINT_PLATFORM: Final = "headless"
+
+
+@dataclass(frozen=True)
+class LocalInit:
+    token: str = field(repr=False)
+    org_slug: str | None
+
+
+async def local_init(client: httpx.AsyncClient) -> LocalInit:
+    """One call to a local single-user server; each call mints another PAT, so call it once."""
+    response = await send(
+        client, "POST", "/api/local-init", json={}, headers={CLIENT_HEADER: client_name_of(client)}
+    )
+    if response.status_code != 200:
+        raise fail(
+            response,
+            "signing in to the local server",
+            fix="`--local` works only with a local single-user Lobu server; "
+            "otherwise run `device-agent login` without it",
+        )
+    body = body_of(response)
+    token = text_field(body, "device_token", "signing in to the local server")
+    logs.redactor.add(token)
+    org = body.get("organization")
+    slug = org.get("slug") if isinstance(org, dict) else None
+    return LocalInit(token=token, org_slug=slug if isinstance(slug, str) else None)
+
+
+async def mint_child_token(
+    client: httpx.AsyncClient,
+    bearer: str,
+    *,
+    worker_id: str,
+    label: str,
+    now: float | None = None,
+) -> Credential:
+    """Mint (or, with a child token as bearer, re-mint) the token bound to `worker_id`."""
+    doing = "minting this device's token"
+    response = await send(
+        client,
+        "POST",
+        "/api/me/devices/mint-child-token",
+        bearer=bearer,
+        json={"platform": MINT_PLATFORM, "worker_id": worker_id, "label": label},
+        headers={CLIENT_HEADER: client_name_of(client)},
+    )
+    if response.status_code != 200:
+        raise fail(response, doing, fix=_mint_fix(body_of(response).get("error")))
+    body = body_of(response)
+    token = text_field(body, "access_token", doing)
+    logs.redactor.add(token)
+    if not token.startswith("owl_pat_"):
+        raise Unreachable(f"{doing}: the server returned something that is not a device token")
+    issued = time.time() if now is None else now
+    return Credential(
+        token=token,
+        kind=CHILD,
+        worker_id=text_field(body, "worker_id", doing),
+        platform=MINT_PLATFORM,
+        expires_at=_parse_expiry(body.get("expires_at")) or issued + CHILD_LIFETIME,
+    )
+
+
+def _mint_fix(error: object) -> str:
+    if error == "insufficient_scope":
+        return (
+            "this token may not mint device tokens (it lacks device_worker:run, or belongs to an "
+            "MCP client): run `device-agent login` to sign in with the device flow"
+        )
+    if error == "personal_org_missing":
+        return "your account has no personal workspace yet: sign in to the web app once, then retry"
+    return "run `device-agent login` again"
+
+
+def _parse_expiry(value: object) -> float | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+@contextlib.asynccontextmanager
+async def rotation_lock(state_dir: Path) -> AsyncIterator[None]:
+    """An exclusive flock on a file in the state dir, shared by the daemon, `trigger` and the tray.
+
+    flock blocks, so it is taken in a worker thread; the OS drops it if the holder dies.
+    """
+    fd = await asyncio.to_thread(_locked, state_dir / LOCK_FILE)
+    try:
+        yield
+    finally:
+        os.close(fd)  # closing drops the lock
+
+
+def _locked(path: Path) -> int:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+async def maybe_rotate(
+    store: TokenStore,
+    client: httpx.AsyncClient,
+    *,
+    label: str,
+    now: float | None = None,
+    threshold: float = ROTATE_WHEN_LEFT,
+) -> Credential | None:
+    """Re-mint the child token when fewer than `threshold` seconds (30 days) remain; return the
+    credential to use.
+
+    Call at start and while idle. Under the lock the store is read again, so when another process
+    rotated meanwhile its token is used and no second mint revokes it. A child token refused with
+    401 before its expiry is not replaced: it is marked so status can say "log in again", and
+    `AuthRefused` is raised.
+    """
+    async with rotation_lock(store.state_dir):
+        current = await asyncio.to_thread(store.load)
+        moment = time.time() if now is None else now
+        if (
+            current is None
+            or current.worker_id is None
+            or not needs_rotation(current, moment, threshold)
+        ):
+            return current
+        logs.redactor.add(current.token)
+        try:
+            fresh = await mint_child_token(
+                client, current.token, worker_id=current.worker_id, label=label, now=moment
+            )
+        except AuthRefused as exc:
+            await asyncio.to_thread(store.mark_refused, "refused by the server while rotating")
+            raise AuthRefused(
+                f"the server refused this device's token before its expiry ({exc}); "
+                "it was not replaced: run `device-agent login` again"
+            ) from None
+        fresh = replace(fresh, org_slug=current.org_slug)
+        await asyncio.to_thread(store.save, fresh)  # stored before anyone uses it
+        return fresh

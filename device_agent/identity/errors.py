@@ -1,0 +1,30 @@
+"""How an account/OAuth request fails, as one line a user can act on, with the CLI's exit code.
+
+Apart from `device_agent.identity.http`, which raises them, so that the daemon can catch them
+without importing the HTTP client (httpx) it needs only for login and token rotation.
+"""
+
+from __future__ import annotations
+
+from device_agent.errors import DeviceAgentError, ExitCode
+
+
+class AccountError(DeviceAgentError):
+    """A failed account/OAuth request, as one line a user can act on."""
+
+    def __init__(self, message: str, exit_code: ExitCode | None = None) -> None:
+        super().__init__(message)
+        if exit_code is not None:
+            self.exit_code = exit_code
+
+
+class UsageError(AccountError):
+    exit_code = ExitCode.CONFIG
+
+
+class AuthRefused(AccountError):
+    exit_code = ExitCode.AUTH
+
+
+class Unreachable(AccountError):
+    exit_code = ExitCode.UNREACHABLE

@@ -1,0 +1,130 @@
+"""One way to talk to the account/OAuth API: short timeouts, no redirects, one-line errors.
+
+A redirect could carry the bearer to another origin, so none is followed. Every failure becomes an
+`AccountError` whose message says what went wrong and what to do, and whose `exit_code` is the
+CLI's contract (0 ok, 2 usage/config, 3 authentication, 4 server unreachable).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Final
+
+import httpx
+
+from device_agent import logs
+from device_agent.identity.errors import AccountError, AuthRefused, Unreachable, UsageError
+from device_agent.server.http_options import remember_missing_sniffio, tls_for
+
+if TYPE_CHECKING:
+    from device_agent.config import Settings
+
+TIMEOUT_SECONDS: Final = 15.0
+CLIENT_NAME: Final = "device-agent"
+CLIENT_HEADER: Final = "X-Lobu-Client"  # who is asking: local-init and mint-child-token need it
+
+
+def account_client(
+    server: str,
+    *,
+    transport: httpx.AsyncBaseTransport | None = None,
+    timeout: float = TIMEOUT_SECONDS,
+    client_name: str = CLIENT_NAME,
+) -> httpx.AsyncClient:
+    remember_missing_sniffio()
+    return httpx.AsyncClient(
+        base_url=server,
+        timeout=timeout,
+        verify=tls_for(server),
+        follow_redirects=False,
+        transport=transport,
+        headers={"Accept": "application/json", CLIENT_HEADER: client_name},
+    )
+
+
+def account_client_for(
+    settings: Settings, *, transport: httpx.AsyncBaseTransport | None = None
+) -> httpx.AsyncClient:
+    """The account client as the settings say: server, timeout, the name the agent gives."""
+    return account_client(
+        settings.origin,
+        transport=transport,
+        timeout=settings.account_timeout_seconds,
+        client_name=settings.client_name,
+    )
+
+
+def client_name_of(client: httpx.AsyncClient) -> str:
+    return str(client.headers.get(CLIENT_HEADER, CLIENT_NAME))
+
+
+async def send(
+    client: httpx.AsyncClient,
+    method: str,
+    url: str,
+    *,
+    bearer: str | None = None,
+    json: Mapping[str, Any] | None = None,
+    data: Mapping[str, str] | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> httpx.Response:
+    """Send one request; a transport failure becomes `Unreachable` (never with the bearer in it)."""
+    all_headers = dict(headers or {})
+    if bearer is not None:
+        all_headers["Authorization"] = f"Bearer {bearer}"
+    try:
+        return await client.request(method, url, json=json, data=data, headers=all_headers)
+    except httpx.TimeoutException:
+        raise Unreachable(
+            f"{client.base_url} did not answer within {client.timeout.read or 0:.0f} s: "
+            "check the server URL and your network, then try again"
+        ) from None
+    except httpx.TransportError as exc:
+        raise Unreachable(
+            f"cannot reach {client.base_url} ({type(exc).__name__}): "
+            "check the server URL and your network, then try again"
+        ) from None
+
+
+def body_of(response: httpx.Response) -> dict[str, Any]:
+    """The JSON object of an answer, or {} when the body is not one (the server is untrusted)."""
+    try:
+        body = response.json()
+    except ValueError:
+        return {}
+    return body if isinstance(body, dict) else {}
+
+
+def error_text(response: httpx.Response) -> str:
+    """The server's own words for a failure: `error_description`, else `error`, else the status."""
+    body = body_of(response)
+    for key in ("error_description", "error", "message"):
+        value = body.get(key)
+        if isinstance(value, str) and value:
+            return logs.redactor(value[:300])  # a server may echo what it was sent
+    return f"HTTP {response.status_code}"
+
+
+def fail(response: httpx.Response, doing: str, *, fix: str) -> AccountError:
+    """Turn an unexpected answer into the right error: 401/403 auth, 5xx unreachable, else usage."""
+    said = f"{doing} failed: the server answered {response.status_code} {error_text(response)!r}"
+    if response.status_code in (401, 403):
+        return AuthRefused(f"{said}; {fix}")
+    if response.status_code >= 500 or response.status_code in (408, 429):
+        return Unreachable(f"{said}; the server has a problem, try again in a minute")
+    if 300 <= response.status_code < 400:
+        return UsageError(
+            f"{doing} failed: the server redirected to {response.headers.get('location', '?')!r}; "
+            "use the final server URL with --server"
+        )
+    return UsageError(f"{said}; {fix}")
+
+
+def text_field(body: Mapping[str, Any], key: str, doing: str) -> str:
+    value = body.get(key)
+    if not isinstance(value, str) or not value:
+        raise Unreachable(
+            f"{doing}: the server's answer has no {key!r}; is this a Lobu server? "
+            "Check --server, or upgrade the server"
+        )
+    return value

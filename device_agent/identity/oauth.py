@@ -1,0 +1,224 @@
+"""The OAuth 2.0 device authorization grant (RFC 8628) against a Lobu server.
+
+See docs/protocol.md, "Authentication and login": discovery, dynamic client registration, the
+device code, then polling the token endpoint honouring `interval`, `slow_down` and `expires_in`.
+The access token it yields is not durable; login trades it for a worker-bound child token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Final
+from urllib.parse import urlsplit
+
+import httpx
+
+from device_agent.identity.errors import AuthRefused, UsageError
+from device_agent.identity.http import (
+    body_of,
+    client_name_of,
+    fail,
+    send,
+    text_field,
+)
+
+DEVICE_GRANT: Final = "urn:ietf:params:oauth:grant-type:device_code"
+SCOPE: Final = "device_worker:run mcp:read mcp:write profile:read"
+SLOW_DOWN_SECONDS: Final = 5.0  # RFC 8628 §3.5
+DEFAULT_INTERVAL: Final = 5.0
+DEFAULT_EXPIRES_IN: Final = 900.0
+
+Sleep = Callable[[float], Awaitable[None]]
+Clock = Callable[[], float]
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    registration: str
+    device_authorization: str
+    token: str
+    revocation: str | None = None
+
+
+@dataclass(frozen=True)
+class DeviceCode:
+    device_code: str = field(repr=False)
+    user_code: str
+    verification_uri: str
+    verification_uri_complete: str | None
+    expires_in: float
+    interval: float
+
+
+@dataclass(frozen=True)
+class OAuthTokens:
+    access_token: str = field(repr=False)
+    refresh_token: str | None = field(default=None, repr=False)
+    expires_in: float | None = None
+
+
+async def discover(client: httpx.AsyncClient) -> Endpoints:
+    doing = "reading the server's OAuth metadata"
+    response = await send(client, "GET", "/.well-known/oauth-authorization-server")
+    if response.status_code != 200:
+        raise fail(
+            response,
+            doing,
+            fix="this server may not offer device login; use `device-agent login --local` "
+            "on a local server, or `--token-stdin` with a token from the web app",
+        )
+    body = body_of(response)
+    origin = _origin(str(client.base_url))
+    endpoints = {
+        key: _same_origin(text_field(body, f"{key}_endpoint", doing), origin)
+        for key in ("registration", "device_authorization", "token")
+    }
+    revocation = body.get("revocation_endpoint")
+    return Endpoints(
+        **endpoints,
+        revocation=_same_origin(revocation, origin) if isinstance(revocation, str) else None,
+    )
+
+
+async def register(client: httpx.AsyncClient, endpoints: Endpoints) -> str:
+    response = await send(
+        client,
+        "POST",
+        endpoints.registration,
+        json={
+            "client_name": client_name_of(client),
+            "grant_types": [DEVICE_GRANT, "refresh_token"],
+            "token_endpoint_auth_method": "none",
+            "scope": SCOPE,
+        },
+    )
+    if response.status_code not in (200, 201):
+        raise fail(response, "registering this agent as an OAuth client", fix=_ASK_ADMIN)
+    return text_field(body_of(response), "client_id", "registering this agent")
+
+
+async def request_device_code(
+    client: httpx.AsyncClient, endpoints: Endpoints, client_id: str
+) -> DeviceCode:
+    doing = "asking for a device code"
+    response = await send(
+        client,
+        "POST",
+        endpoints.device_authorization,
+        data={"client_id": client_id, "scope": SCOPE},
+    )
+    if response.status_code != 200:
+        raise fail(response, doing, fix=_ASK_ADMIN)
+    body = body_of(response)
+    complete = body.get("verification_uri_complete")
+    return DeviceCode(
+        device_code=text_field(body, "device_code", doing),
+        user_code=text_field(body, "user_code", doing),
+        verification_uri=text_field(body, "verification_uri", doing),
+        verification_uri_complete=complete if isinstance(complete, str) and complete else None,
+        expires_in=_seconds(body.get("expires_in"), DEFAULT_EXPIRES_IN),
+        interval=_seconds(body.get("interval"), DEFAULT_INTERVAL),
+    )
+
+
+async def wait_for_approval(
+    client: httpx.AsyncClient,
+    endpoints: Endpoints,
+    client_id: str,
+    code: DeviceCode,
+    *,
+    sleep: Sleep = asyncio.sleep,
+    clock: Clock = time.monotonic,
+) -> OAuthTokens:
+    """Poll the token endpoint until the user approves, denies, or the code expires."""
+    deadline = clock() + code.expires_in
+    interval = code.interval
+    while True:
+        await sleep(interval)
+        if clock() >= deadline:
+            raise _expired(code)
+        response = await send(
+            client,
+            "POST",
+            endpoints.token,
+            data={
+                "grant_type": DEVICE_GRANT,
+                "device_code": code.device_code,
+                "client_id": client_id,
+            },
+        )
+        if response.status_code == 200:
+            body = body_of(response)
+            refresh = body.get("refresh_token")
+            return OAuthTokens(
+                access_token=text_field(body, "access_token", "finishing the device login"),
+                refresh_token=refresh if isinstance(refresh, str) else None,
+                expires_in=_seconds(body.get("expires_in"), 0.0) or None,
+            )
+        error = body_of(response).get("error")
+        if error == "authorization_pending":
+            continue
+        if error == "slow_down":
+            interval += SLOW_DOWN_SECONDS
+            continue
+        if error == "access_denied":
+            raise AuthRefused(
+                "the sign-in was denied in the browser; nothing was stored. "
+                "Run `device-agent login` again and approve it"
+            )
+        if error == "expired_token":
+            raise _expired(code)
+        raise fail(response, "finishing the device login", fix="run `device-agent login` again")
+
+
+async def revoke(
+    client: httpx.AsyncClient, endpoints: Endpoints, client_id: str | None, token: str
+) -> bool:
+    """RFC 7009 revocation; True when the server confirmed it."""
+    if endpoints.revocation is None:
+        return False
+    form = {"token": token, "token_type_hint": "access_token"}
+    if client_id:
+        form["client_id"] = client_id
+    response = await send(client, "POST", endpoints.revocation, data=form)
+    return response.status_code == 200
+
+
+def _expired(code: DeviceCode) -> AuthRefused:
+    return AuthRefused(
+        f"the code {code.user_code} expired before it was approved; nothing was stored. "
+        "Run `device-agent login` again and approve it within "
+        f"{int(code.expires_in // 60)} minutes"
+    )
+
+
+_ASK_ADMIN: Final = (
+    "this server may not allow device login for new clients; use `--token-stdin` with a token "
+    "from the web app, or ask the server's admin"
+)
+
+
+def _seconds(value: object, default: float) -> float:
+    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+        return float(value)
+    return default
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}".lower()
+
+
+def _same_origin(url: str, origin: str) -> str:
+    """An endpoint on another origin would receive our codes and tokens: refuse it."""
+    if url.startswith("/") and not url.startswith("//"):
+        return origin + url
+    if _origin(url) != origin:
+        raise UsageError(
+            f"the server's OAuth metadata points to another origin ({_origin(url)}, not {origin}); "
+            "refusing to send credentials there. Check --server"
+        )
+    return url

@@ -1,0 +1,369 @@
+"""The HTTP client for the Lobu worker API — the only module that knows URLs and status codes.
+
+Every call returns an `Answer` whose `kind` says what the caller should do,
+so the dispatcher never looks at a status code:
+
+- OK         the server did what we asked
+- FINAL      the run is already terminal on the server: nothing more to send
+- TRANSIENT  try again later (network, timeouts, 408/429/5xx, undecodable bodies)
+- AUTH       the token was refused (401): refresh once or ask the user to log in
+- REJECTED   it can never succeed as sent (other 4xx): stop, keep it visible
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Final
+
+from device_agent import __version__
+from device_agent.server.exchange import (
+    AnswerTooLarge,
+    Content,
+    Exchange,
+    ExchangeError,
+    ExchangeTimeout,
+    Reply,
+)
+from device_agent.server.http1 import H1Exchange
+from device_agent.server.http_options import proxy_configured
+from device_agent.server.jsonbody import request_body
+
+if TYPE_CHECKING:
+    import httpx
+
+USER_AGENT: Final = f"device-agent/{__version__}"
+NOT_IN_PROGRESS: Final = "Run is not in progress"
+GENERIC_COMPLETION_ROUTE: Final = "/api/workers/complete"  # for run types no lane handles
+POLL_TIMEOUT_MARGIN_SECONDS: Final = 10.0  # a held poll's answer may take this long to arrive
+_WINDOW_ERROR_MARKER: Final = "approved_input.window_"
+
+# The most bytes read from one answer (docs/protocol.md, "Poll and claim"):
+# a poll answer is a few KB (a watcher run with its window a few hundred), every other
+# answer a few hundred bytes. Anything larger is a broken or hostile server.
+POLL_BODY_CAP: Final = 4 * 1024 * 1024
+BODY_CAP: Final = 256 * 1024
+CONNECT_TIMEOUT: Final = 10.0
+# A hotel or tethered uplink: a 4 MiB result then gets about four minutes to go up.
+SLOWEST_UPLINK_BYTES_PER_SECOND: Final = 16 * 1024
+
+
+class AnswerKind(enum.Enum):
+    OK = "ok"
+    FINAL = "final"
+    TRANSIENT = "transient"
+    AUTH = "auth"
+    REJECTED = "rejected"
+
+
+@dataclass(frozen=True)
+class Answer:
+    kind: AnswerKind
+    status: int | None  # None: no HTTP answer at all
+    body: Any
+    message: str
+    retry_after: float | None = None
+    timed_out: bool = False  # no answer in time: the server may still have acted on it
+
+    @property
+    def ok(self) -> bool:
+        return self.kind is AnswerKind.OK
+
+    @property
+    def reached(self) -> bool:
+        """Whether the server answered at all (False: network error or timeout)."""
+        return self.status is not None
+
+    @property
+    def server_fault(self) -> bool:
+        """A 5xx: the server (or a proxy in front of it) failed, not our request."""
+        return self.status is not None and self.status >= 500
+
+    @property
+    def repeatable_failure(self) -> str | None:
+        """The words of a plain 500, which may repeat word for word when the server refuses
+        a result for good (docs/protocol.md, "What a real server does"); None otherwise.
+        502/503/504 — a proxy or a deploy — are an outage and never count."""
+        return self.message if self.status == 500 else None
+
+    @property
+    def already_final(self) -> bool:
+        """409 "Run is not in progress": a retry after a stored completion, or a reaped run."""
+        return self.kind is AnswerKind.FINAL and self.message == NOT_IN_PROGRESS
+
+    def rejection_hint(self) -> str:
+        """What a user can do about a rejected poll, read from the server's error code."""
+        code = self.body.get("error") if isinstance(self.body, dict) else None
+        return _REJECTION_HINTS.get(code if isinstance(code, str) else "", _DEFAULT_HINT)
+
+    def describe(self) -> str:
+        where = f"HTTP {self.status}" if self.status is not None else "no answer"
+        return f"{where}: {self.message}" if self.message else where
+
+
+_REJECTION_HINTS: Final = {
+    "worker_id_mismatch": "this token is bound to another worker_id: set worker_id to that value "
+    "or mint a token for this device",
+    "platform_mismatch": "this worker_id was first used from another platform: use a new worker_id",
+    "upgrade_required": "the server needs a newer device-agent: upgrade it",
+}
+_DEFAULT_HINT: Final = "check the server URL, token and worker_id"
+
+
+TokenGetter = Callable[[], str]
+
+
+class LobuClient:
+    """Async client for one server origin; the token is read per request, so a refresh applies."""
+
+    def __init__(
+        self,
+        origin: str,
+        token: TokenGetter,
+        *,
+        request_timeout: float = 15.0,
+        poll_timeout: float = 90.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.origin = origin.rstrip("/")
+        self._token = token
+        self._request_timeout = request_timeout
+        self._poll_timeout = poll_timeout
+        self._exchange = _exchange_for(self.origin, transport)
+
+    def forget_connections(self) -> None:
+        """Open new connections from now on: call after the machine slept."""
+        self._exchange.drop_idle()
+
+    async def aclose(self) -> None:
+        await self._exchange.aclose()
+
+    async def __aenter__(self) -> LobuClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    # ------------------------------------------------------------ routes
+
+    async def poll(self, body: Mapping[str, Any]) -> Answer:
+        """Poll with `body` (`automation.registration.poll_body`). The read timeout stays
+        above the body's `wait_seconds`, so a held poll is never cut short by us
+        (docs/protocol.md, "Long-poll")."""
+        wait = body.get("wait_seconds")
+        held = float(wait) if isinstance(wait, int | float) and not isinstance(wait, bool) else 0
+        read = max(self._poll_timeout, held + POLL_TIMEOUT_MARGIN_SECONDS)
+        return await self._post("/api/workers/poll", body, read_seconds=read, cap=POLL_BODY_CAP)
+
+    async def heartbeat(self, *, run_id: int, worker_id: str) -> Answer:
+        answer = await self._post(
+            "/api/workers/heartbeat", {"run_id": run_id, "worker_id": worker_id}
+        )
+        if answer.status in (403, 404, 409):
+            # Cancelled, reaped, finished elsewhere, or not ours: stop working on it.
+            return _with_kind(answer, AnswerKind.FINAL)
+        return answer
+
+    async def complete(self, route: str, body: Mapping[str, Any]) -> Answer:
+        """Report a run's result to its lane's route (the lane builds route and body).
+
+        A large output gets time to go up a slow link on top of the usual deadline:
+        one that times out on every try would never be delivered."""
+        seconds = self._request_timeout + upload_allowance(body)
+        answer = await self._post(route, body, read_seconds=seconds)
+        if route == GENERIC_COMPLETION_ROUTE:
+            return answer
+        return _classify_completion(answer)
+
+    async def trigger(self, route: str) -> Answer:
+        """Send "Run now" to a lane's trigger route (docs/protocol.md, "Run now")."""
+        return await self._post(route, None)
+
+    async def trigger_via_tools(self, *, org_slug: str, watcher_id: str) -> Answer:
+        body = {"action": "trigger", "watcher_id": watcher_id}
+        return await self._post(f"/api/{org_slug}/manage_watchers", body)
+
+    async def run_now(self, route: str, *, watcher_id: str) -> Answer:
+        """Queue a watcher run, whatever kind of token we hold (docs/protocol.md, "Run now")."""
+        answer = await self.trigger(route)
+        if answer.status == 403 and "not bound" in answer.message:
+            # Unbound tokens (local-init PATs, OAuth) queue the same run via the tool proxy.
+            slug = await self._org_slug()
+            if slug is not None:
+                answer = await self.trigger_via_tools(org_slug=slug, watcher_id=watcher_id)
+        return answer
+
+    async def _org_slug(self) -> str | None:
+        answer = await self.devices()
+        body = answer.body
+        items = (
+            body
+            if isinstance(body, list)
+            else (body.get("devices") if isinstance(body, dict) else None)
+        )
+        for item in items or []:
+            if isinstance(item, dict) and isinstance(item.get("organization_slug"), str):
+                return str(item["organization_slug"])
+        return None
+
+    async def devices(self) -> Answer:
+        return await self._send("GET", "/api/me/devices", None)
+
+    # --------------------------------------------------------- transport
+
+    async def _post(self, path: str, body: Mapping[str, Any] | None, **kw: Any) -> Answer:
+        return await self._send("POST", path, body, **kw)
+
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        body: Mapping[str, Any] | None,
+        *,
+        read_seconds: float | None = None,
+        cap: int = BODY_CAP,
+    ) -> Answer:
+        """One request, bounded in time and size whatever the server does.
+
+        httpx's timeouts are per read, so a server trickling a byte a second would
+        hold a request forever: the whole exchange also gets one overall deadline.
+        The body is read as a stream and refused past `cap`, never buffered whole.
+        """
+        seconds = self._request_timeout if read_seconds is None else read_seconds
+        headers = {**_HEADERS, "Authorization": f"Bearer {self._token()}"}
+        content: Content = None
+        if body is not None:  # the bytes httpx's `json=` sends; a large output in pieces
+            content, content_headers = request_body(body)
+            headers |= content_headers
+        try:
+            async with asyncio.timeout(seconds + CONNECT_TIMEOUT):
+                reply = await self._exchange.send(
+                    method,
+                    path,
+                    content,
+                    headers,
+                    read_seconds=seconds,
+                    connect_seconds=CONNECT_TIMEOUT,
+                    cap=cap,
+                )
+        except AnswerTooLarge as exc:
+            return Answer(AnswerKind.TRANSIENT, exc.status, None, str(exc))
+        except ExchangeTimeout as exc:
+            return Answer(AnswerKind.TRANSIENT, None, None, f"timed out ({exc})", timed_out=True)
+        except TimeoutError:  # the overall deadline: a server trickling its answer
+            message = "timed out (the answer took too long)"
+            return Answer(AnswerKind.TRANSIENT, None, None, message, timed_out=True)
+        except ExchangeError as exc:
+            return Answer(AnswerKind.TRANSIENT, None, None, f"cannot reach the server ({exc})")
+        return classify(reply)
+
+
+_HEADERS: Final = {"User-Agent": USER_AGENT, "Accept": "application/json"}
+
+
+def _exchange_for(origin: str, transport: httpx.AsyncBaseTransport | None) -> Exchange:
+    """Our own HTTP/1.1 (device_agent/server/http1.py), unless a test injects a transport or the
+    environment names an HTTP proxy: httpx honours that, and is imported only then."""
+    if transport is None and not proxy_configured():
+        return H1Exchange(origin)
+    import httpx
+
+    from device_agent.server.http_options import remember_missing_sniffio, tls_for
+    from device_agent.server.httpx_exchange import HttpxExchange
+
+    remember_missing_sniffio()
+    return HttpxExchange(
+        httpx.AsyncClient(
+            base_url=origin,
+            follow_redirects=False,  # a redirect could carry the token to another host
+            transport=transport,
+            verify=tls_for(origin),
+        )
+    )
+
+
+def classify(reply: Reply) -> Answer:
+    """The generic classification; route-specific rules are layered on top."""
+    status = reply.status
+    body = _json_or_none(reply.content)
+    message = _error_message(body, reply)
+    retry_after = parse_retry_after(reply.headers.get("retry-after"))
+    if 200 <= status < 300:
+        if body is None:
+            return Answer(AnswerKind.TRANSIENT, status, None, f"undecodable body: {message}")
+        return Answer(AnswerKind.OK, status, body, "")
+    if status == 401:
+        return Answer(AnswerKind.AUTH, status, body, message)
+    if status in (408, 429) or status >= 500:
+        return Answer(AnswerKind.TRANSIENT, status, body, message, retry_after)
+    return Answer(AnswerKind.REJECTED, status, body, message, retry_after)
+
+
+def _classify_completion(answer: Answer) -> Answer:
+    if answer.status == 409:
+        # "Run is not in progress": what a retry after a stored completion gets, or a reaped
+        # run (docs/protocol.md, "What a real server does"). "Not a watcher run": the wrong
+        # route; nothing will ever accept it.
+        return _with_kind(answer, AnswerKind.FINAL)
+    if answer.status == 400 and _WINDOW_ERROR_MARKER in answer.message:
+        # The server failed the run itself because its window was malformed.
+        return _with_kind(answer, AnswerKind.FINAL)
+    return answer
+
+
+def _with_kind(answer: Answer, kind: AnswerKind) -> Answer:
+    return Answer(kind, answer.status, answer.body, answer.message, answer.retry_after)
+
+
+def parse_retry_after(
+    value: str | None, *, now: Callable[[], datetime] | None = None
+) -> float | None:
+    """Seconds to wait from a Retry-After header (delta-seconds or an HTTP date)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        from email.utils import parsedate_to_datetime  # rare: most servers send seconds
+
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    current = now() if now else datetime.now(UTC)
+    return max(0.0, (when - current).total_seconds())
+
+
+def _json_or_none(content: bytes) -> Any:
+    """The decoded body, or None for anything that cannot be decoded — for any reason:
+    a body nested 100 000 deep raises RecursionError, not ValueError."""
+    try:
+        return json.loads(content)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return None
+
+
+def _error_message(body: Any, reply: Reply) -> str:
+    if isinstance(body, Mapping):
+        for key in ("error_description", "error", "message"):
+            value = body.get(key)
+            if isinstance(value, str) and value:
+                if key == "error_description" and isinstance(body.get("error"), str):
+                    return f"{body['error']}: {value}"
+                return value
+    text = reply.content[:400].decode("utf-8", "replace").strip().replace("\n", " ")
+    return text[:200] if text else reply.reason
+
+
+def upload_allowance(body: Mapping[str, Any]) -> float:
+    """Seconds to allow for sending `body`'s text at the slowest uplink we plan for."""
+    size = sum(len(value) for value in body.values() if isinstance(value, str))
+    return size / SLOWEST_UPLINK_BYTES_PER_SECOND
