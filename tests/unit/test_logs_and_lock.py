@@ -14,6 +14,7 @@ from device_agent import logs
 from device_agent.agent.lock import AlreadyRunning, InstanceLock
 from device_agent.config import load
 from device_agent.identity.worker_id import resolve_worker_id
+from device_agent.redaction import Redactor
 
 SECRET = "owl_pat_ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
 
@@ -51,14 +52,14 @@ def test_logs_redact_tokens_in_file_and_console(tmp_path: Path) -> None:
     ],
 )
 def test_token_shapes_are_redacted_whatever_their_case(line: str) -> None:
-    assert "[REDACTED]" in logs.Redactor()(line)
-    assert "abcdefghijklmnop" not in logs.Redactor()(line)
-    assert SECRET[8:] not in logs.Redactor()(line)
+    assert "[REDACTED]" in Redactor()(line)
+    assert "abcdefghijklmnop" not in Redactor()(line)
+    assert SECRET[8:] not in Redactor()(line)
 
 
 def test_a_line_with_no_token_word_is_left_as_it_is() -> None:
     line = "run finished exit_code=0 output='a long line of plain words, 0123456789abcdef'"
-    assert logs.Redactor()(line) == line
+    assert Redactor()(line) == line
 
 
 def test_the_log_file_rotates_at_its_size_and_renders_each_line_once(
@@ -104,7 +105,7 @@ def test_no_console_handler_renders_lines_for_dev_null(tmp_path: Path) -> None:
 
 
 def test_short_values_are_not_treated_as_secrets() -> None:
-    redactor = logs.Redactor()
+    redactor = Redactor()
     redactor.add("abc")
     assert redactor("abc def") == "abc def"
 
