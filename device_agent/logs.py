@@ -21,13 +21,15 @@ import logging.handlers
 import os
 import sys
 from collections.abc import Iterable
+from io import StringIO
 from pathlib import Path
-from typing import IO, Any, Final
+from typing import IO, Any, Final, TextIO
 
 import structlog
 from structlog.dev import Column, ConsoleRenderer, KeyValueColumnFormatter, LogLevelColumnFormatter
-from structlog.typing import Processor, WrappedLogger
+from structlog.typing import ExcInfo, Processor, WrappedLogger
 
+from device_agent.cli.output import printable
 from device_agent.redaction import Redactor
 
 redactor: Final = Redactor()  # the secrets every log line is cleaned of (setup and login add)
@@ -89,8 +91,10 @@ def json_lines() -> logging.Formatter:
 def readable_lines(*, colors: bool) -> logging.Formatter:
     """`time [level] event [logger] key=value …`, then any traceback.
 
-    Only the level name is coloured: a colour code between a key and its value would hide a
-    token shape from the redactor, which reads the rendered line."""
+    Control characters (a CLI's NUL bytes, a terminal escape in a server's text) are shown
+    escaped, as `history` and `logs` show them; a traceback keeps its line breaks. Only the
+    level name is coloured: a colour code between a key and its value would hide a token
+    shape from the redactor, which reads the rendered line."""
     plain = KeyValueColumnFormatter(key_style=None, value_style="", reset_style="", value_repr=str)
     renderer = ConsoleRenderer(
         columns=[
@@ -126,14 +130,20 @@ def readable_lines(*, colors: bool) -> logging.Formatter:
                 ),
             ),
         ],
-        exception_formatter=structlog.dev.plain_traceback,
+        exception_formatter=_traceback,
     )
     return _formatter(renderer)
 
 
 def _shown(value: object) -> str:
-    """A string as it is, anything else as its repr."""
-    return value if isinstance(value, str) else repr(value)
+    """A string as it is, anything else as its repr; control characters escaped."""
+    return printable(value if isinstance(value, str) else repr(value))
+
+
+def _traceback(out: TextIO, exc_info: ExcInfo) -> None:
+    text = StringIO()
+    structlog.dev.plain_traceback(text, exc_info)
+    out.write(printable(text.getvalue(), lines=True))
 
 
 def setup(

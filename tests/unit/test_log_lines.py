@@ -170,6 +170,36 @@ def test_a_rotation_that_cannot_rename_keeps_writing_to_the_same_file(
     assert "Permission denied" in capsys.readouterr().err  # logging's own error report
 
 
+def test_the_terminal_shows_control_characters_escaped_and_a_traceback_on_its_lines(
+    tmp_path: Path,
+) -> None:
+    console = Terminal()
+    log_file = setup(tmp_path, console)
+    log = logs.get_logger("device_agent.x")
+    log.warning("cli said\x1b[2J", output="a\x00b\rc\nd\x9b", argv=["x\x00"])
+    logging.getLogger("httpx").warning("foreign \x07 line")
+    try:
+        raise RuntimeError("title \x1b]0;pwned\x07 set")
+    except RuntimeError:
+        log.exception("crashed")
+    shown = console.getvalue()
+    colour = {"\x1b[33m", "\x1b[31m", "\x1b[0m"}  # the level tags' own codes
+    for code in colour:
+        shown = shown.replace(code, "")
+    assert not [c for c in shown if (c < " " and c != "\n") or "\x7f" <= c <= "\x9f"]
+    assert "cli said\\x1b[2J" in shown
+    assert "output=a\\x00b\\x0dc\\x0ad\\x9b" in shown
+    assert "argv=['x\\x00']" in shown
+    assert "foreign \\x07 line" in shown
+    assert "RuntimeError: title \\x1b]0;pwned\\x07 set" in shown
+    lines = shown.splitlines()
+    assert len(lines) > 4  # one line per event, and the traceback on lines of its own
+    assert lines[3].startswith("Traceback (most recent call last):")
+    # The file keeps the text itself: JSON escapes it, and `logs` / `history` show it escaped.
+    first = lines_of(log_file)[0]
+    assert (first["event"], first["output"]) == ("cli said\x1b[2J", "a\x00b\rc\nd\x9b")
+
+
 def test_the_log_file_and_its_rotations_are_the_owners_only_whatever_the_umask(
     tmp_path: Path,
 ) -> None:
