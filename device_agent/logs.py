@@ -1,181 +1,149 @@
-"""Logging: events with fields, as JSON lines in the log file and readable lines on the
-terminal, secrets redacted.
+"""Logging on structlog: JSON lines in the log file, readable lines on the terminal, secrets
+redacted.
 
-A module logs through `log = get_logger(__name__)`, as `log.info("run finished",
-run_id=3)`. Events travel as stdlib `logging` records, so the lines of other libraries
-(httpx, asyncio) are rendered, redacted and filed the same way. This small layer replaced
-structlog, whose import alone cost `run` ~12 ms of its start.
+A module logs through `log = get_logger(__name__)`, as `log.info("run finished", run_id=3)`;
+`structlog.contextvars.bind_contextvars(run_id=3)` puts a field on every line the current
+task logs from then on (and on no other task's lines: each asyncio task has its own context).
+Events travel as stdlib `logging` records, so other libraries' lines (httpx, asyncio) are
+rendered, redacted and filed the same way, with the context they were logged in.
 
-Redaction happens on the rendered line, after the exception is formatted, so nothing —
+Every line carries `event`, `level`, `logger` and `timestamp` (UTC, ISO 8601), which no field
+overrides, and a traceback goes whole into `exception`: `device-agent logs` reads these keys.
+
+Redaction is the last step, on the fully rendered line (traceback included), so nothing —
 not even a traceback that quoted a header — reaches a handler with a token in it.
 """
 
 from __future__ import annotations
 
-import json
 import logging
+import logging.handlers
 import os
-import re
 import sys
-import time
-from collections.abc import Iterable, Mapping
-from contextvars import ContextVar
+from collections.abc import Iterable
+from io import StringIO
 from pathlib import Path
-from types import MappingProxyType
-from typing import Any, Final
+from typing import IO, Any, Final, TextIO
 
-from device_agent.redaction import REDACTED, SecretValues
+import structlog
+from structlog.dev import Column, ConsoleRenderer, KeyValueColumnFormatter, LogLevelColumnFormatter
+from structlog.typing import ExcInfo, Processor, WrappedLogger
 
-# Each token shape, with a word it cannot match without (lower case): a line without the
-# word skips the pattern's scan, and most lines have none of the words.
-_PATTERNS: Final = (
-    ("owl_pat_", re.compile(r"owl_pat_[A-Za-z0-9_-]{8,}")),
-    ("bearer", re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]{8,}")),
-    (
-        "token",
-        re.compile(
-            r"""(?i)(["']?(?:access_token|refresh_token|device_token|token)["']?\s*[:=]\s*["']?)"""
-            r"""[^"',\s}]{8,}"""
-        ),
-    ),
+from device_agent.cli.output import printable
+from device_agent.redaction import Redactor
+
+redactor: Final = Redactor()  # the secrets every log line is cleaned of (setup and login add)
+
+MAX_BYTES: Final = 5 * 1024 * 1024  # the log file rotates once it would grow past this
+KEEP: Final = 3  # rotations kept beside it: agent.log.1 (newest) … agent.log.3
+
+# What every line gets, ours at the logging call and other libraries' in the handler (which
+# runs in the logging call too, so both see the context of the task that logged). After the
+# fields, so that none of them replaces a fixed key.
+_STAMPS: Final[list[Processor]] = [
+    structlog.contextvars.merge_contextvars,
+    structlog.stdlib.add_log_level,
+    structlog.stdlib.add_logger_name,
+    structlog.processors.TimeStamper(fmt="iso", utc=True),
+]
+
+structlog.configure(
+    processors=[
+        structlog.stdlib.filter_by_level,  # a line no handler wants costs no rendering
+        *_STAMPS,
+        structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+    ],
+    logger_factory=structlog.stdlib.LoggerFactory(),
+    wrapper_class=structlog.stdlib.BoundLogger,
+    cache_logger_on_first_use=True,
 )
 
 
-class Redactor:
-    """Replaces known secret values and, in log lines only, token-shaped strings."""
-
-    def __init__(self) -> None:
-        self._values = SecretValues()
-
-    def add(self, *secrets: str | None) -> None:
-        self._values.add(*secrets)
-
-    def __call__(self, text: str) -> str:
-        text = self._values.text(text)
-        lowered = text.lower()
-        for word, pattern in _PATTERNS:
-            if word in lowered:
-                text = pattern.sub(_keep_prefix, text)
-        return text
+def get_logger(name: str) -> structlog.stdlib.BoundLogger:
+    """A structlog logger for module `name`. Taken from here rather than from structlog
+    directly so that importing it configures structlog: a line is never printed by
+    structlog's default (to stdout, unredacted), even in a command that never calls setup."""
+    return structlog.stdlib.get_logger(name)
 
 
-def _keep_prefix(match: re.Match[str]) -> str:
-    prefix = match.group(1) if match.groups() else ""
-    return f"{prefix}{REDACTED}"
+def _redact(_logger: WrappedLogger, _method: str, line: Any) -> str:
+    """The last step of every handler: the rendered line with secrets and token shapes
+    replaced."""
+    return redactor(str(line))
 
 
-redactor: Final = Redactor()
-
-
-_FIELDS: Final = "device_agent_fields"  # the record attribute a line's fields travel in
-_NONE: Final[Mapping[str, Any]] = MappingProxyType({})
-_context: ContextVar[Mapping[str, Any]] = ContextVar("device_agent_log_context", default=_NONE)
-
-
-def bind_to_context(**fields: Any) -> None:
-    """Fields that every line logged from here on in this task (or thread) carries."""
-    _context.set({**_context.get(), **fields})
-
-
-class Logger:
-    """Logs events with fields: `log.warning("poll failed", status=503)`."""
-
-    __slots__ = ("_fields", "_logger")
-
-    def __init__(self, logger: logging.Logger, fields: Mapping[str, Any] | None = None) -> None:
-        self._logger = logger
-        self._fields = fields or _NONE
-
-    def bind(self, **fields: Any) -> Logger:
-        """This logger with `fields` on each of its lines."""
-        return Logger(self._logger, {**self._fields, **fields})
-
-    def debug(self, event: str, **fields: Any) -> None:
-        self._log(logging.DEBUG, event, fields)
-
-    def info(self, event: str, **fields: Any) -> None:
-        self._log(logging.INFO, event, fields)
-
-    def warning(self, event: str, **fields: Any) -> None:
-        self._log(logging.WARNING, event, fields)
-
-    def error(self, event: str, **fields: Any) -> None:
-        """`exc_info=` an exception adds its traceback, as in `logging`."""
-        self._log(logging.ERROR, event, fields)
-
-    def exception(self, event: str, **fields: Any) -> None:
-        """An error line with the traceback of the exception being handled."""
-        fields.setdefault("exc_info", True)
-        self._log(logging.ERROR, event, fields)
-
-    def _log(self, level: int, event: str, fields: dict[str, Any]) -> None:
-        if not self._logger.isEnabledFor(level):
-            return
-        exc_info = fields.pop("exc_info", None)
-        line = {**_context.get(), **self._fields, **fields}
-        self._logger.log(level, event, exc_info=exc_info, stacklevel=3, extra={_FIELDS: line})
-
-
-def get_logger(name: str) -> Logger:
-    return Logger(logging.getLogger(name))
-
-
-def fields_of(record: logging.LogRecord) -> dict[str, Any]:
-    """What a record's line says: its fields, then event, level, logger and timestamp (which
-    no field overrides). Another library's record takes the fields of the context it was
-    logged in: handlers run in the logging call."""
-    fields = getattr(record, _FIELDS, None)
-    line = dict(_context.get() if fields is None else fields)
-    line.update(
-        event=record.getMessage(),
-        level=record.levelname.lower(),
-        logger=record.name,
-        timestamp=_iso_utc(record.created),
+def _formatter(*rendering: Processor) -> logging.Formatter:
+    return structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=_STAMPS,
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            *rendering,
+            _redact,
+        ],
     )
-    return line
 
 
-def _iso_utc(created: float) -> str:
-    seconds = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(created))
-    return f"{seconds}.{int(created % 1 * 1_000_000):06d}Z"
+def json_lines() -> logging.Formatter:
+    """One JSON object a line; what JSON cannot encode is written as its repr."""
+    return _formatter(structlog.processors.format_exc_info, structlog.processors.JSONRenderer())
 
 
-class JsonLines(logging.Formatter):
-    """One JSON object per line (`device-agent logs` reads them); a traceback goes in
-    "exception"."""
+def readable_lines(*, colors: bool) -> logging.Formatter:
+    """`time [level] event [logger] key=value …`, then any traceback.
 
-    def format(self, record: logging.LogRecord) -> str:
-        line = fields_of(record)
-        if record.exc_info:
-            line["exception"] = self.formatException(record.exc_info)
-        return redactor(json.dumps(line, default=repr))
+    Control characters (a CLI's NUL bytes, a terminal escape in a server's text) are shown
+    escaped, as `history` and `logs` show them; a traceback keeps its line breaks. Only the
+    level name is coloured: a colour code between a key and its value would hide a token
+    shape from the redactor, which reads the rendered line."""
+    plain = KeyValueColumnFormatter(key_style=None, value_style="", reset_style="", value_repr=str)
+    renderer = ConsoleRenderer(
+        columns=[
+            Column("timestamp", plain),
+            Column(
+                "level",
+                LogLevelColumnFormatter(
+                    ConsoleRenderer.get_default_level_styles(colors=colors),
+                    reset_style="\x1b[0m" if colors else "",
+                ),
+            ),
+            Column(
+                "event",
+                KeyValueColumnFormatter(
+                    key_style=None, value_style="", reset_style="", value_repr=_shown, width=30
+                ),
+            ),
+            Column(
+                "logger",
+                KeyValueColumnFormatter(
+                    key_style=None,
+                    value_style="",
+                    reset_style="",
+                    value_repr=_shown,
+                    prefix="[",
+                    postfix="]",
+                ),
+            ),
+            Column(
+                "",  # every other field, by name
+                KeyValueColumnFormatter(
+                    key_style="", value_style="", reset_style="", value_repr=_shown
+                ),
+            ),
+        ],
+        exception_formatter=_traceback,
+    )
+    return _formatter(renderer)
 
 
-class ReadableLines(logging.Formatter):
-    """`time [level] event [logger] key=value …`, the level in colour on a terminal."""
-
-    _COLORS: Final = {"debug": "34", "info": "32", "warning": "33", "error": "31"}
-
-    def __init__(self, *, colors: bool = False) -> None:
-        super().__init__()
-        self.colors = colors
-
-    def format(self, record: logging.LogRecord) -> str:
-        line = fields_of(record)
-        stamp, level = line.pop("timestamp"), line.pop("level")
-        event, logger = line.pop("event"), line.pop("logger")
-        pairs = " ".join(f"{key}={_readable(value)}" for key, value in sorted(line.items()))
-        text = f"{event:<30} [{logger}] {pairs}".rstrip()
-        if record.exc_info:
-            text += "\n" + self.formatException(record.exc_info)
-        tag = f"[{level:<9}]"
-        if self.colors:  # around the tag alone: a colour code inside would hide a token
-            tag = f"\x1b[{self._COLORS.get(level, '31;1')}m{tag}\x1b[0m"
-        return f"{stamp} {tag} {redactor(text)}"
+def _shown(value: object) -> str:
+    """A string as it is, anything else as its repr; control characters escaped."""
+    return printable(value if isinstance(value, str) else repr(value))
 
 
-def _readable(value: Any) -> str:
-    return value if isinstance(value, str) else repr(value)
+def _traceback(out: TextIO, exc_info: ExcInfo) -> None:
+    text = StringIO()
+    structlog.dev.plain_traceback(text, exc_info)
+    out.write(printable(text.getvalue(), lines=True))
 
 
 def setup(
@@ -184,7 +152,7 @@ def setup(
     console_level: int = logging.INFO,
     file_level: int = logging.DEBUG,
     secrets: Iterable[str | None] = (),
-    console_stream: Any = None,
+    console_stream: IO[str] | None = None,
 ) -> None:
     """Send every logger's lines to the terminal and the log file (again: the handlers are
     replaced)."""
@@ -199,15 +167,14 @@ def setup(
     if not _discarded(stream):  # rendering every line for /dev/null is work for nothing
         console = logging.StreamHandler(stream)
         console.setLevel(console_level)
-        colors = bool(getattr(stream, "isatty", lambda: False)())
-        console.setFormatter(ReadableLines(colors=colors))
+        console.setFormatter(readable_lines(colors=stream.isatty()))
         root.addHandler(console)
 
     if log_file is not None:
         log_file.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        to_file = RotatingFile(log_file, max_bytes=5 * 1024 * 1024, keep=3)
+        to_file = LogFile(log_file, maxBytes=MAX_BYTES, backupCount=KEEP, encoding="utf-8")
         to_file.setLevel(file_level)
-        to_file.setFormatter(JsonLines())
+        to_file.setFormatter(json_lines())
         root.addHandler(to_file)
 
     # httpx logs every request at INFO; that is noise on a laptop that polls all day.
@@ -217,46 +184,42 @@ def setup(
     logging.getLogger("asyncio").setLevel(logging.INFO)
 
 
-class RotatingFile(logging.FileHandler):
-    """The log file, moved to `<name>.1` (and older ones up to `<name>.<keep>`) once it has
-    reached `max_bytes`. Ours rather than the stdlib's RotatingFileHandler, which renders
-    every line twice (once only to learn its length), checks the path with two stats, and
-    costs start-up ~4 ms of imports (`logging.handlers`)."""
+class LogFile(logging.handlers.RotatingFileHandler):
+    """The stdlib's rotating log file, created 0600 whatever the umask (it holds run output),
+    and still written when a rotation fails (a rename refused): the failure is reported on
+    stderr as logging reports any, and the line goes to the file already open."""
 
-    def __init__(self, path: Path, *, max_bytes: int, keep: int) -> None:
-        super().__init__(path, encoding="utf-8")
-        self.max_bytes = max_bytes
-        self.keep = keep
+    def _open(self) -> Any:
+        return open(
+            self.baseFilename,
+            self.mode,
+            encoding=self.encoding,
+            errors=self.errors,
+            opener=_owner_only,
+        )
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            if self._full():
-                self._rotate()
-        except OSError:  # a failed rename: keep writing to the file we have
+            if self.shouldRollover(record):
+                self.doRollover()
+        except OSError:
             self.handleError(record)
-        super().emit(record)
-
-    def _full(self) -> bool:
-        if self.stream is None:
-            return False
-        try:
-            return os.fstat(self.stream.fileno()).st_size >= self.max_bytes
-        except (OSError, ValueError):  # closed or not a real file: nothing to rotate
-            return False
-
-    def _rotate(self) -> None:
-        if self.stream is not None:
-            self.stream.close()
-            self.stream = None  # FileHandler.emit opens the new file
-        for n in range(self.keep, 0, -1):  # `<name>.<keep>` is overwritten: the oldest goes
-            older = f"{self.baseFilename}.{n - 1}" if n > 1 else self.baseFilename
-            if os.path.exists(older):
-                os.replace(older, f"{self.baseFilename}.{n}")
+        logging.FileHandler.emit(self, record)
 
 
-def _discarded(stream: Any) -> bool:
+def _owner_only(path: str, flags: int) -> int:
+    return os.open(path, flags, 0o600)
+
+
+def _discarded(stream: IO[str]) -> bool:
     """Whether `stream` is /dev/null (e.g. a service whose stderr nobody reads)."""
     try:
         return os.path.samestat(os.fstat(stream.fileno()), os.stat(os.devnull))
     except (AttributeError, OSError, ValueError):  # no file descriptor: a real stream
         return False
+
+
+# A command that never calls setup still shows a warning of ours readable and redacted: not
+# the raw fields structlog hands to stdlib logging, which its last-resort handler would print.
+if logging.lastResort is not None:
+    logging.lastResort.setFormatter(readable_lines(colors=False))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
@@ -38,3 +39,41 @@ class SecretValues:
         if isinstance(value, list | tuple):
             return [self.deep(item) for item in value]
         return value
+
+
+# Each token shape, with a word it cannot match without (lower case): a line without the
+# word skips the pattern's scan, and most lines have none of the words.
+_PATTERNS: Final = (
+    ("owl_pat_", re.compile(r"owl_pat_[A-Za-z0-9_-]{8,}")),
+    ("bearer", re.compile(r"(?i)(bearer\s+)[A-Za-z0-9._~+/=-]{8,}")),
+    (
+        "token",
+        re.compile(
+            r"""(?i)(["']?(?:access_token|refresh_token|device_token|token)["']?\s*[:=]\s*["']?)"""
+            r"""[^"',\s}]{8,}"""
+        ),
+    ),
+)
+
+
+class Redactor:
+    """Replaces known secret values and, in log lines only, token-shaped strings."""
+
+    def __init__(self) -> None:
+        self._values = SecretValues()
+
+    def add(self, *secrets: str | None) -> None:
+        self._values.add(*secrets)
+
+    def __call__(self, text: str) -> str:
+        text = self._values.text(text)
+        lowered = text.lower()
+        for word, pattern in _PATTERNS:
+            if word in lowered:
+                text = pattern.sub(_keep_prefix, text)
+        return text
+
+
+def _keep_prefix(match: re.Match[str]) -> str:
+    prefix = match.group(1) if match.groups() else ""
+    return f"{prefix}{REDACTED}"

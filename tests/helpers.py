@@ -8,18 +8,15 @@ never an assertion about speed).
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import logging
 import os
 import shutil
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from device_agent.executors.process import read_proc_stat
-from device_agent.logs import fields_of
 
 _STEP = 0.01
 
@@ -34,26 +31,6 @@ def agent_env(home: Path, *, server: str, token: str, worker_id: str) -> dict[st
         DEVICE_AGENT_WORKER_ID=worker_id,
     )
     return env
-
-
-@contextlib.contextmanager
-def captured_logs() -> Iterator[list[dict[str, Any]]]:
-    """Every line logged meanwhile, at any level, as its fields (event, level, logger, …)."""
-    lines: list[dict[str, Any]] = []
-
-    class Capture(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            lines.append(fields_of(record))
-
-    root = logging.getLogger()
-    capture, level = Capture(logging.DEBUG), root.level
-    root.addHandler(capture)
-    root.setLevel(logging.DEBUG)
-    try:
-        yield lines
-    finally:
-        root.removeHandler(capture)
-        root.setLevel(level)
 
 
 FAKES = Path(__file__).parent / "fakes"  # one fake of each CLI, shared by all tests

@@ -24,6 +24,8 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+import structlog
+
 from device_agent.agent.activity import RunBoard
 from device_agent.agent.heartbeat import Heartbeat
 from device_agent.agent.journal import ABANDONED, AsyncJournal, JournalWriteError
@@ -35,7 +37,7 @@ from device_agent.executors.executor import Executor
 from device_agent.executors.request import ExecutionRequest, McpWiring
 from device_agent.identity.tokens import TokenSource
 from device_agent.lanes import Fail, Lane, LaneRun, Resume, lane_for, read_claim
-from device_agent.logs import bind_to_context, get_logger
+from device_agent.logs import get_logger
 from device_agent.server.client import Answer, LobuClient
 from device_agent.server.protocol import Claim, PayloadError
 
@@ -110,7 +112,7 @@ class RunPipeline:
         """Execute one claimed run and deliver its result. None if it was not ours to report."""
         # Each run is its own task, so this tags every log line of the run — the heartbeats,
         # the executor, the delivery — with its run_id, and no other run's lines.
-        bind_to_context(run_id=claim.run_id)
+        structlog.contextvars.bind_contextvars(run_id=claim.run_id)
         lane = self._lanes(claim.run_type)
         heartbeat = Heartbeat(
             self.client,

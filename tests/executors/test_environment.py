@@ -7,11 +7,11 @@ import os
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
 from device_agent.config import ExecutorSettings
 from device_agent.executors.environment import child_environment, extended_path
 from tests.executors.conftest import MCP_URL, TOKEN, Bench
-from tests.helpers import captured_logs
 
 
 def test_mcp_config_is_0600_while_the_run_lives_and_gone_after(bench: Bench) -> None:
@@ -46,7 +46,7 @@ def test_the_token_reaches_no_argv_env_result_or_log(
         HARMLESS="keep me",
     )
     caplog.set_level(logging.DEBUG)
-    with captured_logs() as events:
+    with capture_logs() as events:
         result = bench.run("claude-code", config={"model": "m1"}, prompt="Please echo the token")
     seen = bench.reported()
     assert result.exit_reason == "ok"

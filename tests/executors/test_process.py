@@ -12,12 +12,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 
 from device_agent.agent.result import ExitReason, Report
 from device_agent.config import ExecutorSettings
 from device_agent.executors.executor import CancelEvent, Executor
 from tests.executors.conftest import Bench
-from tests.helpers import captured_logs, live_members, wait_for, wait_for_async
+from tests.helpers import live_members, wait_for, wait_for_async
 
 MIB = 1 << 20
 
@@ -184,7 +185,7 @@ def test_stdin_prompt(bench: Bench) -> None:
 def test_the_cli_started_line_names_the_pid_the_cli_runs_as(bench: Bench) -> None:
     bench.install("echo_prompt", "echo-prompt")
     bench.profile("command", 'argv = ["echo-prompt"]\n')
-    with captured_logs() as logged:
+    with capture_logs() as logged:
         bench.run("command", prompt="hello")
     (started,) = [line for line in logged if line["event"] == "CLI started"]
     assert started["pid"] == bench.reported()["pid"]
@@ -193,7 +194,7 @@ def test_the_cli_started_line_names_the_pid_the_cli_runs_as(bench: Bench) -> Non
 
 def test_a_cli_that_cannot_start_leaves_no_started_line(bench: Bench) -> None:
     bench.profile("command", 'argv = ["/nonexistent/cli"]\n')
-    with captured_logs() as logged:
+    with capture_logs() as logged:
         report = bench.run("command")
     assert report.failed
     assert [line for line in logged if line["event"] == "CLI started"] == []

@@ -42,7 +42,6 @@ NOT_BEFORE_THE_FIRST_POLL = (
     "anyio",
     "http",  # its status enums, for an answer without a reason phrase
     "hashlib",  # a claim's payload digest
-    "logging.handlers",  # device_agent.logs rotates its file itself
 )
 
 # `device-agent run --once`, stopped where it would send its first poll: prints how many times

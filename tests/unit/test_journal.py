@@ -7,6 +7,7 @@ import stat
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
 from device_agent.agent.journal import (
     ABANDONED,
@@ -20,7 +21,6 @@ from device_agent.agent.journal import (
     JournalWriteError,
 )
 from device_agent.agent.result import ExitReason, Report
-from tests.helpers import captured_logs
 
 S = "http://127.0.0.1:1"
 OK = Report(
@@ -257,7 +257,7 @@ def test_a_deferred_write_that_can_never_be_replayed_is_dropped_and_the_rest_go_
         # replayed (a user deleted it), then a good one behind it.
         journal._deferred.append(lambda: journal.sync.record_result(S, 99, OK))
         journal._deferred.append(lambda: journal.sync.record_result(S, 2, OK))
-        with captured_logs() as logged:
+        with capture_logs() as logged:
             healthy = await journal.writable_again()
         assert [line["event"] for line in logged] == [
             "a journal write kept while the disk was full cannot be replayed"

@@ -6,10 +6,15 @@ import asyncio
 import io
 import json
 import logging
+import os
+import stat
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 
 from device_agent import logs
 
@@ -55,7 +60,7 @@ def test_bound_fields_and_a_tasks_context_reach_its_lines_only(tmp_path: Path) -
     log = logs.get_logger("device_agent.x")
 
     async def run(run_id: int) -> None:
-        logs.bind_to_context(run_id=run_id)
+        structlog.contextvars.bind_contextvars(run_id=run_id)
         await asyncio.sleep(0)  # the other task runs and binds its own meanwhile
         log.bind(watcher="w").info("run finished")
         logging.getLogger("httpx").warning("a line of %s", "httpx")  # another library's
@@ -128,15 +133,15 @@ def test_on_a_terminal_only_the_level_is_coloured_so_token_shapes_stay_found(
     key, value = field.split("=", 1)
     logs.get_logger("device_agent.x").warning("posting", **{key: value})
     shown = console.getvalue()
-    assert "\x1b[33m[warning  ]\x1b[0m posting" in shown
+    assert "[\x1b[33mwarning  \x1b[0m] posting" in shown
     assert "abcdefghijklmnop" not in shown
     assert shown.count("\x1b[") == 2
 
 
 def test_the_log_file_keeps_its_last_rotations_and_loses_no_line(tmp_path: Path) -> None:
     setup(tmp_path)
-    (to_file,) = [h for h in logging.getLogger().handlers if isinstance(h, logs.RotatingFile)]
-    to_file.max_bytes, to_file.keep = 600, 2
+    (to_file,) = [h for h in logging.getLogger().handlers if isinstance(h, logs.LogFile)]
+    to_file.maxBytes, to_file.backupCount = 600, 2
     log = logs.get_logger("device_agent.x")
     for n in range(30):
         log.info("a line of about a hundred bytes once rendered", n=n)
@@ -151,15 +156,81 @@ def test_a_rotation_that_cannot_rename_keeps_writing_to_the_same_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     log_file = setup(tmp_path)
-    (to_file,) = [h for h in logging.getLogger().handlers if isinstance(h, logs.RotatingFile)]
-    to_file.max_bytes = 100
+    (to_file,) = [h for h in logging.getLogger().handlers if isinstance(h, logs.LogFile)]
+    to_file.maxBytes = 100
     log = logs.get_logger("device_agent.x")
     log.info("first line, long enough to fill the hundred bytes")
 
     def refuse(source: str, target: str) -> None:
         raise PermissionError(13, "Permission denied", source)
 
-    monkeypatch.setattr(logs.os, "replace", refuse)
+    monkeypatch.setattr(os, "rename", refuse)
     log.info("second line")
     assert [line["event"] for line in lines_of(log_file)][-1] == "second line"
     assert "Permission denied" in capsys.readouterr().err  # logging's own error report
+
+
+def test_the_terminal_shows_control_characters_escaped_and_a_traceback_on_its_lines(
+    tmp_path: Path,
+) -> None:
+    console = Terminal()
+    log_file = setup(tmp_path, console)
+    log = logs.get_logger("device_agent.x")
+    log.warning("cli said\x1b[2J", output="a\x00b\rc\nd\x9b", argv=["x\x00"])
+    logging.getLogger("httpx").warning("foreign \x07 line")
+    try:
+        raise RuntimeError("title \x1b]0;pwned\x07 set")
+    except RuntimeError:
+        log.exception("crashed")
+    shown = console.getvalue()
+    colour = {"\x1b[33m", "\x1b[31m", "\x1b[0m"}  # the level tags' own codes
+    for code in colour:
+        shown = shown.replace(code, "")
+    assert not [c for c in shown if (c < " " and c != "\n") or "\x7f" <= c <= "\x9f"]
+    assert "cli said\\x1b[2J" in shown
+    assert "output=a\\x00b\\x0dc\\x0ad\\x9b" in shown
+    assert "argv=['x\\x00']" in shown
+    assert "foreign \\x07 line" in shown
+    assert "RuntimeError: title \\x1b]0;pwned\\x07 set" in shown
+    lines = shown.splitlines()
+    assert len(lines) > 4  # one line per event, and the traceback on lines of its own
+    assert lines[3].startswith("Traceback (most recent call last):")
+    # The file keeps the text itself: JSON escapes it, and `logs` / `history` show it escaped.
+    first = lines_of(log_file)[0]
+    assert (first["event"], first["output"]) == ("cli said\x1b[2J", "a\x00b\rc\nd\x9b")
+
+
+def test_the_log_file_and_its_rotations_are_the_owners_only_whatever_the_umask(
+    tmp_path: Path,
+) -> None:
+    previous = os.umask(0o022)
+    try:
+        setup(tmp_path)
+        (to_file,) = [h for h in logging.getLogger().handlers if isinstance(h, logs.LogFile)]
+        to_file.maxBytes = 300
+        log = logs.get_logger("device_agent.x")
+        for n in range(10):
+            log.info("a line of about a hundred bytes once rendered", n=n)
+    finally:
+        os.umask(previous)
+    files = sorted(tmp_path.iterdir())
+    assert [p.name for p in files] == ["agent.log", "agent.log.1", "agent.log.2", "agent.log.3"]
+    assert {stat.S_IMODE(p.stat().st_mode) for p in files} == {0o600}
+
+
+def test_a_warning_before_setup_is_a_readable_redacted_line_on_stderr() -> None:
+    code = (
+        "from device_agent import logs\n"
+        "logs.get_logger('device_agent.x').warning('token refused', header='Bearer "
+        "abcdefghijklmnop', status=401)\n"
+        "logs.get_logger('device_agent.x').info('not shown')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert done.stdout == ""
+    (line,) = done.stderr.splitlines()
+    assert line.split(" ", 1)[1] == (
+        "[warning  ] token refused                  [device_agent.x] "
+        "header=Bearer [REDACTED] status=401"
+    )

@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 import respx
+from structlog.testing import capture_logs
 
 from device_agent.agent.journal import AsyncJournal, Entry, Journal, JournalState, JournalWriteError
 from device_agent.agent.outbox import Outbox, never_give_up
@@ -24,7 +25,6 @@ from device_agent.identity.tokens import TokenSource
 from device_agent.lanes import Done, Lane, Resume, Verdict
 from device_agent.server.client import Answer, LobuClient
 from device_agent.server.protocol import Claim
-from tests.helpers import captured_logs
 
 pytestmark = pytest.mark.usefixtures("lobu_client_through_httpx")  # respx plays the server
 
@@ -311,7 +311,7 @@ def test_a_round_leaves_one_run_finished_line_naming_the_run_and_no_claim_line(
     tmp_path: Path,
 ) -> None:
     done = httpx.Response(200, json={"ok": True, "status": "completed"})
-    with captured_logs() as logged:
+    with capture_logs() as logged:
         run_claim(tmp_path, [done], RecordingExecutor())
     pipeline_lines = [line for line in logged if line["event"] in ("claimed run", "run finished")]
     assert len(pipeline_lines) == 1
