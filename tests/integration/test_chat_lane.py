@@ -367,6 +367,19 @@ def test_a_chat_turn_pops_up_no_desktop_notification(
     assert shown == []
 
 
+def test_the_demo_shows_one_chat_turn_answered_offline(
+    isolated_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from device_agent.demo.session import CHAT_MESSAGE, run_demo
+
+    assert run_demo(isolated_home / "demo") == ExitCode.OK
+    out = capsys.readouterr().out
+    chat = out.split("chat lane:", 1)[1]
+    assert f"person: {CHAT_MESSAGE}" in chat
+    assert "device: Demo assistant here, answering" in chat
+    assert "chat turn 1: completed" in chat
+
+
 def _raw_chat(**changes: Any) -> dict[str, Any]:
     chat: dict[str, Any] = {
         "agent_kind": "claude-code",
