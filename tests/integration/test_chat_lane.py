@@ -6,6 +6,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -19,7 +22,7 @@ from device_agent.agent.poll_loop import Agent
 from device_agent.config import Paths, Settings, validate
 from device_agent.devserver import DevServer, DevState
 from device_agent.errors import ExitCode
-from tests.helpers import alive, install_fake, wait_for_async
+from tests.helpers import alive, install_fake, wait_for, wait_for_async
 
 from .conftest import journal_rows
 
@@ -378,6 +381,44 @@ def test_the_demo_shows_one_chat_turn_answered_offline(
     assert f"person: {CHAT_MESSAGE}" in chat
     assert "device: Demo assistant here, answering" in chat
     assert "chat turn 1: completed" in chat
+
+
+@pytest.mark.slow
+def test_a_turn_cut_short_by_a_crash_is_failed_once_and_never_answered_twice(
+    chat: ChatLab,
+) -> None:
+    from device_agent.agent.poll_loop import RESTARTED_TURN_ERROR
+
+    run_id = chat.state.post_message(chat.conversation(), "think forever [[hang]]")
+    with DevServer(chat.state).running_in_thread() as server:
+        env = {
+            **os.environ,
+            "DEVICE_AGENT_SERVER": server.url,
+            "DEVICE_AGENT_TOKEN": chat.token,
+            "DEVICE_AGENT_WORKER_ID": WORKER,
+        }
+        command = [sys.executable, "-m", "device_agent", "run"]
+        agent = subprocess.Popen(
+            command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+        try:
+            wait_for(chat.reports.exists, what="the CLI to start")
+            cli = chat.seen()["pid"]
+            agent.send_signal(signal.SIGKILL)  # a crash: nothing is reported on the way out
+            agent.communicate(timeout=30)
+            assert chat.state.run(run_id).status == "running"
+            again = subprocess.run(
+                [*command, "--once"], env=env, capture_output=True, text=True, timeout=60
+            )
+        finally:
+            if agent.poll() is None:
+                agent.kill()
+                agent.communicate()
+        assert again.returncode == 0, again.stderr
+    run = chat.state.run(run_id)
+    assert (run.status, run.error, run.exit_reason) == ("failed", RESTARTED_TURN_ERROR, "crash")
+    assert len(chat.prompts()) == 1  # the interrupted turn was not answered again
+    wait_for(lambda: not alive(cli), what="the orphaned CLI to be stopped on restart")
 
 
 def _raw_chat(**changes: Any) -> dict[str, Any]:
