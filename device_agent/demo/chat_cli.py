@@ -42,7 +42,7 @@ def reply(prompt: str) -> str:
     seen = f"{earlier} earlier messages" if earlier != 1 else "1 earlier message"
     return (
         f'{name} here, answering "{said}" from this device. I was shown {seen} of the '
-        "conversation. This reply comes from the offline demo agent; no model was called."
+        "conversation. This reply comes from the bundled offline agent; no model was called."
     )
 
 
