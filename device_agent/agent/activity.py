@@ -16,6 +16,7 @@ from typing import Any, Final
 
 from device_agent.cli.output import plain
 from device_agent.desktop.control_client import Target
+from device_agent.lanes.routes import TRIGGER_ROUTES
 
 TAIL_CHARS: Final = 2000
 MAX_TARGETS: Final = 200
@@ -57,7 +58,10 @@ class RunBoard:
         self._running.pop(run_id, None)
 
     def remember(self, target: Target) -> None:
-        """A target this device has run (also from the journal at start-up), newest first."""
+        """A target this device has run (also from the journal at start-up), newest first.
+        Only a lane with a "Run now" has targets: a chat turn is not one."""
+        if target.lane not in TRIGGER_ROUTES:
+            return
         key = (target.lane, target.id)
         self._targets.pop(key, None)
         self._targets[key] = target

@@ -215,6 +215,10 @@ class Notifications:
         self.notifier = notifier
 
     def submit(self, run: LaneRun, report: Report) -> None:
+        from device_agent.lanes.chat.lane import ChatClaim  # after a run, not before a poll
+
+        if isinstance(run, ChatClaim):
+            return  # its reply, or its error, is posted to the conversation the person is in
         if self.notifier is None:
             from device_agent.desktop.notify.notifier import Notifier
 

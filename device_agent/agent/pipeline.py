@@ -326,7 +326,7 @@ class RunPipeline:
             stop_on_loss.cancel()
         if report.exit_reason is ExitReason.CANCELLED and not run.heartbeat.lost.is_set():
             report = report.failing(self._shutdown_error(not_started), ExitReason.CANCELLED)
-        return report
+        return parsed.review(report)
 
     @contextlib.asynccontextmanager
     async def _mcp_wiring(self, kind: str, wanted: bool) -> AsyncIterator[McpWiring | None]:

@@ -65,6 +65,11 @@ RESTARTED_ERROR: Final = (
     "says which); it was not run again, so that it is never executed twice — use Run now "
     "if you need it again"
 )
+# The same for a chat turn, whose error is posted to the conversation: there is no Run now.
+RESTARTED_TURN_ERROR: Final = (
+    "the device restarted its agent while it was answering this message, so there is no "
+    "reply; it was not answered twice — send the message again"
+)
 
 
 class Agent:
@@ -232,7 +237,9 @@ class Agent:
                 run_id=entry.run_id,
                 watcher=entry.watcher_name,
             )
-            report = failure(RESTARTED_ERROR, exit_reason=ExitReason.CRASH)
+            chat = entry.run_type == "chat_message"  # its error goes to the person who wrote
+            error = RESTARTED_TURN_ERROR if chat else RESTARTED_ERROR
+            report = failure(error, exit_reason=ExitReason.CRASH)
             await self.journal.call(journal.record_result, self.server, entry.run_id, report)
 
     async def _keep_flushing(self) -> None:

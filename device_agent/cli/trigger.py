@@ -91,13 +91,13 @@ def _directly(settings: Settings, args: argparse.Namespace, lane: str | None) ->
 def _lane(settings: Settings, requested: str | None) -> str:
     """`--lane`, else the lane this device last claimed a run of (docs/protocol.md, "Run now")."""
     from device_agent.agent.journal import Journal
-    from device_agent.lanes import LANES, trigger_lane
+    from device_agent.lanes import RUN_NOW_LANES, trigger_lane
 
     last_seen = None
     if requested is None and settings.paths.journal_file.exists():
         journal = Journal(settings.paths.journal_file)
         try:
-            last_seen = journal.latest_run_type(settings.origin, tuple(LANES))
+            last_seen = journal.latest_run_type(settings.origin, RUN_NOW_LANES)
         finally:
             journal.close()
     return trigger_lane(requested, last_seen).run_type

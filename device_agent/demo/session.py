@@ -6,8 +6,10 @@ bundled offline demo executor: first the scheduled runs, then a "Run now"
 through the same trigger route `device-agent trigger` uses. Then the same for
 the automation lane of current servers: a dev server in automation mode, the
 bundled automation demo agent finalizing its windows through the run's own MCP
-session — one on the first round, one only after the server's nudge. It prints
-what happened. Its files live in their own folder, apart from a real install's.
+session — one on the first round, one only after the server's nudge. Last, a
+device chat: a person writes in a conversation pinned to this device, and the
+bundled chat demo agent answers it. It prints what happened. Its files live
+in their own folder, apart from a real install's.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
+import textwrap
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -59,6 +62,8 @@ AUTOMATIONS: Final[Sequence[tuple[str, str]]] = (
     ),
 )
 AUTOMATION_AGENT: Final = "demo-automation"
+CHAT_AGENT: Final = "demo-chat"
+CHAT_MESSAGE: Final = "What did the weekly spend check find, and is anything urgent?"
 RUN_NOW: Final = (
     "Flaky test triage",
     "Look at the CI failures in the window below, group them by test, and tell me which "
@@ -106,7 +111,8 @@ async def _demo(paths: Paths) -> int:
         return int(code)
     done = finished and all(state.run(r).status == "completed" for r in run_ids)
     automations_done = await _automation_part(paths)
-    return ExitCode.OK if done and automations_done else ExitCode.INTERNAL
+    chat_done = await _chat_part(paths)
+    return ExitCode.OK if done and automations_done and chat_done else ExitCode.INTERNAL
 
 
 async def _automation_part(paths: Paths) -> bool:
@@ -140,6 +146,37 @@ async def _automation_part(paths: Paths) -> bool:
         code == ExitCode.OK
         and finished
         and all(state.run(r).status == "completed" for r in run_ids)
+    )
+
+
+async def _chat_part(paths: Paths) -> bool:
+    """The chat lane: a person writes in a conversation pinned to this device; the device's
+    agent answers it and the server posts the reply (docs/protocol.md, "Chat lane")."""
+    state = DevState(create_checkin_watcher=False, lane="automation")
+    token = state.add_token()
+    conversation = state.add_conversation(DEMO_WORKER_ID, CHAT_AGENT, agent_name="Demo assistant")
+    run_id = state.post_message(conversation, CHAT_MESSAGE)
+    async with DevServer(state) as server:
+        print(f"\nchat lane: dev server on {server.url}, a conversation pinned to this device\n")
+        agents, agent_task = _start_agent(server.url, token, paths, default_agent=CHAT_AGENT)
+        finished = await _until_settled(agents, [run_id], agent_task)
+        if agents:
+            agents[0].request_stop()
+        code = await agent_task
+    turn = state.run(run_id)
+    print(_said("person", CHAT_MESSAGE))
+    print(
+        _said("device", state.conversation(conversation).history[-1]["content"])
+        if turn.status == "completed"
+        else _said("error", turn.error or turn.status)
+    )
+    print(f"\nchat turn {run_id}: {turn.status}; the reply is what the conversation shows.")
+    return code == ExitCode.OK and finished and turn.status == "completed"
+
+
+def _said(who: str, text: str) -> str:
+    return textwrap.fill(
+        " ".join(text.split()), width=96, initial_indent=f"{who:>8}: ", subsequent_indent=" " * 10
     )
 
 

@@ -20,7 +20,7 @@ from device_agent.config import ENV_TOKEN
 from device_agent.desktop.control import Refused
 from device_agent.desktop.control_client import Target
 from device_agent.identity.credentials import CredentialError, load_credential
-from device_agent.lanes import LANES, trigger_lane
+from device_agent.lanes import RUN_NOW_LANES, trigger_lane
 
 STATUS_SCHEMA_VERSION: Final = 1
 
@@ -105,7 +105,7 @@ class AgentControl:
         (docs/protocol.md, "Run now")."""
         journal = self.agent.journal
         last_seen = await journal.call(
-            journal.sync.latest_run_type, self.agent.settings.origin, tuple(LANES)
+            journal.sync.latest_run_type, self.agent.settings.origin, RUN_NOW_LANES
         )
         return trigger_lane(None, last_seen).run_type
 

@@ -7,6 +7,7 @@ See docs/protocol.md, "Authentication and login".
 from __future__ import annotations
 
 import re
+import secrets
 from typing import Any, Final
 
 from device_agent.devserver.http import Request, Response
@@ -16,6 +17,7 @@ from device_agent.devserver.state import (
     DevState,
     RunRecord,
     WatcherRecord,
+    iso,
 )
 from device_agent.devserver.wire import (
     INVALID_BODY,
@@ -30,6 +32,7 @@ from device_agent.devserver.wire import (
 )
 
 WORKER_SCOPES: Final = frozenset({"device_worker:run", "mcp:write", "mcp:admin"})
+SESSION_LIFETIME_SECONDS: Final = 2 * 3600
 
 # The /api/workers/* middleware lets a user-scoped token reach only these;
 # which lane's routes exist depends on the server's era.
@@ -197,3 +200,25 @@ def body_and_run_id(
     if denied is not None:
         return denied
     return body, run_id
+
+
+def agent_session(
+    state: DevState, run: RunRecord, conversation_id: str | None = None
+) -> dict[str, Any]:
+    """A per-run MCP credential, accepted only by the MCP stand-in for this run; a chat turn's
+    names its conversation."""
+    if run.session_token is None:
+        run.session_token = state.add_token(
+            "mcp:read mcp:write",
+            token="owl_ses_" + secrets.token_urlsafe(24),
+            expires_in=SESSION_LIFETIME_SECONDS,
+            session_run_id=run.id,
+        )
+    record = state.token(run.session_token)
+    expires_at = record.expires_at if record and record.expires_at else state.now()
+    return {
+        "conversation_id": conversation_id or f"conv_run_{run.id}",
+        "mcp_url": f"{state.public_url}/mcp/{state.org.slug}",
+        "token": run.session_token,
+        "expires_at": iso(expires_at),
+    }

@@ -11,6 +11,11 @@ takes and answers JSON:
     POST /_dev/automations/<id>/runs        {dispatch_source?, window_*?, event_turn?} -> {run_id}
     GET  /_dev/runs/<id>                    one run: status, finalize attempts, windows completed
     POST /_dev/runs/<id>/cancel             cancel it (its heartbeats then get 409)
+    POST /_dev/conversations                DevState.add_conversation's arguments
+                                            (a device chat) -> {conversation_id}
+    POST /_dev/conversations/<id>/messages  {message, ephemeral_context?}: a person writes;
+                                            the turn is queued for the device -> {run_id}
+    GET  /_dev/conversations/<id>           its history (completed exchanges) and its turns
     POST /_dev/faults                       Fault's fields -> armed; {"chaos": rate} for chaos mode
     DELETE /_dev/faults                     disarm everything
     POST /_dev/warmup                       {seconds}: hold polls as a booting server does
@@ -31,6 +36,7 @@ from device_agent.devserver.state import DEFAULT_SCOPES, DevState
 from device_agent.devserver.wire import INVALID_BODY, error, json_object, not_found
 
 _ID_ROUTE: Final = re.compile(r"^/_dev/(watchers|automations|runs)/(\d+)/?(runs|cancel)?$")
+_CONVERSATION_ROUTE: Final = re.compile(r"^/_dev/conversations/([A-Za-z0-9_-]+)/?(messages)?$")
 _SETTINGS: Final = ("next_poll_seconds", "min_app_version")
 
 Admin = Callable[[DevState, dict[str, Any]], Response]
@@ -60,6 +66,7 @@ def _route(state: DevState, request: Request, body: dict[str, Any]) -> Response:
         ("POST", "/_dev/tokens"): _token,
         ("POST", "/_dev/watchers"): _watcher,
         ("POST", "/_dev/automations"): _automation,
+        ("POST", "/_dev/conversations"): _conversation,
         ("POST", "/_dev/faults"): _fault,
         ("POST", "/_dev/warmup"): _warmup,
         ("POST", "/_dev/settings"): _settings,
@@ -68,6 +75,9 @@ def _route(state: DevState, request: Request, body: dict[str, Any]) -> Response:
     }
     if key in simple:
         return simple[key](state, body)
+    chat = _CONVERSATION_ROUTE.match(request.path)
+    if chat is not None:
+        return _conversation_route(state, request.method, chat.group(1), chat.group(2), body)
     match = _ID_ROUTE.match(request.path)
     if match is None:
         return not_found()
@@ -99,6 +109,40 @@ def _watcher(state: DevState, body: dict[str, Any]) -> Response:
 
 def _automation(state: DevState, body: dict[str, Any]) -> Response:
     return Response.json(200, {"automation_id": state.add_automation(**body)})
+
+
+def _conversation(state: DevState, body: dict[str, Any]) -> Response:
+    return Response.json(200, {"conversation_id": state.add_conversation(**body)})
+
+
+def _conversation_route(
+    state: DevState, method: str, conversation_id: str, action: str | None, body: dict[str, Any]
+) -> Response:
+    if (method, action) == ("POST", "messages"):
+        return Response.json(200, {"run_id": state.post_message(conversation_id, **body)})
+    if (method, action) == ("GET", None):
+        return Response.json(200, _conversation_json(state, conversation_id))
+    return not_found()
+
+
+def _conversation_json(state: DevState, conversation_id: str) -> dict[str, Any]:
+    conversation = state.conversation(conversation_id)
+    return {
+        "conversation_id": conversation.id,
+        "agent_kind": conversation.agent_kind,
+        "history": conversation.history,
+        "turns": [
+            {
+                "run_id": turn.id,
+                "status": turn.status,
+                "message": turn.approved_input.get("message"),
+                "reply": turn.output,
+                "error": turn.error,
+                "exit_reason": turn.exit_reason,
+            }
+            for turn in state.turns(conversation_id)
+        ],
+    }
 
 
 def _fault(state: DevState, body: dict[str, Any]) -> Response:

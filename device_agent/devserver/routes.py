@@ -1,7 +1,7 @@
 """The router: faults, the warm-up and long-poll holds, then the endpoint.
 
-The endpoints live by area: `routes_worker` (poll, heartbeat), `routes_watcher`
-and `routes_automation` (the two lanes), `routes_mcp` (the MCP stand-in),
+The endpoints live by area: `routes_worker` (poll, heartbeat), `routes_watcher`,
+`routes_automation` and `routes_chat` (the lanes), `routes_mcp` (the MCP stand-in),
 `routes_auth` (login and devices), `dev_routes` (the `/_dev` helpers). Every
 endpoint runs with the state lock held and never awaits, which is what makes a
 claim atomic; only the router awaits, outside the lock.
@@ -21,6 +21,7 @@ from device_agent.devserver import (
     dev_routes,
     routes_auth,
     routes_automation,
+    routes_chat,
     routes_mcp,
     routes_watcher,
     routes_worker,
@@ -233,7 +234,7 @@ def _worker_route(state: DevState, request: Request) -> Handler | None:
         lane_route = {
             "watcher": routes_watcher.complete_watcher,
             "automation": routes_automation.complete_automation,
-            "chat": routes_automation.complete_chat,
+            "chat": routes_chat.complete_chat,
         }[match.group(2)]
         return partial(lane_route, run_id_text=match.group(1))
     if match := _WATCHER_TRIGGER.match(request.path):

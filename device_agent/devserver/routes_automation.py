@@ -1,6 +1,6 @@
 """The automation lane of current Lobu servers: the claim gate, long-poll, the
-automation claim, the exit report with its resume loop, Run now, and the
-routes for runs the agent does not handle. The MCP stand-in is `routes_mcp`.
+automation claim, the exit report with its resume loop and Run now. Device
+chats are `routes_chat`, the MCP stand-in is `routes_mcp`.
 
 See docs/protocol.md, "Automation lane", "Automation lane: exit report and
 resume" and "Long-poll". Texts and the resume rule follow lobu-ai/lobu
@@ -12,10 +12,11 @@ from __future__ import annotations
 import copy
 import json
 import re
-import secrets
 from typing import Any, Final
 
+from device_agent.devserver import routes_chat
 from device_agent.devserver.access import (
+    agent_session,
     bound_device,
     check_device_binding,
     refuse_run_now,
@@ -36,7 +37,6 @@ from device_agent.devserver.wire import (
 
 MAX_WAIT_SECONDS: Final = 25
 OUTPUT_TAIL_CHARS: Final = 2000
-SESSION_LIFETIME_SECONDS: Final = 2 * 3600
 # Capabilities each platform may claim; `linux` is no platform at all, so a
 # device registered as `linux` never gets `automations.execute`.
 PLATFORM_CAPABILITIES: Final = {
@@ -87,7 +87,7 @@ def claim_next(
     state: DevState, device: DeviceRecord, worker_id: str, body: dict[str, Any]
 ) -> RunRecord | None:
     """The claim gate: platform or capability, `agent_kinds`, capacity, one active run
-    per automation."""
+    per automation, one turn per conversation."""
     if body.get("capacity_available") == 0:
         return None
     if not may_execute_automations(device):
@@ -97,6 +97,8 @@ def claim_next(
         return None
 
     def eligible(run: RunRecord) -> bool:
+        if run.conversation_id is not None:
+            return routes_chat.may_claim(state, run, kinds)
         if run.run_type != "automation" or run.automation_id is None:
             return True  # other lanes' runs queued by tests go out as they are
         kind = trimmed(run.approved_input.get("agent_kind"))
@@ -150,7 +152,7 @@ def claim_payload(state: DevState, run: RunRecord) -> dict[str, Any]:
         "user": {"user_id": state.user.id},
     }
     if automation.agent_id:
-        context["agent_session"] = _agent_session(state, run)
+        context["agent_session"] = agent_session(state, run)
     return {
         "automation": {
             "id": str(automation.id),
@@ -163,25 +165,6 @@ def claim_payload(state: DevState, run: RunRecord) -> dict[str, Any]:
         },
         "event": {"trigger_event_id": None, "fired_at": iso(run.created_at), "payload": approved},
         "context": context,
-    }
-
-
-def _agent_session(state: DevState, run: RunRecord) -> dict[str, Any]:
-    """A per-run MCP credential, accepted only by the MCP stand-in for this run."""
-    if run.session_token is None:
-        run.session_token = state.add_token(
-            "mcp:read mcp:write",
-            token="owl_ses_" + secrets.token_urlsafe(24),
-            expires_in=SESSION_LIFETIME_SECONDS,
-            session_run_id=run.id,
-        )
-    record = state.token(run.session_token)
-    expires_at = record.expires_at if record and record.expires_at else state.now()
-    return {
-        "conversation_id": f"conv_run_{run.id}",
-        "mcp_url": f"{state.public_url}/mcp/{state.org.slug}",
-        "token": run.session_token,
-        "expires_at": iso(expires_at),
     }
 
 
@@ -343,25 +326,6 @@ def _idempotent(status: str) -> Response:
 
 def _int(value: Any) -> int:
     return int(value) if isinstance(value, int | float) and not isinstance(value, bool) else 0
-
-
-# ========================================================= other run types
-
-
-def complete_chat(
-    state: DevState, caller: Caller, request: Request, *, run_id_text: str
-) -> Response:
-    """`complete-chat` for a `chat_message` run (answer shape inferred: `{ok, status}`)."""
-    checked = report_for_run(state, caller, request, run_id_text)
-    if isinstance(checked, Response):
-        return checked
-    run, body = checked
-    failure = trimmed(body.get("error"))
-    run.status = "failed" if failure else "completed"
-    run.error = failure.replace("\x00", "") if failure else None
-    run.completed_at = state.now()
-    run.completions_committed += 1
-    return Response.json(200, {"ok": True, "status": run.status})
 
 
 # ================================================================= Run now

@@ -3,14 +3,15 @@
 Check order, status codes and error strings follow the real handlers
 (`poll.ts`, `run-lifecycle.ts`); see docs/protocol.md, "Poll and claim" and
 "Heartbeat". What a claimed run looks like is the lane's business
-(`routes_watcher.claim_payload`, `routes_automation.claim_payload`).
+(`routes_watcher.claim_payload`, `routes_automation.claim_payload`,
+`routes_chat.claim_payload`).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from device_agent.devserver import routes_automation, routes_watcher
+from device_agent.devserver import routes_automation, routes_chat, routes_watcher
 from device_agent.devserver.access import body_and_run_id
 from device_agent.devserver.http import Request, Response
 from device_agent.devserver.state import DeviceRecord, DevState, RunRecord
@@ -86,6 +87,8 @@ def claim_answer(state: DevState, run: RunRecord) -> dict[str, Any]:
         payload = state.raw_payload(run)
     elif run.run_type == "automation":
         payload = routes_automation.claim_payload(state, run)
+    elif run.conversation_id is not None:
+        payload = routes_chat.claim_payload(state, run)
     else:
         payload = routes_watcher.claim_payload(state, run)
     return {

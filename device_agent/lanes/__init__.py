@@ -1,7 +1,7 @@
 """The lanes this agent runs, keyed by the poll answer's `run_type`.
 
-Adding a lane is one module beside `watcher` and `automation` and one entry
-in `_LANE_MODULES` below; the pipeline needs no change.
+Adding a lane is one module beside `watcher`, `automation` and `chat` and one
+entry in `_LANE_MODULES` below; the pipeline needs no change.
 """
 
 from __future__ import annotations
@@ -20,10 +20,12 @@ from device_agent.lanes.base import (
     Verdict,
     read_claim,
 )
+from device_agent.lanes.routes import TRIGGER_ROUTES
 from device_agent.lanes.watcher.lane import WATCHER
 
 __all__ = [
     "LANES",
+    "RUN_NOW_LANES",
     "Done",
     "Fail",
     "Lane",
@@ -43,7 +45,10 @@ __all__ = [
 _LANE_MODULES: Final = {
     "watcher": ("device_agent.lanes.watcher.lane", "WATCHER"),
     "automation": ("device_agent.lanes.automation.lane", "AUTOMATION"),
+    "chat_message": ("device_agent.lanes.chat.lane", "CHAT"),
 }
+# The lanes with a "Run now": a chat turn is started by a person writing, never by the device.
+RUN_NOW_LANES: Final = tuple(TRIGGER_ROUTES)
 
 
 class _Lanes(Mapping[str, Lane]):
@@ -77,10 +82,9 @@ def lane_for(run_type: str) -> Lane:
 
 def trigger_lane(requested: str | None, last_seen: str | None) -> Lane:
     """The lane whose "Run now" route to use: the one asked for, else the lane of the run this
-    device claimed last from the server (it speaks that lane), else the watcher lane
-    (docs/protocol.md, "Run now")."""
+    device claimed last from the server (it speaks that lane; `last_seen` is one of
+    `RUN_NOW_LANES`), else the watcher lane (docs/protocol.md, "Run now")."""
     name = requested or last_seen or WATCHER.run_type
-    lane = LANES.get(name)
-    if lane is None:
+    if name not in RUN_NOW_LANES:
         raise ValueError(f"there is no Run now for run_type={name!r}")
-    return lane
+    return LANES[name]

@@ -83,6 +83,10 @@ class LaneRun(Protocol):
         """`request` with whatever this run's CLI gets besides the device's own wiring
         (another Lobu credential, extra flags); the request itself when nothing."""
 
+    def review(self, report: Report) -> Report:
+        """A round's result as this run's lane reads it, before it is journaled (a chat turn
+        with an empty reply has failed); the report itself when the lane adds nothing."""
+
 
 class Lane(Protocol):
     run_type: str

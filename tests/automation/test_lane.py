@@ -124,7 +124,6 @@ def test_a_resume_that_does_not_move_forward_is_refused() -> None:
 @pytest.mark.parametrize(
     ("run_type", "route", "error_key"),
     [
-        ("chat_message", "/api/workers/me/runs/9/complete-chat", "error"),
         ("action", "/api/workers/complete-action", "error_message"),
         ("sync", "/api/workers/complete", "error_message"),
     ],

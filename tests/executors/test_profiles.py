@@ -23,6 +23,7 @@ SHIPPED = {
     "command",
     "demo",
     "demo-automation",
+    "demo-chat",
 }
 
 

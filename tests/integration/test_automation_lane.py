@@ -238,17 +238,15 @@ def test_run_types_it_does_not_execute_are_failed_through_their_own_route(
     auto: AutoLab,
 ) -> None:
     async def go() -> None:
-        chat = auto.state.queue_raw_run(WORKER, "chat_message", {"conversation_id": "c1"})
+        action = auto.state.queue_raw_run(WORKER, "action", {"action_id": "a1"})
         async with auto.agent():
             await wait_for_async(
-                lambda: any(
-                    r.path == f"/api/workers/me/runs/{chat}/complete-chat"
-                    for r in auto.state.requests
-                ),
-                what="the chat run to be failed",
+                lambda: any(r.path == "/api/workers/complete-action" for r in auto.state.requests),
+                what="the action run to be failed",
             )
         assert auto.executions() == []
-        assert journal_rows(auto.home)[chat]["state"] in ("acknowledged", "dead")
+        assert journal_rows(auto.home)[action]["state"] in ("acknowledged", "dead")
+        assert auto.state.run(action).status == "failed"
 
     asyncio.run(go())
 

@@ -48,6 +48,9 @@ class SimpleRun:
     def wire(self, request: ExecutionRequest) -> ExecutionRequest:
         return request
 
+    def review(self, report: Report) -> Report:
+        return report
+
 
 class ResumingLane:
     """A lane shaped like the automation lane: an answer with status "resume" asks for more."""

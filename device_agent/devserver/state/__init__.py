@@ -12,7 +12,7 @@ tests, the trigger routes or the `/_dev` admin routes), and a reaper that
 times out runs whose executor went quiet.
 
 The areas live in their own modules (`devices`, `watchers`, `automations`,
-`runs`, over the shared tables of `core`); `DevState` is the one entry point.
+`chats`, `runs`, over the shared tables of `core`); `DevState` is the one entry point.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import dataclasses
 from typing import Any
 
 from device_agent.devserver.state.automations import Automations
+from device_agent.devserver.state.chats import Chats
 from device_agent.devserver.state.periods import schedule_period, slugify
 from device_agent.devserver.state.records import (
     DEFAULT_SCOPES,
@@ -30,6 +31,7 @@ from device_agent.devserver.state.records import (
     ONLINE_WINDOW_SECONDS,
     SILENT_HEARTBEAT_ERROR,
     AutomationRecord,
+    ConversationRecord,
     DeviceRecord,
     Lane,
     Organization,
@@ -52,6 +54,7 @@ __all__ = [
     "ONLINE_WINDOW_SECONDS",
     "SILENT_HEARTBEAT_ERROR",
     "AutomationRecord",
+    "ConversationRecord",
     "DevState",
     "DeviceRecord",
     "Lane",
@@ -68,7 +71,7 @@ __all__ = [
 ]
 
 
-class DevState(Watchers, Automations, Runs):
+class DevState(Watchers, Automations, Chats, Runs):
     """Everything the dev server knows. Safe to use from any thread."""
 
     def snapshot_json(self) -> dict[str, Any]:
@@ -80,6 +83,7 @@ class DevState(Watchers, Automations, Runs):
                 "devices": [dataclasses.asdict(d) for d in self._devices.values()],
                 "watchers": [dataclasses.asdict(w) for w in self._watchers.values()],
                 "automations": [dataclasses.asdict(a) for a in self._automations.values()],
+                "conversations": [dataclasses.asdict(c) for c in self._conversations.values()],
                 "runs": [dataclasses.asdict(r) for r in self._runs.values()],
                 "requests": len(self._requests),
                 "faults_injected": dict(self.faults.injected),

@@ -12,6 +12,7 @@ from device_agent.devserver.oauth import OAuthStore
 from device_agent.devserver.state.records import (
     LANES,
     AutomationRecord,
+    ConversationRecord,
     DeviceRecord,
     Lane,
     Organization,
@@ -72,6 +73,7 @@ class StateCore:
         self._devices: dict[str, DeviceRecord] = {}  # by worker_id: there is one user
         self._watchers: dict[int, WatcherRecord] = {}
         self._automations: dict[int, AutomationRecord] = {}
+        self._conversations: dict[str, ConversationRecord] = {}  # device chats (automation lane)
         self.min_app_version: str | None = None  # the operator's client floor (automation lane)
         self.public_url = "http://127.0.0.1"  # set by DevServer once it listens
         self._runs: dict[int, RunRecord] = {}
@@ -80,6 +82,7 @@ class StateCore:
         self._requests: list[RequestLog] = []
         self._next_watcher_id = 1
         self._next_automation_id = 1
+        self._next_conversation_id = 1
         self._next_run_id = 1
 
     def start_warmup(self, seconds: float | None = None) -> None:

@@ -109,6 +109,24 @@ class AutomationRecord:
 
 
 @dataclass
+class ConversationRecord:
+    """A conversation whose execution target is a device (`executionTarget {kind: "device"}`)."""
+
+    id: str
+    device_id: str  # the pinned device UUID
+    agent_kind: str  # the device must advertise it to be handed the turns
+    agent_id: str
+    agent_name: str | None
+    identity_md: str | None
+    soul_md: str | None
+    user_md: str | None
+    execution_config: dict[str, Any] | None
+    created_at: float
+    # The completed exchanges, oldest first, as the next turn's history carries them.
+    history: list[dict[str, str]] = dataclasses.field(default_factory=list)
+
+
+@dataclass
 class RunRecord:
     id: int
     run_type: str
@@ -139,6 +157,7 @@ class RunRecord:
     exit_reports: int = 0  # automation lane: exit reports that changed the run
     windows_completed: list[Any] = dataclasses.field(default_factory=list)  # via MCP
     session_token: str | None = None  # the claim's agent_session token
+    conversation_id: str | None = None  # chat lane: the conversation the turn belongs to
 
     @property
     def dispatch_source(self) -> Any:

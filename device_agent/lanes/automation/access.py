@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from device_agent.executors.request import McpWiring
-from device_agent.lanes.automation.payload import AutomationRun
+from device_agent.lanes.automation.payload import AgentSession, AutomationRun
 
 ENV_TOKEN: Final = "LOBU_API_TOKEN"  # noqa: S105 - a variable name, not a secret
 ENV_MEMORY_URL: Final = "LOBU_MEMORY_URL"
@@ -39,7 +39,12 @@ class RunAccess:
 
 def run_access(run: AutomationRun, *, device_mcp: McpWiring | None) -> RunAccess:
     """The run's own session when the server sent one, else the device's wiring."""
-    session = run.context.agent_session
+    return session_access(run.context.agent_session, device_mcp=device_mcp)
+
+
+def session_access(session: AgentSession | None, *, device_mcp: McpWiring | None) -> RunAccess:
+    """What a CLI gets for a run with this `agent_session` (the chat lane's too): the session
+    as its only Lobu credential, else the device's wiring."""
     if session is None:
         return RunAccess(mcp=device_mcp)
     return RunAccess(

@@ -128,7 +128,7 @@ def parse_automation_run(claim: Claim) -> AutomationRun:
         organization_id=claim.organization_id,
         automation=_automation(read_mapping(payload.get("automation"), "payload.automation")),
         event=_event(payload.get("event")),
-        context=_context(payload.get("context")),
+        context=read_context(payload.get("context")),
     )
 
 
@@ -166,7 +166,9 @@ def _event(value: object) -> AutomationEvent:
     )
 
 
-def _context(value: object) -> AutomationContext:
+def read_context(value: object) -> AutomationContext:
+    """`payload.context`, the same in every lane of current servers (the chat lane reads it
+    too): the device and user ids, and the run's own `agent_session` when there is one."""
     where = "payload.context"
     raw = read_mapping(value, where) if value is not None else {}
     device = read_mapping(raw.get("device") or {}, f"{where}.device")

@@ -25,7 +25,7 @@ from device_agent.lanes.automation.payload import AutomationRun
 NUDGE_HEADING: Final = "FINALIZE NUDGE (prior attempt did not complete the window):"
 
 # JavaScript's String.prototype.trim: WhiteSpace and LineTerminator code points.
-_JS_SPACE: Final = "\t\n\v\f\r \u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007" + (
+JS_SPACE: Final = "\t\n\v\f\r \u00a0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007" + (
     "\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
 )
 _DIGITS: Final = re.compile(r"[0-9]+")
@@ -57,7 +57,7 @@ def build_automation_prompt(run: AutomationRun, *, nudge: str | None = None) -> 
         },
     }
     prompt = (
-        f"{(automation.prompt or '').strip(_JS_SPACE)}\n"
+        f"{(automation.prompt or '').strip(JS_SPACE)}\n"
         "\n"
         "---\n"
         f"Automation: {automation.display_name}\n"
@@ -157,7 +157,7 @@ def _turn_contract(event_ids: list[int]) -> str:
 
 def _id_literal(automation_id: str) -> str:
     """`knowledge.read` wants a number; the poll ships the id as a string."""
-    trimmed = automation_id.strip(_JS_SPACE)
+    trimmed = automation_id.strip(JS_SPACE)
     return trimmed if _DIGITS.fullmatch(trimmed) else f'"{trimmed}"'
 
 

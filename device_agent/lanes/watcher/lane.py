@@ -56,6 +56,9 @@ class WatcherClaim:
     def wire(self, request: ExecutionRequest) -> ExecutionRequest:
         return request  # the device's own MCP wiring, nothing more
 
+    def review(self, report: Report) -> Report:
+        return report  # reported as the CLI left it
+
 
 class WatcherLane:
     run_type = "watcher"

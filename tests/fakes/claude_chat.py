@@ -1,0 +1,53 @@
+"""Fake `claude -p --output-format json` for the chat lane: answers the current user message.
+
+It reads the prompt on stdin, takes the message out of the `## Current user message`
+section (between its fence lines), and prints one result object like Claude Code's.
+Markers in the message choose the behaviour:
+  (none)      replies "You said: <message>"
+  [[fail]]    prints an error result (`is_error: true`) and exits 1, as Claude does on a
+              refused API call
+  [[empty]]   exits 0 with an empty result
+  [[hang]]    sleeps until killed
+Each run is logged to $FAKE_CLI_LOG; facts (argv, env, pid, the MCP file) go to $FAKE_REPORT.
+"""
+
+import json
+import sys
+import time
+
+from _report import file_facts, log_execution, option, report
+
+HEADING = "## Current user message\n\n"
+
+
+def current_message(prompt):
+    """The message between the fence lines under the last heading (the prompt ends there)."""
+    quoted = prompt.rsplit(HEADING, 1)[-1]
+    lines = quoted.split("\n")
+    return "\n".join(lines[1:-1])
+
+
+def main():
+    args = sys.argv[1:]
+    if "-p" not in args or option(args, "--output-format") != "json":
+        print("error: this fake only knows -p --output-format json", file=sys.stderr)
+        return 2
+    prompt = sys.stdin.read()
+    log_execution(prompt)
+    mcp_path = option(args, "--mcp-config")
+    report(prompt=prompt, mcp=file_facts(mcp_path) if mcp_path else None)
+    message = current_message(prompt)
+    if "[[hang]]" in message:
+        time.sleep(3600)
+    if "[[fail]]" in message:
+        result = {"type": "result", "subtype": "success", "is_error": True}
+        result["result"] = "Credit balance is too low"
+        print(json.dumps(result))
+        return 1
+    text = "" if "[[empty]]" in message else f"You said: {message}"
+    print(json.dumps({"type": "result", "subtype": "success", "is_error": False, "result": text}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
