@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import re
 import types
 import typing
 from collections.abc import Callable, Mapping
@@ -27,11 +26,15 @@ from typing import Any, Final, TypeVar
 T = TypeVar("T")
 
 _SPEC: Final = "device_agent.schema"  # the dataclass field metadata key holding a Spec
-_WHOLE: Final = re.compile(r"\s*-?\d+\s*")
 
 
 class Invalid(ValueError):
-    """A value does not fit its declared key; the message is one line naming the key."""
+    """A value does not fit its declared key; the message is one line naming the key, and
+    `problem` is the same line without the key (for callers that name it their own way)."""
+
+    def __init__(self, message: str, *, problem: str = "") -> None:
+        super().__init__(message)
+        self.problem = problem or message
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,7 +101,8 @@ class Spec:
         converted = self._convert(value)
         if converted is _WRONG or not self._in_range(converted):
             why = f": {self.why}" if self.why else ""
-            raise Invalid(f"{key} must be {self.expectation()}, got {_shown(value)}{why}")
+            problem = f"must be {self.expectation()}, got {_shown(value)}{why}"
+            raise Invalid(f"{key} {problem}", problem=problem)
         return converted
 
     def _convert(self, value: Any) -> Any:
@@ -107,18 +111,10 @@ class Spec:
             return value if isinstance(value, bool) else _WRONG
         if isinstance(value, bool):  # int(True) is 1: `keep_days = true` is a mistake
             return _WRONG
+        # A number is a number: TOML and JSON have them, and flags are parsed to them.
         if kind is int:
-            if isinstance(value, int):
-                return value
-            if isinstance(value, str) and _WHOLE.fullmatch(value):  # a flag or a variable
-                return int(value)
-            return _WRONG
+            return value if isinstance(value, int) else _WRONG
         if kind is float:
-            if isinstance(value, str):
-                try:
-                    value = float(value)
-                except ValueError:
-                    return _WRONG
             if not isinstance(value, int | float) or not math.isfinite(value):
                 return _WRONG
             return float(value)
