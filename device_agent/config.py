@@ -1,7 +1,10 @@
 """Typed settings: defaults < config file < environment < command-line flags.
 
-Every mistake a user can make here ends in one `ConfigError` line that names
-the key, what is wrong with it, and what to do — the CLI turns it into exit 2.
+Each key is declared once, as a dataclass field: its type, default, range, unit
+and meaning (device_agent/schema.py checks them; `config_reference` is the
+README's table). Every mistake a user can make here ends in one `ConfigError`
+line that names the key, where it was set, and what it must be — the CLI turns
+it into exit 2.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, NoReturn
 from urllib.parse import urlsplit
 
 from device_agent.desktop.notify import NotificationConfigError, NotificationSettings
@@ -25,6 +28,16 @@ from device_agent.paths import APP_NAME as APP_NAME
 from device_agent.paths import ENV_HOME as ENV_HOME
 from device_agent.paths import Paths as Paths
 from device_agent.paths import ensure_private_dir as ensure_private_dir
+from device_agent.schema import (
+    Invalid,
+    Spec,
+    default_of,
+    keys,
+    read_table,
+    setting,
+    setting_from,
+    unknown_key,
+)
 from device_agent.server.protocol import WORKER_ID_PATTERN
 
 ENV_SERVER: Final = "DEVICE_AGENT_SERVER"
@@ -34,48 +47,162 @@ ENV_CONFIG: Final = "DEVICE_AGENT_CONFIG"
 MAX_WAIT_SECONDS: Final = 25  # current servers hold a poll at most this long and do not clamp
 
 
+MIB: Final = 1024 * 1024
+# Past the real server's warm-up: it held polls 13-42 s after a boot and still claimed a
+# run into a poll whose client had gone (docs/protocol.md, "Poll and claim").
+MIN_POLL_TIMEOUT_SECONDS: Final = 60
+
+
+# Each key's type (the annotation), default, range, unit and meaning (`setting`) are declared
+# here once: loading checks them, and the README's config reference is made from them.
+
+
 @dataclass(frozen=True)
 class ExecutorSettings:
-    workdir: Path | None = None  # None: a fresh temp dir per run, removed afterwards
-    keep_workdir: bool = False
-    kill_grace_seconds: float = 3.0
-    stdout_cap_bytes: int = 4 * 1024 * 1024
-    stderr_cap_bytes: int = 1024 * 1024
-    env_allow: tuple[str, ...] = ()  # empty: pass the user's whole environment
-    env_deny: tuple[str, ...] = ()
-    mcp: bool = True
-    # The permission modes a run may ask for; the owner's consent for anything wider.
-    allowed_permission_modes: tuple[str, ...] = SAFE_PERMISSION_MODES
+    workdir: Path | None = setting(
+        None, help="working directory of the CLI", shown="a fresh temp dir per run, removed after"
+    )
+    keep_workdir: bool = setting(False, help="keep the per-run temp dir")
+    kill_grace_seconds: float = setting(
+        3.0, unit="seconds", low=0, high=300, help="SIGTERM → SIGKILL grace on timeout or cancel"
+    )
+    stdout_cap_bytes: int = setting(
+        4 * MIB, unit="bytes", low=1024, high=256 * MIB, help="stdout kept per run"
+    )
+    stderr_cap_bytes: int = setting(
+        MIB, unit="bytes", low=1024, high=256 * MIB, help="stderr kept per run"
+    )
+    env_allow: tuple[str, ...] = setting(
+        (), help="environment names passed to the CLI (empty: the whole environment)"
+    )
+    env_deny: tuple[str, ...] = setting((), help="environment names withheld from the CLI")
+    mcp: bool = setting(
+        True,
+        help="give the CLI the Lobu tools (a per-run 0600 MCP config, deleted after the run)",
+    )
+    allowed_permission_modes: tuple[str, ...] = setting(
+        SAFE_PERMISSION_MODES,
+        choices=PERMISSION_MODES,
+        help="the `execution_config` permission modes a run may ask for (see Security)",
+    )
 
 
 @dataclass(frozen=True)
 class JournalSettings:
-    keep_days: float = 30.0
-    keep_rows: int = 1000
+    keep_days: float = setting(
+        30.0, unit="days", low=0, high=36500, help="pruning of *acknowledged* runs by age"
+    )
+    keep_rows: int = setting(
+        1000,
+        unit="runs",
+        low=0,
+        high=10_000_000,
+        help="pruning of *acknowledged* runs by count; undelivered results are never pruned",
+    )
 
 
 @dataclass(frozen=True)
 class Settings:
-    server: str | None = None
-    token: str | None = field(default=None, repr=False)
-    worker_id: str | None = None  # None: generated once and kept in the state dir
-    label: str = field(default_factory=lambda: socket.gethostname().split(".")[0] or "device")
-    platform: str = field(default_factory=lambda: default_platform())
-    concurrency: int = 1
-    default_agent: str = "claude-code"
-    heartbeat_seconds: float = 30.0
-    # Past a booting server's held polls, which still claim (docs/protocol.md, "Long-poll").
-    poll_timeout_seconds: float = 90.0
-    # How long a current server may hold an idle poll (docs/protocol.md, "Long-poll").
-    wait_seconds: int = 25
-    request_timeout_seconds: float = 15.0
-    max_backoff_seconds: float = 60.0
-    shutdown_grace_seconds: float = 20.0
-    server_error_budget: int = 8  # the same 500 this many times on a report: give up
-    client_name: str = "device-agent"  # how login, local-init and the mint name this client
-    account_timeout_seconds: float = 15.0  # login, logout, Run now and rotation requests
-    rotate_days_left: float = 30.0  # re-mint the device token with fewer days than this left
-    # (docs/protocol.md, "What a real server does")
+    server: str | None = setting(
+        None,
+        help="the Lobu server URL; `https://`, or plain `http://` to a loopback address only",
+        shown="—",
+    )
+    token: str | None = setting(None, in_file=False)  # never in a file; never in repr
+    worker_id: str | None = setting(
+        None,
+        help="this device's id; must match the token's if the token is bound",
+        shown="generated once and kept in the state dir",
+    )
+    label: str = setting_from(
+        lambda: socket.gethostname().split(".")[0] or "device",
+        help="display name on the server",
+        shown="the host name",
+    )
+    platform: str = setting_from(lambda: default_platform(), in_file=False)
+    concurrency: int = setting(1, unit="runs", low=1, high=64, help="runs executed at once")
+    default_agent: str = setting(
+        "claude-code", help="executor profile for runs that name none (`--agent`)"
+    )
+    # The server reaps a run whose last beat is older than 3 minutes: at most 60 s, one beat
+    # may be lost and the next still comes in time.
+    heartbeat_seconds: float = setting(
+        30.0,
+        unit="seconds",
+        low=0,
+        above=True,
+        high=60,
+        help="heartbeat interval while a run executes",
+        why="the server reaps a run not heartbeated for 3 minutes",
+    )
+    poll_timeout_seconds: float = setting(
+        90.0,
+        unit="seconds",
+        low=MIN_POLL_TIMEOUT_SECONDS,
+        high=600,
+        help="read timeout of a poll; a real server warming up holds a poll 13–42 s",
+        why=(
+            "a server warming up after a boot holds a poll 13-42 s and still claims a run "
+            "into it after we gave up, leaving the run stuck for hours"
+        ),
+    )
+    wait_seconds: int = setting(
+        25,
+        unit="seconds",
+        low=0,
+        high=MAX_WAIT_SECONDS,
+        help="how long a current server may hold an idle poll (long-poll); 0 turns it off",
+    )
+    request_timeout_seconds: float = setting(
+        15.0,
+        unit="seconds",
+        low=0,
+        above=True,
+        high=300,
+        help="read timeout of the other requests (heartbeat, completion)",
+    )
+    max_backoff_seconds: float = setting(
+        60.0, unit="seconds", low=0, above=True, high=3600, help="cap of the backoff after failures"
+    )
+    shutdown_grace_seconds: float = setting(
+        20.0,
+        unit="seconds",
+        low=0,
+        high=3600,
+        help="on SIGTERM, how long running CLIs may finish before they are cancelled",
+    )
+    server_error_budget: int = setting(
+        8,
+        unit="refusals",
+        low=1,
+        high=1000,
+        help=(
+            "a success report refused this many times in a row with the *same* HTTP 500 "
+            '(docs/protocol.md, "What a real server does") is closed as failed; the output '
+            "stays in the journal. 502/503/504 and changing errors are retried without limit"
+        ),
+    )
+    client_name: str = setting(
+        "device-agent", help="how login, local-init and the token mint name this client"
+    )
+    account_timeout_seconds: float = setting(
+        15.0,
+        unit="seconds",
+        low=0,
+        above=True,
+        high=300,
+        help="timeout of login, logout, Run now and token rotation requests",
+    )
+    # A child token lives 90 days: a threshold at or above that would re-mint at every check
+    # (docs/protocol.md, "What a real server does").
+    rotate_days_left: float = setting(
+        30.0,
+        unit="days",
+        low=1,
+        high=90,
+        below=True,
+        help="re-mint the device token when it has fewer days than this left",
+    )
     executor: ExecutorSettings = field(default_factory=ExecutorSettings)
     journal: JournalSettings = field(default_factory=JournalSettings)
     notifications: NotificationSettings = field(default_factory=NotificationSettings)
@@ -112,7 +239,11 @@ def load(
     config_path: Path | None = None,
     overrides: Mapping[str, Any] | None = None,
 ) -> Settings:
-    """Build settings from the config file, the environment and flags (in that order)."""
+    """Build settings from the config file, the environment and flags (in that order).
+
+    A value that does not fit its declared key stops here with one `ConfigError` line
+    naming the key, where the value came from (the file, the variable or the command
+    line) and what it must be, with its unit."""
     env = os.environ if env is None else env
     paths = Paths.resolve(env)
     file_path, named_by = config_file_in_use(paths, config_path, env)
@@ -127,9 +258,15 @@ def load(
             f"config file {file_path} sets platform: remove it; the agent detects the platform "
             "and the server accepts only the ones it knows"
         )
-    values.update(_from_env(env))
-    values.update({k: v for k, v in (overrides or {}).items() if v is not None})
-    return validate(_build(values, paths))
+    sources = dict.fromkeys(values, f"config file {file_path}")
+    for key, (name, value) in _from_env(env).items():
+        values[key] = value
+        sources[key] = name
+    for key, value in (overrides or {}).items():
+        if value is not None:
+            values[key] = value
+            sources[key] = "the command line"
+    return validate(_build(values, paths, sources), sources=sources)
 
 
 def config_file_in_use(
@@ -164,160 +301,103 @@ def _read_config_file(path: Path, *, named_by: str | None) -> dict[str, Any]:
         raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
 
 
-def _from_env(env: Mapping[str, str]) -> dict[str, Any]:
-    values: dict[str, Any] = {}
+def _from_env(env: Mapping[str, str]) -> dict[str, tuple[str, str]]:
+    """key -> (the variable that set it, its value)."""
+    values: dict[str, tuple[str, str]] = {}
     for key, name in (("server", ENV_SERVER), ("token", ENV_TOKEN), ("worker_id", ENV_WORKER_ID)):
         if env.get(name):
-            values[key] = env[name].strip()
+            values[key] = (name, env[name].strip())
     return values
 
 
-_SECTIONS: Final[Mapping[str, type]] = {"executor": ExecutorSettings, "journal": JournalSettings}
-_TOP_LEVEL: Final = frozenset(
-    f.name for f in fields(Settings) if f.name not in ("paths", "notifications", *_SECTIONS)
-)
-# What a config file may set: never the token (the keyring or DEVICE_AGENT_TOKEN keeps it)
-# nor the platform (detected; the server refuses what it does not know).
-_CONFIG_KEYS: Final = _TOP_LEVEL - {"token", "platform"}
+_SECTIONS: Final[Mapping[str, type]] = {
+    "executor": ExecutorSettings,
+    "journal": JournalSettings,
+    "notifications": NotificationSettings,
+}
 
 
-def _build(values: Mapping[str, Any], paths: Paths) -> Settings:
+def _file_keys() -> frozenset[str]:
+    """What a config file may set: never the token (the keyring or DEVICE_AGENT_TOKEN keeps
+    it) nor the platform (detected; the server refuses what it does not know)."""
+    top = (name for name, spec in keys(Settings).items() if spec.in_file)
+    return frozenset({*top, *_SECTIONS})
+
+
+def _build(values: Mapping[str, Any], paths: Paths, sources: Mapping[str, str]) -> Settings:
+    declared = keys(Settings)
     top: dict[str, Any] = {}
     sections: dict[str, Any] = {}
     for key, value in values.items():
-        if key in _SECTIONS:
-            sections[key] = _build_section(key, value)
-        elif key == "notifications":
-            sections[key] = _notifications(value)
-        elif key in _TOP_LEVEL:
-            top[key] = _coerce(key, value, _field_type(Settings, key))
-        else:
-            raise ConfigError(_unknown_key(key, _CONFIG_KEYS | {*_SECTIONS, "notifications"}))
+        try:
+            if key == "notifications":
+                sections[key] = _notifications(value)
+            elif key in _SECTIONS:
+                sections[key] = _section(key, value)
+            elif key in declared:
+                top[key] = declared[key].check(key, value)
+            else:
+                raise Invalid(unknown_key(key, _file_keys()))
+        except (Invalid, NotificationConfigError) as exc:
+            raise ConfigError(_at(sources.get(key), str(exc))) from None
     return Settings(paths=paths, **top, **sections)
 
 
-def _build_section(name: str, value: Any) -> Any:
-    cls = _SECTIONS[name]
+def _section(name: str, value: Any) -> Any:
     if not isinstance(value, Mapping):
-        raise ConfigError(f"[{name}] must be a table of settings, got {type(value).__name__}")
-    known = {f.name for f in fields(cls)}
-    kwargs: dict[str, Any] = {}
-    for key, item in value.items():
-        if key not in known:
-            raise ConfigError(_unknown_key(f"{name}.{key}", {f"{name}.{k}" for k in known}))
-        kwargs[key] = _coerce(f"{name}.{key}", item, _field_type(cls, key))
-    return cls(**kwargs)
+        raise Invalid(f"[{name}] must be a table of settings, got {type(value).__name__}")
+    cls = _SECTIONS[name]
+    return cls(**read_table(cls, value, prefix=f"{name}."))
 
 
 def _notifications(value: Any) -> NotificationSettings:
     if not isinstance(value, Mapping):
-        raise ConfigError(
-            f"[notifications] must be a table of settings, got {type(value).__name__}"
-        )
-    try:
-        return NotificationSettings.from_mapping(value)
-    except NotificationConfigError as exc:
-        raise ConfigError(str(exc)) from None
+        raise Invalid(f"[notifications] must be a table of settings, got {type(value).__name__}")
+    return NotificationSettings.from_mapping(value)
 
 
-def _field_type(cls: type, name: str) -> str:
-    for f in fields(cls):
-        if f.name == name:
-            return str(f.type)
-    raise KeyError(name)
-
-
-def _coerce(key: str, value: Any, type_name: str) -> Any:
-    """Turn a TOML/env/flag value into the field's type, or say why it can't be."""
-    if value is None:
-        return None
-    if type_name.startswith("bool"):
-        if isinstance(value, bool):
-            return value
-        raise ConfigError(f"{key} must be true or false, got {value!r}")
-    if type_name.startswith("int"):
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, str) and re.fullmatch(r"-?\d+", value.strip()):
-            return int(value)
-        raise ConfigError(f"{key} must be a whole number, got {value!r}")
-    if type_name.startswith("float"):
-        if isinstance(value, bool):  # float(True) is 1.0: `keep_days = true` is a mistake
-            raise ConfigError(f"{key} must be a number, got {value!r}")
-        if isinstance(value, int | float):
-            return float(value)
-        try:
-            return float(value)
-        except (TypeError, ValueError):
-            raise ConfigError(f"{key} must be a number of seconds, got {value!r}") from None
-    if type_name.startswith("tuple"):
-        if isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
-            return tuple(value)
-        raise ConfigError(f"{key} must be a list of strings, got {value!r}")
-    if type_name.startswith("Path"):
-        if isinstance(value, str | Path) and str(value):
-            return Path(value).expanduser()
-        raise ConfigError(f"{key} must be a path, got {value!r}")
-    if isinstance(value, str):
-        return value
-    raise ConfigError(f"{key} must be a string, got {value!r}")
-
-
-def _unknown_key(key: str, known: set[str] | frozenset[str]) -> str:
-    return f"unknown setting {key!r}: remove it or use one of {', '.join(sorted(known))}"
+def _at(where: str | None, message: str) -> str:
+    return f"{where}: {message}" if where else message
 
 
 # --------------------------------------------------------------- validation
 
 
-def validate(settings: Settings) -> Settings:
+def validate(settings: Settings, *, sources: Mapping[str, str] | None = None) -> Settings:
+    """Check every declared key (settings made in code too) and what no single key can say.
+    `sources` maps a key or section to where its value came from, for the message."""
+    sources = sources or {}
+    for section, values in (
+        ("", settings),
+        ("executor", settings.executor),
+        ("journal", settings.journal),
+        ("notifications", settings.notifications),
+    ):
+        for name, spec in keys(type(values)).items():
+            key = f"{section}.{name}" if section else name
+            try:
+                spec.check(key, getattr(values, name))
+            except Invalid as exc:
+                raise ConfigError(_at(sources.get(section or name), str(exc))) from None
+
+    def fail(key: str, message: str) -> NoReturn:
+        raise ConfigError(_at(sources.get(key), message))
+
     if settings.server is not None:
-        settings = replace(settings, server=validate_server_url(settings.server))
+        try:
+            settings = replace(settings, server=validate_server_url(settings.server))
+        except ConfigError as exc:
+            fail("server", str(exc))
     if settings.worker_id is not None and not WORKER_ID_PATTERN.fullmatch(settings.worker_id):
-        raise ConfigError(
+        fail(
+            "worker_id",
             f"worker_id {settings.worker_id!r} is not valid: use 1-128 characters "
-            "from letters, digits and . _ : -"
-        )
-    if settings.concurrency < 1 or settings.concurrency > 64:
-        raise ConfigError(f"concurrency must be between 1 and 64, got {settings.concurrency}")
-    _positive(
-        settings,
-        "heartbeat_seconds",
-        "poll_timeout_seconds",
-        "request_timeout_seconds",
-        "max_backoff_seconds",
-        "account_timeout_seconds",
-    )
-    if not 0 <= settings.wait_seconds <= MAX_WAIT_SECONDS:
-        raise ConfigError(
-            f"wait_seconds must be between 0 and {MAX_WAIT_SECONDS}, got {settings.wait_seconds}"
-        )
-    # A child token lives 90 days: a threshold at or above that would re-mint at every check.
-    if not 1 <= settings.rotate_days_left < 90:
-        raise ConfigError(
-            f"rotate_days_left must be at least 1 and below 90, got {settings.rotate_days_left}"
+            "from letters, digits and . _ : -",
         )
     if not settings.client_name.strip():
-        raise ConfigError("client_name must not be empty: leave it out to use 'device-agent'")
-    if settings.shutdown_grace_seconds < 0:
-        raise ConfigError("shutdown_grace_seconds must not be negative")
-    if settings.server_error_budget < 1:
-        raise ConfigError("server_error_budget must be at least 1")
-    ex = settings.executor
-    if ex.kill_grace_seconds < 0:
-        raise ConfigError("executor.kill_grace_seconds must not be negative")
-    if ex.stdout_cap_bytes < 1024 or ex.stderr_cap_bytes < 1024:
-        raise ConfigError("executor.stdout_cap_bytes and stderr_cap_bytes must be at least 1024")
-    unknown = [m for m in ex.allowed_permission_modes if m not in PERMISSION_MODES]
-    if unknown:
-        raise ConfigError(
-            f"executor.allowed_permission_modes has unknown modes {', '.join(unknown)}: "
-            f"use some of {', '.join(PERMISSION_MODES)}"
-        )
-    if settings.journal.keep_days < 0 or settings.journal.keep_rows < 0:
-        raise ConfigError("journal.keep_days and journal.keep_rows must not be negative")
+        fail("client_name", "client_name must not be empty: leave it out to use 'device-agent'")
     if not settings.default_agent:
-        raise ConfigError("default_agent must name an executor profile, e.g. 'claude-code'")
+        fail("default_agent", "default_agent must name an executor profile, e.g. 'claude-code'")
     # Last, so that a mistake in the config file is reported first, by its own name.
     if settings.token is not None and not _TOKEN_SHAPE.fullmatch(settings.token):
         raise ConfigError(
@@ -332,10 +412,33 @@ def validate(settings: Settings) -> Settings:
 _TOKEN_SHAPE: Final = re.compile(r"[^\s\x00-\x1f\x7f]{1,4096}")
 
 
-def _positive(settings: Settings, *names: str) -> None:
-    for name in names:
-        if getattr(settings, name) <= 0:
-            raise ConfigError(f"{name} must be greater than 0, got {getattr(settings, name)}")
+# ------------------------------------------------------------ the reference
+
+
+def config_reference() -> str:
+    """The README's table of config keys, made from their declarations: key, default, what
+    a valid value is (with its unit), meaning."""
+    rows = ["| key | default | value | meaning |", "|---|---|---|---|"]
+    for section, cls in (("", Settings), *_SECTIONS.items()):
+        for name, spec in keys(cls).items():
+            if not spec.in_file:
+                continue
+            key = f"`[{section}] {name}`" if section else f"`{name}`"
+            default = spec.shown or _shown_default(spec, default_of(cls, name))
+            rows.append(f"| {key} | {default} | {spec.expectation()} | {spec.help} |")
+    return "\n".join(rows) + "\n"
+
+
+def _shown_default(spec: Spec, value: Any) -> str:
+    if isinstance(value, bool):
+        return f"`{str(value).lower()}`"
+    if isinstance(value, tuple):
+        return "`[" + ", ".join(f'"{item}"' for item in value) + "]`"
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if spec.unit == "bytes" and value % MIB == 0:
+        return f"`{value}` ({value // MIB} MiB)"
+    return f"`{value}`"
 
 
 def validate_server_url(url: str) -> str:

@@ -36,7 +36,6 @@ from device_agent.executors.environment import extended_path
 from device_agent.executors.executor import Executor
 from device_agent.identity.tokens import TokenSource
 from device_agent.lanes.registration import (
-    AGENT_KINDS,
     AgentKindsCheck,
     platform_mismatch_message,
     poll_body,
@@ -103,9 +102,7 @@ class Agent:
         self.agent_kinds = agent_kinds or AgentKindsCheck(
             executor.profiles,
             lambda: extended_path(os.environ.get("PATH") or os.defpath, home=_home()),
-            # The device's default agent serves under its own name too: a profile of the
-            # user's own (or the demo's) can then run automations that name it.
-            kinds={**AGENT_KINDS, settings.default_agent: settings.default_agent},
+            default_agent=settings.default_agent,
         )
         self._platform_refused = False  # platform_mismatch is explained once, not every poll
         self._on_status = on_status

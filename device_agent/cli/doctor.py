@@ -19,7 +19,7 @@ from device_agent.executors.probe import ProfileCheck, check_profiles
 from device_agent.executors.profiles import default_agent_problem, load_profiles
 from device_agent.identity.credentials import CredentialError, describe_token_home, resolve_token
 from device_agent.identity.store import keyring_name, usable_keyring
-from device_agent.lanes.registration import available_agent_kinds
+from device_agent.lanes.registration import offered_agent_kinds
 from device_agent.server.client import AnswerKind, LobuClient
 
 
@@ -89,7 +89,7 @@ async def _executors(settings: Settings) -> list[Check]:
             checks.append(
                 Check(True if found else None, f"executor {result.name}", _describe(result))
             )
-    kinds = available_agent_kinds(profiles, environ["PATH"])
+    kinds = offered_agent_kinds(profiles, environ["PATH"], default_agent=default)
     advertised = ", ".join(kinds) if kinds else "none: a current server hands this device nothing"
     checks.append(Check(None, "agent kinds offered to current servers", advertised))
     return checks

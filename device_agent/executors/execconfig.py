@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, Final
 
 from device_agent.executors.profiles import Profile
+from device_agent.schema import Invalid, Spec
 from device_agent.server.protocol import is_number
 
 DEFAULT_TIMEOUT_SECONDS: Final = 600.0
@@ -34,16 +35,31 @@ class Refused(Exception):
     """The run cannot start; the message becomes its error."""
 
 
+# The keys the agent reads itself, declared like the config file's (device_agent/schema.py):
+# type, range and unit. A value that does not fit fails the run, never the loop.
+KEYS: Final[Mapping[str, Spec]] = {
+    "timeout_seconds": Spec(float, unit="seconds", low=1, high=MAX_TIMEOUT_SECONDS),
+    "max_budget_usd": Spec(float, unit="US dollars", low=0, above=True, high=MAX_NUMBER),
+    "permission_mode": Spec(str, choices=PERMISSION_MODES),
+    "effort": Spec(str, choices=EFFORTS),
+    "model": Spec(str),
+}
+
+
+def checked(key: str, value: Any) -> Any:
+    """`value` of a declared `execution_config` key as its type, or `Refused` in one line."""
+    try:
+        return KEYS[key].check(f"execution_config.{key}", value)
+    except Invalid as exc:
+        raise Refused(str(exc)) from None
+
+
 def timeout_of(config: Mapping[str, Any]) -> float:
     value = config.get("timeout_seconds")
     if value is None:
         return DEFAULT_TIMEOUT_SECONDS
-    if not is_number(value) or not 1 <= value <= MAX_TIMEOUT_SECONDS:
-        raise Refused(
-            f"execution_config.timeout_seconds must be a number of seconds from 1 to "
-            f"{MAX_TIMEOUT_SECONDS:g}, got {value!r}"
-        )
-    return float(value)
+    timeout: float = checked("timeout_seconds", value)
+    return timeout
 
 
 def check_consent(profile: Profile, config: Mapping[str, Any], allowed: tuple[str, ...]) -> None:
@@ -70,7 +86,7 @@ def option_flags(profile: Profile, config: Mapping[str, Any]) -> tuple[list[str]
     texts = {
         key: _option_value(key, value)
         for key, value in given.items()
-        if key in _VALIDATORS or key in profile.options
+        if key in KEYS or key in profile.options
     }
     flags: list[str] = []
     ignored = [key for key in given if key not in profile.options]
@@ -85,40 +101,14 @@ def option_flags(profile: Profile, config: Mapping[str, Any]) -> tuple[list[str]
 
 
 def _option_value(key: str, value: Any) -> str:
-    validate = _VALIDATORS.get(key, _plain)
-    return validate(key, value)
-
-
-_Validator = Callable[[str, Any], str]
-
-
-def _one_of(choices: tuple[str, ...]) -> _Validator:
-    def validate(key: str, value: Any) -> str:
-        if value not in choices:
-            raise Refused(
-                f"execution_config.{key} {value!r} is not allowed: use one of {', '.join(choices)}"
-            )
-        return str(value)
-
-    return validate
-
-
-def _positive_number(key: str, value: Any) -> str:
-    if not _sane_number(value) or value <= 0:
-        raise Refused(
-            f"execution_config.{key} must be a positive number up to {MAX_NUMBER:g}, got {value!r}"
-        )
-    return _number_text(value)
+    """The argv text of a value: a declared key's value checked first, every value plain."""
+    if key in KEYS:
+        value = checked(key, value)
+    return _plain(key, value)
 
 
 def _sane_number(value: Any) -> bool:
     return is_number(value) and math.isfinite(value) and abs(value) <= MAX_NUMBER
-
-
-def _text(key: str, value: Any) -> str:
-    if not isinstance(value, str):
-        raise Refused(f"execution_config.{key} must be a string, got {value!r}")
-    return _plain(key, value)
 
 
 def _plain(key: str, value: Any) -> str:
@@ -130,14 +120,6 @@ def _plain(key: str, value: Any) -> str:
         f"execution_config.{key} {value!r} cannot be passed to a CLI: use up to 200 letters, "
         "digits and . _ : / @ + [ ] = , - (not starting with -)"
     )
-
-
-_VALIDATORS: Final[Mapping[str, _Validator]] = {
-    "model": _text,
-    "max_budget_usd": _positive_number,
-    "permission_mode": _one_of(PERMISSION_MODES),
-    "effort": _one_of(EFFORTS),
-}
 
 
 def _number_text(value: float) -> str:

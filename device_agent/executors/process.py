@@ -15,7 +15,9 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, NamedTuple
+from typing import Any, Final
+
+import psutil
 
 from device_agent.agent.result import TRUNCATED
 from device_agent.logs import get_logger
@@ -221,7 +223,7 @@ async def stop_group(group: int, grace: float) -> None:
 
 async def _vanished(group: int, within: float) -> bool:
     deadline = time.monotonic() + within
-    while group_alive(group):
+    while await asyncio.to_thread(group_alive, group):  # it lists every process: off the loop
         if time.monotonic() >= deadline:
             return False
         await asyncio.sleep(_POLL_SECONDS)
@@ -237,34 +239,23 @@ def group_alive(group: int) -> bool:
     """
     if not signal_group(group, 0):
         return False
-    try:
-        pids = [name for name in os.listdir("/proc") if name.isdigit()]
-    except OSError:  # no /proc (macOS): the group exists, and that is all we can know
-        return True
-    return any(_runs_in(pid, group) for pid in pids)
+    for process in psutil.process_iter():
+        try:
+            if os.getpgid(process.pid) != group:
+                continue
+        except (ProcessLookupError, PermissionError):  # gone, or no group we may know of
+            continue
+        try:
+            if process.status() not in _NOT_RUNNING:
+                return True
+        except psutil.NoSuchProcess:  # gone meanwhile (ZombieProcess is one of these)
+            continue
+        except psutil.AccessDenied:  # a member we may not ask: it may run, the group is not gone
+            return True
+    return False
 
 
-class ProcStat(NamedTuple):
-    state: str  # "R", "S", "Z" (zombie), ...
-    ppid: int
-    pgrp: int
-
-
-def read_proc_stat(pid: int | str) -> ProcStat | None:
-    """A process's state, parent and group from /proc (Linux); None if it is gone or unknown."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as handle:
-            stat = handle.read()
-    except OSError:
-        return None
-    # "pid (comm) state ppid pgrp ...": comm may hold spaces and parentheses.
-    state, ppid, pgrp = stat.rsplit(b")", 1)[1].split()[:3]
-    return ProcStat(state.decode(), int(ppid), int(pgrp))
-
-
-def _runs_in(pid: str, group: int) -> bool:
-    stat = read_proc_stat(pid)
-    return stat is not None and stat.pgrp == group and stat.state not in ("Z", "X")
+_NOT_RUNNING: Final = frozenset({psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD})
 
 
 def signal_group(group: int, signum: int) -> bool:

@@ -35,6 +35,7 @@ from typing import Any, Final, Literal, NoReturn, cast
 from device_agent.errors import DeviceAgentError, ExitCode
 from device_agent.executors.readers import FileReader, JsonlReader, JsonReader, Reader, TextReader
 from device_agent.resources import shipped_dir
+from device_agent.schema import Invalid, Spec
 
 PromptMode = Literal["argument", "stdin", "file"]
 
@@ -51,6 +52,12 @@ _ARGS: Final = _COMMON | {"prompt", "prompt_file", "output_file"}
 _MCP_ARGS: Final = _COMMON | {"mcp_config", "mcp_url"}
 _MCP_ENV: Final = _COMMON | {"mcp_config", "mcp_config_json", "mcp_url", "mcp_token"}
 _MCP_CONFIG: Final = frozenset({"mcp_url", "mcp_token"})
+
+
+# How a profile's plain values are checked: the same declarations as the config file's.
+_TEXT: Final = Spec(str)
+_FLAG: Final = Spec(bool)
+_TEXTS: Final = Spec(tuple)
 
 
 class ProfileError(DeviceAgentError):
@@ -375,32 +382,31 @@ class _Table:
                 self.fail(key, f"unknown key: remove it or use one of {', '.join(keys)}")
 
     def string(self, key: str, *, default: str | None = None) -> str:
-        value = self.data.get(key, default)
-        if value is None:
-            self.fail(key, "is required")
-        if not isinstance(value, str):
-            self.fail(key, f"must be a string, got {value!r}")
+        value: str = self.checked(key, _TEXT, default)
         return value
 
     def choice(self, key: str, choices: tuple[str, ...], *, default: str) -> str:
-        value = self.string(key, default=default)
-        if value not in choices:
-            self.fail(key, f"must be one of {', '.join(choices)}, got {value!r}")
+        value: str = self.checked(key, Spec(str, choices=choices), default)
         return value
 
     def boolean(self, key: str, *, default: bool) -> bool:
-        value = self.data.get(key, default)
-        if not isinstance(value, bool):
-            self.fail(key, f"must be true or false, got {value!r}")
+        value: bool = self.checked(key, _FLAG, default)
         return value
 
     def strings(self, key: str, *, default: tuple[str, ...] | None = None) -> tuple[str, ...]:
+        value: tuple[str, ...] = self.checked(key, _TEXTS, default)
+        return value
+
+    def checked(self, key: str, spec: Spec, default: Any) -> Any:
+        """The key's value (or `default`; None: required) checked as the config file's keys
+        are (device_agent/schema.py)."""
         value = self.data.get(key, default)
         if value is None:
             self.fail(key, "is required")
-        if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
-            self.fail(key, f"must be a list of strings, got {value!r}")
-        return tuple(value)
+        try:
+            return spec.check(key, value)
+        except Invalid as exc:
+            self.fail(key, exc.problem)
 
     def string_map(self, key: str) -> dict[str, str]:
         value = self.data.get(key, {})

@@ -83,14 +83,21 @@ def poll_body(
     }
 
 
-def available_agent_kinds(
-    profiles: Mapping[str, Profile], path: str, *, kinds: Mapping[str, str] = AGENT_KINDS
+def offered_agent_kinds(
+    profiles: Mapping[str, Profile], path: str, *, default_agent: str | None
 ) -> list[str]:
-    """The agent kinds whose CLI is found on `path` (the child's PATH), sorted.
+    """The agent kinds this device offers a current server, sorted: what every poll sends
+    as `agent_kinds` and what `doctor` shows (one answer for both).
 
-    Only what is actually installed is advertised: a listed kind the device
-    cannot run would be claimed and fail with "binary not found".
+    A known CLI is offered under the kind servers use (`AGENT_KINDS`); the device's
+    default agent is offered under its own profile name too, so a profile of the user's
+    own (or the demo's) can run automations that name it. Only what is actually found on
+    `path` (the child's PATH) is offered: a listed kind the device cannot run would be
+    claimed and fail with "binary not found".
     """
+    kinds = dict(AGENT_KINDS)
+    if default_agent:
+        kinds.setdefault(default_agent, default_agent)
     found = {
         kinds[name]
         for name, profile in profiles.items()
@@ -100,7 +107,7 @@ def available_agent_kinds(
 
 
 class AgentKindsCheck:
-    """`available_agent_kinds`, re-checked about every `every` seconds rather than on each
+    """`offered_agent_kinds`, re-checked about every `every` seconds rather than on each
     poll (a CLI installed meanwhile is advertised within a minute; `doctor` checks at once).
     The check looks at the disk, so it runs off the event loop."""
 
@@ -109,14 +116,14 @@ class AgentKindsCheck:
         profiles: Mapping[str, Profile],
         path: Callable[[], str],
         *,
+        default_agent: str | None,
         every: float = 60.0,
-        kinds: Mapping[str, str] = AGENT_KINDS,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._profiles = profiles
         self._path = path
+        self._default_agent = default_agent
         self._every = every
-        self._kinds = kinds
         self._clock = clock
         self._found: list[str] = []
         self._checked_at: float | None = None
@@ -125,7 +132,10 @@ class AgentKindsCheck:
         now = self._clock()
         if self._checked_at is None or now - self._checked_at >= self._every:
             self._found = await asyncio.to_thread(
-                available_agent_kinds, self._profiles, self._path(), kinds=self._kinds
+                offered_agent_kinds,
+                self._profiles,
+                self._path(),
+                default_agent=self._default_agent,
             )
             self._checked_at = now
         return list(self._found)

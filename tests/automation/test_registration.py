@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from device_agent.agent import poll_loop
+from device_agent.cli.main import main
+from device_agent.devserver import DevServer, DevState
 from device_agent.executors.profiles import load_profiles
 from device_agent.lanes.registration import (
-    available_agent_kinds,
     device_platform,
+    offered_agent_kinds,
     platform_mismatch_message,
     poll_body,
     upgrade_required_message,
@@ -86,20 +90,22 @@ def test_only_kinds_whose_cli_is_found_are_advertised(tmp_path: Path) -> None:
     for name in ("claude", "pi", "agy"):
         _fake_cli(bin_dir, name)
     (bin_dir / "codex").write_text("not executable", encoding="utf-8")  # found but not runnable
-    kinds = available_agent_kinds(load_profiles(), str(bin_dir))
+    kinds = offered_agent_kinds(load_profiles(), str(bin_dir), default_agent="claude-code")
     assert kinds == ["agy", "claude-code", "pi"]
 
 
 def test_no_cli_found_means_no_kinds(tmp_path: Path) -> None:
-    assert available_agent_kinds(load_profiles(), str(tmp_path)) == []
+    assert offered_agent_kinds(load_profiles(), str(tmp_path), default_agent="claude-code") == []
 
 
 def test_profiles_without_a_server_kind_are_not_advertised(tmp_path: Path) -> None:
     # The demo profile runs this Python, which is always found.
     profiles = load_profiles()
     assert profiles["demo"].resolve(os.environ.get("PATH", "")) is not None
-    assert "demo" not in available_agent_kinds(profiles, os.environ.get("PATH", ""))
-    assert available_agent_kinds(profiles, str(tmp_path), kinds={"demo": "demo"}) == ["demo"]
+    path = os.environ.get("PATH", "")
+    assert "demo" not in offered_agent_kinds(profiles, path, default_agent="claude-code")
+    # ... unless it is the device's default agent: then it is offered under its own name.
+    assert offered_agent_kinds(profiles, str(tmp_path), default_agent="demo") == ["demo"]
 
 
 def test_platform_mismatch_says_what_to_do() -> None:
@@ -130,3 +136,60 @@ def test_upgrade_required_shows_the_servers_text() -> None:
 )
 def test_app_version_is_sent_as_plain_dotted_numbers(version: str, sent: str) -> None:
     assert body(app_version=version)["app_version"] == sent
+
+
+# ------------------------------ issue 21 point 4: doctor says what the poll body offers
+
+
+@pytest.mark.parametrize(
+    ("default_agent", "clis", "offered"),
+    [
+        ("command", [], ["command"]),  # a command of one's own: doctor used to say "none"
+        ("claude-code", ["claude"], ["claude-code"]),
+        ("command", ["claude", "codex"], ["claude-code", "codex", "command"]),
+    ],
+)
+def test_doctor_and_the_poll_body_offer_the_same_agent_kinds(
+    isolated_home: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    default_agent: str,
+    clis: list[str],
+    offered: list[str],
+) -> None:
+    bin_dir = tmp_path / "bin"
+    for name in clis:
+        _fake_cli(bin_dir, name)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.local/bin with a real CLI in it
+    monkeypatch.setenv("PATH", str(bin_dir))
+    script = tmp_path / "my-agent"
+    script.write_text("#!/bin/sh\ncat\n", encoding="utf-8")
+    script.chmod(0o755)
+    config = isolated_home / "config"
+    (config / "executors").mkdir(parents=True)
+    (config / "executors" / "command.toml").write_text(f'argv = ["{script}"]\n')
+    (config / "config.toml").write_text(f'default_agent = "{default_agent}"\n')
+
+    main(["doctor"])
+    said = [
+        line.split(": ", 1)[1]
+        for line in capsys.readouterr().out.splitlines()
+        if "agent kinds offered to current servers" in line
+    ]
+    assert said == [", ".join(offered)]
+
+    sent: list[object] = []
+
+    def recording_poll_body(**fields: Any) -> dict[str, Any]:
+        body = poll_body(**fields)
+        sent.append(body["agent_kinds"])
+        return body
+
+    monkeypatch.setattr(poll_loop, "poll_body", recording_poll_body)
+    state = DevState(create_checkin_watcher=False)
+    monkeypatch.setenv("DEVICE_AGENT_TOKEN", state.add_token())
+    monkeypatch.setenv("DEVICE_AGENT_WORKER_ID", "linux:kinds")
+    with DevServer(state).running_in_thread() as server:
+        assert main(["run", "--once", "--server", server.url]) == 0
+    assert sent == [offered]

@@ -258,19 +258,26 @@ def test_invalid_permission_mode_is_rejected_before_starting(bench: Bench) -> No
     result = bench.run("claude-code", config={"permission_mode": "yolo"})
     assert result.exit_reason == "error_message"
     assert result.error == (
-        "execution_config.permission_mode 'yolo' is not allowed: use one of "
-        "acceptEdits, auto, bypassPermissions, default, dontAsk, plan"
+        "execution_config.permission_mode must be one of "
+        "acceptEdits, auto, bypassPermissions, default, dontAsk, plan, got 'yolo'"
     )
     assert not bench.report_path.exists()  # the CLI never ran
+
+
+BUDGET = (
+    "execution_config.max_budget_usd must be a number of US dollars greater than 0 "
+    "and at most 1000000000"
+)
+TIMEOUT = "execution_config.timeout_seconds must be a number of seconds from 1 to 86400"
 
 
 @pytest.mark.parametrize(
     ("config", "expected"),
     [
-        ({"max_budget_usd": "lots"}, "execution_config.max_budget_usd must be a positive number"),
-        ({"max_budget_usd": -1}, "execution_config.max_budget_usd must be a positive number"),
-        ({"max_budget_usd": True}, "execution_config.max_budget_usd must be a positive number"),
-        ({"effort": "extreme"}, "execution_config.effort 'extreme' is not allowed"),
+        ({"max_budget_usd": "lots"}, f"{BUDGET}, got 'lots'"),
+        ({"max_budget_usd": -1}, f"{BUDGET}, got -1"),
+        ({"max_budget_usd": True}, f"{BUDGET}, got True"),
+        ({"effort": "extreme"}, "execution_config.effort must be one of low, medium, high"),
         ({"model": "--dangerously-skip-permissions"}, "execution_config.model"),
         ({"model": "two words"}, "execution_config.model"),
         ({"timeout_seconds": 0}, "execution_config.timeout_seconds must be a number of seconds"),
@@ -359,4 +366,32 @@ def test_numbers_that_are_not_sane_and_models_that_are_not_strings_are_refused(
     assert result.exit_reason == "error_message"
     assert result.error is not None
     assert result.error.startswith("execution_config.")
+    assert not bench.report_path.exists()
+
+
+@pytest.mark.parametrize(
+    ("config", "error"),
+    [
+        ({"timeout_seconds": float("nan")}, f"{TIMEOUT}, got nan"),
+        ({"timeout_seconds": float("inf")}, f"{TIMEOUT}, got inf"),
+        ({"timeout_seconds": -1}, f"{TIMEOUT}, got -1"),
+        ({"timeout_seconds": 86400.5}, f"{TIMEOUT}, got 86400.5"),
+        ({"timeout_seconds": "600"}, f"{TIMEOUT}, got '600'"),
+        ({"timeout_seconds": False}, f"{TIMEOUT}, got False"),
+        ({"max_budget_usd": float("nan")}, f"{BUDGET}, got nan"),
+        ({"max_budget_usd": float("-inf")}, f"{BUDGET}, got -inf"),
+        ({"max_budget_usd": 0}, f"{BUDGET}, got 0"),
+        ({"max_budget_usd": 1e10}, f"{BUDGET}, got 10000000000.0"),
+        ({"model": 7}, "execution_config.model must be a string, got 7"),
+    ],
+)
+def test_a_bad_execution_config_value_fails_the_run_in_one_line_naming_key_and_unit(
+    bench: Bench, config: dict[str, object], error: str
+) -> None:
+    """The same declarations as the config file's (device_agent/schema.py): the run fails
+    before its CLI starts, with the key, what it must be (its unit) and what came."""
+    bench.install("claude")
+    result = bench.run("claude-code", config=config)
+    assert result.exit_reason == "error_message"
+    assert result.error == error
     assert not bench.report_path.exists()

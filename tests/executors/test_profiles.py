@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from device_agent.cli.main import main
 from device_agent.executors.probe import check_profiles
 from device_agent.executors.profiles import ProfileError, load_profiles
 from device_agent.executors.readers import JsonlReader, JsonReader
@@ -178,3 +179,33 @@ def test_check_profiles_finds_binaries_and_versions(bench: Bench) -> None:
     assert by_name["demo"].version.startswith("Python 3.")
     assert by_name["hang"].error == "no answer to --version within 0.5 s"
     assert live_members(bench.reported()["pgid"]) == []
+
+
+# ------------------------- issue 20: checked like the config file, one line, exit 2 at start
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        ("binary = nan\n", "binary: must be a string, got nan"),
+        ('binary = "x"\nprompt = inf\n', "prompt: must be one of argument, stdin, file, got inf"),
+        ('binary = "x"\nargs = -1\n', "args: must be a list of strings, got -1"),
+        (
+            'binary = "x"\nprompt = "clipboard"\n',
+            "prompt: must be one of argument, stdin, file, got 'clipboard'",
+        ),
+        ('binary = "x"\nversion_args = [1]\n', "version_args: must be a list of strings, got [1]"),
+        (
+            'binary = "x"\n[output]\nreader = "json"\ntext = "r"\nstderr = 1\n',
+            "output.stderr: must be true or false, got 1",
+        ),
+    ],
+)
+def test_a_bad_profile_value_stops_run_with_one_line_naming_the_file_and_key(
+    isolated_home: Path, capsys: pytest.CaptureFixture[str], text: str, said: str
+) -> None:
+    path = isolated_home / "config" / "executors" / "mine.toml"
+    path.parent.mkdir(parents=True)
+    path.write_text(text)
+    assert main(["run", "--once", "--server", "http://127.0.0.1:9"]) == 2
+    assert capsys.readouterr().err == f"device-agent: executor profile error: {path}: {said}\n"

@@ -7,15 +7,18 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
+import psutil
 import pytest
 
 from device_agent.config import ExecutorSettings
+from device_agent.executors import leftovers
 from device_agent.executors.executor import Executor
-from device_agent.executors.leftovers import OUTSIDE_NOTE, RUN_MARKER
+from device_agent.executors.leftovers import OUTSIDE_NOTE, RUN_MARKER, groups_with_marker
 from device_agent.executors.profiles import load_profiles
 from device_agent.executors.request import ExecutionRequest
-from tests.helpers import alive, wait_for_async
+from tests.helpers import alive, captured_logs, wait_for_async
 
 
 def test_recover_stops_orphans_and_deletes_token_files(tmp_path: Path) -> None:
@@ -45,6 +48,75 @@ def test_recover_stops_orphans_and_deletes_token_files(tmp_path: Path) -> None:
         for process in (orphan, bystander):
             process.kill()
             process.wait()
+
+
+def test_recover_finds_an_orphan_when_the_state_dir_path_has_a_space(tmp_path: Path) -> None:
+    """macOS keeps the state in `~/Library/Application Support/device-agent`: the marker's
+    value holds a space, and the orphan must still be found by it."""
+    scratch = tmp_path / "Library" / "Application Support" / "device-agent" / "runs"
+    (scratch / "device-agent-7-abc").mkdir(parents=True)
+    env = {**os.environ, RUN_MARKER: f"{scratch}{os.sep}7"}
+    orphan = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(600)"], env=env, start_new_session=True
+    )
+    # Same prefix up to the space: a match on the text before it would stop this one too.
+    cut_short = {**os.environ, RUN_MARKER: f"{tmp_path / 'Library' / 'Application'}{os.sep}7"}
+    bystander = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(600)"],
+        env=cut_short,
+        start_new_session=True,
+    )
+    try:
+        executor = Executor(ExecutorSettings(kill_grace_seconds=0.5), {}, scratch_dir=scratch)
+        assert asyncio.run(executor.recover()) == 1
+        orphan.wait(timeout=10)
+        assert not alive(orphan.pid)
+        assert alive(bystander.pid)
+    finally:
+        for process in (orphan, bystander):
+            process.kill()
+            process.wait()
+
+
+class _Unreadable:
+    """A process of ours whose environment the OS will not show, or one that became a zombie
+    or exited between the listing and the question."""
+
+    def __init__(self, pid: int, error: Exception) -> None:
+        self.pid = pid
+        self.error = error
+
+    def uids(self) -> SimpleNamespace:
+        return SimpleNamespace(real=os.getuid())
+
+    def environ(self) -> dict[str, str]:
+        raise self.error
+
+
+def test_processes_whose_environment_cannot_be_read_are_skipped_and_said(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    scratch = tmp_path / "runs"
+    env = {**os.environ, RUN_MARKER: f"{scratch}{os.sep}7"}
+    orphan = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(600)"], env=env, start_new_session=True
+    )
+    odd = [
+        _Unreadable(999_991, psutil.AccessDenied(999_991)),
+        _Unreadable(999_992, psutil.ZombieProcess(999_992)),
+        _Unreadable(999_993, psutil.NoSuchProcess(999_993)),
+    ]
+    listing = [*odd, psutil.Process(orphan.pid)]
+    monkeypatch.setattr(leftovers.psutil, "process_iter", lambda: listing)
+    try:
+        with captured_logs() as lines:
+            groups = groups_with_marker(f"{scratch}{os.sep}")
+        assert groups == {orphan.pid}  # found despite the three it could not ask
+        said = [line for line in lines if "could not read the environment" in line["event"]]
+        assert [line["processes"] for line in said] == [1]  # only the AccessDenied one
+    finally:
+        orphan.kill()
+        orphan.wait()
 
 
 def test_a_run_waits_for_a_recovery_still_going_on_before_its_cli_starts(

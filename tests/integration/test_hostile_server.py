@@ -127,7 +127,8 @@ def test_a_stop_aborts_a_trickled_poll_at_once(serve: Serve, isolated_home: Path
 def test_a_timed_out_poll_shows_in_status_that_a_run_may_have_been_claimed(
     serve: Serve, isolated_home: Path
 ) -> None:
-    write_config(isolated_home, "poll_timeout_seconds = 1\nmax_backoff_seconds = 60\n")
+    # The shortest poll timeout the config accepts (60 s; below is refused at start).
+    write_config(isolated_home, "poll_timeout_seconds = 60\nmax_backoff_seconds = 60\n")
     server = serve([trickle(b" " * 100_000, interval=0.3)])
     agent = start(isolated_home, server.url)
 
@@ -135,7 +136,7 @@ def test_a_timed_out_poll_shows_in_status_that_a_run_may_have_been_claimed(
         return str(daemon_status(isolated_home).get("detail") or "")
 
     try:
-        wait_for(lambda: "may have been claimed" in detail(), timeout=90, what="status detail")
+        wait_for(lambda: "may have been claimed" in detail(), timeout=120, what="status detail")
         shown = subprocess.run(
             [sys.executable, "-m", "device_agent", "status"],
             env=env_for(isolated_home, server.url),

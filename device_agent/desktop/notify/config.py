@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from device_agent.desktop.notify.backends import BACKENDS
+from device_agent.schema import Invalid, read_table, setting
 
 PRIORITIES: Final = ("low", "normal", "high")
 
@@ -25,43 +26,40 @@ class TargetSetting:
 
 @dataclass(frozen=True)
 class NotificationSettings:
-    enabled: bool = False  # for runs whose payload does not ask and that have no own setting
-    budget_per_day: int = 10
-    cooldown_seconds: float = 300.0
-    backend: str = "auto"  # auto | osascript | notify-send | gdbus | none
+    enabled: bool = setting(
+        False, help="notify runs whose payload does not ask and that have no own setting"
+    )
+    budget_per_day: int = setting(
+        10,
+        unit="notifications",
+        low=0,
+        high=1000,
+        help="daily budget; `low` priority gets half of it, `high` up to twice it",
+    )
+    cooldown_seconds: float = setting(
+        300.0,
+        unit="seconds",
+        low=0,
+        high=86400,
+        help="at most one notification per watcher or automation in this time",
+    )
+    backend: str = setting(
+        "auto", choices=("auto", *BACKENDS, "none"), help="the program that shows notifications"
+    )
     targets: Mapping[str, TargetSetting] = field(default_factory=dict)  # "watcher:12" -> ...
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> NotificationSettings:
         """Parse the `[notifications]` table of the config file."""
-        known = {"enabled", "budget_per_day", "cooldown_seconds", "backend", "targets"}
-        for key in data:
-            if key not in known:
-                raise NotificationConfigError(
-                    f"unknown setting 'notifications.{key}': use one of {', '.join(sorted(known))}"
-                )
-        enabled = data.get("enabled", False)
-        if not isinstance(enabled, bool):
-            raise NotificationConfigError("notifications.enabled must be true or false")
-        budget = data.get("budget_per_day", 10)
-        if not isinstance(budget, int) or isinstance(budget, bool) or budget < 0:
-            raise NotificationConfigError("notifications.budget_per_day must be a whole number ≥ 0")
-        cooldown = data.get("cooldown_seconds", 300.0)
-        if not isinstance(cooldown, int | float) or isinstance(cooldown, bool) or cooldown < 0:
-            raise NotificationConfigError("notifications.cooldown_seconds must be seconds ≥ 0")
-        backend = data.get("backend", "auto")
-        if backend not in ("auto", *BACKENDS, "none"):
-            raise NotificationConfigError(
-                f"notifications.backend must be one of auto, {', '.join(BACKENDS)}, none"
-            )
+        try:
+            values = read_table(cls, data, prefix="notifications.", extra=("targets",))
+        except Invalid as exc:
+            raise NotificationConfigError(str(exc)) from None
         targets = data.get("targets", {})
         if not isinstance(targets, Mapping):
             raise NotificationConfigError("[notifications.targets] must be a table")
         return cls(
-            enabled=enabled,
-            budget_per_day=budget,
-            cooldown_seconds=float(cooldown),
-            backend=backend,
+            **values,
             targets={str(key): _target_setting(str(key), value) for key, value in targets.items()},
         )
 
