@@ -11,6 +11,7 @@ from types import SimpleNamespace
 
 import psutil
 import pytest
+from structlog.testing import capture_logs
 
 from device_agent.config import ExecutorSettings
 from device_agent.executors import leftovers
@@ -18,7 +19,7 @@ from device_agent.executors.executor import Executor
 from device_agent.executors.leftovers import OUTSIDE_NOTE, RUN_MARKER, groups_with_marker
 from device_agent.executors.profiles import load_profiles
 from device_agent.executors.request import ExecutionRequest
-from tests.helpers import alive, captured_logs, wait_for_async
+from tests.helpers import alive, wait_for_async
 
 
 def test_recover_stops_orphans_and_deletes_token_files(tmp_path: Path) -> None:
@@ -109,7 +110,7 @@ def test_processes_whose_environment_cannot_be_read_are_skipped_and_said(
     listing = [*odd, psutil.Process(orphan.pid)]
     monkeypatch.setattr(leftovers.psutil, "process_iter", lambda: listing)
     try:
-        with captured_logs() as lines:
+        with capture_logs() as lines:
             groups = groups_with_marker(f"{scratch}{os.sep}")
         assert groups == {orphan.pid}  # found despite the three it could not ask
         said = [line for line in lines if "could not read the environment" in line["event"]]
