@@ -31,7 +31,7 @@ def run_turn(tmp_path: Path, payload: Any) -> tuple[list[dict[str, Any]], Record
         Settings(
             server=ORIGIN,
             worker_id="w1",
-            heartbeat_seconds=3600,
+            heartbeat_seconds=60,
             paths=Paths.resolve({"DEVICE_AGENT_HOME": str(tmp_path)}),
         )
     )

@@ -19,7 +19,7 @@ from device_agent.executors.executor import Executor
 from device_agent.executors.leftovers import OUTSIDE_NOTE, RUN_MARKER, groups_with_marker
 from device_agent.executors.profiles import load_profiles
 from device_agent.executors.request import ExecutionRequest
-from tests.helpers import alive, wait_for_async
+from tests.helpers import alive, wait_for, wait_for_async
 
 
 def test_recover_stops_orphans_and_deletes_token_files(tmp_path: Path) -> None:
@@ -102,6 +102,8 @@ def test_processes_whose_environment_cannot_be_read_are_skipped_and_said(
     orphan = subprocess.Popen(
         [sys.executable, "-c", "import time; time.sleep(600)"], env=env, start_new_session=True
     )
+    # Until the child has exec'd, /proc still shows the environment it was forked with.
+    wait_for(lambda: RUN_MARKER in psutil.Process(orphan.pid).environ(), what="the marker")
     odd = [
         _Unreadable(999_991, psutil.AccessDenied(999_991)),
         _Unreadable(999_992, psutil.ZombieProcess(999_992)),
