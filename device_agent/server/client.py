@@ -302,6 +302,10 @@ def _classify_completion(answer: Answer) -> Answer:
     if answer.status == 400 and _WINDOW_ERROR_MARKER in answer.message:
         # The server failed the run itself because its window was malformed.
         return _with_kind(answer, AnswerKind.FINAL)
+    if answer.status is not None and 300 <= answer.status < 400:
+        # Not followed (the token stays home), and not final either: a proxy or a server
+        # moved in front of the real one. The result stays in the outbox and is tried again.
+        return _with_kind(answer, AnswerKind.TRANSIENT)
     return answer
 
 

@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import respx
 
+from device_agent.agent.poll_loop import ONCE_ATTEMPTS
 from device_agent.cli.main import main
 from device_agent.errors import ExitCode
 from tests.integration.conftest import journal_rows
@@ -76,3 +77,27 @@ def test_run_once_polls_heartbeats_and_completes_against_respx(home: Path) -> No
     assert body["error"] is None
     assert journal_rows(home)[RUN_ID]["state"] == "acknowledged"
 
+
+@pytest.mark.parametrize("status", [307, 302])
+def test_a_redirected_result_report_stays_queued_and_is_retried(
+    home: Path, status: int, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Issue 21, point 8: a 3xx to a completion is not followed (the token stays home), not
+    final either: the result stays in the outbox and is tried again; `run --once` says the
+    server could not take it (exit 4), never "internal error"."""
+    with respx.mock(assert_all_called=False) as lobu:
+        lobu.post(f"{SERVER}/api/workers/poll").respond(200, json=CLAIM)
+        lobu.post(f"{SERVER}/api/workers/heartbeat").respond(200, json={"continue": True})
+        lobu.post(f"{SERVER}{COMPLETE}").respond(
+            status, headers={"Location": "https://elsewhere.test/take"}
+        )
+        elsewhere = lobu.route(host="elsewhere.test").respond(200, json={"ok": True})
+
+        code = main(["run", "--once", "--agent", "command"])
+
+        assert paths(lobu).count(COMPLETE) == ONCE_ATTEMPTS
+        assert not elsewhere.called
+    assert code == ExitCode.UNREACHABLE
+    assert "internal error" not in capsys.readouterr().err
+    row = journal_rows(home)[RUN_ID]
+    assert row["state"] == "finished"  # in the outbox, for the next start to send again

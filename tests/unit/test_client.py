@@ -100,6 +100,8 @@ def test_requests_carry_token_user_agent_and_json() -> None:
         (503, {"error": "unavailable"}, AnswerKind.TRANSIENT),
         (429, {"error": "slow down"}, AnswerKind.TRANSIENT),
         (408, None, AnswerKind.TRANSIENT),
+        (307, None, AnswerKind.TRANSIENT),  # not followed, not final: retried (issue 21, 8)
+        (302, None, AnswerKind.TRANSIENT),
     ],
 )
 @respx.mock
@@ -239,6 +241,18 @@ def test_redirects_are_not_followed() -> None:
     answer = call(lambda c: c.poll(POLL_BODY))
     assert answer.kind is AnswerKind.REJECTED
     assert answer.message == "redirected to 'http://evil/', which is not followed"
+    assert not evil.called
+
+
+@pytest.mark.parametrize("status", [307, 302])
+@respx.mock
+def test_a_redirected_result_report_is_not_followed_and_not_final(status: int) -> None:
+    """Issue 21, point 8: the token stays home, and the result is tried again later."""
+    respx.post(COMPLETE_URL).respond(status, headers={"Location": "http://evil/take"})
+    evil = respx.post("http://evil/take").respond(200, json={"ok": True})
+    answer = call(complete)
+    assert answer.kind is AnswerKind.TRANSIENT
+    assert answer.status == status
     assert not evil.called
 
 
