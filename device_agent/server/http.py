@@ -113,12 +113,12 @@ def connect(
             transport=transport,
             event_hooks={"request": [_token_stays_home(home)]},
         )
-    except (ValueError, ImportError) as exc:  # a proxy URL httpx cannot use
+    except (ValueError, ImportError):  # a proxy URL httpx cannot use
         named = proxy_variables()
         if not named:
             raise
         raise ProxyUnusable(
-            f"the proxy named by {'/'.join(named)} cannot be used ({type(exc).__name__}): "
+            f"the proxy named by {'/'.join(named)} cannot be used: "
             "device-agent speaks to http://, https://, socks5:// and socks5h:// proxies; "
             "fix or unset it, or add the server's host to NO_PROXY"
         ) from None

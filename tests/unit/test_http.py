@@ -156,6 +156,24 @@ def test_no_proxy_exempts_the_server(monkeypatch: pytest.MonkeyPatch) -> None:
     asyncio.run(go())
 
 
+def test_a_socks_proxy_is_used_and_a_failure_through_it_names_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With the socks extra, a SOCKS proxy is no ImportError at start: the request goes to
+    it, and when it cannot be reached the words say which variable named it."""
+    monkeypatch.setenv("ALL_PROXY", f"socks5h://127.0.0.1:{refused_port()}")
+
+    async def go() -> None:
+        async with Loopback(answer_every_request).running() as server:
+            answer = await heartbeat(server.origin)
+            assert answer.kind is AnswerKind.TRANSIENT
+            assert "through the proxy named by ALL_PROXY" in answer.message
+            assert "NO_PROXY" in answer.message
+            assert server.accepted == 0
+
+    asyncio.run(go())
+
+
 def test_a_proxy_httpx_cannot_use_is_a_one_line_configuration_error(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
