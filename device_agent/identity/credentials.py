@@ -222,8 +222,7 @@ class Tokens(TokenSource):
             self._token = credential.token
 
     async def _rotate(self, store: TokenStore, threshold: float) -> Credential | None:
-        # Imported here: they bring httpx (~35 ms), which a check that finds nothing due —
-        # the one at start, nearly always — does without.
+        # Imported here: `status` and `doctor` read credentials and never rotate.
         from device_agent.identity.device_token import maybe_rotate
         from device_agent.identity.http import account_client_for
 
