@@ -21,21 +21,3 @@ def isolated_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[P
     # Runs that finish in a test must not pop up on the desktop of whoever runs the tests.
     monkeypatch.setattr("device_agent.agent.app.find_notifier", lambda settings: None)
     return home
-
-
-@pytest.fixture
-def lobu_client_through_httpx(monkeypatch: pytest.MonkeyPatch) -> None:
-    """LobuClient sends through httpx, where respx can answer for the server.
-
-    The agent's own HTTP/1.1 (device_agent/server/http1.py) puts the same bytes on the wire as
-    httpx: tests/unit/test_exchange.py shows it, and every test against the dev server
-    goes through it. Tests that script the server with respx use this instead."""
-    import httpx
-
-    from device_agent.server import client
-    from device_agent.server.httpx_exchange import HttpxExchange
-
-    def through_httpx(origin: str) -> HttpxExchange:
-        return HttpxExchange(httpx.AsyncClient(base_url=origin, follow_redirects=False))
-
-    monkeypatch.setattr(client, "H1Exchange", through_httpx)

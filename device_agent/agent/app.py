@@ -141,7 +141,11 @@ async def run_agent(
         executor.recover_in_background().add_done_callback(_report_recovery)
         # Ready now: waiting for the server would hold `systemctl start` hostage.
         systemd.ready(f"polling {settings.origin} as {worker_id}")
-        await tokens.rotate_if_due()  # AuthRefused: log in again (exit 3)
+        # A token due for rotation is re-minted before the first poll; a stop cancels that
+        # (each account request also has its own deadline). AuthRefused: log in again (exit 3).
+        if not await agent.until_stopped(tokens.rotate_if_due()):
+            log.info("stopped while renewing the device token, before the first poll")
+            return ExitCode.OK
         if not once:
             rotation = asyncio.create_task(_keep_token_fresh(tokens, agent))
         async with _control_socket(settings, agent):

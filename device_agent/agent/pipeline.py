@@ -337,8 +337,7 @@ class RunPipeline:
         if not (wanted and self.settings.executor.mcp and self.executor.uses_mcp(kind)):
             yield None
             return
-        # Imported at the first run that needs it: the proxy forwards through httpx, which
-        # the agent otherwise does without (device_agent/server/http1.py).
+        # Imported at the first run that wires the tools: most runs never need the proxy.
         from device_agent.executors.mcp_proxy import McpProxy
 
         async with McpProxy(f"{self.server}/mcp", self.tokens.current) as proxy:

@@ -17,9 +17,9 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from device_agent import __version__
 from device_agent.agent.alarm import Alarm
@@ -154,6 +154,23 @@ class Agent:
         self.outbox.draining = True
         self._poll_alarm.ring()
         self.outbox.alarm.ring()
+
+    async def until_stopped(self, work: Coroutine[Any, Any, None]) -> bool:
+        """Run `work` until it is done (True) or until a stop is asked for, which cancels
+        it (False). The exception it raised, if any, is raised here."""
+        task = asyncio.ensure_future(work)
+        stop = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait({task, stop}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+            if not task.done():
+                task.cancel()
+            await asyncio.gather(task, stop, return_exceptions=True)
+        if task.cancelled():
+            return False
+        task.result()
+        return True
 
     def poll_now(self) -> None:
         """ "Run now" or a control request: skip the wait before the next poll."""

@@ -72,7 +72,7 @@ class AgentControl:
         the command would have ended with had it asked the server itself."""
         # Imported here: "Run now" is rare, and `run` should not load it before its first poll.
         from device_agent.identity.errors import AccountError
-        from device_agent.identity.http import account_client
+        from device_agent.identity.http import account_client_for
         from device_agent.identity.run_now import trigger
 
         settings = self.agent.settings
@@ -82,7 +82,7 @@ class AgentControl:
             raise Refused(missing.user_message(), exit_code=missing.exit_code)
         lane = lane or await self._last_lane()
         try:
-            async with account_client(settings.origin) as client:
+            async with account_client_for(settings) as client:
                 triggered = await trigger(
                     client,
                     credential,

@@ -26,13 +26,17 @@ from typing import Final
 import httpx
 
 from device_agent.logs import get_logger
-from device_agent.server.http_options import tls_for, transport_for
+from device_agent.server.http import RequestFailed, Streamed, connect, stream
 
 log = get_logger(__name__)
 
 PATH: Final = "/mcp"
 MAX_HEAD_BYTES: Final = 64 * 1024
 MAX_BODY_BYTES: Final = 8 * 1024 * 1024  # a tool call's arguments; nothing needs more
+# An upstream exchange, relayed as it arrives: a tool call's answer, or an event stream the
+# CLI opens again when it ends. Bounded like every request; the run's end closes it sooner.
+UPSTREAM_SECONDS: Final = 15 * 60
+UPSTREAM_ANSWER_CAP: Final = 64 * 1024 * 1024
 # What an MCP client and server need to see of each other; nothing else crosses.
 _REQUEST_HEADERS: Final = (
     "content-type",
@@ -61,12 +65,14 @@ class McpProxy:
         token: Callable[[], str],
         *,
         transport: httpx.AsyncBaseTransport | None = None,
+        upstream_seconds: float = UPSTREAM_SECONDS,
     ) -> None:
         self.upstream = upstream
         self.secret = "dap_run_" + secrets.token_urlsafe(32)
         self.url = ""
         self._token = token
         self._transport = transport
+        self._upstream_seconds = upstream_seconds
         # Made on the first request: most runs never call a tool, and a client costs a TLS
         # context (docs/protocol.md, "execution_config and the CLI").
         self._http: httpx.AsyncClient | None = None
@@ -91,16 +97,10 @@ class McpProxy:
             await self._http.aclose()
 
     def _client(self) -> httpx.AsyncClient:
+        """The agent's one HTTP client (device_agent/server/http.py), for the server's origin:
+        no redirect followed, the real token to the server and nowhere else."""
         if self._http is None:
-            transport = self._transport
-            if transport is None:  # not a test's: the asyncio backend (server/netio.py)
-                transport = transport_for(self.upstream)
-            self._http = httpx.AsyncClient(
-                timeout=httpx.Timeout(None, connect=10.0),  # an SSE stream may idle for long
-                follow_redirects=False,  # the real token goes to the server and nowhere else
-                verify=tls_for(self.upstream),
-                transport=transport,
-            )
+            self._http = connect(self.upstream, transport=self._transport)
         return self._http
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -126,19 +126,24 @@ class McpProxy:
         query = target.partition("?")[2]
         upstream = self.upstream + (f"?{query}" if query else "")
         sent = {k: v for k, v in headers.items() if k in _REQUEST_HEADERS}
-        sent["authorization"] = f"Bearer {self._token()}"
-        http = self._client()
-        request = http.build_request(method, upstream, headers=sent, content=body)
+        relayed = False
         try:
-            response = await http.send(request, stream=True)
-        except httpx.HTTPError as exc:
-            log.warning("MCP proxy: the server cannot be reached", error=type(exc).__name__)
-            await _answer(writer, 502, "the Lobu server cannot be reached")
-            return
-        try:
-            await _relay(response, writer)
-        finally:
-            await response.aclose()
+            async with stream(
+                self._client(),
+                method,
+                upstream,
+                deadline=self._upstream_seconds,
+                cap=UPSTREAM_ANSWER_CAP,
+                bearer=self._token(),
+                headers=sent,
+                content=body,
+            ) as response:
+                relayed = True
+                await _relay(response, writer)
+        except RequestFailed as exc:
+            log.warning("MCP proxy: no usable answer from the server", error=str(exc))
+            if not relayed:
+                await _answer(writer, 502, "the Lobu server cannot be reached")
 
     def _check(self, method: str, target: str, headers: dict[str, str]) -> None:
         given = headers.get("authorization", "")
@@ -173,14 +178,14 @@ async def _read_request(reader: asyncio.StreamReader) -> tuple[str, str, dict[st
     return parts[0], parts[1], headers, body
 
 
-async def _relay(response: httpx.Response, writer: asyncio.StreamWriter) -> None:
+async def _relay(response: Streamed, writer: asyncio.StreamWriter) -> None:
     """Status and headers, then the body chunk by chunk as the server sends it (SSE)."""
     lines = [f"HTTP/1.1 {response.status_code} {response.reason_phrase}"]
     lines += [f"{k}: {v}" for k, v in response.headers.items() if k.lower() in _ANSWER_HEADERS]
     lines += ["Transfer-Encoding: chunked", "Connection: close", "", ""]
     writer.write("\r\n".join(lines).encode("latin-1", "replace"))
     await writer.drain()
-    async for chunk in response.aiter_bytes():
+    async for chunk in response.chunks():
         if chunk:
             writer.write(b"%x\r\n%s\r\n" % (len(chunk), chunk))
             await writer.drain()

@@ -27,6 +27,7 @@ from device_agent.identity import oauth
 from device_agent.identity.credentials import CredentialError, check_token_shape, load_credential
 from device_agent.identity.device_token import (
     local_init,
+    lock_wait_for,
     maybe_rotate,
     mint_child_token,
     rotation_lock,
@@ -138,7 +139,7 @@ async def _login_with_token(
     if response.status_code != 200:
         raise fail(response, "checking the token", fix="nothing was stored")
     store = TokenStore(settings.paths.state_dir, settings.origin)
-    async with rotation_lock(store.state_dir):
+    async with rotation_lock(store.state_dir, wait=_lock_wait(settings)):
         where = await asyncio.to_thread(store.save, Credential(token=token, kind=PAT))
     console.say(f"Token for {settings.origin} stored in the {where}.")
     return ExitCode.OK
@@ -155,7 +156,7 @@ async def _login_and_mint(
         else:
             user_token, org_slug = await _device_flow(client, options, console, wiring), None
         store = TokenStore(settings.paths.state_dir, settings.origin)
-        async with rotation_lock(store.state_dir):
+        async with rotation_lock(store.state_dir, wait=_lock_wait(settings)):
             minted = await mint_child_token(
                 client, user_token, worker_id=worker_id, label=settings.label
             )
@@ -239,7 +240,7 @@ def logout(
 
 async def _logout(settings: Settings, console: Console, wiring: Wiring) -> int:
     store = TokenStore(settings.paths.state_dir, settings.origin)
-    async with rotation_lock(store.state_dir):
+    async with rotation_lock(store.state_dir, wait=_lock_wait(settings)):
         credential = await asyncio.to_thread(store.load)
         if credential is not None:
             logs.redactor.add(credential.token)
@@ -323,6 +324,10 @@ async def _run_now(
         if said:
             console.say(said)
     return ExitCode.OK
+
+
+def _lock_wait(settings: Settings) -> float:
+    return lock_wait_for(settings.account_timeout_seconds)
 
 
 def _run(console: Console, command: Coroutine[None, None, int]) -> int:

@@ -24,6 +24,7 @@ from device_agent.identity.store import (
     StoreError,
     TokenStore,
     needs_rotation,
+    token_shape_problem,
     worker_id_mismatch,
 )
 from device_agent.identity.tokens import TokenSource
@@ -85,11 +86,11 @@ def delete_token(server: str, *, state_dir: Path | None = None) -> bool:
 
 
 def check_token_shape(token: str) -> None:
-    """A token goes into an HTTP header: printable ASCII, no spaces."""
-    if len(token) < 8 or not all("!" <= ch <= "~" for ch in token):
+    """A token goes into an HTTP header: printable ASCII, no spaces, not too long."""
+    problem = token_shape_problem(token)
+    if problem is not None:
         raise CredentialError(
-            "that does not look like a token (too short, or with spaces or non-ASCII "
-            "characters): paste the owl_pat_… token exactly"
+            f"that does not look like a token ({problem}): paste the owl_pat_… token exactly"
         )
 
 
@@ -221,8 +222,7 @@ class Tokens(TokenSource):
             self._token = credential.token
 
     async def _rotate(self, store: TokenStore, threshold: float) -> Credential | None:
-        # Imported here: they bring httpx (~35 ms), which a check that finds nothing due —
-        # the one at start, nearly always — does without.
+        # Imported here: `status` and `doctor` read credentials and never rotate.
         from device_agent.identity.device_token import maybe_rotate
         from device_agent.identity.http import account_client_for
 

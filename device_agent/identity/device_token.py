@@ -4,6 +4,7 @@ See docs/protocol.md, "Authentication and login". A user token (from the device 
 `local-init` on a local single-user server) mints a child PAT bound to our worker_id; only the
 child is kept. When fewer than 30 days remain, the child re-mints itself, which revokes the old
 one — so the new token is stored before it is used, under a lock every process of the agent takes.
+The lock is waited for with a deadline, and whoever holds it makes only requests that have one.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from device_agent.identity.http import (
     CLIENT_HEADER,
     body_of,
     client_name_of,
+    deadline_of,
     fail,
     send,
     text_field,
@@ -38,10 +40,15 @@ from device_agent.identity.store import (
     Credential,
     TokenStore,
     needs_rotation,
+    token_shape_problem,
 )
 
 CHILD_LIFETIME: Final = 90 * DAY  # what the server grants when its answer omits expires_at
 LOCK_FILE: Final = "token.lock"
+LOCK_POLL_SECONDS: Final = 0.05
+# The most a holder of the lock sends while holding it (logout: discovery, revocation and a
+# check), each request within its deadline: a waiter gives up after that many deadlines.
+LOCK_HELD_REQUESTS: Final = 4
 # Every server version mints child tokens for "headless" (older ones refuse "macos"), and a
 # terminal daemon is a headless device on any host. The device row keeps this platform, so the
 # agent must poll with it (docs/protocol.md, "Identities").
@@ -67,7 +74,7 @@ async def local_init(client: httpx.AsyncClient) -> LocalInit:
             "otherwise run `device-agent login` without it",
         )
     body = body_of(response)
-    token = text_field(body, "device_token", "signing in to the local server")
+    token = _token_in(body, "device_token", "signing in to the local server")
     logs.redactor.add(token)
     org = body.get("organization")
     slug = org.get("slug") if isinstance(org, dict) else None
@@ -95,7 +102,7 @@ async def mint_child_token(
     if response.status_code != 200:
         raise fail(response, doing, fix=_mint_fix(body_of(response).get("error")))
     body = body_of(response)
-    token = text_field(body, "access_token", doing)
+    token = _token_in(body, "access_token", doing)
     logs.redactor.add(token)
     if not token.startswith("owl_pat_"):
         raise Unreachable(f"{doing}: the server returned something that is not a device token")
@@ -107,6 +114,19 @@ async def mint_child_token(
         platform=MINT_PLATFORM,
         expires_at=_parse_expiry(body.get("expires_at")) or issued + CHILD_LIFETIME,
     )
+
+
+def _token_in(body: dict[str, object], key: str, doing: str) -> str:
+    """The token the server sent, if it could be one: a broken or hostile server's 200 MB
+    "token" is refused here, before it is stored or even remembered for redaction."""
+    token = text_field(body, key, doing)
+    problem = token_shape_problem(token)
+    if problem is not None:
+        raise Unreachable(
+            f"{doing}: the server sent a token that is {problem}; nothing was stored. "
+            "Is this a Lobu server? Check the server URL"
+        )
+    return token
 
 
 def _mint_fix(error: object) -> str:
@@ -129,28 +149,56 @@ def _parse_expiry(value: object) -> float | None:
         return None
 
 
-@contextlib.asynccontextmanager
-async def rotation_lock(state_dir: Path) -> AsyncIterator[None]:
-    """An exclusive flock on a file in the state dir, shared by the daemon, `trigger` and the tray.
+class LockBusy(Unreachable):
+    """Another process held the token lock past the wait: try again later."""
 
-    flock blocks, so it is taken in a worker thread; the OS drops it if the holder dies.
-    """
-    fd = await asyncio.to_thread(_locked, state_dir / LOCK_FILE)
+
+def lock_wait_for(deadline: float) -> float:
+    """How long to wait for the token lock, given the deadline of each account request:
+    longer than its holder may keep it, however slow the server."""
+    return LOCK_HELD_REQUESTS * deadline
+
+
+@contextlib.asynccontextmanager
+async def rotation_lock(state_dir: Path, *, wait: float) -> AsyncIterator[None]:
+    """An exclusive flock on a file in the state dir, shared by the daemon, `login`, `logout`,
+    `trigger` and the tray; the OS drops it if the holder dies.
+
+    Asked for without blocking every `LOCK_POLL_SECONDS`, for at most `wait` seconds (then
+    `LockBusy`): a wait is never stuck in a thread, and a stop cancels it at once."""
+    path = state_dir / LOCK_FILE
+    fd = _open_lock_file(path)
+    try:
+        async with asyncio.timeout(wait):
+            # Another process holds it: no event of ours says when it lets go, so ask again.
+            while not _try_lock(fd):  # noqa: ASYNC110
+                await asyncio.sleep(LOCK_POLL_SECONDS)
+    except TimeoutError:
+        os.close(fd)
+        raise LockBusy(
+            f"another device-agent process held {path} for over {wait:g} s while changing "
+            "this device's token; try again in a minute"
+        ) from None
+    except BaseException:
+        os.close(fd)
+        raise
     try:
         yield
     finally:
         os.close(fd)  # closing drops the lock
 
 
-def _locked(path: Path) -> int:
+def _open_lock_file(path: Path) -> int:
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    return os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+
+
+def _try_lock(fd: int) -> bool:
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX)
-    except BaseException:
-        os.close(fd)
-        raise
-    return fd
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
 
 
 async def maybe_rotate(
@@ -160,6 +208,7 @@ async def maybe_rotate(
     label: str,
     now: float | None = None,
     threshold: float = ROTATE_WHEN_LEFT,
+    lock_wait: float | None = None,
 ) -> Credential | None:
     """Re-mint the child token when fewer than `threshold` seconds (30 days) remain; return the
     credential to use.
@@ -167,9 +216,11 @@ async def maybe_rotate(
     Call at start and while idle. Under the lock the store is read again, so when another process
     rotated meanwhile its token is used and no second mint revokes it. A child token refused with
     401 before its expiry is not replaced: it is marked so status can say "log in again", and
-    `AuthRefused` is raised.
+    `AuthRefused` is raised. The lock is waited for `lock_wait` seconds at most (default:
+    `lock_wait_for` the client's deadline), then `LockBusy`.
     """
-    async with rotation_lock(store.state_dir):
+    wait = lock_wait_for(deadline_of(client)) if lock_wait is None else lock_wait
+    async with rotation_lock(store.state_dir, wait=wait):
         current = await asyncio.to_thread(store.load)
         moment = time.time() if now is None else now
         if (

@@ -1,8 +1,11 @@
-"""One way to talk to the account/OAuth API: short timeouts, no redirects, one-line errors.
+"""One way to talk to the account/OAuth API: bounded requests, no redirects, one-line errors.
 
-A redirect could carry the bearer to another origin, so none is followed. Every failure becomes an
-`AccountError` whose message says what went wrong and what to do, and whose `exit_code` is the
-CLI's contract (0 ok, 2 usage/config, 3 authentication, 4 server unreachable).
+Every request goes through the agent's one HTTP client (device_agent/server/http.py):
+an overall deadline (`account_timeout_seconds`), an answer refused past `ACCOUNT_BODY_CAP`,
+no redirect followed (one could carry the bearer to another origin), the bearer to the
+configured origin only. Every failure becomes an `AccountError` whose message says what
+went wrong and what to do, and whose `exit_code` is the CLI's contract (0 ok, 2
+usage/config, 3 authentication, 4 server unreachable).
 """
 
 from __future__ import annotations
@@ -14,12 +17,21 @@ import httpx
 
 from device_agent import logs
 from device_agent.identity.errors import AccountError, AuthRefused, Unreachable, UsageError
-from device_agent.server.http_options import remember_missing_sniffio, tls_for
+from device_agent.server.http import (
+    AnswerTooLarge,
+    Reply,
+    RequestFailed,
+    TimedOut,
+    connect,
+    fetch,
+)
 
 if TYPE_CHECKING:
     from device_agent.config import Settings
 
 TIMEOUT_SECONDS: Final = 15.0
+# Every account answer is a small JSON object (a token, OAuth metadata, a device list).
+ACCOUNT_BODY_CAP: Final = 256 * 1024
 CLIENT_NAME: Final = "device-agent"
 CLIENT_HEADER: Final = "X-Lobu-Client"  # who is asking: local-init and mint-child-token need it
 
@@ -31,13 +43,12 @@ def account_client(
     timeout: float = TIMEOUT_SECONDS,
     client_name: str = CLIENT_NAME,
 ) -> httpx.AsyncClient:
-    remember_missing_sniffio()
-    return httpx.AsyncClient(
-        base_url=server,
-        timeout=timeout,
-        verify=tls_for(server),
-        follow_redirects=False,
+    """The client for account requests to `server`; `timeout` is each request's overall
+    deadline (`deadline_of`)."""
+    return connect(
+        server,
         transport=transport,
+        timeout=timeout,
         headers={"Accept": "application/json", CLIENT_HEADER: client_name},
     )
 
@@ -45,7 +56,7 @@ def account_client(
 def account_client_for(
     settings: Settings, *, transport: httpx.AsyncBaseTransport | None = None
 ) -> httpx.AsyncClient:
-    """The account client as the settings say: server, timeout, the name the agent gives."""
+    """The account client as the settings say: server, deadline, the name the agent gives."""
     return account_client(
         settings.origin,
         transport=transport,
@@ -58,6 +69,11 @@ def client_name_of(client: httpx.AsyncClient) -> str:
     return str(client.headers.get(CLIENT_HEADER, CLIENT_NAME))
 
 
+def deadline_of(client: httpx.AsyncClient) -> float:
+    """The overall deadline of each request of an account client."""
+    return client.timeout.read or TIMEOUT_SECONDS
+
+
 async def send(
     client: httpx.AsyncClient,
     method: str,
@@ -67,26 +83,40 @@ async def send(
     json: Mapping[str, Any] | None = None,
     data: Mapping[str, str] | None = None,
     headers: Mapping[str, str] | None = None,
-) -> httpx.Response:
-    """Send one request; a transport failure becomes `Unreachable` (never with the bearer in it)."""
-    all_headers = dict(headers or {})
-    if bearer is not None:
-        all_headers["Authorization"] = f"Bearer {bearer}"
+) -> Reply:
+    """Send one request and read its answer; a failure becomes `Unreachable` (never with the
+    bearer in it). A stop that cancels the calling task cancels the request with it."""
+    deadline = deadline_of(client)
+    where = str(client.base_url).rstrip("/")
     try:
-        return await client.request(method, url, json=json, data=data, headers=all_headers)
-    except httpx.TimeoutException:
+        return await fetch(
+            client,
+            method,
+            url,
+            deadline=deadline,
+            cap=ACCOUNT_BODY_CAP,
+            bearer=bearer,
+            headers=headers,
+            json=json,
+            data=data,
+        )
+    except TimedOut:
         raise Unreachable(
-            f"{client.base_url} did not answer within {client.timeout.read or 0:.0f} s: "
+            f"{where} did not answer within {deadline:g} s: "
             "check the server URL and your network, then try again"
         ) from None
-    except httpx.TransportError as exc:
+    except AnswerTooLarge as exc:
         raise Unreachable(
-            f"cannot reach {client.base_url} ({type(exc).__name__}): "
-            "check the server URL and your network, then try again"
+            f"{where} sent an answer too large for an account request ({exc}); "
+            "is this a Lobu server? Check the server URL"
+        ) from None
+    except RequestFailed as exc:
+        raise Unreachable(
+            f"cannot reach {where} ({exc}): check the server URL and your network, then try again"
         ) from None
 
 
-def body_of(response: httpx.Response) -> dict[str, Any]:
+def body_of(response: Reply) -> dict[str, Any]:
     """The JSON object of an answer, or {} when the body is not one (the server is untrusted)."""
     try:
         body = response.json()
@@ -95,7 +125,7 @@ def body_of(response: httpx.Response) -> dict[str, Any]:
     return body if isinstance(body, dict) else {}
 
 
-def error_text(response: httpx.Response) -> str:
+def error_text(response: Reply) -> str:
     """The server's own words for a failure: `error_description`, else `error`, else the status."""
     body = body_of(response)
     for key in ("error_description", "error", "message"):
@@ -105,7 +135,7 @@ def error_text(response: httpx.Response) -> str:
     return f"HTTP {response.status_code}"
 
 
-def fail(response: httpx.Response, doing: str, *, fix: str) -> AccountError:
+def fail(response: Reply, doing: str, *, fix: str) -> AccountError:
     """Turn an unexpected answer into the right error: 401/403 auth, 5xx unreachable, else usage."""
     said = f"{doing} failed: the server answered {response.status_code} {error_text(response)!r}"
     if response.status_code in (401, 403):
@@ -113,8 +143,9 @@ def fail(response: httpx.Response, doing: str, *, fix: str) -> AccountError:
     if response.status_code >= 500 or response.status_code in (408, 429):
         return Unreachable(f"{said}; the server has a problem, try again in a minute")
     if 300 <= response.status_code < 400:
+        location = response.headers.get("location", "?")[:200]
         return UsageError(
-            f"{doing} failed: the server redirected to {response.headers.get('location', '?')!r}; "
+            f"{doing} failed: the server redirected to {location!r}; "
             "use the final server URL with --server"
         )
     return UsageError(f"{said}; {fix}")

@@ -24,6 +24,7 @@ from device_agent.identity.http import (
 )
 from device_agent.identity.store import Credential
 from device_agent.lanes.routes import trigger_route
+from device_agent.server.http import Reply
 
 _NOT_BOUND: Final = "Token is not bound to a device worker"
 _NOT_AN_ID: Final = "Endpoint not available to user-scoped workers"
@@ -165,7 +166,7 @@ def _triggered(body: dict[str, Any], *, route: str) -> Triggered:
     )
 
 
-def _refused(response: httpx.Response, lane: str, item_id: str) -> AccountError:
+def _refused(response: Reply, lane: str, item_id: str) -> AccountError:
     said = error_text(response)
     if said == _NOT_AN_ID:
         return _not_an_id(item_id, lane)

@@ -35,6 +35,9 @@ CHILD: Final = "child"  # a PAT minted for and bound to this device's worker_id;
 PAT: Final = "pat"  # a pasted PAT or DEVICE_AGENT_TOKEN: binding unknown, never rotated
 DAY: Final = 86400.0
 ROTATE_WHEN_LEFT: Final = 30 * DAY  # a child token re-mints itself with fewer days left
+# Far above any token a Lobu server issues (an owl_pat_ is under 100 characters, a JWT a
+# few hundred); a server sending more is broken or hostile, and nothing that long is kept.
+MAX_TOKEN_CHARS: Final = 4096
 
 
 class StoreError(DeviceAgentError):
@@ -70,6 +73,15 @@ def needs_rotation(credential: Credential, now: float, threshold: float = ROTATE
         and credential.expires_at is not None
         and credential.expires_at - now < threshold
     )
+
+
+def token_shape_problem(token: str) -> str | None:
+    """Why `token` cannot be a bearer token, which goes into an HTTP header; None if it can."""
+    if len(token) > MAX_TOKEN_CHARS:
+        return f"{len(token)} characters long, over the {MAX_TOKEN_CHARS} a token may have"
+    if len(token) < 8 or not all("!" <= ch <= "~" for ch in token):
+        return "too short, or with spaces or non-ASCII characters"
+    return None
 
 
 def worker_id_mismatch(bound_to: str, configured: str) -> str:
@@ -145,7 +157,11 @@ class TokenStore:
         return value if isinstance(value, str) and value else None
 
     def save(self, credential: Credential) -> str:
-        """Store the token in its home (and only there); return where it went."""
+        """Store the token in its home (and only there); return where it went. A token that
+        could never be sent (`token_shape_problem`) is refused and nothing is stored."""
+        problem = token_shape_problem(credential.token)
+        if problem is not None:
+            raise StoreError(f"refused to store a token that is {problem}: nothing was stored")
         where = self._write_token(credential.token)
         self._update_info(credential.info())
         return where

@@ -12,29 +12,26 @@ so the dispatcher never looks at a status code:
 
 from __future__ import annotations
 
-import asyncio
 import enum
-import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Final
+from email.utils import parsedate_to_datetime
+from typing import Any, Final
+
+import httpx
 
 from device_agent import __version__
-from device_agent.server.exchange import (
+from device_agent.server.http import (
+    BODY_CAP,
+    CONNECT_TIMEOUT,
     AnswerTooLarge,
-    Content,
-    Exchange,
-    ExchangeError,
-    ExchangeTimeout,
     Reply,
+    RequestFailed,
+    TimedOut,
+    connect,
+    fetch,
 )
-from device_agent.server.http1 import H1Exchange
-from device_agent.server.http_options import proxy_configured
-from device_agent.server.jsonbody import request_body
-
-if TYPE_CHECKING:
-    import httpx
 
 USER_AGENT: Final = f"device-agent/{__version__}"
 NOT_IN_PROGRESS: Final = "Run is not in progress"
@@ -46,8 +43,6 @@ _WINDOW_ERROR_MARKER: Final = "approved_input.window_"
 # a poll answer is a few KB (a watcher run with its window a few hundred), every other
 # answer a few hundred bytes. Anything larger is a broken or hostile server.
 POLL_BODY_CAP: Final = 4 * 1024 * 1024
-BODY_CAP: Final = 256 * 1024
-CONNECT_TIMEOUT: Final = 10.0
 # A hotel or tethered uplink: a 4 MiB result then gets about four minutes to go up.
 SLOWEST_UPLINK_BYTES_PER_SECOND: Final = 16 * 1024
 
@@ -118,7 +113,10 @@ TokenGetter = Callable[[], str]
 
 
 class LobuClient:
-    """Async client for one server origin; the token is read per request, so a refresh applies."""
+    """Async client for one server origin; the token is read per request, so a refresh applies.
+
+    Requests go through the agent's one HTTP client (device_agent/server/http.py): an
+    overall deadline, a capped answer, no redirect followed, the token to this origin only."""
 
     def __init__(
         self,
@@ -133,14 +131,26 @@ class LobuClient:
         self._token = token
         self._request_timeout = request_timeout
         self._poll_timeout = poll_timeout
-        self._exchange = _exchange_for(self.origin, transport)
+        self._transport = transport
+        self._http = self._connect()
+        self._in_flight: dict[httpx.AsyncClient, int] = {}
+        self._retired: list[httpx.AsyncClient] = []
+
+    def _connect(self) -> httpx.AsyncClient:
+        return connect(self.origin, transport=self._transport, headers=_HEADERS)
 
     def forget_connections(self) -> None:
-        """Open new connections from now on: call after the machine slept."""
-        self._exchange.drop_idle()
+        """Open new connections from now on: call after the machine slept. A kept-alive
+        connection may be dead by then (a NAT or the server dropped it, the network
+        changed), and a request on it would wait out its read timeout. Requests under way
+        finish on the old connections, which are closed once they are done."""
+        self._retired.append(self._http)
+        self._http = self._connect()
 
     async def aclose(self) -> None:
-        await self._exchange.aclose()
+        for http in (*self._retired, self._http):
+            await http.aclose()
+        self._retired.clear()
 
     async def __aenter__(self) -> LobuClient:
         return self
@@ -227,69 +237,49 @@ class LobuClient:
         read_seconds: float | None = None,
         cap: int = BODY_CAP,
     ) -> Answer:
-        """One request, bounded in time and size whatever the server does.
-
-        httpx's timeouts are per read, so a server trickling a byte a second would
-        hold a request forever: the whole exchange also gets one overall deadline.
-        The body is read as a stream and refused past `cap`, never buffered whole.
-        """
+        """One request, bounded in time and size whatever the server does: each read and
+        write within `read_seconds`, the whole exchange within that plus the connect
+        time, the answer's body within `cap` bytes."""
         seconds = self._request_timeout if read_seconds is None else read_seconds
-        headers = {**_HEADERS, "Authorization": f"Bearer {self._token()}"}
-        content: Content = None
-        if body is not None:  # the bytes httpx's `json=` sends; a large output in pieces
-            content, content_headers = request_body(body)
-            headers |= content_headers
+        http = self._http
+        self._in_flight[http] = self._in_flight.get(http, 0) + 1
         try:
-            async with asyncio.timeout(seconds + CONNECT_TIMEOUT):
-                reply = await self._exchange.send(
-                    method,
-                    path,
-                    content,
-                    headers,
-                    read_seconds=seconds,
-                    connect_seconds=CONNECT_TIMEOUT,
-                    cap=cap,
-                )
+            reply = await fetch(
+                http,
+                method,
+                path,
+                deadline=seconds + CONNECT_TIMEOUT,
+                read_timeout=seconds,
+                cap=cap,
+                bearer=self._token(),
+                json=body,
+            )
         except AnswerTooLarge as exc:
             return Answer(AnswerKind.TRANSIENT, exc.status, None, str(exc))
-        except ExchangeTimeout as exc:
+        except TimedOut as exc:
             return Answer(AnswerKind.TRANSIENT, None, None, f"timed out ({exc})", timed_out=True)
-        except TimeoutError:  # the overall deadline: a server trickling its answer
-            message = "timed out (the answer took too long)"
-            return Answer(AnswerKind.TRANSIENT, None, None, message, timed_out=True)
-        except ExchangeError as exc:
+        except RequestFailed as exc:
             return Answer(AnswerKind.TRANSIENT, None, None, f"cannot reach the server ({exc})")
+        finally:
+            self._in_flight[http] -= 1
+            await self._close_retired()
         return classify(reply)
+
+    async def _close_retired(self) -> None:
+        """Close the clients `forget_connections` set aside once no request uses them."""
+        for http in [old for old in self._retired if not self._in_flight.get(old)]:
+            self._retired.remove(http)
+            self._in_flight.pop(http, None)
+            await http.aclose()
 
 
 _HEADERS: Final = {"User-Agent": USER_AGENT, "Accept": "application/json"}
 
 
-def _exchange_for(origin: str, transport: httpx.AsyncBaseTransport | None) -> Exchange:
-    """Our own HTTP/1.1 (device_agent/server/http1.py), unless a test injects a transport or the
-    environment names an HTTP proxy: httpx honours that, and is imported only then."""
-    if transport is None and not proxy_configured():
-        return H1Exchange(origin)
-    import httpx
-
-    from device_agent.server.http_options import remember_missing_sniffio, tls_for
-    from device_agent.server.httpx_exchange import HttpxExchange
-
-    remember_missing_sniffio()
-    return HttpxExchange(
-        httpx.AsyncClient(
-            base_url=origin,
-            follow_redirects=False,  # a redirect could carry the token to another host
-            transport=transport,
-            verify=tls_for(origin),
-        )
-    )
-
-
 def classify(reply: Reply) -> Answer:
     """The generic classification; route-specific rules are layered on top."""
-    status = reply.status
-    body = _json_or_none(reply.content)
+    status = reply.status_code
+    body = _json_or_none(reply)
     message = _error_message(body, reply)
     retry_after = parse_retry_after(reply.headers.get("retry-after"))
     if 200 <= status < 300:
@@ -312,6 +302,10 @@ def _classify_completion(answer: Answer) -> Answer:
     if answer.status == 400 and _WINDOW_ERROR_MARKER in answer.message:
         # The server failed the run itself because its window was malformed.
         return _with_kind(answer, AnswerKind.FINAL)
+    if answer.status is not None and 300 <= answer.status < 400:
+        # Not followed (the token stays home), and not final either: a proxy or a server
+        # moved in front of the real one. The result stays in the outbox and is tried again.
+        return _with_kind(answer, AnswerKind.TRANSIENT)
     return answer
 
 
@@ -331,8 +325,6 @@ def parse_retry_after(
     except ValueError:
         pass
     try:
-        from email.utils import parsedate_to_datetime  # rare: most servers send seconds
-
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return None
@@ -342,16 +334,18 @@ def parse_retry_after(
     return max(0.0, (when - current).total_seconds())
 
 
-def _json_or_none(content: bytes) -> Any:
-    """The decoded body, or None for anything that cannot be decoded — for any reason:
-    a body nested 100 000 deep raises RecursionError, not ValueError."""
+def _json_or_none(reply: Reply) -> Any:
+    """The decoded body, or None for anything that cannot be decoded, for any reason."""
     try:
-        return json.loads(content)
-    except (ValueError, UnicodeDecodeError, RecursionError):
+        return reply.json()
+    except ValueError:  # UnicodeDecodeError and a body nested too deep included
         return None
 
 
 def _error_message(body: Any, reply: Reply) -> str:
+    if 300 <= reply.status_code < 400:
+        location = reply.headers.get("location", "")[:200]
+        return f"redirected to {location!r}, which is not followed"
     if isinstance(body, Mapping):
         for key in ("error_description", "error", "message"):
             value = body.get(key)
@@ -360,7 +354,7 @@ def _error_message(body: Any, reply: Reply) -> str:
                     return f"{body['error']}: {value}"
                 return value
     text = reply.content[:400].decode("utf-8", "replace").strip().replace("\n", " ")
-    return text[:200] if text else reply.reason
+    return text[:200] if text else reply.reason_phrase
 
 
 def upload_allowance(body: Mapping[str, Any]) -> float:

@@ -138,7 +138,6 @@ def test_unhandled_run_types_are_failed_through_their_own_route(
     assert body[error_key] == "not here"
 
 
-@pytest.mark.usefixtures("lobu_client_through_httpx")
 def test_a_resume_answered_to_a_result_sent_after_a_restart_is_reported_as_interrupted(
     tmp_path: Path,
 ) -> None:

@@ -186,7 +186,6 @@ def test_every_answer_ends_the_turn(answer: Any) -> None:
     assert CHAT.read_completion(Answer(AnswerKind.OK, 200, answer, ""), attempt=0) == Done()
 
 
-@pytest.mark.usefixtures("lobu_client_through_httpx")
 def test_the_same_body_is_sent_again_until_the_server_answers_for_good(tmp_path: Path) -> None:
     journal = Journal(tmp_path / "journal.sqlite3")
     journal.record_claim(
@@ -244,7 +243,6 @@ def test_the_same_body_is_sent_again_until_the_server_answers_for_good(tmp_path:
         (409, {"error": "Run is not device-placed"}, "acknowledged"),
     ],
 )
-@pytest.mark.usefixtures("lobu_client_through_httpx")
 def test_refusals_are_final_and_kept_in_the_journal(
     tmp_path: Path, status: int, body: dict[str, str], state: str
 ) -> None:

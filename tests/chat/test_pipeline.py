@@ -8,7 +8,6 @@ import json
 from pathlib import Path
 from typing import Any
 
-import pytest
 import respx
 
 from device_agent.agent.journal import AsyncJournal, Journal
@@ -20,8 +19,6 @@ from device_agent.server.protocol import Claim
 from tests.unit.test_pipeline import RecordingExecutor, StaticToken
 
 from .claims import answer
-
-pytestmark = pytest.mark.usefixtures("lobu_client_through_httpx")  # respx plays the server
 
 ORIGIN = "http://127.0.0.1:9"
 

@@ -11,11 +11,13 @@ import json
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
+from device_agent.identity.store import CHILD, DAY, Credential, TokenStore
 from tests.helpers import agent_env, wait_for
 from tests.hostile import HostileServer, Reply, Seen, json_reply, nested_json, trickle
 from tests.integration.conftest import daemon_status
@@ -149,3 +151,85 @@ def test_a_timed_out_poll_shows_in_status_that_a_run_may_have_been_claimed(
     finally:
         agent.send_signal(signal.SIGTERM)
         agent.communicate(timeout=60)
+
+
+# ------------------------------------------- issue 21, point 6: a trickled token rotation
+
+OLD_TOKEN = "owl_pat_" + "o" * 32
+MINT_ANSWER = (
+    json.dumps(
+        {
+            "worker_id": WORKER,
+            "access_token": "owl_pat_" + "n" * 32,
+            "expires_at": "2030-01-01T00:00:00Z",
+        }
+    ).encode()
+    + b" " * 100_000  # at one byte per 0.3 s: hours
+)
+
+
+def start_with_a_token_due_for_rotation(home: Path, url: str) -> subprocess.Popen[str]:
+    """`device-agent run` with the stored child token a login leaves, one day from expiry:
+    the agent re-mints it before its first poll."""
+    TokenStore(home / "state", url).save(
+        Credential(
+            token=OLD_TOKEN,
+            kind=CHILD,
+            worker_id=WORKER,
+            platform="headless",
+            expires_at=time.time() + DAY,
+        )
+    )
+    env = env_for(home, url)
+    del env["DEVICE_AGENT_TOKEN"]  # the stored token, not one from the environment
+    return subprocess.Popen(
+        [sys.executable, "-m", "device_agent", "run", "--agent", "demo"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+
+
+def paths_seen(server: HostileServer) -> list[str]:
+    return [seen.path for seen in server.seen]
+
+
+def test_run_gives_up_a_trickled_rotation_at_its_deadline_and_polls(
+    serve: Serve, isolated_home: Path
+) -> None:
+    write_config(isolated_home, "account_timeout_seconds = 1\n")
+    server = serve([trickle(MINT_ANSWER, interval=0.3), IDLE])
+    agent = start_with_a_token_due_for_rotation(isolated_home, server.url)
+    try:
+        wait_for(
+            lambda: "/api/workers/poll" in paths_seen(server), timeout=60, what="the first poll"
+        )
+        assert paths_seen(server)[0] == "/api/me/devices/mint-child-token"
+        assert server.seen[1].headers["authorization"] == f"Bearer {OLD_TOKEN}"  # still valid
+        agent.send_signal(signal.SIGTERM)
+        assert agent.wait(timeout=60) == 0
+    finally:
+        if agent.poll() is None:
+            agent.kill()
+            agent.wait()
+
+
+def test_a_stop_ends_run_while_its_token_rotation_trickles(
+    serve: Serve, isolated_home: Path
+) -> None:
+    write_config(isolated_home, "account_timeout_seconds = 3600\n")  # only the stop ends it
+    server = serve([trickle(MINT_ANSWER, interval=0.3)])
+    agent = start_with_a_token_due_for_rotation(isolated_home, server.url)
+    try:
+        wait_for(lambda: server.seen, timeout=60, what="the mint request")
+        agent.send_signal(signal.SIGTERM)
+        assert agent.wait(timeout=30) == 0
+        assert "/api/workers/poll" not in paths_seen(server)
+        kept = TokenStore(isolated_home / "state", server.url).load()
+        assert kept is not None
+        assert kept.token == OLD_TOKEN
+    finally:
+        if agent.poll() is None:
+            agent.kill()
+            agent.wait()

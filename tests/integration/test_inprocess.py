@@ -175,7 +175,6 @@ def test_unreachable_server_backs_off_with_growing_capped_waits(isolated_home: P
     assert waits[-1] > waits[0] * 4  # exponential, never a tight loop
 
 
-@pytest.mark.usefixtures("lobu_client_through_httpx")
 def test_a_run_handed_over_twice_is_executed_once(isolated_home: Path) -> None:
     server = "http://127.0.0.1:9"
     token = "owl_pat_" + "r" * 32
@@ -265,7 +264,6 @@ def test_a_new_login_is_picked_up_after_401s(
     assert alarm.waits[0] == AUTH_RETRY_SECONDS
 
 
-@pytest.mark.usefixtures("lobu_client_through_httpx")
 def test_a_claim_that_arrives_after_the_stop_is_reported_not_started(isolated_home: Path) -> None:
     server = "http://127.0.0.1:9"
     token = "owl_pat_" + "s" * 32

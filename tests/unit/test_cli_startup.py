@@ -37,11 +37,6 @@ NOT_BEFORE_THE_FIRST_POLL = (
     "device_agent.executors.probe",  # doctor's version probe
     "device_agent.devserver",
     "device_agent.desktop.tray",
-    "httpx",  # LobuClient speaks HTTP/1.1 itself (server/http1.py): httpx is for login,
-    "httpcore",  # the tools proxy and an HTTP proxy named by the environment
-    "anyio",
-    "http",  # its status enums, for an answer without a reason phrase
-    "hashlib",  # a claim's payload digest
 )
 
 # `device-agent run --once`, stopped where it would send its first poll: prints how many times

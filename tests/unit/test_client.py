@@ -17,8 +17,7 @@ from device_agent.agent.result import ExitReason, Report
 from device_agent.lanes import UnhandledLane
 from device_agent.lanes.watcher.lane import WATCHER
 from device_agent.server.client import USER_AGENT, Answer, AnswerKind, LobuClient, parse_retry_after
-
-pytestmark = pytest.mark.usefixtures("lobu_client_through_httpx")  # respx plays the server
+from device_agent.server.http import Reply
 
 ORIGIN = "http://127.0.0.1:9"
 TOKEN = "owl_pat_" + "a" * 32
@@ -101,6 +100,8 @@ def test_requests_carry_token_user_agent_and_json() -> None:
         (503, {"error": "unavailable"}, AnswerKind.TRANSIENT),
         (429, {"error": "slow down"}, AnswerKind.TRANSIENT),
         (408, None, AnswerKind.TRANSIENT),
+        (307, None, AnswerKind.TRANSIENT),  # not followed, not final: retried (issue 21, 8)
+        (302, None, AnswerKind.TRANSIENT),
     ],
 )
 @respx.mock
@@ -239,6 +240,19 @@ def test_redirects_are_not_followed() -> None:
     evil = respx.post("http://evil/").respond(200, json={})
     answer = call(lambda c: c.poll(POLL_BODY))
     assert answer.kind is AnswerKind.REJECTED
+    assert answer.message == "redirected to 'http://evil/', which is not followed"
+    assert not evil.called
+
+
+@pytest.mark.parametrize("status", [307, 302])
+@respx.mock
+def test_a_redirected_result_report_is_not_followed_and_not_final(status: int) -> None:
+    """Issue 21, point 8: the token stays home, and the result is tried again later."""
+    respx.post(COMPLETE_URL).respond(status, headers={"Location": "http://evil/take"})
+    evil = respx.post("http://evil/take").respond(200, json={"ok": True})
+    answer = call(complete)
+    assert answer.kind is AnswerKind.TRANSIENT
+    assert answer.status == status
     assert not evil.called
 
 
@@ -249,14 +263,13 @@ def test_a_large_result_gets_time_to_go_up_a_slow_link(monkeypatch: pytest.Monke
     from device_agent.server import client as client_module
 
     deadlines: list[float] = []
-    real_timeout = asyncio.timeout
+    real_fetch = client_module.fetch
 
-    def recording_timeout(delay: float | None) -> asyncio.Timeout:
-        assert delay is not None
-        deadlines.append(delay)
-        return real_timeout(delay)
+    async def recording_fetch(*args: Any, deadline: float, **kwargs: Any) -> Reply:
+        deadlines.append(deadline)
+        return await real_fetch(*args, deadline=deadline, **kwargs)
 
-    monkeypatch.setattr(client_module.asyncio, "timeout", recording_timeout)
+    monkeypatch.setattr(client_module, "fetch", recording_fetch)
     respx.post(COMPLETE_URL).respond(200, json={"ok": True, "status": "completed"})
     large = dataclasses.replace(OK_REPORT, output="x" * (4 * 1024 * 1024))
 

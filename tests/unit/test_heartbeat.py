@@ -4,14 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
 import respx
 
 from device_agent.agent.heartbeat import Heartbeat
 from device_agent.server.client import LobuClient
 from tests.helpers import wait_for_async
-
-pytestmark = pytest.mark.usefixtures("lobu_client_through_httpx")  # respx plays the server
 
 ORIGIN = "http://127.0.0.1:9"
 

@@ -17,8 +17,6 @@ from device_agent.agent.outbox import FINAL_409_NOTE, GiveUp, Outbox, after, nev
 from device_agent.agent.result import ExitReason, Report
 from device_agent.server.client import AnswerKind, LobuClient
 
-pytestmark = pytest.mark.usefixtures("lobu_client_through_httpx")  # respx plays the server
-
 ORIGIN = "http://127.0.0.1:9"
 WORKER = "w1"
 RUN_ID = 7

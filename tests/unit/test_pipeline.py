@@ -26,8 +26,6 @@ from device_agent.lanes import Done, Lane, Resume, Verdict
 from device_agent.server.client import Answer, LobuClient
 from device_agent.server.protocol import Claim
 
-pytestmark = pytest.mark.usefixtures("lobu_client_through_httpx")  # respx plays the server
-
 ORIGIN = "http://127.0.0.1:9"
 RUN_ID = 5
 ROUTE = f"/api/workers/me/runs/{RUN_ID}/complete-test"
