@@ -218,7 +218,7 @@ def test_run_gives_up_a_trickled_rotation_at_its_deadline_and_polls(
 def test_a_stop_ends_run_while_its_token_rotation_trickles(
     serve: Serve, isolated_home: Path
 ) -> None:
-    write_config(isolated_home, "account_timeout_seconds = 3600\n")  # only the stop ends it
+    write_config(isolated_home, "account_timeout_seconds = 300\n")  # the most allowed: a stop ends it
     server = serve([trickle(MINT_ANSWER, interval=0.3)])
     agent = start_with_a_token_due_for_rotation(isolated_home, server.url)
     try:
