@@ -10,8 +10,8 @@ import pytest
 
 from device_agent.devserver import DevServer, DevState
 from device_agent.devserver.oauth import DEVICE_CODE_GRANT
-
-from .support import WID, FakeClock, client_for, poll
+from tests.support.clock import FakeClock
+from tests.support.devserver import WID, client_for, poll
 
 SCOPE = "device_worker:run mcp:read mcp:write profile:read"
 

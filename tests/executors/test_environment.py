@@ -11,7 +11,7 @@ import pytest
 from device_agent.config import ExecutorSettings
 from device_agent.executors.environment import child_environment, extended_path
 from tests.executors.conftest import MCP_URL, TOKEN, Bench
-from tests.helpers import captured_logs
+from tests.support.logs import captured_logs
 
 
 def test_mcp_config_is_0600_while_the_run_lives_and_gone_after(bench: Bench) -> None:

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,6 +20,7 @@ import httpx
 import pytest
 
 from device_agent.devserver import DevServer, DevState, Fault
+from tests.support.waiting import wait_for
 
 RECORDING: Final = json.loads(
     (Path(__file__).parent / "lobu-1.6.0-watcher-lane.json").read_text(encoding="utf-8")
@@ -114,7 +114,7 @@ class Replay:
                 json=request["body"],
                 headers={"Authorization": f"Bearer {self.tokens['B']}"},
             )
-        wait_for(lambda: self.state.run(queued).status == "running", "the abandoned poll's claim")
+        wait_for(lambda: self.state.run(queued).status == "running", what="the abandoned claim")
         self.last_run = queued
 
     def _map_path(self, path: str) -> str:
@@ -151,14 +151,6 @@ def _expand(value: Any) -> Any:
     if isinstance(value, dict):
         return {key: _expand(item) for key, item in value.items()}
     return value
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)
 
 
 def difference(step: dict[str, Any], answer: httpx.Response) -> str | None:

@@ -14,7 +14,7 @@ import time
 import httpx
 import pytest
 
-from .conftest import WORKER_ID, Lab
+from tests.support.lab import WORKER_ID, Lab
 
 USER_CODE = re.compile(r"^\s+([A-Z0-9]{4}-[A-Z0-9]{4})\s*$")
 DAY = 86400.0

@@ -12,8 +12,9 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import install_fake, wait_for
-from tests.integration.conftest import Lab, daemon_status, journal_rows, stop
+from tests.support.agent import daemon_status, install_fake, journal_rows
+from tests.support.lab import Lab, stop
+from tests.support.waiting import wait_for
 
 pytestmark = [
     pytest.mark.slow,

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import agent_env, wait_for
-from tests.hostile import HostileServer, Reply, Seen, json_reply, nested_json, trickle
-from tests.integration.conftest import daemon_status
+from tests.support.agent import agent_env, daemon_status
+from tests.support.servers import HostileServer, Reply, Seen, json_reply, nested_json, trickle
+from tests.support.waiting import wait_for
 
 WORKER = "linux:hostile"
 TOKEN = "owl_pat_" + "t" * 32

@@ -24,9 +24,10 @@ from device_agent.identity.credentials import token_store
 from device_agent.identity.device_token import local_init, mint_child_token
 from device_agent.identity.http import account_client_for
 from device_agent.server.client import LobuClient
-from tests.helpers import wait_for_async
-
-from .conftest import journal_rows
+from tests.support.agent import journal_rows
+from tests.support.claims import watcher_answer
+from tests.support.clock import FakeClock
+from tests.support.waiting import wait_for_async
 
 WORKER = "linux:inprocess"
 
@@ -67,26 +68,10 @@ class RecordedWaits(Alarm):
         return False
 
 
-def demo_payload(*, name: str, prompt: str) -> dict[str, Any]:
-    """The smallest watcher payload the agent accepts, run by the offline demo executor."""
-    window = {"window_start": "2026-11-27T08:00:00Z", "window_end": "2026-11-27T09:00:00Z"}
-    return {
-        "watcher": {"id": "1", "name": name, "agent_kind": "demo", "prompt": prompt},
-        "event": {"payload": window},
-    }
-
-
-class JumpingClock:
-    """Real time, plus whatever the test adds to the wall clock (a closed lid)."""
-
-    def __init__(self) -> None:
-        self.slept = 0.0
-
-    def wall(self) -> float:
-        return time.time() + self.slept
-
-    def monotonic(self) -> float:
-        return time.monotonic()
+def demo_answer(run_id: int, *, name: str, prompt: str) -> dict[str, Any]:
+    """A watcher run's poll answer, run by the offline demo executor."""
+    changes = {"run_id": run_id, "watcher.name": name, "watcher.prompt": prompt}
+    return watcher_answer(changes | {"watcher.agent_kind": "demo", "watcher.execution_config": {}})
 
 
 def test_wake_from_sleep_polls_at_once(
@@ -98,7 +83,7 @@ def test_wake_from_sleep_polls_at_once(
     async def go() -> None:
         state = DevState(create_checkin_watcher=False, next_poll_seconds=3600)
         token = state.add_token()
-        clock = JumpingClock()
+        clock = FakeClock()
         agents: list[Agent] = []
         async with DevServer(state) as server:
             task = asyncio.create_task(
@@ -114,7 +99,7 @@ def test_wake_from_sleep_polls_at_once(
             )
             await wait_for_async(lambda: polls(state) == 1, what="the first poll")
             await wait_for_async(lambda: agents[0].status.state == "idle", what="idle")
-            clock.slept += 3600
+            clock.suspend(3600)  # a closed lid: wall time jumps, monotonic time does not
             await wait_for_async(
                 lambda: polls(state) == 2,
                 timeout=5,
@@ -179,8 +164,7 @@ def test_unreachable_server_backs_off_with_growing_capped_waits(isolated_home: P
 def test_a_run_handed_over_twice_is_executed_once(isolated_home: Path) -> None:
     server = "http://127.0.0.1:9"
     token = "owl_pat_" + "r" * 32
-    payload = demo_payload(name="twice", prompt="Only once")
-    claim = {"run_id": 5, "run_type": "watcher", "payload": payload}
+    claim = demo_answer(5, name="twice", prompt="Only once")
     agents: list[Agent] = []
 
     async def go() -> None:
@@ -269,12 +253,12 @@ def test_a_new_login_is_picked_up_after_401s(
 def test_a_claim_that_arrives_after_the_stop_is_reported_not_started(isolated_home: Path) -> None:
     server = "http://127.0.0.1:9"
     token = "owl_pat_" + "s" * 32
-    payload = demo_payload(name="late", prompt="Too late")
+    claim = demo_answer(8, name="late", prompt="Too late")
     agents: list[Agent] = []
 
     def poll_during_which_the_user_stops_us(request: httpx.Request) -> httpx.Response:
         agents[0].request_stop()
-        return httpx.Response(200, json={"run_id": 8, "run_type": "watcher", "payload": payload})
+        return httpx.Response(200, json=claim)
 
     async def go() -> dict[str, Any]:
         with respx.mock(base_url=server) as mock:

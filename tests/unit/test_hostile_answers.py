@@ -14,7 +14,15 @@ import pytest
 from device_agent.agent.backoff import Backoff
 from device_agent.server.client import BODY_CAP, POLL_BODY_CAP, Answer, AnswerKind, LobuClient
 from device_agent.server.protocol import Idle, parse_poll
-from tests.hostile import HostileServer, Reply, huge, json_reply, nested_json, redirect, trickle
+from tests.support.servers import (
+    HostileServer,
+    Reply,
+    huge,
+    json_reply,
+    nested_json,
+    redirect,
+    trickle,
+)
 
 TOKEN = "owl_pat_" + "h" * 32
 T = TypeVar("T")

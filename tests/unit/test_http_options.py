@@ -12,7 +12,7 @@ import pytest
 from httpcore._synchronization import current_async_library
 
 from device_agent.server.http_options import proxy_configured, remember_missing_sniffio, tls_for
-from tests.loopback import without_proxies
+from tests.support.servers import without_proxies
 
 
 @pytest.mark.skipif(importlib.util.find_spec("sniffio") is not None, reason="sniffio installed")
