@@ -16,8 +16,17 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.agent import agent_env, daemon_status
-from tests.support.servers import HostileServer, Reply, Seen, json_reply, nested_json, trickle
+from tests.support.agent import agent_env, daemon_status, write_config
+from tests.support.claims import DELETE, watcher_answer
+from tests.support.servers import (
+    HostileServer,
+    Reply,
+    Seen,
+    json_reply,
+    nested_json,
+    silent,
+    trickle,
+)
 from tests.support.waiting import wait_for
 
 WORKER = "linux:hostile"
@@ -38,12 +47,6 @@ def start(home: Path, url: str) -> subprocess.Popen[str]:
         stderr=subprocess.DEVNULL,
         text=True,
     )
-
-
-def write_config(home: Path, text: str) -> None:
-    path = home / "config" / "config.toml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
 
 
 Serve = Callable[[list[Reply]], HostileServer]
@@ -71,10 +74,10 @@ def completions(server: HostileServer) -> list[Seen]:
 
 
 def claim(run_id: int, *, name: str = "Inbox", agent_kind: str | None = None) -> Reply:
-    watcher = {"id": "w-1", "name": name, "prompt": "Say hi", "agent_kind": agent_kind}
-    window = {"window_start": "2026-11-30T07:00:00Z", "window_end": "2026-11-30T08:00:00Z"}
-    payload = {"watcher": watcher, "event": {"payload": window}}
-    return json_reply({"run_id": run_id, "run_type": "watcher", "payload": payload})
+    """A watcher run for the demo agent (`--agent demo`) unless it names another kind."""
+    changes = {"run_id": run_id, "watcher.name": name, "watcher.agent_kind": agent_kind}
+    changes |= {"event.payload.agent_kind": DELETE, "watcher.execution_config": {}}
+    return json_reply(watcher_answer(changes))
 
 
 def test_a_deeply_nested_poll_answer_is_transient_not_an_internal_error(
@@ -106,7 +109,6 @@ def test_a_run_sqlite_cannot_hold_as_sent_is_reported_failed_not_dropped(
         assert "64 bits" in body["error"]
 
 
-@pytest.mark.slow
 def test_a_stop_aborts_a_trickled_poll_at_once(serve: Serve, isolated_home: Path) -> None:
     # One byte a second: httpx's per-read timeout never fires, and only the overall
     # deadline (minutes for a poll) would end it. SIGTERM must not wait for that.
@@ -123,19 +125,20 @@ def test_a_stop_aborts_a_trickled_poll_at_once(serve: Serve, isolated_home: Path
             agent.communicate()
 
 
-@pytest.mark.slow
 def test_a_timed_out_poll_shows_in_status_that_a_run_may_have_been_claimed(
     serve: Serve, isolated_home: Path
 ) -> None:
-    write_config(isolated_home, "poll_timeout_seconds = 1\nmax_backoff_seconds = 60\n")
-    server = serve([trickle(b" " * 100_000, interval=0.3)])
+    # A poll not held for a run (wait_seconds = 0) times out after poll_timeout_seconds.
+    config = "wait_seconds = 0\npoll_timeout_seconds = 1\nmax_backoff_seconds = 60\n"
+    write_config(isolated_home, config)
+    server = serve([silent()])
     agent = start(isolated_home, server.url)
 
     def detail() -> str:
         return str(daemon_status(isolated_home).get("detail") or "")
 
     try:
-        wait_for(lambda: "may have been claimed" in detail(), timeout=90, what="status detail")
+        wait_for(lambda: "may have been claimed" in detail(), timeout=30, what="status detail")
         shown = subprocess.run(
             [sys.executable, "-m", "device_agent", "status"],
             env=env_for(isolated_home, server.url),
