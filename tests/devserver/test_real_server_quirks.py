@@ -81,9 +81,11 @@ def test_a_poll_abandoned_during_the_warm_up_still_claims_its_run(warming_state:
             with pytest.raises(httpx.ReadTimeout):
                 http.post("/api/workers/poll", json=body, timeout=0.2)
         assert state.run(run_id).status == "pending"  # still held
+        assert state.warming_polls == 1
         state.start_warmup(0)  # the server is warm now: the held poll goes on
         wait_for(lambda: state.run(run_id).status == "running", what="the run to be claimed")
         assert state.run(run_id).claimed_by == WID
+        assert state.warming_polls == 0
 
 
 def test_the_warm_up_can_be_armed_through_dev_routes(state: DevState, server: DevServer) -> None:
