@@ -32,6 +32,7 @@ def polls(lab: Lab) -> int:
 
 
 def test_a_full_disk_stops_claims_delivers_the_result_in_hand_and_resumes(lab: Lab) -> None:
+    lab.state.next_poll_seconds = 0.5  # the status is looked at between polls
     install_fake(lab.bin_dir, "flood")
     profiles = lab.home / "config" / "executors"
     profiles.mkdir(parents=True)

@@ -16,6 +16,7 @@ import respx
 
 from device_agent.agent.alarm import Alarm
 from device_agent.agent.app import run_agent
+from device_agent.agent.journal import Journal, JournalWriteError
 from device_agent.agent.poll_loop import AUTH_RETRY_SECONDS, Agent
 from device_agent.config import Paths, Settings, validate
 from device_agent.devserver import DevServer, DevState
@@ -137,6 +138,40 @@ def test_refused_token_is_retried_once_a_minute_not_hammered(isolated_home: Path
 
     asyncio.run(go())
     assert alarm.waits == [AUTH_RETRY_SECONDS] * 3
+
+
+def test_an_unwritable_journal_is_probed_again_within_max_backoff(
+    isolated_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def full_disk(journal: Journal) -> None:
+        raise JournalWriteError("database or disk is full")
+
+    monkeypatch.setattr(Journal, "probe_write", full_disk)
+
+    def journal_fails(agent: Agent) -> None:
+        agent.journal.problem = "database or disk is full"
+        alarm.agents.append(agent)
+
+    alarm = RecordedWaits(stop_after=3)
+
+    async def go() -> None:
+        state = DevState(create_checkin_watcher=False)
+        token = state.add_token()
+        async with DevServer(state) as server:
+            settings = settings_for(server.url, token, isolated_home)
+            code = await run_agent(
+                replace(settings, max_backoff_seconds=2.0),
+                token=token,
+                worker_id=WORKER,
+                handle_signals=False,
+                started=journal_fails,
+                poll_alarm=alarm,
+            )
+        assert code == ExitCode.OK
+        assert polls(state) == 0  # no claim while a claimed run could not be recorded
+
+    asyncio.run(go())
+    assert alarm.waits == [2.0] * 3  # not JOURNAL_RETRY_SECONDS: past max_backoff_seconds
 
 
 def test_unreachable_server_backs_off_with_growing_capped_waits(isolated_home: Path) -> None:
