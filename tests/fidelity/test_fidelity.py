@@ -58,6 +58,7 @@ class Replay:
 
     state: DevState
     server: DevServer
+    http: httpx.Client  # one client for the whole replay: its answers do not depend on it
     tokens: dict[str | None, str | None]
     watchers: dict[str, str] = field(default_factory=dict)  # "A" -> our id
     last_run: int | None = None
@@ -94,17 +95,16 @@ class Replay:
         elif body is not None:
             content = json.dumps(self._map_body(_expand(body))).encode()
             headers["Content-Type"] = "application/json"
-        with httpx.Client(base_url=self.server.url, timeout=30.0) as http:
-            answer = http.request(
-                request["method"], self._map_path(request["path"]), content=content, headers=headers
-            )
+        answer = self.http.request(
+            request["method"], self._map_path(request["path"]), content=content, headers=headers
+        )
         if answer.status_code == 200 and isinstance(answer.json(), dict):
             self.last_run = answer.json().get("run_id", self.last_run)
         return answer
 
     def _abandon_a_poll(self, request: dict[str, Any]) -> None:
         """A poll whose client gives up while the server holds it, as the step's note says."""
-        self.state.faults.add(Fault(route="poll", kind="delay", seconds=2.0))
+        self.state.faults.add(Fault(route="poll", kind="delay", seconds=1.0))
         queued = self.last_queued
         assert queued is not None
         client = httpx.Client(base_url=self.server.url, timeout=0.3)
@@ -191,8 +191,11 @@ def replay(request: pytest.FixtureRequest) -> Iterator[Replay]:
         "garbage": "not-a-token",
         None: None,
     }
-    with DevServer(state).running_in_thread() as server:
-        yield Replay(state=state, server=server, tokens=tokens)
+    with (
+        DevServer(state).running_in_thread() as server,
+        httpx.Client(base_url=server.url, timeout=30.0) as http,
+    ):
+        yield Replay(state=state, server=server, http=http, tokens=tokens)
 
 
 def run_sequence(replay: Replay) -> dict[str, str]:
