@@ -286,7 +286,6 @@ def test_run_once_exits_2_on_upgrade_required(auto: AutoLab) -> None:
     asyncio.run(go())
 
 
-@pytest.mark.slow
 def test_a_crash_in_the_middle_of_a_resume_round_is_reported_once(auto: AutoLab) -> None:
     run_id = auto.state.queue_automation_run(
         auto.automation("Summarise [[forget-then-hang]]", max_attempts=3)

@@ -16,10 +16,7 @@ from tests.support.agent import daemon_status, install_fake, journal_rows
 from tests.support.lab import Lab, stop
 from tests.support.waiting import wait_for
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(not hasattr(resource, "prlimit"), reason="prlimit is Linux-only"),
-]
+pytestmark = pytest.mark.skipif(not hasattr(resource, "prlimit"), reason="prlimit is Linux-only")
 LIMIT = 1 << 20  # room for the journal and its claims; not for a 4 MiB output
 
 
