@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from tests.support.agent import daemon_status, install_fake, journal_rows
+from tests.support.devserver import poll_requests
 from tests.support.lab import Lab, stop
 from tests.support.waiting import wait_for
 
@@ -22,10 +23,6 @@ LIMIT = 1 << 20  # room for the journal and its claims; not for a 4 MiB output
 
 def status(lab: Lab) -> dict[str, Any]:
     return daemon_status(lab.home)
-
-
-def polls(lab: Lab) -> int:
-    return sum(1 for request in lab.state.requests if request.path == "/api/workers/poll")
 
 
 def test_a_full_disk_stops_claims_delivers_the_result_in_hand_and_resumes(lab: Lab) -> None:
@@ -44,11 +41,11 @@ def test_a_full_disk_stops_claims_delivers_the_result_in_hand_and_resumes(lab: L
     wait_for(lambda: status(lab).get("state") == "journal_unwritable", timeout=60, what="status")
     assert "free some disk space" in status(lab)["detail"]
     # ...and no new run is claimed meanwhile: not even a poll is sent.
-    polls_then = polls(lab)
+    polls_then = poll_requests(lab.state)
     waiting = lab.state.queue_run(lab.add_watcher("Wait for space"))
     assert journal_rows(lab.home)[big]["state"] == "claimed"
     assert lab.state.run(waiting).status == "pending"
-    assert polls(lab) == polls_then
+    assert poll_requests(lab.state) == polls_then
 
     resource.prlimit(agent.pid, resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY,) * 2)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -14,7 +13,6 @@ import httpx
 import pytest
 import respx
 
-from device_agent.agent.alarm import Alarm
 from device_agent.agent.app import run_agent
 from device_agent.agent.journal import Journal, JournalWriteError
 from device_agent.agent.poll_loop import AUTH_RETRY_SECONDS, Agent
@@ -28,45 +26,9 @@ from device_agent.server.client import LobuClient
 from tests.support.agent import journal_rows
 from tests.support.claims import watcher_answer
 from tests.support.clock import FakeClock
+from tests.support.devserver import poll_requests
+from tests.support.inprocess import WORKER, RecordedWaits, settings_for
 from tests.support.waiting import wait_for_async
-
-WORKER = "linux:inprocess"
-
-
-def polls(state: DevState) -> int:
-    return sum(1 for r in state.requests if r.path == "/api/workers/poll")
-
-
-def settings_for(url: str, token: str | None, home: Path) -> Settings:
-    return validate(
-        Settings(
-            server=url,
-            token=token,
-            worker_id=WORKER,
-            default_agent="demo",
-            paths=Paths.resolve({"DEVICE_AGENT_HOME": str(home)}),
-        )
-    )
-
-
-class RecordedWaits(Alarm):
-    """The poll loop's alarm: each wait is recorded instead of slept, `before_each` runs
-    first, and after `stop_after` waits the agent is asked to stop."""
-
-    def __init__(self, stop_after: int, before_each: Callable[[], None] = lambda: None) -> None:
-        super().__init__()
-        self.stop_after = stop_after
-        self.before_each = before_each
-        self.waits: list[float] = []
-        self.agents: list[Agent] = []  # pass `started=alarm.agents.append`
-
-    async def sleep(self, seconds: float) -> bool:
-        self.waits.append(seconds)
-        self.before_each()
-        if len(self.waits) >= self.stop_after:
-            self.agents[0].request_stop()
-        await asyncio.sleep(0)
-        return False
 
 
 def demo_answer(run_id: int, *, name: str, prompt: str) -> dict[str, Any]:
@@ -98,11 +60,11 @@ def test_wake_from_sleep_polls_at_once(
                     wake_check_seconds=0.02,
                 )
             )
-            await wait_for_async(lambda: polls(state) == 1, what="the first poll")
+            await wait_for_async(lambda: poll_requests(state) == 1, what="the first poll")
             await wait_for_async(lambda: agents[0].status.state == "idle", what="idle")
             clock.suspend(3600)  # a closed lid: wall time jumps, monotonic time does not
             await wait_for_async(
-                lambda: polls(state) == 2,
+                lambda: poll_requests(state) == 2,
                 timeout=5,
                 what="a poll right after waking (the server asked for 3600 s)",
             )
@@ -134,7 +96,7 @@ def test_refused_token_is_retried_once_a_minute_not_hammered(isolated_home: Path
         assert code == ExitCode.OK
         assert alarm.agents[0].status.state == "stopped"
         assert "device-agent login" in (alarm.agents[0].status.last_error or "")
-        assert polls(state) == len(alarm.waits)  # one poll per wait: nothing in between
+        assert poll_requests(state) == len(alarm.waits)  # one poll per wait: nothing in between
 
     asyncio.run(go())
     assert alarm.waits == [AUTH_RETRY_SECONDS] * 3
@@ -168,7 +130,7 @@ def test_an_unwritable_journal_is_probed_again_within_max_backoff(
                 poll_alarm=alarm,
             )
         assert code == ExitCode.OK
-        assert polls(state) == 0  # no claim while a claimed run could not be recorded
+        assert poll_requests(state) == 0  # no claim while a claimed run could not be recorded
 
     asyncio.run(go())
     assert alarm.waits == [2.0] * 3  # not JOURNAL_RETRY_SECONDS: past max_backoff_seconds
@@ -342,7 +304,7 @@ def test_an_idle_agent_rotates_its_device_token_and_polls_with_the_new_one(
                     started=agents.append,
                 )
             )
-            await wait_for_async(lambda: polls(state) >= 1, what="the first poll")
+            await wait_for_async(lambda: poll_requests(state) >= 1, what="the first poll")
             assert state.live_token(first.token) is not None
             # Time passes: 10 days left. The idle agent re-mints, stores, then uses the new one.
             store.save(replace(first, expires_at=time.time() + 10 * 86400))

@@ -6,7 +6,9 @@
 - servers.py   fake servers on loopback: `Loopback` (a handler per connection) and
                `HostileServer` (scripted raw replies), with their replies and handlers
 - devserver.py a device's requests to the dev server (poll, heartbeat, complete, …)
-- agent.py     the agent as a process: its environment, fake CLIs, its journal and status
+- agent.py     the agent as a user runs it: its environment, config, fake CLIs, journal, status
+- lab.py       `Lab`: the dev server, an agent home and fake CLIs, with the agent as a process
+- inprocess.py the agent run in this process: its settings, a poll alarm that records waits
 - processes.py whether a process (or a process group) is still alive
 - logs.py      `captured_logs`: every line logged meanwhile, as its fields
 """

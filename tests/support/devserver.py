@@ -51,3 +51,8 @@ def queue_and_claim(state: DevState, client: httpx.Client, **queue: Any) -> int:
     answer = poll(client)
     assert answer.json()["run_id"] == run_id
     return run_id
+
+
+def poll_requests(state: DevState) -> int:
+    """Poll requests the dev server answered (one per request, however long it was held)."""
+    return sum(1 for request in state.requests if request.path == "/api/workers/poll")
