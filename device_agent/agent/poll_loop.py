@@ -53,7 +53,9 @@ from device_agent.server.protocol import (
 
 log = get_logger(__name__)
 
-JOURNAL_RETRY_SECONDS: Final = 10.0  # while the journal cannot be written: a probe this often
+# While the journal cannot be written: a probe this often (never more than
+# max_backoff_seconds, the longest any failure makes the agent wait).
+JOURNAL_RETRY_SECONDS: Final = 10.0
 AUTH_RETRY_SECONDS: Final = 60.0  # while the token is refused: one poll a minute, never a hammer
 UPGRADE_CHECK_SECONDS: Final = 1800.0  # after upgrade_required: ask again now and then, no more
 ONCE_ATTEMPTS: Final = 4  # `run --once` gives a result this many tries before leaving it queued
@@ -276,7 +278,9 @@ class Agent:
                 continue
             if not await self._journal_ready():
                 self._slots.release()
-                await self._poll_alarm.sleep(JOURNAL_RETRY_SECONDS)
+                await self._poll_alarm.sleep(
+                    min(JOURNAL_RETRY_SECONDS, self.settings.max_backoff_seconds)
+                )
                 continue
             delay = await self._poll_once()
             if delay > 0:

@@ -75,6 +75,7 @@ class OAuthStore:
     device_codes: dict[str, DeviceCode] = field(default_factory=dict)
     refresh_tokens: dict[str, RefreshToken] = field(default_factory=dict)
     lock: threading.RLock = field(default_factory=threading.RLock)
+    poll_interval: int = POLL_INTERVAL_SECONDS  # the `interval` a new device code asks for
 
     def register(self, metadata: dict[str, Any]) -> Client:
         grant_types = metadata.get("grant_types") or ["authorization_code", "refresh_token"]
@@ -102,6 +103,7 @@ class OAuthStore:
             client_id=client.client_id,
             scope=scope if isinstance(scope, str) and scope.strip() else client.scope,
             expires_at=now + DEVICE_CODE_LIFETIME_SECONDS,
+            interval=self.poll_interval,
         )
         with self.lock:
             self.device_codes[code.device_code] = code

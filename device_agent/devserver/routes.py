@@ -93,8 +93,16 @@ class Router:
         # A booting server holds polls, then processes them even if the client
         # gave up (docs/protocol.md, "What a real server does"). Re-checked in
         # steps, so a warm-up that is cut short releases held polls at once.
-        while (left := self.state.warmup_left()) > 0:  # noqa: ASYNC110 (set from other threads)
-            await asyncio.sleep(min(left, HOLD_RECHECK_SECONDS))
+        if self.state.warmup_left() <= 0:
+            return
+        with self.state.lock:
+            self.state.warming_polls += 1
+        try:
+            while (left := self.state.warmup_left()) > 0:  # noqa: ASYNC110 (set from other threads)
+                await asyncio.sleep(min(left, HOLD_RECHECK_SECONDS))
+        finally:
+            with self.state.lock:
+                self.state.warming_polls -= 1
 
     def _dispatch_locked(self, request: Request) -> Response:
         with self.state.lock:

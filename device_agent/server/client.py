@@ -125,12 +125,14 @@ class LobuClient:
         *,
         request_timeout: float = 15.0,
         poll_timeout: float = 90.0,
+        connect_timeout: float = CONNECT_TIMEOUT,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         self.origin = origin.rstrip("/")
         self._token = token
         self._request_timeout = request_timeout
         self._poll_timeout = poll_timeout
+        self._connect_timeout = connect_timeout
         self._transport = transport
         self._http = self._connect()
         self._in_flight: dict[httpx.AsyncClient, int] = {}
@@ -161,12 +163,13 @@ class LobuClient:
     # ------------------------------------------------------------ routes
 
     async def poll(self, body: Mapping[str, Any]) -> Answer:
-        """Poll with `body` (`automation.registration.poll_body`). The read timeout stays
-        above the body's `wait_seconds`, so a held poll is never cut short by us
-        (docs/protocol.md, "Long-poll")."""
+        """Poll with `body` (`automation.registration.poll_body`). The read timeout is
+        `poll_timeout`, and stays above the body's `wait_seconds` when it asks the server to
+        hold the poll, so a held poll is never cut short by us (docs/protocol.md, "Long-poll")."""
         wait = body.get("wait_seconds")
         held = float(wait) if isinstance(wait, int | float) and not isinstance(wait, bool) else 0
-        read = max(self._poll_timeout, held + POLL_TIMEOUT_MARGIN_SECONDS)
+        floor = held + POLL_TIMEOUT_MARGIN_SECONDS if held > 0 else 0.0
+        read = max(self._poll_timeout, floor)
         return await self._post("/api/workers/poll", body, read_seconds=read, cap=POLL_BODY_CAP)
 
     async def heartbeat(self, *, run_id: int, worker_id: str) -> Answer:
@@ -248,7 +251,7 @@ class LobuClient:
                 http,
                 method,
                 path,
-                deadline=seconds + CONNECT_TIMEOUT,
+                deadline=seconds + self._connect_timeout,
                 read_timeout=seconds,
                 cap=cap,
                 bearer=self._token(),

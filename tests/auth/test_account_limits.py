@@ -24,7 +24,7 @@ from device_agent.identity.device_token import LOCK_FILE, maybe_rotate, rotation
 from device_agent.identity.errors import Unreachable
 from device_agent.identity.http import account_client
 from device_agent.identity.store import CHILD, DAY, MAX_TOKEN_CHARS, Credential, TokenStore
-from tests.hostile import HostileServer, huge, json_reply, trickle
+from tests.support.servers import HostileServer, huge, json_reply, trickle
 
 from .conftest import SERVER, WORKER, Captured, Lobu, child_token, make_settings, options
 

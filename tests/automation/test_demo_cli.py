@@ -14,7 +14,7 @@ import pytest
 
 from device_agent.lanes.automation.payload import parse_automation_run
 from device_agent.lanes.automation.prompt import build_automation_prompt
-from tests.automation.claims import SESSION_TOKEN, claim
+from tests.support.claims import SESSION_TOKEN, automation_claim
 
 
 class McpStandIn(ThreadingHTTPServer):
@@ -79,7 +79,7 @@ def prompt_for(author_text: str, *, nudge: str | None = None, turn: bool = False
     changes: dict[str, Any] = {"automation.prompt": author_text}
     if turn:
         changes["event.payload.trigger_execution"] = "turn"
-    return build_automation_prompt(parse_automation_run(claim(changes)), nudge=nudge)
+    return build_automation_prompt(parse_automation_run(automation_claim(changes)), nudge=nudge)
 
 
 def test_a_plain_window_run_is_completed_on_the_first_round(mcp: McpStandIn) -> None:

@@ -9,11 +9,11 @@ import pytest
 from device_agent.lanes.automation.payload import AgentSession, parse_automation_run
 from device_agent.server.protocol import Claim, PayloadError
 from device_agent.textsafe import storable
-from tests.automation.claims import DELETE, MCP_URL, SESSION_TOKEN, claim
+from tests.support.claims import DELETE, MCP_URL, SESSION_TOKEN, automation_claim
 
 
 def test_a_full_claim_is_read_into_typed_views() -> None:
-    run = parse_automation_run(claim())
+    run = parse_automation_run(automation_claim())
     assert run.run_id == 812
     assert run.organization_id == "org_1"
     assert run.automation.id == "42"
@@ -37,7 +37,7 @@ def test_a_full_claim_is_read_into_typed_views() -> None:
 
 def test_numbers_for_ids_and_nulls_for_optional_fields_are_accepted() -> None:
     run = parse_automation_run(
-        claim(
+        automation_claim(
             {
                 "run_id": "813",
                 "automation.id": 42,
@@ -64,14 +64,16 @@ def test_numbers_for_ids_and_nulls_for_optional_fields_are_accepted() -> None:
 
 
 def test_session_expiry_may_be_a_number_as_in_the_upstream_schema() -> None:
-    run = parse_automation_run(claim({"context.agent_session.expires_at": 1796022000000}))
+    run = parse_automation_run(
+        automation_claim({"context.agent_session.expires_at": 1796022000000})
+    )
     assert run.context.agent_session is not None
     assert run.context.agent_session.expires_at == 1796022000000
 
 
 def test_missing_optional_parts_are_accepted() -> None:
     run = parse_automation_run(
-        claim(
+        automation_claim(
             {
                 "automation.extraction_schema": DELETE,
                 "automation.slug": DELETE,
@@ -87,14 +89,14 @@ def test_missing_optional_parts_are_accepted() -> None:
 
 
 def test_the_session_token_never_shows_in_repr() -> None:
-    run = parse_automation_run(claim())
+    run = parse_automation_run(automation_claim())
     assert SESSION_TOKEN not in repr(run)
     assert SESSION_TOKEN not in repr(run.context.agent_session)
     assert SESSION_TOKEN not in str(run.context)
 
 
 def test_an_event_turn_is_recognised() -> None:
-    run = parse_automation_run(claim({"event.payload.trigger_execution": "turn"}))
+    run = parse_automation_run(automation_claim({"event.payload.trigger_execution": "turn"}))
     assert run.event.is_turn
 
 
@@ -132,7 +134,7 @@ def test_an_event_turn_is_recognised() -> None:
 )
 def test_each_unusable_field_fails_with_its_name(changes: dict[str, Any], named: str) -> None:
     with pytest.raises(PayloadError) as caught:
-        parse_automation_run(claim(changes))
+        parse_automation_run(automation_claim(changes))
     assert str(caught.value).startswith(named + " ")
 
 
@@ -144,20 +146,20 @@ def test_a_run_id_outside_bigint_is_refused(run_id: int) -> None:
 
 
 def test_the_largest_bigint_run_id_is_accepted() -> None:
-    good = claim()
+    good = automation_claim()
     biggest = Claim(2**63 - 1, good.run_type, good.organization_id, good.payload)
     assert parse_automation_run(biggest).run_id == 2**63 - 1
 
 
 def test_a_bad_session_token_is_not_shown_in_the_error() -> None:
     with pytest.raises(PayloadError) as caught:
-        parse_automation_run(claim({"context.agent_session.token": "secret\ud800rest"}))
+        parse_automation_run(automation_claim({"context.agent_session.token": "secret\ud800rest"}))
     assert "secret" not in str(caught.value)
 
 
 def test_nul_and_lone_surrogates_in_free_text_are_replaced_not_refused() -> None:
     run = parse_automation_run(
-        claim(
+        automation_claim(
             {
                 "automation.prompt": "Sort\x00 mail \ud83d",
                 "automation.name": "Inbox\udfff",
@@ -171,7 +173,7 @@ def test_nul_and_lone_surrogates_in_free_text_are_replaced_not_refused() -> None
 
 
 def test_non_finite_numbers_in_approved_input_become_null() -> None:
-    run = parse_automation_run(claim({"event.payload.score": float("nan")}))
+    run = parse_automation_run(automation_claim({"event.payload.score": float("nan")}))
     assert run.event.approved_input["score"] is None
 
 

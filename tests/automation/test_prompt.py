@@ -17,7 +17,7 @@ import pytest
 
 from device_agent.lanes.automation.payload import AutomationRun, parse_automation_run
 from device_agent.lanes.automation.prompt import build_automation_prompt, workspace_event_ids
-from tests.automation.claims import DELETE, SESSION_TOKEN, claim
+from tests.support.claims import DELETE, SESSION_TOKEN, automation_claim
 
 ENVELOPE = """{
   "automation": {
@@ -82,7 +82,7 @@ WINDOW_PROMPT = (
 
 
 def run_of(changes: dict[str, Any] | None = None) -> AutomationRun:
-    return parse_automation_run(claim(changes))
+    return parse_automation_run(automation_claim(changes))
 
 
 def test_window_run_prompt_is_byte_identical_to_upstream() -> None:

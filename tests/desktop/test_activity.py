@@ -9,24 +9,17 @@ from typing import Any
 from device_agent.agent.activity import RunBoard
 from device_agent.desktop.control import ControlServer
 from device_agent.desktop.control_client import Target, request
+from tests.support.clock import FakeClock
 
 INBOX = Target("12", "watcher", "Inbox digest")
 NIGHTLY = Target("a1", "automation", "Nightly")
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = 100.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def test_a_running_run_shows_elapsed_time_and_the_tail_of_its_output() -> None:
-    clock = Clock()
+    clock = FakeClock(100.0)
     board = RunBoard(clock=clock, tail_chars=10)
     board.started(7, INBOX)
-    clock.now += 42.25
+    clock.advance(42.25)
     board.output(7, "\x1b[32mline one\x1b[0m\n")
     board.output(7, "line two")
     assert board.runs() == [
@@ -81,14 +74,14 @@ class BoardHandler:
 def test_status_over_the_socket_shows_a_running_runs_elapsed_time_and_tail(
     tmp_path: Path,
 ) -> None:
-    clock = Clock()
+    clock = FakeClock(100.0)
     board = RunBoard(clock=clock)
     path = tmp_path / "control.sock"
 
     async def main() -> dict[str, Any]:
         async with ControlServer(path, BoardHandler(board)):
             board.started(3, INBOX)
-            clock.now += 65
+            clock.advance(65)
             board.output(3, "Reading 40 mails…\n")
             return await asyncio.to_thread(request, path, "status", 10.0)
 

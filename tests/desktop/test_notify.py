@@ -22,17 +22,10 @@ from device_agent.desktop.notify import (
 )
 from device_agent.desktop.notify.notifier import Notifier, check, find_backend
 from device_agent.desktop.notify.policy import FinishedRun, NotificationPolicy, clean, message
+from tests.support.clock import FakeClock
 
 NINE_AM = time.mktime((2026, 11, 30, 9, 0, 0, 0, 0, -1))
 DAY = 24 * 3600.0
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = NINE_AM
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def run(target: str = "1", *, ok: bool = True, **fields: object) -> FinishedRun:
@@ -40,8 +33,8 @@ def run(target: str = "1", *, ok: bool = True, **fields: object) -> FinishedRun:
     return replace(base, **fields)  # type: ignore[arg-type]
 
 
-def policy(**settings: object) -> tuple[NotificationPolicy, Clock]:
-    clock = Clock()
+def policy(**settings: object) -> tuple[NotificationPolicy, FakeClock]:
+    clock = FakeClock(NINE_AM)
     return NotificationPolicy(NotificationSettings(**settings), clock=clock), clock  # type: ignore[arg-type]
 
 
@@ -82,19 +75,19 @@ def test_a_per_target_setting_wins_over_payload_and_global() -> None:
 def test_cooldown_holds_back_a_second_notification_of_the_same_target() -> None:
     rules, clock = policy(cooldown_seconds=300)
     assert rules.decide(run("1")).show
-    clock.now += 299
+    clock.advance(299)
     assert rules.decide(run("1")).reason == "cooling down"
     assert rules.decide(run("2")).show  # another target has its own cooldown
-    clock.now += 1
+    clock.advance(1)
     assert rules.decide(run("1")).show
 
 
 def test_the_watchers_own_longer_cooldown_counts() -> None:
     rules, clock = policy(cooldown_seconds=60)
     assert rules.decide(run(min_cooldown_seconds=600)).show
-    clock.now += 300
+    clock.advance(300)
     assert not rules.decide(run(min_cooldown_seconds=600)).show
-    clock.now += 300
+    clock.advance(300)
     assert rules.decide(run(min_cooldown_seconds=600)).show
 
 
@@ -106,7 +99,7 @@ def test_a_failing_target_notifies_once_until_it_succeeds_again() -> None:
     assert rules.decide(run(ok=True)).show
     first = rules.decide(run(ok=False))
     assert first.show  # the first failure is not held back by the cooldown
-    clock.now += 3600
+    clock.advance(3600)
     assert rules.decide(run(ok=False)).reason == "already told about this failure"
     assert rules.decide(run(ok=True)).show
     assert rules.decide(run(ok=False)).show
@@ -116,7 +109,7 @@ def test_a_failure_dropped_by_the_budget_is_told_when_there_is_room_again() -> N
     rules, clock = policy(budget_per_day=1)
     assert rules.decide(run("2")).show
     assert not rules.decide(run("1", ok=False)).show
-    clock.now += DAY
+    clock.advance(DAY)
     assert rules.decide(run("1", ok=False)).show
 
 
@@ -127,7 +120,7 @@ def test_normal_stops_at_the_budget_and_the_next_day_starts_fresh() -> None:
     rules, clock = policy(budget_per_day=10)
     assert all(rules.decide(run(str(n))).show for n in range(10))
     assert "daily budget" in rules.decide(run("10")).reason
-    clock.now += DAY
+    clock.advance(DAY)
     assert rules.decide(run("10")).show
 
 

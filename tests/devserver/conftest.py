@@ -8,8 +8,8 @@ import httpx
 import pytest
 
 from device_agent.devserver import DevServer, DevState
-
-from .support import FakeClock, client_for
+from tests.support.clock import FakeClock
+from tests.support.devserver import client_for
 
 
 @pytest.fixture

@@ -11,8 +11,9 @@ import pytest
 
 from device_agent.devserver import DevServer, DevState
 from device_agent.devserver.routes_automation import MISSING_COMPLETE_WINDOW_NUDGE
-
-from .support import FakeClock, client_for, wait_for
+from tests.support.clock import FakeClock
+from tests.support.devserver import client_for
+from tests.support.waiting import wait_for
 
 WORKER = "headless:box"
 GATE = {
@@ -195,7 +196,7 @@ def test_a_long_poll_answers_as_soon_as_a_run_is_queued(
     answers: list[dict[str, Any]] = []
     holder = threading.Thread(target=lambda: answers.append(poll(client, wait_seconds=20).json()))
     holder.start()
-    wait_for(lambda: held_polls(state) >= 1)  # the poll is at the server, found nothing
+    wait_for(lambda: held_polls(state) >= 1, what="the poll to be held, having found nothing")
     run_id = state.queue_automation_run(automation)
     holder.join(timeout=15)
     assert answers == [answers[0]]

@@ -8,8 +8,8 @@ import httpx
 import pytest
 
 from device_agent.devserver import DevServer, DevState
-
-from .support import WID, FakeClock, client_for, poll
+from tests.support.clock import FakeClock
+from tests.support.devserver import WID, client_for, poll
 
 
 @pytest.fixture

@@ -11,19 +11,17 @@ import pytest
 
 from device_agent.devserver import DevServer, DevState, Fault, serve_forever
 from device_agent.devserver.state import NEVER_HEARTBEAT_ERROR, SILENT_HEARTBEAT_ERROR
-
-from .support import (
-    T0,
+from tests.support.clock import T0, FakeClock
+from tests.support.devserver import (
     WID,
-    FakeClock,
     add_watcher,
-    claim,
     client_for,
     complete,
     heartbeat,
     poll,
-    wait_for,
+    queue_and_claim,
 )
+from tests.support.waiting import wait_for
 
 # ================================================================== poll
 
@@ -186,7 +184,7 @@ def test_concurrent_polls_claim_each_run_exactly_once(state: DevState, server: D
 
 
 def test_heartbeat_answers(state: DevState, client: httpx.Client, clock: FakeClock) -> None:
-    run_id = claim(state, client)
+    run_id = queue_and_claim(state, client)
     clock.advance(5)
 
     ok = heartbeat(client, run_id)
@@ -210,7 +208,7 @@ def test_heartbeat_answers(state: DevState, client: httpx.Client, clock: FakeClo
 
 
 def test_successful_completion_then_retry_gets_409(state: DevState, client: httpx.Client) -> None:
-    run_id = claim(state, client)
+    run_id = queue_and_claim(state, client)
 
     answer = complete(client, run_id, output="3 new mails", exit_code=0)
     assert (answer.status_code, answer.json()) == (200, {"ok": True, "status": "completed"})
@@ -233,7 +231,7 @@ def test_successful_completion_then_retry_gets_409(state: DevState, client: http
 def test_failure_report_stores_the_error_and_drops_output(
     state: DevState, client: httpx.Client
 ) -> None:
-    run_id = claim(state, client)
+    run_id = queue_and_claim(state, client)
 
     answer = complete(
         client, run_id, output="partial", error="claude exited 1", exit_code=1, exit_reason="crash"
@@ -260,7 +258,7 @@ def test_failure_report_stores_the_error_and_drops_output(
 def test_malformed_window_gets_400_and_fails_the_run(
     state: DevState, client: httpx.Client, window_start: object, message: str
 ) -> None:
-    run_id = claim(state, client, window_start=window_start)
+    run_id = queue_and_claim(state, client, window_start=window_start)
 
     # The window check runs before the error check: a failure report gets it too.
     answer = complete(client, run_id, error="could not parse the payload")
@@ -273,7 +271,7 @@ def test_malformed_window_gets_400_and_fails_the_run(
 
 
 def test_exit_code_that_is_not_an_integer_gets_500(state: DevState, client: httpx.Client) -> None:
-    run_id = claim(state, client)
+    run_id = queue_and_claim(state, client)
 
     answer = complete(client, run_id, exit_code="zero")
 
@@ -305,7 +303,7 @@ def test_second_success_for_the_same_window_gets_500_until_a_failure_closes_it(
 
 
 def test_completion_rejections(state: DevState, client: httpx.Client, server: DevServer) -> None:
-    run_id = claim(state, client)
+    run_id = queue_and_claim(state, client)
     assert complete(client, 0).json() == {"error": "Invalid runId"}
     not_numeric = complete(client, "abc")  # the middleware's \d+ pattern answers first
     assert (not_numeric.status_code, not_numeric.json()) == (
@@ -351,7 +349,7 @@ def test_anonymous_local_server_mode_trusts_requests_without_a_token(clock: Fake
     state = DevState(create_checkin_watcher=False, allow_anonymous=True, clock=clock)
     with DevServer(state).running_in_thread() as live:
         with client_for(live, state.add_token()) as http:
-            run_id = claim(state, http)
+            run_id = queue_and_claim(state, http)
             assert complete(http, run_id).status_code == 200
         with client_for(live, None) as anonymous:
             again = complete(anonymous, run_id)
@@ -508,7 +506,7 @@ def test_get_of_the_poll_route_answers_the_api_index(client: httpx.Client) -> No
 def test_reaper_times_out_a_run_whose_heartbeats_stopped(
     state: DevState, client: httpx.Client, clock: FakeClock
 ) -> None:
-    run_id = claim(state, client)
+    run_id = queue_and_claim(state, client)
     assert heartbeat(client, run_id).status_code == 200
     clock.advance(180)
     assert heartbeat(client, run_id).status_code == 200  # exactly at the limit: still alive
@@ -547,7 +545,7 @@ def test_background_reaper_runs_without_requests(clock: FakeClock) -> None:
         poll(http)
         heartbeat(http, run_id)
         clock.advance(2)
-        wait_for(lambda: state.run(run_id).status == "timeout")
+        wait_for(lambda: state.run(run_id).status == "timeout", what="the run to be reaped")
 
 
 # =============================================================== faults
@@ -581,7 +579,7 @@ def test_drop_fault_closes_without_processing(state: DevState, client: httpx.Cli
 def test_drop_after_commit_loses_the_ack_of_a_stored_completion(
     state: DevState, client: httpx.Client
 ) -> None:
-    run_id = claim(state, client)
+    run_id = queue_and_claim(state, client)
     state.faults.add(Fault(route="complete", kind="drop_after_commit"))
 
     with pytest.raises(httpx.TransportError):
@@ -595,7 +593,7 @@ def test_drop_after_commit_loses_the_ack_of_a_stored_completion(
 
 def test_delay_fault_slows_the_answer_down(state: DevState, client: httpx.Client) -> None:
     state.faults.add(Fault(route="heartbeat", kind="delay", seconds=0.2))
-    run_id = claim(state, client)
+    run_id = queue_and_claim(state, client)
     started = time.monotonic()
     assert heartbeat(client, run_id).status_code == 200
     assert time.monotonic() - started >= 0.2

@@ -10,8 +10,8 @@ import pytest
 
 from device_agent.devserver import DevServer, DevState
 from device_agent.devserver.oauth import DEVICE_CODE_GRANT
-
-from .support import WID, FakeClock, client_for, poll
+from tests.support.clock import FakeClock
+from tests.support.devserver import WID, client_for, poll
 
 SCOPE = "device_worker:run mcp:read mcp:write profile:read"
 
@@ -55,6 +55,20 @@ def test_discovery_names_only_real_endpoints(anonymous: httpx.Client, server: De
     assert meta["token_endpoint"] == f"{server.url}/oauth/token"
     assert meta["registration_endpoint"] == f"{server.url}/oauth/register"
     assert meta["revocation_endpoint"] == f"{server.url}/oauth/revoke"
+
+
+def test_a_shorter_poll_interval_is_asked_for_and_kept(
+    anonymous: httpx.Client, state: DevState, clock: FakeClock
+) -> None:
+    state.oauth.poll_interval = 1
+    client_id, flow = start_flow(anonymous)
+    assert flow["interval"] == 1
+    assert poll_token(anonymous, client_id, flow["device_code"]).json()["error"] == (
+        "authorization_pending"
+    )
+    clock.advance(1)
+    again = poll_token(anonymous, client_id, flow["device_code"])
+    assert again.json()["error"] == "authorization_pending"  # not slow_down
 
 
 def test_device_flow_pending_slow_down_then_tokens(

@@ -8,8 +8,15 @@ import pytest
 from device_agent.cli.demo import add_dev_server_arguments as add_arguments
 from device_agent.devserver import DevServer, DevState, run_from_arguments
 from device_agent.devserver.routes_watcher import DUPLICATE_WINDOW
-
-from .support import WID, add_watcher, claim, client_for, complete, poll, wait_for
+from tests.support.devserver import (
+    WID,
+    add_watcher,
+    client_for,
+    complete,
+    poll,
+    queue_and_claim,
+)
+from tests.support.waiting import wait_for
 
 NUL_IN_OUTPUT = "unsupported Unicode escape sequence"
 NUL_IN_ERROR = 'invalid byte sequence for encoding "UTF8": 0x00'
@@ -18,7 +25,7 @@ NUL_IN_ERROR = 'invalid byte sequence for encoding "UTF8": 0x00'
 def test_a_nul_in_the_output_of_a_success_is_refused_on_every_try(
     state: DevState, client: httpx.Client
 ) -> None:
-    run_id = claim(state, client)
+    run_id = queue_and_claim(state, client)
     for _ in range(2):
         answer = complete(client, run_id, output="before\x00after")
         assert (answer.status_code, answer.json()) == (500, {"error": NUL_IN_OUTPUT})
@@ -28,13 +35,13 @@ def test_a_nul_in_the_output_of_a_success_is_refused_on_every_try(
 def test_a_failure_report_drops_the_output_so_its_nul_does_not_matter(
     state: DevState, client: httpx.Client
 ) -> None:
-    run_id = claim(state, client)
+    run_id = queue_and_claim(state, client)
     answer = complete(client, run_id, output="before\x00after", error="refused")
     assert answer.json() == {"ok": True, "status": "failed"}
 
 
 def test_a_nul_in_the_error_is_refused_on_every_try(state: DevState, client: httpx.Client) -> None:
-    run_id = claim(state, client)
+    run_id = queue_and_claim(state, client)
     for _ in range(2):
         answer = complete(client, run_id, error="err\x00bad", exit_code=2)
         assert (answer.status_code, answer.json()) == (500, {"error": NUL_IN_ERROR})
@@ -74,9 +81,11 @@ def test_a_poll_abandoned_during_the_warm_up_still_claims_its_run(warming_state:
             with pytest.raises(httpx.ReadTimeout):
                 http.post("/api/workers/poll", json=body, timeout=0.2)
         assert state.run(run_id).status == "pending"  # still held
+        assert state.warming_polls == 1
         state.start_warmup(0)  # the server is warm now: the held poll goes on
-        wait_for(lambda: state.run(run_id).status == "running")
+        wait_for(lambda: state.run(run_id).status == "running", what="the run to be claimed")
         assert state.run(run_id).claimed_by == WID
+        assert state.warming_polls == 0
 
 
 def test_the_warm_up_can_be_armed_through_dev_routes(state: DevState, server: DevServer) -> None:

@@ -18,7 +18,7 @@ from device_agent.config import ExecutorSettings
 from device_agent.executors.executor import Executor
 from device_agent.executors.profiles import Profile, load_profiles
 from device_agent.executors.request import ExecutionRequest, McpWiring
-from tests.helpers import install_fake
+from tests.support.agent import install_fake
 
 TOKEN = "owl_pat_Zq3xTokenThatMustNeverLeakAnywhere1"
 MCP_URL = "http://127.0.0.1:8787/mcp"

@@ -18,7 +18,8 @@ from device_agent.agent.result import ExitReason, Report
 from device_agent.config import ExecutorSettings
 from device_agent.executors.executor import CancelEvent, Executor
 from tests.executors.conftest import Bench
-from tests.helpers import live_members, wait_for, wait_for_async
+from tests.support.processes import live_members
+from tests.support.waiting import wait_for, wait_for_async
 
 MIB = 1 << 20
 

@@ -12,7 +12,7 @@ from device_agent.executors.probe import check_profiles
 from device_agent.executors.profiles import ProfileError, load_profiles
 from device_agent.executors.readers import JsonlReader, JsonReader
 from tests.executors.conftest import Bench
-from tests.helpers import live_members
+from tests.support.processes import live_members
 
 SHIPPED = {
     "claude-code",

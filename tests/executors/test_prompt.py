@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from device_agent.lanes.watcher.prompt import SEPARATOR, build_prompt
-from device_agent.server.protocol import Claim, PayloadError, WatcherRun, parse_watcher_run
+from device_agent.server.protocol import PayloadError, WatcherRun, parse_watcher_run
+from tests.support.claims import watcher_claim
 
 APPROVED = {
     "watcher_id": 123,
@@ -24,21 +25,9 @@ APPROVED = {
 
 
 def run(prompt: Any = "  Summarize new issues in lobu-ai/lobu.\n") -> WatcherRun:
-    watcher = {
-        "id": "123",
-        "name": "Issue digest",
-        "slug": "issue-digest",
-        "agent_kind": "claude-code",
-        "prompt": prompt,
-    }
-    payload = {
-        "watcher": watcher,
-        "event": {"fired_at": "2026-05-18T00:00:05Z", "payload": APPROVED},
-        "context": {},
-    }
-    return parse_watcher_run(
-        Claim(run_id=4711, run_type="watcher", organization_id="org_1", payload=payload)
-    )
+    changes = {"watcher.name": "Issue digest", "watcher.slug": "issue-digest"}
+    changes |= {"watcher.prompt": prompt, "event.payload": APPROVED}
+    return parse_watcher_run(watcher_claim(changes))
 
 
 def test_prompt_then_separator_then_context() -> None:

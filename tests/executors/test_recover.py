@@ -19,7 +19,8 @@ from device_agent.executors.executor import Executor
 from device_agent.executors.leftovers import OUTSIDE_NOTE, RUN_MARKER, groups_with_marker
 from device_agent.executors.profiles import load_profiles
 from device_agent.executors.request import ExecutionRequest
-from tests.helpers import alive, wait_for, wait_for_async
+from tests.support.processes import alive
+from tests.support.waiting import wait_for, wait_for_async
 
 
 def test_recover_stops_orphans_and_deletes_token_files(tmp_path: Path) -> None:

@@ -7,95 +7,70 @@ environment and config file) against a dev server that answers like Lobu
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from device_agent.devserver import DevServer, DevState
+from device_agent.config import Settings
+from device_agent.devserver import DevState
+from tests.support.lab import Lab, open_lab
+from tests.support.waiting import wait_for
 
-WORKER = "linux:fidelity"
-
-
-@dataclass
-class Setup:
-    state: DevState
-    url: str
-    token: str
-    home: Path
-
-    def run_once(self, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
-        config = self.home / "config" / "config.toml"
-        config.parent.mkdir(parents=True, exist_ok=True)
-        # A small error budget: a result the server keeps refusing is settled quickly.
-        config.write_text("server_error_budget = 2\nmax_backoff_seconds = 0.5\n")
-        env = {k: v for k, v in os.environ.items() if not k.startswith("DEVICE_AGENT_")}
-        env.update(
-            DEVICE_AGENT_HOME=str(self.home),
-            DEVICE_AGENT_SERVER=self.url,
-            DEVICE_AGENT_TOKEN=self.token,
-            DEVICE_AGENT_WORKER_ID=WORKER,
-        )
-        return subprocess.run(
-            [sys.executable, "-m", "device_agent", "run", "--once", "--agent", "demo"],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-
-
-def serve(state: DevState, isolated_home: Path) -> Iterator[Setup]:
-    token = state.add_token()
-    with DevServer(state).running_in_thread() as server:
-        yield Setup(state=state, url=server.url, token=token, home=isolated_home)
+# A booting Lobu held first polls 20-42 s, and more under load; it claims a run for a held
+# poll even when the client has given up on it (docs/protocol.md, "What a real server does").
+LONGEST_WARM_UP_SEEN = 50.0
 
 
 @pytest.fixture
-def setup(isolated_home: Path) -> Iterator[Setup]:
-    yield from serve(DevState(create_checkin_watcher=False), isolated_home)
+def lab(isolated_home: Path, tmp_path: Path) -> Iterator[Lab]:
+    with open_lab(DevState(create_checkin_watcher=False), isolated_home, tmp_path) as running:
+        # A small error budget: a result the server keeps refusing is settled quickly.
+        running.config["server_error_budget"] = 2
+        yield running
 
 
-def test_a_nul_printed_by_the_cli_is_delivered_as_a_success(setup: Setup) -> None:
+def test_a_nul_printed_by_the_cli_is_delivered_as_a_success(lab: Lab) -> None:
     # The offline demo agent quotes the prompt's first line, NUL included.
-    watcher = setup.state.add_watcher("Report\x00this", agent_kind=None, pinned_worker_id=WORKER)
-    run_id = setup.state.queue_run(watcher)
+    run_id = lab.state.queue_run(lab.add_watcher("Report\x00this", agent_kind=None))
 
-    setup.run_once()
+    lab.run_agent("run", "--once", "--agent", "demo")
 
-    run = setup.state.run(run_id)
+    run = lab.state.run(run_id)
     assert run.status == "completed", run.error
     output = run.output or ""
     assert "Report" in output
     assert "this" in output
 
 
-def test_a_nul_in_the_error_is_delivered_with_the_failure(setup: Setup) -> None:
+def test_a_nul_in_the_error_is_delivered_with_the_failure(lab: Lab) -> None:
     # No executor for this kind: the agent's own error quotes it, NUL included.
-    watcher = setup.state.add_watcher("Hi", agent_kind="odd\x00kind", pinned_worker_id=WORKER)
-    run_id = setup.state.queue_run(watcher)
+    run_id = lab.state.queue_run(lab.add_watcher("Hi", agent_kind="odd\x00kind"))
 
-    setup.run_once()
+    lab.run_agent("run", "--once", "--agent", "demo")
 
-    run = setup.state.run(run_id)
+    run = lab.state.run(run_id)
     assert run.status == "failed"
     assert "no local agent executor configured for agent_kind='odd" in (run.error or "")
 
 
-@pytest.mark.slow
-def test_a_poll_held_through_a_long_warm_up_still_receives_its_run(isolated_home: Path) -> None:
-    # A booting Lobu held first polls 20-42 s and more under load; 50 s is past
-    # the agent's old 40 s poll timeout, and the server claims the run anyway.
-    state = DevState(create_checkin_watcher=False, warmup_seconds=50)
-    for running in serve(state, isolated_home):
-        watcher = state.add_watcher("Hello", agent_kind=None, pinned_worker_id=WORKER)
-        run_id = state.queue_run(watcher)
+def test_the_default_poll_timeout_outlasts_a_booting_servers_warm_up() -> None:
+    assert Settings().poll_timeout_seconds > LONGEST_WARM_UP_SEEN
 
-        running.run_once(timeout=180)
 
-        assert state.run(run_id).status == "completed"
+def test_a_poll_held_through_a_warm_up_still_receives_its_run(lab: Lab) -> None:
+    # Scaled down: a poll timeout of 4 s (for a poll not held for a run, wait_seconds = 0)
+    # against a warm-up that holds the agent's poll for 2 s once it has arrived.
+    lab.config.update(wait_seconds=0, poll_timeout_seconds=4)
+    run_id = lab.state.queue_run(lab.add_watcher("Hello", agent_kind=None))
+    lab.state.start_warmup(60)
+    agent = lab.start_agent("--once", "--agent", "demo")
+    wait_for(lambda: lab.state.warming_polls == 1, timeout=30, what="the poll to be held")
+    lab.state.start_warmup(2)  # the server is warm 2 s from now
+
+    _, err = agent.communicate(timeout=60)
+
+    assert agent.returncode == 0, err
+    run = lab.state.run(run_id)
+    assert run.status == "completed", run.error
+    assert run.claims == 1

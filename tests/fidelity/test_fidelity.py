@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -21,6 +20,7 @@ import httpx
 import pytest
 
 from device_agent.devserver import DevServer, DevState, Fault
+from tests.support.waiting import wait_for
 
 RECORDING: Final = json.loads(
     (Path(__file__).parent / "lobu-1.6.0-watcher-lane.json").read_text(encoding="utf-8")
@@ -58,6 +58,7 @@ class Replay:
 
     state: DevState
     server: DevServer
+    http: httpx.Client  # one client for the whole replay: its answers do not depend on it
     tokens: dict[str | None, str | None]
     watchers: dict[str, str] = field(default_factory=dict)  # "A" -> our id
     last_run: int | None = None
@@ -94,17 +95,16 @@ class Replay:
         elif body is not None:
             content = json.dumps(self._map_body(_expand(body))).encode()
             headers["Content-Type"] = "application/json"
-        with httpx.Client(base_url=self.server.url, timeout=30.0) as http:
-            answer = http.request(
-                request["method"], self._map_path(request["path"]), content=content, headers=headers
-            )
+        answer = self.http.request(
+            request["method"], self._map_path(request["path"]), content=content, headers=headers
+        )
         if answer.status_code == 200 and isinstance(answer.json(), dict):
             self.last_run = answer.json().get("run_id", self.last_run)
         return answer
 
     def _abandon_a_poll(self, request: dict[str, Any]) -> None:
         """A poll whose client gives up while the server holds it, as the step's note says."""
-        self.state.faults.add(Fault(route="poll", kind="delay", seconds=2.0))
+        self.state.faults.add(Fault(route="poll", kind="delay", seconds=1.0))
         queued = self.last_queued
         assert queued is not None
         client = httpx.Client(base_url=self.server.url, timeout=0.3)
@@ -114,7 +114,7 @@ class Replay:
                 json=request["body"],
                 headers={"Authorization": f"Bearer {self.tokens['B']}"},
             )
-        wait_for(lambda: self.state.run(queued).status == "running", "the abandoned poll's claim")
+        wait_for(lambda: self.state.run(queued).status == "running", what="the abandoned claim")
         self.last_run = queued
 
     def _map_path(self, path: str) -> str:
@@ -151,14 +151,6 @@ def _expand(value: Any) -> Any:
     if isinstance(value, dict):
         return {key: _expand(item) for key, item in value.items()}
     return value
-
-
-def wait_for(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)
 
 
 def difference(step: dict[str, Any], answer: httpx.Response) -> str | None:
@@ -199,8 +191,11 @@ def replay(request: pytest.FixtureRequest) -> Iterator[Replay]:
         "garbage": "not-a-token",
         None: None,
     }
-    with DevServer(state).running_in_thread() as server:
-        yield Replay(state=state, server=server, tokens=tokens)
+    with (
+        DevServer(state).running_in_thread() as server,
+        httpx.Client(base_url=server.url, timeout=30.0) as http,
+    ):
+        yield Replay(state=state, server=server, http=http, tokens=tokens)
 
 
 def run_sequence(replay: Replay) -> dict[str, str]:

@@ -22,9 +22,11 @@ from device_agent.agent.poll_loop import UPGRADE_CHECK_SECONDS, Agent
 from device_agent.config import Paths, Settings, validate
 from device_agent.devserver import DevServer, DevState
 from device_agent.errors import ExitCode
-from tests.helpers import alive, install_fake, wait_for, wait_for_async
-
-from .conftest import journal_rows
+from tests.support.agent import install_fake, journal_rows
+from tests.support.devserver import poll_requests
+from tests.support.inprocess import RecordedWaits
+from tests.support.processes import alive
+from tests.support.waiting import wait_for, wait_for_async
 
 WORKER = "headless:autolane"
 
@@ -284,7 +286,6 @@ def test_run_once_exits_2_on_upgrade_required(auto: AutoLab) -> None:
     asyncio.run(go())
 
 
-@pytest.mark.slow
 def test_a_crash_in_the_middle_of_a_resume_round_is_reported_once(auto: AutoLab) -> None:
     run_id = auto.state.queue_automation_run(
         auto.automation("Summarise [[forget-then-hang]]", max_attempts=3)
@@ -418,12 +419,7 @@ def test_run_now_leaves_a_held_poll_to_receive_the_run(auto: AutoLab) -> None:
 
 
 def test_a_spent_hold_polls_again_at_once(auto: AutoLab) -> None:
-    from tests.integration.test_inprocess import RecordedWaits
-
     alarm = RecordedWaits(stop_after=1)
-
-    def poll_requests() -> int:
-        return sum(1 for r in auto.state.requests if r.path == "/api/workers/poll")
 
     async def go() -> None:
         async with DevServer(auto.state) as server:
@@ -437,7 +433,7 @@ def test_a_spent_hold_polls_again_at_once(auto: AutoLab) -> None:
                     poll_alarm=alarm,
                 )
             )
-            await wait_for_async(lambda: poll_requests() >= 2, what="two held polls")
+            await wait_for_async(lambda: poll_requests(auto.state) >= 2, what="two held polls")
             alarm.agents[0].request_stop()
             assert await task == ExitCode.OK
 

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from device_agent.desktop.control_client import ControlError, request, socket_path
-from tests.helpers import install_fake, wait_for
-
-from .conftest import WORKER_ID, Lab
+from tests.support.agent import install_fake
+from tests.support.lab import WORKER_ID, Lab
+from tests.support.waiting import wait_for
 
 
 def _ask(lab: Lab, op: str, **args: Any) -> dict[str, Any]:

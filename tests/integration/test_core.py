@@ -9,9 +9,10 @@ import sys
 from pathlib import Path
 
 from device_agent.devserver import Fault
-from tests.helpers import alive, wait_for
-
-from .conftest import WORKER_ID, Lab, journal_rows
+from tests.support.agent import journal_rows
+from tests.support.lab import WORKER_ID, Lab
+from tests.support.processes import alive
+from tests.support.waiting import wait_for
 
 
 def test_several_runs_are_each_completed_once_with_their_output(lab: Lab) -> None:

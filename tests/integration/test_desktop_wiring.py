@@ -21,10 +21,9 @@ from device_agent.desktop.notify import Backend, NotificationSettings
 from device_agent.desktop.notify.notifier import Notifier
 from device_agent.devserver import DevServer, DevState
 from device_agent.errors import ExitCode
-from tests.helpers import wait_for
-
-from .conftest import Lab
-from .test_inprocess import WORKER, settings_for
+from tests.support.inprocess import WORKER, settings_for
+from tests.support.lab import Lab
+from tests.support.waiting import wait_for
 
 
 @pytest.fixture

@@ -14,7 +14,7 @@ import time
 import httpx
 import pytest
 
-from .conftest import WORKER_ID, Lab
+from tests.support.lab import WORKER_ID, Lab
 
 USER_CODE = re.compile(r"^\s+([A-Z0-9]{4}-[A-Z0-9]{4})\s*$")
 DAY = 86400.0
@@ -103,6 +103,7 @@ def session(lab: Lab) -> Session:
 def test_device_flow_login_keeps_a_bound_token_in_a_0600_file_and_run_uses_it(
     lab: Lab, session: Session
 ) -> None:
+    lab.state.oauth.poll_interval = 1  # the token endpoint is asked again after 1 s, not 5 s
     result = session.login_with_device_flow()
     assert result.returncode == 0, result.stderr
     assert "enter the code" in result.stdout

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tests.helpers import wait_for
+from tests.support.waiting import wait_for
 
 from .conftest import Lab
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import wait_for
+from tests.support.waiting import wait_for
 
 AGENT = [sys.executable, "-m", "device_agent"]
 

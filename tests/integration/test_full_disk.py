@@ -12,13 +12,12 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import install_fake, wait_for
-from tests.integration.conftest import Lab, daemon_status, journal_rows, stop
+from tests.support.agent import daemon_status, install_fake, journal_rows
+from tests.support.devserver import poll_requests
+from tests.support.lab import Lab, stop
+from tests.support.waiting import wait_for
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(not hasattr(resource, "prlimit"), reason="prlimit is Linux-only"),
-]
+pytestmark = pytest.mark.skipif(not hasattr(resource, "prlimit"), reason="prlimit is Linux-only")
 LIMIT = 1 << 20  # room for the journal and its claims; not for a 4 MiB output
 
 
@@ -26,11 +25,8 @@ def status(lab: Lab) -> dict[str, Any]:
     return daemon_status(lab.home)
 
 
-def polls(lab: Lab) -> int:
-    return sum(1 for request in lab.state.requests if request.path == "/api/workers/poll")
-
-
 def test_a_full_disk_stops_claims_delivers_the_result_in_hand_and_resumes(lab: Lab) -> None:
+    lab.state.next_poll_seconds = 0.5  # the status is looked at between polls
     install_fake(lab.bin_dir, "flood")
     profiles = lab.home / "config" / "executors"
     profiles.mkdir(parents=True)
@@ -45,11 +41,11 @@ def test_a_full_disk_stops_claims_delivers_the_result_in_hand_and_resumes(lab: L
     wait_for(lambda: status(lab).get("state") == "journal_unwritable", timeout=60, what="status")
     assert "free some disk space" in status(lab)["detail"]
     # ...and no new run is claimed meanwhile: not even a poll is sent.
-    polls_then = polls(lab)
+    polls_then = poll_requests(lab.state)
     waiting = lab.state.queue_run(lab.add_watcher("Wait for space"))
     assert journal_rows(lab.home)[big]["state"] == "claimed"
     assert lab.state.run(waiting).status == "pending"
-    assert polls(lab) == polls_then
+    assert poll_requests(lab.state) == polls_then
 
     resource.prlimit(agent.pid, resource.RLIMIT_FSIZE, (resource.RLIM_INFINITY,) * 2)
 

@@ -18,9 +18,17 @@ from pathlib import Path
 import pytest
 
 from device_agent.identity.store import CHILD, DAY, Credential, TokenStore
-from tests.helpers import agent_env, wait_for
-from tests.hostile import HostileServer, Reply, Seen, json_reply, nested_json, trickle
-from tests.integration.conftest import daemon_status
+from tests.support.agent import agent_env, write_config
+from tests.support.claims import DELETE, watcher_answer
+from tests.support.servers import (
+    HostileServer,
+    Reply,
+    Seen,
+    json_reply,
+    nested_json,
+    trickle,
+)
+from tests.support.waiting import wait_for
 
 WORKER = "linux:hostile"
 TOKEN = "owl_pat_" + "t" * 32
@@ -40,12 +48,6 @@ def start(home: Path, url: str) -> subprocess.Popen[str]:
         stderr=subprocess.DEVNULL,
         text=True,
     )
-
-
-def write_config(home: Path, text: str) -> None:
-    path = home / "config" / "config.toml"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(text)
 
 
 Serve = Callable[[list[Reply]], HostileServer]
@@ -73,10 +75,10 @@ def completions(server: HostileServer) -> list[Seen]:
 
 
 def claim(run_id: int, *, name: str = "Inbox", agent_kind: str | None = None) -> Reply:
-    watcher = {"id": "w-1", "name": name, "prompt": "Say hi", "agent_kind": agent_kind}
-    window = {"window_start": "2026-11-30T07:00:00Z", "window_end": "2026-11-30T08:00:00Z"}
-    payload = {"watcher": watcher, "event": {"payload": window}}
-    return json_reply({"run_id": run_id, "run_type": "watcher", "payload": payload})
+    """A watcher run for the demo agent (`--agent demo`) unless it names another kind."""
+    changes = {"run_id": run_id, "watcher.name": name, "watcher.agent_kind": agent_kind}
+    changes |= {"event.payload.agent_kind": DELETE, "watcher.execution_config": {}}
+    return json_reply(watcher_answer(changes))
 
 
 def test_a_deeply_nested_poll_answer_is_transient_not_an_internal_error(
@@ -108,7 +110,6 @@ def test_a_run_sqlite_cannot_hold_as_sent_is_reported_failed_not_dropped(
         assert "64 bits" in body["error"]
 
 
-@pytest.mark.slow
 def test_a_stop_aborts_a_trickled_poll_at_once(serve: Serve, isolated_home: Path) -> None:
     # One byte a second: httpx's per-read timeout never fires, and only the overall
     # deadline (minutes for a poll) would end it. SIGTERM must not wait for that.
@@ -123,34 +124,6 @@ def test_a_stop_aborts_a_trickled_poll_at_once(serve: Serve, isolated_home: Path
         if agent.poll() is None:
             agent.kill()
             agent.communicate()
-
-
-@pytest.mark.slow
-def test_a_timed_out_poll_shows_in_status_that_a_run_may_have_been_claimed(
-    serve: Serve, isolated_home: Path
-) -> None:
-    # The shortest poll timeout the config accepts (60 s; below is refused at start).
-    write_config(isolated_home, "poll_timeout_seconds = 60\nmax_backoff_seconds = 60\n")
-    server = serve([trickle(b" " * 100_000, interval=0.3)])
-    agent = start(isolated_home, server.url)
-
-    def detail() -> str:
-        return str(daemon_status(isolated_home).get("detail") or "")
-
-    try:
-        wait_for(lambda: "may have been claimed" in detail(), timeout=120, what="status detail")
-        shown = subprocess.run(
-            [sys.executable, "-m", "device_agent", "status"],
-            env=env_for(isolated_home, server.url),
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        assert "a run may have been claimed and not received" in shown.stdout
-    finally:
-        agent.send_signal(signal.SIGTERM)
-        agent.communicate(timeout=60)
 
 
 # ------------------------------------------- issue 21, point 6: a trickled token rotation
@@ -218,7 +191,8 @@ def test_run_gives_up_a_trickled_rotation_at_its_deadline_and_polls(
 def test_a_stop_ends_run_while_its_token_rotation_trickles(
     serve: Serve, isolated_home: Path
 ) -> None:
-    write_config(isolated_home, "account_timeout_seconds = 300\n")  # the most allowed: a stop ends it
+    # The longest account timeout allowed: only the stop can end the rotation in time.
+    write_config(isolated_home, "account_timeout_seconds = 300\n")
     server = serve([trickle(MINT_ANSWER, interval=0.3)])
     agent = start_with_a_token_due_for_rotation(isolated_home, server.url)
     try:

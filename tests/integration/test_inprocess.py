@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -14,8 +13,8 @@ import httpx
 import pytest
 import respx
 
-from device_agent.agent.alarm import Alarm
 from device_agent.agent.app import run_agent
+from device_agent.agent.journal import Journal, JournalWriteError
 from device_agent.agent.poll_loop import AUTH_RETRY_SECONDS, Agent
 from device_agent.config import Paths, Settings, validate
 from device_agent.devserver import DevServer, DevState
@@ -24,69 +23,18 @@ from device_agent.identity.credentials import token_store
 from device_agent.identity.device_token import local_init, mint_child_token
 from device_agent.identity.http import account_client_for
 from device_agent.server.client import LobuClient
-from tests.helpers import wait_for_async
-
-from .conftest import journal_rows
-
-WORKER = "linux:inprocess"
-
-
-def polls(state: DevState) -> int:
-    return sum(1 for r in state.requests if r.path == "/api/workers/poll")
+from tests.support.agent import journal_rows
+from tests.support.claims import watcher_answer
+from tests.support.clock import FakeClock
+from tests.support.devserver import poll_requests
+from tests.support.inprocess import WORKER, RecordedWaits, settings_for
+from tests.support.waiting import wait_for_async
 
 
-def settings_for(url: str, token: str | None, home: Path) -> Settings:
-    return validate(
-        Settings(
-            server=url,
-            token=token,
-            worker_id=WORKER,
-            default_agent="demo",
-            paths=Paths.resolve({"DEVICE_AGENT_HOME": str(home)}),
-        )
-    )
-
-
-class RecordedWaits(Alarm):
-    """The poll loop's alarm: each wait is recorded instead of slept, `before_each` runs
-    first, and after `stop_after` waits the agent is asked to stop."""
-
-    def __init__(self, stop_after: int, before_each: Callable[[], None] = lambda: None) -> None:
-        super().__init__()
-        self.stop_after = stop_after
-        self.before_each = before_each
-        self.waits: list[float] = []
-        self.agents: list[Agent] = []  # pass `started=alarm.agents.append`
-
-    async def sleep(self, seconds: float) -> bool:
-        self.waits.append(seconds)
-        self.before_each()
-        if len(self.waits) >= self.stop_after:
-            self.agents[0].request_stop()
-        await asyncio.sleep(0)
-        return False
-
-
-def demo_payload(*, name: str, prompt: str) -> dict[str, Any]:
-    """The smallest watcher payload the agent accepts, run by the offline demo executor."""
-    window = {"window_start": "2026-11-27T08:00:00Z", "window_end": "2026-11-27T09:00:00Z"}
-    return {
-        "watcher": {"id": "1", "name": name, "agent_kind": "demo", "prompt": prompt},
-        "event": {"payload": window},
-    }
-
-
-class JumpingClock:
-    """Real time, plus whatever the test adds to the wall clock (a closed lid)."""
-
-    def __init__(self) -> None:
-        self.slept = 0.0
-
-    def wall(self) -> float:
-        return time.time() + self.slept
-
-    def monotonic(self) -> float:
-        return time.monotonic()
+def demo_answer(run_id: int, *, name: str, prompt: str) -> dict[str, Any]:
+    """A watcher run's poll answer, run by the offline demo executor."""
+    changes = {"run_id": run_id, "watcher.name": name, "watcher.prompt": prompt}
+    return watcher_answer(changes | {"watcher.agent_kind": "demo", "watcher.execution_config": {}})
 
 
 def test_wake_from_sleep_polls_at_once(
@@ -98,7 +46,7 @@ def test_wake_from_sleep_polls_at_once(
     async def go() -> None:
         state = DevState(create_checkin_watcher=False, next_poll_seconds=3600)
         token = state.add_token()
-        clock = JumpingClock()
+        clock = FakeClock()
         agents: list[Agent] = []
         async with DevServer(state) as server:
             task = asyncio.create_task(
@@ -112,11 +60,11 @@ def test_wake_from_sleep_polls_at_once(
                     wake_check_seconds=0.02,
                 )
             )
-            await wait_for_async(lambda: polls(state) == 1, what="the first poll")
+            await wait_for_async(lambda: poll_requests(state) == 1, what="the first poll")
             await wait_for_async(lambda: agents[0].status.state == "idle", what="idle")
-            clock.slept += 3600
+            clock.suspend(3600)  # a closed lid: wall time jumps, monotonic time does not
             await wait_for_async(
-                lambda: polls(state) == 2,
+                lambda: poll_requests(state) == 2,
                 timeout=5,
                 what="a poll right after waking (the server asked for 3600 s)",
             )
@@ -148,10 +96,44 @@ def test_refused_token_is_retried_once_a_minute_not_hammered(isolated_home: Path
         assert code == ExitCode.OK
         assert alarm.agents[0].status.state == "stopped"
         assert "device-agent login" in (alarm.agents[0].status.last_error or "")
-        assert polls(state) == len(alarm.waits)  # one poll per wait: nothing in between
+        assert poll_requests(state) == len(alarm.waits)  # one poll per wait: nothing in between
 
     asyncio.run(go())
     assert alarm.waits == [AUTH_RETRY_SECONDS] * 3
+
+
+def test_an_unwritable_journal_is_probed_again_within_max_backoff(
+    isolated_home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def full_disk(journal: Journal) -> None:
+        raise JournalWriteError("database or disk is full")
+
+    monkeypatch.setattr(Journal, "probe_write", full_disk)
+
+    def journal_fails(agent: Agent) -> None:
+        agent.journal.problem = "database or disk is full"
+        alarm.agents.append(agent)
+
+    alarm = RecordedWaits(stop_after=3)
+
+    async def go() -> None:
+        state = DevState(create_checkin_watcher=False)
+        token = state.add_token()
+        async with DevServer(state) as server:
+            settings = settings_for(server.url, token, isolated_home)
+            code = await run_agent(
+                replace(settings, max_backoff_seconds=2.0),
+                token=token,
+                worker_id=WORKER,
+                handle_signals=False,
+                started=journal_fails,
+                poll_alarm=alarm,
+            )
+        assert code == ExitCode.OK
+        assert poll_requests(state) == 0  # no claim while a claimed run could not be recorded
+
+    asyncio.run(go())
+    assert alarm.waits == [2.0] * 3  # not JOURNAL_RETRY_SECONDS: past max_backoff_seconds
 
 
 def test_unreachable_server_backs_off_with_growing_capped_waits(isolated_home: Path) -> None:
@@ -178,8 +160,7 @@ def test_unreachable_server_backs_off_with_growing_capped_waits(isolated_home: P
 def test_a_run_handed_over_twice_is_executed_once(isolated_home: Path) -> None:
     server = "http://127.0.0.1:9"
     token = "owl_pat_" + "r" * 32
-    payload = demo_payload(name="twice", prompt="Only once")
-    claim = {"run_id": 5, "run_type": "watcher", "payload": payload}
+    claim = demo_answer(5, name="twice", prompt="Only once")
     agents: list[Agent] = []
 
     async def go() -> None:
@@ -267,12 +248,12 @@ def test_a_new_login_is_picked_up_after_401s(
 def test_a_claim_that_arrives_after_the_stop_is_reported_not_started(isolated_home: Path) -> None:
     server = "http://127.0.0.1:9"
     token = "owl_pat_" + "s" * 32
-    payload = demo_payload(name="late", prompt="Too late")
+    claim = demo_answer(8, name="late", prompt="Too late")
     agents: list[Agent] = []
 
     def poll_during_which_the_user_stops_us(request: httpx.Request) -> httpx.Response:
         agents[0].request_stop()
-        return httpx.Response(200, json={"run_id": 8, "run_type": "watcher", "payload": payload})
+        return httpx.Response(200, json=claim)
 
     async def go() -> dict[str, Any]:
         with respx.mock(base_url=server) as mock:
@@ -321,7 +302,7 @@ def test_an_idle_agent_rotates_its_device_token_and_polls_with_the_new_one(
                     started=agents.append,
                 )
             )
-            await wait_for_async(lambda: polls(state) >= 1, what="the first poll")
+            await wait_for_async(lambda: poll_requests(state) >= 1, what="the first poll")
             assert state.live_token(first.token) is not None
             # Time passes: 10 days left. The idle agent re-mints, stores, then uses the new one.
             store.save(replace(first, expires_at=time.time() + 10 * 86400))
@@ -345,3 +326,30 @@ def test_an_idle_agent_rotates_its_device_token_and_polls_with_the_new_one(
             assert await task == ExitCode.OK
 
     asyncio.run(go())
+
+
+def test_a_timed_out_poll_shows_in_status_that_a_run_may_have_been_claimed(
+    isolated_home: Path,
+) -> None:
+    """A poll that got no answer in time may still have claimed a run on the server: the
+    status says so, with what to do (docs/protocol.md, "Long-poll")."""
+    alarm = RecordedWaits(stop_after=1)
+    url = "http://127.0.0.1:9"  # respx answers: nothing is sent
+    with respx.mock(base_url=url, assert_all_called=False) as server:
+        polls = server.post("/api/workers/poll").mock(side_effect=httpx.ReadTimeout("slow"))
+        code = asyncio.run(
+            run_agent(
+                settings_for(url, "owl_pat_" + "t" * 32, isolated_home),
+                token="owl_pat_" + "t" * 32,
+                worker_id=WORKER,
+                handle_signals=False,
+                started=alarm.agents.append,
+                poll_alarm=alarm,
+            )
+        )
+    assert code == ExitCode.OK
+    assert polls.call_count == 1
+    status = alarm.agents[0].status
+    shown = f"{status.detail} {status.last_error or ''}"
+    assert "a run may have been claimed and not received" in shown
+    assert "raise poll_timeout_seconds" in shown

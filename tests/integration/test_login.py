@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import Lab
+from tests.support.lab import Lab
 
 REPO = Path(__file__).resolve().parents[2]
 

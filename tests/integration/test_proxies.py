@@ -8,7 +8,7 @@ from importlib.metadata import requires
 
 from device_agent.errors import ExitCode
 from tests.integration.conftest import Lab
-from tests.loopback import refused_port
+from tests.support.servers import refused_port
 
 VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
 

@@ -8,9 +8,10 @@ from typing import Any
 
 from device_agent.desktop.control_client import ControlError, request, socket_path
 from device_agent.devserver import Fault
-from tests.helpers import alive, wait_for
-
-from .conftest import Lab, journal_rows
+from tests.support.agent import journal_rows
+from tests.support.lab import Lab
+from tests.support.processes import alive
+from tests.support.waiting import wait_for
 
 
 def first_cli_pid(lab: Lab) -> int:

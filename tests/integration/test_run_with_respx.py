@@ -15,7 +15,7 @@ from device_agent.agent.poll_loop import ONCE_ATTEMPTS
 from device_agent.cli.main import main
 from device_agent.errors import ExitCode
 from tests.integration.conftest import journal_rows
-from tests.loopback import without_proxies
+from tests.support.servers import without_proxies
 
 SERVER = "https://lobu.test"
 WORKER = "linux:respx"

@@ -20,7 +20,8 @@ import pytest
 from device_agent.agent.journal import Journal
 from device_agent.agent.result import ExitReason, Report
 from device_agent.devserver import DevServer, DevState
-from tests.helpers import agent_env, wait_for
+from tests.support.agent import agent_env
+from tests.support.waiting import wait_for
 
 WORKER = "linux:shared"
 SERVER = "http://127.0.0.1:9"

@@ -12,9 +12,9 @@ import time
 
 import pytest
 
-from tests.helpers import wait_for
-
-from .conftest import Lab, daemon_status, journal_rows, stop
+from tests.support.agent import daemon_status, journal_rows
+from tests.support.lab import Lab, stop
+from tests.support.waiting import wait_for
 
 RUNS = 50
 KILLS = 6

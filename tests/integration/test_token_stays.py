@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from device_agent.devserver import DevServer, DevState
-from tests.helpers import agent_env, install_fake
+from tests.support.agent import agent_env, install_fake
 
 WORKER = "linux:token-test"
 

@@ -11,9 +11,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.helpers import wait_for
-
-from .conftest import Lab, daemon_status, drain
+from tests.support.agent import daemon_status
+from tests.support.lab import Lab, drain
+from tests.support.waiting import wait_for
 
 HEAVY = (
     "httpx",

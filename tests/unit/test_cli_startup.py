@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from device_agent.cli.main import _parser
-from tests.helpers import agent_env
+from tests.support.agent import agent_env
 
 HEAVY = (
     "httpx",

@@ -267,7 +267,7 @@ def test_doctor_says_which_agent_kinds_a_current_server_is_offered(
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    from tests.helpers import install_fake
+    from tests.support.agent import install_fake
 
     monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.local/bin with a real CLI in it
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))

@@ -8,7 +8,7 @@ import respx
 
 from device_agent.agent.heartbeat import Heartbeat
 from device_agent.server.client import LobuClient
-from tests.helpers import wait_for_async
+from tests.support.waiting import wait_for_async
 
 ORIGIN = "http://127.0.0.1:9"
 

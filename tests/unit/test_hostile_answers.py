@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import math
 import random
+import time
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
@@ -14,7 +15,16 @@ import pytest
 from device_agent.agent.backoff import Backoff
 from device_agent.server.client import BODY_CAP, POLL_BODY_CAP, Answer, AnswerKind, LobuClient
 from device_agent.server.protocol import Idle, parse_poll
-from tests.hostile import HostileServer, Reply, huge, json_reply, nested_json, redirect, trickle
+from tests.support.servers import (
+    HostileServer,
+    Reply,
+    huge,
+    json_reply,
+    nested_json,
+    redirect,
+    silent,
+    trickle,
+)
 
 TOKEN = "owl_pat_" + "h" * 32
 T = TypeVar("T")
@@ -45,14 +55,29 @@ def test_json_nested_a_hundred_thousand_deep_is_a_transient_answer() -> None:
     assert "undecodable" in answer.message
 
 
-@pytest.mark.slow
 def test_a_trickled_answer_is_given_up_at_the_overall_deadline() -> None:
-    # One byte a second never trips httpx's per-read timeout of 1 s.
+    # A byte every 0.2 s never trips the per-read timeout of 1 s; the overall deadline
+    # (read + connect: 1.5 s) ends it long before the 10 000 bytes are sent.
     body = b'{"next_poll_seconds": 10}' + b" " * 10_000
-    answer, server = against([trickle(body, interval=0.2)], poll, poll_timeout=1.0)
+    replies = [trickle(body, interval=0.2)]
+    answer, server = against(replies, poll, poll_timeout=1.0, connect_timeout=0.5)
     assert answer.kind is AnswerKind.TRANSIENT
     assert answer.timed_out
     assert server.sent[0].body_bytes < len(body)
+
+
+def test_a_poll_not_held_times_out_after_poll_timeout() -> None:
+    # No wait_seconds: the server is not asked to hold the poll, so nothing is added to
+    # poll_timeout (a held poll gets wait_seconds + 10 s at least).
+    async def timed_poll(client: LobuClient) -> tuple[Answer, float]:
+        started = time.monotonic()
+        answer = await poll(client)
+        return answer, time.monotonic() - started
+
+    (answer, seconds), _ = against([silent()], timed_poll, poll_timeout=1.0)
+    assert answer.kind is AnswerKind.TRANSIENT
+    assert answer.timed_out
+    assert seconds < 5.0
 
 
 def test_a_huge_streamed_answer_is_refused_at_the_cap_not_buffered_whole() -> None:

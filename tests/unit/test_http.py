@@ -23,18 +23,21 @@ from device_agent.server.http import (
     connect,
     fetch,
 )
-from tests.helpers import wait_for_async
-from tests.hostile import HostileServer, huge, raw, trickle
-from tests.loopback import (
+from tests.support.servers import (
+    HostileServer,
     Loopback,
     answer_every_request,
     half_an_answer,
+    huge,
     make_certificate,
     never_answer,
+    raw,
     refused_port,
     tls_server,
+    trickle,
     without_proxies,
 )
+from tests.support.waiting import wait_for_async
 
 TOKEN = "owl_pat_" + "a" * 32
 

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from device_agent.executors.mcp_proxy import McpProxy
-from tests.hostile import HostileServer, Reply, json_reply, raw, trickle
+from tests.support.servers import HostileServer, Reply, json_reply, raw, trickle
 
 DEVICE_TOKEN = "owl_pat_" + "m" * 32
 INIT = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {}}

@@ -1,6 +1,5 @@
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import pytest
@@ -8,55 +7,12 @@ import pytest
 from device_agent.agent.result import ExitReason, Report
 from device_agent.lanes import UnhandledLane
 from device_agent.lanes.watcher.lane import WATCHER
-from device_agent.server.protocol import (
-    Claim,
-    Idle,
-    PayloadError,
-    parse_poll,
-    parse_watcher_run,
-)
-
-GOOD_PAYLOAD: dict[str, Any] = {
-    "watcher": {
-        "id": "123",
-        "name": "Inbox digest",
-        "slug": "inbox-digest",
-        "agent_kind": "claude-code",
-        "notification_channel": "both",
-        "notification_priority": "high",
-        "execution_config": {"timeout_seconds": 120, "model": "m1"},
-        "prompt": "Summarise my inbox.",
-    },
-    "event": {
-        "trigger_event_id": None,
-        "fired_at": "2026-11-27T09:00:00Z",
-        "payload": {
-            "watcher_id": 123,
-            "window_start": "2026-11-27T08:00:00.000Z",
-            "window_end": "2026-11-27T09:00:00.000Z",
-            "dispatch_source": "scheduled",
-            "agent_kind": "claude-code",
-            "kind": "digest",
-        },
-    },
-    "context": {"device": {"worker_id": "uuid-1"}, "user": {"user_id": "u1"}},
-}
-
-
-def claim(payload: Any = None, run_type: str = "watcher") -> Claim:
-    body = {
-        "run_id": 4711,
-        "run_type": run_type,
-        "organization_id": "org_1",
-        "payload": copy.deepcopy(GOOD_PAYLOAD) if payload is None else payload,
-    }
-    parsed = parse_poll(body)
-    assert isinstance(parsed, Claim)
-    return parsed
+from device_agent.server.protocol import Idle, PayloadError, parse_poll, parse_watcher_run
+from tests.support.claims import DELETE, watcher_claim
 
 
 def test_poll_claim_shape_is_read() -> None:
-    parsed = claim()
+    parsed = watcher_claim()
     assert (parsed.run_id, parsed.run_type, parsed.organization_id) == (4711, "watcher", "org_1")
 
 
@@ -101,7 +57,7 @@ def test_poll_bad_interval_falls_back_to_default(value: Any) -> None:
 
 
 def test_watcher_run_is_parsed() -> None:
-    run = parse_watcher_run(claim())
+    run = parse_watcher_run(watcher_claim())
     assert run.watcher.id == "123"
     assert run.watcher.prompt == "Summarise my inbox."
     assert run.watcher.execution_config == {"timeout_seconds": 120, "model": "m1"}
@@ -111,53 +67,35 @@ def test_watcher_run_is_parsed() -> None:
 
 
 def test_numeric_watcher_id_becomes_a_string() -> None:
-    payload = copy.deepcopy(GOOD_PAYLOAD)
-    payload["watcher"]["id"] = 7
-    assert parse_watcher_run(claim(payload)).watcher.id == "7"
+    assert parse_watcher_run(watcher_claim({"watcher.id": 7})).watcher.id == "7"
 
 
 def test_agent_kind_falls_back_to_approved_input() -> None:
-    payload = copy.deepcopy(GOOD_PAYLOAD)
-    payload["watcher"]["agent_kind"] = None
-    payload["event"]["payload"]["agent_kind"] = "codex"
-    assert parse_watcher_run(claim(payload)).agent_kind == "codex"
-
-
-def _mutated(path: list[str], value: Any) -> dict[str, Any]:
-    payload = copy.deepcopy(GOOD_PAYLOAD)
-    target: Any = payload
-    for key in path[:-1]:
-        target = target[key]
-    if value is KeyError:
-        del target[path[-1]]
-    else:
-        target[path[-1]] = value
-    return payload
+    run = watcher_claim({"watcher.agent_kind": None, "event.payload.agent_kind": "codex"})
+    assert parse_watcher_run(run).agent_kind == "codex"
 
 
 @pytest.mark.parametrize(
     ("path", "value", "message"),
     [
-        (["watcher"], KeyError, "payload.watcher is missing"),
-        (["watcher"], "oops", "payload.watcher is missing or not an object"),
-        (["event"], None, "payload.event is missing"),
-        (["watcher", "id"], None, "payload.watcher.id"),
-        (["watcher", "prompt"], 12, "payload.watcher.prompt must be a string"),
-        (["watcher", "execution_config"], [1], "execution_config is missing or not an object"),
-        (["event", "payload", "window_start"], None, "window_start must be an ISO timestamp"),
-        (["event", "payload", "window_end"], "yesterday", "window_end is not a valid ISO"),
+        ("watcher", DELETE, "payload.watcher is missing"),
+        ("watcher", "oops", "payload.watcher is missing or not an object"),
+        ("event", None, "payload.event is missing"),
+        ("watcher.id", None, "payload.watcher.id"),
+        ("watcher.prompt", 12, "payload.watcher.prompt must be a string"),
+        ("watcher.execution_config", [1], "execution_config is missing or not an object"),
+        ("event.payload.window_start", None, "window_start must be an ISO timestamp"),
+        ("event.payload.window_end", "yesterday", "window_end is not a valid ISO"),
     ],
 )
-def test_malformed_watcher_payload_names_the_field(
-    path: list[str], value: Any, message: str
-) -> None:
+def test_malformed_watcher_payload_names_the_field(path: str, value: Any, message: str) -> None:
     with pytest.raises(PayloadError, match=message):
-        parse_watcher_run(claim(_mutated(path, value)))
+        parse_watcher_run(watcher_claim({path: value}))
 
 
 def test_payload_that_is_not_an_object_fails_clearly() -> None:
     with pytest.raises(PayloadError, match="payload is missing or not an object"):
-        parse_watcher_run(claim(payload="garbage"))
+        parse_watcher_run(watcher_claim({"payload": "garbage"}))
 
 
 def test_report_bodies_follow_the_protocol() -> None:

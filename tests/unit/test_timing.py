@@ -9,6 +9,7 @@ import random
 from device_agent.agent.alarm import Alarm
 from device_agent.agent.backoff import Backoff
 from device_agent.agent.sleepwatch import watch_for_sleep
+from tests.support.clock import FakeClock
 
 
 def test_backoff_grows_is_capped_and_resets() -> None:
@@ -59,20 +60,6 @@ def test_alarm_wakes_a_sleeper() -> None:
     assert asyncio.run(go()) is True
 
 
-class FakeClock:
-    """Wall and monotonic time, advanced by the fake sleep; `suspend` adds wall time only."""
-
-    def __init__(self) -> None:
-        self.wall_now = 1_700_000_000.0
-        self.mono_now = 100.0
-
-    def wall(self) -> float:
-        return self.wall_now
-
-    def monotonic(self) -> float:
-        return self.mono_now
-
-
 def wakes_seen(extra_wall_time: dict[int, float], ticks: int = 6) -> list[float]:
     """Run the watcher for `ticks` fake 5 s ticks, adding wall-only time at the given ticks."""
     clock = FakeClock()
@@ -82,8 +69,8 @@ def wakes_seen(extra_wall_time: dict[int, float], ticks: int = 6) -> list[float]
     async def fake_sleep(seconds: float) -> None:
         nonlocal count
         count += 1
-        clock.wall_now += seconds + extra_wall_time.get(count, 0.0)
-        clock.mono_now += seconds
+        await clock.sleep(seconds)
+        clock.suspend(extra_wall_time.get(count, 0.0))
         if count == ticks:
             raise asyncio.CancelledError
 

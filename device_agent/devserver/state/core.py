@@ -65,6 +65,7 @@ class StateCore:
         # Told (from whichever thread queued it) that a run was queued: held polls wake at once.
         self.run_queued_listeners: set[Callable[[], None]] = set()
         self.held_polls = 0  # long-polls being held right now
+        self.warming_polls = 0  # polls held by the warm-up right now
         self.faults = FaultInjector()
         self.oauth = OAuthStore()
         self.user = User(id="usr_dev0001", email="dev@localhost", name="Dev User")

@@ -1,10 +1,7 @@
-"""Helpers the dev server's tests share: a settable clock and the device's requests."""
+"""A device's requests to the dev server (device_agent.devserver), over real loopback HTTP."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -12,18 +9,6 @@ import httpx
 from device_agent.devserver import DevServer, DevState
 
 WID = "linux:box"
-T0 = datetime(2025, 6, 15, 12, 30, tzinfo=UTC).timestamp()
-
-
-class FakeClock:
-    def __init__(self, now: float = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 def client_for(server: DevServer, token: str | None) -> httpx.Client:
@@ -60,16 +45,14 @@ def add_watcher(state: DevState, worker_id: str = WID, **kwargs: Any) -> str:
     )
 
 
-def claim(state: DevState, client: httpx.Client, **queue: Any) -> int:
+def queue_and_claim(state: DevState, client: httpx.Client, **queue: Any) -> int:
+    """Queue a run of a new watcher and claim it with a poll; its run id."""
     run_id = state.queue_run(add_watcher(state), **queue)
     answer = poll(client)
     assert answer.json()["run_id"] == run_id
     return run_id
 
 
-def wait_for(condition: Callable[[], bool], timeout: float = 3.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        time.sleep(0.01)
+def poll_requests(state: DevState) -> int:
+    """Poll requests the dev server answered (one per request, however long it was held)."""
+    return sum(1 for request in state.requests if request.path == "/api/workers/poll")
