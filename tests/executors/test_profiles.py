@@ -29,6 +29,10 @@ SHIPPED = {
 def test_shipped_profiles_load() -> None:
     profiles = load_profiles()
     assert set(profiles) == SHIPPED
+    # Each npm-published CLI's profile names the version it was checked against
+    # (tests/realcli installs exactly that one); agy is not on the npm registry.
+    checked = {name for name, p in profiles.items() if p.checked_version}
+    assert checked == {"claude-code", "codex", "gemini", "opencode", "pi"}
     assert {name for name, p in profiles.items() if not p.configured} == {"command"}
     assert isinstance(profiles["claude-code"].reader, JsonReader)
     assert isinstance(profiles["codex"].reader, JsonlReader)
@@ -129,6 +133,30 @@ BROKEN = [
     ),
     ('binary = "x"\n[output]\nreader = "file"\n', "args", "must contain {output_file}"),
     ('binary = "x"\nenv = { A = 1 }\n', "env", "must be a table of strings"),
+    ('binary = "x"\nchecked_version = "latest"\n', "checked_version", "must be a version"),
+    (
+        'binary = "x"\nargs = ["{mcp}"]\n[mcp.home]\nenv = "H"\nsettings = "s.json"\n',
+        "mcp.home",
+        "needs [mcp.config]",
+    ),
+    (
+        'binary = "x"\nargs = ["{mcp}"]\n[mcp]\nconfig = { a = "b" }\n'
+        '[mcp.home]\nenv = "NOT A NAME"\nsettings = "s.json"\n',
+        "mcp.home.env",
+        "must be an environment variable's name",
+    ),
+    (
+        'binary = "x"\nargs = ["{mcp}"]\n[mcp]\nconfig = { a = "b" }\n'
+        '[mcp.home]\nenv = "H"\nsettings = "/etc/s.json"\n',
+        "mcp.home.settings",
+        "must be a path inside the CLI's home folder",
+    ),
+    (
+        'binary = "x"\nargs = ["{mcp}"]\n[mcp]\nconfig = { a = "b" }\n'
+        '[mcp.home]\nenv = "H"\nsettings = "s.json"\nshare = ["../*"]\n',
+        "mcp.home.share",
+        "must be a path inside the CLI's home folder",
+    ),
 ]
 
 
