@@ -277,6 +277,10 @@ def test_codex_argv_and_mcp_token_only_in_its_env_var(bench: Bench) -> None:
         f'mcp_servers.lobu.url="{MCP_URL}"',
         "-c",
         'mcp_servers.lobu.bearer_token_env_var="LOBU_MCP_TOKEN"',
+        "-c",
+        'mcp_servers.lobu.tools.query_sdk.approval_mode="approve"',
+        "-c",
+        'mcp_servers.lobu.tools.run_sdk.approval_mode="approve"',
         "-",
     ]
     assert seen["env"]["LOBU_MCP_TOKEN"] == TOKEN
