@@ -316,6 +316,18 @@ def test_opencode_mcp_through_config_content(bench: Bench) -> None:
     config = json.loads(seen["env"]["OPENCODE_CONFIG_CONTENT"])
     assert config["mcp"]["lobu"]["type"] == "remote"
     assert config["mcp"]["lobu"]["url"] == MCP_URL
+    # `opencode run` refuses a tool it would have to ask about: the Lobu tools, and only
+    # they, are allowed whatever the user's own "*" rule says.
+    assert config["permission"] == {"lobu_*": "allow"}
+
+
+def test_pi_reaches_the_lobu_tools_through_its_environment(bench: Bench) -> None:
+    bench.install("pi")
+    result = bench.run("pi")
+    assert result.exit_reason == "ok"
+    env = bench.reported()["env"]
+    assert env["LOBU_MEMORY_URL"] == MCP_URL
+    assert env["LOBU_API_TOKEN"] == TOKEN  # the run's proxy secret in a real run
 
 
 # --------------------------------------------------------- execution_config
