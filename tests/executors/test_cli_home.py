@@ -54,11 +54,11 @@ def test_the_users_home_is_the_variables_value_else_home() -> None:
     assert user_home(SPEC, {"HOME": "/b"}) == Path("/b")
 
 
-@pytest.mark.parametrize("text", ["[1]", "{", "\"x\""])
+@pytest.mark.parametrize("text", ["[1]", "{", '"x"'])
 def test_settings_that_are_no_json_object_are_unreadable(tmp_path: Path, text: str) -> None:
     path = tmp_path / "settings.json"
     path.write_text(text)
-    with pytest.raises(UnreadableSettings, match="settings.json"):
+    with pytest.raises(UnreadableSettings, match=r"settings\.json"):
         own_settings(path)
 
 

@@ -157,7 +157,7 @@ def test_gemini_keeps_the_users_own_settings_and_login(bench: Bench) -> None:
     own = bench.home / ".gemini"
     own.mkdir()
     theirs = (
-        '{\n  // the user\'s own, with comments, as Gemini CLI allows\n'
+        "{\n  // the user's own, with comments, as Gemini CLI allows\n"
         '  "security": {"auth": {"selectedType": "oauth-personal"}},\n'
         '  /* their own servers */ "mcpServers": {"mine": {"command": "x // not a comment"}}\n}'
     )
