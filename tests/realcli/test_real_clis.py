@@ -10,6 +10,10 @@ run, with which bearer token — and how the server settled each run.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -162,3 +166,23 @@ def test_gemini_as_an_ordinary_user_skips_a_system_settings_file_it_does_not_tru
     run = outcome["runs"][0]
     assert tool_calls(outcome) == []
     assert run["output"].startswith("NO LOBU TOOL"), explain(run)
+
+
+def test_doctor_finds_each_real_cli_at_the_version_its_profile_was_checked_against(
+    real_clis: dict[str, Path], tmp_path: Path
+) -> None:
+    path = os.pathsep.join([*map(str, real_clis.values()), os.environ.get("PATH", "")])
+    env = {**os.environ, "PATH": path, "HOME": str(tmp_path), "DEVICE_AGENT_HOME": str(tmp_path)}
+    env.pop("DEVICE_AGENT_SERVER", None)
+    shown = subprocess.run(
+        [sys.executable, "-m", "device_agent", "doctor"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    ).stdout
+    for profile, cli in CLIS.items():
+        line = next(x for x in shown.splitlines() if f" {profile!r}:" in x or f" {profile}:" in x)
+        assert line.startswith("[ok  ]"), line
+        assert f"profile checked against {cli.version})" in line, line
