@@ -175,6 +175,7 @@ def test_gemini_keeps_the_users_own_settings_and_login(bench: Bench) -> None:
     assert linked["oauth_creds.json"] == str(own / "oauth_creds.json")  # their login, linked
     assert linked["settings.json"] == "file"  # the run's own copy
     assert (own / "settings.json").read_text() == theirs  # never written to
+    assert (own / "oauth_creds.json").read_text() == '{"refresh_token": "theirs"}'  # kept
 
 
 def test_gemini_is_left_to_report_users_settings_it_cannot_read(bench: Bench) -> None:
