@@ -218,7 +218,7 @@ def _pick_python(box: Sandbox) -> None:
     pytest.fail(
         f"no Python the suite's user (uid {box.uid}) can run the scenario with from {REPO}:\n"
         + "\n".join(problems)
-        + "\nThe checkout, its .venv and the interpreter must be readable by that user.",
+        + "\nThe checkout, its .venv, the interpreter and node must be readable by that user.",
         pytrace=False,
     )
 

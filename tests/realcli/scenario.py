@@ -228,7 +228,11 @@ def _watcher(profile: str, env: dict[str, str], agent_home: Path) -> dict[str, A
 
 
 if __name__ == "__main__":
-    if sys.argv[1:] == ["--check"]:  # the sandbox's user can import this and start the agent
+    if sys.argv[1:] == ["--check"]:  # the sandbox's user can start the agent, and node
         check = [sys.executable, "-c", "import device_agent.cli.main, device_agent.devserver"]
-        sys.exit(subprocess.run(check, check=False).returncode)
+        node = [os.environ.get("REALCLI_NODE", "node"), "--version"]
+        sys.exit(
+            subprocess.run(check, check=False).returncode
+            or subprocess.run(node, check=False, stdout=subprocess.DEVNULL).returncode
+        )
     sys.exit(main(sys.argv[1], sys.argv[2]))

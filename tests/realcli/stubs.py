@@ -17,7 +17,9 @@ A Lobu tool is found by the end of its name (`mcp__lobu__run_sdk`,
 tool loaded them, so the model searches first when that is what it is offered. A
 CLI with no MCP client but a `bash` tool (pi) reaches the same tools through
 `LOBU_MEMORY_URL` / `LOBU_API_TOKEN` with a small Python script. When neither is
-offered the model says so in its answer, and the run fails visibly.
+offered the model answers "NO LOBU TOOL: ...", and when a Lobu tool's result is not
+the dev server's answer to a successful call (the CLI refused it, say) it answers
+"TOOL FAILED: <the result>": either way the run fails visibly, in its own words.
 
 Every request is recorded (`Stub.requests`); nothing leaves the loopback interface.
 """
