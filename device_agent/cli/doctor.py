@@ -28,9 +28,10 @@ class Check:
     ok: bool | None  # None: worth knowing, not a problem
     what: str
     detail: str = ""
+    warn: bool = False  # usable, but worth a look (counted by `ok` all the same)
 
     def line(self) -> str:
-        mark = {True: "ok  ", False: "FAIL", None: " -- "}[self.ok]
+        mark = "WARN" if self.warn else {True: "ok  ", False: "FAIL", None: " -- "}[self.ok]
         return f"[{mark}] {self.what}" + (f": {self.detail}" if self.detail else "")
 
 
@@ -83,12 +84,12 @@ async def _executors(settings: Settings) -> list[Check]:
         checks.append(Check(False, f"default agent {default!r}", problem))
     for result in await check_profiles(profiles, settings=settings.executor, environ=environ):
         found = result.path is not None
+        warn = result.drift is not None
         if result.name == default:
-            checks.append(Check(found, f"default agent {default!r}", _describe(result)))
+            checks.append(Check(found, f"default agent {default!r}", _describe(result), warn))
         else:
-            checks.append(
-                Check(True if found else None, f"executor {result.name}", _describe(result))
-            )
+            ok = True if found else None
+            checks.append(Check(ok, f"executor {result.name}", _describe(result), warn))
     kinds = offered_agent_kinds(profiles, environ["PATH"], default_agent=default)
     advertised = ", ".join(kinds) if kinds else "none: a current server hands this device nothing"
     checks.append(Check(None, "agent kinds offered to current servers", advertised))
@@ -157,7 +158,15 @@ def _describe(check: ProfileCheck) -> str:
     if not check.probed:
         return f"{where} (not run to ask its version: add version_args to its profile)"
     unknown = f"version unknown: {check.error}" if check.error else "version unknown"
-    return f"{where} ({check.version or unknown})"
+    version = check.version or unknown
+    if check.checked_version is not None:
+        version += f"; profile checked against {check.checked_version}"
+    if check.drift is not None:
+        version += (
+            f": this {check.drift} version may take other flags or print other output; "
+            f"check its next run's result, or install {check.checked_version}"
+        )
+    return f"{where} ({version})"
 
 
 def cmd_doctor(args: argparse.Namespace) -> int:

@@ -12,7 +12,7 @@ import json
 from typing import Any, Final
 
 from device_agent.devserver.http import Request, Response
-from device_agent.devserver.state import DevState
+from device_agent.devserver.state import DevState, McpCall
 from device_agent.devserver.wire import Caller, error, json_object
 
 
@@ -36,6 +36,19 @@ def mcp(state: DevState, caller: Caller, request: Request, *, org_slug: str | No
         return _rpc_error(None, -32700, "Parse error: expected one JSON-RPC request object")
     rpc_id = message.get("id")
     method = message.get("method")
+    params = message.get("params")
+    params = params if isinstance(params, dict) else {}
+    arguments = params.get("arguments")
+    arguments = arguments if isinstance(arguments, dict) else {}
+    tool = params.get("name") if method == "tools/call" else None
+    state.log_mcp_call(
+        McpCall(
+            method=str(method),
+            tool=tool if isinstance(tool, str) else None,
+            arguments=copy.deepcopy(arguments) if method == "tools/call" else None,
+            token=caller.token.token if caller.token else None,
+        )
+    )
     if method == "initialize":
         return _rpc_result(
             rpc_id,
@@ -49,10 +62,6 @@ def mcp(state: DevState, caller: Caller, request: Request, *, org_slug: str | No
         return _rpc_result(rpc_id, {"tools": _TOOLS})
     if method != "tools/call":
         return _rpc_error(rpc_id, -32601, f"Method not found: {method!r}")
-    params = message.get("params")
-    params = params if isinstance(params, dict) else {}
-    arguments = params.get("arguments")
-    arguments = arguments if isinstance(arguments, dict) else {}
     outcome = _call_tool(state, caller, params.get("name"), arguments)
     is_error = isinstance(outcome, str)
     text = outcome if isinstance(outcome, str) else json.dumps(outcome)

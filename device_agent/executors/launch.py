@@ -23,10 +23,18 @@ from typing import Any, Final
 from urllib.parse import urlsplit
 
 from device_agent.config import ExecutorSettings
+from device_agent.executors import cli_home
 from device_agent.executors.environment import child_environment
 from device_agent.executors.execconfig import Refused, check_consent, option_flags, timeout_of
 from device_agent.executors.leftovers import OUTSIDE_NOTE, RUN_MARKER
-from device_agent.executors.profiles import MCP_SLOT, OPTIONS_SLOT, PLACEHOLDER, PRIVATE, Profile
+from device_agent.executors.profiles import (
+    MCP_SLOT,
+    OPTIONS_SLOT,
+    PLACEHOLDER,
+    PRIVATE,
+    HomeSpec,
+    Profile,
+)
 from device_agent.executors.readers import FileReader
 from device_agent.executors.request import ExecutionRequest
 from device_agent.redaction import worth_hiding
@@ -104,7 +112,9 @@ class Launcher:
         if output_file is not None:
             values["{output_file}"] = str(output_file)
 
-        mcp_args, mcp_env = self._wire_mcp(profile, request, workdir, private, values, cleanup, log)
+        mcp_args, mcp_env = self._wire_mcp(
+            profile, request, workdir, private, values, env, cleanup, log
+        )
         slots = {OPTIONS_SLOT: flags, MCP_SLOT: mcp_args}
         argv = [binary, *_expand(profile.args, values, slots), *request.args]
         if any(secret in arg for arg in argv for secret in secrets):
@@ -167,10 +177,12 @@ class Launcher:
         workdir: Path,
         private: PrivateDir,
         values: Mapping[str, str],
+        environ: Mapping[str, str],
         cleanup: contextlib.AsyncExitStack,
         log: Any,
     ) -> tuple[list[str], dict[str, str]]:
-        """The MCP flags and environment for this run; the config file is gone when the run is."""
+        """The MCP flags and environment for this run (`environ`: the child's, so far); the
+        config file is gone when the run is."""
         spec, wiring = profile.mcp, request.mcp
         if not self.settings.mcp:
             return [], {}
@@ -182,9 +194,17 @@ class Launcher:
         if wiring is None:
             return [], {}
         values = {**values, "{mcp_url}": _checked_url(wiring.url), "{mcp_token}": wiring.token}
-        config = json.dumps(_fill_deep(spec.config, values)) if spec.config is not None else ""
+        filled = _fill_deep(spec.config, values) if spec.config is not None else None
+        config = json.dumps(filled) if filled is not None else ""
         path: Path | None = None
-        if spec.file == PRIVATE:
+        home_env: dict[str, str] = {}
+        if spec.home is not None:
+            made = _private_home(spec.home, filled or {}, environ, private, cleanup, log)
+            if made is None:
+                return [], {}
+            home, path = made
+            home_env[spec.home.env] = str(home)
+        elif spec.file == PRIVATE:
             path = _write_private(private / "mcp.json", config, cleanup, inside=private.path)
         elif spec.file:
             path = workdir / spec.file
@@ -200,7 +220,35 @@ class Launcher:
         values = {**values, "{mcp_config}": str(path or ""), "{mcp_config_json}": config}
         args = [_fill(arg, values) for arg in spec.args]
         env = {name: _fill(value, values) for name, value in spec.env.items()}
-        return args, env
+        return args, {**env, **home_env}
+
+
+def _private_home(
+    spec: HomeSpec,
+    config: Mapping[str, Any],
+    environ: Mapping[str, str],
+    private: PrivateDir,
+    cleanup: contextlib.AsyncExitStack,
+    log: Any,
+) -> tuple[Path, Path] | None:
+    """The run's stand-in for the CLI's home folder and its settings file (the user's own
+    with `config` merged in; device_agent/executors/cli_home.py); None when the user's own
+    settings cannot be read, and then the run goes on without the Lobu tools."""
+    own = cli_home.user_home(spec, environ)
+    try:
+        settings = cli_home.merged(cli_home.own_settings(own / spec.settings), config)
+    except cli_home.UnreadableSettings as exc:
+        log.warning(
+            "cannot add the Lobu tools to the CLI's own settings: fix that file; this run "
+            "has no Lobu tools",
+            problem=str(exc),
+        )
+        return None
+    home = private / "home"
+    text = json.dumps(settings, indent=2)
+    path = _write_private(home / spec.settings, text, cleanup, inside=private.path)
+    cli_home.link_shared(spec, own, home)
+    return home, path
 
 
 async def _remove_workdir(workdir: Path) -> None:

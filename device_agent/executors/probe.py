@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
@@ -14,6 +15,7 @@ from device_agent.executors.profiles import Profile
 from device_agent.executors.readers import tail
 
 DOCTOR_TIMEOUT_SECONDS: Final = 5.0
+_VERSION: Final = re.compile(r"\d+(?:\.\d+)+")
 
 
 @dataclass(frozen=True)
@@ -26,6 +28,23 @@ class ProfileCheck:
     version: str | None  # first line the binary printed for `--version`
     error: str | None
     probed: bool = True  # False: found, but its profile declares no version_args
+    checked_version: str | None = None  # the version its profile was checked against
+
+    @property
+    def version_number(self) -> str | None:
+        """The dotted version number in what the CLI printed ("2.1.337 (Claude Code)",
+        "codex-cli 0.171.0"), or None."""
+        found = _VERSION.search(self.version or "")
+        return found.group(0) if found else None
+
+    @property
+    def drift(self) -> str | None:
+        """ "newer" or "older" when the CLI found is not the version its profile was checked
+        against (its flags or output may have changed); None when the same, or unknown."""
+        found, checked = self.version_number, self.checked_version
+        if found is None or checked is None or _numbers(found) == _numbers(checked):
+            return None
+        return "newer" if _numbers(found) > _numbers(checked) else "older"
 
 
 _Probe = Callable[..., Awaitable[tuple[str | None, str | None]]]
@@ -65,7 +84,17 @@ async def _check(
         return ProfileCheck(profile.name, shown, path, None, None, probed=False)
     argv: Sequence[str] = [path, *profile.version_args]
     version, error = await probe(argv, env=env, time_limit=time_limit)
-    return ProfileCheck(profile.name, shown, path, version, error)
+    return ProfileCheck(
+        profile.name, shown, path, version, error, checked_version=profile.checked_version
+    )
+
+
+def _numbers(version: str) -> tuple[int, ...]:
+    """The parts of a dotted version, trailing zeros dropped: 0.61 is 0.61.0."""
+    parts = [int(part) for part in version.split(".")]
+    while len(parts) > 1 and parts[-1] == 0:
+        parts.pop()
+    return tuple(parts)
 
 
 async def probe_version(

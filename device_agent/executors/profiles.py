@@ -14,6 +14,8 @@ A profile (see executors/claude-code.toml for a commented one):
     prompt = "stdin"               # stdin | argument ("{prompt}") | file ("{prompt_file}")
     env = { NAME = "value" }       # added to the child's environment
     version_args = ["--version"]   # what `device-agent doctor` runs (with argv: nothing unless set)
+    checked_version = "1.2.3"      # the CLI version this profile was checked against (doctor
+                                   # warns when the one found differs)
     [options.model]                # execution_config key -> flags
     args = ["--model", "{value}"]
     values = { plan = "read-only" }  # optional: the values this CLI takes, translated
@@ -47,6 +49,8 @@ PRIVATE: Final = "private"  # [mcp] file = "private": a 0700 temp dir outside th
 
 VERSION: Final = ("--version",)
 PLACEHOLDER: Final = re.compile(r"\{([a-z_]+)\}")
+VERSION_NUMBER: Final = re.compile(r"\d+(?:\.\d+)+")
+ENV_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _COMMON: Final = frozenset({"python", "python_path", "workdir"})
 _ARGS: Final = _COMMON | {"prompt", "prompt_file", "output_file"}
 _MCP_ARGS: Final = _COMMON | {"mcp_config", "mcp_url"}
@@ -84,13 +88,24 @@ class OptionFlags:
 
 
 @dataclass(frozen=True)
+class HomeSpec:
+    """[mcp.home]: the config goes into the settings file of a private stand-in for the
+    CLI's home folder (device_agent/executors/cli_home.py)."""
+
+    env: str  # the variable that names the CLI's home folder (Gemini: GEMINI_CLI_HOME)
+    settings: str  # the settings file, relative to that folder: the user's own, merged under
+    share: tuple[str, ...] = ()  # entries of the user's home linked in (globs, relative)
+
+
+@dataclass(frozen=True)
 class McpSpec:
     """How a CLI is pointed at the Lobu MCP server for one run."""
 
     config: Mapping[str, Any] | None = None  # JSON config; strings may hold {mcp_url} {mcp_token}
-    file: str | None = None  # "private", or a path inside the run's workdir (Gemini)
+    file: str | None = None  # "private", or a path inside the run's workdir
     args: tuple[str, ...] = ()
     env: Mapping[str, str] = field(default_factory=dict)
+    home: HomeSpec | None = None  # the config goes into a private home's settings instead
 
 
 @dataclass(frozen=True)
@@ -106,6 +121,7 @@ class Profile:
     mcp: McpSpec | None = None
     version_args: tuple[str, ...] = VERSION  # () : doctor never runs it
     description: str = ""
+    checked_version: str | None = None  # the CLI version this profile was checked against
 
     @property
     def configured(self) -> bool:
@@ -187,6 +203,7 @@ def _parse(path: Path, top: _Table) -> Profile:
         "mcp",
         "output",
         "version_args",
+        "checked_version",
     )
     binary, args = _command(top)
     prompt = cast(PromptMode, top.choice("prompt", PROMPT_MODES, default="stdin"))
@@ -211,10 +228,18 @@ def _parse(path: Path, top: _Table) -> Profile:
         # it only when its profile says how to ask its version.
         version_args=top.strings("version_args", default=() if "argv" in top.data else VERSION),
         description=top.string("description", default=""),
+        checked_version=_checked_version(top),
     )
     if profile.configured:
         _check_slots(top, profile, args_key="argv" if "argv" in top.data else "args")
     return profile
+
+
+def _checked_version(top: _Table) -> str | None:
+    version = top.string("checked_version", default="") or None
+    if version is not None and not VERSION_NUMBER.fullmatch(version):
+        top.fail("checked_version", f'must be a version number such as "1.2.3", got {version!r}')
+    return version
 
 
 def _command(top: _Table) -> tuple[str, tuple[str, ...]]:
@@ -277,7 +302,7 @@ def _options(table: _Table | None) -> dict[str, OptionFlags]:
 def _mcp(table: _Table | None) -> McpSpec | None:
     if table is None:
         return None
-    table.allow("config", "file", "args", "env")
+    table.allow("config", "file", "args", "env", "home")
     config_table = table.table("config")
     config = config_table.data if config_table else None
     if config is not None:
@@ -308,13 +333,34 @@ def _mcp(table: _Table | None) -> McpSpec | None:
         table.placeholders(f"env.{name}", value, _MCP_ENV)
         if "{mcp_config_json}" in value and config is None:
             table.fail(f"env.{name}", "uses {mcp_config_json} but [mcp] has no config")
+    home = _home(table)
+    if home is not None and (file is not None or config is None):
+        table.fail("home", "needs [mcp.config] (what goes into the settings) and no [mcp] file")
     in_env = any("{mcp_config_json}" in value for value in env.values())
-    if config is not None and file is None and not in_env:
+    if config is not None and file is None and home is None and not in_env:
         table.fail(
             "config",
-            "never reaches the CLI: set [mcp] file, or pass it in [mcp] env with {mcp_config_json}",
+            "never reaches the CLI: set [mcp] file or [mcp.home], or pass it in [mcp] env "
+            "with {mcp_config_json}",
         )
-    return McpSpec(config=config, file=file, args=args, env=env)
+    return McpSpec(config=config, file=file, args=args, env=env, home=home)
+
+
+def _home(mcp: _Table) -> HomeSpec | None:
+    table = mcp.table("home")
+    if table is None:
+        return None
+    table.allow("env", "settings", "share")
+    env = table.string("env")
+    if not ENV_NAME.fullmatch(env):
+        table.fail("env", f"must be an environment variable's name, got {env!r}")
+    paths = {"settings": (table.string("settings"),), "share": table.strings("share", default=())}
+    for key, values in paths.items():
+        for value in values:
+            relative = Path(value)
+            if not value or relative.is_absolute() or ".." in relative.parts:
+                table.fail(key, f"must be a path inside the CLI's home folder, got {value!r}")
+    return HomeSpec(env=env, settings=paths["settings"][0], share=paths["share"])
 
 
 def _reader(table: _Table) -> Reader:

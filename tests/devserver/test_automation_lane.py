@@ -241,6 +241,17 @@ def test_a_window_completed_over_mcp_completes_the_run(
     }
 
 
+def test_the_mcp_stand_in_records_each_request_with_its_bearer_token(
+    state: DevState, client: httpx.Client, server: DevServer
+) -> None:
+    run = claimed(state, client)
+    run_id, session = run["run_id"], run["payload"]["context"]["agent_session"]
+    complete_window(server, session["token"], run_id)
+    (call,) = state.mcp_calls
+    assert (call.method, call.tool, call.token) == ("tools/call", "run_sdk", session["token"])
+    assert call.arguments["params"]["run_id"] == run_id
+
+
 def test_a_session_token_completes_only_its_own_run_and_cannot_poll(
     state: DevState, client: httpx.Client, server: DevServer
 ) -> None:

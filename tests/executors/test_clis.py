@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
 from tests.executors.conftest import MCP_URL, TOKEN, Bench
 
@@ -125,20 +126,84 @@ def test_gemini_argv_translates_permission_mode_and_drops_unsupported_keys(bench
     assert set(result.details["ignored_options"]) == {"max_budget_usd", "effort"}
 
 
-def test_gemini_mcp_settings_file_is_outside_the_workdir_private_and_removed(
+def test_gemini_mcp_settings_are_a_private_homes_outside_the_workdir_and_removed(
     bench: Bench,
 ) -> None:
     bench.install("gemini")
     result = bench.run("gemini")
     assert result.exit_reason == "ok"
-    seen = bench.reported()["settings"]
-    assert bench.reported()["project_settings"] is None
-    assert not Path(seen["path"]).is_relative_to(Path(bench.reported()["cwd"]))
-    assert seen["mode"] == "0o600"
-    assert seen["content"]["mcpServers"]["lobu"]["httpUrl"] == MCP_URL
-    assert seen["content"]["mcpServers"]["lobu"]["headers"]["Authorization"].startswith("Bearer ")
-    assert not Path(seen["path"]).exists()
-    assert bench.reported()["argv"][-2:] == ["--allowed-mcp-server-names", "lobu"]
+    seen = bench.reported()
+    assert seen["mcp_servers"] == ["lobu"]  # the fake reads settings the way Gemini CLI does
+    assert seen["settings_scope"] == "user"
+    assert seen["warnings"] == []
+    assert seen["project_settings"] is None
+    settings = seen["settings"]
+    home = Path(seen["env"]["GEMINI_CLI_HOME"])
+    assert Path(settings["path"]) == home / ".gemini" / "settings.json"
+    assert not home.is_relative_to(Path(seen["cwd"]))
+    assert not home.is_relative_to(bench.home)
+    assert settings["mode"] == "0o600"
+    assert settings["dir_mode"] == "0o700"
+    assert settings["content"]["mcpServers"]["lobu"]["httpUrl"] == MCP_URL
+    assert settings["content"]["mcpServers"]["lobu"]["headers"]["Authorization"].startswith(
+        "Bearer "
+    )
+    assert not home.exists()  # removed with the run
+    assert seen["argv"][-2:] == ["--allowed-mcp-server-names", "lobu"]
+
+
+def test_gemini_keeps_the_users_own_settings_and_login(bench: Bench) -> None:
+    bench.install("gemini")
+    own = bench.home / ".gemini"
+    own.mkdir()
+    theirs = (
+        "{\n  // the user's own, with comments, as Gemini CLI allows\n"
+        '  "security": {"auth": {"selectedType": "oauth-personal"}},\n'
+        '  /* their own servers */ "mcpServers": {"mine": {"command": "x // not a comment"}}\n}'
+    )
+    (own / "settings.json").write_text(theirs)
+    (own / "oauth_creds.json").write_text('{"refresh_token": "theirs"}')
+    result = bench.run("gemini")
+    assert result.exit_reason == "ok"
+    seen = bench.reported()
+    content = seen["settings"]["content"]
+    assert content["security"] == {"auth": {"selectedType": "oauth-personal"}}
+    assert set(content["mcpServers"]) == {"mine", "lobu"}
+    assert content["mcpServers"]["mine"] == {"command": "x // not a comment"}
+    assert seen["mcp_servers"] == ["lobu"]  # --allowed-mcp-server-names
+    linked = seen["gemini_home"]
+    assert linked["oauth_creds.json"] == str(own / "oauth_creds.json")  # their login, linked
+    assert linked["settings.json"] == "file"  # the run's own copy
+    assert (own / "settings.json").read_text() == theirs  # never written to
+    assert (own / "oauth_creds.json").read_text() == '{"refresh_token": "theirs"}'  # kept
+
+
+def test_gemini_is_left_to_report_users_settings_it_cannot_read(bench: Bench) -> None:
+    """Settings that are no JSON object break Gemini CLI with or without the Lobu tools:
+    the run is not wired, and fails with Gemini's own words about that file."""
+    bench.install("gemini")
+    (bench.home / ".gemini").mkdir()
+    (bench.home / ".gemini" / "settings.json").write_text("[1, 2]")
+    with capture_logs() as logs:
+        result = bench.run("gemini")
+    assert result.details["mcp"] is False
+    assert result.error is not None
+    assert "settings.json" in result.error
+    assert "GEMINI_CLI_HOME" not in bench.reported()["env"]
+    assert any("cannot add the Lobu tools" in line["event"] for line in logs)
+
+
+def test_gemini_skips_a_system_settings_file_root_does_not_own(bench: Bench) -> None:
+    """The rule the fake shares with Gemini CLI 0.61: the wiring this profile used before."""
+    bench.install("gemini")
+    settings = bench.root / "system.json"
+    settings.write_text(json.dumps({"mcpServers": {"lobu": {"httpUrl": MCP_URL}}}))
+    bench.environ["GEMINI_CLI_SYSTEM_SETTINGS_PATH"] = str(settings)
+    result = bench.run("gemini", mcp=False)
+    assert result.exit_reason == "ok"
+    seen = bench.reported()
+    assert seen["mcp_servers"] == []
+    assert seen["warnings"][0].startswith("Security Warning: Skipping system settings file")
 
 
 def test_gemini_never_touches_settings_in_a_configured_workdir(bench: Bench) -> None:
@@ -213,6 +278,10 @@ def test_codex_argv_and_mcp_token_only_in_its_env_var(bench: Bench) -> None:
         f'mcp_servers.lobu.url="{MCP_URL}"',
         "-c",
         'mcp_servers.lobu.bearer_token_env_var="LOBU_MCP_TOKEN"',
+        "-c",
+        'mcp_servers.lobu.tools.query_sdk.approval_mode="approve"',
+        "-c",
+        'mcp_servers.lobu.tools.run_sdk.approval_mode="approve"',
         "-",
     ]
     assert seen["env"]["LOBU_MCP_TOKEN"] == TOKEN
@@ -248,6 +317,18 @@ def test_opencode_mcp_through_config_content(bench: Bench) -> None:
     config = json.loads(seen["env"]["OPENCODE_CONFIG_CONTENT"])
     assert config["mcp"]["lobu"]["type"] == "remote"
     assert config["mcp"]["lobu"]["url"] == MCP_URL
+    # `opencode run` refuses a tool it would have to ask about: the Lobu tools, and only
+    # they, are allowed whatever the user's own "*" rule says.
+    assert config["permission"] == {"lobu_*": "allow"}
+
+
+def test_pi_reaches_the_lobu_tools_through_its_environment(bench: Bench) -> None:
+    bench.install("pi")
+    result = bench.run("pi")
+    assert result.exit_reason == "ok"
+    env = bench.reported()["env"]
+    assert env["LOBU_MEMORY_URL"] == MCP_URL
+    assert env["LOBU_API_TOKEN"] == TOKEN  # the run's proxy secret in a real run
 
 
 # --------------------------------------------------------- execution_config

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from device_agent.cli.main import main
-from device_agent.executors.probe import check_profiles
+from device_agent.executors.probe import ProfileCheck, check_profiles
 from device_agent.executors.profiles import ProfileError, load_profiles
 from device_agent.executors.readers import JsonlReader, JsonReader
 from tests.executors.conftest import Bench
@@ -31,6 +31,10 @@ SHIPPED = {
 def test_shipped_profiles_load() -> None:
     profiles = load_profiles()
     assert set(profiles) == SHIPPED
+    # Each npm-published CLI's profile names the version it was checked against
+    # (tests/realcli installs exactly that one); agy is not on the npm registry.
+    checked = {name for name, p in profiles.items() if p.checked_version}
+    assert checked == {"claude-code", "codex", "gemini", "opencode", "pi"}
     assert {name for name, p in profiles.items() if not p.configured} == {"command"}
     assert isinstance(profiles["claude-code"].reader, JsonReader)
     assert isinstance(profiles["codex"].reader, JsonlReader)
@@ -131,6 +135,30 @@ BROKEN = [
     ),
     ('binary = "x"\n[output]\nreader = "file"\n', "args", "must contain {output_file}"),
     ('binary = "x"\nenv = { A = 1 }\n', "env", "must be a table of strings"),
+    ('binary = "x"\nchecked_version = "latest"\n', "checked_version", "must be a version"),
+    (
+        'binary = "x"\nargs = ["{mcp}"]\n[mcp.home]\nenv = "H"\nsettings = "s.json"\n',
+        "mcp.home",
+        "needs [mcp.config]",
+    ),
+    (
+        'binary = "x"\nargs = ["{mcp}"]\n[mcp]\nconfig = { a = "b" }\n'
+        '[mcp.home]\nenv = "NOT A NAME"\nsettings = "s.json"\n',
+        "mcp.home.env",
+        "must be an environment variable's name",
+    ),
+    (
+        'binary = "x"\nargs = ["{mcp}"]\n[mcp]\nconfig = { a = "b" }\n'
+        '[mcp.home]\nenv = "H"\nsettings = "/etc/s.json"\n',
+        "mcp.home.settings",
+        "must be a path inside the CLI's home folder",
+    ),
+    (
+        'binary = "x"\nargs = ["{mcp}"]\n[mcp]\nconfig = { a = "b" }\n'
+        '[mcp.home]\nenv = "H"\nsettings = "s.json"\nshare = ["../*"]\n',
+        "mcp.home.share",
+        "must be a path inside the CLI's home folder",
+    ),
 ]
 
 
@@ -160,6 +188,26 @@ def test_missing_user_dir_is_fine(tmp_path: Path) -> None:
 # ------------------------------------------------------------------ doctor
 
 
+@pytest.mark.parametrize(
+    ("printed", "checked", "number", "drift"),
+    [
+        ("codex-cli 0.171.0", "0.171.0", "0.171.0", None),
+        ("codex-cli 0.172.0", "0.171.0", "0.172.0", "newer"),
+        ("2.1.99 (Claude Code)", "2.1.337", "2.1.99", "older"),  # by number, not by text
+        ("0.61", "0.61.0", "0.61", None),
+        ("0.60.9", "0.61", "0.60.9", "older"),
+        ("a CLI without a number", "1.0.0", None, None),
+        ("1.18.33", None, "1.18.33", None),
+    ],
+)
+def test_a_found_version_is_compared_with_the_checked_one(
+    printed: str, checked: str | None, number: str | None, drift: str | None
+) -> None:
+    check = ProfileCheck("x", "x", "/bin/x", printed, None, checked_version=checked)
+    assert check.version_number == number
+    assert check.drift == drift
+
+
 def test_check_profiles_finds_binaries_and_versions(bench: Bench) -> None:
     bench.install("claude")
     bench.install("hang")
@@ -169,7 +217,10 @@ def test_check_profiles_finds_binaries_and_versions(bench: Bench) -> None:
     by_name = {check.name: check for check in checks}
     assert [check.name for check in checks] == sorted(by_name)
     assert by_name["claude-code"].path == str(bench.bin / "claude")
-    assert by_name["claude-code"].version == "2.1.197 (Claude Code)"
+    assert by_name["claude-code"].version == "2.1.337 (Claude Code)"
+    assert by_name["claude-code"].version_number == "2.1.337"
+    assert by_name["claude-code"].checked_version == "2.1.337"
+    assert by_name["claude-code"].drift is None
     assert by_name["claude-code"].error is None
     assert by_name["codex"].path is None
     assert by_name["codex"].error == "codex binary not found on PATH"
@@ -178,6 +229,7 @@ def test_check_profiles_finds_binaries_and_versions(bench: Bench) -> None:
     assert by_name["demo"].version is not None
     assert by_name["demo"].version.startswith("Python 3.")
     assert by_name["hang"].error == "no answer to --version within 0.5 s"
+    assert by_name["hang"].drift is None  # no version, nothing to compare
     assert live_members(bench.reported()["pgid"]) == []
 
 

@@ -123,6 +123,25 @@ def test_processes_whose_environment_cannot_be_read_are_skipped_and_said(
         orphan.wait()
 
 
+def test_recover_deletes_a_private_home_but_not_the_users_files_it_links(tmp_path: Path) -> None:
+    """A Gemini run's stand-in home links the user's own ~/.gemini entries: removing a
+    killed agent's leftover removes the links, never what they point at."""
+    own = tmp_path / "home" / ".gemini"
+    (own / "tmp").mkdir(parents=True)
+    (own / "oauth_creds.json").write_text("their login")
+    (own / "tmp" / "chat.json").write_text("their history")
+    home = tmp_path / "runs" / "device-agent-7-abc" / "home" / ".gemini"
+    home.mkdir(parents=True)
+    (home / "settings.json").write_text('{"token": "x"}')
+    (home / "oauth_creds.json").symlink_to(own / "oauth_creds.json")
+    (home / "tmp").symlink_to(own / "tmp")
+    executor = Executor(ExecutorSettings(), {}, scratch_dir=tmp_path / "runs")
+    assert asyncio.run(executor.recover()) == 0
+    assert list((tmp_path / "runs").iterdir()) == []
+    assert (own / "oauth_creds.json").read_text() == "their login"
+    assert (own / "tmp" / "chat.json").read_text() == "their history"
+
+
 def test_a_run_waits_for_a_recovery_still_going_on_before_its_cli_starts(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

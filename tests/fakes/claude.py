@@ -60,8 +60,8 @@ def take_time(prompt):
 
 def main():
     args = sys.argv[1:]
-    if args == ["--version"]:
-        print("2.1.197 (Claude Code)")
+    if args == ["--version"]:  # the version its profile was checked against, unless told
+        print(f"{os.environ.get('FAKE_VERSION', '2.1.337')} (Claude Code)")
         return 0
     if "-p" not in args or option(args, "--output-format") != "json":
         print("error: this fake only knows -p --output-format json", file=sys.stderr)

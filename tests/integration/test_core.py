@@ -168,7 +168,17 @@ def test_doctor_checks_server_token_and_the_default_cli(lab: Lab) -> None:
     assert "[ok  ] server reachable" in result.stdout
     assert "[ok  ] token accepted" in result.stdout
     assert "[ok  ] default agent 'claude-code'" in result.stdout
-    assert "2.1.197 (Claude Code)" in result.stdout
+    assert "(2.1.337 (Claude Code); profile checked against 2.1.337)" in result.stdout
+
+
+def test_doctor_warns_when_a_cli_is_not_the_version_its_profile_was_checked_against(
+    lab: Lab,
+) -> None:
+    result = lab.run_agent("doctor", FAKE_VERSION="2.2.0")
+    assert result.returncode == 0, result.stdout + result.stderr  # a warning, not a failure
+    line = next(x for x in result.stdout.splitlines() if "default agent 'claude-code'" in x)
+    assert line.startswith("[WARN]")
+    assert "(2.2.0 (Claude Code); profile checked against 2.1.337: this newer version" in line
 
 
 def test_doctor_names_a_refused_token(lab: Lab) -> None:

@@ -15,6 +15,7 @@ from device_agent.devserver.state.records import (
     ConversationRecord,
     DeviceRecord,
     Lane,
+    McpCall,
     Organization,
     RequestLog,
     RunRecord,
@@ -81,6 +82,7 @@ class StateCore:
         # The unique key of the real `insight_windows` table: (watcher, window start).
         self._windows: dict[tuple[int, str], str] = {}  # -> window end
         self._requests: list[RequestLog] = []
+        self._mcp_calls: list[McpCall] = []
         self._next_watcher_id = 1
         self._next_automation_id = 1
         self._next_conversation_id = 1
@@ -106,6 +108,16 @@ class StateCore:
     def log_request(self, method: str, path: str, status: int) -> None:
         with self.lock:
             self._requests.append(RequestLog(method, path, status))
+
+    @property
+    def mcp_calls(self) -> list[McpCall]:
+        """Every JSON-RPC request the MCP stand-in received, in order, with its token."""
+        with self.lock:
+            return list(self._mcp_calls)
+
+    def log_mcp_call(self, call: McpCall) -> None:
+        with self.lock:
+            self._mcp_calls.append(call)
 
     # ------------------------------------------- used by the route handlers
     # (the caller holds `self.lock`; records are returned live, not copied)

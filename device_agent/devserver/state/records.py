@@ -180,3 +180,12 @@ class RequestLog(NamedTuple):
     method: str
     path: str
     status: int  # 0 when the connection was dropped without an answer
+
+
+class McpCall(NamedTuple):
+    """One JSON-RPC request the MCP stand-in received, and the bearer token it came with."""
+
+    method: str  # initialize, tools/list, tools/call, ...
+    tool: str | None  # the tool's name, for tools/call
+    arguments: Any  # the tool's arguments, for tools/call
+    token: str | None  # None: no (valid) bearer token
