@@ -12,8 +12,8 @@ import pytest
 
 from device_agent.devserver import DevServer, DevState
 from device_agent.devserver.routes_chat import MAX_REPLY_BYTES, NO_REPLY, TRUNCATED_BY_SERVER
-
-from .support import FakeClock, client_for
+from tests.support.clock import FakeClock
+from tests.support.devserver import client_for
 
 WORKER = "headless:box"
 KINDS = ["claude-code"]

@@ -22,11 +22,9 @@ from device_agent.agent.poll_loop import Agent
 from device_agent.config import Paths, Settings, validate
 from device_agent.devserver import DevServer, DevState
 from device_agent.errors import ExitCode
-from tests.support.agent import install_fake
+from tests.support.agent import install_fake, journal_rows
 from tests.support.processes import alive
 from tests.support.waiting import wait_for, wait_for_async
-
-from .conftest import journal_rows
 
 WORKER = "headless:chatlane"
 

@@ -14,7 +14,7 @@ import respx
 from device_agent.agent.poll_loop import ONCE_ATTEMPTS
 from device_agent.cli.main import main
 from device_agent.errors import ExitCode
-from tests.integration.conftest import journal_rows
+from tests.support.agent import journal_rows
 from tests.support.servers import without_proxies
 
 SERVER = "https://lobu.test"
