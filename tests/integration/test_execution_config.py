@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
+from tests.support.lab import Lab
 from tests.support.waiting import wait_for
-
-from .conftest import Lab
 
 
 def test_a_bad_execution_config_fails_its_run_and_the_agent_goes_on(lab: Lab) -> None:

@@ -7,7 +7,7 @@ from __future__ import annotations
 from importlib.metadata import requires
 
 from device_agent.errors import ExitCode
-from tests.integration.conftest import Lab
+from tests.support.lab import Lab
 from tests.support.servers import refused_port
 
 VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
