@@ -12,7 +12,7 @@ tests, the trigger routes or the `/_dev` admin routes), and a reaper that
 times out runs whose executor went quiet.
 
 The areas live in their own modules (`devices`, `watchers`, `automations`,
-`runs`, over the shared tables of `core`); `DevState` is the one entry point.
+`runs`, `samples`, over the shared tables of `core`); `DevState` is the one entry point.
 """
 
 from __future__ import annotations
@@ -36,12 +36,14 @@ from device_agent.devserver.state.records import (
     RequestLog,
     RunRecord,
     RunStatus,
+    SamplePins,
     TokenRecord,
     User,
     WatcherRecord,
     iso,
 )
 from device_agent.devserver.state.runs import Runs
+from device_agent.devserver.state.samples import SampleKind, Samples
 from device_agent.devserver.state.watchers import Watchers
 
 __all__ = [
@@ -59,6 +61,8 @@ __all__ = [
     "RequestLog",
     "RunRecord",
     "RunStatus",
+    "SampleKind",
+    "SamplePins",
     "TokenRecord",
     "User",
     "WatcherRecord",
@@ -68,7 +72,7 @@ __all__ = [
 ]
 
 
-class DevState(Watchers, Automations, Runs):
+class DevState(Watchers, Automations, Runs, Samples):
     """Everything the dev server knows. Safe to use from any thread."""
 
     def snapshot_json(self) -> dict[str, Any]:

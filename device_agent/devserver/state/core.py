@@ -17,6 +17,7 @@ from device_agent.devserver.state.records import (
     Organization,
     RequestLog,
     RunRecord,
+    SamplePins,
     TokenRecord,
     User,
     WatcherRecord,
@@ -78,6 +79,8 @@ class StateCore:
         # The unique key of the real `insight_windows` table: (watcher, window start).
         self._windows: dict[tuple[int, str], str] = {}  # -> window end
         self._requests: list[RequestLog] = []
+        self.samples = SamplePins()  # what `dev-server` seeded (state/samples.py)
+        self.on_notice: Callable[[str], None] = lambda message: None  # the server's console
         self._next_watcher_id = 1
         self._next_automation_id = 1
         self._next_run_id = 1

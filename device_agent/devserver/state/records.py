@@ -161,3 +161,15 @@ class RequestLog(NamedTuple):
     method: str
     path: str
     status: int  # 0 when the connection was dropped without an answer
+
+
+@dataclass
+class SamplePins:
+    """The sample watchers or automations `dev-server` seeded, and the device they wait on."""
+
+    kind: Literal["watchers", "automations"] = "watchers"
+    ids: list[int] = dataclasses.field(default_factory=list)
+    worker_id: str | None = None  # the worker_id they are pinned to now
+    follow_first_device: bool = False  # True until the first device that signs in takes them
+    told: set[str] = dataclasses.field(default_factory=set)  # devices already told about them
+    notices: list[str] = dataclasses.field(default_factory=list)  # every notice, in order
