@@ -240,7 +240,7 @@ def test_a_later_device_is_told_how_to_pin_a_sample_and_the_pin_route_does_it(
     assert "Device headless:second signed in; the sample watchers" in told
     assert "stay pinned to headless:first" in told
     route = f"{server.url}/_dev/watchers/{ids[-1]}/pin"
-    assert f"curl -X POST {route} -d '{{\"worker_id\": \"headless:second\"}}'" in told
+    assert f'curl -X POST {route} -d \'{{"worker_id": "headless:second"}}\'' in told
     with client_for(server, None) as anonymous:
         pinned = anonymous.post(
             f"/_dev/watchers/{ids[-1]}/pin", content=b'{"worker_id": "headless:second"}'

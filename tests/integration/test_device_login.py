@@ -166,9 +166,7 @@ def test_a_token_close_to_expiry_is_rotated_at_start_and_the_old_one_dies(
     session.assert_token_kept_secret(old, new)
 
 
-def test_logout_revokes_the_device_token_and_removes_every_copy(
-    lab: Lab, session: Session
-) -> None:
+def test_logout_revokes_the_device_token_and_removes_every_copy(lab: Lab, session: Session) -> None:
     assert session.run("login", "--local").returncode == 0
     token = str(session.stored()["token"])
     result = session.run("logout")

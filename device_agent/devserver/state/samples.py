@@ -57,7 +57,7 @@ class Samples(Devices):
             f"Device {worker_id} signed in; the sample {samples.kind} {self._names()} stay "
             f"pinned to {samples.worker_id}. To pin one to this device: curl -X POST "
             f"{self.public_url}/_dev/{samples.kind}/{example}/pin "
-            f"-d '{{\"worker_id\": \"{worker_id}\"}}'"
+            f'-d \'{{"worker_id": "{worker_id}"}}\''
         )
 
     def pin(self, kind: SampleKind, item_id: str | int, worker_id: str) -> None:
