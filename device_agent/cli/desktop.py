@@ -8,16 +8,28 @@ from typing import TYPE_CHECKING
 from device_agent.cli.common import settings_from
 
 if TYPE_CHECKING:
+    from device_agent.config import Settings
     from device_agent.desktop.service import Preflight, ServiceSpec
 
 
 def cmd_service(args: argparse.Namespace) -> int:
+    return _service(args, settings_from(args), flags=flags_given(args))
+
+
+def install_service(settings: Settings, *, with_tray: bool, flags: list[str] | None = None) -> int:
+    """`device-agent service install [--with-tray]`, for `setup`."""
+    args = argparse.Namespace(action="install", dry_run=False, with_tray=with_tray, force=False)
+    return _service(args, settings, flags=flags)
+
+
+def _service(args: argparse.Namespace, settings: Settings, *, flags: list[str] | None) -> int:
+    """Doctor's checks before an install, the wait for READY after it."""
     from device_agent.desktop import service
 
     def preflight(spec: ServiceSpec) -> Preflight:
-        return service_preflight(spec, flags=_flags_given(args))
+        return service_preflight(spec, flags=flags)
 
-    return service.main(args, settings_from(args), preflight=preflight, wait=service.ReadyWait())
+    return service.main(args, settings, preflight=preflight, wait=service.ReadyWait())
 
 
 def service_preflight(spec: ServiceSpec, *, flags: list[str] | None = None) -> Preflight:
@@ -51,7 +63,8 @@ def service_preflight(spec: ServiceSpec, *, flags: list[str] | None = None) -> P
     )
 
 
-def _flags_given(args: argparse.Namespace) -> list[str]:
+def flags_given(args: argparse.Namespace) -> list[str]:
+    """The shared flags that change settings for this command only, as typed."""
     names = {"server": "--server", "config": "--config", "worker_id": "--worker-id"}
     return [flag for key, flag in names.items() if getattr(args, key, None)]
 
