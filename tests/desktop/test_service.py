@@ -691,3 +691,16 @@ def test_launchd_is_ready_once_the_job_runs_and_the_agent_answers(
     log = settings.paths.log_dir / "service.err.log"
     log.write_text("".join(f"line {n}\n" for n in range(40)))
     assert launchd.recent_logs(3) == ["line 37", "line 38", "line 39"]
+
+
+def test_start_also_says_whether_the_agent_got_ready(
+    settings: Settings, program: Path, home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = make_spec(settings, program, home)
+    main(args("install"), settings, runner=StubRunner(), spec=spec, platform="linux")
+    runner = StubRunner()
+    runner.scripted["show"] = [show("active", "running")]
+    clock = Clock()
+    wait = ReadyWait(timeout=10, sleep=clock.sleep, clock=clock)
+    assert main(args("start"), settings, runner=runner, spec=spec, platform="linux", wait=wait) == 0
+    assert "the agent is ready (active (running))" in capsys.readouterr().out

@@ -254,3 +254,27 @@ def test_the_readme_real_server_sequence_against_the_dev_server(
     assert "Revoked the token on the server." in out.stdout
     refused_token = httpx.get(f"{url}/api/me/devices", headers={"Authorization": f"Bearer {token}"})
     assert refused_token.status_code == 401
+
+
+def test_setup_does_the_same_in_one_command_for_a_script(
+    tmp_path: Path, dev_server: tuple[str, Path]
+) -> None:
+    url, _ = dev_server
+    user = User(tmp_path, url)
+    install_fake(user.bin, "claude")
+    install_fake(user.bin, "codex")
+    command = f"device-agent setup --server {EXAMPLE_SERVER} --agent codex --no-service"
+    done = user.login_approved_on_the_page(command)  # no terminal: the flags answer
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"CLI agents found on the service's PATH: claude-code ({user.bin}/claude)" in done.stdout
+    assert "Not found: gemini (gemini)" in done.stdout
+    config = user.agent_home / "config" / "config.toml"
+    assert f"Default agent: codex, saved in {config}." in done.stdout
+    assert "[ok  ] default agent 'codex'" in done.stdout
+    assert "Not installing the service" in done.stdout
+    assert f"  server:     {url}" in done.stdout  # the status it ends with
+    assert not (user.home / ".config").exists()
+    saved = config.read_text()
+    assert f'server = "{url}"' in saved
+    assert 'default_agent = "codex"' in saved
+    assert 'worker_id = "headless:' in saved
