@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Final
 
 from device_agent.cli.common import settings_from
-from device_agent.config import ConfigError, Settings, config_file_in_use
+from device_agent.config import ConfigError, Settings, config_file_in_use, ensure_private_dir
 from device_agent.desktop.notify import notifier
 from device_agent.desktop.service import service_path, this_program
 from device_agent.errors import ExitCode
@@ -29,6 +29,7 @@ class Check:
     what: str
     detail: str = ""
     warn: bool = False  # usable, but worth a look (counted by `ok` all the same)
+    blocks_start: bool = False  # failed so that `run` (and so the service) could not start
 
     def line(self) -> str:
         mark = "WARN" if self.warn else {True: "ok  ", False: "FAIL", None: " -- "}[self.ok]
@@ -54,8 +55,18 @@ def run_doctor(settings: Settings, *, config_file: Path | None = None) -> int:
     return code
 
 
-async def _checks(settings: Settings) -> tuple[list[Check], int]:
-    checks = [_dirs(settings), _keyring(settings), _notifier(settings)]
+def startup_findings(settings: Settings) -> tuple[list[Check], list[Check]]:
+    """Doctor's failed checks for `settings`, split in two: what would keep `run` from
+    starting (no server, no token, the default agent's CLI missing, unusable directories),
+    and what else failed (the agent starts, then retries or says what to do). Creates
+    nothing: `service install --dry-run` runs it."""
+    checks, _ = asyncio.run(_checks(settings, create_dirs=False))
+    failed = [check for check in checks if check.ok is False]
+    return [c for c in failed if c.blocks_start], [c for c in failed if not c.blocks_start]
+
+
+async def _checks(settings: Settings, *, create_dirs: bool = True) -> tuple[list[Check], int]:
+    checks = [_dirs(settings, create=create_dirs), _keyring(settings), _notifier(settings)]
     server_checks, code = await _server(settings)
     checks += server_checks
     checks += await _executors(settings)
@@ -81,12 +92,19 @@ async def _executors(settings: Settings) -> list[Check]:
     checks = []
     problem = default_agent_problem(profiles, default, environ["PATH"])
     if default not in profiles and problem:
-        checks.append(Check(False, f"default agent {default!r}", problem))
+        checks.append(Check(False, f"default agent {default!r}", problem, blocks_start=True))
     for result in await check_profiles(profiles, settings=settings.executor, environ=environ):
         found = result.path is not None
         warn = result.drift is not None
         if result.name == default:
-            checks.append(Check(found, f"default agent {default!r}", _describe(result), warn))
+            detail = _describe(result)
+            if not found:
+                detail += (
+                    ": install it, or set `default_agent` in the config file to an agent "
+                    "found below"
+                )
+            what = f"default agent {default!r}"
+            checks.append(Check(found, what, detail, warn, blocks_start=not found))
         else:
             ok = True if found else None
             checks.append(Check(ok, f"executor {result.name}", _describe(result), warn))
@@ -96,15 +114,23 @@ async def _executors(settings: Settings) -> list[Check]:
     return checks
 
 
-def _dirs(settings: Settings) -> Check:
+def _dirs(settings: Settings, *, create: bool = True) -> Check:
+    """The agent's directories: made if need be (`create`), else only those that exist are
+    checked (a missing one is made by the agent when it starts)."""
     paths = settings.paths
+    folders = (paths.config_dir, paths.state_dir, paths.log_dir)
     try:
-        paths.ensure()
+        for folder in folders:
+            if create or folder.exists():
+                ensure_private_dir(folder)
     except ConfigError as exc:  # missing, not ours, or writable by others: said how to fix
-        return Check(False, "directories", str(exc))
-    unwritable = [str(d) for d in (paths.state_dir, paths.log_dir) if not os.access(d, os.W_OK)]
+        return Check(False, "directories", str(exc), blocks_start=True)
+    unwritable = [
+        str(d) for d in (paths.state_dir, paths.log_dir) if d.exists() and not os.access(d, os.W_OK)
+    ]
     if unwritable:
-        return Check(False, "directories", f"not writable: {', '.join(unwritable)}")
+        detail = f"not writable: {', '.join(unwritable)}"
+        return Check(False, "directories", detail, blocks_start=True)
     return Check(True, "directories", f"state {paths.state_dir}, logs {paths.log_dir}")
 
 
@@ -127,11 +153,12 @@ async def _server(settings: Settings) -> tuple[list[Check], int]:
     try:
         origin = settings.origin
     except ConfigError as exc:
-        return [Check(False, "server", str(exc))], ExitCode.CONFIG
+        return [Check(False, "server", str(exc), blocks_start=True)], ExitCode.CONFIG
     try:
         token = resolve_token(settings)
     except CredentialError as exc:
-        return [Check(True, "server", origin), Check(False, "token", str(exc))], ExitCode.AUTH
+        missing = Check(False, "token", str(exc), blocks_start=True)
+        return [Check(True, "server", origin), missing], ExitCode.AUTH
     async with LobuClient(origin, lambda: token, request_timeout=10.0) as client:
         answer = await client.devices()
     if answer.kind is AnswerKind.TRANSIENT and not answer.reached:

@@ -98,7 +98,9 @@ def _parser(only: str | None = None) -> argparse.ArgumentParser:
             "Runs on your own machine the watcher and automation runs a Lobu server pins to it, "
             "with a local CLI agent (Claude Code, Codex, Gemini CLI, OpenCode, or a command)."
         ),
-        epilog="Start here: device-agent login, device-agent doctor, device-agent run.",
+        epilog=(
+            "Start here: device-agent setup --server URL (or login, doctor, service install)."
+        ),
     )
     parser.add_argument("--version", action="version", version=f"device-agent {__version__}")
     common = argparse.ArgumentParser(add_help=False)
@@ -113,7 +115,7 @@ def _parser(only: str | None = None) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
 
     known = {"run", "demo", "dev-server", "login", "logout", "status", "history", "trigger"}
-    known |= {"pause", "resume", "logs", "service", "tray", "doctor"}
+    known |= {"pause", "resume", "logs", "service", "tray", "doctor", "setup"}
     everything = only not in known and only != "--version"  # which needs no command at all
 
     def wanted(name: str) -> bool:
@@ -170,6 +172,14 @@ def _parser(only: str | None = None) -> argparse.ArgumentParser:
         example="device-agent dev-server --port 8787",
         shared=False,
         arguments=("device_agent.cli.demo", "add_dev_server_arguments"),
+    )
+
+    command(
+        "setup",
+        _lazy("device_agent.cli.setup", "cmd_setup"),
+        "sign in, choose the default agent, check, install the service and show status",
+        example="device-agent setup --server https://lobu.example.com --agent codex --yes",
+        arguments=("device_agent.cli.setup", "add_setup_arguments"),
     )
 
     auth = "device_agent.identity.commands"

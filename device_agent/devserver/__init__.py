@@ -58,6 +58,7 @@ __all__ = [
     "RequestLog",
     "RunRecord",
     "run_from_arguments",
+    "seed_demo_runs",
     "serve_forever",
 ]
 
@@ -228,10 +229,18 @@ def seed_demo_automations(state: DevState, worker_id: str) -> list[str]:
     return [digest]
 
 
-def seed_demo_runs(state: DevState, worker_id: str) -> list[str]:
+def seed_demo_runs(
+    state: DevState, worker_id: str, *, follow_first_device: bool = False
+) -> list[str]:
+    """The sample runs of the state's lane, pinned to `worker_id`; with `follow_first_device`
+    the first device that signs in takes them over (`state/samples.py`)."""
     if state.lane == "automation":
-        return seed_demo_automations(state, worker_id)
-    return seed_demo_watchers(state, worker_id)
+        ids = seed_demo_automations(state, worker_id)
+        state.mark_samples("automations", ids, worker_id, follow_first_device=follow_first_device)
+    else:
+        ids = seed_demo_watchers(state, worker_id)
+        state.mark_samples("watchers", ids, worker_id, follow_first_device=follow_first_device)
+    return ids
 
 
 def run_from_arguments(args: argparse.Namespace) -> int:
@@ -283,9 +292,11 @@ async def serve_forever(
     """Run a dev server until cancelled, printing its URL, a token and a ready command."""
     state = state if state is not None else DevState()
     token = state.add_token()
+    chosen = worker_id is not None  # pinned on purpose: the samples stay there
     worker_id = worker_id or default_worker_id()
     if seed_demo:
-        seed_demo_runs(state, worker_id)
+        seed_demo_runs(state, worker_id, follow_first_device=not chosen)
+    state.on_notice = lambda message: print(message, flush=True)
     async with DevServer(state, host=host, port=port) as server:
         print(f"device-agent dev server (Lobu {state.lane} lane) listening on {server.url}")
         print(f"token: {token}")
@@ -293,5 +304,12 @@ async def serve_forever(
         print("run the agent against it (the sample runs are pinned to this worker id):")
         print(run_line(server.url, token, worker_id))
         print("and in another shell, for status, history and trigger:")
-        print(f"export {agent_environment(server.url, token, worker_id)}", flush=True)
+        print(f"export {agent_environment(server.url, token, worker_id)}")
+        if seed_demo and not chosen:
+            print(
+                f"or sign in as a real device would: device-agent login --server {server.url} "
+                f"(approve at {server.url}/oauth/device); the first device that signs in "
+                "gets the sample runs"
+            )
+        sys.stdout.flush()
         await asyncio.Event().wait()

@@ -9,6 +9,7 @@ takes and answers JSON:
     POST /_dev/watchers/<id>/runs           {dispatch_source?, window_start?, window_end?}
     POST /_dev/automations                  DevState.add_automation's arguments -> {automation_id}
     POST /_dev/automations/<id>/runs        {dispatch_source?, window_*?, event_turn?} -> {run_id}
+    POST /_dev/watchers|automations/<id>/pin {worker_id}: pin it (and its queued runs) there
     GET  /_dev/runs/<id>                    one run: status, finalize attempts, windows completed
     POST /_dev/runs/<id>/cancel             cancel it (its heartbeats then get 409)
     POST /_dev/conversations                DevState.add_conversation's arguments
@@ -32,10 +33,11 @@ from typing import Any, Final
 
 from device_agent.devserver.faults import Fault
 from device_agent.devserver.http import Request, Response
+from device_agent.devserver.routes_auth import WORKER_ID_RE
 from device_agent.devserver.state import DEFAULT_SCOPES, DevState
 from device_agent.devserver.wire import INVALID_BODY, error, json_object, not_found
 
-_ID_ROUTE: Final = re.compile(r"^/_dev/(watchers|automations|runs)/(\d+)/?(runs|cancel)?$")
+_ID_ROUTE: Final = re.compile(r"^/_dev/(watchers|automations|runs)/(\d+)/?(runs|cancel|pin)?$")
 _CONVERSATION_ROUTE: Final = re.compile(r"^/_dev/conversations/([A-Za-z0-9_-]+)/?(messages)?$")
 _SETTINGS: Final = ("next_poll_seconds", "min_app_version")
 
@@ -86,6 +88,8 @@ def _route(state: DevState, request: Request, body: dict[str, Any]) -> Response:
         return Response.json(200, {"run_id": state.queue_run(ident, **body)})
     if (request.method, kind, action) == ("POST", "automations", "runs"):
         return Response.json(200, {"run_id": state.queue_automation_run(ident, **body)})
+    if request.method == "POST" and kind in ("watchers", "automations") and action == "pin":
+        return _pin(state, kind, ident, body)
     if (request.method, kind, action) == ("GET", "runs", None):
         return Response.json(200, _run_json(state, int(ident)))
     if (request.method, kind, action) == ("POST", "runs", "cancel"):
@@ -168,6 +172,14 @@ def _settings(state: DevState, body: dict[str, Any]) -> Response:
     for name, value in body.items():
         setattr(state, name, value)
     return Response.json(200, {name: getattr(state, name) for name in _SETTINGS})
+
+
+def _pin(state: DevState, kind: str, ident: str, body: dict[str, Any]) -> Response:
+    worker_id = body.get("worker_id")
+    if not isinstance(worker_id, str) or not WORKER_ID_RE.match(worker_id):
+        raise ValueError("worker_id must be 1-128 letters, digits and . _ : -")
+    state.pin("watchers" if kind == "watchers" else "automations", ident, worker_id)
+    return Response.json(200, {kind[:-1] + "_id": ident, "pinned_worker_id": worker_id})
 
 
 def _decide(state: DevState, body: dict[str, Any], *, approve: bool) -> Response:

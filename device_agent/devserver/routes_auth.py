@@ -177,7 +177,12 @@ def _issue(state: DevState, client_id: str, scope: str) -> Response:
 
 
 def revoke(state: DevState, request: Request) -> Response:
-    """RFC 7009: 200 whether or not the token was live (the answer body is inferred)."""
+    """RFC 7009: 200 whether or not the token was live (the answer body is inferred).
+
+    Revokes an OAuth access token (for the client it was issued to), a refresh token, and a
+    device's child PAT (minted by `mint-child-token`, bound to its worker_id) — what a
+    device's `logout` asks for. Other PATs (local-init's, the web app's) stay: they are
+    revoked in the web app."""
     params = _form_or_json(request)
     if params is None:
         return _oauth_error(OAuthError("invalid_request", "Invalid request body"))
@@ -189,6 +194,8 @@ def revoke(state: DevState, request: Request) -> Response:
         if record is not None and record.oauth_client_id is not None:
             if record.oauth_client_id == client_id:
                 state.revoke_token(value)
+        elif record is not None and record.bound_worker_id is not None:
+            state.revoke_token(value)  # a device's child PAT: `logout` on that device
         else:
             state.oauth.revoke_refresh_token(value, client_id)
     return Response.json(200, {})
@@ -308,6 +315,7 @@ def mint_child_token(state: DevState, caller: Caller, request: Request) -> Respo
     device = state.ensure_device(worker_id)
     device.platform = device.platform or platform
     device.label = device.label or label
+    state.device_signed_in(worker_id)  # the dev server's samples may move to it
     state.revoke_bound_tokens(worker_id)  # a re-mint rotates: the old child PAT dies
     child = state.add_token(
         "device_worker:run", bound_worker_id=worker_id, expires_in=CHILD_TOKEN_LIFETIME_SECONDS

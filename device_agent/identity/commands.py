@@ -16,12 +16,20 @@ import webbrowser
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TextIO
 
 import httpx
 
-from device_agent import logs
-from device_agent.config import ENV_TOKEN, Settings
+from device_agent import config_file, logs
+from device_agent.config import (
+    ENV_SERVER,
+    ENV_TOKEN,
+    ConfigError,
+    Settings,
+    config_file_in_use,
+    validate_server_url,
+)
 from device_agent.errors import DeviceAgentError, ExitCode
 from device_agent.identity import oauth
 from device_agent.identity.credentials import CredentialError, check_token_shape, load_credential
@@ -109,8 +117,15 @@ async def _login(
     stdin: TextIO,
 ) -> int:
     if options.token_stdin:
-        return await _login_with_token(settings, _read_token(stdin), console, wiring)
-    return await _login_and_mint(settings, options, console, wiring)
+        code = await _login_with_token(settings, _read_token(stdin), console, wiring)
+        worker_id = None  # a pasted token's binding is unknown: nothing settled
+    else:
+        code, worker_id = await _login_and_mint(settings, options, console, wiring)
+    config_path = getattr(options, "config", None)
+    remembered = await asyncio.to_thread(
+        remember_login, settings, config_path, console, worker_id=worker_id
+    )
+    return code if code != ExitCode.OK else remembered
 
 
 def _read_token(stdin: TextIO) -> str:
@@ -147,7 +162,8 @@ async def _login_with_token(
 
 async def _login_and_mint(
     settings: Settings, options: argparse.Namespace, console: Console, wiring: Wiring
-) -> int:
+) -> tuple[int, str | None]:
+    """Sign in and mint; the exit code and the worker_id settled (None: it was not)."""
     worker_id = resolve_worker_id(settings)
     async with account_client_for(settings, transport=wiring.transport) as client:
         if options.local:
@@ -167,7 +183,8 @@ async def _login_and_mint(
         f"Signed in to {settings.origin}. This device's token (bound to worker_id "
         f"{credential.worker_id}, valid until {until}) is stored in the {where}."
     )
-    return _settle_worker_id(settings, worker_id, credential, console)
+    code = _settle_worker_id(settings, worker_id, credential, console)
+    return code, (credential.worker_id or worker_id) if code == ExitCode.OK else None
 
 
 async def _device_flow(
@@ -216,6 +233,58 @@ def _settle_worker_id(
         "Watchers pinned to the old id need to be pinned to this device in the web app."
     )
     return ExitCode.OK
+
+
+def remember_login(
+    settings: Settings,
+    config_path: Path | None,
+    console: Console,
+    *,
+    worker_id: str | None,
+) -> int:
+    """Keep the server signed in to (and the worker_id settled) in the config file, so every
+    later command works with no flag and no environment. A config file that already names
+    another server or worker_id is left alone, and the user is told which one wins and how
+    to change it. Blocking (file I/O): call it off the event loop."""
+    origin = settings.origin
+    path, _ = config_file_in_use(settings.paths, config_path)
+    values = {"server": origin}
+    if worker_id:
+        values["worker_id"] = worker_id
+    try:
+        done = config_file.remember(path, values, same={"server": same_server})
+    except ConfigError as exc:
+        console.fail(
+            f"{exc.user_message()}. The token is stored; later commands need --server {origin} "
+            "until the config file names it"
+        )
+        return ExitCode.CONFIG
+    if done.written:
+        shown = ", ".join(f"{key} = {value}" for key, value in done.written.items())
+        console.say(f"Saved in {path}: {shown}.")
+    if "server" in done.kept:
+        console.say(
+            f"Not saved: {path} already sets server = {done.kept['server']!r}. Commands run "
+            f"without --server (or {ENV_SERVER}) use that one, not {origin}; to switch, set "
+            f'server = "{origin}" in {path}.'
+        )
+    if "worker_id" in done.kept:
+        console.say(
+            f"Not saved: {path} sets worker_id = {done.kept['worker_id']!r}, but this device's "
+            f'token is bound to {worker_id}: set worker_id = "{worker_id}" in {path}, or the '
+            "server will refuse the agent's polls."
+        )
+    return ExitCode.OK
+
+
+def same_server(current: object, origin: str) -> bool:
+    """Does the config file's `server` name `origin` (once normalised, as `config.load` does)?"""
+    if not isinstance(current, str):
+        return False
+    try:
+        return validate_server_url(current) == origin
+    except ConfigError:
+        return False
 
 
 def _date(timestamp: float | None) -> str:

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import errno
 import io
 import json
+import os
 import stat
+import tomllib
 from pathlib import Path
 
 import httpx
 import pytest
 
-from device_agent.config import Settings
+from device_agent.config import Settings, load
 from device_agent.identity import commands
 from device_agent.identity.store import CHILD, PAT, TokenStore
 from device_agent.identity.worker_id import resolve_worker_id
@@ -245,3 +248,108 @@ def test_mint_refused_for_scope_explains_the_fix(
     assert code == 3
     assert "may not mint device tokens" in captured.err.getvalue()
     assert stored(settings).load() is None
+
+
+# ------------------------------------------------------------ the config file
+
+
+def test_login_saves_the_server_and_worker_id_so_later_commands_need_no_flag(
+    isolated_home: Path, lobu: Lobu, captured: Captured
+) -> None:
+    settings = make_settings(isolated_home)  # the server came from --server, as on first use
+    config = settings.paths.config_file
+    config.parent.mkdir(parents=True)
+    config.write_text("# written by me\nconcurrency = 2  # two at once\n")
+    lobu.bound_worker_id = "3f6c1d2e-uuid-from-server"
+    lobu.oauth(approved())
+    lobu.mint()
+    assert commands.login(settings, options(), console=captured.console, wiring=lobu.wiring()) == 0
+    text = config.read_text()
+    assert text.startswith("# written by me\nconcurrency = 2  # two at once\n")
+    assert stat.S_IMODE(config.stat().st_mode) == 0o600
+    later = load(env={"DEVICE_AGENT_HOME": str(isolated_home)})  # no flag, no DEVICE_AGENT_*
+    assert (later.server, later.worker_id, later.concurrency) == (
+        SERVER,
+        "3f6c1d2e-uuid-from-server",
+        2,
+    )
+    out = captured.out.getvalue()
+    assert f"Saved in {config}: server = {SERVER}, worker_id = 3f6c1d2e-uuid-from-server." in out
+
+
+def test_login_leaves_another_configured_server_alone_and_says_which_wins(
+    isolated_home: Path, lobu: Lobu, captured: Captured
+) -> None:
+    config = isolated_home / "config" / "config.toml"
+    config.parent.mkdir(parents=True)
+    config.write_text('server = "https://other.example.com"\n')
+    settings = make_settings(isolated_home)  # --server SERVER wins over the file here
+    lobu.oauth(approved())
+    lobu.mint()
+    assert commands.login(settings, options(), console=captured.console, wiring=lobu.wiring()) == 0
+    later = load(env={"DEVICE_AGENT_HOME": str(isolated_home)})
+    assert later.server == "https://other.example.com"
+    out = captured.out.getvalue()
+    assert f"Not saved: {config} already sets server = 'https://other.example.com'" in out
+    assert f"use that one, not {SERVER}" in out
+    assert f'to switch, set server = "{SERVER}" in {config}' in out
+    assert later.worker_id == resolve_worker_id(settings)  # the worker_id was still saved
+
+
+def test_login_to_the_configured_server_spelled_otherwise_changes_nothing(
+    isolated_home: Path, lobu: Lobu, captured: Captured
+) -> None:
+    config = isolated_home / "config" / "config.toml"
+    config.parent.mkdir(parents=True)
+    config.write_text(f'server = "{SERVER}/"\nworker_id = "{WORKER}"\n')
+    before = config.read_text()
+    settings = make_settings(isolated_home)
+    lobu.oauth(approved())
+    lobu.mint()
+    assert commands.login(settings, options(), console=captured.console, wiring=lobu.wiring()) == 0
+    assert config.read_text() == before
+    assert "Saved in" not in captured.out.getvalue()
+    assert "Not saved" not in captured.out.getvalue()
+
+
+def test_a_pasted_token_saves_the_server_only(
+    isolated_home: Path, lobu: Lobu, captured: Captured
+) -> None:
+    settings = make_settings(isolated_home)
+    lobu.router.get("/api/me/devices").respond(200, json={"devices": []})
+    code = commands.login(
+        settings,
+        options(token_stdin=True),
+        console=captured.console,
+        stdin=io.StringIO("owl_pat_" + "p" * 32 + "\n"),
+        wiring=lobu.wiring(),
+    )
+    assert code == 0, captured.text
+    assert tomllib.loads(settings.paths.config_file.read_text()) == {"server": SERVER}
+
+
+def test_a_config_file_login_cannot_write_is_said_with_the_fix(
+    isolated_home: Path, lobu: Lobu, captured: Captured, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = isolated_home / "config" / "config.toml"
+    config.parent.mkdir(parents=True)
+    config.write_text("# mine\n")
+    settings = make_settings(isolated_home)
+
+    real_replace = os.replace
+
+    def read_only(src: str, dst: str) -> None:  # the config folder is on a read-only mount
+        if Path(dst).parent == config.parent:
+            raise OSError(errno.EROFS, "Read-only file system")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", read_only)
+    lobu.oauth(approved())
+    lobu.mint()
+    code = commands.login(settings, options(), console=captured.console, wiring=lobu.wiring())
+    assert code == 2
+    err = captured.err.getvalue()
+    assert f"cannot write config file {config}: Read-only file system" in err
+    assert f"need --server {SERVER}" in err
+    assert stored(settings).load() is not None  # signed in all the same
+    assert config.read_text() == "# mine\n"

@@ -20,11 +20,15 @@ import keyring
 import keyring.backend
 import pytest
 
+from device_agent.cli.desktop import service_preflight
 from device_agent.config import Paths, Settings
 from device_agent.desktop.service import (
     LABEL,
     TRAY_LABEL,
     Launchd,
+    Preflight,
+    Readiness,
+    ReadyWait,
     ServiceSpec,
     Systemd,
     add_arguments,
@@ -44,9 +48,14 @@ class StubRunner:
         self.calls: list[tuple[str, ...]] = []
         self.loaded = loaded
         self.answers: dict[str, subprocess.CompletedProcess[str]] = {}
+        self.scripted: dict[str, list[str]] = {}  # verb -> stdout of each call, the last repeats
 
     def __call__(self, argv: Sequence[str]) -> subprocess.CompletedProcess[str]:
         self.calls.append(tuple(argv))
+        for verb, outputs in self.scripted.items():
+            if verb in argv:
+                out = outputs.pop(0) if len(outputs) > 1 else outputs[0]
+                return subprocess.CompletedProcess(argv, 0, out, "")
         for verb, answer in self.answers.items():
             if verb in argv:
                 return answer
@@ -106,8 +115,10 @@ def snapshot(*roots: Path) -> dict[str, tuple[int, bytes]]:
     return files
 
 
-def args(action: str, *, dry_run: bool = False, with_tray: bool = False) -> argparse.Namespace:
-    return argparse.Namespace(action=action, dry_run=dry_run, with_tray=with_tray)
+def args(
+    action: str, *, dry_run: bool = False, with_tray: bool = False, force: bool = False
+) -> argparse.Namespace:
+    return argparse.Namespace(action=action, dry_run=dry_run, with_tray=with_tray, force=force)
 
 
 # ------------------------------------------------------------------ the spec
@@ -463,3 +474,233 @@ def test_a_plaintext_keyring_counts_as_none_as_it_does_for_the_token_store(
     finally:
         keyring.set_keyring(previous)
     assert spec.env_file_token == with_token.token  # the service gets it from the 0600 env file
+
+
+# ------------------------------------------- before the install: would the agent start?
+
+NO_SERVER = (
+    "[FAIL] server: no server configured: set `server` in the config file, "
+    "DEVICE_AGENT_SERVER, or pass --server URL"
+)
+
+
+def blocked(spec: ServiceSpec) -> Preflight:
+    return Preflight(blocking=[NO_SERVER], warnings=["[FAIL] server reachable: refused"])
+
+
+@pytest.mark.parametrize("dry_run", [False, True])
+def test_install_refuses_with_the_failing_check_and_its_fix(
+    settings: Settings,
+    program: Path,
+    home: Path,
+    capsys: pytest.CaptureFixture[str],
+    dry_run: bool,
+) -> None:
+    spec = make_spec(settings, program, home)
+    before = snapshot(home)
+    runner = StubRunner()
+    code = main(
+        args("install", dry_run=dry_run),
+        settings,
+        runner=runner,
+        spec=spec,
+        platform="linux",
+        preflight=blocked,
+    )
+    assert code == 2
+    printed = capsys.readouterr()
+    assert "not installing the service: the agent could not start there" in printed.err
+    assert f"  {NO_SERVER}" in printed.err
+    assert "[FAIL] server reachable: refused" in printed.err
+    assert "or install it anyway with --force" in printed.err
+    assert "write " not in printed.out  # no plan either
+    assert runner.calls == []
+    assert snapshot(home) == before
+
+
+def test_force_installs_all_the_same_and_says_what_doctor_found(
+    settings: Settings, program: Path, home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = make_spec(settings, program, home)
+    runner = StubRunner()
+    forced = args("install", force=True)
+    assert (
+        main(forced, settings, runner=runner, spec=spec, platform="linux", preflight=blocked) == 0
+    )
+    out = capsys.readouterr().out
+    assert "installing anyway (--force), but doctor found:" in out
+    assert NO_SERVER in out
+    assert ("systemctl", "--user", "enable", "--now", "device-agent.service") in runner.calls
+
+
+def test_a_clean_preflight_installs_without_a_word_about_it(
+    settings: Settings, program: Path, home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = make_spec(settings, program, home)
+    ok = main(
+        args("install"),
+        settings,
+        runner=StubRunner(),
+        spec=spec,
+        platform="linux",
+        preflight=lambda spec: Preflight(),
+    )
+    assert ok == 0
+    assert "doctor found" not in capsys.readouterr().out
+
+
+def test_the_preflight_looks_with_the_services_settings_not_this_commands_flags(
+    tmp_path: Path, program: Path, home: Path
+) -> None:
+    agent_home = tmp_path / "agent-home"
+    spec = ServiceSpec.from_settings(
+        Settings(paths=Paths(agent_home / "config", agent_home / "state", agent_home / "logs")),
+        environ={"PATH": "/usr/bin", "DEVICE_AGENT_HOME": str(agent_home)},
+        argv0=str(program),
+        home=home,
+        keyring_usable=True,
+    )
+    found = service_preflight(spec, flags=["--server"])
+    assert found.blocking[0].startswith("[FAIL] server: no server configured")
+    assert found.hint is not None
+    assert "--server reach this command only, not the service" in found.hint
+    assert not agent_home.exists()  # a dry run's checks create nothing
+
+    (agent_home / "config").mkdir(parents=True)
+    (agent_home / "config" / "config.toml").write_text('server = "http://127.0.0.1:9"\n')
+    found = service_preflight(spec)
+    assert any(
+        line.startswith("[FAIL] token: no token for http://127.0.0.1:9") for line in found.blocking
+    )
+
+
+# ----------------------------------------------- after the install: did it get ready?
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.slept: list[float] = []
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def show(active: str, sub: str, status: int = 0) -> str:
+    return f"ActiveState={active}\nSubState={sub}\nExecMainStatus={status}\n"
+
+
+def test_after_install_it_waits_for_ready_and_says_so(
+    settings: Settings, program: Path, home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = make_spec(settings, program, home)
+    runner = StubRunner()
+    runner.scripted["show"] = [show("activating", "start"), show("active", "running")]
+    clock = Clock()
+    wait = ReadyWait(timeout=10, interval=0.5, sleep=clock.sleep, clock=clock)
+    assert (
+        main(args("install"), settings, runner=runner, spec=spec, platform="linux", wait=wait) == 0
+    )
+    out = capsys.readouterr().out
+    assert "installed and started" in out
+    assert "the agent is ready (active (running))" in out
+    assert clock.slept == [0.5]
+
+
+def test_a_service_that_does_not_get_ready_shows_its_last_log_lines(
+    settings: Settings, program: Path, home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = make_spec(settings, program, home)
+    runner = StubRunner()
+    runner.scripted["show"] = [show("failed", "failed", status=2)]
+    runner.scripted["journalctl"] = [
+        "Started device-agent.\ndevice-agent: configuration error: no server configured\n"
+    ]
+    clock = Clock()
+    wait = ReadyWait(timeout=10, sleep=clock.sleep, clock=clock)
+    assert (
+        main(args("install"), settings, runner=runner, spec=spec, platform="linux", wait=wait) == 2
+    )
+    err = capsys.readouterr().err
+    assert "the agent did not start (failed (failed), last exit code 2)" in err
+    assert "  | device-agent: configuration error: no server configured" in err
+    assert "then `device-agent service start`" in err
+    assert clock.slept == []  # failed is final: no waiting
+    journal = [argv for argv in runner.calls if argv[0] == "journalctl"]
+    assert journal == [
+        (
+            "journalctl",
+            "--user",
+            "-u",
+            "device-agent.service",
+            "-n",
+            "15",
+            "--no-pager",
+            "-o",
+            "cat",
+        )
+    ]
+
+
+def test_a_restart_pending_after_an_exit_is_not_ready(
+    settings: Settings, program: Path, home: Path
+) -> None:
+    runner = StubRunner()
+    runner.scripted["show"] = [show("activating", "auto-restart", status=1)]
+    readiness = Systemd(make_spec(settings, program, home), runner).readiness()
+    assert readiness.ready is False
+    assert readiness.detail == "activating (auto-restart), last exit code 1"
+
+
+def test_still_starting_when_the_bounded_wait_ends_is_said_not_failed(
+    settings: Settings, program: Path, home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = make_spec(settings, program, home)
+    runner = StubRunner()
+    runner.scripted["show"] = [show("activating", "start")]
+    clock = Clock()
+    wait = ReadyWait(timeout=3, interval=1, sleep=clock.sleep, clock=clock)
+    assert (
+        main(args("install"), settings, runner=runner, spec=spec, platform="linux", wait=wait) == 0
+    )
+    assert "still starting within 3 s (activating (start))" in capsys.readouterr().out
+    assert clock.now == 3  # bounded: it stopped asking at the timeout
+
+
+def test_launchd_is_ready_once_the_job_runs_and_the_agent_answers(
+    settings: Settings, program: Path, home: Path
+) -> None:
+    spec = make_spec(settings, program, home)
+    runner = StubRunner(loaded=True)
+    runner.answers["print"] = subprocess.CompletedProcess(
+        [], 0, "\tstate = running\n\tpid = 42\n", ""
+    )
+    answers = [False, True]
+    launchd = Launchd(spec, runner, daemon_answers=lambda: answers.pop(0))
+    assert launchd.readiness().ready is None  # running, not answering yet
+    assert launchd.readiness() == Readiness(True, "state running, pid 42")
+
+    runner.answers["print"] = subprocess.CompletedProcess(
+        [], 0, "\tstate = not running\n\tlast exit code = 0\n", ""
+    )
+    assert launchd.readiness() == Readiness(False, "state not running, last exit code 0")
+    log = settings.paths.log_dir / "service.err.log"
+    log.write_text("".join(f"line {n}\n" for n in range(40)))
+    assert launchd.recent_logs(3) == ["line 37", "line 38", "line 39"]
+
+
+def test_start_also_says_whether_the_agent_got_ready(
+    settings: Settings, program: Path, home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = make_spec(settings, program, home)
+    main(args("install"), settings, runner=StubRunner(), spec=spec, platform="linux")
+    runner = StubRunner()
+    runner.scripted["show"] = [show("active", "running")]
+    clock = Clock()
+    wait = ReadyWait(timeout=10, sleep=clock.sleep, clock=clock)
+    assert main(args("start"), settings, runner=runner, spec=spec, platform="linux", wait=wait) == 0
+    assert "the agent is ready (active (running))" in capsys.readouterr().out

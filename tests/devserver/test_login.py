@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from device_agent.devserver import DevServer, DevState
+from device_agent.devserver import DevServer, DevState, seed_demo_runs
 from device_agent.devserver.oauth import DEVICE_CODE_GRANT
 from tests.support.clock import FakeClock
 from tests.support.devserver import WID, client_for, poll
@@ -205,3 +205,105 @@ def test_devices_list_names_the_organization(client: httpx.Client) -> None:
     assert [d["worker_id"] for d in devices] == [WID]
     assert devices[0]["organization_slug"] == "dev"
     assert devices[0]["online"] is True
+
+
+# ------------------------------------------------- the samples follow the first device
+
+
+def mint(http: httpx.Client, worker_id: str) -> str:
+    minted = http.post(
+        "/api/me/devices/mint-child-token",
+        json={"platform": "headless", "worker_id": worker_id, "label": "box"},
+    )
+    assert minted.status_code == 200, minted.text
+    token: str = minted.json()["access_token"]
+    return token
+
+
+def test_the_first_device_that_signs_in_takes_the_samples_pinned_to_the_default(
+    state: DevState, server: DevServer, client: httpx.Client
+) -> None:
+    said: list[str] = []
+    state.on_notice = said.append
+    ids = seed_demo_runs(state, "linux:default-host", follow_first_device=True)
+    child = mint(client, "headless:laptop-1")
+    device = state.find_device("headless:laptop-1")
+    assert device is not None
+    assert [state.watcher(i).device_id for i in ids] == [device.id, device.id]
+    [queued] = state.runs()
+    assert (queued.device_id, queued.approved_input["device_worker_id"]) == (device.id, device.id)
+    with client_for(server, child) as laptop:
+        claimed = poll(laptop, worker_id="headless:laptop-1", platform="headless").json()
+    assert claimed["run_id"] == queued.id
+    assert said == [
+        "The sample watchers 'Recent changes' (#1), 'Hello' (#2) are now pinned to "
+        "headless:laptop-1, the first device that signed in (they were pinned to "
+        "linux:default-host), with their queued runs."
+    ]
+
+
+def test_a_later_device_is_told_how_to_pin_a_sample_and_the_pin_route_does_it(
+    state: DevState, server: DevServer, client: httpx.Client
+) -> None:
+    ids = seed_demo_runs(state, "linux:default-host", follow_first_device=True)
+    mint(client, "headless:first")
+    mint(client, "headless:second")
+    mint(client, "headless:second")  # a re-mint (rotation) is not told again
+    assert len(state.samples.notices) == 2
+    told = state.samples.notices[1]
+    assert "Device headless:second signed in; the sample watchers" in told
+    assert "stay pinned to headless:first" in told
+    route = f"{server.url}/_dev/watchers/{ids[-1]}/pin"
+    assert f'curl -X POST {route} -d \'{{"worker_id": "headless:second"}}\'' in told
+    with client_for(server, None) as anonymous:
+        pinned = anonymous.post(
+            f"/_dev/watchers/{ids[-1]}/pin", content=b'{"worker_id": "headless:second"}'
+        )
+        refused = anonymous.post(f"/_dev/watchers/{ids[-1]}/pin", json={"worker_id": "a b"})
+    assert pinned.status_code == 200, pinned.text
+    assert refused.status_code == 400
+    second = state.find_device("headless:second")
+    assert second is not None
+    assert state.watcher(ids[-1]).device_id == second.id
+    assert [run.device_id for run in state.runs()] == [second.id]  # its queued run went along
+
+
+def test_samples_pinned_on_purpose_stay_where_they_are(
+    state: DevState, client: httpx.Client
+) -> None:
+    ids = seed_demo_runs(state, "linux:chosen", follow_first_device=False)
+    chosen = state.find_device("linux:chosen")
+    assert chosen is not None
+    mint(client, "headless:laptop-1")
+    assert [state.watcher(i).device_id for i in ids] == [chosen.id, chosen.id]
+    [told] = state.samples.notices
+    assert "stay pinned to linux:chosen. To pin one to this device" in told
+
+
+def test_the_sample_automation_follows_the_first_device_on_the_automation_lane(
+    clock: FakeClock,
+) -> None:
+    state = DevState(create_checkin_watcher=False, clock=clock, lane="automation")
+    token = state.add_token()
+    [ident] = seed_demo_runs(state, "linux:default-host", follow_first_device=True)
+    with DevServer(state).running_in_thread() as server, client_for(server, token) as http:
+        mint(http, "headless:laptop-1")
+    device = state.find_device("headless:laptop-1")
+    assert device is not None
+    automation = state.find_automation(int(ident))
+    assert automation is not None
+    assert automation.device_id == device.id
+    assert [run.device_id for run in state.runs()] == [device.id]
+    assert "sample automations 'Recent changes' (#1)" in state.samples.notices[0]
+
+
+def test_revoke_kills_a_device_child_token_but_not_a_web_app_pat(
+    state: DevState, server: DevServer, client: httpx.Client, token: str
+) -> None:
+    child = mint(client, "headless:laptop-1")
+    with client_for(server, None) as anonymous:
+        for value in (child, token):
+            answer = anonymous.post("/oauth/revoke", data={"token": value})
+            assert answer.status_code == 200
+    assert state.live_token(child) is None  # the device's logout
+    assert state.live_token(token) is not None  # a PAT of the web app: revoked there

@@ -121,6 +121,8 @@ def test_a_finished_run_is_shown_as_a_notification_when_its_watcher_asks(
 
 
 def test_service_install_dry_run_through_the_cli_changes_nothing(tmp_path: Path) -> None:
+    """Forced past doctor's findings (no token, no CLI): the plan is printed, nothing written,
+    not even by the checks."""
     home = tmp_path / "home"
     home.mkdir()
     env = {
@@ -131,7 +133,7 @@ def test_service_install_dry_run_through_the_cli_changes_nothing(tmp_path: Path)
         "DEVICE_AGENT_SERVER": "http://127.0.0.1:9",
     }
     result = subprocess.run(
-        [sys.executable, "-m", "device_agent", "service", "install", "--dry-run"],
+        [sys.executable, "-m", "device_agent", "service", "install", "--dry-run", "--force"],
         env=env,
         capture_output=True,
         text=True,
@@ -139,6 +141,8 @@ def test_service_install_dry_run_through_the_cli_changes_nothing(tmp_path: Path)
         check=False,
     )
     assert result.returncode == 0, result.stderr
+    assert "installing anyway (--force), but doctor found:" in result.stdout
+    assert "[FAIL] token: no token for http://127.0.0.1:9" in result.stdout
     if sys.platform.startswith("linux"):
         assert "device-agent.service" in result.stdout
         assert "Type=notify" in result.stdout

@@ -167,19 +167,29 @@ def test_a_token_close_to_expiry_is_rotated_at_start_and_the_old_one_dies(
     session.assert_token_kept_secret(old, new)
 
 
-def test_logout_says_what_it_did_and_removes_every_copy(lab: Lab, session: Session) -> None:
+def test_logout_revokes_the_device_token_and_removes_every_copy(lab: Lab, session: Session) -> None:
     assert session.run("login", "--local").returncode == 0
     token = str(session.stored()["token"])
     result = session.run("logout")
     assert result.returncode == 0, result.stderr
-    # The server's /oauth/revoke answers 200 but keeps PATs, so no revocation is claimed.
-    assert lab.state.live_token(token) is not None
-    assert "Revoked" not in result.stdout
-    assert "revoke it in the web app" in result.stdout
+    assert lab.state.live_token(token) is None  # the server refuses it from now on
+    assert "Revoked the token on the server." in result.stdout
     assert "removed from the file" in result.stdout
     assert lab.url not in json.loads((lab.home / "state" / "token.json").read_text())
     assert session.run("run", "--once").returncode == 3
     session.assert_token_kept_secret(token)
+
+
+def test_logout_of_a_pasted_token_the_server_keeps_says_so(lab: Lab, session: Session) -> None:
+    pat = lab.state.add_token()  # made in the web app: /oauth/revoke answers 200, keeps it
+    assert session.run("login", "--token-stdin", stdin=pat + "\n").returncode == 0
+    result = session.run("logout")
+    assert result.returncode == 0, result.stderr
+    assert lab.state.live_token(pat) is not None
+    assert "Revoked" not in result.stdout
+    assert "revoke it in the web app" in result.stdout
+    assert "removed from the file" in result.stdout
+    session.assert_token_kept_secret(pat)
 
 
 def test_token_stdin_with_nothing_piped_in_is_a_usage_error(session: Session) -> None:

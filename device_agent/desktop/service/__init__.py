@@ -5,7 +5,10 @@ macOS: a LaunchAgent (`launchd.py`). Linux: a systemd *user* unit of
 `config/` (`templates.py`) from one `ServiceSpec` (`spec.py`).
 
 Every change is first a plan — files to write or remove, commands to run
-(`steps.py`) — so `--dry-run` prints exactly what a real run would do. This
+(`steps.py`) — so `--dry-run` prints exactly what a real run would do. Before
+an install, the CLI's preflight (doctor's checks, as the service will see them)
+must find nothing that would keep the agent from starting, unless `--force`;
+after it, the agent must reach READY within a bounded wait (`ready.py`). This
 module picks the service manager and is the command line.
 """
 
@@ -13,11 +16,18 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Final, Protocol
 
 from device_agent.config import Settings
 from device_agent.desktop.service.launchd import Launchd
+from device_agent.desktop.service.ready import (
+    LOG_LINES,
+    Preflight,
+    Readiness,
+    ReadyWait,
+    wait_until_ready,
+)
 from device_agent.desktop.service.spec import (
     ENV_SUPERVISOR,
     LABEL,
@@ -67,6 +77,9 @@ __all__ = [
     "WATCHDOG_SECONDS",
     "Command",
     "Launchd",
+    "Preflight",
+    "Readiness",
+    "ReadyWait",
     "RemoveFile",
     "Runner",
     "ServiceError",
@@ -93,6 +106,7 @@ __all__ = [
     "template",
     "this_program",
     "unchanged",
+    "wait_until_ready",
     "write_atomically",
 ]
 
@@ -112,6 +126,10 @@ class ServiceManager(Protocol):
     def status(self) -> str: ...
 
     def notes(self) -> list[str]: ...
+
+    def readiness(self) -> Readiness: ...
+
+    def recent_logs(self, lines: int) -> list[str]: ...
 
 
 def manager_for(spec: ServiceSpec, runner: Runner, platform: str = sys.platform) -> ServiceManager:
@@ -150,6 +168,11 @@ def add_arguments(
     parser.add_argument(
         "--with-tray", action="store_true", help="install: also start the tray menu at login"
     )
+    parser.add_argument(
+        "--force",
+        action="store_true",
+        help="install even though doctor's checks say the agent could not start",
+    )
     return parser
 
 
@@ -160,13 +183,25 @@ def main(
     runner: Runner = run_command,
     spec: ServiceSpec | None = None,
     platform: str = sys.platform,
+    preflight: Callable[[ServiceSpec], Preflight] | None = None,
+    wait: ReadyWait | None = None,
 ) -> int:
-    """Run `device-agent service ACTION`; exit 0, or 2 with one line saying what to do."""
+    """Run `device-agent service ACTION`; exit 0, or 2 with what to do.
+
+    `preflight` (the CLI passes doctor's checks) runs before an install, dry or not: what
+    would keep the agent from starting refuses the install unless `args.force`. `wait`:
+    after a real install, wait that long for the agent to reach READY and say whether it
+    did. Without them (None), neither is done.
+    """
     try:
-        manager = manager_for(spec or ServiceSpec.from_settings(settings), runner, platform)
+        spec = spec or ServiceSpec.from_settings(settings)
+        manager = manager_for(spec, runner, platform)
         if args.action == "status":
             print(f"device-agent service ({manager.name}): {manager.status()}")
             return 0
+        force = getattr(args, "force", False)
+        if args.action == "install" and preflight and not _cleared(preflight(spec), force=force):
+            return 2
         steps = {
             "install": lambda: manager.install(with_tray=args.with_tray),
             "uninstall": manager.uninstall,
@@ -180,11 +215,69 @@ def main(
         if args.action == "install":
             settings.paths.ensure()  # launchd does not create the folder its logs go to
         apply(steps, runner, hint=manager.hint)
+        readiness = None
+        if args.action in ("install", "start") and steps and wait is not None:
+            readiness = wait_until_ready(manager, wait)
     except ServiceError as exc:
         print(f"device-agent: {exc}", file=sys.stderr)
         return 2
     print(_done(args.action, manager, steps))
-    return 0
+    if readiness is None:
+        return 0
+    return _said_ready(manager, readiness, wait)
+
+
+def _cleared(found: Preflight, *, force: bool) -> bool:
+    """Say what doctor found; False: the install must not go on."""
+    if found.blocking and not force:
+        print(
+            "device-agent: not installing the service: the agent could not start there.",
+            file=sys.stderr,
+        )
+        for line in [*found.blocking, *found.warnings]:
+            print(f"  {line}", file=sys.stderr)
+        if found.hint:
+            print(found.hint, file=sys.stderr)
+        print(
+            "Fix what the [FAIL] lines say (`device-agent doctor` checks again), "
+            "or install it anyway with --force.",
+            file=sys.stderr,
+        )
+        return False
+    if found.blocking or found.warnings:
+        said = "installing anyway (--force)" if found.blocking else "installing"
+        print(f"device-agent service: {said}, but doctor found:")
+        for line in [*found.blocking, *found.warnings]:
+            print(f"  {line}")
+        if found.hint:
+            print(found.hint)
+    return True
+
+
+def _said_ready(manager: ServiceManager, readiness: Readiness, wait: ReadyWait | None) -> int:
+    """Say whether the agent reached READY; 2 when it will not without a fix."""
+    if readiness.ready:
+        print(f"device-agent service: the agent is ready ({readiness.detail})")
+        return 0
+    if readiness.ready is None:
+        waited = f" within {wait.timeout:g} s" if wait is not None else ""
+        print(
+            f"device-agent service: the agent is still starting{waited} ({readiness.detail}); "
+            "`device-agent service status` shows how it goes"
+        )
+        return 0
+    print(
+        f"device-agent: the service was installed but the agent did not start "
+        f"({readiness.detail}). Its last log lines:",
+        file=sys.stderr,
+    )
+    for line in manager.recent_logs(LOG_LINES):
+        print(f"  | {line}", file=sys.stderr)
+    print(
+        "Fix what they say (`device-agent doctor` helps), then `device-agent service start`.",
+        file=sys.stderr,
+    )
+    return 2
 
 
 def _done(action: str, manager: ServiceManager, steps: Sequence[Step]) -> str:

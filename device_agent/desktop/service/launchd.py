@@ -5,8 +5,11 @@ from __future__ import annotations
 import plistlib
 import re
 import subprocess
+from collections import deque
+from collections.abc import Callable
 from pathlib import Path
 
+from device_agent.desktop.service.ready import Readiness
 from device_agent.desktop.service.spec import LABEL, TRAY_LABEL, ServiceError, ServiceSpec
 from device_agent.desktop.service.steps import (
     Command,
@@ -28,9 +31,18 @@ class Launchd:
         "run `device-agent run` in a terminal meanwhile"
     )
 
-    def __init__(self, spec: ServiceSpec, runner: Runner = run_command) -> None:
+    def __init__(
+        self,
+        spec: ServiceSpec,
+        runner: Runner = run_command,
+        *,
+        daemon_answers: Callable[[], bool] | None = None,
+    ) -> None:
         self.spec = spec
         self.runner = runner
+        # launchd has no readiness protocol: the agent is ready once it answers on its
+        # control socket (tests replace this).
+        self.daemon_answers = daemon_answers or (lambda: _answers(spec.state_dir))
         self.agents_dir = spec.home / "Library" / "LaunchAgents"
         self.domain = f"gui/{spec.uid}"
 
@@ -104,6 +116,32 @@ class Launchd:
         shown = ", ".join(f"{key} {value}" for key, value in fields.items())
         return f"installed, loaded ({shown or 'no details'})"
 
+    def readiness(self) -> Readiness:
+        result = self._print(LABEL)
+        if result.returncode != 0:
+            return Readiness(False, "not loaded")
+        fields = dict(re.findall(r"^\s*(state|pid|last exit code) = (.+)$", result.stdout, re.M))
+        state = fields.get("state", "unknown")
+        detail = ", ".join(f"{key} {value}" for key, value in fields.items()) or "no details"
+        if state == "running":
+            if self.daemon_answers():
+                return Readiness(True, detail)
+            return Readiness(None, detail)
+        if "last exit code" in fields:  # it ran and ended: launchd restarts it, if at all,
+            return Readiness(False, detail)  # after ThrottleInterval
+        return Readiness(None, detail)
+
+    def recent_logs(self, lines: int) -> list[str]:
+        """The last lines the agent wrote to its stderr file (the plist's StandardErrorPath)."""
+        path = self.spec.log_dir / "service.err.log"
+        try:
+            with path.open(encoding="utf-8", errors="replace") as file:
+                return [line.rstrip("\n") for line in deque(file, maxlen=lines)]
+        except FileNotFoundError:
+            return [f"(nothing written to {path} yet)"]
+        except OSError as exc:
+            return [f"(cannot read {path}: {exc.strerror})"]
+
     def notes(self) -> list[str]:
         return [f"logs: {self.spec.log_dir}", "stop: device-agent service stop"]
 
@@ -119,3 +157,14 @@ class Launchd:
         if not plist.exists():
             raise ServiceError("the service is not installed: run `device-agent service install`")
         return plist
+
+
+def _answers(state_dir: Path) -> bool:
+    """Does a device-agent answer on the control socket of `state_dir`?"""
+    from device_agent.desktop.control_client import ControlError, request, socket_path
+
+    try:
+        request(socket_path(state_dir), "status", timeout=2.0)
+    except ControlError:
+        return False
+    return True

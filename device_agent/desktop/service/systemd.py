@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 
 from device_agent.config import ENV_TOKEN
+from device_agent.desktop.service.ready import Readiness
 from device_agent.desktop.service.spec import UNIT, WATCHDOG_SECONDS, ServiceError, ServiceSpec
 from device_agent.desktop.service.steps import (
     Command,
@@ -123,6 +124,35 @@ class Systemd:
         if props.get("NRestarts", "0") != "0":
             details.append(f"restarted {props['NRestarts']} times")
         return f"installed, {state}" + (f", {', '.join(details)}" if details else "")
+
+    def readiness(self) -> Readiness:
+        """`Type=notify`: the unit is `active` only once the agent said READY=1; `activating
+        (auto-restart)` means it exited and waits to be started again."""
+        argv = self._systemctl("show", UNIT, "--property=ActiveState,SubState,ExecMainStatus").argv
+        result = call(self.runner, argv, hint=self.hint)
+        if result.returncode != 0:
+            return Readiness(False, failure(argv, result, self.hint))
+        props = dict(line.split("=", 1) for line in result.stdout.splitlines() if "=" in line)
+        active, sub = props.get("ActiveState", "?"), props.get("SubState", "?")
+        detail = f"{active} ({sub})"
+        if props.get("ExecMainStatus", "0") not in ("", "0"):
+            detail += f", last exit code {props['ExecMainStatus']}"
+        if active == "active":
+            return Readiness(True, detail)
+        if active == "activating" and sub != "auto-restart":
+            return Readiness(None, detail)
+        return Readiness(False, detail)
+
+    def recent_logs(self, lines: int) -> list[str]:
+        """What the service printed last (its journal), or how to see it."""
+        argv = ("journalctl", "--user", "-u", UNIT, "-n", str(lines), "--no-pager", "-o", "cat")
+        try:
+            result = call(self.runner, argv, hint=self.hint)
+        except ServiceError as exc:
+            return [f"(cannot read the journal: {exc})"]
+        if result.returncode != 0 or not result.stdout.strip():
+            return ["(nothing in the journal: see `journalctl --user -u device-agent`)"]
+        return result.stdout.rstrip("\n").splitlines()[-lines:]
 
     def notes(self) -> list[str]:
         notes = [

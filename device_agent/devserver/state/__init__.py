@@ -12,7 +12,7 @@ tests, the trigger routes or the `/_dev` admin routes), and a reaper that
 times out runs whose executor went quiet.
 
 The areas live in their own modules (`devices`, `watchers`, `automations`,
-`chats`, `runs`, over the shared tables of `core`); `DevState` is the one entry point.
+`chats`, `runs`, `samples`, over the shared tables of `core`); `DevState` is the one entry point.
 """
 
 from __future__ import annotations
@@ -39,12 +39,14 @@ from device_agent.devserver.state.records import (
     RequestLog,
     RunRecord,
     RunStatus,
+    SamplePins,
     TokenRecord,
     User,
     WatcherRecord,
     iso,
 )
 from device_agent.devserver.state.runs import Runs
+from device_agent.devserver.state.samples import SampleKind, Samples
 from device_agent.devserver.state.watchers import Watchers
 
 __all__ = [
@@ -64,6 +66,8 @@ __all__ = [
     "RequestLog",
     "RunRecord",
     "RunStatus",
+    "SampleKind",
+    "SamplePins",
     "TokenRecord",
     "User",
     "WatcherRecord",
@@ -73,7 +77,7 @@ __all__ = [
 ]
 
 
-class DevState(Watchers, Automations, Chats, Runs):
+class DevState(Watchers, Automations, Chats, Runs, Samples):
     """Everything the dev server knows. Safe to use from any thread."""
 
     def snapshot_json(self) -> dict[str, Any]:

@@ -19,6 +19,7 @@ from device_agent.devserver.state.records import (
     Organization,
     RequestLog,
     RunRecord,
+    SamplePins,
     TokenRecord,
     User,
     WatcherRecord,
@@ -83,6 +84,8 @@ class StateCore:
         self._windows: dict[tuple[int, str], str] = {}  # -> window end
         self._requests: list[RequestLog] = []
         self._mcp_calls: list[McpCall] = []
+        self.samples = SamplePins()  # what `dev-server` seeded (state/samples.py)
+        self.on_notice: Callable[[str], None] = lambda message: None  # the server's console
         self._next_watcher_id = 1
         self._next_automation_id = 1
         self._next_conversation_id = 1

@@ -189,3 +189,15 @@ class McpCall(NamedTuple):
     tool: str | None  # the tool's name, for tools/call
     arguments: Any  # the tool's arguments, for tools/call
     token: str | None  # None: no (valid) bearer token
+
+
+@dataclass
+class SamplePins:
+    """The sample watchers or automations `dev-server` seeded, and the device they wait on."""
+
+    kind: Literal["watchers", "automations"] = "watchers"
+    ids: list[int] = dataclasses.field(default_factory=list)
+    worker_id: str | None = None  # the worker_id they are pinned to now
+    follow_first_device: bool = False  # True until the first device that signs in takes them
+    told: set[str] = dataclasses.field(default_factory=set)  # devices already told about them
+    notices: list[str] = dataclasses.field(default_factory=list)  # every notice, in order
