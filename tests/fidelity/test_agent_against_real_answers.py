@@ -59,9 +59,9 @@ def test_the_default_poll_timeout_outlasts_a_booting_servers_warm_up() -> None:
 
 
 def test_a_poll_held_through_a_warm_up_still_receives_its_run(lab: Lab) -> None:
-    # Scaled down: a poll timeout of 4 s (for a poll not held for a run, wait_seconds = 0)
-    # against a warm-up that holds the agent's poll for 2 s once it has arrived.
-    lab.config.update(wait_seconds=0, poll_timeout_seconds=4)
+    # The shortest poll timeout the config accepts (for a poll not held for a run,
+    # wait_seconds = 0) against a warm-up that holds the agent's poll for 2 s once it arrived.
+    lab.config.update(wait_seconds=0, poll_timeout_seconds=60)
     run_id = lab.state.queue_run(lab.add_watcher("Hello", agent_kind=None))
     lab.state.start_warmup(60)
     agent = lab.start_agent("--once", "--agent", "demo")
