@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import json
+import tomllib
 from pathlib import Path
 
 import pytest
 
+from device_agent.executors.launch import toml_string
+from device_agent.executors.profiles import load_profiles
+from device_agent.executors.request import McpWiring
 from tests.executors.conftest import MCP_URL, TOKEN, Bench
 
 SAMPLE_CONFIG = {
@@ -360,3 +366,40 @@ def test_numbers_that_are_not_sane_and_models_that_are_not_strings_are_refused(
     assert result.error is not None
     assert result.error.startswith("execution_config.")
     assert not bench.report_path.exists()
+
+
+# ------------------------------------------- a URL inside a CLI's config (issue 21, point 13)
+
+
+@pytest.mark.parametrize("text", ["http://127.0.0.1:1/mcp", 'a"b', "a\\b", "\x00\x1b\x7f\n", "é😀"])
+def test_toml_string_reads_back_as_the_same_text(text: str) -> None:
+    assert tomllib.loads(f"key = {toml_string(text)}")["key"] == text
+
+
+def test_codex_reads_the_mcp_url_from_a_toml_string_the_agent_quoted(bench: Bench) -> None:
+    bench.install("codex")
+    assert bench.run("codex").exit_reason == "ok"
+    argv = bench.reported()["argv"]
+    overrides = [argv[i + 1] for i, arg in enumerate(argv) if arg == "-c"]
+    url_option = next(value for value in overrides if value.startswith("mcp_servers.lobu.url="))
+    assert tomllib.loads(url_option) == {"mcp_servers": {"lobu": {"url": MCP_URL}}}
+
+
+def test_codex_profile_writes_the_url_through_the_toml_placeholder() -> None:
+    codex = load_profiles()["codex"]
+    assert codex.mcp is not None
+    assert "mcp_servers.lobu.url={mcp_url_toml}" in codex.mcp.args
+
+
+@pytest.mark.parametrize("bad", ["\x7f", "\x1b[31m", "\x00"])
+def test_a_control_character_in_an_mcp_url_is_refused_before_any_cli_starts(
+    bench: Bench, bad: str
+) -> None:
+    bench.install("codex")
+    request = dataclasses.replace(
+        bench.request("codex"), mcp=McpWiring(url=f"{MCP_URL}{bad}", token=TOKEN)
+    )
+    result = asyncio.run(bench.executor().execute(request, cancel=asyncio.Event()))
+    assert result.failed
+    assert "is not a plain http(s) URL" in (result.error or "")
+    assert not bench.report_path.exists()  # the CLI never ran

@@ -67,10 +67,11 @@ class AutomationClaim:
     def prompt(self, nudge: str | None) -> str:
         return build_automation_prompt(self.run, nudge=nudge)
 
-    def wire(self, request: ExecutionRequest) -> ExecutionRequest:
+    def wire(self, request: ExecutionRequest, *, server: str) -> ExecutionRequest:
         """The run's own `agent_session`, when it has one, replaces the device's credential:
-        it is then the only Lobu credential the CLI gets."""
-        access = run_access(self.run, device_mcp=request.mcp)
+        it is then the only Lobu credential the CLI gets. Raises `PayloadError` when its
+        `mcp_url` is not one the session token may be sent to."""
+        access = run_access(self.run, device_mcp=request.mcp, server=server)
         return dataclasses.replace(
             request,
             mcp=access.mcp,
