@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from device_agent.executors.request import McpWiring
-from device_agent.lanes.automation.access import check_session_url, lane_args, run_access
+from device_agent.lanes.automation.access import check_session_url, run_access
 from device_agent.lanes.automation.payload import parse_automation_run
 from device_agent.server.protocol import PayloadError
 from tests.automation.claims import MCP_URL, SESSION_TOKEN, claim
@@ -35,15 +35,6 @@ def test_without_a_session_the_device_wiring_is_used_as_today() -> None:
 def test_the_session_token_is_not_in_repr() -> None:
     access = run_access(parse_automation_run(claim()), device_mcp=DEVICE_MCP, server=SERVER)
     assert SESSION_TOKEN not in repr(access)
-
-
-def test_claude_code_gets_the_two_completion_tools_and_others_nothing() -> None:
-    assert lane_args("claude-code") == (
-        "--allowedTools",
-        "mcp__lobu__query_sdk,mcp__lobu__run_sdk",
-    )
-    assert lane_args("codex") == ()
-    assert lane_args("pi") == ()
 
 
 # ------------------------------------- where the session token may go (issue 21, point 13)

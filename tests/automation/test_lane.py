@@ -51,10 +51,10 @@ def test_a_session_replaces_the_device_credential() -> None:
     assert wired.mcp == McpWiring(url=MCP_URL, token=SESSION_TOKEN)
     assert wired.env == {"LOBU_API_TOKEN": SESSION_TOKEN, "LOBU_MEMORY_URL": MCP_URL}
     assert SESSION_TOKEN in wired.secrets
-    assert wired.args == ("--allowedTools", "mcp__lobu__query_sdk,mcp__lobu__run_sdk")
+    assert wired.args == ()  # the tools a CLI may call come with its profile's [mcp]
 
 
-def test_without_a_session_the_device_wiring_stays_and_other_clis_get_no_flags() -> None:
+def test_without_a_session_the_device_wiring_stays() -> None:
     run = AUTOMATION.parse(claim({"context.agent_session": DELETE}))
     wired = run.wire(request("codex"), server=SERVER)
     assert wired.mcp == DEVICE

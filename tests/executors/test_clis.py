@@ -85,6 +85,44 @@ def test_claude_argv_maps_execution_config(bench: Bench) -> None:
     ]
 
 
+def test_claude_is_allowed_exactly_the_lobu_tools_wherever_they_are_wired(bench: Bench) -> None:
+    bench.install("claude")
+    assert bench.run("claude-code").exit_reason == "ok"
+    argv = bench.reported()["argv"]
+    assert argv[-5:] == [
+        "--mcp-config",
+        argv[-4],
+        "--strict-mcp-config",
+        "--allowedTools",
+        "mcp__lobu__query_sdk,mcp__lobu__run_sdk",
+    ]
+
+
+def test_the_fake_claude_denies_a_lobu_tool_its_argv_does_not_allow(bench: Bench) -> None:
+    # The rule the fake models (`claude -p` has nobody to ask): without --allowedTools a
+    # wired MCP tool is denied, so a test with the fake sees what the real CLI would do.
+    bench.install("claude")
+    bench.profile(
+        "claude-code",
+        """
+binary = "claude"
+args = ["-p", "--output-format", "json", "{mcp}"]
+[mcp]
+file = "private"
+args = ["--mcp-config", "{mcp_config}", "--strict-mcp-config"]
+[mcp.config.mcpServers.lobu]
+type = "http"
+url = "{mcp_url}"
+headers = { Authorization = "Bearer {mcp_token}" }
+[output]
+reader = "json"
+text = "result"
+""",
+    )
+    result = bench.run("claude-code", mode="lobu_tool")
+    assert result.output == "Permission to use mcp__lobu__query_sdk was denied."
+
+
 # ------------------------------------------------------------------- Gemini
 
 

@@ -28,13 +28,6 @@ from device_agent.server.protocol import PayloadError, preview
 ENV_TOKEN: Final = "LOBU_API_TOKEN"  # noqa: S105 - a variable name, not a secret
 ENV_MEMORY_URL: Final = "LOBU_MEMORY_URL"
 
-# Flags this lane adds per executor profile. Claude Code runs headless, so it
-# must be allowed the two completion tools up front (the upstream daemon does
-# the same); nothing wider.
-LANE_ARGS: Final[Mapping[str, tuple[str, ...]]] = {
-    "claude-code": ("--allowedTools", "mcp__lobu__query_sdk,mcp__lobu__run_sdk"),
-}
-
 
 @dataclass(frozen=True)
 class RunAccess:
@@ -58,11 +51,6 @@ def run_access(run: AutomationRun, *, device_mcp: McpWiring | None, server: str)
         env={ENV_TOKEN: session.token, ENV_MEMORY_URL: session.mcp_url},
         secrets=(session.token,),
     )
-
-
-def lane_args(profile_name: str) -> tuple[str, ...]:
-    """Extra CLI flags this lane needs for `profile_name` (empty for most)."""
-    return LANE_ARGS.get(profile_name, ())
 
 
 def check_session_url(url: str, *, server: str) -> None:
