@@ -347,3 +347,24 @@ def test_an_idle_agent_rotates_its_device_token_and_polls_with_the_new_one(
             assert await task == ExitCode.OK
 
     asyncio.run(go())
+
+
+@pytest.mark.usefixtures("lobu_client_through_httpx")
+def test_a_poll_that_timed_out_is_noted_for_status(isolated_home: Path) -> None:
+    from device_agent.cli.status import gather
+
+    server = "http://127.0.0.1:9"
+    token = "owl_pat_" + "t" * 32
+    settings = settings_for(server, token, isolated_home)
+
+    async def go() -> ExitCode:
+        with respx.mock(base_url=server) as mock:
+            mock.post("/api/workers/poll").mock(side_effect=httpx.ReadTimeout("no answer"))
+            return await run_agent(
+                settings, token=token, worker_id=WORKER, once=True, handle_signals=False
+            )
+
+    assert asyncio.run(go()) == ExitCode.UNREACHABLE
+    abandoned = gather(settings)["poll_abandoned"]
+    assert abandoned is not None
+    assert abandoned["reason"].startswith("it timed out")
