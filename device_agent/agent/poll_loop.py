@@ -343,7 +343,7 @@ class Agent:
                     " — a run may have been claimed and not received; it is reaped by the "
                     "server in time. If polls keep timing out, raise poll_timeout_seconds"
                 )
-                await self._poll_abandoned(f"it timed out ({answer.describe()})")
+                await self._note_abandoned_poll(f"it timed out ({answer.describe()})")
             return self._transient(message, answer.retry_after)
         return self._rejected(answer)
 
@@ -503,19 +503,18 @@ class Agent:
             return request.result()
         request.cancel()
         await asyncio.gather(request, return_exceptions=True)
-        await self._poll_abandoned("the agent stopped before the server answered it")
+        log.warning(
+            "stopping without the poll's answer; a run the server claims into that poll is "
+            "not received here and shows as running on the server until the server reaps it "
+            "(up to about 2 hours)"
+        )
+        await self._note_abandoned_poll("the agent stopped before the server answered it")
         return None
 
-    async def _poll_abandoned(self, reason: str) -> None:
-        """A poll given up on before its answer: the server may have claimed a run into it.
-        Said in the log, and noted in the journal, where `status` finds it (after the agent
-        has stopped too)."""
-        log.warning(
-            "a poll was given up on before the server answered; a run the server claimed "
-            "into it was not received here and shows as running on the server until the "
-            "server reaps it (up to about 2 hours)",
-            reason=reason,
-        )
+    async def _note_abandoned_poll(self, reason: str) -> None:
+        """A poll given up on before its answer, which the server may have claimed a run
+        into: noted in the journal, where `status` finds it (after the agent has stopped
+        too)."""
         await self.journal.write_or_defer(
             self.journal.sync.note_abandoned_poll, self.server, reason
         )
