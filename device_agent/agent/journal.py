@@ -95,6 +95,11 @@ CREATE TABLE IF NOT EXISTS runs (
 );
 CREATE INDEX IF NOT EXISTS runs_state ON runs (state);
 CREATE TABLE IF NOT EXISTS probe (id INTEGER PRIMARY KEY CHECK (id = 1), at REAL);
+CREATE TABLE IF NOT EXISTS abandoned_polls (
+    server  TEXT PRIMARY KEY,
+    at      REAL NOT NULL,
+    reason  TEXT NOT NULL
+);
 """
 # Columns added after the first release: (name, definition) for journals made before them.
 _ADDED_COLUMNS: Final = (("finalize_attempt", "INTEGER NOT NULL DEFAULT 0"),)
@@ -210,6 +215,23 @@ class Journal:
         """Write a few bytes, to learn whether the journal can be written again."""
         with self._tx() as db:
             db.execute("INSERT OR REPLACE INTO probe (id, at) VALUES (1, ?)", (self._clock(),))
+
+    @unhurried
+    def note_abandoned_poll(self, server: str, reason: str) -> None:
+        """Remember the latest poll to `server` given up on before its answer: the server
+        may have claimed a run into it that never arrived (`status` says so)."""
+        with self._tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO abandoned_polls (server, at, reason) VALUES (?, ?, ?)",
+                (server, self._clock(), encodable(reason)),
+            )
+
+    def abandoned_poll(self, server: str) -> tuple[float, str] | None:
+        """When the latest poll to `server` was given up on, and why; None if never."""
+        row = self._db.execute(
+            "SELECT at, reason FROM abandoned_polls WHERE server = ?", (server,)
+        ).fetchone()
+        return (float(row["at"]), str(row["reason"])) if row is not None else None
 
     def unrecorded_result(self, server: str, run_id: int, report: Report) -> Entry:
         """A claimed run's row with a result the journal could not take, held in memory

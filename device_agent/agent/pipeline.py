@@ -311,13 +311,17 @@ class RunPipeline:
                         prompt=prompt,
                         execution_config=parsed.execution_config,
                         mcp=mcp,
-                    )
+                    ),
+                    server=self.server,
                 )
                 report = await self.executor.execute(
                     request,
                     cancel=run.cancel,
                     on_output=functools.partial(self.board.output, run_id),
                 )
+        except PayloadError as exc:  # what the run brings cannot be used (its session's URL)
+            log.error("cannot run this claim; reporting it as failed", error=str(exc))
+            return failure(str(exc))
         except Exception as exc:  # e.g. no loopback port for the tools proxy: the run fails
             # now, reported like any result, rather than staying claimed until a restart.
             log.exception("could not run this claim")

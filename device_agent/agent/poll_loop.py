@@ -6,10 +6,18 @@ A claimed run owns a slot from the claim until its CLI has finished; its
 delivery goes on after the slot is free, so a slow server never stops the
 next run from starting.
 
-Shutdown (first SIGTERM/SIGINT): stop polling at once, give running CLIs
+Shutdown (first SIGTERM/SIGINT): start no new poll, give running CLIs
 `shutdown_grace_seconds` to finish, cancel the rest (reported as failed with
 exit_reason "cancelled"), make a few quick delivery attempts, leave anything
 undelivered in the journal. A second signal cuts the grace short.
+
+A poll in flight when the stop comes gets the same grace to be answered: the
+server may claim a run into it even after the agent has gone, and such a run,
+never heartbeated, would sit `running` on the server for about two hours. Its
+answer is taken, and a run it brings is reported at once as not started
+(docs/protocol.md, "Poll and claim"). A poll given up on all the same (the grace
+ran out, a second signal, a timeout) is logged and noted in the journal, and
+`status` says when.
 """
 
 from __future__ import annotations
@@ -112,6 +120,7 @@ class Agent:
         self._slots = asyncio.Semaphore(settings.concurrency)
         self._backoff = Backoff(cap=settings.max_backoff_seconds)
         self._stopping = asyncio.Event()
+        self._stop_deadline: float | None = None  # time.monotonic() when the grace is up
         self._resumed = asyncio.Event()  # cleared while paused
         self._resumed.set()
         self._hurry = asyncio.Event()
@@ -151,6 +160,7 @@ class Agent:
                 grace_seconds=self.settings.shutdown_grace_seconds,
             )
             self._stopping.set()
+            self._stop_deadline = time.monotonic() + self.settings.shutdown_grace_seconds
             self.pipeline.shutting_down = True
             self._set_status(AgentState.STOPPING)
         self.outbox.draining = True
@@ -358,6 +368,7 @@ class Agent:
                     " — a run may have been claimed and not received; it is reaped by the "
                     "server in time. If polls keep timing out, raise poll_timeout_seconds"
                 )
+                await self._note_abandoned_poll(f"it timed out ({answer.describe()})")
             return self._transient(message, answer.retry_after)
         return self._rejected(answer)
 
@@ -483,25 +494,61 @@ class Agent:
 
     async def _held_poll(self) -> Answer | None:
         """A poll the server may hold up to `wait_seconds` (docs/protocol.md, "Long-poll");
-        None when a stop request aborted it first. The poll holds a slot, so the device has
+        None when it was given up on at a stop. The poll holds a slot, so the device has
         room for what it may be handed.
 
-        "Run now" does not cut it short: the server wakes a held poll itself when a run is
+        Nothing cuts it short lightly: the server wakes a held poll itself when a run is
         queued, and may already have claimed the new run into this very answer — dropping
-        the answer would strand that run for hours. Only a stop, which must be quick, takes
-        that risk."""
+        the answer would strand that run, claimed and never heartbeated, for hours. So
+        "Run now" leaves it alone, and a stop waits for it up to the drain grace (the
+        claim is then reported as not started); only the grace running out or a second
+        stop request abandons it."""
         request = asyncio.ensure_future(self._poll_request(wait_seconds=self.settings.wait_seconds))
-        cut_short = asyncio.ensure_future(self._stopping.wait())
+        stopping = asyncio.ensure_future(self._stopping.wait())
         try:
-            await asyncio.wait({request, cut_short}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({request, stopping}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            cut_short.cancel()
+            stopping.cancel()
+        if not request.done():
+            log.info(
+                "stopping: waiting for the poll in flight, which the server may still hand "
+                "a run (reported as not started)",
+                grace_seconds=round(self._grace_left(), 1),
+            )
+            hurry = asyncio.ensure_future(self._hurry.wait())
+            try:
+                await asyncio.wait(
+                    {request, hurry},
+                    timeout=self._grace_left(),
+                    return_when=asyncio.FIRST_COMPLETED,
+                )
+            finally:
+                hurry.cancel()
         if request.done():
             return request.result()
         request.cancel()
         await asyncio.gather(request, return_exceptions=True)
-        log.debug("held poll cut short")
+        log.warning(
+            "stopping without the poll's answer; a run the server claims into that poll is "
+            "not received here and shows as running on the server until the server reaps it "
+            "(up to about 2 hours)"
+        )
+        await self._note_abandoned_poll("the agent stopped before the server answered it")
         return None
+
+    async def _note_abandoned_poll(self, reason: str) -> None:
+        """A poll given up on before its answer, which the server may have claimed a run
+        into: noted in the journal, where `status` finds it (after the agent has stopped
+        too)."""
+        await self.journal.write_or_defer(
+            self.journal.sync.note_abandoned_poll, self.server, reason
+        )
+
+    def _grace_left(self) -> float:
+        """Seconds left of the drain grace that began with the stop request."""
+        if self._stop_deadline is None:
+            return self.settings.shutdown_grace_seconds
+        return max(0.0, self._stop_deadline - time.monotonic())
 
     def _capacity(self) -> int:
         """Free slots, counting the one this poll holds."""
@@ -515,10 +562,10 @@ class Agent:
             log.info(
                 "waiting for running runs",
                 runs=sorted(self.pipeline.active),
-                grace_seconds=self.settings.shutdown_grace_seconds,
+                grace_seconds=round(self._grace_left(), 1),
             )
             await _first_of(
-                asyncio.sleep(self.settings.shutdown_grace_seconds),
+                asyncio.sleep(self._grace_left()),
                 self._hurry.wait(),
                 self._all_finished.wait(),
             )

@@ -20,6 +20,9 @@ if TYPE_CHECKING:
     from device_agent.config import Settings
 
 TAIL_LINES = 3  # of a running run's output, in the human view
+# How long after an abandoned poll `status` still mentions it: a run the server claimed into
+# it, never heartbeated, waits this long for the server's backstop (docs/protocol.md).
+STRANDED_RUN_SECONDS = 2 * 3600
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -49,7 +52,7 @@ def gather(settings: Settings) -> dict[str, Any]:
     # The running daemon knows its server even when this shell has no DEVICE_AGENT_SERVER.
     settings = replace(settings, server=daemon.get("server") or settings.server)
     waiting = {item["run_id"]: item["waiting_because"] for item in daemon.get("backlog", [])}
-    backlog, dead = _journal_view(settings)
+    backlog, dead, abandoned = _journal_view(settings)
     for item in backlog:
         item["waiting_because"] = waiting.get(item["run_id"]) or (
             "queued; sent at the next attempt" if daemon else "the daemon is not running"
@@ -70,6 +73,7 @@ def gather(settings: Settings) -> dict[str, Any]:
         "backlog": backlog,
         "dead_letters": dead,
         "problems": daemon.get("problems", []),
+        "poll_abandoned": abandoned,
         **_token(settings, daemon.get("token_home")),
     }
 
@@ -91,18 +95,28 @@ def _token(settings: Settings, daemons: str | None) -> dict[str, str | None]:
         return {"token_home": None, "token_problem": str(exc)}
 
 
-def _journal_view(settings: Settings) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def _journal_view(
+    settings: Settings,
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any] | None]:
+    """Results waiting, results refused for good, and the latest poll given up on before
+    its answer if that was recent enough for a run claimed into it to be stranded still."""
+    import time
+
     from device_agent.agent.journal import DEAD, FINISHED, Journal
     from device_agent.desktop.control_handler import iso
 
     if settings.server is None or not settings.paths.journal_file.exists():
-        return [], []
+        return [], [], None
     journal = Journal(settings.paths.journal_file)
     try:
         waiting = journal.in_state(FINISHED, server=settings.origin)
         dead = journal.in_state(DEAD, server=settings.origin)
+        noted = journal.abandoned_poll(settings.origin)
     finally:
         journal.close()
+    abandoned = None
+    if noted is not None and time.time() - noted[0] < STRANDED_RUN_SECONDS:
+        abandoned = {"at": iso(noted[0]), "reason": noted[1]}
     backlog = [
         {
             "run_id": e.run_id,
@@ -122,7 +136,7 @@ def _journal_view(settings: Settings) -> tuple[list[dict[str, Any]], list[dict[s
         }
         for e in dead
     ]
-    return backlog, dead_letters
+    return backlog, dead_letters, abandoned
 
 
 def render(report: dict[str, Any]) -> str:
@@ -141,6 +155,13 @@ def render(report: dict[str, Any]) -> str:
     lines.append(f"  version:    device-agent {report['version']}")
     for problem in report["problems"]:
         lines.append(f"problem: {problem}")
+    if abandoned := report["poll_abandoned"]:
+        lines.append(
+            f"poll abandoned: {ago(abandoned['at'])}, {printable(abandoned['reason'])}. A run "
+            "the server handed to that poll was never received here: it shows as running on "
+            "the server until the server reaps it (up to 2 hours); cancel it in the Lobu web "
+            "app to have it run sooner"
+        )
     for run in report["runs"]:
         lines.append(
             f"running: run {run['run_id']} — {printable(run['name'])} ({run['lane']}), "

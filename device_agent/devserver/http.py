@@ -49,9 +49,10 @@ class Response:
 
     def encode(self, *, keep_alive: bool) -> bytes:
         reason = _reason(self.status)
-        lines = [
-            f"HTTP/1.1 {self.status} {reason}",
-            f"Content-Type: {self.content_type}",
+        lines = [f"HTTP/1.1 {self.status} {reason}"]
+        if self.body:  # an empty answer (a 202 to a notification) names no type
+            lines.append(f"Content-Type: {self.content_type}")
+        lines += [
             f"Content-Length: {len(self.body)}",
             "Connection: keep-alive" if keep_alive else "Connection: close",
         ]

@@ -256,10 +256,12 @@ def _user_route(request: Request) -> Handler | None:
     handler = routes_auth.user_route(request)
     if handler is not None:
         return handler
+    if match := _MCP.match(request.path):
+        if request.method != "POST":
+            return routes_mcp.not_allowed
+        return partial(routes_mcp.mcp, org_slug=match.group(1))
     if request.method != "POST":
         return None
     if match := _MANAGE_WATCHERS.match(request.path):
         return partial(routes_watcher.manage_watchers, org_slug=match.group(1))
-    if match := _MCP.match(request.path):
-        return partial(routes_mcp.mcp, org_slug=match.group(1))
     return None

@@ -19,7 +19,10 @@ from device_agent.devserver.wire import Caller, error, json_object
 def mcp(state: DevState, caller: Caller, request: Request, *, org_slug: str | None) -> Response:
     """A stand-in for Lobu's MCP server: just enough for a CLI to finish a window.
 
-    JSON-RPC 2.0 over one POST. `initialize`, `tools/list`, and `tools/call`
+    JSON-RPC 2.0 over one POST, as MCP's Streamable HTTP transport carries it:
+    a notification (a message without an `id`, such as
+    `notifications/initialized`) or a client's response is accepted with 202
+    and no body. `initialize`, `tools/list`, and `tools/call`
     of `run_sdk` with arguments `{"method": "automations.completeWindow",
     "params": {"run_id": N, "extracted_data": {...}}}` (the real `run_sdk`
     runs TypeScript against the SDK; the stand-in runs no code and takes the
@@ -34,6 +37,8 @@ def mcp(state: DevState, caller: Caller, request: Request, *, org_slug: str | No
     message = json_object(request)
     if message is None:
         return _rpc_error(None, -32700, "Parse error: expected one JSON-RPC request object")
+    if "id" not in message:
+        return Response(202)  # a notification or a response: accepted, nothing to answer
     rpc_id = message.get("id")
     method = message.get("method")
     params = message.get("params")
@@ -125,6 +130,13 @@ def _complete_window(
     run.status = "completed"
     run.completed_at = state.now()
     return {"ok": True, "run_id": run_id, "window_start": run.approved_input.get("window_start")}
+
+
+def not_allowed(state: DevState, caller: Caller, request: Request) -> Response:
+    """A method other than POST on the MCP endpoint: 405, as a Streamable HTTP server
+    that opens no server-initiated stream (GET) and keeps no session (DELETE) answers."""
+    body = {"error": f"Method {request.method} not allowed on the MCP endpoint: use POST"}
+    return Response.json(405, body, headers={"Allow": "POST"})
 
 
 def _rpc_result(rpc_id: Any, result: dict[str, Any]) -> Response:

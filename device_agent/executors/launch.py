@@ -40,6 +40,9 @@ from device_agent.executors.request import ExecutionRequest
 from device_agent.redaction import worth_hiding
 
 _PACKAGE_PARENT: Final = str(Path(__file__).resolve().parent.parent)
+# What no URL holds and a CLI's config could trip over: spaces, quotes, backslashes, controls.
+_NOT_IN_A_URL: Final = re.compile(r"[\s\"'\\\x00-\x1f\x7f]")
+_TOML_ESCAPED: Final = re.compile(r'["\\\x00-\x1f\x7f]')
 
 
 @dataclass(frozen=True)
@@ -193,7 +196,13 @@ class Launcher:
             return [], {}
         if wiring is None:
             return [], {}
-        values = {**values, "{mcp_url}": _checked_url(wiring.url), "{mcp_token}": wiring.token}
+        url = _checked_url(wiring.url)
+        values = {
+            **values,
+            "{mcp_url}": url,
+            "{mcp_url_toml}": toml_string(url),  # for a TOML value on the command line (codex -c)
+            "{mcp_token}": wiring.token,
+        }
         filled = _fill_deep(spec.config, values) if spec.config is not None else None
         config = json.dumps(filled) if filled is not None else ""
         path: Path | None = None
@@ -322,9 +331,15 @@ def _remove(path: Path, created_dirs: list[Path]) -> None:
 
 def _checked_url(url: str) -> str:
     parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc or re.search(r"[\s\"'\\]", url):
+    if parts.scheme not in ("http", "https") or not parts.netloc or _NOT_IN_A_URL.search(url):
         raise Refused(f"the MCP URL {url!r} is not a plain http(s) URL")
     return url
+
+
+def toml_string(text: str) -> str:
+    """`text` as a TOML basic string, quotes included: `"`, `\\` and control characters are
+    written as \\uXXXX escapes, so that nothing in it can end the string or add a key."""
+    return '"' + _TOML_ESCAPED.sub(lambda m: f"\\u{ord(m.group()):04X}", text) + '"'
 
 
 def _fill(text: str, values: Mapping[str, str]) -> str:

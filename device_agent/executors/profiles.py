@@ -53,8 +53,9 @@ VERSION_NUMBER: Final = re.compile(r"\d+(?:\.\d+)+")
 ENV_NAME: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _COMMON: Final = frozenset({"python", "python_path", "workdir"})
 _ARGS: Final = _COMMON | {"prompt", "prompt_file", "output_file"}
-_MCP_ARGS: Final = _COMMON | {"mcp_config", "mcp_url"}
-_MCP_ENV: Final = _COMMON | {"mcp_config", "mcp_config_json", "mcp_url", "mcp_token"}
+# {mcp_url_toml}: the URL as a TOML string, quotes included (a `-c key=value` option).
+_MCP_ARGS: Final = _COMMON | {"mcp_config", "mcp_url", "mcp_url_toml"}
+_MCP_ENV: Final = _MCP_ARGS | {"mcp_config_json", "mcp_token"}
 _MCP_CONFIG: Final = frozenset({"mcp_url", "mcp_token"})
 
 

@@ -79,9 +79,11 @@ class LaneRun(Protocol):
         """The CLI's prompt; `nudge` is the latest resume answer's, if any.
         Raises `PayloadError` when the run cannot be prompted."""
 
-    def wire(self, request: ExecutionRequest) -> ExecutionRequest:
+    def wire(self, request: ExecutionRequest, *, server: str) -> ExecutionRequest:
         """`request` with whatever this run's CLI gets besides the device's own wiring
-        (another Lobu credential, extra flags); the request itself when nothing."""
+        (another Lobu credential, extra flags); the request itself when nothing. `server`
+        is the configured server's origin. Raises `PayloadError` when what the run brings
+        cannot be used (the run then fails with that message)."""
 
     def review(self, report: Report) -> Report:
         """A round's result as this run's lane reads it, before it is journaled (a chat turn

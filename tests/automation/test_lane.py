@@ -19,8 +19,10 @@ from device_agent.executors.request import ExecutionRequest, McpWiring
 from device_agent.lanes import LANES, Done, Fail, Resume, UnhandledLane, lane_for
 from device_agent.lanes.automation.lane import AUTOMATION, HEARTBEAT_409, STOPPED_BY
 from device_agent.server.client import Answer, AnswerKind, LobuClient
+from device_agent.server.protocol import PayloadError
 from tests.support.claims import DELETE, MCP_URL, SESSION_TOKEN, automation_claim
 
+SERVER = "http://127.0.0.1:8787"
 DEVICE = McpWiring(url="http://127.0.0.1:8787/mcp", token="owl_pat_DeviceToken000000000000000001")
 
 
@@ -44,19 +46,25 @@ def test_the_lane_is_registered_for_its_run_type() -> None:
 
 
 def test_a_session_replaces_the_device_credential() -> None:
-    wired = AUTOMATION.parse(automation_claim()).wire(request())
+    wired = AUTOMATION.parse(automation_claim()).wire(request(), server=SERVER)
     assert wired.mcp == McpWiring(url=MCP_URL, token=SESSION_TOKEN)
     assert wired.env == {"LOBU_API_TOKEN": SESSION_TOKEN, "LOBU_MEMORY_URL": MCP_URL}
     assert SESSION_TOKEN in wired.secrets
-    assert wired.args == ("--allowedTools", "mcp__lobu__query_sdk,mcp__lobu__run_sdk")
+    assert wired.args == ()  # the tools a CLI may call come with its profile's [mcp]
 
 
-def test_without_a_session_the_device_wiring_stays_and_other_clis_get_no_flags() -> None:
+def test_without_a_session_the_device_wiring_stays() -> None:
     run = AUTOMATION.parse(automation_claim({"context.agent_session": DELETE}))
-    wired = run.wire(request("codex"))
+    wired = run.wire(request("codex"), server=SERVER)
     assert wired.mcp == DEVICE
     assert wired.env == {}
     assert wired.args == ()
+
+
+def test_a_session_url_the_token_must_not_go_to_is_refused_by_the_lane() -> None:
+    run = AUTOMATION.parse(automation_claim({"context.agent_session.mcp_url": "http://evil.example/mcp"}))
+    with pytest.raises(PayloadError, match=r"unencrypted to evil\.example"):
+        run.wire(request(), server=SERVER)
 
 
 def test_the_prompt_gets_the_nudge_on_a_resume_round() -> None:

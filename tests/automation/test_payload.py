@@ -125,6 +125,23 @@ def test_an_event_turn_is_recognised() -> None:
         ({"context.agent_session": "token"}, "payload.context.agent_session"),
         ({"context.agent_session.mcp_url": None}, "payload.context.agent_session.mcp_url"),
         ({"context.agent_session.mcp_url": "file:///etc"}, "payload.context.agent_session.mcp_url"),
+        # Nothing that could end a quoted string in a CLI's config (issue 21, point 13).
+        (
+            {"context.agent_session.mcp_url": 'https://h/"x'},
+            "payload.context.agent_session.mcp_url",
+        ),
+        (
+            {"context.agent_session.mcp_url": "https://h/x\x7f"},
+            "payload.context.agent_session.mcp_url",
+        ),
+        (
+            {"context.agent_session.mcp_url": "https://h/\\x"},
+            "payload.context.agent_session.mcp_url",
+        ),
+        (
+            {"context.agent_session.mcp_url": "https://h/\x1b"},
+            "payload.context.agent_session.mcp_url",
+        ),
         ({"context.agent_session.token": ""}, "payload.context.agent_session.token"),
         ({"context.agent_session.token": 12345}, "payload.context.agent_session.token"),
         ({"context.agent_session.token": "a\r\nX-Evil: 1"}, "payload.context.agent_session.token"),

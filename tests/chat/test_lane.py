@@ -29,6 +29,8 @@ from device_agent.server.client import Answer, AnswerKind, LobuClient
 
 from .claims import DELETE, MCP_URL, SESSION_TOKEN, claim
 
+SERVER = "http://127.0.0.1:8787"  # the configured server; the session's mcp_url is on it
+
 DEVICE = McpWiring(url="http://127.0.0.1:8787/mcp", token="owl_pat_DeviceToken000000000000000001")
 ORIGIN = "http://127.0.0.1:9"
 ROUTE = "/api/workers/me/runs/901/complete-chat"
@@ -60,18 +62,18 @@ def test_the_lane_is_registered_for_chat_message_without_a_run_now() -> None:
 
 
 def test_a_session_is_the_only_credential_the_cli_gets_as_in_the_automation_lane() -> None:
-    wired = CHAT.parse(claim()).wire(request())
+    wired = CHAT.parse(claim()).wire(request(), server=SERVER)
     assert wired.mcp == McpWiring(url=MCP_URL, token=SESSION_TOKEN)
     assert wired.env == {"LOBU_API_TOKEN": SESSION_TOKEN, "LOBU_MEMORY_URL": MCP_URL}
     assert SESSION_TOKEN in wired.secrets
-    assert wired.args == ("--allowedTools", "mcp__lobu__query_sdk,mcp__lobu__run_sdk")
+    assert wired.args == ()  # which tools a CLI may call is its profile's [mcp] business
     assert not CHAT.parse(claim()).uses_device_tools
 
 
 def test_without_a_session_the_device_wiring_stays() -> None:
     run = CHAT.parse(claim({"context.agent_session": DELETE}))
     assert run.uses_device_tools
-    wired = run.wire(request("codex"))
+    wired = run.wire(request("codex"), server=SERVER)
     assert (wired.mcp, wired.env, wired.args) == (DEVICE, {}, ())
 
 

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import json
+import tomllib
 from pathlib import Path
 
 import pytest
 from structlog.testing import capture_logs
 
+from device_agent.executors.launch import toml_string
+from device_agent.executors.profiles import load_profiles
+from device_agent.executors.request import McpWiring
 from tests.executors.conftest import MCP_URL, TOKEN, Bench
 
 SAMPLE_CONFIG = {
@@ -78,6 +84,44 @@ def test_claude_argv_maps_execution_config(bench: Bench) -> None:
         "--effort",
         "high",
     ]
+
+
+def test_claude_is_allowed_exactly_the_lobu_tools_wherever_they_are_wired(bench: Bench) -> None:
+    bench.install("claude")
+    assert bench.run("claude-code").exit_reason == "ok"
+    argv = bench.reported()["argv"]
+    assert argv[-5:] == [
+        "--mcp-config",
+        argv[-4],
+        "--strict-mcp-config",
+        "--allowedTools",
+        "mcp__lobu__query_sdk,mcp__lobu__run_sdk",
+    ]
+
+
+def test_the_fake_claude_denies_a_lobu_tool_its_argv_does_not_allow(bench: Bench) -> None:
+    # The rule the fake models (`claude -p` has nobody to ask): without --allowedTools a
+    # wired MCP tool is denied, so a test with the fake sees what the real CLI would do.
+    bench.install("claude")
+    bench.profile(
+        "claude-code",
+        """
+binary = "claude"
+args = ["-p", "--output-format", "json", "{mcp}"]
+[mcp]
+file = "private"
+args = ["--mcp-config", "{mcp_config}", "--strict-mcp-config"]
+[mcp.config.mcpServers.lobu]
+type = "http"
+url = "{mcp_url}"
+headers = { Authorization = "Bearer {mcp_token}" }
+[output]
+reader = "json"
+text = "result"
+""",
+    )
+    result = bench.run("claude-code", mode="lobu_tool")
+    assert result.output == "Permission to use mcp__lobu__query_sdk was denied."
 
 
 # ------------------------------------------------------------------- Gemini
@@ -476,3 +520,40 @@ def test_a_bad_execution_config_value_fails_the_run_in_one_line_naming_key_and_u
     assert result.exit_reason == "error_message"
     assert result.error == error
     assert not bench.report_path.exists()
+
+
+# ------------------------------------------- a URL inside a CLI's config (issue 21, point 13)
+
+
+@pytest.mark.parametrize("text", ["http://127.0.0.1:1/mcp", 'a"b', "a\\b", "\x00\x1b\x7f\n", "é😀"])
+def test_toml_string_reads_back_as_the_same_text(text: str) -> None:
+    assert tomllib.loads(f"key = {toml_string(text)}")["key"] == text
+
+
+def test_codex_reads_the_mcp_url_from_a_toml_string_the_agent_quoted(bench: Bench) -> None:
+    bench.install("codex")
+    assert bench.run("codex").exit_reason == "ok"
+    argv = bench.reported()["argv"]
+    overrides = [argv[i + 1] for i, arg in enumerate(argv) if arg == "-c"]
+    url_option = next(value for value in overrides if value.startswith("mcp_servers.lobu.url="))
+    assert tomllib.loads(url_option) == {"mcp_servers": {"lobu": {"url": MCP_URL}}}
+
+
+def test_codex_profile_writes_the_url_through_the_toml_placeholder() -> None:
+    codex = load_profiles()["codex"]
+    assert codex.mcp is not None
+    assert "mcp_servers.lobu.url={mcp_url_toml}" in codex.mcp.args
+
+
+@pytest.mark.parametrize("bad", ["\x7f", "\x1b[31m", "\x00"])
+def test_a_control_character_in_an_mcp_url_is_refused_before_any_cli_starts(
+    bench: Bench, bad: str
+) -> None:
+    bench.install("codex")
+    request = dataclasses.replace(
+        bench.request("codex"), mcp=McpWiring(url=f"{MCP_URL}{bad}", token=TOKEN)
+    )
+    result = asyncio.run(bench.executor().execute(request, cancel=asyncio.Event()))
+    assert result.failed
+    assert "is not a plain http(s) URL" in (result.error or "")
+    assert not bench.report_path.exists()  # the CLI never ran

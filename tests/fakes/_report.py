@@ -75,3 +75,58 @@ def log_execution(prompt):
 
 def option(args, name, default=None):
     return args[args.index(name) + 1] if name in args else default
+
+
+def allowed_tools(args):
+    """The rules given to --allowedTools (or --allowed-tools): the values after the flag up to
+    the next option, split at commas and spaces, as Claude Code reads them."""
+    rules = []
+    i = 0
+    while i < len(args):
+        if args[i] in ("--allowedTools", "--allowed-tools"):
+            i += 1
+            while i < len(args) and not args[i].startswith("-"):
+                rules += [rule for rule in args[i].replace(",", " ").split() if rule]
+                i += 1
+        else:
+            i += 1
+    return rules
+
+
+def tool_permitted(args, tool):
+    """Claude Code's rule in print mode (-p): there is nobody to ask, so an MCP tool
+    `mcp__<server>__<name>` runs only when --allowedTools names it or its whole server
+    (`mcp__<server>`, `mcp__<server>__*`), or the permission checks are off; any other
+    call is denied and lands in the result's `permission_denials`."""
+    if option(args, "--permission-mode") == "bypassPermissions":
+        return True
+    if "--dangerously-skip-permissions" in args:
+        return True
+    server = "__".join(tool.split("__")[:2])
+    return any(rule in (tool, server, f"{server}__*") for rule in allowed_tools(args))
+
+
+def call_tool(server, name, arguments):
+    """One MCP `tools/call` to a server of an MCP config (`url`, `headers`), as an MCP client
+    sends it over streamable HTTP; the JSON-RPC answer."""
+    import urllib.request
+
+    call = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "tools/call",
+        "params": {"name": name, "arguments": arguments},
+    }
+    request = urllib.request.Request(  # noqa: S310 - a loopback proxy or the dev server
+        server["url"],
+        data=json.dumps(call).encode(),
+        headers={
+            **server.get("headers", {}),
+            "Content-Type": "application/json",
+            "Accept": "application/json, text/event-stream",
+        },
+        method="POST",
+    )
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: no proxy
+    with opener.open(request, timeout=10) as answer:
+        return json.loads(answer.read())

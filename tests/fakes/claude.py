@@ -7,6 +7,8 @@ of one agent can behave differently; else FAKE_MODE; else success.
   is_error_exit1  `is_error: true` with exit status 1 (an API error)
   max_turns       `error_max_turns`: no "result", only "errors"; exit 1
   mcp             says which mode its MCP config file had
+  lobu_tool       calls the Lobu MCP server's query_sdk tool (knowledge.read) and says what it
+                  answered; denied, as `claude -p` denies it, unless --allowedTools allows it
   garbage         not JSON at all
   hang            sleep (to be killed by the agent)
 Timing markers: [[slow]] waits FAKE_SLOW_SECONDS (default 1); [[sleep=S]] waits S seconds.
@@ -19,9 +21,10 @@ import re
 import sys
 import time
 
-from _report import file_facts, log_execution, option, report
+from _report import call_tool, file_facts, log_execution, option, report, tool_permitted
 
-MODES = ("is_error_exit1", "is_error", "max_turns", "mcp", "garbage", "hang")
+MODES = ("is_error_exit1", "is_error", "max_turns", "mcp", "lobu_tool", "garbage", "hang")
+LOBU_TOOL = "mcp__lobu__query_sdk"
 
 
 def result(without=(), **fields):
@@ -56,6 +59,21 @@ def take_time(prompt):
     pause = re.search(r"\[\[sleep=([0-9.]+)\]\]", prompt)
     if pause:
         time.sleep(float(pause.group(1)))
+
+
+def use_lobu_tool(args, mcp):
+    if mcp is None:
+        result(result="No Lobu tools were wired in.")
+        return 0
+    if not tool_permitted(args, LOBU_TOOL):
+        denial = {"tool_name": LOBU_TOOL, "tool_use_id": "toolu_01", "tool_input": {}}
+        result(result=f"Permission to use {LOBU_TOOL} was denied.", permission_denials=[denial])
+        return 0
+    server = mcp["content"]["mcpServers"]["lobu"]
+    answer = call_tool(server, "query_sdk", {"method": "knowledge.read", "params": {}})
+    text = answer["result"]["content"][0]["text"]
+    result(result=f"Lobu answered: {text}")
+    return 0
 
 
 def main():
@@ -104,6 +122,8 @@ def main():
     if mode == "mcp":
         result(result=f"mcp config mode {mcp['mode'] if mcp else None}")
         return 0
+    if mode == "lobu_tool":
+        return use_lobu_tool(args, mcp)
     first_line = prompt.strip().splitlines()[0]
     result(result=f"Summary: {first_line}")
     return 0

@@ -2,7 +2,8 @@
 
 Like Claude Code given `--mcp-config` and `--allowedTools mcp__lobu__run_sdk`, it
 calls the `lobu` MCP server's `run_sdk` tool to `completeWindow` the run named
-in the prompt's completion contract, then prints one result object. The MCP
+in the prompt's completion contract, then prints one result object. Without
+that tool in `--allowedTools` the call is denied, as `claude -p` denies it. The MCP
 server's URL and bearer token come from the config file, as Claude reads them.
 Markers in the automation's text choose the behaviour:
   (none)      completes the window on the first round
@@ -18,36 +19,19 @@ import os
 import re
 import sys
 import time
-import urllib.request
 
-from _report import file_facts, log_execution, option, report
+from _report import call_tool, file_facts, log_execution, option, report, tool_permitted
 
 NUDGE = "FINALIZE NUDGE"
 RUN_ID = re.compile(r"completeWindow\(\{ run_id: (\d+),")
 
 
 def complete_window(mcp_config, run_id):
-    server = mcp_config["mcpServers"]["lobu"]
-    call = {
-        "jsonrpc": "2.0",
-        "id": 1,
-        "method": "tools/call",
-        "params": {
-            "name": "run_sdk",
-            "arguments": {
-                "method": "automations.completeWindow",
-                "params": {"run_id": run_id, "extracted_data": {"summary": "ok"}},
-            },
-        },
+    arguments = {
+        "method": "automations.completeWindow",
+        "params": {"run_id": run_id, "extracted_data": {"summary": "ok"}},
     }
-    request = urllib.request.Request(  # noqa: S310 - the dev server on loopback
-        server["url"],
-        data=json.dumps(call).encode(),
-        headers={**server["headers"], "Content-Type": "application/json"},
-        method="POST",
-    )
-    with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310
-        return json.loads(answer.read())
+    return call_tool(mcp_config["mcpServers"]["lobu"], "run_sdk", arguments)
 
 
 def main():
@@ -68,12 +52,18 @@ def main():
     found = RUN_ID.search(prompt)
     forgets = "[[forget]]" in prompt or "[[forget-then-hang]]" in prompt
     completes = "[[never]]" not in prompt and (not forgets or nudged)
+    denials = []
     if found and completes and mcp is not None:
-        complete_window(mcp["content"], int(found.group(1)))
-        text = "Window completed."
+        if tool_permitted(args, "mcp__lobu__run_sdk"):
+            complete_window(mcp["content"], int(found.group(1)))
+            text = "Window completed."
+        else:
+            denials.append({"tool_name": "mcp__lobu__run_sdk", "tool_use_id": "toolu_01"})
+            text = "I was not allowed to call run_sdk, so the window is not completed."
     else:
         text = "Here is a summary."
-    print(json.dumps({"type": "result", "subtype": "success", "is_error": False, "result": text}))
+    answer = {"type": "result", "subtype": "success", "is_error": False, "result": text}
+    print(json.dumps({**answer, "permission_denials": denials}))
     return 0
 
 

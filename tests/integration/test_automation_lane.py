@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -372,25 +373,106 @@ def test_the_demo_shows_the_automation_lane_with_a_nudged_round(
     ]
 
 
-def test_a_stop_aborts_a_held_poll(auto: AutoLab) -> None:
-    async def go() -> None:
-        agents: list[Agent] = []
+async def _started(
+    auto: AutoLab, url: str, **overrides: Any
+) -> tuple[asyncio.Task[ExitCode], Agent]:
+    agents: list[Agent] = []
+    task = asyncio.create_task(
+        run_agent(
+            auto.settings(url, **overrides),
+            token=auto.token,
+            worker_id=WORKER,
+            handle_signals=False,
+            started=agents.append,
+        )
+    )
+    await wait_for_async(lambda: agents or task.done(), what="the agent to start")
+    return task, agents[0]
+
+
+def test_a_run_claimed_into_the_poll_in_flight_at_a_stop_is_reported_not_started(
+    auto: AutoLab,
+) -> None:
+    """The server claims a run into a held poll even after its client has gone (issue 21,
+    point 2): the agent waits for that answer and reports the run at once, so it is not
+    left running on the server for hours."""
+    automation = auto.automation("Summarise")
+
+    async def go() -> int:
         async with DevServer(auto.state) as server:
-            task = asyncio.create_task(
-                run_agent(
-                    auto.settings(server.url),
-                    token=auto.token,
-                    worker_id=WORKER,
-                    handle_signals=False,
-                    started=agents.append,
-                )
-            )
+            task, agent = await _started(auto, server.url, shutdown_grace_seconds=30)
             await wait_for_async(lambda: auto.state.held_polls >= 1, what="a held poll")
-            agents[0].request_stop()
-            # Bounded below the 25 s hold: only an aborted poll lets the agent stop in time.
+            agent.request_stop()
+            run_id = auto.state.queue_automation_run(automation)  # wakes the held poll
+            assert await asyncio.wait_for(task, timeout=20) == ExitCode.OK
+            return run_id
+
+    run_id = asyncio.run(go())
+    run = auto.state.run(run_id)
+    assert run.claimed_by == WORKER
+    assert run.status == "cancelled"  # reported, not left running
+    assert run.reason_code == "device_daemon_shutdown"
+    assert auto.executions() == []  # no CLI was started for it
+    row = journal_rows(auto.home)[run_id]
+    assert (row["state"], row["exit_reason"]) == ("acknowledged", "cancelled")
+    assert "not started" in row["error"]
+
+
+def test_a_stop_waits_for_a_held_poll_no_longer_than_the_grace_and_status_says_so(
+    auto: AutoLab,
+) -> None:
+    from device_agent.cli.status import gather, render
+
+    async def go() -> tuple[str, float]:
+        async with DevServer(auto.state) as server:
+            task, agent = await _started(auto, server.url, shutdown_grace_seconds=0.5)
+            await wait_for_async(lambda: auto.state.held_polls >= 1, what="a held poll")
+            agent.request_stop()
+            started = time.monotonic()
+            # Bounded well below the 25 s hold: the grace, not the hold, ends the wait.
+            assert await asyncio.wait_for(task, timeout=10) == ExitCode.OK
+            return server.url, time.monotonic() - started
+
+    url, took = asyncio.run(go())
+    assert took >= 0.4  # the poll was given its grace
+    report = gather(auto.settings(url))
+    abandoned = report["poll_abandoned"]
+    assert abandoned is not None
+    assert abandoned["reason"] == "the agent stopped before the server answered it"
+    assert "poll abandoned: " in render(report)
+    assert "shows as running on the server" in render(report)
+
+
+def test_a_second_stop_request_abandons_the_poll_in_flight_at_once(auto: AutoLab) -> None:
+    async def go() -> None:
+        async with DevServer(auto.state) as server:
+            task, agent = await _started(auto, server.url, shutdown_grace_seconds=60)
+            await wait_for_async(lambda: auto.state.held_polls >= 1, what="a held poll")
+            agent.request_stop()
+            agent.request_stop()
+            # Bounded well below the 25 s hold and the 60 s grace.
             assert await asyncio.wait_for(task, timeout=10) == ExitCode.OK
 
     asyncio.run(go())
+
+
+def test_a_poll_answered_within_the_grace_is_not_noted_as_abandoned(auto: AutoLab) -> None:
+    from device_agent.cli.status import gather
+
+    async def go() -> str:
+        async with DevServer(auto.state) as server:
+            # The server holds for 1 s and answers idle: well inside the grace.
+            task, agent = await _started(
+                auto, server.url, wait_seconds=1, shutdown_grace_seconds=30
+            )
+            await wait_for_async(lambda: auto.state.held_polls >= 1, what="a held poll")
+            agent.request_stop()
+            assert await asyncio.wait_for(task, timeout=20) == ExitCode.OK
+            return server.url
+
+    url = asyncio.run(go())
+    assert journal_rows(auto.home) == {}  # nothing was claimed
+    assert gather(auto.settings(url))["poll_abandoned"] is None
 
 
 def test_run_now_leaves_a_held_poll_to_receive_the_run(auto: AutoLab) -> None:

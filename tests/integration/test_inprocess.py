@@ -353,3 +353,23 @@ def test_a_timed_out_poll_shows_in_status_that_a_run_may_have_been_claimed(
     shown = f"{status.detail} {status.last_error or ''}"
     assert "a run may have been claimed and not received" in shown
     assert "raise poll_timeout_seconds" in shown
+
+
+def test_a_poll_that_timed_out_is_noted_for_status(isolated_home: Path) -> None:
+    from device_agent.cli.status import gather
+
+    server = "http://127.0.0.1:9"
+    token = "owl_pat_" + "t" * 32
+    settings = settings_for(server, token, isolated_home)
+
+    async def go() -> ExitCode:
+        with respx.mock(base_url=server) as mock:
+            mock.post("/api/workers/poll").mock(side_effect=httpx.ReadTimeout("no answer"))
+            return await run_agent(
+                settings, token=token, worker_id=WORKER, once=True, handle_signals=False
+            )
+
+    assert asyncio.run(go()) == ExitCode.UNREACHABLE
+    abandoned = gather(settings)["poll_abandoned"]
+    assert abandoned is not None
+    assert abandoned["reason"].startswith("it timed out")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import sys
 from collections.abc import AsyncIterator
 
 import httpx
@@ -121,6 +122,124 @@ def test_a_content_length_that_is_not_ascii_digits_is_refused_with_an_answer() -
             answer = await asyncio.wait_for(reader.read(), timeout=5)
             writer.close()
             assert answer.startswith(b"HTTP/1.1 413"), answer
+            assert upstream.seen == []
+
+    asyncio.run(go())
+
+
+# ------------------------------------------------- another local user (issue 21, point 12)
+
+# The proxy in a process of its own with few descriptors left (the macOS launchd default is
+# 256): what another local user's idle connections exhaust first.
+_PROXY_WITH_FEW_DESCRIPTORS = """
+import asyncio, json, os, resource, sys
+from device_agent.executors.mcp_proxy import McpProxy
+
+async def main() -> None:
+    async with McpProxy(sys.argv[1], lambda: "owl_pat_child") as proxy:
+        open_now = len(os.listdir("/proc/self/fd" if os.path.isdir("/proc/self/fd") else "/dev/fd"))
+        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        resource.setrlimit(resource.RLIMIT_NOFILE, (open_now + int(sys.argv[2]), hard))
+        print(json.dumps({"url": proxy.url, "secret": proxy.secret}), flush=True)
+        await asyncio.Event().wait()
+
+asyncio.run(main())
+"""
+
+
+def _port(url: str) -> int:
+    return int(url.split(":")[2].split("/")[0])
+
+
+async def _idle_connections(port: int, count: int) -> list[asyncio.StreamWriter]:
+    writers = []
+    for _ in range(count):
+        _, writer = await asyncio.open_connection("127.0.0.1", port)
+        writers.append(writer)
+    return writers
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="RLIMIT_NOFILE is POSIX")
+def test_many_idle_connections_do_not_stop_the_clis_own_request_being_answered() -> None:
+    async def go() -> None:
+        async with HostileServer([json_reply({"jsonrpc": "2.0", "id": 1, "result": {}})]) as up:
+            child = await asyncio.create_subprocess_exec(
+                sys.executable, "-c", _PROXY_WITH_FEW_DESCRIPTORS, up.url + "/mcp", "40",
+                stdout=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+            idle: list[asyncio.StreamWriter] = []
+            try:
+                assert child.stdout is not None
+                started = json.loads(await asyncio.wait_for(child.stdout.readline(), 30))
+                # Twice what the proxy may hold: without a cap it runs out of descriptors.
+                idle = await _idle_connections(_port(started["url"]), 80)
+                async with httpx.AsyncClient(timeout=10) as cli:
+                    answer = await cli.post(
+                        started["url"],
+                        json=INIT,
+                        headers={"Authorization": f"Bearer {started['secret']}"},
+                    )
+                assert answer.status_code == 200
+                assert answer.json()["id"] == 1
+            finally:
+                for writer in idle:
+                    writer.close()
+                child.kill()
+                await child.wait()
+
+    asyncio.run(go())
+
+
+def test_idle_connections_past_the_cap_are_dropped_oldest_first() -> None:
+    async def go() -> None:
+        async with (
+            HostileServer([raw(b"{}")]) as upstream,
+            McpProxy(upstream.url + "/mcp", lambda: DEVICE_TOKEN, max_unproven=4) as proxy,
+        ):
+            connections = []
+            for _ in range(10):
+                connections.append(await asyncio.open_connection("127.0.0.1", _port(proxy.url)))
+            for reader, _ in connections[:6]:  # EOF: the proxy let go of them
+                assert await asyncio.wait_for(reader.read(), timeout=5) == b""
+            for _, writer in connections:
+                writer.close()
+
+    asyncio.run(go())
+
+
+def test_a_slow_request_head_is_dropped_at_the_deadline() -> None:
+    async def go() -> None:
+        async with (
+            HostileServer([raw(b"{}")]) as upstream,
+            McpProxy(upstream.url + "/mcp", lambda: DEVICE_TOKEN, head_deadline=0.3) as proxy,
+        ):
+            reader, writer = await asyncio.open_connection("127.0.0.1", _port(proxy.url))
+            writer.write(b"POST /mcp HTTP/1.1\r\nHost: x\r\n")  # and the rest never comes
+            await writer.drain()
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            answer = await asyncio.wait_for(reader.read(), timeout=5)
+            waited = loop.time() - started
+            writer.close()
+            assert answer.startswith(b"HTTP/1.1 408"), answer
+            assert 0.2 <= waited < 5
+            assert upstream.seen == []
+
+    asyncio.run(go())
+
+
+def test_a_wrong_secret_is_refused_as_soon_as_the_head_is_read_not_after_the_body() -> None:
+    async def go() -> None:
+        async with proxied([raw(b"{}")]) as (upstream, proxy, _):
+            for auth in (b"Authorization: Bearer dap_run_wrong\r\n", b""):
+                reader, writer = await asyncio.open_connection("127.0.0.1", _port(proxy.url))
+                writer.write(
+                    b"POST /mcp HTTP/1.1\r\nHost: x\r\n" + auth + b"Content-Length: 1000000\r\n\r\n"
+                )  # the promised body never comes: the answer must not wait for it
+                await writer.drain()
+                answer = await asyncio.wait_for(reader.read(), timeout=5)
+                writer.close()
+                assert answer.startswith(b"HTTP/1.1 401"), answer
             assert upstream.seen == []
 
     asyncio.run(go())

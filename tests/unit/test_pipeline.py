@@ -24,7 +24,7 @@ from device_agent.executors.request import ExecutionRequest
 from device_agent.identity.tokens import TokenSource
 from device_agent.lanes import Done, Lane, Resume, Verdict
 from device_agent.server.client import Answer, LobuClient
-from device_agent.server.protocol import Claim
+from device_agent.server.protocol import Claim, PayloadError
 
 ORIGIN = "http://127.0.0.1:9"
 RUN_ID = 5
@@ -43,7 +43,7 @@ class SimpleRun:
     def prompt(self, nudge: str | None) -> str:
         return "Do the thing" + (f"\n---\nFINALIZE NUDGE: {nudge}" if nudge else "")
 
-    def wire(self, request: ExecutionRequest) -> ExecutionRequest:
+    def wire(self, request: ExecutionRequest, *, server: str) -> ExecutionRequest:
         return request
 
     def review(self, report: Report) -> Report:
@@ -306,6 +306,33 @@ def test_a_run_whose_tools_proxy_cannot_start_is_reported_failed_not_left_claime
     assert outcome.entry is not None
     assert outcome.entry.state == JournalState.ACKNOWLEDGED
     assert outcome.freed == [RUN_ID]
+
+
+@dataclass(frozen=True)
+class RefusedWiringRun(SimpleRun):
+    """A run whose own wiring cannot be used, as an automation session's `mcp_url` that
+    would send its token unencrypted to another host."""
+
+    def wire(self, request: ExecutionRequest, *, server: str) -> ExecutionRequest:
+        raise PayloadError(f"mcp_url refused: not this server ({server})")
+
+
+class RefusedWiringLane(ResumingLane):
+    def parse(self, claim: Claim) -> SimpleRun:
+        return RefusedWiringRun(claim.run_id, uses_device_tools=False)
+
+
+def test_a_run_whose_own_wiring_is_refused_fails_with_that_message_and_no_cli(
+    tmp_path: Path,
+) -> None:
+    executor = RecordingExecutor()
+    done = httpx.Response(200, json={"ok": True, "status": "failed"})
+    outcome = run_claim(tmp_path, [done], executor, lane=RefusedWiringLane())
+    assert executor.prompts == []
+    (body,) = outcome.bodies
+    assert body["error"] == f"mcp_url refused: not this server ({ORIGIN})"
+    assert outcome.entry is not None
+    assert outcome.entry.state == JournalState.ACKNOWLEDGED
 
 
 def test_a_round_leaves_one_run_finished_line_naming_the_run_and_no_claim_line(

@@ -17,7 +17,7 @@ from typing import Any, Final
 from device_agent.agent.result import ExitReason, Report
 from device_agent.executors.request import ExecutionRequest
 from device_agent.lanes.automation import answers
-from device_agent.lanes.automation.access import lane_args, run_access
+from device_agent.lanes.automation.access import run_access
 from device_agent.lanes.automation.payload import AutomationRun, parse_automation_run
 from device_agent.lanes.automation.prompt import build_automation_prompt
 from device_agent.lanes.base import Done, Fail, Resume, Verdict
@@ -67,15 +67,16 @@ class AutomationClaim:
     def prompt(self, nudge: str | None) -> str:
         return build_automation_prompt(self.run, nudge=nudge)
 
-    def wire(self, request: ExecutionRequest) -> ExecutionRequest:
+    def wire(self, request: ExecutionRequest, *, server: str) -> ExecutionRequest:
         """The run's own `agent_session`, when it has one, replaces the device's credential:
-        it is then the only Lobu credential the CLI gets."""
-        access = run_access(self.run, device_mcp=request.mcp)
+        it is then the only Lobu credential the CLI gets (which tools a CLI may call is its
+        profile's `[mcp]` business, the same in every lane). Raises `PayloadError` when its
+        `mcp_url` is not one the session token may be sent to."""
+        access = run_access(self.run, device_mcp=request.mcp, server=server)
         return dataclasses.replace(
             request,
             mcp=access.mcp,
             env={**request.env, **access.env},
-            args=(*request.args, *lane_args(request.agent_kind)),
             secrets=(*request.secrets, *access.secrets),
         )
 

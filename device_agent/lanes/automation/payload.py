@@ -20,6 +20,7 @@ and missing optional fields. What is refused is what cannot be used:
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
@@ -35,6 +36,7 @@ from device_agent.server.protocol import (
 from device_agent.textsafe import has_unstorable, storable
 
 MAX_RUN_ID: Final = 2**63 - 1
+_UNSAFE_IN_URL: Final = re.compile(r"[\s\"'\\\x00-\x1f\x7f]")
 
 
 @dataclass(frozen=True)
@@ -190,6 +192,12 @@ def _session(value: object) -> AgentSession:
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise PayloadError(f"{where}.mcp_url must be an http(s) URL, got {preview(url)}")
+    if _UNSAFE_IN_URL.search(url):
+        # It goes into a CLI's config (TOML, JSON) and header: no quote or control character.
+        raise PayloadError(
+            f"{where}.mcp_url holds a space, quote, backslash or control character, "
+            f"which no URL has: {preview(url)}"
+        )
     return AgentSession(
         mcp_url=url,
         token=_credential(raw.get("token"), f"{where}.token", show=False),

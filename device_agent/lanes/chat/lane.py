@@ -19,7 +19,7 @@ from typing import Any, Final
 
 from device_agent.agent.result import ExitReason, Report
 from device_agent.executors.request import ExecutionRequest
-from device_agent.lanes.automation.access import lane_args, session_access
+from device_agent.lanes.automation.access import session_access
 from device_agent.lanes.base import Done, Verdict
 from device_agent.lanes.chat.payload import ChatTurn, parse_chat_turn
 from device_agent.lanes.chat.prompt import build_chat_prompt
@@ -90,15 +90,17 @@ class ChatClaim:
     def prompt(self, nudge: str | None) -> str:
         return build_chat_prompt(self.turn)  # a turn has one round: there is never a nudge
 
-    def wire(self, request: ExecutionRequest) -> ExecutionRequest:
+    def wire(self, request: ExecutionRequest, *, server: str) -> ExecutionRequest:
         """Wired as an automation run is: the turn's own `agent_session`, when it has one, is
-        the only Lobu credential the CLI gets."""
-        access = session_access(self.turn.context.agent_session, device_mcp=request.mcp)
+        the only Lobu credential the CLI gets. Raises `PayloadError` when its `mcp_url` is
+        not one the session token may be sent to."""
+        access = session_access(
+            self.turn.context.agent_session, device_mcp=request.mcp, server=server
+        )
         return dataclasses.replace(
             request,
             mcp=access.mcp,
             env={**request.env, **access.env},
-            args=(*request.args, *lane_args(request.agent_kind)),
             secrets=(*request.secrets, *access.secrets),
         )
 

@@ -53,7 +53,7 @@ class WatcherClaim:
     def prompt(self, nudge: str | None) -> str:
         return build_prompt(self.run)
 
-    def wire(self, request: ExecutionRequest) -> ExecutionRequest:
+    def wire(self, request: ExecutionRequest, *, server: str) -> ExecutionRequest:
         return request  # the device's own MCP wiring, nothing more
 
     def review(self, report: Report) -> Report:
