@@ -52,6 +52,7 @@ class ExecutorSettings:
 class JournalSettings:
     keep_days: float = 30.0
     keep_rows: int = 1000
+    keep_output_bytes: int = 32 * 1024  # of a settled run's output: its head and tail
 
 
 @dataclass(frozen=True)
@@ -316,6 +317,8 @@ def validate(settings: Settings) -> Settings:
         )
     if settings.journal.keep_days < 0 or settings.journal.keep_rows < 0:
         raise ConfigError("journal.keep_days and journal.keep_rows must not be negative")
+    if settings.journal.keep_output_bytes < 1024:
+        raise ConfigError("journal.keep_output_bytes must be at least 1024")
     if not settings.default_agent:
         raise ConfigError("default_agent must name an executor profile, e.g. 'claude-code'")
     # Last, so that a mistake in the config file is reported first, by its own name.
