@@ -18,8 +18,11 @@ settled rows past `keep_days` / `keep_rows`, and gives the freed pages back to
 the file system (incremental vacuum, then a WAL checkpoint). Pending and dead
 rows are kept whole: their output is still to be sent, or is all the user has.
 
-Queries that list runs read every column but `output`: an output is read one
-run at a time (`get`, `with_run_id`), never hundreds at once.
+Outputs live in a table of their own (`outputs`), so that a query that lists
+runs never touches them, not even on disk (SQLite reaches a column stored
+after a large value by reading every page of that value): an output is read
+one run at a time (`get`, `with_run_id`), never hundreds at once. Journals made
+before that keep theirs in `runs.output` until the agent's start moves them.
 
 The `held_poll` row says that a poll the server may hold is out; a start that
 finds it open and no run claimed since learns the last agent died during it,
@@ -118,7 +121,19 @@ CREATE TABLE IF NOT EXISTS held_poll (
     since   REAL    NOT NULL,
     ended   REAL
 );
+CREATE TABLE IF NOT EXISTS outputs (
+    server  TEXT    NOT NULL,
+    run_id  INTEGER NOT NULL,
+    output  TEXT    NOT NULL,
+    PRIMARY KEY (server, run_id)
+);
+CREATE TRIGGER IF NOT EXISTS runs_deleted AFTER DELETE ON runs BEGIN
+    DELETE FROM outputs WHERE server = old.server AND run_id = old.run_id;
+END;
 """
+# PRAGMA user_version of a journal whose outputs are all in `outputs` (`runs.output` is
+# left NULL); a journal below it is moved there by `prune`.
+OUTPUTS_APART: Final = 1
 # Columns added after the first release: (name, definition) for journals made before them.
 _ADDED_COLUMNS: Final = (
     ("finalize_attempt", "INTEGER NOT NULL DEFAULT 0"),
@@ -232,8 +247,11 @@ class Journal:
             self._db.execute("PRAGMA synchronous=FULL")  # a result is the user's data
             self._db.execute("PRAGMA busy_timeout=5000")
             self._db.execute(f"PRAGMA journal_size_limit={WAL_LIMIT_BYTES}")
+            new = not self._db.execute("SELECT 1 FROM sqlite_master WHERE name='runs'").fetchone()
             self._db.executescript(_SCHEMA)
             self._add_missing_columns()
+            if new:
+                self._db.execute(f"PRAGMA user_version={OUTPUTS_APART}")
         except sqlite3.DatabaseError as exc:
             raise JournalError(
                 f"the journal {path} cannot be used ({exc}): move it aside to start afresh "
@@ -344,14 +362,13 @@ class Journal:
             output = output[: self._output_cap] + TRUNCATED_NOTE
         output = encodable(output)  # what is stored is what gets delivered
         with self._tx() as db:
-            db.execute(
-                "UPDATE runs SET state=?, finished_at=?, output=?, output_bytes=?, error=?,"
+            updated = db.execute(
+                "UPDATE runs SET state=?, finished_at=?, output=NULL, output_bytes=?, error=?,"
                 " exit_code=?, exit_signal=?, exit_reason=?, duration_ms=?, details=?"
                 " WHERE server=? AND run_id=?",
                 (
                     FINISHED,
                     self._clock(),
-                    output,
                     utf8_size(output),
                     _text_or_none(report.error),
                     report.exit_code,
@@ -363,6 +380,11 @@ class Journal:
                     run_id,
                 ),
             )
+            if updated.rowcount:
+                db.execute(
+                    "INSERT OR REPLACE INTO outputs (server, run_id, output) VALUES (?, ?, ?)",
+                    (server, run_id, output),
+                )
             # Not the output just written: reading a 4 MiB output back would hold it twice.
             row = db.execute(_ROW_BUT_OUTPUT, (server, run_id)).fetchone()
         if row is None:
@@ -430,12 +452,9 @@ class Journal:
         Returns the number of rows dropped."""
         limit = self.retention.keep_output_bytes
         with self._tx() as db:
-            # Rows written before `output_bytes` existed are measured once.
-            db.execute(
-                "UPDATE runs SET output_bytes = length(CAST(output AS BLOB))"
-                " WHERE output_bytes IS NULL AND output IS NOT NULL"
-            )
             pruned = self._prune(db)
+            if db.execute("PRAGMA user_version").fetchone()[0] < OUTPUTS_APART:
+                _move_outputs_apart(db)
             too_long = db.execute(
                 "SELECT server, run_id FROM runs WHERE state IN (?, ?) AND output_bytes > ?",
                 (*PRUNABLE, limit),
@@ -464,16 +483,20 @@ class Journal:
         """Cut this run's stored output to its head and tail if it is over the budget."""
         limit = self.retention.keep_output_bytes
         row = db.execute(
-            "SELECT output, output_bytes FROM runs"
-            " WHERE server=? AND run_id=? AND output_bytes > ?",
+            f"SELECT {_OUTPUT}, r.output_bytes {_WITH_OUTPUT}"
+            " WHERE r.server=? AND r.run_id=? AND r.output_bytes > ?",
             (server, run_id, limit),
         ).fetchone()
-        if row is None:
+        if row is None or row[0] is None:
             return
         kept = head_and_tail(row[0], row[1], limit)
         db.execute(
-            "UPDATE runs SET output=?, output_bytes=? WHERE server=? AND run_id=?",
-            (kept, utf8_size(kept), server, run_id),
+            "INSERT OR REPLACE INTO outputs (server, run_id, output) VALUES (?, ?, ?)",
+            (server, run_id, kept),
+        )
+        db.execute(
+            "UPDATE runs SET output=NULL, output_bytes=? WHERE server=? AND run_id=?",
+            (utf8_size(kept), server, run_id),
         )
 
     def _reclaim(self) -> None:
@@ -559,8 +582,9 @@ class Journal:
     # ------------------------------------------------------------ reads
 
     def get(self, server: str, run_id: int) -> Entry | None:
+        """One run's row, its output included."""
         row = self._db.execute(
-            "SELECT * FROM runs WHERE server=? AND run_id=?", (server, run_id)
+            f"{_FULL_ROW} WHERE r.server=? AND r.run_id=?", (server, run_id)
         ).fetchone()
         return _entry(row) if row else None
 
@@ -576,8 +600,8 @@ class Journal:
         return [_entry(row) for row in rows]
 
     def with_run_id(self, run_id: int) -> list[Entry]:
-        """Every row for this run id, whatever server it came from."""
-        rows = self._db.execute("SELECT * FROM runs WHERE run_id=?", (run_id,)).fetchall()
+        """Every row for this run id, whatever server it came from, outputs included."""
+        rows = self._db.execute(f"{_FULL_ROW} WHERE r.run_id=?", (run_id,)).fetchall()
         return [_entry(row) for row in rows]
 
     def latest_run_type(self, server: str, run_types: tuple[str, ...]) -> str | None:
@@ -609,7 +633,30 @@ class Journal:
 
 _ALL_BUT_OUTPUT: Final = ", ".join(f.name for f in fields(Entry) if f.name != "output")
 _ROW_BUT_OUTPUT: Final = f"SELECT {_ALL_BUT_OUTPUT} FROM runs WHERE server=? AND run_id=?"  # noqa: S608 - no input
+_WITH_OUTPUT: Final = (
+    "FROM runs r LEFT JOIN outputs o ON o.server = r.server AND o.run_id = r.run_id"
+)
+_OUTPUT: Final = "COALESCE(o.output, r.output)"  # `runs.output`: a journal not moved yet
+_FULL_ROW: Final = (
+    "SELECT "
+    + ", ".join(f"r.{name}" for name in _ALL_BUT_OUTPUT.split(", "))
+    + f", {_OUTPUT} AS output {_WITH_OUTPUT}"
+)
 _INCREMENTAL: Final = 2  # PRAGMA auto_vacuum's value for incremental vacuum
+
+
+def _move_outputs_apart(db: sqlite3.Connection) -> None:
+    """Move the outputs of a journal made before `outputs` existed into it (once)."""
+    db.execute(
+        "UPDATE runs SET output_bytes = length(CAST(output AS BLOB))"
+        " WHERE output IS NOT NULL AND output_bytes IS NULL"
+    )
+    db.execute(
+        "INSERT OR REPLACE INTO outputs (server, run_id, output)"
+        " SELECT server, run_id, output FROM runs WHERE output IS NOT NULL"
+    )
+    db.execute("UPDATE runs SET output=NULL WHERE output IS NOT NULL")
+    db.execute(f"PRAGMA user_version={OUTPUTS_APART}")
 
 
 def disk_bytes(path: Path) -> int:
