@@ -27,7 +27,7 @@ before that keep theirs in `runs.output` until the agent's start moves them.
 The `held_poll` row says that a poll the server may hold is out; a start that
 finds it open and no run claimed since learns the last agent died during it,
 when the server may have claimed a run into a connection nobody reads
-(docs/protocol.md, "Long-poll").
+(docs/protocol.md, "Poll and claim").
 
 The class is synchronous; `AsyncJournal` runs it on one dedicated thread so
 the event loop never waits on an fsync, and there is exactly one writer.

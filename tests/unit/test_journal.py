@@ -212,14 +212,17 @@ def test_a_settled_output_keeps_its_head_and_tail_within_the_budget(tmp_path: Pa
         if state != FINISHED:
             journal.settle(S, run_id, state=state, answer="a", message=None)
     settled = journal.get(S, 1)
-    assert settled is not None and settled.output is not None
+    assert settled is not None
+    assert settled.output is not None
     assert len(settled.output.encode()) <= 4096
     assert settled.output_bytes == len(settled.output.encode())
-    assert settled.output.startswith("HEADéé") and settled.output.endswith("xxTAIL")
+    assert settled.output.startswith("HEADéé")
+    assert settled.output.endswith("xxTAIL")
     assert f"of {len(output.encode())} bytes cut here" in settled.output
     for kept_whole in (2, 3):  # refused by the server, or still to be sent: all of it
         entry = journal.get(S, kept_whole)
-        assert entry is not None and entry.output == output
+        assert entry is not None
+        assert entry.output == output
 
 
 @pytest.mark.parametrize("limit", [1, 200, 300, 1024, 4097])
@@ -232,7 +235,8 @@ def test_head_and_tail_is_never_over_the_limit_and_cuts_whole_characters(
     assert len(kept.encode()) <= limit
     assert kept.encode().decode() == kept  # whole characters only
     if limit >= 1024:
-        assert kept[:3] == text[:3] and kept[-3:] == text[-3:]
+        assert kept[:3] == text[:3]
+        assert kept[-3:] == text[-3:]
 
 
 def test_the_file_shrinks_after_a_prune(tmp_path: Path) -> None:
@@ -249,7 +253,8 @@ def test_the_file_shrinks_after_a_prune(tmp_path: Path) -> None:
     assert journal.prune() == 5
     assert disk_bytes(path) < 4 << 20
     entry = journal.get(S, 6)
-    assert entry is not None and entry.output == "z" * (3 << 20)
+    assert entry is not None
+    assert entry.output == "z" * (3 << 20)
 
 
 def test_the_file_stays_small_while_large_outputs_settle(tmp_path: Path) -> None:
@@ -291,7 +296,8 @@ def test_an_older_journal_is_converted_to_give_space_back_and_shrinks(tmp_path: 
     assert journal._db.execute("PRAGMA auto_vacuum").fetchone()[0] == 2  # incremental
     assert disk_bytes(path) < 1 << 20  # four rows left, each output cut to 32 KiB
     entry = journal.get(S, 8)
-    assert entry is not None and entry.output is not None
+    assert entry is not None
+    assert entry.output is not None
     assert entry.output_bytes == len(entry.output.encode()) <= 32 * 1024
     moved = journal._db.execute("SELECT COUNT(*) FROM runs WHERE output IS NOT NULL")
     assert moved.fetchone()[0] == 0  # the outputs are kept apart from their runs now
@@ -317,7 +323,8 @@ def test_queries_that_list_runs_read_no_output(tmp_path: Path) -> None:
         (1, 32 * 1024),  # settled: its head and tail
     ]
     entry = journal.get(S, 2)
-    assert entry is not None and entry.output == "big" * 100_000
+    assert entry is not None
+    assert entry.output == "big" * 100_000
     assert sorted(reads) == ["outputs.output", "runs.output"]  # one run's, when asked for
 
 
