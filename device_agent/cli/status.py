@@ -1,15 +1,18 @@
 """`device-agent status`: what the agent is doing now — the one place that tells the truth.
 
 The running daemon answers over its control socket (state, pause, current runs,
-last poll, why results wait); the journal adds the backlog and the dead
-letters, so with no daemon running status still says what is left to do.
+last poll, why results wait); the journal adds the backlog, the dead letters
+and its own size, so with no daemon running status still says what is left to
+do — and whether the last agent died while a poll was held, when a run may
+have been claimed and lost (`agent.status.PossiblyLostClaim`).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import replace
+import time
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from device_agent.cli.common import settings_from
@@ -49,11 +52,13 @@ def gather(settings: Settings) -> dict[str, Any]:
     # The running daemon knows its server even when this shell has no DEVICE_AGENT_SERVER.
     settings = replace(settings, server=daemon.get("server") or settings.server)
     waiting = {item["run_id"]: item["waiting_because"] for item in daemon.get("backlog", [])}
-    backlog, dead = _journal_view(settings)
-    for item in backlog:
+    view = _journal_view(settings)
+    for item in view.backlog:
         item["waiting_because"] = waiting.get(item["run_id"]) or (
             "queued; sent at the next attempt" if daemon else "the daemon is not running"
         )
+    # A running daemon says itself what it found at its start; without one, the journal does.
+    problems = daemon.get("problems", []) if daemon else view.problems
     return {
         "schema_version": STATUS_SCHEMA_VERSION,
         "version": __version__,
@@ -67,9 +72,10 @@ def gather(settings: Settings) -> dict[str, Any]:
         "paused": bool(daemon.get("paused")),
         "runs": daemon.get("runs", []),
         "last_poll_at": iso(daemon.get("last_poll_at")),
-        "backlog": backlog,
-        "dead_letters": dead,
-        "problems": daemon.get("problems", []),
+        "backlog": view.backlog,
+        "dead_letters": view.dead,
+        "journal": view.about,
+        "problems": problems,
         **_token(settings, daemon.get("token_home")),
     }
 
@@ -91,19 +97,35 @@ def _token(settings: Settings, daemons: str | None) -> dict[str, str | None]:
         return {"token_home": None, "token_problem": str(exc)}
 
 
-def _journal_view(settings: Settings) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    from device_agent.agent.journal import DEAD, FINISHED, Journal
+@dataclass
+class _JournalView:
+    about: dict[str, Any]  # path, bytes on disk, runs kept
+    backlog: list[dict[str, Any]] = field(default_factory=list)
+    dead: list[dict[str, Any]] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+
+def _journal_view(settings: Settings) -> _JournalView:
+    """What the journal says; it reads no run's output."""
+    from device_agent.agent.journal import DEAD, FINISHED, Journal, disk_bytes
+    from device_agent.agent.status import PossiblyLostClaim
     from device_agent.desktop.control_handler import iso
 
-    if settings.server is None or not settings.paths.journal_file.exists():
-        return [], []
-    journal = Journal(settings.paths.journal_file)
+    path = settings.paths.journal_file
+    view = _JournalView({"path": str(path), "bytes": disk_bytes(path), "runs": 0})
+    if not path.exists():
+        return view
+    journal = Journal(path)
     try:
+        view.about["runs"] = sum(journal.counts().values())
+        if settings.server is None:
+            return view
         waiting = journal.in_state(FINISHED, server=settings.origin)
         dead = journal.in_state(DEAD, server=settings.origin)
+        held = journal.unanswered_poll()
     finally:
         journal.close()
-    backlog = [
+    view.backlog = [
         {
             "run_id": e.run_id,
             "name": e.watcher_name,
@@ -112,7 +134,7 @@ def _journal_view(settings: Settings) -> tuple[list[dict[str, Any]], list[dict[s
         }
         for e in waiting
     ]
-    dead_letters = [
+    view.dead = [
         {
             "run_id": e.run_id,
             "name": e.watcher_name,
@@ -122,7 +144,11 @@ def _journal_view(settings: Settings) -> tuple[list[dict[str, Any]], list[dict[s
         }
         for e in dead
     ]
-    return backlog, dead_letters
+    if held is not None:
+        lost = PossiblyLostClaim(held.server, held.since)
+        if lost.matters(time.time()):
+            view.problems.append(lost.note())
+    return view
 
 
 def render(report: dict[str, Any]) -> str:
@@ -139,6 +165,7 @@ def render(report: dict[str, Any]) -> str:
     token = " — ".join(filter(None, (report["token_home"], report["token_problem"])))
     lines.append(f"  token:      {token}")
     lines.append(f"  version:    device-agent {report['version']}")
+    lines.append(f"  journal:    {describe_journal(report['journal'])}")
     for problem in report["problems"]:
         lines.append(f"problem: {problem}")
     for run in report["runs"]:
@@ -161,6 +188,16 @@ def render(report: dict[str, Any]) -> str:
             f"device-agent history --run {dead['run_id']}"
         )
     return "\n".join(lines)
+
+
+def describe_journal(about: dict[str, Any]) -> str:
+    """The journal's size in words: `status` and `doctor` say it the same way."""
+    if not about["bytes"]:
+        return f"none yet ({about['path']})"
+    runs = about["runs"]
+    return (
+        f"{about['bytes'] / 2**20:.1f} MiB, {runs} run{'' if runs == 1 else 's'} ({about['path']})"
+    )
 
 
 def _worker(report: dict[str, Any]) -> str:
