@@ -453,14 +453,20 @@ class Journal:
         limit = self.retention.keep_output_bytes
         with self._tx() as db:
             pruned = self._prune(db)
-            if db.execute("PRAGMA user_version").fetchone()[0] < OUTPUTS_APART:
-                _move_outputs_apart(db)
+            apart = db.execute("PRAGMA user_version").fetchone()[0] >= OUTPUTS_APART
+            if not apart:  # outputs still in `runs`: measured here, moved below
+                db.execute(
+                    "UPDATE runs SET output_bytes = length(CAST(output AS BLOB))"
+                    " WHERE output IS NOT NULL AND output_bytes IS NULL"
+                )
             too_long = db.execute(
                 "SELECT server, run_id FROM runs WHERE state IN (?, ?) AND output_bytes > ?",
                 (*PRUNABLE, limit),
             ).fetchall()
             for server, run_id in too_long:  # one output in memory at a time
-                self._bound_output(db, server, run_id)
+                self._bound_output(db, server, run_id)  # (cut short, it moves to `outputs`)
+            if not apart:
+                _move_outputs_apart(db)
         if self._db.execute("PRAGMA auto_vacuum").fetchone()[0] != _INCREMENTAL:
             self._convert()
         else:
@@ -646,11 +652,9 @@ _INCREMENTAL: Final = 2  # PRAGMA auto_vacuum's value for incremental vacuum
 
 
 def _move_outputs_apart(db: sqlite3.Connection) -> None:
-    """Move the outputs of a journal made before `outputs` existed into it (once)."""
-    db.execute(
-        "UPDATE runs SET output_bytes = length(CAST(output AS BLOB))"
-        " WHERE output IS NOT NULL AND output_bytes IS NULL"
-    )
+    """Move the outputs left in `runs` (a journal made before `outputs` existed) into it,
+    once. Settled outputs over the budget are moved already, cut short: what is copied
+    here is small, or still to be delivered."""
     db.execute(
         "INSERT OR REPLACE INTO outputs (server, run_id, output)"
         " SELECT server, run_id, output FROM runs WHERE output IS NOT NULL"

@@ -118,13 +118,18 @@ def _journal_view(settings: Settings) -> _JournalView:
     journal = Journal(path)
     try:
         view.about["runs"] = sum(journal.counts().values())
-        if settings.server is None:
-            return view
-        waiting = journal.in_state(FINISHED, server=settings.origin)
-        dead = journal.in_state(DEAD, server=settings.origin)
-        held = journal.unanswered_poll()
+        held = journal.unanswered_poll()  # it names its server
+        if settings.server is not None:
+            waiting = journal.in_state(FINISHED, server=settings.origin)
+            dead = journal.in_state(DEAD, server=settings.origin)
     finally:
         journal.close()
+    if held is not None:
+        lost = PossiblyLostClaim(held.server, held.since)
+        if lost.matters(time.time()):
+            view.problems.append(lost.note())
+    if settings.server is None:
+        return view
     view.backlog = [
         {
             "run_id": e.run_id,
@@ -144,10 +149,6 @@ def _journal_view(settings: Settings) -> _JournalView:
         }
         for e in dead
     ]
-    if held is not None:
-        lost = PossiblyLostClaim(held.server, held.since)
-        if lost.matters(time.time()):
-            view.problems.append(lost.note())
     return view
 
 

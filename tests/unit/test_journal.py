@@ -282,11 +282,11 @@ def test_an_older_journal_is_converted_to_give_space_back_and_shrinks(tmp_path: 
         " duration_ms INTEGER, details TEXT, attempts INTEGER NOT NULL DEFAULT 0, answer TEXT,"
         " server_message TEXT, PRIMARY KEY (server, run_id))"
     )
-    for run_id in range(1, 9):
+    for run_id in range(1, 10):
         old.execute(
             "INSERT INTO runs (server, run_id, run_type, state, claimed_at, output)"
-            " VALUES (?, ?, 'watcher', 'acknowledged', ?, ?)",
-            (S, run_id, 1_000_000.0 + run_id, "o" * (2 << 20)),
+            " VALUES (?, ?, 'watcher', ?, ?, ?)",
+            (S, run_id, "finished" if run_id == 9 else "acknowledged", run_id, "o" * (2 << 20)),
         )
     old.commit()
     old.close()
@@ -294,7 +294,11 @@ def test_an_older_journal_is_converted_to_give_space_back_and_shrinks(tmp_path: 
     journal = Journal(path, retention=Retention(keep_days=36500, keep_rows=4))
     assert journal.prune() == 4
     assert journal._db.execute("PRAGMA auto_vacuum").fetchone()[0] == 2  # incremental
-    assert disk_bytes(path) < 1 << 20  # four rows left, each output cut to 32 KiB
+    assert disk_bytes(path) < 3 << 20  # four settled rows left, each output cut to 32 KiB
+    pending = journal.get(S, 9)
+    assert pending is not None
+    assert pending.output == "o" * (2 << 20)  # still to be delivered: kept whole
+    assert pending.output_bytes == 2 << 20
     entry = journal.get(S, 8)
     assert entry is not None
     assert entry.output is not None

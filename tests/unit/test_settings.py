@@ -172,3 +172,12 @@ def test_a_config_error_is_reported_before_a_malformed_token(isolated_home: Path
     env = {"DEVICE_AGENT_HOME": str(isolated_home), "DEVICE_AGENT_TOKEN": "two words"}
     with pytest.raises(ConfigError, match="concurrency must be between"):
         load(env=env)
+
+
+def test_journal_keep_output_bytes_is_read_and_has_a_floor(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text("[journal]\nkeep_output_bytes = 65536\n")
+    assert load(env={}, config_path=config).journal.keep_output_bytes == 65536
+    config.write_text("[journal]\nkeep_output_bytes = 100\n")
+    with pytest.raises(ConfigError, match=r"journal\.keep_output_bytes must be at least 1024"):
+        load(env={}, config_path=config)
