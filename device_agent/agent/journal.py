@@ -448,8 +448,8 @@ class Journal:
     def prune(self) -> int:
         """Apply `Retention` to the whole journal (at start-up): bound every settled output,
         drop old settled rows (never anything pending or dead), give the space back.
-        A journal made before incremental vacuum is converted here, once, by a VACUUM.
-        Returns the number of rows dropped."""
+        A journal made before `outputs` has its outputs moved there, and one made before
+        incremental vacuum is converted by a VACUUM, once each. Returns the rows dropped."""
         limit = self.retention.keep_output_bytes
         with self._tx() as db:
             pruned = self._prune(db)
