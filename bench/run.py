@@ -1,6 +1,7 @@
 """Every figure of issue 13 in one command, each next to a baseline measured in the same run.
 
     .venv/bin/python bench/run.py [--runs 100] [--idle-seconds 10] [--repeat 5] [--json]
+                                  [--long-runs 300] [--long-output-kib 1024] [--long]
 
 The baseline of the per-run figures is bench/minimal_loop.py (poll -> heartbeat
 -> spawn `cat` -> complete, no journal) against the same dev server; the
@@ -8,6 +9,12 @@ start-up figures compare with `python -c pass` and a bare httpx post. The
 agent runs with a `command` profile running `cat`. Figures are printed as a
 table (figure / device-agent / baseline / ratio) or as JSON. Linux only (it
 reads /proc). Figures are measurements, never assertions.
+
+The long-run figures (issue 27, bench/bench_journal.py) run `--long-runs` runs
+printing `--long-output-kib` KiB each: the journal's size after them, the RSS
+after them next to the RSS after the first few, and the peak RSS of an agent
+started on that journal next to one started on an empty journal. `--long` is
+5,000 runs of 3 MiB (several minutes, by hand).
 """
 
 from __future__ import annotations
@@ -30,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from bench_agent import agent_env, checkout_env, proc_cpu_seconds, proc_rss_mib
+from bench_journal import LONG_OUTPUT_KIB, LONG_RUNS, long_run
 from bench_longpoll import agent_pickups, baseline_pickups
 
 import device_agent
@@ -246,6 +254,24 @@ def bench_idle(seconds: float) -> list[Figure]:
     ]
 
 
+def bench_long_run(runs: int, output_kib: int) -> list[Figure]:
+    figures = long_run(runs, output_kib)
+    size = f"{runs} runs of {output_kib} KiB"
+    return [
+        Figure(f"journal after {size}", "MiB", figures.journal_mib, None, "≤ 50 MiB"),
+        Figure(
+            f"RSS after {size}", "MiB", figures.rss_after_mib, figures.rss_warm_mib, "≤ 1.1× (flat)"
+        ),
+        Figure(
+            "peak RSS of a start on that journal",
+            "MiB",
+            figures.restart_peak_rss_mib,
+            figures.fresh_peak_rss_mib,
+            "≤ 1.1× an empty journal's",
+        ),
+    ]
+
+
 def wall(argv: list[str], env: dict[str, str] | None = None, repeat: int = 5) -> float:
     spent = []
     for _ in range(repeat):
@@ -353,8 +379,17 @@ def main() -> None:
     parser.add_argument("--idle-seconds", type=float, default=10)
     parser.add_argument("--repeat", type=int, default=5, help="samples per start-up figure")
     parser.add_argument("--output-mib", type=int, default=6)
+    parser.add_argument("--long-runs", type=int, default=300, help="runs of the long-run figures")
+    parser.add_argument("--long-output-kib", type=int, default=1024, help="output of each, KiB")
+    parser.add_argument(
+        "--long",
+        action="store_true",
+        help=f"long run by hand: {LONG_RUNS} runs of {LONG_OUTPUT_KIB} KiB",
+    )
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = parser.parse_args()
+    if args.long:
+        args.long_runs, args.long_output_kib = LONG_RUNS, LONG_OUTPUT_KIB
 
     # Start-up is measured as an installed package starts: with its bytecode compiled (pip
     # compiles it at install), not from source as in a checkout run with
@@ -370,6 +405,7 @@ def main() -> None:
         bench_first_poll(args.repeat),
         bench_big_output(args.output_mib),
         *bench_idle(args.idle_seconds),
+        *bench_long_run(args.long_runs, args.long_output_kib),
     ]
     machine = {
         "nproc": os.cpu_count(),

@@ -99,6 +99,14 @@ class JournalSettings:
         high=10_000_000,
         help="pruning of *acknowledged* runs by count; undelivered results are never pruned",
     )
+    keep_output_bytes: int = setting(
+        32 * 1024,
+        unit="bytes",
+        low=1024,
+        high=256 * 1024 * 1024,
+        help="of a settled run's output, its head and tail are kept; undelivered results "
+        "keep all of it",
+    )
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Final
 
 from device_agent.agent.activity import MAX_TARGETS
 from device_agent.agent.alarm import Alarm
-from device_agent.agent.journal import AsyncJournal, Journal
+from device_agent.agent.journal import AsyncJournal, Journal, Retention
 from device_agent.agent.poll_loop import Agent
 from device_agent.agent.result import Report
 from device_agent.agent.sleepwatch import Clock
@@ -87,7 +87,15 @@ async def run_agent(
     if profiles is None:
         profiles = load_profiles(user_dir=settings.paths.profiles_dir)
     journal = AsyncJournal(
-        Journal(settings.paths.journal_file, output_cap=settings.executor.stdout_cap_bytes)
+        Journal(
+            settings.paths.journal_file,
+            output_cap=settings.executor.stdout_cap_bytes,
+            retention=Retention(
+                keep_days=settings.journal.keep_days,
+                keep_rows=settings.journal.keep_rows,
+                keep_output_bytes=settings.journal.keep_output_bytes,
+            ),
+        )
     )
     client = LobuClient(
         settings.origin,
@@ -124,11 +132,7 @@ async def run_agent(
     watchdog = asyncio.create_task(systemd.keep_watchdog())
     rotation: asyncio.Task[None] | None = None
     try:
-        pruned = await journal.call(
-            journal.sync.prune,
-            keep_days=settings.journal.keep_days,
-            keep_rows=settings.journal.keep_rows,
-        )
+        pruned = await journal.call(journal.sync.prune)  # then at every settled run
         log.info(
             "agent starting",
             server=settings.origin,

@@ -12,6 +12,23 @@ next start and reported instead of silently re-executed. `finished` is the
 outbox: its rows are sent until the server answers for good. Only
 `acknowledged` and `abandoned` rows are ever pruned.
 
+The file stays bounded while the agent runs (`Retention`): each settle keeps the
+head and tail of a settled run's output within `keep_output_bytes`, drops
+settled rows past `keep_days` / `keep_rows`, and gives the freed pages back to
+the file system (incremental vacuum, then a WAL checkpoint). Pending and dead
+rows are kept whole: their output is still to be sent, or is all the user has.
+
+Outputs live in a table of their own (`outputs`), so that a query that lists
+runs never touches them, not even on disk (SQLite reaches a column stored
+after a large value by reading every page of that value): an output is read
+one run at a time (`get`, `with_run_id`), never hundreds at once. Journals made
+before that keep theirs in `runs.output` until the agent's start moves them.
+
+The `held_poll` row says that a poll the server may hold is out; a start that
+finds it open and no run claimed since learns the last agent died during it,
+when the server may have claimed a run into a connection nobody reads
+(docs/protocol.md, "Poll and claim").
+
 The class is synchronous; `AsyncJournal` runs it on one dedicated thread so
 the event loop never waits on an fsync, and there is exactly one writer.
 """
@@ -23,6 +40,7 @@ import collections
 import contextlib
 import enum
 import json
+import os
 import queue
 import sqlite3
 import threading
@@ -91,18 +109,67 @@ CREATE TABLE IF NOT EXISTS runs (
     answer          TEXT,
     server_message  TEXT,
     finalize_attempt INTEGER NOT NULL DEFAULT 0,
+    output_bytes    INTEGER,
     PRIMARY KEY (server, run_id)
 );
 CREATE INDEX IF NOT EXISTS runs_state ON runs (state);
+CREATE INDEX IF NOT EXISTS runs_claimed ON runs (claimed_at);
 CREATE TABLE IF NOT EXISTS probe (id INTEGER PRIMARY KEY CHECK (id = 1), at REAL);
 CREATE TABLE IF NOT EXISTS abandoned_polls (
     server  TEXT PRIMARY KEY,
     at      REAL NOT NULL,
     reason  TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS held_poll (
+    id      INTEGER PRIMARY KEY CHECK (id = 1),
+    server  TEXT    NOT NULL,
+    since   REAL    NOT NULL,
+    ended   REAL
+);
+CREATE TABLE IF NOT EXISTS outputs (
+    server  TEXT    NOT NULL,
+    run_id  INTEGER NOT NULL,
+    output  TEXT    NOT NULL,
+    PRIMARY KEY (server, run_id)
+);
+CREATE TRIGGER IF NOT EXISTS runs_deleted AFTER DELETE ON runs BEGIN
+    DELETE FROM outputs WHERE server = old.server AND run_id = old.run_id;
+END;
 """
+# PRAGMA user_version of a journal whose outputs are all in `outputs` (`runs.output` is
+# left NULL); a journal below it is moved there by `prune`.
+OUTPUTS_APART: Final = 1
 # Columns added after the first release: (name, definition) for journals made before them.
-_ADDED_COLUMNS: Final = (("finalize_attempt", "INTEGER NOT NULL DEFAULT 0"),)
+_ADDED_COLUMNS: Final = (
+    ("finalize_attempt", "INTEGER NOT NULL DEFAULT 0"),
+    ("output_bytes", "INTEGER"),  # of `output` as stored, in UTF-8
+)
+PRUNABLE: Final = (ACKNOWLEDGED, ABANDONED)  # settled rows retention may shorten or drop
+# The WAL is cut back to this after a checkpoint; it grows past it only while one
+# transaction (one big output) needs it.
+WAL_LIMIT_BYTES: Final = 4 * 1024 * 1024
+# Freed pages are given back to the file system once there are this many bytes of them;
+# below that, the next runs reuse them.
+RECLAIM_AT_BYTES: Final = 4 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Retention:
+    """What the journal keeps of settled runs (`PRUNABLE`): rows younger than `keep_days`,
+    at most `keep_rows` of them, each output within `keep_output_bytes` (its head and tail).
+    Pending and dead rows are always kept whole."""
+
+    keep_days: float = 30.0
+    keep_rows: int = 1000
+    keep_output_bytes: int = 32 * 1024
+
+
+@dataclass(frozen=True)
+class HeldPoll:
+    """A poll that was out when the agent that sent it stopped without recording its end."""
+
+    server: str
+    since: float  # when it was sent (the journal's clock: epoch seconds)
 
 
 class JournalError(DeviceAgentError):
@@ -117,6 +184,9 @@ class JournalWriteError(JournalError):
 
 @dataclass(frozen=True)
 class Entry:
+    """One run's row. Rows from a query that lists runs (`recent`, `in_state`) carry no
+    output (`output` None; `output_bytes` says how much there is): `get` reads it."""
+
     server: str
     run_id: int
     run_type: str
@@ -138,6 +208,7 @@ class Entry:
     answer: str | None
     server_message: str | None
     finalize_attempt: int = 0  # the round of the run this result belongs to
+    output_bytes: int | None = None  # the stored output's size in UTF-8; None: no output yet
 
     def report(self) -> Report:
         """The report to send for a finished row."""
@@ -161,20 +232,31 @@ class Journal:
         path: Path,
         *,
         output_cap: int = 4 * 1024 * 1024,
+        retention: Retention = Retention(),  # frozen: one default serves every journal
         clock: Callable[[], float] = time.time,
+        reclaim_at: int = RECLAIM_AT_BYTES,
     ) -> None:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.path = path
+        self.retention = retention
         self._output_cap = output_cap
         self._clock = clock
+        self._reclaim_at = reclaim_at
         try:
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             self._db.row_factory = sqlite3.Row
+            # First: it takes effect only in a file with no tables yet (an older journal is
+            # converted by `prune`'s one VACUUM).
+            self._db.execute("PRAGMA auto_vacuum=INCREMENTAL")
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=FULL")  # a result is the user's data
             self._db.execute("PRAGMA busy_timeout=5000")
+            self._db.execute(f"PRAGMA journal_size_limit={WAL_LIMIT_BYTES}")
+            new = not self._db.execute("SELECT 1 FROM sqlite_master WHERE name='runs'").fetchone()
             self._db.executescript(_SCHEMA)
             self._add_missing_columns()
+            if new:
+                self._db.execute(f"PRAGMA user_version={OUTPUTS_APART}")
         except sqlite3.DatabaseError as exc:
             raise JournalError(
                 f"the journal {path} cannot be used ({exc}): move it aside to start afresh "
@@ -243,6 +325,7 @@ class Journal:
             entry,
             state=FINISHED,
             output=report.output,
+            output_bytes=utf8_size(report.output),
             error=report.error,
             exit_code=report.exit_code,
             exit_signal=report.exit_signal,
@@ -301,14 +384,14 @@ class Journal:
             output = output[: self._output_cap] + TRUNCATED_NOTE
         output = encodable(output)  # what is stored is what gets delivered
         with self._tx() as db:
-            db.execute(
-                "UPDATE runs SET state=?, finished_at=?, output=?, error=?, exit_code=?,"
-                " exit_signal=?, exit_reason=?, duration_ms=?, details=?"
+            updated = db.execute(
+                "UPDATE runs SET state=?, finished_at=?, output=NULL, output_bytes=?, error=?,"
+                " exit_code=?, exit_signal=?, exit_reason=?, duration_ms=?, details=?"
                 " WHERE server=? AND run_id=?",
                 (
                     FINISHED,
                     self._clock(),
-                    output,
+                    utf8_size(output),
                     _text_or_none(report.error),
                     report.exit_code,
                     report.exit_signal,
@@ -319,6 +402,11 @@ class Journal:
                     run_id,
                 ),
             )
+            if updated.rowcount:
+                db.execute(
+                    "INSERT OR REPLACE INTO outputs (server, run_id, output) VALUES (?, ?, ?)",
+                    (server, run_id, output),
+                )
             # Not the output just written: reading a 4 MiB output back would hold it twice.
             row = db.execute(_ROW_BUT_OUTPUT, (server, run_id)).fetchone()
         if row is None:
@@ -362,7 +450,10 @@ class Journal:
         attempts: int = 0,
     ) -> None:
         """The server answered for good (acknowledged or dead), or told us to stop (abandoned).
-        `attempts`: delivery attempts to count in the same transaction (the one answered)."""
+        `attempts`: delivery attempts to count in the same transaction (the one answered).
+
+        Retention is applied in the same transaction: a settled output is cut to its head
+        and tail, rows past `keep_days` / `keep_rows` go; then freed space is given back."""
         if state not in SETTLED:
             raise ValueError(f"not a settled state: {state}")
         with self._tx() as db:
@@ -371,33 +462,164 @@ class Journal:
                 " attempts = attempts + ? WHERE server=? AND run_id=?",
                 (state, answer, message, self._clock(), attempts, server, run_id),
             )
+            if state in PRUNABLE:
+                self._bound_output(db, server, run_id)
+            self._prune(db)
+        self._reclaim()
 
-    def prune(self, *, keep_days: float, keep_rows: int) -> int:
-        """Drop old settled rows; never anything pending or dead."""
-        cutoff = self._clock() - keep_days * 86400
+    def prune(self) -> int:
+        """Apply `Retention` to the whole journal (at start-up): bound every settled output,
+        drop old settled rows (never anything pending or dead), give the space back.
+        A journal made before `outputs` has its outputs moved there, and one made before
+        incremental vacuum is converted by a VACUUM, once each. Returns the rows dropped."""
+        limit = self.retention.keep_output_bytes
         with self._tx() as db:
-            by_age = db.execute(
-                "DELETE FROM runs WHERE state IN (?, ?) AND claimed_at < ?",
-                (ACKNOWLEDGED, ABANDONED, cutoff),
-            ).rowcount
-            by_count = db.execute(
-                "DELETE FROM runs WHERE state IN (?, ?) AND rowid NOT IN ("
-                " SELECT rowid FROM runs WHERE state IN (?, ?) ORDER BY claimed_at DESC LIMIT ?)",
-                (ACKNOWLEDGED, ABANDONED, ACKNOWLEDGED, ABANDONED, keep_rows),
-            ).rowcount
+            pruned = self._prune(db)
+            apart = db.execute("PRAGMA user_version").fetchone()[0] >= OUTPUTS_APART
+            if not apart:  # outputs still in `runs`: measured here, moved below
+                db.execute(
+                    "UPDATE runs SET output_bytes = length(CAST(output AS BLOB))"
+                    " WHERE output IS NOT NULL AND output_bytes IS NULL"
+                )
+            too_long = db.execute(
+                "SELECT server, run_id FROM runs WHERE state IN (?, ?) AND output_bytes > ?",
+                (*PRUNABLE, limit),
+            ).fetchall()
+            for server, run_id in too_long:  # one output in memory at a time
+                self._bound_output(db, server, run_id)  # (cut short, it moves to `outputs`)
+            if not apart:
+                _move_outputs_apart(db)
+        if self._db.execute("PRAGMA auto_vacuum").fetchone()[0] != _INCREMENTAL:
+            self._convert()
+        else:
+            self._reclaim()
+        return pruned
+
+    def _prune(self, db: sqlite3.Connection) -> int:
+        cutoff = self._clock() - self.retention.keep_days * 86400
+        by_age = db.execute(
+            "DELETE FROM runs WHERE state IN (?, ?) AND claimed_at < ?", (*PRUNABLE, cutoff)
+        ).rowcount
+        by_count = db.execute(
+            "DELETE FROM runs WHERE state IN (?, ?) AND rowid NOT IN ("
+            " SELECT rowid FROM runs WHERE state IN (?, ?) ORDER BY claimed_at DESC LIMIT ?)",
+            (*PRUNABLE, *PRUNABLE, self.retention.keep_rows),
+        ).rowcount
         return int(by_age + by_count)
+
+    def _bound_output(self, db: sqlite3.Connection, server: str, run_id: int) -> None:
+        """Cut this run's stored output to its head and tail if it is over the budget."""
+        limit = self.retention.keep_output_bytes
+        row = db.execute(
+            f"SELECT {_OUTPUT}, r.output_bytes {_WITH_OUTPUT}"
+            " WHERE r.server=? AND r.run_id=? AND r.output_bytes > ?",
+            (server, run_id, limit),
+        ).fetchone()
+        if row is None or row[0] is None:
+            return
+        kept = head_and_tail(row[0], row[1], limit)
+        db.execute(
+            "INSERT OR REPLACE INTO outputs (server, run_id, output) VALUES (?, ?, ?)",
+            (server, run_id, kept),
+        )
+        db.execute(
+            "UPDATE runs SET output=NULL, output_bytes=? WHERE server=? AND run_id=?",
+            (utf8_size(kept), server, run_id),
+        )
+
+    def _reclaim(self) -> None:
+        """Give freed pages back to the file system once there are enough of them, then
+        checkpoint the WAL so the file shrinks now, not at the next start. A failure here
+        loses nothing (the data is committed): it is logged, and tried again next time."""
+        try:
+            free = self._db.execute("PRAGMA freelist_count").fetchone()[0]
+            page = self._db.execute("PRAGMA page_size").fetchone()[0]
+            if free * page < self._reclaim_at:
+                return
+            # executescript steps the pragma to its end; execute() would free one page.
+            self._db.executescript("PRAGMA incremental_vacuum")
+            self._checkpoint()
+        except sqlite3.Error as exc:
+            log.warning("could not give the journal's free space back", error=str(exc))
+
+    def _convert(self) -> None:
+        """Turn on incremental vacuum in a journal made without it (one VACUUM)."""
+        before = disk_bytes(self.path)
+        try:
+            self._db.execute(f"PRAGMA auto_vacuum={_INCREMENTAL}")
+            self._db.execute("VACUUM")
+            self._checkpoint()
+        except sqlite3.Error as exc:
+            log.warning(
+                "could not compact the journal; it is tried again at the next start",
+                error=str(exc),
+                journal=str(self.path),
+            )
+            return
+        log.info("journal compacted", bytes_before=before, bytes_after=disk_bytes(self.path))
+
+    def _checkpoint(self) -> None:
+        """Copy the WAL into the file and empty it. A reader (`status`, `history`) holding
+        the WAL makes this give up at once rather than hold up the journal's thread: the
+        next checkpoint gets it."""
+        self._db.execute("PRAGMA busy_timeout=0")
+        try:
+            self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        finally:
+            self._db.execute("PRAGMA busy_timeout=5000")
+
+    # ------------------------------------------------------------ polls
+
+    def poll_held(self, server: str) -> None:
+        """A poll the server may hold is about to go out."""
+        with self._unsynced(), self._tx() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO held_poll (id, server, since, ended)"
+                " VALUES (1, ?, ?, NULL)",
+                (server, self._clock()),
+            )
+
+    def poll_ended(self) -> None:
+        """The held poll was answered without a run, failed, or was cut short by a stop. (A
+        poll answered with a run needs no end: the run's claim, recorded next, says it.)"""
+        with self._unsynced(), self._tx() as db:
+            db.execute(
+                "UPDATE held_poll SET ended=? WHERE id=1 AND ended IS NULL", (self._clock(),)
+            )
+
+    @contextmanager
+    def _unsynced(self) -> Iterator[None]:
+        """Commit without waiting for the disk: what is written survives the agent's death
+        (the OS has it), which is what a poll mark is for; a power cut may lose it. Every
+        poll writes one, and an fsync each would cost more than the rest of the poll."""
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        try:
+            yield
+        finally:
+            self._db.execute("PRAGMA synchronous=FULL")
+
+    def unanswered_poll(self) -> HeldPoll | None:
+        """The poll that was out when the last agent stopped without recording its end or a
+        run claimed since: the server may have claimed a run into it that nobody received."""
+        row = self._db.execute(
+            "SELECT server, since FROM held_poll h WHERE id=1 AND ended IS NULL AND NOT EXISTS"
+            " (SELECT 1 FROM runs r WHERE r.server=h.server AND r.claimed_at >= h.since)"
+        ).fetchone()
+        return HeldPoll(str(row[0]), float(row[1])) if row else None
 
     # ------------------------------------------------------------ reads
 
     def get(self, server: str, run_id: int) -> Entry | None:
+        """One run's row, its output included."""
         row = self._db.execute(
-            "SELECT * FROM runs WHERE server=? AND run_id=?", (server, run_id)
+            f"{_FULL_ROW} WHERE r.server=? AND r.run_id=?", (server, run_id)
         ).fetchone()
         return _entry(row) if row else None
 
     def in_state(self, *states: JournalState, server: str | None = None) -> list[Entry]:
+        """The rows in these states, oldest first, without their output (`get` reads it)."""
         marks = ",".join("?" * len(states))
-        query = f"SELECT * FROM runs WHERE state IN ({marks})"  # noqa: S608 - only placeholders
+        query = f"SELECT {_ALL_BUT_OUTPUT} FROM runs WHERE state IN ({marks})"  # noqa: S608
         params: list[Any] = list(states)
         if server is not None:
             query += " AND server=?"
@@ -406,8 +628,8 @@ class Journal:
         return [_entry(row) for row in rows]
 
     def with_run_id(self, run_id: int) -> list[Entry]:
-        """Every row for this run id, whatever server it came from."""
-        rows = self._db.execute("SELECT * FROM runs WHERE run_id=?", (run_id,)).fetchall()
+        """Every row for this run id, whatever server it came from, outputs included."""
+        rows = self._db.execute(f"{_FULL_ROW} WHERE r.run_id=?", (run_id,)).fetchall()
         return [_entry(row) for row in rows]
 
     def latest_run_type(self, server: str, run_types: tuple[str, ...]) -> str | None:
@@ -421,8 +643,11 @@ class Journal:
         return str(row[0]) if row else None
 
     def recent(self, limit: int = 20) -> list[Entry]:
+        """The newest rows, without their output (`get` reads it)."""
         rows = self._db.execute(
-            "SELECT * FROM runs ORDER BY claimed_at DESC, run_id DESC LIMIT ?", (limit,)
+            f"SELECT {_ALL_BUT_OUTPUT} FROM runs"  # noqa: S608 - no input
+            " ORDER BY claimed_at DESC, run_id DESC LIMIT ?",
+            (limit,),
         ).fetchall()
         return [_entry(row) for row in rows]
 
@@ -430,13 +655,80 @@ class Journal:
         rows = self._db.execute("SELECT state, COUNT(*) FROM runs GROUP BY state").fetchall()
         return {state: int(n) for state, n in rows}
 
+    def disk_bytes(self) -> int:
+        return disk_bytes(self.path)
+
 
 _ALL_BUT_OUTPUT: Final = ", ".join(f.name for f in fields(Entry) if f.name != "output")
 _ROW_BUT_OUTPUT: Final = f"SELECT {_ALL_BUT_OUTPUT} FROM runs WHERE server=? AND run_id=?"  # noqa: S608 - no input
+_WITH_OUTPUT: Final = (
+    "FROM runs r LEFT JOIN outputs o ON o.server = r.server AND o.run_id = r.run_id"
+)
+_OUTPUT: Final = "COALESCE(o.output, r.output)"  # `runs.output`: a journal not moved yet
+_FULL_ROW: Final = (
+    "SELECT "
+    + ", ".join(f"r.{name}" for name in _ALL_BUT_OUTPUT.split(", "))
+    + f", {_OUTPUT} AS output {_WITH_OUTPUT}"
+)
+_INCREMENTAL: Final = 2  # PRAGMA auto_vacuum's value for incremental vacuum
+
+
+def _move_outputs_apart(db: sqlite3.Connection) -> None:
+    """Move the outputs left in `runs` (a journal made before `outputs` existed) into it,
+    once. Settled outputs over the budget are moved already, cut short: what is copied
+    here is small, or still to be delivered."""
+    db.execute(
+        "INSERT OR REPLACE INTO outputs (server, run_id, output)"
+        " SELECT server, run_id, output FROM runs WHERE output IS NOT NULL"
+    )
+    db.execute("UPDATE runs SET output=NULL WHERE output IS NOT NULL")
+    db.execute(f"PRAGMA user_version={OUTPUTS_APART}")
+
+
+def disk_bytes(path: Path) -> int:
+    """What the journal at `path` takes on disk: the file and its WAL (0 for what is absent)."""
+    total = 0
+    for name in (path, path.with_name(path.name + "-wal")):
+        try:
+            total += os.stat(name).st_size
+        except FileNotFoundError:
+            continue
+    return total
+
+
+def utf8_size(text: str) -> int:
+    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+
+
+def head_and_tail(text: str, size: int, limit: int) -> str:
+    """`text` (`size` bytes in UTF-8) within `limit` bytes: its head and its tail around a
+    line that says how much was cut. Both ends are cut on whole characters."""
+    if size <= limit:
+        return text
+    room = limit - utf8_size(_cut_note(size, size))  # the longest the note can be
+    if room <= 0:
+        return _encoded(text[:limit])[:limit].decode(errors="ignore")
+    head_room, tail_room = room - room // 2, room // 2
+    # Characters are sliced first (none is over 4 bytes), so only the ends are encoded.
+    head = _encoded(text[:head_room])[:head_room].decode(errors="ignore")
+    tail = _encoded(text[-tail_room:])[-tail_room:].decode(errors="ignore") if tail_room else ""
+    kept = utf8_size(head) + utf8_size(tail)
+    return f"{head}{_cut_note(size - kept, size)}{tail}"
+
+
+def _encoded(text: str) -> bytes:
+    return text.encode("utf-8", "surrogatepass")
+
+
+def _cut_note(cut: int, size: int) -> str:
+    return (
+        f"\n[… {cut} of {size} bytes cut here: the journal keeps the head and tail of a "
+        "settled run's output (journal.keep_output_bytes) …]\n"
+    )
 
 
 def _entry(row: sqlite3.Row, **known: Any) -> Entry:
-    data = dict(row) | known
+    data = {"output": None} | dict(row) | known  # a listing query leaves the output out
     data.pop("payload_digest", None)
     data["details"] = json.loads(data["details"]) if data.get("details") else {}
     return Entry(**data)

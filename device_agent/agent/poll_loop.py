@@ -23,6 +23,7 @@ ran out, a second signal, a timeout) is logged and noted in the journal, and
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import time
 from collections.abc import Awaitable, Callable, Coroutine
@@ -32,12 +33,12 @@ from typing import Any, Final
 from device_agent import __version__
 from device_agent.agent.alarm import Alarm
 from device_agent.agent.backoff import Backoff, jittered
-from device_agent.agent.journal import CLAIMED, AsyncJournal
+from device_agent.agent.journal import CLAIMED, AsyncJournal, JournalWriteError
 from device_agent.agent.outbox import GiveUp, Outbox, after
 from device_agent.agent.pipeline import MAX_ROUNDS, RunPipeline
 from device_agent.agent.result import ExitReason, failure
 from device_agent.agent.sleepwatch import Clock, watch_for_sleep
-from device_agent.agent.status import PROBLEM_STATES, AgentState, Status
+from device_agent.agent.status import PROBLEM_STATES, AgentState, PossiblyLostClaim, Status
 from device_agent.config import Settings
 from device_agent.errors import ExitCode
 from device_agent.executors.environment import extended_path
@@ -254,8 +255,15 @@ class Agent:
     # ----------------------------------------------------------- recovery
 
     async def _recover(self) -> None:
-        """Runs claimed by a previous process that never finished are reported, not re-run."""
+        """Runs claimed by a previous process that never finished are reported, not re-run;
+        a poll it left held is told in the log and in `status` (`PossiblyLostClaim`)."""
         journal = self.journal.sync
+        held = await self.journal.call(journal.unanswered_poll)
+        if held is not None:
+            lost = PossiblyLostClaim(held.server, held.since)
+            if lost.matters(time.time()):
+                self.status.lost_claim = lost
+                log.warning("a run may have been claimed and lost", note=lost.note())
         stranded = await self.journal.call(journal.in_state, CLAIMED, server=self.server)
         for entry in stranded:
             log.warning(
@@ -319,11 +327,21 @@ class Agent:
         return got
 
     async def _poll_once(self) -> float:
-        """Poll, start what was claimed, and return how long to wait before the next poll."""
+        """Poll, start what was claimed, and return how long to wait before the next poll.
+
+        The journal knows while a poll is out: if this process dies during it, the next
+        start says that a run may have been claimed into it and lost (`_recover`). A poll
+        answered with a run needs no end mark: the run's claim, journaled next, is one."""
         self._poll_alarm.rearm()
+        try:
+            await self.journal.call(self.journal.sync.poll_held, self.server)
+        except JournalWriteError:  # `_journal_ready` says so and waits until it can write
+            self._slots.release()
+            return 0.0
         started = time.monotonic()
         answer = await self._held_poll()
         if answer is None:  # a stop cut the held poll short
+            await self._poll_over()
             self._slots.release()
             return 0.0
         self.status.last_poll_at = time.time()
@@ -332,8 +350,15 @@ class Agent:
         if isinstance(outcome, Claim):
             self._start(outcome)
             return 0.0
+        await self._poll_over()
         self._slots.release()
         return outcome
+
+    async def _poll_over(self) -> None:
+        # A failed write is said by the journal, and in `status`; the next poll's mark
+        # replaces this one.
+        with contextlib.suppress(JournalWriteError):
+            await self.journal.call(self.journal.sync.poll_ended)
 
     async def _read_poll(self, answer: Answer, *, held: bool = False) -> Claim | float:
         """A claim to run, or the number of seconds to wait. `held`: the server held the poll

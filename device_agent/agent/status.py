@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import enum
+import time
 from dataclasses import dataclass, field
+from typing import Final
+
+# A run claimed and never heartbeated is reaped by the server after this long
+# (docs/protocol.md, "Poll and claim").
+UNHEARD_RUN_REAPED_SECONDS: Final = 2 * 3600
 
 
 class AgentState(enum.StrEnum):
@@ -43,3 +49,43 @@ class Status:
     last_poll_at: float | None = None
     last_error: str | None = None
     woke_at: float | None = None
+    lost_claim: PossiblyLostClaim | None = None  # found at start-up: see `PossiblyLostClaim`
+
+    def notes(self, now: float) -> list[str]:
+        """Problems that are not a state of their own, while they still matter."""
+        if self.lost_claim is not None and self.lost_claim.matters(now):
+            return [self.lost_claim.note()]
+        return []
+
+
+@dataclass(frozen=True)
+class PossiblyLostClaim:
+    """The last agent stopped without ending a poll the server held (it was killed, or the
+    machine went down), and no run was claimed since: the server may have claimed a run into
+    that poll's connection after nobody read it (docs/protocol.md, "Poll and claim"). Such a run
+    shows as running and blocks "Run now" for its watcher until the server gives up on it."""
+
+    server: str
+    since: float  # when the poll was sent, epoch seconds
+
+    @property
+    def reaped_by(self) -> float:
+        return self.since + UNHEARD_RUN_REAPED_SECONDS
+
+    def matters(self, now: float) -> bool:
+        return now < self.reaped_by
+
+    def note(self) -> str:
+        held, reaped = _clock_time(self.since), _clock_time(self.reaped_by)
+        return (
+            f"device-agent stopped without ending the poll it sent to {self.server} at {held} "
+            "(it was killed or the machine went down): the server may have handed that poll "
+            "a run nobody received. If a run of one of this device's watchers or automations "
+            f"shows as running in Lobu since {held}, it is that run: nothing was executed "
+            f"here, and the server ends it by about {reaped}; Run now works for it again "
+            "after that"
+        )
+
+
+def _clock_time(epoch: float) -> str:
+    return time.strftime("%H:%M", time.localtime(epoch))

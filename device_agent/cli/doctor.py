@@ -66,7 +66,12 @@ def startup_findings(settings: Settings) -> tuple[list[Check], list[Check]]:
 
 
 async def _checks(settings: Settings, *, create_dirs: bool = True) -> tuple[list[Check], int]:
-    checks = [_dirs(settings, create=create_dirs), _keyring(settings), _notifier(settings)]
+    checks = [
+        _dirs(settings, create=create_dirs),
+        _journal(settings),
+        _keyring(settings),
+        _notifier(settings),
+    ]
     server_checks, code = await _server(settings)
     checks += server_checks
     checks += await _executors(settings)
@@ -132,6 +137,31 @@ def _dirs(settings: Settings, *, create: bool = True) -> Check:
         detail = f"not writable: {', '.join(unwritable)}"
         return Check(False, "directories", detail, blocks_start=True)
     return Check(True, "directories", f"state {paths.state_dir}, logs {paths.log_dir}")
+
+
+def _journal(settings: Settings) -> Check:
+    """The journal's size and what retention keeps of it; a journal that cannot be opened
+    fails (the agent could not start with it)."""
+    from device_agent.agent.journal import Journal, JournalError, disk_bytes
+    from device_agent.cli.status import describe_journal
+
+    path = settings.paths.journal_file
+    about: dict[str, object] = {"path": str(path), "bytes": disk_bytes(path), "runs": 0}
+    if path.exists():
+        try:
+            journal = Journal(path)
+        except JournalError as exc:
+            return Check(False, "journal", str(exc))
+        try:
+            about["runs"] = sum(journal.counts().values())
+        finally:
+            journal.close()
+    keep = settings.journal
+    kept = (
+        f"keeps {keep.keep_rows} settled runs for up to {keep.keep_days:g} days, "
+        f"{keep.keep_output_bytes} bytes of each one's output ([journal] in the config)"
+    )
+    return Check(None, "journal", f"{describe_journal(about)}; {kept}")
 
 
 def _keyring(settings: Settings) -> Check:

@@ -1,4 +1,8 @@
-"""`device-agent history`: recent runs from the journal, or one run in full."""
+"""`device-agent history`: recent runs from the journal, or one run in full.
+
+The list reads no run's output (`output_bytes` says how much there is); `--run N`
+reads that run's, one run at a time.
+"""
 
 from __future__ import annotations
 
@@ -32,7 +36,7 @@ def cmd_history(args: argparse.Namespace) -> int:
     finally:
         journal.close()
     if args.json:
-        print(json.dumps([as_json(e) for e in entries], indent=2))
+        print(json.dumps([as_json(e, with_output=False) for e in entries], indent=2))
         return ExitCode.OK
     rows = [
         [
@@ -69,10 +73,12 @@ def problem(entry: Entry) -> str | None:
     return entry.error
 
 
-def as_json(entry: Entry) -> dict[str, Any]:
+def as_json(entry: Entry, *, with_output: bool = True) -> dict[str, Any]:
     from device_agent.desktop.control_handler import iso
 
     data = entry.as_dict()
+    if not with_output:  # a listed row has none: left out rather than shown as null
+        del data["output"]
     for key in ("claimed_at", "finished_at", "acked_at"):
         data[key] = iso(data[key])
     data["details"] = dict(entry.details)

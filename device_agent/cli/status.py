@@ -1,15 +1,18 @@
 """`device-agent status`: what the agent is doing now — the one place that tells the truth.
 
 The running daemon answers over its control socket (state, pause, current runs,
-last poll, why results wait); the journal adds the backlog and the dead
-letters, so with no daemon running status still says what is left to do.
+last poll, why results wait); the journal adds the backlog, the dead letters
+and its own size, so with no daemon running status still says what is left to
+do — and whether the last agent died while a poll was held, when a run may
+have been claimed and lost (`agent.status.PossiblyLostClaim`).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import replace
+import time
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from device_agent.cli.common import settings_from
@@ -52,11 +55,13 @@ def gather(settings: Settings) -> dict[str, Any]:
     # The running daemon knows its server even when this shell has no DEVICE_AGENT_SERVER.
     settings = replace(settings, server=daemon.get("server") or settings.server)
     waiting = {item["run_id"]: item["waiting_because"] for item in daemon.get("backlog", [])}
-    backlog, dead, abandoned = _journal_view(settings)
-    for item in backlog:
+    view = _journal_view(settings)
+    for item in view.backlog:
         item["waiting_because"] = waiting.get(item["run_id"]) or (
             "queued; sent at the next attempt" if daemon else "the daemon is not running"
         )
+    # A running daemon says itself what it found at its start; without one, the journal does.
+    problems = daemon.get("problems", []) if daemon else view.problems
     return {
         "schema_version": STATUS_SCHEMA_VERSION,
         "version": __version__,
@@ -70,10 +75,11 @@ def gather(settings: Settings) -> dict[str, Any]:
         "paused": bool(daemon.get("paused")),
         "runs": daemon.get("runs", []),
         "last_poll_at": iso(daemon.get("last_poll_at")),
-        "backlog": backlog,
-        "dead_letters": dead,
-        "problems": daemon.get("problems", []),
-        "poll_abandoned": abandoned,
+        "backlog": view.backlog,
+        "dead_letters": view.dead,
+        "journal": view.about,
+        "problems": problems,
+        "poll_abandoned": view.abandoned,
         **_token(settings, daemon.get("token_home")),
     }
 
@@ -95,29 +101,46 @@ def _token(settings: Settings, daemons: str | None) -> dict[str, str | None]:
         return {"token_home": None, "token_problem": str(exc)}
 
 
-def _journal_view(
-    settings: Settings,
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]], dict[str, Any] | None]:
-    """Results waiting, results refused for good, and the latest poll given up on before
-    its answer if that was recent enough for a run claimed into it to be stranded still."""
-    import time
+@dataclass
+class _JournalView:
+    about: dict[str, Any]  # path, bytes on disk, runs kept
+    backlog: list[dict[str, Any]] = field(default_factory=list)
+    dead: list[dict[str, Any]] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    abandoned: dict[str, Any] | None = None  # a poll given up on recently enough to matter
 
-    from device_agent.agent.journal import DEAD, FINISHED, Journal
+
+def _journal_view(settings: Settings) -> _JournalView:
+    """What the journal says; it reads no run's output. `abandoned`: the latest poll given
+    up on before its answer, if that was recent enough for a run claimed into it to be
+    stranded still."""
+    from device_agent.agent.journal import DEAD, FINISHED, Journal, disk_bytes
+    from device_agent.agent.status import PossiblyLostClaim
     from device_agent.desktop.control_handler import iso
 
-    if settings.server is None or not settings.paths.journal_file.exists():
-        return [], [], None
-    journal = Journal(settings.paths.journal_file)
+    path = settings.paths.journal_file
+    view = _JournalView({"path": str(path), "bytes": disk_bytes(path), "runs": 0})
+    if not path.exists():
+        return view
+    journal = Journal(path)
     try:
-        waiting = journal.in_state(FINISHED, server=settings.origin)
-        dead = journal.in_state(DEAD, server=settings.origin)
-        noted = journal.abandoned_poll(settings.origin)
+        view.about["runs"] = sum(journal.counts().values())
+        held = journal.unanswered_poll()  # it names its server
+        if settings.server is not None:
+            waiting = journal.in_state(FINISHED, server=settings.origin)
+            dead = journal.in_state(DEAD, server=settings.origin)
+            noted = journal.abandoned_poll(settings.origin)
     finally:
         journal.close()
-    abandoned = None
+    if held is not None:
+        lost = PossiblyLostClaim(held.server, held.since)
+        if lost.matters(time.time()):
+            view.problems.append(lost.note())
+    if settings.server is None:
+        return view
     if noted is not None and time.time() - noted[0] < STRANDED_RUN_SECONDS:
-        abandoned = {"at": iso(noted[0]), "reason": noted[1]}
-    backlog = [
+        view.abandoned = {"at": iso(noted[0]), "reason": noted[1]}
+    view.backlog = [
         {
             "run_id": e.run_id,
             "name": e.watcher_name,
@@ -126,7 +149,7 @@ def _journal_view(
         }
         for e in waiting
     ]
-    dead_letters = [
+    view.dead = [
         {
             "run_id": e.run_id,
             "name": e.watcher_name,
@@ -136,7 +159,7 @@ def _journal_view(
         }
         for e in dead
     ]
-    return backlog, dead_letters, abandoned
+    return view
 
 
 def render(report: dict[str, Any]) -> str:
@@ -153,6 +176,7 @@ def render(report: dict[str, Any]) -> str:
     token = " — ".join(filter(None, (report["token_home"], report["token_problem"])))
     lines.append(f"  token:      {token}")
     lines.append(f"  version:    device-agent {report['version']}")
+    lines.append(f"  journal:    {describe_journal(report['journal'])}")
     for problem in report["problems"]:
         lines.append(f"problem: {problem}")
     if abandoned := report["poll_abandoned"]:
@@ -182,6 +206,16 @@ def render(report: dict[str, Any]) -> str:
             f"device-agent history --run {dead['run_id']}"
         )
     return "\n".join(lines)
+
+
+def describe_journal(about: dict[str, Any]) -> str:
+    """The journal's size in words: `status` and `doctor` say it the same way."""
+    if not about["bytes"]:
+        return f"none yet ({about['path']})"
+    runs = about["runs"]
+    return (
+        f"{about['bytes'] / 2**20:.1f} MiB, {runs} run{'' if runs == 1 else 's'} ({about['path']})"
+    )
 
 
 def _worker(report: dict[str, Any]) -> str:

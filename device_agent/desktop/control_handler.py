@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import time
 from datetime import UTC, datetime
 from typing import Any, Final
 
@@ -32,6 +33,7 @@ class AgentControl:
     def status(self) -> dict[str, Any]:
         agent, status = self.agent, self.agent.status
         problems = [status.detail] if status.state in PROBLEM_STATES and status.detail else []
+        problems += status.notes(time.time())
         return {
             "schema_version": STATUS_SCHEMA_VERSION,
             "version": __version__,

@@ -228,6 +228,7 @@ class Executor:
                 stdout,
                 finished.stderr.text(),
                 _read_capped(launch.output_file, self.settings.stdout_cap_bytes),
+                stdout_cut_at=self.settings.stdout_cap_bytes if finished.stdout.truncated else None,
             )
         )
         code = finished.returncode

@@ -13,6 +13,11 @@ shows the tail of what was printed.
   `--format json`); the last meaningful event — a final message or a failure —
   decides.
 - `FileReader`: a file the CLI wrote (e.g. Codex `--output-last-message FILE`).
+
+Output past the executor's cap is cut (`Captured.stdout_cut_at`). The JSON
+readers then say so, and read what can be read: the members of a JSON object
+that came before the cut (the head of the one it ends inside), or the whole
+lines of a stream.
 """
 
 from __future__ import annotations
@@ -23,7 +28,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final, Protocol
 
+from device_agent.agent.result import TRUNCATED
+
 TAIL_CHARS: Final = 500
+_MIB: Final = 1024 * 1024
+_RAISE_CAP: Final = "; raise [executor] stdout_cap_bytes in the config to receive all of it"
+_WHITESPACE: Final = re.compile(r"[ \t\n\r]*")
 _LAST_CANDIDATES: Final = 50  # how many line-start braces to try before giving up on a JSON object
 _OBJECT_START: Final = re.compile(r"(?m)^(?:\[[A-Z]+\] ?)?(\{)")  # Gemini prefixes "[ERROR] "
 _decoder: Final = json.JSONDecoder()
@@ -36,6 +46,8 @@ class Captured:
     stdout: str
     stderr: str = ""
     output_file: str | None = None  # content of `{output_file}`, None if the CLI wrote none
+    # The cap stdout was cut at, in bytes (it then ends with a TRUNCATED line); None: whole.
+    stdout_cut_at: int | None = None
 
 
 @dataclass(frozen=True)
@@ -78,6 +90,10 @@ class JsonReader:
     stderr: bool = False  # also look on stderr (Gemini prints its error object there)
 
     def read(self, captured: Captured) -> Reading:
+        if captured.stdout_cut_at is not None:
+            cut = self._read_cut(captured, captured.stdout_cut_at)
+            if cut is not None:
+                return cut
         obj = last_json_object(captured.stdout)
         if obj is None and self.stderr:
             obj = last_json_object(captured.stderr)
@@ -87,6 +103,9 @@ class JsonReader:
                 problem="expected a JSON object on stdout but found none"
                 + _tail_note(captured.stdout or captured.stderr),
             )
+        return self._from_object(obj)
+
+    def _from_object(self, obj: dict[str, Any]) -> Reading:
         details = _pick_details(obj, self.details)
         text = dig(obj, self.text)
         output = text if isinstance(text, str) else ""
@@ -105,6 +124,48 @@ class JsonReader:
             )
         return Reading(output=output, details=details)
 
+    def _read_cut(self, captured: Captured, cap: int) -> Reading | None:
+        """Stdout cut at the cap: the object it ends inside, read as far as it goes. None
+        when a whole object ends before the cut (read as usual)."""
+        text = uncut(captured.stdout)
+        starts = [m.start(1) for m in _OBJECT_START.finditer(text)]
+        if starts:
+            try:
+                _decoder.raw_decode(text, starts[-1])
+            except ValueError:
+                pass
+            else:
+                return None
+        obj, cut_in = partial_object(text, starts[-1]) if starts else ({}, None)
+        passed = f"its JSON answer passed the {cap_words(cap)} and was cut"
+        if not obj:
+            if self.stderr and (error := last_json_object(captured.stderr)) is not None:
+                return self._from_object(error)
+            return Reading(
+                output=text.strip(),
+                problem=f"{passed} before a JSON object could be read{_RAISE_CAP}"
+                + _tail_note(text),
+            )
+        reading = self._from_object(obj)
+        answer = dig(obj, self.text)
+        if reading.error is not None:
+            return reading  # the CLI said it failed, before the cut
+        if isinstance(answer, str) and not _within(cut_in, self.text):
+            return reading  # the answer is whole: the cut came after it
+        if isinstance(answer, str):
+            return Reading(
+                output=answer,
+                problem=f"{passed} inside its {self.text!r} field: the output is the first "
+                f"{len(answer)} characters of it{_RAISE_CAP}",
+                details=reading.details,
+            )
+        return Reading(
+            output="",
+            problem=f"{passed} before its {self.text!r} field (read: "
+            f"{', '.join(sorted(obj))}){_RAISE_CAP}",
+            details=reading.details,
+        )
+
 
 @dataclass(frozen=True)
 class JsonlReader:
@@ -117,6 +178,8 @@ class JsonlReader:
     details: Mapping[str, tuple[str, str]] = field(default_factory=dict)  # name -> (type|*, path)
 
     def read(self, captured: Captured) -> Reading:
+        if captured.stdout_cut_at is not None:
+            return self._read_cut(captured, captured.stdout_cut_at)
         events = json_lines(captured.stdout)
         if not events:
             return Reading(
@@ -139,6 +202,38 @@ class JsonlReader:
             return Reading(output="", error=message, details=details)
         text = dig(decisive, self.text)
         return Reading(output=text if isinstance(text, str) else "", details=details)
+
+    def _read_cut(self, captured: Captured, cap: int) -> Reading:
+        """Stdout cut at the cap: its whole lines are read; the last message among them may
+        not be the last the CLI wrote, so the run fails with it as its output."""
+        text = uncut(captured.stdout)
+        events = json_lines(text)  # the line the cut went through is not whole: left out
+        passed = f"its output passed the {cap_words(cap)} and was cut"
+        if not events:
+            return Reading(
+                output=text.strip(),
+                problem=f"{passed} before its first whole JSON line{_RAISE_CAP}" + _tail_note(text),
+            )
+        details = self._details(events)
+        decisive = next((e for e in reversed(events) if self._is_meaningful(e)), None)
+        whole = f"{len(events)} whole JSON line{'' if len(events) == 1 else 's'}"
+        if decisive is None:
+            return Reading(
+                output="",
+                problem=f"{passed} after {whole}, none of them a final message (last event: "
+                f"{events[-1].get('type')!r}){_RAISE_CAP}",
+                details=details,
+            )
+        if decisive.get("type") in self.failure_types:
+            message = first_message(decisive, self.error) or f"the CLI reported {decisive['type']}"
+            return Reading(output="", error=message, details=details)
+        message = dig(decisive, self.text)
+        return Reading(
+            output=message if isinstance(message, str) else "",
+            problem=f"{passed} after {whole}: the output is the last whole message before the "
+            f"cut, and a later one may be missing{_RAISE_CAP}",
+            details=details,
+        )
 
     def _is_meaningful(self, event: Mapping[str, Any]) -> bool:
         if event.get("type") in self.failure_types:
@@ -219,6 +314,78 @@ def json_lines(text: str) -> list[dict[str, Any]]:
         if isinstance(value, dict):
             events.append(value)
     return events
+
+
+def uncut(text: str) -> str:
+    """Stdout without the line that says it was cut at the cap."""
+    return text.removesuffix(f"\n{TRUNCATED}")
+
+
+def cap_words(cap: int) -> str:
+    size = f"{cap // _MIB} MiB" if cap % _MIB == 0 else f"{cap}-byte"
+    return f"{size} output cap ([executor] stdout_cap_bytes)"
+
+
+def partial_object(text: str, start: int) -> tuple[dict[str, Any], str | None]:
+    """The members of the JSON object at `text[start]` that the text holds before it ends:
+    whole values, and the head of the string (or object) it ends inside. Also returns the
+    dotted path of that member, None when the text ends between members."""
+    members: dict[str, Any] = {}
+    i = _skip_space(text, start + 1)
+    while text.startswith('"', i):
+        try:
+            key, i = _decoder.raw_decode(text, i)
+        except ValueError:
+            return members, None  # the text ends inside a name
+        i = _skip_space(text, i)
+        if not text.startswith(":", i):
+            return members, None
+        i = _skip_space(text, i + 1)
+        try:
+            value, i = _decoder.raw_decode(text, i)
+        except ValueError:
+            head, inner = _partial_value(text, i)
+            if head is not None:
+                members[key] = head
+            return members, key if inner is None else f"{key}.{inner}"
+        members[key] = value
+        i = _skip_space(text, i)
+        if not text.startswith(",", i):
+            break
+        i = _skip_space(text, i + 1)
+    return members, None
+
+
+def _partial_value(text: str, start: int) -> tuple[Any, str | None]:
+    if text.startswith('"', start):
+        return _string_head(text[start + 1 :]), None
+    if text.startswith("{", start):
+        return partial_object(text, start)
+    return None, None  # a number, list or literal cut short: nothing worth keeping
+
+
+def _string_head(body: str) -> str:
+    """The characters of a JSON string whose closing quote was cut off; an escape cut in
+    the middle (at most `\\uXXXX`, 6 characters) is left out."""
+    for drop in range(7):
+        try:
+            value = json.loads(f'"{body[: len(body) - drop]}"')
+        except ValueError:
+            continue
+        return value if isinstance(value, str) else ""
+    return ""
+
+
+def _skip_space(text: str, i: int) -> int:
+    match = _WHITESPACE.match(text, i)
+    return match.end() if match else i
+
+
+def _within(cut_in: str | None, path: str) -> bool:
+    """Whether the member cut at `cut_in` is `path`, inside it, or holds it."""
+    if cut_in is None:
+        return False
+    return cut_in == path or cut_in.startswith(f"{path}.") or path.startswith(f"{cut_in}.")
 
 
 def tail(text: str, limit: int = TAIL_CHARS) -> str:

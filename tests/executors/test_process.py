@@ -144,6 +144,33 @@ def test_100_mib_of_output_is_capped_and_memory_stays_bounded(bench: Bench) -> N
     assert result.error.endswith("fatal: out of widgets")
 
 
+# A CLI whose one JSON answer (shaped like Claude Code's) is 200 KiB: over a 64 KiB cap.
+BIG_ANSWER = """
+import json, sys
+sys.stdin.read()
+print(json.dumps({"is_error": False, "result": "x" * 204800, "total_cost_usd": 0.5}))
+"""
+
+
+def test_a_json_answer_over_the_cap_is_said_to_be_cut_not_missing(bench: Bench) -> None:
+    script = bench.root / "big_answer.py"
+    script.write_text(BIG_ANSWER)
+    bench.profile(
+        "big-answer",
+        f'binary = "{{python}}"\nargs = ["{script}"]\nprompt = "stdin"\n'
+        '[output]\nreader = "json"\ntext = "result"\nfailed_if = ["is_error"]\n',
+    )
+    result = bench.run("big-answer", executor=bench.executor(stdout_cap_bytes=64 * 1024))
+    assert result.error is not None
+    assert "expected a JSON object" not in result.error
+    assert (
+        "its JSON answer passed the 65536-byte output cap ([executor] stdout_cap_bytes) and was "
+        "cut inside its 'result' field"
+    ) in result.error
+    assert result.output == "x" * (64 * 1024 - len('{"is_error": false, "result": "'))
+    assert result.details["stdout_truncated"] is True
+
+
 @pytest.mark.parametrize("name", ["SIGSEGV", "SIGKILL"])
 def test_killed_by_a_signal_is_a_crash(bench: Bench, name: str) -> None:
     bench.install("crash")

@@ -126,3 +126,120 @@ def test_text_and_file_readers() -> None:
     assert FileReader().read(Captured("log", output_file="answer\n")).output == "answer"
     missing = FileReader().read(Captured("log line"))
     assert missing.problem == "the CLI did not write its output file; last output: log line"
+
+
+# ------------------------------------------------------- output cut at the cap (issue 27)
+
+CAP = 4 * 1024 * 1024
+CUT = "\n[output truncated]"  # what the executor puts after a stdout cut at the cap
+
+
+def cut(text: str) -> Captured:
+    return Captured(text + CUT, stdout_cut_at=CAP)
+
+
+def test_a_json_answer_cut_inside_its_text_says_so_and_keeps_the_head() -> None:
+    head = '{"type": "result", "subtype": "success", "is_error": false, "result": "'
+    reading = CLAUDE.read(cut(head + "a" * 5000 + "\\n" + "b" * 100))
+    assert reading.problem is not None
+    assert "expected a JSON object" not in reading.problem
+    assert reading.problem.startswith(
+        "its JSON answer passed the 4 MiB output cap ([executor] stdout_cap_bytes) and was cut "
+        "inside its 'result' field: the output is the first 5101 characters of it; raise "
+        "[executor] stdout_cap_bytes"
+    )
+    assert reading.output == "a" * 5000 + "\n" + "b" * 100
+    assert reading.error is None
+
+
+def test_an_escape_cut_in_the_middle_is_left_out_of_the_head() -> None:
+    for tail in ("\\", "\\u00", "\\u00e"):
+        reading = CLAUDE.read(cut('{"is_error": false, "result": "caf' + tail))
+        assert reading.output == "caf", tail
+    assert CLAUDE.read(cut('{"result": "caf\\u00e9 \\ud83d')).output == "café \ud83d"
+
+
+def test_a_json_answer_cut_after_its_text_is_read_whole() -> None:
+    text = '{"is_error": false, "result": "done", "total_cost_usd": 0.5, "usage": {"input": 12'
+    reading = CLAUDE.read(cut(text))
+    assert (reading.output, reading.problem, reading.error) == ("done", None, None)
+    assert reading.details == {"cost_usd": 0.5}
+
+
+def test_a_failure_said_before_the_cut_is_the_runs_error() -> None:
+    text = '{"is_error": true, "errors": ["rate limited"], "result": "partial answ'
+    reading = CLAUDE.read(cut(text))
+    assert reading.error == "partial answ"  # the CLI's own words, as far as they go
+    assert reading.problem is None
+
+
+def test_a_json_answer_cut_before_its_text_names_what_was_read() -> None:
+    reading = CLAUDE.read(cut('{"is_error": false, "total_cost_usd": 0.5, "usage": {"a": [1, 2'))
+    assert reading.problem is not None
+    assert "was cut before its 'result' field (read: is_error, total_cost_usd, usage)" in (
+        reading.problem
+    )
+
+
+def test_output_cut_before_any_json_object_says_so() -> None:
+    reading = CLAUDE.read(cut("progress line\n" * 1000))
+    assert reading.problem is not None
+    assert reading.problem.startswith(
+        "its JSON answer passed the 4 MiB output cap ([executor] stdout_cap_bytes) and was cut "
+        "before a JSON object could be read"
+    )
+    assert reading.problem.endswith("progress line")  # the tail of what it printed
+
+
+def test_a_whole_object_before_the_cut_is_read_as_usual() -> None:
+    reading = CLAUDE.read(cut('{"is_error": false, "result": "ok"}\n' + "debug noise\n" * 100))
+    assert (reading.output, reading.problem) == ("ok", None)
+
+
+def test_gemini_cut_on_stdout_with_its_error_on_stderr_reports_the_error() -> None:
+    captured = Captured(
+        "Loaded cached credentials.\n" * 100 + CUT,
+        stderr='{"error": {"message": "quota exceeded"}}',
+        stdout_cut_at=CAP,
+    )
+    assert GEMINI.read(captured).error == "quota exceeded"
+
+
+def test_a_cap_that_is_not_whole_mib_is_said_in_bytes() -> None:
+    reading = CLAUDE.read(Captured('{"result": "ab' + CUT, stdout_cut_at=65536))
+    assert reading.problem is not None
+    assert "passed the 65536-byte output cap" in reading.problem
+
+
+def test_a_stream_cut_at_the_cap_keeps_its_last_whole_message_and_says_so() -> None:
+    stream = lines(
+        {"type": "thread.started", "thread_id": "t1"},
+        {"type": "item.completed", "item": {"type": "agent_message", "text": "first"}},
+        {"type": "item.completed", "item": {"type": "command_execution"}},
+    )
+    reading = CODEX.read(cut(stream + '{"type": "item.completed", "item": {"type": "agent_mes'))
+    assert reading.output == "first"
+    assert reading.details == {"session_id": "t1"}
+    assert reading.problem is not None
+    assert reading.problem.startswith(
+        "its output passed the 4 MiB output cap ([executor] stdout_cap_bytes) and was cut after "
+        "3 whole JSON lines: the output is the last whole message before the cut, and a later "
+        "one may be missing"
+    )
+
+
+def test_a_stream_cut_before_any_message_or_any_whole_line_says_so() -> None:
+    started = CODEX.read(cut(lines({"type": "turn.started"}) + '{"type": "item.comp'))
+    assert started.problem is not None
+    assert "after 1 whole JSON line, none of them a final message (last event: 'turn.started')" in (
+        started.problem
+    )
+    nothing = CODEX.read(cut('{"type": "item.completed", "item": {"text": "' + "x" * 1000))
+    assert nothing.problem is not None
+    assert "was cut before its first whole JSON line" in nothing.problem
+
+
+def test_a_stream_that_failed_before_the_cut_reports_the_failure() -> None:
+    stream = lines({"type": "turn.failed", "error": {"message": "context window exceeded"}})
+    reading = CODEX.read(cut(stream + '{"type": "ite'))
+    assert reading.error == "context window exceeded"

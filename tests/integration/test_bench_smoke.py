@@ -26,6 +26,9 @@ FIGURES = {
     "peak RSS, CLI printing 1 MiB",
     "idle CPU",
     "idle RSS",
+    "journal after 3 runs of 64 KiB",
+    "RSS after 3 runs of 64 KiB",
+    "peak RSS of a start on that journal",
 }
 
 
@@ -33,13 +36,15 @@ FIGURES = {
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the benchmark reads /proc")
 def test_the_benchmark_reports_every_figure_with_its_baseline() -> None:
     argv = [sys.executable, str(BENCH), "--json", "--runs", "3", "--repeat", "1"]
-    argv += ["--idle-seconds", "0.2", "--output-mib", "1"]
+    argv += ["--idle-seconds", "0.2", "--output-mib", "1", "--long-runs", "3"]
+    argv += ["--long-output-kib", "64"]
     done = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     report = json.loads(done.stdout)
     figures = {figure["name"]: figure for figure in report["figures"]}
     assert set(figures) == FIGURES
     assert all(math.isfinite(figure["agent"]) for figure in figures.values())
-    for name in FIGURES - {"idle CPU", "idle RSS"}:  # the rest are compared with a baseline
+    targets = {"idle CPU", "idle RSS", "journal after 3 runs of 64 KiB"}
+    for name in FIGURES - targets:  # the rest are compared with a baseline
         assert figures[name]["baseline"] > 0, name
     assert report["machine"]["nproc"] >= 1

@@ -51,7 +51,10 @@ def journal_rows(home: Path) -> dict[int, dict[str, Any]]:
     db = sqlite3.connect(path)
     db.row_factory = sqlite3.Row
     try:
-        return {row["run_id"]: dict(row) for row in db.execute("SELECT * FROM runs")}
+        rows = {row["run_id"]: dict(row) for row in db.execute("SELECT * FROM runs")}
+        for run_id, output in db.execute("SELECT run_id, output FROM outputs"):
+            rows[run_id]["output"] = output  # outputs are kept apart from their runs
+        return rows
     finally:
         db.close()
 

@@ -16,9 +16,13 @@ from device_agent.agent.journal import (
     DEAD,
     FINISHED,
     AsyncJournal,
+    HeldPoll,
     Journal,
     JournalThread,
     JournalWriteError,
+    Retention,
+    disk_bytes,
+    head_and_tail,
 )
 from device_agent.agent.result import ExitReason, Report
 
@@ -159,7 +163,7 @@ def test_settle_rejects_unknown_states(tmp_path: Path) -> None:
 
 def test_prune_never_drops_pending_or_dead_rows(tmp_path: Path) -> None:
     clock = FakeClock()
-    journal = Journal(tmp_path / "j.sqlite3", clock=clock)
+    journal = Journal(tmp_path / "j.sqlite3", clock=clock, retention=Retention(keep_days=30))
     for run_id, state in enumerate([ACKNOWLEDGED, ABANDONED, DEAD, FINISHED, CLAIMED], start=1):
         claim(journal, run_id)
         if state != CLAIMED:
@@ -167,19 +171,200 @@ def test_prune_never_drops_pending_or_dead_rows(tmp_path: Path) -> None:
         if state in (ACKNOWLEDGED, ABANDONED, DEAD):
             journal.settle(S, run_id, state=state, answer="a", message=None)
     clock.now += 40 * 86400
-    assert journal.prune(keep_days=30, keep_rows=1000) == 2
+    assert journal.prune() == 2
     assert {e.state for e in journal.recent(10)} == {DEAD, FINISHED, CLAIMED}
 
 
-def test_prune_keeps_the_newest_rows_by_count(tmp_path: Path) -> None:
+def test_retention_by_count_is_applied_at_each_settled_run(tmp_path: Path) -> None:
     clock = FakeClock()
-    journal = Journal(tmp_path / "j.sqlite3", clock=clock)
+    journal = Journal(tmp_path / "j.sqlite3", clock=clock, retention=Retention(keep_rows=2))
     for run_id in range(1, 6):
         clock.now += 1
         claim(journal, run_id)
+        journal.record_result(S, run_id, OK)
         journal.settle(S, run_id, state=ACKNOWLEDGED, answer="completed", message=None)
-    assert journal.prune(keep_days=30, keep_rows=2) == 3
+        assert journal.counts()[ACKNOWLEDGED] == min(run_id, 2)  # while running, not at start
     assert [e.run_id for e in journal.recent(10)] == [5, 4]
+    assert journal.prune() == 0
+
+
+def test_retention_by_age_is_applied_at_each_settled_run(tmp_path: Path) -> None:
+    clock = FakeClock()
+    journal = Journal(tmp_path / "j.sqlite3", clock=clock, retention=Retention(keep_days=1))
+    for run_id in (1, 2):
+        claim(journal, run_id)
+        journal.record_result(S, run_id, OK)
+        journal.settle(S, run_id, state=ABANDONED, answer="stopped by server", message=None)
+        clock.now += 2 * 86400  # the next run settles two days later
+    claim(journal, 3)
+    journal.record_result(S, 3, OK)
+    assert [e.run_id for e in journal.recent(10)] == [3, 2]  # run 1 went when 2 settled
+    journal.settle(S, 3, state=ACKNOWLEDGED, answer="completed", message=None)
+    assert [e.run_id for e in journal.recent(10)] == [3]
+
+
+def test_a_settled_output_keeps_its_head_and_tail_within_the_budget(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "j.sqlite3", retention=Retention(keep_output_bytes=4096))
+    output = "HEAD" + "é" * 50_000 + "x" * 50_000 + "TAIL"
+    for run_id, state in ((1, ACKNOWLEDGED), (2, DEAD), (3, FINISHED)):
+        claim(journal, run_id)
+        journal.record_result(S, run_id, dataclasses.replace(OK, output=output))
+        if state != FINISHED:
+            journal.settle(S, run_id, state=state, answer="a", message=None)
+    settled = journal.get(S, 1)
+    assert settled is not None
+    assert settled.output is not None
+    assert len(settled.output.encode()) <= 4096
+    assert settled.output_bytes == len(settled.output.encode())
+    assert settled.output.startswith("HEADéé")
+    assert settled.output.endswith("xxTAIL")
+    assert f"of {len(output.encode())} bytes cut here" in settled.output
+    for kept_whole in (2, 3):  # refused by the server, or still to be sent: all of it
+        entry = journal.get(S, kept_whole)
+        assert entry is not None
+        assert entry.output == output
+
+
+@pytest.mark.parametrize("limit", [1, 200, 300, 1024, 4097])
+@pytest.mark.parametrize("text", ["a" * 10_000, "€" * 10_000, "a€😀" * 3000])
+def test_head_and_tail_is_never_over_the_limit_and_cuts_whole_characters(
+    limit: int, text: str
+) -> None:
+    size = len(text.encode())
+    kept = head_and_tail(text, size, limit)
+    assert len(kept.encode()) <= limit
+    assert kept.encode().decode() == kept  # whole characters only
+    if limit >= 1024:
+        assert kept[:3] == text[:3]
+        assert kept[-3:] == text[-3:]
+
+
+def test_the_file_shrinks_after_a_prune(tmp_path: Path) -> None:
+    path = tmp_path / "j.sqlite3"
+    roomy = Retention(keep_output_bytes=8 << 20)  # nothing cut: only pruning frees space
+    journal = Journal(path, retention=roomy)
+    for run_id in range(1, 7):
+        claim(journal, run_id)
+        journal.record_result(S, run_id, dataclasses.replace(OK, output="z" * (3 << 20)))
+        journal.settle(S, run_id, state=ACKNOWLEDGED, answer="completed", message=None)
+    journal.close()
+    assert disk_bytes(path) > 18 << 20
+    journal = Journal(path, retention=dataclasses.replace(roomy, keep_rows=1))
+    assert journal.prune() == 5
+    assert disk_bytes(path) < 4 << 20
+    entry = journal.get(S, 6)
+    assert entry is not None
+    assert entry.output == "z" * (3 << 20)
+
+
+def test_the_file_stays_small_while_large_outputs_settle(tmp_path: Path) -> None:
+    path = tmp_path / "j.sqlite3"
+    journal = Journal(path, retention=Retention(keep_rows=3), reclaim_at=1 << 20)
+    sizes = []
+    for run_id in range(1, 13):  # 12 outputs of 3 MiB: 36 MiB if kept
+        claim(journal, run_id)
+        journal.record_result(S, run_id, dataclasses.replace(OK, output="y" * (3 << 20)))
+        journal.settle(S, run_id, state=ACKNOWLEDGED, answer="completed", message=None)
+        sizes.append(disk_bytes(path))
+    assert max(sizes) < 1 << 20, sizes  # the WAL is emptied and the freed pages given back
+    assert journal.counts() == {ACKNOWLEDGED: 3}
+
+
+def test_an_older_journal_is_converted_to_give_space_back_and_shrinks(tmp_path: Path) -> None:
+    path = tmp_path / "j.sqlite3"
+    old = sqlite3.connect(path)
+    old.execute("PRAGMA journal_mode=WAL")
+    old.execute(
+        "CREATE TABLE runs (server TEXT NOT NULL, run_id INTEGER NOT NULL, run_type TEXT NOT NULL,"
+        " state TEXT NOT NULL, watcher_id TEXT, watcher_name TEXT, agent_kind TEXT,"
+        " payload_digest TEXT, claimed_at REAL NOT NULL, finished_at REAL, acked_at REAL,"
+        " output TEXT, error TEXT, exit_code INTEGER, exit_signal TEXT, exit_reason TEXT,"
+        " duration_ms INTEGER, details TEXT, attempts INTEGER NOT NULL DEFAULT 0, answer TEXT,"
+        " server_message TEXT, PRIMARY KEY (server, run_id))"
+    )
+    for run_id in range(1, 10):
+        old.execute(
+            "INSERT INTO runs (server, run_id, run_type, state, claimed_at, output)"
+            " VALUES (?, ?, 'watcher', ?, ?, ?)",
+            (S, run_id, "finished" if run_id == 9 else "acknowledged", run_id, "o" * (2 << 20)),
+        )
+    old.commit()
+    old.close()
+    assert disk_bytes(path) > 16 << 20
+    journal = Journal(path, retention=Retention(keep_days=36500, keep_rows=4))
+    assert journal.prune() == 4
+    assert journal._db.execute("PRAGMA auto_vacuum").fetchone()[0] == 2  # incremental
+    assert disk_bytes(path) < 3 << 20  # four settled rows left, each output cut to 32 KiB
+    pending = journal.get(S, 9)
+    assert pending is not None
+    assert pending.output == "o" * (2 << 20)  # still to be delivered: kept whole
+    assert pending.output_bytes == 2 << 20
+    entry = journal.get(S, 8)
+    assert entry is not None
+    assert entry.output is not None
+    assert entry.output_bytes == len(entry.output.encode()) <= 32 * 1024
+    moved = journal._db.execute("SELECT COUNT(*) FROM runs WHERE output IS NOT NULL")
+    assert moved.fetchone()[0] == 0  # the outputs are kept apart from their runs now
+
+
+def test_queries_that_list_runs_read_no_output(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "j.sqlite3")
+    for run_id in range(1, 4):
+        claim(journal, run_id)
+        journal.record_result(S, run_id, dataclasses.replace(OK, output="big" * 100_000))
+    journal.settle(S, 1, state=ACKNOWLEDGED, answer="completed", message=None)
+    reads = output_reads(journal)
+    listed = journal.recent(10)
+    journal.in_state(FINISHED, CLAIMED, server=S)
+    journal.latest_run_type(S, ("watcher",))
+    journal.counts()
+    journal.unanswered_poll()
+    assert reads == []
+    assert [e.output for e in listed] == [None, None, None]
+    assert [(e.run_id, e.output_bytes) for e in listed] == [
+        (3, 300_000),
+        (2, 300_000),
+        (1, 32 * 1024),  # settled: its head and tail
+    ]
+    entry = journal.get(S, 2)
+    assert entry is not None
+    assert entry.output == "big" * 100_000
+    assert sorted(reads) == ["outputs.output", "runs.output"]  # one run's, when asked for
+
+
+def output_reads(journal: Journal) -> list[str]:
+    """Every statement prepared from now on that reads `runs.output`, by column name."""
+    reads: list[str] = []
+
+    def authorize(action: int, table: str | None, column: str | None, *_: object) -> int:
+        if action == sqlite3.SQLITE_READ and column == "output":
+            reads.append(f"{table}.{column}")
+        return sqlite3.SQLITE_OK
+
+    journal._db.set_authorizer(authorize)
+    return reads
+
+
+def test_a_held_poll_with_no_end_and_no_claim_since_is_found_by_the_next_start(
+    tmp_path: Path,
+) -> None:
+    clock = FakeClock()
+    path = tmp_path / "j.sqlite3"
+    journal = Journal(path, clock=clock)
+    assert journal.unanswered_poll() is None
+    journal.poll_held(S)
+    journal.close()  # killed while the poll was out
+    journal = Journal(path, clock=clock)
+    assert journal.unanswered_poll() == HeldPoll(S, clock.now)
+
+    journal.poll_held(S)
+    journal.poll_ended()  # answered with nothing to do
+    assert journal.unanswered_poll() is None
+
+    clock.now += 1
+    journal.poll_held(S)
+    claim(journal, 7)  # answered with a run: its claim is the poll's end
+    assert journal.unanswered_poll() is None
 
 
 def test_rows_are_kept_per_server(tmp_path: Path) -> None:

@@ -338,3 +338,14 @@ def test_the_readme_config_reference_is_made_from_the_declared_keys() -> None:
         "`python -c 'from device_agent.config import config_reference as r; print(r())'`"
     )
     assert "| `poll_timeout_seconds` | `90` |" in readme
+
+
+def test_journal_keep_output_bytes_is_read_and_has_a_floor(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text("[journal]\nkeep_output_bytes = 65536\n")
+    assert load(env={}, config_path=config).journal.keep_output_bytes == 65536
+    config.write_text("[journal]\nkeep_output_bytes = 100\n")
+    with pytest.raises(
+        ConfigError, match=r"journal\.keep_output_bytes must be a whole number of bytes from 1024"
+    ):
+        load(env={}, config_path=config)
