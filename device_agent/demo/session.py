@@ -103,6 +103,7 @@ async def _demo(paths: Paths) -> int:
             run_ids.append(await _run_now(server.url, device_token, manual_watcher))
             agents[0].poll_now()  # what `device-agent trigger` does to a running agent
             finished = await _until_settled(agents, run_ids, agent_task)
+        state.release_held_polls()  # the agent's last poll is answered, not waited out
         if agents:
             agents[0].request_stop()
         code = await agent_task
@@ -138,6 +139,7 @@ async def _automation_part(paths: Paths) -> bool:
         agents, agent_task = _start_agent(server.url, token, paths, default_agent=AUTOMATION_AGENT)
         finished = await _until_settled(agents, run_ids, agent_task)
         entries = await _entries(agents, run_ids)
+        state.release_held_polls()  # the agent's last poll is answered, not waited out
         if agents:
             agents[0].request_stop()
         code = await agent_task
@@ -160,6 +162,7 @@ async def _chat_part(paths: Paths) -> bool:
         print(f"\nchat lane: dev server on {server.url}, a conversation pinned to this device\n")
         agents, agent_task = _start_agent(server.url, token, paths, default_agent=CHAT_AGENT)
         finished = await _until_settled(agents, [run_id], agent_task)
+        state.release_held_polls()  # the agent's last poll is answered, not waited out
         if agents:
             agents[0].request_stop()
         code = await agent_task

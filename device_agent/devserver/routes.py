@@ -113,7 +113,7 @@ class Router:
         """Hold an idle poll up to its `wait_seconds`, answering as soon as a run is claimed:
         a queued run wakes it at once, as on a real server."""
         wait = routes_automation.long_poll_seconds(self.state, request, response)
-        if wait <= 0:
+        if wait <= 0 or not self.state.holding:
             return response
         loop = asyncio.get_running_loop()
         queued = asyncio.Event()
@@ -133,7 +133,7 @@ class Router:
                     await asyncio.wait_for(queued.wait(), min(left, HOLD_LOOK_AGAIN_SECONDS))
                 queued.clear()
                 response = self._dispatch_locked(request)
-                if not routes_automation.is_idle(response):
+                if not routes_automation.is_idle(response) or not self.state.holding:
                     return response
         finally:
             with self.state.lock:

@@ -203,6 +203,23 @@ def test_a_long_poll_answers_as_soon_as_a_run_is_queued(
     assert answers[0]["run_id"] == run_id
 
 
+def test_released_polls_are_answered_at_once_and_none_is_held_after(
+    state: DevState, client: httpx.Client
+) -> None:
+    """What the demo does before stopping its agent: the poll in flight answers now, so the
+    agent's stop does not wait out the hold."""
+    answers: list[dict[str, Any]] = []
+    holder = threading.Thread(target=lambda: answers.append(poll(client, wait_seconds=20).json()))
+    holder.start()
+    wait_for(lambda: held_polls(state) >= 1, what="the poll to be held, having found nothing")
+    state.release_held_polls()
+    holder.join(timeout=5)
+    assert not holder.is_alive()
+    assert answers == [{"next_poll_seconds": 0}]
+    assert poll(client, wait_seconds=20).json() == {"next_poll_seconds": 0}  # not held
+    assert held_polls(state) == 0
+
+
 def test_a_long_poll_with_nothing_queued_says_poll_again_at_once(
     state: DevState, client: httpx.Client
 ) -> None:

@@ -67,6 +67,7 @@ class StateCore:
         # Told (from whichever thread queued it) that a run was queued: held polls wake at once.
         self.run_queued_listeners: set[Callable[[], None]] = set()
         self.held_polls = 0  # long-polls being held right now
+        self.holding = True  # False: idle polls are answered at once (`release_held_polls`)
         self.warming_polls = 0  # polls held by the warm-up right now
         self.faults = FaultInjector()
         self.oauth = OAuthStore()
@@ -133,6 +134,14 @@ class StateCore:
         self._next_watcher_id += 1
         self._watchers[watcher.id] = watcher
         return watcher
+
+    def release_held_polls(self) -> None:
+        """Answer every held poll now, and hold none from now on: what the demo does before it
+        stops its agent, which otherwise gives a poll in flight its drain grace to answer."""
+        with self.lock:
+            self.holding = False
+            for listener in list(self.run_queued_listeners):
+                listener()
 
     def _new_run(self, **fields: Any) -> RunRecord:
         run = RunRecord(id=self._next_run_id, created_at=self.clock(), **fields)
