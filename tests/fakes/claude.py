@@ -9,7 +9,8 @@ of one agent can behave differently; else FAKE_MODE; else success.
   mcp             says which mode its MCP config file had
   garbage         not JSON at all
   hang            sleep (to be killed by the agent)
-Timing markers: [[slow]] waits FAKE_SLOW_SECONDS (default 1); [[sleep=S]] waits S seconds.
+Timing markers: [[slow]] waits FAKE_SLOW_SECONDS (default 1); [[sleep=S]] waits S seconds;
+[[until=PATH]] waits until the file PATH exists (a test's gate; at most a minute).
 Cost: the result's `total_cost_usd` is [[cost=X]] from the prompt, else FAKE_COST_USD, else
 0.0421; `usage` and `modelUsage` are shaped as Claude Code 2.1 prints them.
 Every invocation leaves a record in $FAKE_CLI_LOG and its facts in $FAKE_REPORT.
@@ -88,6 +89,10 @@ def take_time(prompt):
     pause = re.search(r"\[\[sleep=([0-9.]+)\]\]", prompt)
     if pause:
         time.sleep(float(pause.group(1)))
+    gate = re.search(r"\[\[until=([^\]]+)\]\]", prompt)
+    deadline = time.monotonic() + 60
+    while gate and not os.path.exists(gate.group(1)) and time.monotonic() < deadline:
+        time.sleep(0.02)
 
 
 def main():
