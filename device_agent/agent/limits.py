@@ -122,6 +122,11 @@ def usd(value: float) -> str:
     return f"${value:,.2f}" if value >= 0.01 or value == 0 else f"${value:.4f}"
 
 
+def plural(n: int, noun: str) -> str:
+    """A count and its noun: "1 run", "3 runs", "1,200 tokens"."""
+    return f"{n:,} {noun}" + ("" if n == 1 else "s")
+
+
 def count(value: float) -> str:
     """A count as a person reads it: 950, 12.5k, 1.2M."""
     for size, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
@@ -229,7 +234,8 @@ class DailyLimit:
         if limit is None or self._past_day == day:
             return None
         left = limit - self.totals().cost_usd
-        return max(MIN_BUDGET_USD, math.floor(left * 10_000) / 10_000)
+        # Rounded first so that float noise (1 - 0.4842 = 0.51579999...) loses no cent.
+        return max(MIN_BUDGET_USD, math.floor(round(left * 10_000, 6)) / 10_000)
 
     # ------------------------------------------------------------- runs
 

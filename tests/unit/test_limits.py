@@ -4,6 +4,8 @@ turning on the local calendar, the owner's override, and the per-run budget cap.
 from __future__ import annotations
 
 import asyncio
+import re
+import sqlite3
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -347,3 +349,49 @@ def test_amounts_read_as_a_person_reads_them() -> None:
     assert usd(0.0042) == "$0.0042"
     assert usd(0) == "$0.00"
     assert [count(n) for n in (950, 12_500, 1_200_000)] == ["950", "12.5k", "1.2M"]
+
+
+# ------------------------------------------------------------- config and journal
+
+
+@pytest.mark.parametrize(
+    ("table", "says"),
+    [
+        ("daily_usd = 0", "limits.daily_usd must be a number of US dollars greater than 0"),
+        ("daily_usd = nan", "limits.daily_usd must be a number of US dollars"),
+        ("daily_runs = 1.5", "limits.daily_runs must be a whole number of runs from 1"),
+        ("daily_tokens = -3", "limits.daily_tokens must be a whole number of tokens from 1"),
+        ("daily_dollars = 3", "unknown setting 'limits.daily_dollars'"),
+    ],
+)
+def test_a_wrong_limit_stops_the_agent_naming_the_key(
+    tmp_path: Path, table: str, says: str
+) -> None:
+    from device_agent.config import ConfigError, load
+
+    config = tmp_path / "config.toml"
+    config.write_text(f"[limits]\n{table}\n")
+    with pytest.raises(ConfigError, match=re.escape(says)):
+        load(env={"DEVICE_AGENT_HOME": str(tmp_path)}, config_path=config)
+
+
+def test_limits_are_all_off_unless_set(tmp_path: Path) -> None:
+    from device_agent.config import load
+
+    settings = load(env={"DEVICE_AGENT_HOME": str(tmp_path)})
+    assert settings.limits == LimitSettings()
+    assert not settings.limits.any
+
+
+def test_a_journal_made_before_the_usage_table_gets_it(tmp_path: Path) -> None:
+    path = tmp_path / "journal.sqlite3"
+    old = sqlite3.connect(path)
+    old.execute("CREATE TABLE runs (server TEXT, run_id INTEGER, state TEXT)")
+    old.commit()
+    old.close()
+    journal = Journal(path)
+    try:
+        journal.usage.start_round(SERVER, 1, 1, day="2026-12-08", started_at=1.0, agent_kind=None)
+        assert journal.usage.day_totals("2026-12-08").runs == 1
+    finally:
+        journal.close()
