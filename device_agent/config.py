@@ -110,6 +110,38 @@ class JournalSettings:
 
 
 @dataclass(frozen=True)
+class LimitSettings:
+    """The owner's daily limits (device_agent/agent/limits.py): local only, never raised by
+    anything a server sends. A day is the local calendar day."""
+
+    daily_usd: float | None = setting(
+        None,
+        unit="US dollars",
+        low=0,
+        above=True,
+        high=1_000_000,
+        shown="off",
+        help="what the CLIs may spend a day, as they report it; runs whose CLI reports no "
+        "cost count only towards the other limits",
+    )
+    daily_tokens: int | None = setting(
+        None,
+        unit="tokens",
+        low=1,
+        high=10**15,
+        shown="off",
+        help="tokens in and out a day, as the CLIs report them",
+    )
+    daily_runs: int | None = setting(
+        None, unit="runs", low=1, high=1_000_000, shown="off", help="runs started a day"
+    )
+
+    @property
+    def any(self) -> bool:
+        return any(v is not None for v in (self.daily_usd, self.daily_tokens, self.daily_runs))
+
+
+@dataclass(frozen=True)
 class Settings:
     server: str | None = setting(
         None,
@@ -214,6 +246,7 @@ class Settings:
     executor: ExecutorSettings = field(default_factory=ExecutorSettings)
     journal: JournalSettings = field(default_factory=JournalSettings)
     notifications: NotificationSettings = field(default_factory=NotificationSettings)
+    limits: LimitSettings = field(default_factory=LimitSettings)
     paths: Paths = field(default_factory=lambda: Paths.resolve(os.environ))
 
     @property
@@ -322,6 +355,7 @@ _SECTIONS: Final[Mapping[str, type]] = {
     "executor": ExecutorSettings,
     "journal": JournalSettings,
     "notifications": NotificationSettings,
+    "limits": LimitSettings,
 }
 
 
@@ -380,6 +414,7 @@ def validate(settings: Settings, *, sources: Mapping[str, str] | None = None) ->
         ("executor", settings.executor),
         ("journal", settings.journal),
         ("notifications", settings.notifications),
+        ("limits", settings.limits),
     ):
         for name, spec in keys(type(values)).items():
             key = f"{section}.{name}" if section else name

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Final
 from device_agent.agent.activity import MAX_TARGETS
 from device_agent.agent.alarm import Alarm
 from device_agent.agent.journal import AsyncJournal, Journal, Retention
+from device_agent.agent.limits import RECHECK_SECONDS, Reached
 from device_agent.agent.poll_loop import Agent
 from device_agent.agent.result import Report
 from device_agent.agent.sleepwatch import Clock
@@ -69,6 +70,7 @@ async def run_agent(
     systemd: SystemdNotifier | None = None,
     notifier: Notifier | None = None,
     profiles: Mapping[str, Profile] | None = None,
+    limit_check_seconds: float = RECHECK_SECONDS,
 ) -> ExitCode:
     """Run the agent until stopped (or one poll with `once`). Call with the instance lock held:
     the control socket it opens belongs to the one agent of its home. `profiles` are the
@@ -125,8 +127,10 @@ async def run_agent(
         wake_check_seconds=wake_check_seconds,
         poll_alarm=poll_alarm,
         on_status=SystemdStatus(systemd),
+        limit_check_seconds=limit_check_seconds,
     )
     agent.pipeline.on_finished = notifications.submit
+    agent.limit.on_reached = notifications.limit_reached
     if handle_signals:
         _install_signals(loop, agent)
     watchdog = asyncio.create_task(systemd.keep_watchdog())
@@ -227,11 +231,23 @@ class Notifications:
 
         if isinstance(run, ChatClaim):
             return  # its reply, or its error, is posted to the conversation the person is in
+        self._notifier().submit(finished_run(run, report))
+
+    def limit_reached(self, reached: Reached) -> None:
+        """The owner's daily limit is reached (told once a day): one notice on the desktop."""
+        self._notifier().notice(
+            "device-agent: daily limit reached",
+            f"{reached.amount} today; no new runs until the day turns. "
+            "`device-agent resume --past-limit` goes on today.",
+            key="daily-limit",
+        )
+
+    def _notifier(self) -> Notifier:
         if self.notifier is None:
             from device_agent.desktop.notify.notifier import Notifier
 
             self.notifier = Notifier(self.settings, find=find_notifier)
-        self.notifier.submit(finished_run(run, report))
+        return self.notifier
 
     async def aclose(self) -> None:
         if self.notifier is not None:

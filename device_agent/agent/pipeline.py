@@ -20,7 +20,7 @@ import contextlib
 import dataclasses
 import functools
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -29,10 +29,12 @@ import structlog
 from device_agent.agent.activity import RunBoard
 from device_agent.agent.heartbeat import Heartbeat
 from device_agent.agent.journal import ABANDONED, AsyncJournal, JournalWriteError
+from device_agent.agent.limits import DailyLimit
 from device_agent.agent.outbox import GiveUp, Outbox
 from device_agent.agent.result import ExitReason, Report, failure
 from device_agent.config import Settings
 from device_agent.desktop.control_client import Target
+from device_agent.executors.execconfig import capped_budget
 from device_agent.executors.executor import Executor
 from device_agent.executors.request import ExecutionRequest, McpWiring
 from device_agent.identity.tokens import TokenSource
@@ -88,6 +90,7 @@ class RunPipeline:
         on_change: Callable[[], None] = lambda: None,
         lanes: Callable[[str], Lane] = lane_for,
         board: RunBoard | None = None,
+        limit: DailyLimit | None = None,
     ) -> None:
         self.settings = settings
         self.worker_id = worker_id
@@ -103,13 +106,21 @@ class RunPipeline:
         self._on_change = on_change
         self._lanes = lanes
         self.board = board or RunBoard()  # what `status` shows of the running runs
+        self.limit = limit  # the owner's daily limit: what each round cost is counted there
         # Told once per run whose result was settled (not one the server stopped): notifications.
         self.on_finished: Callable[[LaneRun, Report], object] | None = None
 
     async def run(
-        self, claim: Claim, free_slot: Callable[[], None], give_up: GiveUp
+        self,
+        claim: Claim,
+        free_slot: Callable[[], None],
+        give_up: GiveUp,
+        *,
+        refuse: str | None = None,
     ) -> Answer | None:
-        """Execute one claimed run and deliver its result. None if it was not ours to report."""
+        """Execute one claimed run and deliver its result. None if it was not ours to report.
+        `refuse`: the run is not executed but failed with this error (a claim the device did
+        not ask for: it offered no capacity at its owner's daily limit)."""
         # Each run is its own task, so this tags every log line of the run — the heartbeats,
         # the executor, the delivery — with its run_id, and no other run's lines.
         structlog.contextvars.bind_contextvars(run_id=claim.run_id)
@@ -123,8 +134,10 @@ class RunPipeline:
         self.outbox.hold(claim.run_id)  # the periodic flush must not race us for this result
         slot = _Once(free_slot)
         try:
-            return await self._rounds(claim, lane, heartbeat, slot, give_up)
+            return await self._rounds(claim, lane, heartbeat, slot, give_up, refuse)
         finally:
+            if self.limit is not None:
+                self.limit.run_ended(self.server, claim.run_id)
             slot()
             self.outbox.release(claim.run_id)
             await heartbeat.stop()
@@ -138,6 +151,7 @@ class RunPipeline:
         heartbeat: Heartbeat,
         slot: _Once,
         give_up: GiveUp,
+        refuse: str | None = None,
     ) -> Answer | None:
         parsed = read_claim(lane, claim)
         if not SQLITE_INTEGERS.start <= claim.run_id < SQLITE_INTEGERS.stop:
@@ -182,7 +196,7 @@ class RunPipeline:
         for _ in range(MAX_ROUNDS):
             report = None
             if not heartbeat.lost.is_set():
-                report = await self._execute(claim.run_id, parsed, nudge, run, not_started)
+                report = await self._execute(claim.run_id, parsed, nudge, run, not_started, refuse)
             if heartbeat.lost.is_set() or report is None:
                 # Lost before a round started: nothing to send. Lost while the CLI ran: the
                 # lane says whether the server still wants its report.
@@ -290,7 +304,11 @@ class RunPipeline:
         nudge: str | None,
         run: ActiveRun,
         not_started: bool,
+        refuse: str | None = None,
     ) -> Report:
+        if refuse is not None:
+            log.error("not running a claim the device did not ask for", error=refuse)
+            return failure(refuse)
         if isinstance(parsed, str):
             log.error("cannot run this claim; reporting it as failed", error=parsed)
             return failure(parsed)
@@ -301,6 +319,9 @@ class RunPipeline:
             prompt = parsed.prompt(nudge)
         except PayloadError as exc:
             return failure(str(exc))
+        config = await self._budgeted(kind, parsed.execution_config)
+        if self.limit is not None:
+            await self.limit.round_started(self.server, run_id, run.round, kind)
         stop_on_loss = asyncio.create_task(_forward(run.heartbeat.lost, run.cancel))
         try:
             async with self._mcp_wiring(kind, parsed.uses_device_tools) as mcp:
@@ -309,7 +330,7 @@ class RunPipeline:
                         run_id=run_id,
                         agent_kind=kind,
                         prompt=prompt,
-                        execution_config=parsed.execution_config,
+                        execution_config=config,
                         mcp=mcp,
                     ),
                     server=self.server,
@@ -325,12 +346,35 @@ class RunPipeline:
         except Exception as exc:  # e.g. no loopback port for the tools proxy: the run fails
             # now, reported like any result, rather than staying claimed until a restart.
             log.exception("could not run this claim")
-            return failure(f"device-agent could not run it: {type(exc).__name__}: {exc}")
+            report = failure(f"device-agent could not run it: {type(exc).__name__}: {exc}")
+            await self._count(run_id, run.round, report)
+            return report
         finally:
             stop_on_loss.cancel()
+        await self._count(run_id, run.round, report)
         if report.exit_reason is ExitReason.CANCELLED and not run.heartbeat.lost.is_set():
             report = report.failing(self._shutdown_error(not_started), ExitReason.CANCELLED)
         return parsed.review(report)
+
+    async def _budgeted(self, kind: str, config: Mapping[str, Any]) -> Mapping[str, Any]:
+        """The run's `execution_config` with its per-run budget capped by what is left of the
+        owner's daily dollar limit (for a CLI with a budget flag)."""
+        if self.limit is None:
+            return config
+        left = await self.limit.budget_left_usd()
+        capped = capped_budget(self.executor.profiles[kind], config, left)
+        if capped is not config:
+            log.info(
+                "per-run budget capped by the daily limit",
+                asked=config.get("max_budget_usd"),
+                max_budget_usd=capped["max_budget_usd"],
+            )
+        return capped
+
+    async def _count(self, run_id: int, round_: int, report: Report) -> None:
+        """What the round's CLI reported it cost counts towards the daily limit."""
+        if self.limit is not None:
+            await self.limit.round_finished(self.server, run_id, round_, report)
 
     @contextlib.asynccontextmanager
     async def _mcp_wiring(self, kind: str, wanted: bool) -> AsyncIterator[McpWiring | None]:
@@ -397,7 +441,7 @@ class _Once:
 def _loggable(details: Any) -> dict[str, object]:
     if not isinstance(details, dict):
         return {}
-    keys = ("cost_usd", "num_turns", "session_id")
+    keys = ("cost_usd", "usage", "num_turns", "session_id")
     return {key: details[key] for key in keys if key in details}
 
 

@@ -6,6 +6,11 @@ A claimed run owns a slot from the claim until its CLI has finished; its
 delivery goes on after the slot is free, so a slow server never stops the
 next run from starting.
 
+At the owner's daily limit (`limits.DailyLimit`) nothing new is claimed until
+the day turns: a server known to honour it (one that handed this device
+automation or chat runs) is still polled, offering no agent kinds and no
+capacity; any other server is not polled at all.
+
 Shutdown (first SIGTERM/SIGINT): start no new poll, give running CLIs
 `shutdown_grace_seconds` to finish, cancel the rest (reported as failed with
 exit_reason "cancelled"), make a few quick delivery attempts, leave anything
@@ -34,6 +39,7 @@ from device_agent import __version__
 from device_agent.agent.alarm import Alarm
 from device_agent.agent.backoff import Backoff, jittered
 from device_agent.agent.journal import CLAIMED, AsyncJournal, JournalWriteError
+from device_agent.agent.limits import RECHECK_SECONDS, DailyLimit, Reached
 from device_agent.agent.outbox import GiveUp, Outbox, after
 from device_agent.agent.pipeline import MAX_ROUNDS, RunPipeline
 from device_agent.agent.result import ExitReason, failure
@@ -69,6 +75,10 @@ AUTH_RETRY_SECONDS: Final = 60.0  # while the token is refused: one poll a minut
 UPGRADE_CHECK_SECONDS: Final = 1800.0  # after upgrade_required: ask again now and then, no more
 ONCE_ATTEMPTS: Final = 4  # `run --once` gives a result this many tries before leaving it queued
 DRAIN_ATTEMPTS: Final = 3  # likewise while shutting down
+# The lanes of a claim that tell a server's era: a current server hands out automation
+# and chat runs, and keeps one queued for a device that offers no capacity.
+CLAIMED_LANES: Final = ("watcher", "automation", "chat_message")
+CURRENT_LANES: Final = ("automation", "chat_message")
 RESTARTED_ERROR: Final = (
     "device-agent stopped before it could record this run's result (it was restarted or "
     "killed while the run was executing, or its journal could not be written — the log "
@@ -98,6 +108,7 @@ class Agent:
         poll_alarm: Alarm | None = None,
         platform: str | None = None,
         agent_kinds: AgentKindsCheck | None = None,
+        limit_check_seconds: float = RECHECK_SECONDS,
     ) -> None:
         self.settings = settings
         self.worker_id = worker_id
@@ -137,6 +148,15 @@ class Agent:
             max_backoff=settings.max_backoff_seconds,
         )
         self.outbox.on_refused = self._retire_heartbeat
+        self.limit = DailyLimit(
+            settings.limits,
+            journal,
+            clock=clock.wall if clock is not None else time.time,
+            recheck_seconds=limit_check_seconds,
+        )
+        # Whether this server keeps a run queued for a device that offers no capacity
+        # (a current server: it handed us automation or chat runs); None: not asked yet.
+        self._honours_capacity: bool | None = None
         self.pipeline = RunPipeline(
             settings,
             worker_id=worker_id,
@@ -146,6 +166,7 @@ class Agent:
             outbox=self.outbox,
             tokens=tokens,
             on_change=self._runs_changed,
+            limit=self.limit,
         )
 
     # ------------------------------------------------------------ control
@@ -207,6 +228,13 @@ class Agent:
         self._resumed.set()
         self.poll_now()
 
+    def resume_past_limit(self) -> None:
+        """The owner's word: take runs past the daily limit until the day turns (and resume
+        if paused)."""
+        self.limit.go_past_today()
+        self.resume()
+        self._set_status(self._busy_or_idle())
+
     def _retire_heartbeat(self, run_id: int) -> None:
         heartbeat = self.pipeline.heartbeats.get(run_id)
         if heartbeat is not None:
@@ -233,6 +261,7 @@ class Agent:
 
     async def run(self, *, once: bool = False) -> ExitCode:
         await self._recover()
+        await self.limit.start()
         if once:
             try:
                 return await self._run_once()
@@ -300,7 +329,17 @@ class Agent:
                     min(JOURNAL_RETRY_SECONDS, self.settings.max_backoff_seconds)
                 )
                 continue
-            delay = await self._poll_once()
+            at_limit = await self.limit.check() is not None
+            if at_limit and not await self._honours_no_capacity():
+                # Not one poll until the day turns (or the owner lifts the limit): this
+                # server would hand a run to a device that says it has no room.
+                self._slots.release()
+                self._set_status(self._busy_or_idle())
+                await self._poll_alarm.sleep(self.limit.until_recheck())
+                continue
+            delay = await self._poll_once(at_limit=at_limit)
+            if at_limit:
+                delay = min(delay, self.limit.until_recheck())
             if delay > 0:
                 await self._poll_alarm.sleep(delay)
 
@@ -326,12 +365,13 @@ class Agent:
             return False
         return got
 
-    async def _poll_once(self) -> float:
+    async def _poll_once(self, *, at_limit: bool = False) -> float:
         """Poll, start what was claimed, and return how long to wait before the next poll.
 
         The journal knows while a poll is out: if this process dies during it, the next
         start says that a run may have been claimed into it and lost (`_recover`). A poll
-        answered with a run needs no end mark: the run's claim, journaled next, is one."""
+        answered with a run needs no end mark: the run's claim, journaled next, is one.
+        `at_limit`: the owner's daily limit is reached, and the poll offers no capacity."""
         self._poll_alarm.rearm()
         try:
             await self.journal.call(self.journal.sync.poll_held, self.server)
@@ -339,7 +379,7 @@ class Agent:
             self._slots.release()
             return 0.0
         started = time.monotonic()
-        answer = await self._held_poll()
+        answer = await self._held_poll(at_limit=at_limit)
         if answer is None:  # a stop cut the held poll short
             await self._poll_over()
             self._slots.release()
@@ -348,7 +388,9 @@ class Agent:
         held = time.monotonic() - started >= MIN_NEXT_POLL_SECONDS
         outcome = await self._read_poll(answer, held=held)
         if isinstance(outcome, Claim):
-            self._start(outcome)
+            self._learn_lane(outcome.run_type)
+            refuse = self._unasked(outcome) if at_limit else None
+            self._start(outcome, refuse=refuse)
             return 0.0
         await self._poll_over()
         self._slots.release()
@@ -359,6 +401,37 @@ class Agent:
         # replaces this one.
         with contextlib.suppress(JournalWriteError):
             await self.journal.call(self.journal.sync.poll_ended)
+
+    async def _honours_no_capacity(self) -> bool:
+        """Whether this server is known to keep a run queued for a device that offers no
+        capacity: one that has handed this device automation or chat runs. A watcher-era
+        server ignores the offer (and so does one never heard from)."""
+        if self._honours_capacity is None:
+            last = await self.journal.call(
+                self.journal.sync.latest_run_type, self.server, CLAIMED_LANES
+            )
+            self._honours_capacity = last in CURRENT_LANES
+        return self._honours_capacity
+
+    def _learn_lane(self, run_type: str) -> None:
+        if run_type in CLAIMED_LANES:
+            self._honours_capacity = run_type in CURRENT_LANES
+
+    def _unasked(self, claim: Claim) -> str:
+        """The error for a run handed over although the poll offered no capacity: it is
+        failed, not run, and this server is polled no more until the day turns."""
+        self._honours_capacity = False
+        reached = self.limit.reached
+        why = reached.message if reached is not None else "the daily limit is reached"
+        log.error(
+            "the server handed over a run although this device offered no capacity; not running it",
+            run_id=claim.run_id,
+            limit=why,
+        )
+        return (
+            f"not run: this device's {why} (its owner's limit), and it offered the server no "
+            "capacity; the server handed it this run anyway — it was not started"
+        )
 
     async def _read_poll(self, answer: Answer, *, held: bool = False) -> Claim | float:
         """A claim to run, or the number of seconds to wait. `held`: the server held the poll
@@ -445,9 +518,14 @@ class Agent:
 
     # ---------------------------------------------------------------- run
 
-    def _start(self, claim: Claim, give_up: GiveUp | None = None) -> asyncio.Task[Answer | None]:
-        """Hand a claim (holding a slot) to the pipeline, as a task of its own."""
-        run = self.pipeline.run(claim, self._slots.release, give_up or self._give_up)
+    def _start(
+        self, claim: Claim, give_up: GiveUp | None = None, *, refuse: str | None = None
+    ) -> asyncio.Task[Answer | None]:
+        """Hand a claim (holding a slot) to the pipeline, as a task of its own. It counts
+        towards the daily limit from now on, unless it is `refuse`d."""
+        if refuse is None:
+            self.limit.claimed(self.server, claim.run_id)
+        run = self.pipeline.run(claim, self._slots.release, give_up or self._give_up, refuse=refuse)
         task = asyncio.create_task(run, name=f"run-{claim.run_id}")
         self._tasks.add(task)
         task.add_done_callback(self._forget)
@@ -472,7 +550,9 @@ class Agent:
     def _busy_or_idle(self) -> AgentState:
         if self.pipeline.active:
             return AgentState.BUSY
-        return AgentState.PAUSED if self.paused else AgentState.IDLE
+        if self.paused:
+            return AgentState.PAUSED
+        return AgentState.LIMIT_REACHED if self.limit.reached else AgentState.IDLE
 
     def _give_up(self, attempts: int) -> bool:
         if self._hurry.is_set():
@@ -485,6 +565,9 @@ class Agent:
         give_up = after(ONCE_ATTEMPTS)
         answers = await self.outbox.flush(give_up)
         if self._stopping.is_set():
+            return _once_exit_code(None, answers)
+        if await self.limit.check() is not None:  # said in the log, once
+            self._set_status(AgentState.LIMIT_REACHED, _limit_detail(self.limit.reached))
             return _once_exit_code(None, answers)
         await self._slots.acquire()
         poll = await self._poll_request()
@@ -505,7 +588,7 @@ class Agent:
             answers.append(answer)
         return _once_exit_code(poll, answers)
 
-    async def _poll_request(self, *, wait_seconds: int = 0) -> Answer:
+    async def _poll_request(self, *, wait_seconds: int = 0, at_limit: bool = False) -> Answer:
         body = poll_body(
             worker_id=self.worker_id,
             app_version=__version__,
@@ -514,10 +597,11 @@ class Agent:
             capacity_available=self._capacity(),
             wait_seconds=wait_seconds,
             platform=self.platform,
+            at_limit=at_limit,
         )
         return await self.client.poll(body)
 
-    async def _held_poll(self) -> Answer | None:
+    async def _held_poll(self, *, at_limit: bool = False) -> Answer | None:
         """A poll the server may hold up to `wait_seconds` (docs/protocol.md, "Long-poll");
         None when it was given up on at a stop. The poll holds a slot, so the device has
         room for what it may be handed.
@@ -528,7 +612,9 @@ class Agent:
         "Run now" leaves it alone, and a stop waits for it up to the drain grace (the
         claim is then reported as not started); only the grace running out or a second
         stop request abandons it."""
-        request = asyncio.ensure_future(self._poll_request(wait_seconds=self.settings.wait_seconds))
+        request = asyncio.ensure_future(
+            self._poll_request(wait_seconds=self.settings.wait_seconds, at_limit=at_limit)
+        )
         stopping = asyncio.ensure_future(self._stopping.wait())
         try:
             await asyncio.wait({request, stopping}, return_when=asyncio.FIRST_COMPLETED)
@@ -607,6 +693,8 @@ class Agent:
             )
 
     def _set_status(self, state: AgentState, detail: str = "") -> None:
+        if state is AgentState.LIMIT_REACHED and not detail:
+            detail = _limit_detail(self.limit.reached)
         self.status.state = state
         self.status.detail = detail
         if state in PROBLEM_STATES:
@@ -616,6 +704,12 @@ class Agent:
 
 
 # ---------------------------------------------------------------- helpers
+
+
+def _limit_detail(reached: Reached | None) -> str:
+    if reached is None:
+        return ""
+    return f"{reached.message} — `device-agent resume --past-limit` to go on today"
 
 
 def _parsed(answer: Answer) -> Claim | Idle | None:

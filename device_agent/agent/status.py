@@ -21,6 +21,7 @@ class AgentState(enum.StrEnum):
     AUTH_NEEDED = "auth_needed"
     REJECTED = "rejected"
     JOURNAL_UNWRITABLE = "journal_unwritable"  # no new runs until it can be written
+    LIMIT_REACHED = "limit_reached"  # the owner's daily limit: no new runs until the day turns
     STOPPING = "stopping"
     STOPPED = "stopped"
 

@@ -1,4 +1,5 @@
-"""`device-agent pause` and `resume`, and the poke `trigger` gives a running daemon.
+"""`device-agent pause` and `resume [--past-limit]`, and the poke `trigger` gives a running
+daemon.
 
 Each talks to the daemon over its control socket (docs/desktop.md, "control socket").
 """
@@ -43,7 +44,34 @@ def cmd_pause(args: argparse.Namespace) -> int:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
+    if getattr(args, "past_limit", False):
+        return _past_limit(args)
     return _switch(args, "resume", "resumed: polling now")
+
+
+def _past_limit(args: argparse.Namespace) -> int:
+    """`resume --past-limit`: the owner takes runs past the daily limit until the day turns."""
+    from device_agent.agent.limits import plural, usd
+    from device_agent.desktop.control_client import ControlError, DaemonNotRunning
+
+    try:
+        report = ask_daemon(settings_from(args), "resume_past_limit")
+    except DaemonNotRunning as exc:
+        fail(str(exc))
+        return ExitCode.CONFIG
+    except ControlError as exc:
+        fail(str(exc))
+        return ExitCode.INTERNAL
+    today = report.get("today") or {}
+    cost = usd(float(today.get("cost_usd") or 0)) + (
+        " (partial: some CLIs report no cost)" if today.get("cost_partial") else ""
+    )
+    print(
+        "going on past the daily limit until the day turns (00:00 local time); polling now. "
+        f"Today so far: {plural(int(today.get('runs') or 0), 'run')}, {cost}, "
+        f"{plural(int(today.get('tokens') or 0), 'token')}"
+    )
+    return ExitCode.OK
 
 
 def _switch(args: argparse.Namespace, op: str, done: str) -> int:

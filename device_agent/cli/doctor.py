@@ -71,6 +71,7 @@ async def _checks(settings: Settings, *, create_dirs: bool = True) -> tuple[list
         _journal(settings),
         _keyring(settings),
         _notifier(settings),
+        _limits(settings),
     ]
     server_checks, code = await _server(settings)
     checks += server_checks
@@ -177,6 +178,28 @@ def _notifier(settings: Settings) -> Check:
     """A missing notifier is worth knowing, never a failure: runs go on without pop-ups."""
     found, what = notifier.check(settings.notifications)
     return Check(True if found else None, "notifications", what)
+
+
+def _limits(settings: Settings) -> Check:
+    """The owner's daily limits: worth knowing either way, never a failure."""
+    limits = settings.limits
+    if not limits.any:
+        return Check(
+            None,
+            "daily limit",
+            "off: a server may run as much as it likes here — set daily_usd, daily_tokens or "
+            "daily_runs in [limits] in the config to cap what this device spends a day",
+        )
+    from device_agent.agent.limits import plural, usd
+
+    caps = []
+    if limits.daily_usd is not None:
+        caps.append(usd(limits.daily_usd))
+    if limits.daily_tokens is not None:
+        caps.append(plural(limits.daily_tokens, "token"))
+    if limits.daily_runs is not None:
+        caps.append(plural(limits.daily_runs, "run"))
+    return Check(True, "daily limit", f"{', '.join(caps)} a day (the local calendar day)")
 
 
 async def _server(settings: Settings) -> tuple[list[Check], int]:

@@ -16,6 +16,7 @@ from device_agent.errors import ExitCode
 
 if TYPE_CHECKING:
     from device_agent.agent.journal import Entry, Journal
+    from device_agent.agent.usage import RunCost
     from device_agent.config import Settings
 
 ERROR_WIDTH = 60  # characters of the error in the table; `--run` shows all of it
@@ -33,10 +34,12 @@ def cmd_history(args: argparse.Namespace) -> int:
         if args.run_id is not None:
             return _show_run(journal, settings, args.run_id, as_json_=args.json)
         entries = journal.recent(args.limit)
+        costs = journal.usage.of_runs((e.server, e.run_id) for e in entries)
     finally:
         journal.close()
     if args.json:
-        print(json.dumps([as_json(e, with_output=False) for e in entries], indent=2))
+        listed = [as_json(e, costs.get((e.server, e.run_id)), with_output=False) for e in entries]
+        print(json.dumps(listed, indent=2))
         return ExitCode.OK
     rows = [
         [
@@ -45,12 +48,15 @@ def cmd_history(args: argparse.Namespace) -> int:
             printable(e.agent_kind or "-"),
             outcome(e),
             duration(e.duration_ms),
+            cost_text(costs.get((e.server, e.run_id))),
+            tokens_text(costs.get((e.server, e.run_id))),
             when(e.claimed_at),
             _short(problem(e) or "-"),
         ]
         for e in entries
     ]
-    print(format_table(["run", "name", "executor", "state", "took", "started", "error"], rows))
+    header = ["run", "name", "executor", "state", "took", "cost", "tokens", "started", "error"]
+    print(format_table(header, rows))
     return ExitCode.OK
 
 
@@ -73,7 +79,9 @@ def problem(entry: Entry) -> str | None:
     return entry.error
 
 
-def as_json(entry: Entry, *, with_output: bool = True) -> dict[str, Any]:
+def as_json(
+    entry: Entry, cost: RunCost | None = None, *, with_output: bool = True
+) -> dict[str, Any]:
     from device_agent.desktop.control_handler import iso
 
     data = entry.as_dict()
@@ -82,7 +90,32 @@ def as_json(entry: Entry, *, with_output: bool = True) -> dict[str, Any]:
     for key in ("claimed_at", "finished_at", "acked_at"):
         data[key] = iso(data[key])
     data["details"] = dict(entry.details)
+    # What its CLI reported it cost, over its rounds; None: no CLI was started.
+    data["usage"] = cost.as_dict() if cost is not None else None
     return data
+
+
+def cost_text(cost: RunCost | None) -> str:
+    """What a run cost in the history table: "$0.04"; "?" when its CLI reports no cost
+    ("$0.04+?" when some round's did not); "-" when no CLI was started."""
+    from device_agent.agent.limits import usd
+
+    if cost is None:
+        return "-"
+    if cost.cost_usd is None:
+        return "?"
+    return usd(cost.cost_usd) + ("+?" if cost.cost_partial else "")
+
+
+def tokens_text(cost: RunCost | None) -> str:
+    """Tokens in/out as the CLI counted them: "1.2k/340"; "?" when it counts none."""
+    from device_agent.agent.limits import count
+
+    if cost is None:
+        return "-"
+    if cost.tokens_in is None and cost.tokens_out is None:
+        return "?"
+    return "/".join(count(n) if n is not None else "?" for n in (cost.tokens_in, cost.tokens_out))
 
 
 def _short(text: str) -> str:
@@ -95,15 +128,17 @@ def _show_run(journal: Journal, settings: Settings, run_id: int, *, as_json_: bo
     if not matches:
         fail(f"run {run_id} is not in the journal ({settings.paths.journal_file})")
         return ExitCode.CONFIG
+    costs = journal.usage.of_runs((e.server, e.run_id) for e in matches)
     for entry in matches:
+        cost = costs.get((entry.server, entry.run_id))
         if as_json_:
-            print(json.dumps(as_json(entry), indent=2))
+            print(json.dumps(as_json(entry, cost), indent=2))
             continue
-        print(_details(entry))
+        print(_details(entry, cost))
     return ExitCode.OK
 
 
-def _details(entry: Entry) -> str:
+def _details(entry: Entry, cost: RunCost | None = None) -> str:
     fields = [
         ("run", f"{entry.run_id} ({entry.run_type}) on {entry.server}"),
         ("name", f"{entry.watcher_name or '-'} (id {entry.watcher_id or '-'})"),
@@ -114,6 +149,8 @@ def _details(entry: Entry) -> str:
         ("started", when(entry.claimed_at)),
         ("finished", when(entry.finished_at)),
         ("took", duration(entry.duration_ms)),
+        ("cost", _cost_words(cost)),
+        ("tokens", _tokens_words(cost)),
         ("delivered", when(entry.acked_at) if entry.state == "acknowledged" else "-"),
         ("attempts", str(entry.attempts)),
         ("server said", entry.server_message or entry.answer or "-"),
@@ -126,6 +163,27 @@ def _details(entry: Entry) -> str:
     lines = [f"{label:>{width}}: {printable(value)}" for label, value in fields]
     lines += ["---- output ----", printable(entry.output or "(no output)", lines=True)]
     return "\n".join(lines)
+
+
+def _cost_words(cost: RunCost | None) -> str:
+    if cost is None:
+        return "- (no CLI was started)"
+    if cost.cost_usd is None:
+        return "unknown (its CLI reports no cost)"
+    rounds = f" over {cost.rounds} rounds" if cost.rounds > 1 else ""
+    partial = " (partial: a round's cost is unknown)" if cost.cost_partial else ""
+    from device_agent.agent.limits import usd
+
+    return f"{usd(cost.cost_usd)}{rounds}{partial}"
+
+
+def _tokens_words(cost: RunCost | None) -> str:
+    if cost is None:
+        return "-"
+    if cost.tokens_in is None and cost.tokens_out is None:
+        return "unknown (its CLI counts none)"
+    shown = ("?" if n is None else f"{n:,}" for n in (cost.tokens_in, cost.tokens_out))
+    return "{} in, {} out".format(*shown)
 
 
 def _exit(entry: Entry) -> str:

@@ -227,7 +227,17 @@ def _parser(only: str | None = None) -> argparse.ArgumentParser:
 
     control = "device_agent.cli.control"
     command("pause", _lazy(control, "cmd_pause"), "stop claiming new runs; running ones finish")
-    command("resume", _lazy(control, "cmd_resume"), "claim runs again, polling at once")
+    resume = command(
+        "resume",
+        _lazy(control, "cmd_resume"),
+        "claim runs again, polling at once",
+        example="device-agent resume --past-limit",
+    )
+    resume.add_argument(
+        "--past-limit",
+        action="store_true",
+        help="go on past the daily limit ([limits] in the config) until the day turns",
+    )
 
     logs = command(
         "logs",

@@ -80,8 +80,35 @@ def gather(settings: Settings) -> dict[str, Any]:
         "journal": view.about,
         "problems": problems,
         "poll_abandoned": view.abandoned,
+        # Today's usage and the owner's daily limits: the daemon's, else from the journal.
+        "limit": _limit(settings, daemon.get("limit")),
         **_token(settings, daemon.get("token_home")),
     }
+
+
+def _limit(settings: Settings, daemons: dict[str, Any] | None) -> dict[str, Any]:
+    """The day's usage and limits (`limits.limit_report`), `resumes_at` as an ISO time."""
+    import time
+
+    from device_agent.agent.limits import limit_report
+    from device_agent.agent.usage import DayTotals, local_day
+    from device_agent.desktop.control_handler import iso
+
+    report = daemons
+    if not isinstance(report, dict):
+        now = time.time()
+        totals = DayTotals(local_day(now))
+        if settings.paths.journal_file.exists():
+            from device_agent.agent.journal import Journal
+
+            journal = Journal(settings.paths.journal_file)
+            try:
+                totals = journal.usage.day_totals(totals.day)
+            finally:
+                journal.close()
+        report = limit_report(settings.limits, totals, now)
+    resumes = report.get("resumes_at")
+    return {**report, "resumes_at": iso(resumes if isinstance(resumes, int | float) else None)}
 
 
 def _token(settings: Settings, daemons: str | None) -> dict[str, str | None]:
@@ -186,6 +213,7 @@ def render(report: dict[str, Any]) -> str:
             "the server until the server reaps it (up to 2 hours); cancel it in the Lobu web "
             "app to have it run sooner"
         )
+    lines += _limit_lines(report["limit"])
     for run in report["runs"]:
         lines.append(
             f"running: run {run['run_id']} — {printable(run['name'])} ({run['lane']}), "
@@ -216,6 +244,41 @@ def describe_journal(about: dict[str, Any]) -> str:
     return (
         f"{about['bytes'] / 2**20:.1f} MiB, {runs} run{'' if runs == 1 else 's'} ({about['path']})"
     )
+
+
+def _limit_lines(limit: dict[str, Any]) -> list[str]:
+    """Today's usage against the owner's daily limits, in words."""
+    from device_agent.agent.limits import plural, usd
+
+    today, limits = limit.get("today") or {}, limit.get("limits") or {}
+    cost = usd(float(today.get("cost_usd") or 0))
+    if today.get("cost_partial"):
+        unpriced = plural(int(today.get("unpriced_runs") or 0), "run")
+        cost += f" (partial: {unpriced} whose CLI reports no cost)"
+    lines = [
+        f"today: {plural(int(today.get('runs') or 0), 'run')}, {cost}, "
+        f"{plural(int(today.get('tokens') or 0), 'token')} "
+        f"({today.get('tokens_in', 0):,} in, {today.get('tokens_out', 0):,} out)"
+    ]
+    caps = []
+    if limits.get("daily_usd") is not None:
+        caps.append(usd(float(limits["daily_usd"])))
+    if limits.get("daily_tokens") is not None:
+        caps.append(plural(int(limits["daily_tokens"]), "token"))
+    if limits.get("daily_runs") is not None:
+        caps.append(plural(int(limits["daily_runs"]), "run"))
+    if caps:
+        lines.append(f"  daily limit: {', '.join(caps)} a day (local calendar day)")
+    else:
+        lines.append("  daily limit: off ([limits] in the config caps what this device spends)")
+    if limit.get("reached"):
+        lines.append(
+            f"DAILY LIMIT: {printable(limit['reached'])} — no new runs are claimed; "
+            "`device-agent resume --past-limit` goes on today"
+        )
+    elif limit.get("past_limit"):
+        lines.append("  past the daily limit on purpose until the day turns (00:00)")
+    return lines
 
 
 def _worker(report: dict[str, Any]) -> str:

@@ -1,4 +1,5 @@
-"""The daemon's control socket: status, poll now, pause, resume, targets and "Run now".
+"""The daemon's control socket: status, poll now, pause, resume (past the daily limit too),
+targets and "Run now".
 
 A Unix-domain socket in the state dir, mode 0600 inside the 0700 state dir,
 speaking the one-line JSON protocol of `device_agent.desktop.control_client`. The
@@ -60,6 +61,11 @@ class ControlHandler(Protocol):
     def pause(self) -> None: ...
 
     def resume(self) -> None: ...
+
+    def resume_past_limit(self) -> dict[str, Any]:
+        """Take runs past the owner's daily limit until the day turns (and resume if paused);
+        the answer is the day's usage and limits (`limits.limit_report`)."""
+        ...
 
     def targets(self) -> list[Target]:
         """The watchers and automations this device has run, for "Run now"."""
@@ -172,6 +178,8 @@ class ControlServer:
             return handler.status()
         if op == "targets":
             return {"targets": [target.as_dict() for target in handler.targets()]}
+        if op == "resume_past_limit":
+            return handler.resume_past_limit()
         if op == "trigger":
             try:
                 async with asyncio.timeout(self.trigger_deadline):

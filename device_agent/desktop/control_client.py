@@ -1,6 +1,6 @@
 """Talk to a running agent over its control socket: the wire format and a synchronous client.
 
-The CLI (`status`, `trigger`, `pause`, `resume`) and the tray use this module;
+The CLI (`status`, `trigger`, `pause`, `resume [--past-limit]`) and the tray use this module;
 the daemon's side is `device_agent.desktop.control`. It imports no asyncio so a
 short command starts fast.
 
@@ -31,7 +31,7 @@ from typing import Any, Final
 
 SCHEMA_VERSION: Final = 1
 MAX_LINE_BYTES: Final = 64 * 1024  # a request or an answer longer than this is refused
-OPS: Final = ("status", "poll_now", "pause", "resume", "targets", "trigger")
+OPS: Final = ("status", "poll_now", "pause", "resume", "resume_past_limit", "targets", "trigger")
 LANES: Final = ("watcher", "automation")
 SOCKET_NAME: Final = "control.sock"
 # sun_path is 104 bytes on macOS and the BSDs, 108 on Linux, both counting the final NUL.

@@ -20,6 +20,7 @@ from device_agent.agent.status import PROBLEM_STATES
 from device_agent.config import ENV_TOKEN
 from device_agent.desktop.control import Refused
 from device_agent.desktop.control_client import Target
+from device_agent.errors import ExitCode
 from device_agent.identity.credentials import CredentialError, load_credential
 from device_agent.lanes import RUN_NOW_LANES, trigger_lane
 
@@ -55,6 +56,9 @@ class AgentControl:
             # Set only for a token from the daemon's own environment, which `status` in
             # another shell cannot see; a stored token it finds itself.
             "token_home": f"{ENV_TOKEN} (environment)" if agent.settings.token else None,
+            # The day's usage and the owner's daily limits (`limits.limit_report`); its
+            # `resumes_at` is epoch seconds, as `last_poll_at`.
+            "limit": agent.limit.report(),
         }
 
     def poll_now(self) -> None:
@@ -65,6 +69,10 @@ class AgentControl:
 
     def resume(self) -> None:
         self.agent.resume()
+
+    def resume_past_limit(self) -> dict[str, Any]:
+        self.agent.resume_past_limit()
+        return self.agent.limit.report()
 
     def targets(self) -> list[Target]:
         return self.agent.pipeline.board.targets()
@@ -78,6 +86,13 @@ class AgentControl:
         from device_agent.identity.run_now import trigger
 
         settings = self.agent.settings
+        reached = self.agent.limit.reached
+        if reached is not None:  # the run would only wait on the server until the day turns
+            raise Refused(
+                f"not queued: this device's {reached.message}. Run "
+                "`device-agent resume --past-limit` to go on today, then Run now again",
+                exit_code=ExitCode.CONFIG,
+            )
         credential = await asyncio.to_thread(load_credential, settings)
         if credential is None:
             missing = CredentialError(f"no token for {settings.origin}: run `device-agent login`")

@@ -1,8 +1,9 @@
 """`device-agent tray`: an icon showing what the agent does, and a menu to steer it.
 
-The icon shows idle / running / paused / needs attention; the menu shows the
-status line, "Run now ▸" one entry per watcher or automation this device has
-run, Pause or Resume, Open logs, Open config and Quit tray.
+The icon shows idle / running / paused / daily limit reached / needs attention;
+the menu shows the status line, "Run now ▸" one entry per watcher or automation
+this device has run, Pause or Resume, "Go on past the daily limit today" while
+the owner's daily limit holds, Open logs, Open config and Quit tray.
 
 The tray is a separate process that talks to the daemon only through the
 control socket, so a tray that hangs or crashes cannot touch a run. The menu
@@ -38,8 +39,11 @@ IDLE: Final = "idle"
 RUNNING: Final = "running"
 PAUSED: Final = "paused"
 ATTENTION: Final = "attention"
+LIMIT: Final = "limit"  # the owner's daily limit is reached: no new runs until the day turns
 ATTENTION_STATES: Final = frozenset({"auth_needed", "rejected"})
 MAX_LABEL: Final = 60
+MAX_LIMIT_LABEL: Final = 80  # "Daily limit reached ($1,234.56 of $1,000.00); resumes at 00:00"
+PAST_LIMIT: Final = "Go on past the daily limit today"
 REFRESH_SECONDS: Final = 5.0
 
 
@@ -75,7 +79,17 @@ def icon_state(status: Mapping[str, Any] | None) -> str:
         return PAUSED
     if status.get("runs"):
         return RUNNING
+    if limit_reached(status):
+        return LIMIT
     return IDLE
+
+
+def limit_reached(status: Mapping[str, Any] | None) -> str | None:
+    """The daemon's words when the owner's daily limit holds: "daily limit reached (… of …);
+    resumes at 00:00"; None otherwise."""
+    limit = status.get("limit") if status is not None else None
+    reached = limit.get("reached") if isinstance(limit, Mapping) else None
+    return reached if isinstance(reached, str) and reached else None
 
 
 def status_line(status: Mapping[str, Any] | None, now: float) -> str:
@@ -84,6 +98,8 @@ def status_line(status: Mapping[str, Any] | None, now: float) -> str:
     problems = status.get("problems") or []
     if problems:
         return clean(f"Needs attention: {problems[0]}", MAX_LABEL)
+    if reached := limit_reached(status):
+        return clean(reached[:1].upper() + reached[1:], MAX_LIMIT_LABEL)
     runs = status.get("runs") or []
     if len(runs) == 1:
         run = runs[0]
@@ -113,12 +129,14 @@ def build_menu(
         for target in targets
     ) or (Entry("Nothing run on this device yet", enabled=False),)
     paused = bool(status and status.get("paused"))
+    past_limit = [Entry(PAST_LIMIT, Request("resume_past_limit"))] if limit_reached(status) else []
     return [
         Entry(status_line(status, now), enabled=False),
         Entry("Run now", submenu=run_now, enabled=alive),
         Entry("Resume", Request("resume"), enabled=alive)
         if paused
         else Entry("Pause", Request("pause"), enabled=alive),
+        *past_limit,
         Entry("Open logs", OPEN_LOGS),
         Entry("Open config", OPEN_CONFIG),
         Entry("Quit tray", QUIT),
@@ -220,6 +238,7 @@ _COLOURS: Final = {
     RUNNING: (31, 111, 235),
     PAUSED: (110, 118, 129),
     ATTENTION: (219, 109, 40),
+    LIMIT: (154, 103, 0),
 }
 
 
@@ -237,6 +256,8 @@ def draw_icon(state: str, size: int = 64) -> Any:
     elif state == PAUSED:
         draw.rectangle((5 * u, 4.5 * u, 7 * u, 11.5 * u), fill=white)
         draw.rectangle((9 * u, 4.5 * u, 11 * u, 11.5 * u), fill=white)
+    elif state == LIMIT:  # a bar: the way is closed until the day turns
+        draw.rectangle((4 * u, 7 * u, 12 * u, 9 * u), fill=white)
     elif state == ATTENTION:
         draw.rectangle((7.2 * u, 3.5 * u, 8.8 * u, 9.5 * u), fill=white)
         draw.ellipse((7.1 * u, 10.5 * u, 8.9 * u, 12.3 * u), fill=white)
@@ -324,9 +345,10 @@ def add_arguments(
         parents=list(parents),
         help="the tray menu: status, Run now, pause (needs device-agent[tray])",
         description=(
-            "An icon showing idle / running / paused / needs attention, and a menu with the "
-            "status line, Run now for each watcher or automation this device runs, Pause / "
-            "Resume, Open logs and Open config. It talks to the running agent only through its "
+            "An icon showing idle / running / paused / daily limit reached / needs attention, "
+            "and a menu with the status line, Run now for each watcher or automation this "
+            "device runs, Pause / Resume, going on past the daily limit, Open logs and Open "
+            "config. It talks to the running agent only through its "
             "control socket. Install with: pip install 'device-agent[tray]'"
         ),
     )

@@ -124,3 +124,19 @@ def _plain(key: str, value: Any) -> str:
 
 def _number_text(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def capped_budget(
+    profile: Profile, config: Mapping[str, Any], left_usd: float | None
+) -> Mapping[str, Any]:
+    """`config` with its `max_budget_usd` no higher than `left_usd`, what is left of the
+    owner's daily dollar limit (device_agent/agent/limits.py), for a CLI with a per-run
+    budget flag: the server may lower a run's budget, never raise it past the owner's
+    limit. A run that names no budget gets `left_usd`. Unchanged when there is no limit or
+    the CLI has no such flag; a value that is not a number is left for `checked` to refuse."""
+    if left_usd is None or "max_budget_usd" not in profile.options:
+        return config
+    asked = config.get("max_budget_usd")
+    if asked is not None and (not _sane_number(asked) or asked <= left_usd):
+        return config
+    return {**config, "max_budget_usd": left_usd}

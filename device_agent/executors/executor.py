@@ -11,7 +11,8 @@ propagates, after the process group is dead):
    wait for exit, timeout or cancellation;
 3. stop (`process`): SIGTERM the whole group, `kill_grace_seconds`, SIGKILL —
    after a normal exit too, so that a grandchild left in the background dies with it;
-4. read: the profile's reader turns the output into output, error and details;
+4. read: the profile's reader turns the output into output, error and details, and
+   what the run cost as the CLI reported it (the `usage` detail);
 5. clean up: the private directory (the MCP config holds the token) and the
    temp workdir are removed whatever happened. With `tidy_in_background` the
    report is returned first and the removal goes on meanwhile: the next run
@@ -40,7 +41,7 @@ from device_agent.executors.execconfig import Refused
 from device_agent.executors.leftovers import recover_leftovers
 from device_agent.executors.process import Finished, run_in_group, signal_name
 from device_agent.executors.profiles import Profile
-from device_agent.executors.readers import Captured, Reading, tail
+from device_agent.executors.readers import Captured, Reading, tail, usage_of, with_usage
 from device_agent.executors.request import ExecutionRequest
 from device_agent.logs import get_logger
 from device_agent.redaction import SecretValues
@@ -223,14 +224,17 @@ class Executor:
         stdout = finished.stdout.text()
         stderr_tail = tail(finished.stderr.last())
         last_words = stderr_tail or tail(finished.stdout.last())
-        reading = launch.profile.reader.read(
-            Captured(
-                stdout,
-                finished.stderr.text(),
-                _read_capped(launch.output_file, self.settings.stdout_cap_bytes),
-                stdout_cut_at=self.settings.stdout_cap_bytes if finished.stdout.truncated else None,
-            )
+        captured = Captured(
+            stdout,
+            finished.stderr.text(),
+            _read_capped(launch.output_file, self.settings.stdout_cap_bytes),
+            stdout_cut_at=self.settings.stdout_cap_bytes if finished.stdout.truncated else None,
         )
+        reading = launch.profile.reader.read(captured)
+        # What the run cost, by the CLI's own report: kept in the journal, counted against
+        # the owner's daily limit (device_agent/agent/limits.py).
+        usage = usage_of(launch.profile.name, launch.profile.program, captured)
+        reading = with_usage(reading, usage)
         code = finished.returncode
         exit_code = code if code is not None and code >= 0 else None
         exit_signal = signal_name(-code) if code is not None and code < 0 else None

@@ -18,14 +18,20 @@ Output past the executor's cap is cut (`Captured.stdout_cut_at`). The JSON
 readers then say so, and read what can be read: the members of a JSON object
 that came before the cut (the head of the one it ends inside), or the whole
 lines of a stream.
+
+What a run cost is read from the same output, by the CLI's own report (`usage_of`,
+keyed by profile): cost in US dollars where the CLI states one, tokens in and out
+where it counts them, nothing guessed. It becomes the reading's `usage` detail.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, Final, Protocol
 
 from device_agent.agent.result import TRUNCATED
@@ -250,6 +256,220 @@ class JsonlReader:
                         found[name] = value
                         break
         return found
+
+
+# ------------------------------------------------------------------ usage
+
+MAX_TOKENS: Final = 2**53  # more tokens than any run reads; a bigger count is not a count
+MAX_COST_USD: Final = 1e9  # likewise for dollars
+
+
+@dataclass(frozen=True)
+class Usage:
+    """What one CLI run cost, as the CLI itself reported it. None: the CLI did not say.
+
+    `tokens_in` counts every input token the model read, cached or not (Claude's
+    `input_tokens` leaves cache reads and writes out, Codex's and Gemini's include
+    them: the sum is what is comparable). `tokens_out` counts what it wrote,
+    thinking included.
+    """
+
+    cost_usd: float | None = None
+    tokens_in: int | None = None
+    tokens_out: int | None = None
+
+    def as_detail(self) -> dict[str, float | int | None]:
+        return {
+            "cost_usd": self.cost_usd,
+            "tokens_in": self.tokens_in,
+            "tokens_out": self.tokens_out,
+        }
+
+    @classmethod
+    def from_detail(cls, value: Any) -> Usage | None:
+        """A `usage` detail read back (from the journal); None if it is not one."""
+        if not isinstance(value, Mapping):
+            return None
+        return cls(
+            cost_usd=_cost(value.get("cost_usd")),
+            tokens_in=_count(value.get("tokens_in")),
+            tokens_out=_count(value.get("tokens_out")),
+        )
+
+
+UsageReader = Callable[[Captured], Usage | None]
+
+
+def claude_usage(captured: Captured) -> Usage | None:
+    """Claude Code's result object: `total_cost_usd`, and `usage` with `input_tokens`,
+    `cache_creation_input_tokens`, `cache_read_input_tokens` and `output_tokens`."""
+    obj = last_json_object(captured.stdout)
+    if obj is None:
+        return None
+    usage = obj.get("usage")
+    tokens_in = tokens_out = None
+    if isinstance(usage, Mapping):
+        tokens_in = _total(
+            usage.get(key)
+            for key in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
+        )
+        tokens_out = _count(usage.get("output_tokens"))
+    return _found(Usage(_cost(obj.get("total_cost_usd")), tokens_in, tokens_out))
+
+
+def codex_usage(captured: Captured) -> Usage | None:
+    """Codex `exec --json`: each `turn.completed` event carries `usage` with `input_tokens`
+    (cached ones included, `cached_input_tokens` is a part of them) and `output_tokens`.
+    Codex states no cost."""
+    turns = [
+        event["usage"]
+        for event in json_lines(captured.stdout)
+        if event.get("type") == "turn.completed" and isinstance(event.get("usage"), Mapping)
+    ]
+    if not turns:
+        return None
+    return _found(
+        Usage(
+            tokens_in=_total(turn.get("input_tokens") for turn in turns),
+            tokens_out=_total(turn.get("output_tokens") for turn in turns),
+        )
+    )
+
+
+def gemini_usage(captured: Captured) -> Usage | None:
+    """Gemini CLI's JSON `stats.models.<model>.tokens`: `prompt` (cached included) and `tool`
+    are read, `candidates` and `thoughts` written. Gemini states no cost."""
+    obj = last_json_object(captured.stdout)
+    models = dig(obj, "stats.models") if obj is not None else None
+    if not isinstance(models, Mapping):
+        return None
+    tokens = [
+        m["tokens"]
+        for m in models.values()
+        if isinstance(m, Mapping) and isinstance(m.get("tokens"), Mapping)
+    ]
+    if not tokens:
+        return None
+    return _found(
+        Usage(
+            tokens_in=_total(t.get(key) for t in tokens for key in ("prompt", "tool")),
+            tokens_out=_total(t.get(key) for t in tokens for key in ("candidates", "thoughts")),
+        )
+    )
+
+
+def opencode_usage(captured: Captured) -> Usage | None:
+    """OpenCode `run --format json`: each `step_finish` event's `part` has `cost` (US dollars)
+    and `tokens` {input, output, reasoning, cache: {read, write}}."""
+    parts = [
+        event["part"]
+        for event in json_lines(captured.stdout)
+        if event.get("type") == "step_finish" and isinstance(event.get("part"), Mapping)
+    ]
+    if not parts:
+        return None
+    tokens = [
+        part.get("tokens") if isinstance(part.get("tokens"), Mapping) else {} for part in parts
+    ]
+    return _found(
+        Usage(
+            cost_usd=_sum_cost(part.get("cost") for part in parts),
+            tokens_in=_total(
+                dig(t, path) for t in tokens for path in ("input", "cache.read", "cache.write")
+            ),
+            tokens_out=_total(t.get(key) for t in tokens for key in ("output", "reasoning")),
+        )
+    )
+
+
+def pi_usage(captured: Captured) -> Usage | None:
+    """Pi in `--mode json`: each assistant `message_end` event's `message.usage` has `input`,
+    `output`, `cacheRead`, `cacheWrite` and `cost.total` (US dollars). In print mode (`-p`,
+    text) pi prints only the answer: nothing to read, so None."""
+    usages = [
+        dig(event, "message.usage")
+        for event in json_lines(captured.stdout)
+        if event.get("type") == "message_end" and dig(event, "message.role") == "assistant"
+    ]
+    usages = [u for u in usages if isinstance(u, Mapping)]
+    if not usages:
+        return None
+    return _found(
+        Usage(
+            cost_usd=_sum_cost(dig(u, "cost.total") for u in usages),
+            tokens_in=_total(
+                u.get(key) for u in usages for key in ("input", "cacheRead", "cacheWrite")
+            ),
+            tokens_out=_total(u.get("output") for u in usages),
+        )
+    )
+
+
+# Profile name -> how its CLI reports what a run cost. The bundled demo agents print Claude
+# Code's result shape. A profile not named here (the `command` profile, agy's plain text)
+# is matched by its binary's name, else its cost is unknown.
+USAGE_READERS: Final[Mapping[str, UsageReader]] = {
+    "claude-code": claude_usage,
+    "claude": claude_usage,
+    "codex": codex_usage,
+    "gemini": gemini_usage,
+    "opencode": opencode_usage,
+    "pi": pi_usage,
+    "demo": claude_usage,
+    "demo-automation": claude_usage,
+    "demo-chat": claude_usage,
+}
+
+
+def usage_of(profile: str, program: str, captured: Captured) -> Usage | None:
+    """What the run of `profile` (its binary `program`) cost, by its CLI's own report; None
+    when the CLI reported nothing we can read. Never raises: the output is the CLI's."""
+    reader = USAGE_READERS.get(profile) or USAGE_READERS.get(Path(program).name)
+    return reader(captured) if reader is not None else None
+
+
+def with_usage(reading: Reading, usage: Usage | None) -> Reading:
+    """`reading` with `usage` as its `usage` detail. A profile's own `usage` detail (the raw
+    object its CLI printed) is kept as `cli_usage`."""
+    details = dict(reading.details)
+    raw = details.pop("usage", None)
+    if raw is not None:
+        details["cli_usage"] = raw
+    if usage is not None:
+        details["usage"] = usage.as_detail()
+    return replace(reading, details=details)
+
+
+def _count(value: Any) -> int | None:
+    """A token count the CLI printed, or None for anything that is not one."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if not math.isfinite(value) or not 0 <= value <= MAX_TOKENS or value != int(value):
+        return None
+    return int(value)
+
+
+def _cost(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if not math.isfinite(value) or not 0 <= value <= MAX_COST_USD:
+        return None
+    return float(value)
+
+
+def _total(values: Iterable[Any]) -> int | None:
+    """The sum of the counts among `values`; None when none of them is one."""
+    counts = [count for value in values if (count := _count(value)) is not None]
+    return min(sum(counts), MAX_TOKENS) if counts else None
+
+
+def _sum_cost(values: Iterable[Any]) -> float | None:
+    costs = [cost for value in values if (cost := _cost(value)) is not None]
+    return min(math.fsum(costs), MAX_COST_USD) if costs else None
+
+
+def _found(usage: Usage) -> Usage | None:
+    return usage if usage != Usage() else None
 
 
 # ------------------------------------------------------------------ helpers

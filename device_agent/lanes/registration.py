@@ -5,6 +5,12 @@ Current servers hand a device automation runs only when it registers as
 runs of an `agent_kind` it lists (docs/protocol.md, "Automation lane"). Every
 field is harmless to a watcher-era server (unknown capabilities are dropped,
 `agent_kinds` and `wait_seconds` ignored), so one body serves both lanes.
+
+At the owner's daily limit (device_agent/agent/limits.py) a poll offers no agent
+kinds and no capacity: a current server then hands the run to no one here and
+keeps it queued, while still seeing the device. A watcher-era server ignores
+both, so to it the device sends no poll at all until the day turns
+(device_agent/agent/poll_loop.py).
 """
 
 from __future__ import annotations
@@ -61,13 +67,17 @@ def poll_body(
     capacity_available: int,
     wait_seconds: int,
     platform: str | None = None,
+    at_limit: bool = False,
 ) -> dict[str, Any]:
     """The `POST /api/workers/poll` body for both lanes.
 
     `wait_seconds` is clamped to 0..25 and sent as 0 when no slot is free, so
     a full device is never held; `agent_kinds` may be empty, and then a
-    current server hands out nothing.
+    current server hands out nothing. `at_limit`: the owner's daily limit is
+    reached, so the body offers no agent kinds and no capacity whatever else says.
     """
+    if at_limit:
+        agent_kinds, capacity_available = (), 0
     capacity = max(0, min(int(capacity_available), MAX_CAPACITY))
     wait = max(0, min(int(wait_seconds), MAX_WAIT_SECONDS)) if capacity else 0
     return {

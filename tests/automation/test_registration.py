@@ -53,6 +53,13 @@ def test_no_agent_kinds_is_sent_as_an_empty_list_not_omitted() -> None:
     assert body(agent_kinds=[])["agent_kinds"] == []
 
 
+def test_at_the_daily_limit_the_body_offers_no_agent_kinds_and_no_capacity() -> None:
+    closed = body(capacity_available=3, at_limit=True)
+    assert (closed["agent_kinds"], closed["capacity_available"]) == ([], 0)
+    assert closed["wait_seconds"] == 0  # a device with no room is never held
+    assert closed["capabilities"] == {"automations.execute": True}  # still registered as is
+
+
 @pytest.mark.parametrize(("asked", "sent"), [(60, 25), (10, 10), (0, 0), (-5, 0)])
 def test_wait_seconds_is_kept_within_0_to_25(asked: int, sent: int) -> None:
     assert body(wait_seconds=asked)["wait_seconds"] == sent

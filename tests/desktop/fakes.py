@@ -27,6 +27,10 @@ class FakeHandler:
     def resume(self) -> None:
         self.calls.append(("resume",))
 
+    def resume_past_limit(self) -> dict[str, Any]:
+        self.calls.append(("resume_past_limit",))
+        return {"past_limit": True, "reached": None}
+
     def targets(self) -> list[Target]:
         return [Target("12", "watcher", "Inbox digest"), Target("a1", "automation", "Nightly")]
 

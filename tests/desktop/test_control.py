@@ -103,6 +103,14 @@ def test_actions_reach_the_handler(tmp_path: Path) -> None:
     assert handler.calls == [("pause",), ("resume",), ("poll_now",), ("trigger", "12", "watcher")]
 
 
+def test_resume_past_limit_reaches_the_handler_and_answers_the_day(tmp_path: Path) -> None:
+    async def check(path: Path, handler: FakeHandler) -> None:
+        assert await ask(path, "resume_past_limit") == {"past_limit": True, "reached": None}
+
+    handler = serve(tmp_path, check)
+    assert handler.calls == [("resume_past_limit",)]
+
+
 @pytest.mark.parametrize(
     ("data", "says"),
     [

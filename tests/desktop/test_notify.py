@@ -288,3 +288,26 @@ def test_without_a_notifier_nothing_is_shown() -> None:
         assert notifier.submit(run()).reason == "no notifier on this machine"
 
     asyncio.run(main())
+
+
+def test_a_notice_about_the_agent_is_shown_whatever_the_run_policy(tmp_path: Path) -> None:
+    script = fake_notifier(tmp_path)
+
+    async def main() -> None:
+        settings = NotificationSettings(enabled=False, budget_per_day=0)  # runs: never
+        notifier = Notifier(settings, backend=Backend("notify-send", str(script)))
+        assert not notifier.submit(run()).show
+        assert notifier.notice("device-agent: daily limit reached", "$5.02 of $5.00\x1b[2J").show
+        await notifier.aclose()
+
+    asyncio.run(main())
+    (line,) = (tmp_path / "shown.jsonl").read_text().splitlines()
+    assert json.loads(line)[-2:] == ["device-agent: daily limit reached", "$5.02 of $5.00 [2J"]
+
+
+def test_a_notice_without_a_notifier_is_not_shown() -> None:
+    async def main() -> None:
+        notifier = Notifier(NotificationSettings(), find=lambda settings: None)
+        assert notifier.notice("t", "b").reason == "no notifier on this machine"
+
+    asyncio.run(main())

@@ -27,8 +27,10 @@ from device_agent.desktop.control_client import ControlError, DaemonNotRunning, 
 from device_agent.desktop.tray import (
     ATTENTION,
     IDLE,
+    LIMIT,
     OPEN_CONFIG,
     OPEN_LOGS,
+    PAST_LIMIT,
     PAUSED,
     QUIT,
     RUNNING,
@@ -46,6 +48,7 @@ from device_agent.desktop.tray import (
 from tests.desktop.fakes import FakeHandler
 
 NOW = 1_800_000_000.0
+REACHED = "daily limit reached ($5.02 of $5.00); resumes at 00:00"
 TARGETS = [Target("12", "watcher", "Inbox digest"), Target("a1", "automation", "Nightly\x1b[2J")]
 
 
@@ -65,6 +68,9 @@ def labels(entries: list[Entry]) -> list[str]:
         ({"state": "idle", "paused": True}, PAUSED),
         ({"state": "auth_needed"}, ATTENTION),
         ({"state": "idle", "problems": ["token refused"]}, ATTENTION),
+        ({"state": "limit_reached", "limit": {"reached": REACHED}}, LIMIT),
+        ({"state": "busy", "runs": [{"name": "x"}], "limit": {"reached": REACHED}}, RUNNING),
+        ({"state": "idle", "limit": {"reached": None, "past_limit": True}}, IDLE),
     ],
 )
 def test_icon_state_follows_the_daemon(status: dict[str, Any] | None, state: str) -> None:
@@ -105,6 +111,28 @@ def test_the_menu_is_built_from_the_daemons_state_and_targets() -> None:
 def test_a_paused_daemon_offers_resume() -> None:
     menu = build_menu({"state": "idle", "paused": True}, TARGETS, now=NOW)
     assert menu[2] == Entry("Resume", Request("resume"))
+
+
+def test_at_the_daily_limit_the_menu_says_so_and_offers_to_go_on() -> None:
+    status = {"state": "limit_reached", "runs": [], "limit": {"reached": REACHED}}
+    menu = build_menu(status, TARGETS, now=NOW)
+    assert menu[0].label == "Daily limit reached ($5.02 of $5.00); resumes at 00:00"
+    assert labels(menu) == [
+        menu[0].label,
+        "Run now",
+        "Pause",
+        PAST_LIMIT,
+        "Open logs",
+        "Open config",
+        "Quit tray",
+    ]
+    assert menu[3].action == Request("resume_past_limit")
+    busy = {**status, "runs": [{"name": "Inbox digest", "elapsed_seconds": 3}]}
+    assert status_line(busy, NOW).startswith("Daily limit reached")  # over a run in flight
+    many_tokens = {
+        "limit": {"reached": "daily limit reached (1.23M of 1M tokens); resumes at 00:00"}
+    }
+    assert status_line(many_tokens, NOW).endswith("resumes at 00:00")  # whole, not cut
 
 
 def test_without_a_daemon_only_the_local_entries_work() -> None:
@@ -250,9 +278,9 @@ def test_icons_are_drawn_for_every_state() -> None:
     pytest.importorskip("PIL")
     from device_agent.desktop.tray import draw_icon
 
-    images = {state: draw_icon(state) for state in (IDLE, RUNNING, PAUSED, ATTENTION)}
+    images = {state: draw_icon(state) for state in (IDLE, RUNNING, PAUSED, LIMIT, ATTENTION)}
     assert {image.size for image in images.values()} == {(64, 64)}
-    assert len({image.tobytes() for image in images.values()}) == 4
+    assert len({image.tobytes() for image in images.values()}) == 5
 
 
 # ------------------------------------------------------------------ the real tray, headless

@@ -38,7 +38,7 @@ def test_claude_success_gives_result_and_details(bench: Bench) -> None:
     assert result.details["cost_usd"] == 0.0421
     assert result.details["num_turns"] == 3
     assert result.details["session_id"] == "9f1c2d3e-0000-4000-8000-123456789abc"
-    assert result.details["usage"] == {"input_tokens": 1200, "output_tokens": 340}
+    assert result.details["cli_usage"]["input_tokens"] == 1200  # what Claude printed, as is
     assert bench.reported()["prompt"].startswith("Summarize what changed.")  # on stdin
 
 
@@ -272,7 +272,7 @@ def test_codex_final_agent_message_is_the_output(bench: Bench) -> None:
     assert result.exit_reason == "ok", result.error
     assert result.output == "Codex wrote the digest."
     assert result.details["session_id"] == "01a21c4f-4520-7881-8612-8af118f7b615"
-    assert result.details["usage"]["output_tokens"] == 180
+    assert result.details["cli_usage"]["output_tokens"] == 180
 
 
 def test_codex_stream_without_final_message_fails_clearly(bench: Bench) -> None:

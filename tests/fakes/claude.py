@@ -11,7 +11,10 @@ of one agent can behave differently; else FAKE_MODE; else success.
                   answered; denied, as `claude -p` denies it, unless --allowedTools allows it
   garbage         not JSON at all
   hang            sleep (to be killed by the agent)
-Timing markers: [[slow]] waits FAKE_SLOW_SECONDS (default 1); [[sleep=S]] waits S seconds.
+Timing markers: [[slow]] waits FAKE_SLOW_SECONDS (default 1); [[sleep=S]] waits S seconds;
+[[until=PATH]] waits until the file PATH exists (a test's gate; at most a minute).
+Cost: the result's `total_cost_usd` is [[cost=X]] from the prompt, else FAKE_COST_USD, else
+0.0421; `usage` and `modelUsage` are shaped as Claude Code 2.1 prints them.
 Every invocation leaves a record in $FAKE_CLI_LOG and its facts in $FAKE_REPORT.
 """
 
@@ -39,10 +42,32 @@ def result(without=(), **fields):
         "stop_reason": "end_turn",
         "session_id": "9f1c2d3e-0000-4000-8000-123456789abc",
         "total_cost_usd": 0.0421,
-        "usage": {"input_tokens": 1200, "output_tokens": 340},
+        "usage": {
+            "input_tokens": 1200,
+            "cache_creation_input_tokens": 300,
+            "cache_read_input_tokens": 5000,
+            "output_tokens": 340,
+            "server_tool_use": {"web_search_requests": 0, "web_fetch_requests": 0},
+            "service_tier": "standard",
+            "cache_creation": {"ephemeral_1h_input_tokens": 0, "ephemeral_5m_input_tokens": 300},
+        },
+        "modelUsage": {
+            "claude-sonnet-4-5-20250929": {
+                "inputTokens": 1200,
+                "outputTokens": 340,
+                "cacheReadInputTokens": 5000,
+                "cacheCreationInputTokens": 300,
+                "webSearchRequests": 0,
+                "costUSD": 0.0421,
+                "contextWindow": 200000,
+            }
+        },
         "permission_denials": [],
+        "uuid": "c3a1f0de-0000-4000-8000-0123456789ab",
     }
     base.update(fields)
+    if "total_cost_usd" in base and "total_cost_usd" not in fields:
+        base["total_cost_usd"] = COST
     print(json.dumps({key: value for key, value in base.items() if key not in without}))
 
 
@@ -53,12 +78,24 @@ def mode_of(prompt):
     return os.environ.get("FAKE_MODE", "success")
 
 
+def cost_of(prompt):
+    marked = re.search(r"\[\[cost=([0-9.]+)\]\]", prompt)
+    return float(marked.group(1) if marked else os.environ.get("FAKE_COST_USD", "0.0421"))
+
+
+COST = 0.0421
+
+
 def take_time(prompt):
     if "[[slow]]" in prompt:
         time.sleep(float(os.environ.get("FAKE_SLOW_SECONDS", "1")))
     pause = re.search(r"\[\[sleep=([0-9.]+)\]\]", prompt)
     if pause:
         time.sleep(float(pause.group(1)))
+    gate = re.search(r"\[\[until=([^\]]+)\]\]", prompt)
+    deadline = time.monotonic() + 60
+    while gate and not os.path.exists(gate.group(1)) and time.monotonic() < deadline:
+        time.sleep(0.02)
 
 
 def use_lobu_tool(args, mcp):
@@ -96,6 +133,8 @@ def main():
     mcp_path = option(args, "--mcp-config")
     mcp = file_facts(mcp_path) if mcp_path else None
     report(prompt=prompt, mcp=mcp)
+    global COST
+    COST = cost_of(prompt)
     mode = mode_of(prompt)
     if mode == "hang":
         time.sleep(3600)

@@ -34,6 +34,28 @@ def complete_window(mcp_config, run_id):
     return call_tool(mcp_config["mcpServers"]["lobu"], "run_sdk", arguments)
 
 
+def result_object(text, prompt):
+    """A successful result as Claude Code 2.1 prints it, with what the run cost: [[cost=X]] in
+    the prompt, else FAKE_COST_USD, else 0.0421 US dollars."""
+    marked = re.search(r"\[\[cost=([0-9.]+)\]\]", prompt)
+    cost = float(marked.group(1) if marked else os.environ.get("FAKE_COST_USD", "0.0421"))
+    return {
+        "type": "result",
+        "subtype": "success",
+        "is_error": False,
+        "result": text,
+        "num_turns": 2,
+        "session_id": "9f1c2d3e-0000-4000-8000-123456789abc",
+        "total_cost_usd": cost,
+        "usage": {
+            "input_tokens": 900,
+            "cache_creation_input_tokens": 0,
+            "cache_read_input_tokens": 4000,
+            "output_tokens": 120,
+        },
+    }
+
+
 def main():
     args = sys.argv[1:]
     if "-p" not in args or option(args, "--output-format") != "json":
@@ -62,8 +84,7 @@ def main():
             text = "I was not allowed to call run_sdk, so the window is not completed."
     else:
         text = "Here is a summary."
-    answer = {"type": "result", "subtype": "success", "is_error": False, "result": text}
-    print(json.dumps({**answer, "permission_denials": denials}))
+    print(json.dumps({**result_object(text, prompt), "permission_denials": denials}))
     return 0
 
 

@@ -12,6 +12,8 @@ Each run is logged to $FAKE_CLI_LOG; facts (argv, env, pid, the MCP file) go to 
 """
 
 import json
+import os
+import re
 import sys
 import time
 
@@ -25,6 +27,28 @@ def current_message(prompt):
     quoted = prompt.rsplit(HEADING, 1)[-1]
     lines = quoted.split("\n")
     return "\n".join(lines[1:-1])
+
+
+def result_object(text, prompt):
+    """A successful result as Claude Code 2.1 prints it, with what the run cost: [[cost=X]] in
+    the prompt, else FAKE_COST_USD, else 0.0421 US dollars."""
+    marked = re.search(r"\[\[cost=([0-9.]+)\]\]", prompt)
+    cost = float(marked.group(1) if marked else os.environ.get("FAKE_COST_USD", "0.0421"))
+    return {
+        "type": "result",
+        "subtype": "success",
+        "is_error": False,
+        "result": text,
+        "num_turns": 2,
+        "session_id": "9f1c2d3e-0000-4000-8000-123456789abc",
+        "total_cost_usd": cost,
+        "usage": {
+            "input_tokens": 900,
+            "cache_creation_input_tokens": 0,
+            "cache_read_input_tokens": 4000,
+            "output_tokens": 120,
+        },
+    }
 
 
 def main():
@@ -45,7 +69,7 @@ def main():
         print(json.dumps(result))
         return 1
     text = "" if "[[empty]]" in message else f"You said: {message}"
-    print(json.dumps({"type": "result", "subtype": "success", "is_error": False, "result": text}))
+    print(json.dumps(result_object(text, prompt)))
     return 0
 
 

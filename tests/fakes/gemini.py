@@ -188,7 +188,34 @@ def main():
     run_id = RUN_ID.search(prompt)
     if run_id and "lobu" in servers:
         complete_window(servers["lobu"], int(run_id.group(1)))
-    stats = {"models": {"gemini-2.5-pro": {"tokens": {"input": 900, "candidates": 120}}}}
+    # Gemini CLI 0.61's SessionMetrics (packages/core telemetry/uiTelemetry): per model, its
+    # API calls and tokens (`input` is `prompt` less `cached`); no cost.
+    stats = {
+        "models": {
+            "gemini-2.5-pro": {
+                "api": {"totalRequests": 2, "totalErrors": 0, "totalLatencyMs": 4210},
+                "tokens": {
+                    "input": 800,
+                    "prompt": 900,
+                    "candidates": 120,
+                    "total": 1090,
+                    "cached": 100,
+                    "thoughts": 40,
+                    "tool": 30,
+                },
+                "roles": {},
+            }
+        },
+        "tools": {
+            "totalCalls": 0,
+            "totalSuccess": 0,
+            "totalFail": 0,
+            "totalDurationMs": 0,
+            "totalDecisions": {"accept": 0, "reject": 0, "modify": 0, "auto_accept": 0},
+            "byName": {},
+        },
+        "files": {"totalLinesAdded": 0, "totalLinesRemoved": 0},
+    }
     first_line = prompt.strip().splitlines()[0]
     print(
         json.dumps(

@@ -40,10 +40,30 @@ def main():
         return 1
     emit("step_start", part={"type": "step-start"})
     emit("text", part={"type": "text", "text": "Looking at the window first."})
-    emit("step_finish", part={"type": "step-finish", "cost": 0.002, "tokens": {"input": 50}})
+    emit("step_finish", part=step_finish(0.002, read=1000, given=50, wrote=20))
     emit("text", part={"type": "text", "text": "OpenCode found two new items."})
-    emit("step_finish", part={"type": "step-finish", "cost": 0.001, "tokens": {"input": 60}})
+    emit("step_finish", part=step_finish(0.001, read=1100, given=60, wrote=30, reasoning=5))
     return 0
+
+
+def step_finish(cost, *, read, given, wrote, reasoning=0):
+    """A step-finish part as opencode 1.18 prints it: the step's cost in US dollars and its
+    tokens, cache reads and writes apart from `input`."""
+    return {
+        "id": "prt_de3afb6a2001",
+        "sessionID": SESSION,
+        "messageID": "msg_de3afb5c1001",
+        "type": "step-finish",
+        "reason": "stop",
+        "snapshot": "4b825dc642cb6eb9a060e54bf8d69288fbee4904",
+        "cost": cost,
+        "tokens": {
+            "input": given,
+            "output": wrote,
+            "reasoning": reasoning,
+            "cache": {"read": read, "write": 0},
+        },
+    }
 
 
 if __name__ == "__main__":

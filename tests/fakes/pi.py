@@ -6,9 +6,14 @@ CLI with an empty HOME), or a model error ending the turn (`stopReason:
 "error"` prints its errorMessage). An unknown thinking level is only a
 warning, as on the real CLI.
 
+`--mode json` prints the JSON event stream instead (pi 0.73 docs/json.md): the session
+header, then agent, turn and message events; each assistant `message_end` carries its
+`usage` with `cost.total` in US dollars. Print mode (text) says nothing of cost.
+
 FAKE_MODE: success | no_api_key | model_error
 """
 
+import json
 import os
 import sys
 
@@ -50,8 +55,54 @@ def main():
         print(message, file=sys.stderr)
         return 1
     first_line = prompt.strip().splitlines()[0] if prompt.strip() else ""
+    if option(args, "--mode") == "json":
+        json_events(f"Pi did: {first_line}")
+        return 0
     print(f"Pi did: {first_line}")
     return 0
+
+
+def json_events(text):
+    usage = {
+        "input": 420,
+        "output": 64,
+        "cacheRead": 2000,
+        "cacheWrite": 0,
+        "totalTokens": 2484,
+        "cost": {
+            "input": 0.00126,
+            "output": 0.00096,
+            "cacheRead": 0.0006,
+            "cacheWrite": 0,
+            "total": 0.00282,
+        },
+    }
+    message = {
+        "role": "assistant",
+        "content": [{"type": "text", "text": text}],
+        "api": "anthropic-messages",
+        "provider": "anthropic",
+        "model": "claude-sonnet-4-5",
+        "usage": usage,
+        "stopReason": "stop",
+        "timestamp": 1733234567890,
+    }
+    for event in (
+        {
+            "type": "session",
+            "version": 3,
+            "id": "5f0c",
+            "timestamp": "2026-11-27T09:00:00Z",
+            "cwd": os.getcwd(),
+        },
+        {"type": "agent_start"},
+        {"type": "turn_start"},
+        {"type": "message_start", "message": {**message, "content": []}},
+        {"type": "message_end", "message": message},
+        {"type": "turn_end", "message": message, "toolResults": []},
+        {"type": "agent_end", "messages": [message]},
+    ):
+        print(json.dumps(event))
 
 
 if __name__ == "__main__":

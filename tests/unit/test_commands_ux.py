@@ -288,3 +288,19 @@ def test_the_demo_agent_shows_a_window_with_both_dates() -> None:
         "Window end: 2026-11-30T00:00:00.000Z\n"
     )
     assert "in 2026-11-29 00:00 – 2026-11-30 00:00 " in summarize(prompt)
+
+
+def test_doctor_says_whether_a_daily_limit_is_set(
+    isolated_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    main(["doctor"])
+    assert "[ -- ] daily limit: off: a server may run as much as it likes here" in (
+        capsys.readouterr().out
+    )
+    config = isolated_home / "config" / "config.toml"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text("[limits]\ndaily_usd = 5\ndaily_runs = 1\n")
+    main(["doctor"])
+    assert "[ok  ] daily limit: $5.00, 1 run a day (the local calendar day)" in (
+        capsys.readouterr().out
+    )

@@ -20,6 +20,7 @@ def _control(status: Status) -> AgentControl:
         server="http://127.0.0.1:9",
         worker_id="linux:test",
         settings=SimpleNamespace(token=None),
+        limit=SimpleNamespace(report=lambda: {"today": {"runs": 0}, "reached": None}),
     )
     return AgentControl(agent)
 
@@ -42,3 +43,4 @@ def test_status_answers_the_keys_the_cli_and_tray_read() -> None:
     assert answer["version"]
     assert answer["last_poll_at"] == status.last_poll_at
     assert answer["backlog"] == [{"run_id": 5, "waiting_because": "HTTP 500 Internal Server Error"}]
+    assert answer["limit"] == {"today": {"runs": 0}, "reached": None}

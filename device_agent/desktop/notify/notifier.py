@@ -14,7 +14,15 @@ from typing import Final
 
 from device_agent.desktop.notify.backends import PREFERRED, Backend
 from device_agent.desktop.notify.config import NotificationSettings
-from device_agent.desktop.notify.policy import Decision, FinishedRun, NotificationPolicy, message
+from device_agent.desktop.notify.policy import (
+    MAX_BODY,
+    MAX_TITLE,
+    Decision,
+    FinishedRun,
+    NotificationPolicy,
+    clean,
+    message,
+)
 from device_agent.logs import get_logger
 
 log = get_logger(__name__)
@@ -90,6 +98,17 @@ class Notifier:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return decision
+
+    def notice(self, title: str, body: str, *, key: str = "device-agent") -> Decision:
+        """Show a notice about the agent itself (the daily limit reached), not about a run:
+        the per-run policy does not apply — the caller shows it once — only `backend`."""
+        if self.backend is None:
+            return Decision(False, "no notifier on this machine")
+        argv = self.backend.argv(clean(title, MAX_TITLE), clean(body, MAX_BODY), "normal")
+        task = asyncio.get_running_loop().create_task(self._show(argv, key))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return Decision(True, "a notice about the agent")
 
     async def _show(self, argv: list[str], key: str) -> None:
         try:
