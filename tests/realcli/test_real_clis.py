@@ -25,16 +25,6 @@ from tests.realcli.stubs import WATCHER_ANSWER
 pytestmark = [pytest.mark.realcli, pytest.mark.slow]
 
 PROFILES = list(CLIS)
-# Claude Code refuses an MCP tool headless unless --allowedTools names it, and only the
-# automation lane passes that flag so far (issue 26; done on another branch). Strict: once
-# the watcher lane passes it too, this mark must go.
-WATCHER_PENDING = {
-    "claude-code": pytest.mark.xfail(
-        reason="the watcher lane does not give Claude Code --allowedTools for the Lobu tools",
-        strict=True,
-    )
-}
-WATCHER_PROFILES = [pytest.param(p, marks=WATCHER_PENDING.get(p, ())) for p in PROFILES]
 
 # The Gemini wiring this suite caught: the MCP config in a file named by
 # GEMINI_CLI_SYSTEM_SETTINGS_PATH, which Gemini CLI skips unless root owns it and every
@@ -121,7 +111,7 @@ def test_a_run_the_model_does_not_complete_at_first_is_completed_in_a_resume_rou
     assert completed[0]["token"] == run["session_token"]
 
 
-@pytest.mark.parametrize("profile", WATCHER_PROFILES)
+@pytest.mark.parametrize("profile", PROFILES)
 def test_a_watcher_run_answers_with_the_cli_output_and_its_tool_call_goes_through(
     scenarios: Scenarios, profile: str
 ) -> None:
