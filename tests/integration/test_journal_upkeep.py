@@ -229,7 +229,7 @@ def test_a_start_after_a_crash_during_a_held_poll_says_a_run_may_have_been_lost(
             warned = [
                 line for line in logged if line["event"] == "a run may have been claimed and lost"
             ]
-            assert [line["level"] for line in warned] == ["warning"]
+            assert [line["log_level"] for line in warned] == ["warning"]
             assert LOST in warned[0]["note"]
             shown = await asyncio.to_thread(gather, settings)  # `status`, from the daemon
             assert shown["daemon_running"]
