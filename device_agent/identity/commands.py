@@ -22,6 +22,7 @@ from typing import TextIO
 import httpx
 
 from device_agent import config_file, logs
+from device_agent.cli.output import printable
 from device_agent.config import (
     ENV_SERVER,
     ENV_TOKEN,
@@ -193,12 +194,16 @@ async def _device_flow(
     endpoints = await oauth.discover(client)
     client_id = await oauth.register(client, endpoints)
     code = await oauth.request_device_code(client, endpoints, client_id)
-    console.say(f"To sign in this device, open {code.verification_uri} and enter the code:")
-    console.say(f"\n    {code.user_code}\n")
-    if not options.no_browser and has_desktop(wiring.env, wiring.system):
-        await asyncio.to_thread(
-            wiring.open_browser, code.verification_uri_complete or code.verification_uri
-        )
+    address = oauth.sign_in_address(code)  # checked: the one opened is the one shown
+    opening = not options.no_browser and has_desktop(wiring.env, wiring.system)
+    where = "this page (opening in your browser)" if opening else "this page in a browser"
+    console.say(f"To sign in this device, approve it on {where}:")
+    console.say(f"\n    {printable(address)}\n")
+    carries_code = address == code.verification_uri_complete
+    console.say("Check that it shows this code:" if carries_code else "It asks for this code:")
+    console.say(f"\n    {printable(code.user_code)}\n")
+    if opening:
+        await asyncio.to_thread(wiring.open_browser, address)
     console.say(f"Waiting for approval (the code expires in {int(code.expires_in // 60)} min)…")
     tokens = await oauth.wait_for_approval(
         client, endpoints, client_id, code, sleep=wiring.sleep, clock=wiring.clock

@@ -17,6 +17,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from device_agent.cli.output import printable
+from device_agent.config import is_loopback
 from device_agent.identity.errors import AuthRefused, UsageError
 from device_agent.identity.http import (
     body_of,
@@ -134,6 +135,44 @@ async def request_device_code(
             _seconds(body.get("interval"), DEFAULT_INTERVAL), MIN_INTERVAL, MAX_INTERVAL
         ),
     )
+
+
+MAX_ADDRESS_CHARS: Final = 2048
+
+
+def sign_in_address(code: DeviceCode) -> str:
+    """Where the user signs in: `verification_uri_complete` (it carries the code) when it is a
+    web address, else `verification_uri`. The one returned is the one to open and to show.
+
+    The server is untrusted: a browser handed `file:`, `javascript:` or `smb:` would open a
+    local file, run script or reach out to a share, and a value starting with `--` would be
+    read as an option by the program that opens the browser. So only `https://` addresses,
+    or `http://` to this machine, are ever opened or printed as the place to go."""
+    for candidate in (code.verification_uri_complete, code.verification_uri):
+        if candidate is not None and is_web_address(candidate):
+            return candidate
+    raise UsageError(
+        f"the server's sign-in address {printable(code.verification_uri[:200])!r} is not an "
+        "https:// address (nor http:// to this machine), so it was neither opened nor shown; "
+        "is this a Lobu server? Check --server, or sign in with a token from the web app "
+        "(`device-agent login --token-stdin`)"
+    )
+
+
+def is_web_address(url: str) -> bool:
+    """An `https://` URL, or `http://` to a loopback host; visible ASCII only, no user info."""
+    if len(url) > MAX_ADDRESS_CHARS or not all("!" <= ch <= "~" for ch in url):
+        return False
+    if not url.lower().startswith(("https://", "http://")):
+        return False
+    parts = urlsplit(url)
+    try:
+        host, _ = parts.hostname, parts.port
+    except ValueError:  # a port that is not a number, a broken IPv6 literal
+        return False
+    if not host or "@" in parts.netloc:  # user info in an address only serves to mislead
+        return False
+    return parts.scheme.lower() == "https" or is_loopback(host)
 
 
 async def wait_for_approval(

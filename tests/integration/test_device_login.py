@@ -106,7 +106,8 @@ def test_device_flow_login_keeps_a_bound_token_in_a_0600_file_and_run_uses_it(
     lab.state.oauth.poll_interval = 1  # the token endpoint is asked again after 1 s, not 5 s
     result = session.login_with_device_flow()
     assert result.returncode == 0, result.stderr
-    assert "enter the code" in result.stdout
+    assert f"{lab.url}/oauth/device?user_code=" in result.stdout  # the address it would open
+    assert "Check that it shows this code:" in result.stdout
     assert "(0600; no keyring backend)" in result.stdout
     stored = session.stored()
     token = str(stored["token"])
