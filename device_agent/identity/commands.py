@@ -182,7 +182,8 @@ async def _login_and_mint(
     until = _date(credential.expires_at)
     console.say(
         f"Signed in to {settings.origin}. This device's token (bound to worker_id "
-        f"{credential.worker_id}, valid until {until}) is stored in the {where}."
+        f"{printable(credential.worker_id or worker_id)}, valid until {until}) is stored in the "
+        f"{where}."
     )
     code = _settle_worker_id(settings, worker_id, credential, console)
     return code, (credential.worker_id or worker_id) if code == ExitCode.OK else None
@@ -234,7 +235,8 @@ def _settle_worker_id(
     path = settings.paths.state_dir / "worker_id"  # the file device_agent.identity.worker_id keeps
     path.write_text(bound + "\n", encoding="utf-8")
     console.say(
-        f"This device is now worker {bound} (chosen by the server; it was {asked}). "
+        f"This device is now worker {printable(bound)} (chosen by the server; it was "
+        f"{printable(asked)}). "
         "Watchers pinned to the old id need to be pinned to this device in the web app."
     )
     return ExitCode.OK

@@ -23,6 +23,7 @@ from typing import Final
 import httpx
 
 from device_agent import logs
+from device_agent.cli.output import printable
 from device_agent.identity.errors import AuthRefused, Unreachable
 from device_agent.identity.http import (
     CLIENT_HEADER,
@@ -42,6 +43,7 @@ from device_agent.identity.store import (
     needs_rotation,
     token_shape_problem,
 )
+from device_agent.server.protocol import WORKER_ID_PATTERN
 
 CHILD_LIFETIME: Final = 90 * DAY  # what the server grants when its answer omits expires_at
 LOCK_FILE: Final = "token.lock"
@@ -110,10 +112,25 @@ async def mint_child_token(
     return Credential(
         token=token,
         kind=CHILD,
-        worker_id=text_field(body, "worker_id", doing),
+        worker_id=_bound_worker_id(body, doing),
         platform=MINT_PLATFORM,
         expires_at=_parse_expiry(body.get("expires_at")) or issued + CHILD_LIFETIME,
     )
+
+
+def _bound_worker_id(body: dict[str, object], doing: str) -> str:
+    """The worker_id the server bound the token to, if the agent can be that device: it goes
+    into the state dir and the config file, and one the agent would refuse to start with (a
+    line break, a `/`) must not be kept there."""
+    worker_id = text_field(body, "worker_id", doing)
+    if not WORKER_ID_PATTERN.fullmatch(worker_id):
+        raise Unreachable(
+            f"{doing}: the server bound the token to worker_id {printable(worker_id[:200])!r}, "
+            "which is not a valid worker_id (1-128 characters from letters, digits and "
+            ". _ : -); nothing was stored. Is this a Lobu server? Check the server URL, or "
+            "sign in with a token from the web app (`device-agent login --token-stdin`)"
+        )
+    return worker_id
 
 
 def _token_in(body: dict[str, object], key: str, doing: str) -> str:

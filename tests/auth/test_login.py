@@ -451,3 +451,32 @@ def test_the_user_code_is_shown_with_control_characters_escaped(
     assert "\x1b" not in out
     assert "\x07" not in out
     assert "    WDJB\\x1b]52;c;ZXZpbA==\\x07-MJHT" in out.splitlines()
+
+
+# ----------------------------- issue 21, point 10: the worker_id the server binds is checked
+
+
+@pytest.mark.parametrize(
+    "bound",
+    ["evil\nworker", "../../escape", "a/b", "x" * 129, "has space", "cls\x1b[2J", "é-device"],
+)
+def test_a_worker_id_the_agent_could_not_run_with_is_refused_and_nothing_is_kept(
+    isolated_home: Path, lobu: Lobu, captured: Captured, bound: str
+) -> None:
+    settings = make_settings(isolated_home)  # no configured worker_id: the server's would be kept
+    before = resolve_worker_id(settings)
+    lobu.bound_worker_id = bound
+    lobu.oauth(approved())
+    lobu.mint()
+    code = commands.login(settings, options(), console=captured.console, wiring=lobu.wiring())
+    assert code == 4
+    err = captured.err.getvalue()
+    assert "is not a valid worker_id" in err
+    assert "nothing was stored" in err
+    assert "--token-stdin" in err  # what to do instead
+    assert "\x1b" not in captured.text
+    assert stored(settings).load() is None
+    assert resolve_worker_id(settings) == before
+    config = settings.paths.config_file
+    assert not config.exists() or "worker_id" not in tomllib.loads(config.read_text())
+    assert load(env={"DEVICE_AGENT_HOME": str(isolated_home)}).worker_id is None
