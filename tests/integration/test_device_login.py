@@ -234,6 +234,7 @@ def test_trigger_with_an_unbound_token_checks_the_pinning_then_uses_the_tool_pro
     assert result.returncode == 0, result.stderr
     assert "queued, server status 'pending'" in result.stdout
     assert queued_run(lab, watcher) is not None
+    assert any(r.path.endswith("/get_watcher") for r in lab.state.requests)  # the pinning
     assert any(r.path.endswith("/manage_watchers") for r in lab.state.requests)
     assert lab.token not in result.stdout + result.stderr
 
