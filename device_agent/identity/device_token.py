@@ -24,12 +24,13 @@ import httpx
 
 from device_agent import logs
 from device_agent.cli.output import printable
-from device_agent.identity.errors import AuthRefused, Unreachable
+from device_agent.identity.errors import AuthRefused, Unreachable, UsageError
 from device_agent.identity.http import (
     CLIENT_HEADER,
     body_of,
     client_name_of,
     deadline_of,
+    error_text,
     fail,
     send,
     text_field,
@@ -55,6 +56,26 @@ LOCK_HELD_REQUESTS: Final = 4
 # terminal daemon is a headless device on any host. The device row keeps this platform, so the
 # agent must poll with it (docs/protocol.md, "Identities").
 MINT_PLATFORM: Final = "headless"
+
+
+# What a server answers when it mints child tokens for other platforms only: Lobu 1.6.0 lets
+# only its browser extension ("chrome-extension") mint (docs/protocol.md, "What a real server
+# does").
+NOT_ELIGIBLE: Final = "is not eligible for child-token mint"
+
+
+class MintNotOffered(UsageError):
+    """The server issues no device-bound token to this agent, whatever it is asked."""
+
+    def __init__(self, said: str) -> None:
+        super().__init__(
+            f"the server issues no token bound to this device ({said!r}: it mints those only "
+            "for other kinds of clients). On a local server, `device-agent login --local` "
+            "keeps the local server's own token instead; otherwise sign in with a token from "
+            "the web app (`device-agent login --token-stdin`)",
+            status=400,
+        )
+        self.said = said
 
 
 @dataclass(frozen=True)
@@ -102,6 +123,9 @@ async def mint_child_token(
         headers={CLIENT_HEADER: client_name_of(client)},
     )
     if response.status_code != 200:
+        said = error_text(response)
+        if response.status_code == 400 and NOT_ELIGIBLE in said:
+            raise MintNotOffered(said)
         raise fail(response, doing, fix=_mint_fix(body_of(response).get("error")))
     body = body_of(response)
     token = _token_in(body, "access_token", doing)

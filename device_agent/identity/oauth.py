@@ -229,12 +229,18 @@ async def wait_for_approval(
 
 
 async def revoke(
-    client: httpx.AsyncClient, endpoints: Endpoints, client_id: str | None, token: str
+    client: httpx.AsyncClient,
+    endpoints: Endpoints,
+    client_id: str | None,
+    token: str,
+    *,
+    hint: str = "access_token",
 ) -> bool:
-    """RFC 7009 revocation; True when the server confirmed it."""
+    """RFC 7009 revocation (`hint`: "access_token" or "refresh_token"); True when the server
+    confirmed it."""
     if endpoints.revocation is None:
         return False
-    form = {"token": token, "token_type_hint": "access_token"}
+    form = {"token": token, "token_type_hint": hint}
     if client_id:
         form["client_id"] = client_id
     response = await send(client, "POST", endpoints.revocation, data=form)
