@@ -46,7 +46,14 @@ from device_agent.identity.device_token import (
 from device_agent.identity.errors import AccountError, UsageError
 from device_agent.identity.http import account_client_for, fail, send
 from device_agent.identity.run_now import trigger
-from device_agent.identity.store import DAY, PAT, Credential, TokenStore, worker_id_mismatch
+from device_agent.identity.store import (
+    DAY,
+    LOCAL,
+    PAT,
+    Credential,
+    TokenStore,
+    worker_id_mismatch,
+)
 from device_agent.identity.worker_id import resolve_worker_id
 
 Poke = Callable[[], str | None]
@@ -226,11 +233,11 @@ async def _login_local(
     """`login --local`: the local server's token, traded for one bound to this device.
 
     Every `local-init` call mints a PAT that never expires, and nothing here can revoke one.
-    So it is called only when no unbound token from an earlier sign-in is stored (that one
+    So it is called only when no such PAT from an earlier `login --local` is kept (that one
     signs in instead), and the PAT it gives is never dropped: traded for a device-bound
     token, or, where the server mints none (Lobu 1.6.0) or the mint fails, kept and used."""
     kept = await asyncio.to_thread(store.load)
-    if kept is not None and kept.kind == PAT and kept.refused is None:
+    if kept is not None and kept.kind == LOCAL and kept.refused is None:
         logs.redactor.add(kept.token)
         user, reused = LocalInit(token=kept.token, org_slug=kept.org_slug), True
     else:
@@ -261,7 +268,7 @@ async def _keep_unbound(
     """Keep the local server's token when no device-bound one was minted, and say what it can
     do. The exit code is 0 when the server mints none for this agent (this is as good as it
     gets there), else the failure's: a later `login --local` signs in with the kept token."""
-    credential = Credential(token=user.token, kind=PAT, org_slug=user.org_slug)
+    credential = Credential(token=user.token, kind=LOCAL, org_slug=user.org_slug)
     async with rotation_lock(store.state_dir, wait=_lock_wait(settings)):
         where = await asyncio.to_thread(store.save, credential)
     offered = not isinstance(why, MintNotOffered)

@@ -15,7 +15,7 @@ import respx
 
 from device_agent.config import Settings
 from device_agent.identity import commands
-from device_agent.identity.store import CHILD, PAT, Credential, TokenStore
+from device_agent.identity.store import CHILD, LOCAL, PAT, Credential, TokenStore
 
 from .conftest import (
     INVALID_TOKEN,
@@ -74,7 +74,7 @@ def test_local_keeps_the_local_token_when_no_device_token_is_minted_and_says_so(
     assert credential is not None
     assert (credential.token, credential.kind, credential.worker_id, credential.org_slug) == (
         LOCAL_PAT,
-        PAT,
+        LOCAL,
         None,
         "me-personal",
     )
@@ -111,7 +111,7 @@ def test_local_with_a_mint_that_failed_keeps_the_token_and_a_retry_trades_it(
     assert login(settings, lobu, captured, local=True) == 4
     credential = stored(settings)
     assert credential is not None
-    assert (credential.token, credential.kind) == (LOCAL_PAT, PAT)
+    assert (credential.token, credential.kind) == (LOCAL_PAT, LOCAL)
     assert "not bound to this device" in captured.out.getvalue()
     assert "run `device-agent login --local` again later" in captured.err.getvalue()
     assert "minting no other" in captured.err.getvalue()
@@ -133,7 +133,7 @@ def test_local_with_a_kept_token_the_server_no_longer_knows_signs_in_afresh_once
     settings: Settings, lobu: Lobu, captured: Captured
 ) -> None:
     dead = "owl_pat_" + "d" * 32
-    TokenStore(settings.paths.state_dir, SERVER).save(Credential(token=dead, kind=PAT))
+    TokenStore(settings.paths.state_dir, SERVER).save(Credential(token=dead, kind=LOCAL))
     init = local_init(lobu)
     mint = lobu.mint()
     lobu.revoked.add(dead)
@@ -143,6 +143,18 @@ def test_local_with_a_kept_token_the_server_no_longer_knows_signs_in_afresh_once
     credential = stored(settings)
     assert credential is not None
     assert credential.token == child_token(1)
+
+
+def test_local_with_a_pasted_token_stored_calls_local_init_as_before(
+    settings: Settings, lobu: Lobu, captured: Captured
+) -> None:
+    pasted = "owl_pat_" + "p" * 32  # its binding is unknown: it is not minted with
+    TokenStore(settings.paths.state_dir, SERVER).save(Credential(token=pasted, kind=PAT))
+    init = local_init(lobu)
+    lobu.mint()
+    assert login(settings, lobu, captured, local=True) == 0, captured.text
+    assert init.call_count == 1
+    assert lobu.mint_bearers == [LOCAL_PAT]
 
 
 def test_local_whose_fresh_token_is_refused_keeps_nothing(

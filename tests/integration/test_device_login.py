@@ -182,7 +182,7 @@ def test_login_local_on_lobu_1_6_keeps_one_unbound_token_and_run_now_still_works
     new = [t.token for t in lab.state.live_tokens() if t.token not in before]
     assert len(new) == 1  # one local-init PAT however often login runs, and it is the one kept
     assert session.stored()["token"] == new[0]
-    assert session.stored()["kind"] == "pat"
+    assert session.stored()["kind"] == "local"
 
     watcher = lab.add_watcher("Run me now")
     assert session.run("run", "--once").returncode == 0
