@@ -24,6 +24,9 @@ Where it deliberately differs from a real Lobu server (and nowhere else):
   the trigger routes or `/_dev`), so scheduled runs exist only when queued;
 - no warm-up unless asked (`warmup_seconds`, `--warmup-seconds`, `/_dev/warmup`),
   so a test that does not care about it stays fast;
+- `mint-child-token` mints for `headless` too, bound to the worker_id asked for
+  (as current servers do) unless `DevState(child_tokens="1.6.0")`, which answers
+  as Lobu 1.6.0 does (`chrome-extension` only);
 - the MCP server is a stand-in that runs no code (`routes_mcp.mcp`);
 - texts never observed on a real server are marked "inferred" where they are made.
 """

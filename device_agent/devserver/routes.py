@@ -40,6 +40,8 @@ _RUN_ROUTE: Final = re.compile(r"^/api/workers/me/runs/([^/]+)/complete-(watcher
 _WATCHER_TRIGGER: Final = re.compile(r"^/api/workers/me/watchers/([^/]+)/trigger$")
 _AUTOMATION_TRIGGER: Final = re.compile(r"^/api/workers/me/automations/([^/]+)/trigger$")
 _MANAGE_WATCHERS: Final = re.compile(r"^/api/([^/]+)/manage_watchers$")
+# The tool proxy's reads of a watcher (what "Run now" with an unbound token checks pinning with).
+_WATCHER_TOOLS: Final = re.compile(r"^/api/([^/]+)/(get_watcher|list_watchers)$")
 _MCP: Final = re.compile(r"^/mcp(?:/([^/]+))?$")
 
 Handler = Callable[[DevState, Caller, Request], Response]
@@ -264,4 +266,10 @@ def _user_route(request: Request) -> Handler | None:
         return None
     if match := _MANAGE_WATCHERS.match(request.path):
         return partial(routes_watcher.manage_watchers, org_slug=match.group(1))
+    if match := _WATCHER_TOOLS.match(request.path):
+        tool = {
+            "get_watcher": routes_watcher.get_watcher,
+            "list_watchers": routes_watcher.list_watchers,
+        }[match.group(2)]
+        return partial(tool, org_slug=match.group(1))
     return None

@@ -31,6 +31,7 @@ from device_agent.devserver.wire import INVALID_BODY, Caller, error, json_object
 
 CHILD_TOKEN_LIFETIME_SECONDS: Final = 90 * 24 * 3600
 CHILD_PLATFORMS: Final = frozenset({"macos", "chrome-extension", "headless"})
+CHILD_PLATFORMS_1_6: Final = frozenset({"chrome-extension"})  # Lobu 1.6.0 (seen)
 CHILD_SELF_MINT_ONLY: Final = {
     "error": "insufficient_scope",
     "error_description": (
@@ -295,9 +296,11 @@ def mint_child_token(state: DevState, caller: Caller, request: Request) -> Respo
     platform = str(body.get("platform") or "").strip()
     if not platform:
         return error(400, "platform is required")
-    if platform not in CHILD_PLATFORMS:
+    lobu_1_6 = state.child_tokens == "1.6.0"
+    if platform not in (CHILD_PLATFORMS_1_6 if lobu_1_6 else CHILD_PLATFORMS):
         return error(400, f"platform '{platform}' is not eligible for child-token mint")
-    requested = str(body.get("worker_id") or "").strip()
+    # Lobu 1.6.0 ignores the worker_id asked for: every mint makes a device of its own.
+    requested = "" if lobu_1_6 else str(body.get("worker_id") or "").strip()
     if requested and not WORKER_ID_RE.match(requested):
         return error(
             400,
@@ -317,15 +320,14 @@ def mint_child_token(state: DevState, caller: Caller, request: Request) -> Respo
     device.label = device.label or label
     state.device_signed_in(worker_id)  # the dev server's samples may move to it
     state.revoke_bound_tokens(worker_id)  # a re-mint rotates: the old child PAT dies
-    child = state.add_token(
-        "device_worker:run", bound_worker_id=worker_id, expires_in=CHILD_TOKEN_LIFETIME_SECONDS
-    )
+    lifetime = None if lobu_1_6 else CHILD_TOKEN_LIFETIME_SECONDS  # 1.6.0's never expire
+    child = state.add_token("device_worker:run", bound_worker_id=worker_id, expires_in=lifetime)
     return Response.json(
         200,
         {
             "worker_id": worker_id,
             "access_token": child,
-            "expires_at": iso(state.now() + CHILD_TOKEN_LIFETIME_SECONDS),
+            "expires_at": None if lifetime is None else iso(state.now() + lifetime),
             "session_token": None,
             "gateway_url": origin(request),
             "label": label,

@@ -1,5 +1,6 @@
-"""The watcher lane: the claimed run's payload, `complete-watcher`, and the two
-ways to "Run now" (the device trigger and the tool proxy's `manage_watchers`).
+"""The watcher lane: the claimed run's payload, `complete-watcher`, the two ways to
+"Run now" (the device trigger and the tool proxy's `manage_watchers`), and the tool
+proxy's reads of a watcher (`get_watcher`, `list_watchers`), which say where it is pinned.
 
 See docs/protocol.md, "Poll and claim", "Watcher lane: completion" and "Run now".
 """
@@ -220,37 +221,52 @@ def trigger(state: DevState, caller: Caller, request: Request, *, watcher_id_tex
     return run_now_answer(run, state.now(), already_queued=not created)
 
 
+# The actions Lobu 1.6.0's `manage_watchers` knows (seen: any other gets a 400 naming them).
+MANAGE_WATCHERS_ACTIONS: Final = (
+    "complete_window",
+    "create",
+    "create_from_version",
+    "create_version",
+    "delete",
+    "get_component_reference",
+    "get_feedback",
+    "get_version_details",
+    "get_versions",
+    "set_reaction_script",
+    "submit_feedback",
+    "trigger",
+    "update",
+    "upgrade",
+)
+
+
 def manage_watchers(
     state: DevState, caller: Caller, request: Request, *, org_slug: str
 ) -> Response:
-    """The tool proxy's `manage_watchers`: `action: "trigger"`, and `"get"` (what "Run now"
-    with an unbound token asks first, to check the pinning).
+    """The tool proxy's `manage_watchers`, of which the dev server has `action: "trigger"`.
 
-    As on the real server it does not check pinning and answers an existing
-    pending run without `already_queued` (docs/protocol.md, "Run now").
+    As on Lobu 1.6.0: an action it does not know (`get` among them: reading a watcher is the
+    `get_watcher` tool) gets 400 `Unknown action: <a>. Valid actions: …`; `trigger` does not
+    check pinning and answers an existing pending or running run without `already_queued`
+    (docs/protocol.md, "Run now").
     """
     if org_slug != state.org.slug:
-        return error(404, f"Organization '{org_slug}' not found")
+        return _no_such_org(org_slug)
     body = json_object(request)
     if body is None:
         return error(400, INVALID_BODY)
-    if body.get("action") not in ("trigger", "get"):
-        return error(
-            400,
-            f"Unsupported action {body.get('action')!r}: the dev server has 'trigger' and 'get'",
-        )
+    action = body.get("action")
+    if action not in MANAGE_WATCHERS_ACTIONS:
+        shown = action if isinstance(action, str) else "undefined"
+        valid = ", ".join(MANAGE_WATCHERS_ACTIONS)
+        return error(400, f"Unknown action: {shown}. Valid actions: {valid}.")
+    if action != "trigger":
+        return error(501, f"the dev server does not implement manage_watchers {action!r}")
     raw_id = body.get("watcher_id")
     watcher_id = digits(str(raw_id)) if isinstance(raw_id, int | str) else None
     watcher = state.find_watcher(watcher_id) if watcher_id is not None else None
     if watcher is None:
         return error(400, f"Watcher {raw_id} not found.")
-    if body.get("action") == "get":
-        # Inferred, never recorded: the watcher with the device UUID it is pinned to (or null),
-        # the id `GET /api/me/devices` lists for each device.
-        pinned = {"id": str(watcher.id), "name": watcher.name, "status": watcher.status}
-        return Response.json(
-            200, {"action": "get", "watcher": pinned | {"device_worker_id": watcher.device_id}}
-        )
     # Inferred texts: these two answers were never observed.
     if watcher.status != "active":
         return error(400, f"Watcher {watcher.id} is not active.")
@@ -259,3 +275,80 @@ def manage_watchers(
     run, _created = state.enqueue_manual(watcher)
     answer = {"action": "trigger", "watcher_id": str(watcher.id), "run_id": run.id}
     return Response.json(200, answer | {"status": run.status})
+
+
+def get_watcher(state: DevState, caller: Caller, request: Request, *, org_slug: str) -> Response:
+    """The tool proxy's `get_watcher {"watcher_id": "<id>"}`: the watcher's windows and, under
+    `watcher`, what it is (`device_worker_id`: the device UUID it is pinned to, or null).
+
+    As the upstream tool does, an id no watcher has gets 200 with no `watcher` key. Only the
+    fields a device reads are filled in; windows list what this server stored."""
+    if org_slug != state.org.slug:
+        return _no_such_org(org_slug)
+    body = json_object(request)
+    if body is None:
+        return error(400, INVALID_BODY)
+    raw_id = body.get("watcher_id")
+    if raw_id is None:
+        return error(400, "/watcher_id: Required property")
+    if not isinstance(raw_id, str):
+        return error(400, "/watcher_id: Expected string")
+    watcher_id = digits(raw_id)
+    if watcher_id is None:  # the id goes to a bigint column unchecked
+        return error(500, f'invalid input syntax for type bigint: "{raw_id}"')
+    watcher = state.find_watcher(watcher_id)
+    windows = [
+        {"watcher_id": str(watcher_id), "window_start": start, "window_end": end}
+        for start, end in state.windows_of(watcher_id)
+    ]
+    answer: dict[str, Any] = {"windows": windows}
+    if watcher is not None:
+        answer["watcher"] = {
+            "watcher_id": str(watcher.id),
+            "watcher_name": watcher.name,
+            "slug": watcher.slug or "",
+            "status": watcher.status,
+            "schedule": watcher.schedule,
+            "agent_id": watcher.agent_id,
+            "agent_kind": watcher.agent_kind,
+            "device_worker_id": watcher.device_id,
+            "version": watcher.version_id,
+        }
+    answer["pagination"] = {"page": 1, "page_size": 50, "total": len(windows)}
+    answer["metadata"] = {"query_type": "specific"}
+    return Response.json(200, answer)
+
+
+def list_watchers(state: DevState, caller: Caller, request: Request, *, org_slug: str) -> Response:
+    """The tool proxy's `list_watchers`: `{"watchers": [...]}`, each with `watcher_id` (a
+    string) and `device_worker_id`; only active ones unless `status` is given; `watcher_id`
+    and `status` filter."""
+    if org_slug != state.org.slug:
+        return _no_such_org(org_slug)
+    body = json_object(request) if request.body.strip() else {}
+    if body is None:
+        return error(400, INVALID_BODY)
+    wanted_id, status = body.get("watcher_id"), body.get("status") or "active"
+    rows = [
+        {
+            "watcher_id": str(watcher.id),
+            "name": watcher.name,
+            "slug": watcher.slug,
+            "status": watcher.status,
+            "schedule": watcher.schedule,
+            "agent_id": watcher.agent_id,
+            "agent_kind": watcher.agent_kind,
+            "device_worker_id": watcher.device_id,
+            "execution_config": copy.deepcopy(watcher.execution_config),
+            "notification_channel": watcher.notification_channel,
+            "notification_priority": watcher.notification_priority,
+            "organization_slug": state.org.slug,
+        }
+        for watcher in sorted(state.watchers(), key=lambda w: w.created_at, reverse=True)
+        if watcher.status == status and (wanted_id is None or str(watcher.id) == str(wanted_id))
+    ]
+    return Response.json(200, {"watchers": rows})
+
+
+def _no_such_org(org_slug: str) -> Response:
+    return error(404, f"Organization '{org_slug}' not found")

@@ -22,6 +22,7 @@ from typing import TextIO
 import httpx
 
 from device_agent import config_file, logs
+from device_agent.cli.output import printable
 from device_agent.config import (
     ENV_SERVER,
     ENV_TOKEN,
@@ -34,6 +35,8 @@ from device_agent.errors import DeviceAgentError, ExitCode
 from device_agent.identity import oauth
 from device_agent.identity.credentials import CredentialError, check_token_shape, load_credential
 from device_agent.identity.device_token import (
+    LocalInit,
+    MintNotOffered,
     local_init,
     lock_wait_for,
     maybe_rotate,
@@ -43,7 +46,14 @@ from device_agent.identity.device_token import (
 from device_agent.identity.errors import AccountError, UsageError
 from device_agent.identity.http import account_client_for, fail, send
 from device_agent.identity.run_now import trigger
-from device_agent.identity.store import DAY, PAT, Credential, TokenStore, worker_id_mismatch
+from device_agent.identity.store import (
+    DAY,
+    LOCAL,
+    PAT,
+    Credential,
+    TokenStore,
+    worker_id_mismatch,
+)
 from device_agent.identity.worker_id import resolve_worker_id
 
 Poke = Callable[[], str | None]
@@ -165,46 +175,174 @@ async def _login_and_mint(
 ) -> tuple[int, str | None]:
     """Sign in and mint; the exit code and the worker_id settled (None: it was not)."""
     worker_id = resolve_worker_id(settings)
+    store = TokenStore(settings.paths.state_dir, settings.origin)
     async with account_client_for(settings, transport=wiring.transport) as client:
         if options.local:
-            init = await local_init(client)
-            user_token, org_slug = init.token, init.org_slug
-        else:
-            user_token, org_slug = await _device_flow(client, options, console, wiring), None
-        store = TokenStore(settings.paths.state_dir, settings.origin)
-        async with rotation_lock(store.state_dir, wait=_lock_wait(settings)):
-            minted = await mint_child_token(
-                client, user_token, worker_id=worker_id, label=settings.label
+            return await _login_local(settings, client, store, worker_id, console)
+        signed_in = await _device_flow(client, options, console, wiring)
+        try:
+            credential, where = await _mint_and_keep(
+                settings, client, store, signed_in.tokens.access_token, worker_id, org_slug=None
             )
-            credential = replace(minted, org_slug=org_slug)
-            where = await asyncio.to_thread(store.save, credential)
+        except AccountError as exc:
+            # The sign-in is of no use without a device token: end it rather than leave it.
+            ended = await _end_sign_in(client, signed_in)
+            raise AccountError(f"{exc.user_message()}; {ended}", ExitCode(exc.exit_code)) from None
+    return _signed_in(settings, worker_id, credential, where, console)
+
+
+async def _mint_and_keep(
+    settings: Settings,
+    client: httpx.AsyncClient,
+    store: TokenStore,
+    user_token: str,
+    worker_id: str,
+    *,
+    org_slug: str | None,
+) -> tuple[Credential, str]:
+    """Mint this device's token with `user_token` and store it; the credential and its home."""
+    async with rotation_lock(store.state_dir, wait=_lock_wait(settings)):
+        minted = await mint_child_token(
+            client, user_token, worker_id=worker_id, label=settings.label
+        )
+        credential = replace(minted, org_slug=org_slug)
+        where = await asyncio.to_thread(store.save, credential)
+    return credential, where
+
+
+def _signed_in(
+    settings: Settings, worker_id: str, credential: Credential, where: str, console: Console
+) -> tuple[int, str | None]:
     until = _date(credential.expires_at)
     console.say(
         f"Signed in to {settings.origin}. This device's token (bound to worker_id "
-        f"{credential.worker_id}, valid until {until}) is stored in the {where}."
+        f"{printable(credential.worker_id or worker_id)}, valid until {until}) is stored in the "
+        f"{where}."
     )
     code = _settle_worker_id(settings, worker_id, credential, console)
     return code, (credential.worker_id or worker_id) if code == ExitCode.OK else None
 
 
+async def _login_local(
+    settings: Settings,
+    client: httpx.AsyncClient,
+    store: TokenStore,
+    worker_id: str,
+    console: Console,
+) -> tuple[int, str | None]:
+    """`login --local`: the local server's token, traded for one bound to this device.
+
+    Every `local-init` call mints a PAT that never expires, and nothing here can revoke one.
+    So it is called only when no such PAT from an earlier `login --local` is kept (that one
+    signs in instead), and the PAT it gives is never dropped: traded for a device-bound
+    token, or, where the server mints none (Lobu 1.6.0) or the mint fails, kept and used."""
+    kept = await asyncio.to_thread(store.load)
+    if kept is not None and kept.kind == LOCAL and kept.refused is None:
+        logs.redactor.add(kept.token)
+        user, reused = LocalInit(token=kept.token, org_slug=kept.org_slug), True
+    else:
+        user, reused = await local_init(client), False
+    while True:
+        try:
+            credential, where = await _mint_and_keep(
+                settings, client, store, user.token, worker_id, org_slug=user.org_slug
+            )
+        except AccountError as exc:
+            if exc.status != 401:  # the token works, the server did not mint: keep it
+                return await _keep_unbound(settings, store, user, worker_id, exc, console)
+            if not reused:
+                raise
+            user, reused = await local_init(client), False  # the stored token is dead
+            continue
+        return _signed_in(settings, worker_id, credential, where, console)
+
+
+async def _keep_unbound(
+    settings: Settings,
+    store: TokenStore,
+    user: LocalInit,
+    worker_id: str,
+    why: AccountError,
+    console: Console,
+) -> tuple[int, str | None]:
+    """Keep the local server's token when no device-bound one was minted, and say what it can
+    do. The exit code is 0 when the server mints none for this agent (this is as good as it
+    gets there), else the failure's: a later `login --local` signs in with the kept token."""
+    credential = Credential(token=user.token, kind=LOCAL, org_slug=user.org_slug)
+    async with rotation_lock(store.state_dir, wait=_lock_wait(settings)):
+        where = await asyncio.to_thread(store.save, credential)
+    offered = not isinstance(why, MintNotOffered)
+    reason = f"it answered {why.said!r}" if isinstance(why, MintNotOffered) else why.user_message()
+    console.say(
+        f"Signed in to {settings.origin} with the local server's own token, stored in the "
+        f"{where}. The server did not give this device a token of its own ({reason}), so this "
+        "one is not bound to this device: with it the agent polls for, runs and reports this "
+        f"device's runs (as worker_id {printable(worker_id)}), and Run now "
+        "works for a watcher pinned to this device; Run now for an automation does not. It "
+        "does not expire: revoke it in the web app (Settings → Access tokens) when this device "
+        "no longer needs it."
+    )
+    if offered:
+        console.fail(
+            "no token bound to this device yet: run `device-agent login --local` again later; "
+            "it signs in with the kept token, minting no other"
+        )
+        return int(why.exit_code), None
+    return ExitCode.OK, None
+
+
+@dataclass(frozen=True)
+class SignedIn:
+    """A finished device flow: what the OAuth server gave, and where to revoke it."""
+
+    endpoints: oauth.Endpoints
+    client_id: str
+    tokens: oauth.OAuthTokens
+
+
 async def _device_flow(
     client: httpx.AsyncClient, options: argparse.Namespace, console: Console, wiring: Wiring
-) -> str:
+) -> SignedIn:
     endpoints = await oauth.discover(client)
     client_id = await oauth.register(client, endpoints)
     code = await oauth.request_device_code(client, endpoints, client_id)
-    console.say(f"To sign in this device, open {code.verification_uri} and enter the code:")
-    console.say(f"\n    {code.user_code}\n")
-    if not options.no_browser and has_desktop(wiring.env, wiring.system):
-        await asyncio.to_thread(
-            wiring.open_browser, code.verification_uri_complete or code.verification_uri
-        )
+    address = oauth.sign_in_address(code)  # checked: the one opened is the one shown
+    opening = not options.no_browser and has_desktop(wiring.env, wiring.system)
+    where = "this page (opening in your browser)" if opening else "this page in a browser"
+    console.say(f"To sign in this device, approve it on {where}:")
+    console.say(f"\n    {printable(address)}\n")
+    carries_code = address == code.verification_uri_complete
+    console.say("Check that it shows this code:" if carries_code else "It asks for this code:")
+    console.say(f"\n    {printable(code.user_code)}\n")
+    if opening:
+        await asyncio.to_thread(wiring.open_browser, address)
     console.say(f"Waiting for approval (the code expires in {int(code.expires_in // 60)} min)…")
     tokens = await oauth.wait_for_approval(
         client, endpoints, client_id, code, sleep=wiring.sleep, clock=wiring.clock
     )
     logs.redactor.add(tokens.access_token, tokens.refresh_token)
-    return tokens.access_token
+    return SignedIn(endpoints, client_id, tokens)
+
+
+async def _end_sign_in(client: httpx.AsyncClient, signed_in: SignedIn) -> str:
+    """Revoke the device flow's tokens (RFC 7009), and say whether that worked."""
+    tokens = signed_in.tokens
+    pairs = [(tokens.access_token, "access_token")]
+    if tokens.refresh_token:
+        pairs.append((tokens.refresh_token, "refresh_token"))
+    try:
+        revoked = [
+            await oauth.revoke(client, signed_in.endpoints, signed_in.client_id, token, hint=hint)
+            for token, hint in pairs
+        ]
+    except AccountError as exc:
+        return f"nothing was stored, and the browser sign-in could not be revoked ({exc})"
+    if all(revoked):
+        return "nothing was stored, and the browser sign-in was revoked on the server"
+    return (
+        "nothing was stored; the server offers no way to revoke the browser sign-in from here, "
+        "so it lapses on its own (its access token within a day)"
+    )
 
 
 def has_desktop(env: Mapping[str, str], system: str) -> bool:
@@ -229,7 +367,8 @@ def _settle_worker_id(
     path = settings.paths.state_dir / "worker_id"  # the file device_agent.identity.worker_id keeps
     path.write_text(bound + "\n", encoding="utf-8")
     console.say(
-        f"This device is now worker {bound} (chosen by the server; it was {asked}). "
+        f"This device is now worker {printable(bound)} (chosen by the server; it was "
+        f"{printable(asked)}). "
         "Watchers pinned to the old id need to be pinned to this device in the web app."
     )
     return ExitCode.OK

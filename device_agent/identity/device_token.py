@@ -23,12 +23,14 @@ from typing import Final
 import httpx
 
 from device_agent import logs
-from device_agent.identity.errors import AuthRefused, Unreachable
+from device_agent.cli.output import printable
+from device_agent.identity.errors import AuthRefused, Unreachable, UsageError
 from device_agent.identity.http import (
     CLIENT_HEADER,
     body_of,
     client_name_of,
     deadline_of,
+    error_text,
     fail,
     send,
     text_field,
@@ -42,6 +44,7 @@ from device_agent.identity.store import (
     needs_rotation,
     token_shape_problem,
 )
+from device_agent.server.protocol import WORKER_ID_PATTERN
 
 CHILD_LIFETIME: Final = 90 * DAY  # what the server grants when its answer omits expires_at
 LOCK_FILE: Final = "token.lock"
@@ -53,6 +56,26 @@ LOCK_HELD_REQUESTS: Final = 4
 # terminal daemon is a headless device on any host. The device row keeps this platform, so the
 # agent must poll with it (docs/protocol.md, "Identities").
 MINT_PLATFORM: Final = "headless"
+
+
+# What a server answers when it mints child tokens for other platforms only: Lobu 1.6.0 lets
+# only its browser extension ("chrome-extension") mint (docs/protocol.md, "What a real server
+# does").
+NOT_ELIGIBLE: Final = "is not eligible for child-token mint"
+
+
+class MintNotOffered(UsageError):
+    """The server issues no device-bound token to this agent, whatever it is asked."""
+
+    def __init__(self, said: str) -> None:
+        super().__init__(
+            f"the server issues no token bound to this device ({said!r}: it mints those only "
+            "for other kinds of clients). On a local server, `device-agent login --local` "
+            "keeps the local server's own token instead; otherwise sign in with a token from "
+            "the web app (`device-agent login --token-stdin`)",
+            status=400,
+        )
+        self.said = said
 
 
 @dataclass(frozen=True)
@@ -100,6 +123,9 @@ async def mint_child_token(
         headers={CLIENT_HEADER: client_name_of(client)},
     )
     if response.status_code != 200:
+        said = error_text(response)
+        if response.status_code == 400 and NOT_ELIGIBLE in said:
+            raise MintNotOffered(said)
         raise fail(response, doing, fix=_mint_fix(body_of(response).get("error")))
     body = body_of(response)
     token = _token_in(body, "access_token", doing)
@@ -110,10 +136,25 @@ async def mint_child_token(
     return Credential(
         token=token,
         kind=CHILD,
-        worker_id=text_field(body, "worker_id", doing),
+        worker_id=_bound_worker_id(body, doing),
         platform=MINT_PLATFORM,
         expires_at=_parse_expiry(body.get("expires_at")) or issued + CHILD_LIFETIME,
     )
+
+
+def _bound_worker_id(body: dict[str, object], doing: str) -> str:
+    """The worker_id the server bound the token to, if the agent can be that device: it goes
+    into the state dir and the config file, and one the agent would refuse to start with (a
+    line break, a `/`) must not be kept there."""
+    worker_id = text_field(body, "worker_id", doing)
+    if not WORKER_ID_PATTERN.fullmatch(worker_id):
+        raise Unreachable(
+            f"{doing}: the server bound the token to worker_id {printable(worker_id[:200])!r}, "
+            "which is not a valid worker_id (1-128 characters from letters, digits and "
+            ". _ : -); nothing was stored. Is this a Lobu server? Check the server URL, or "
+            "sign in with a token from the web app (`device-agent login --token-stdin`)"
+        )
+    return worker_id
 
 
 def _token_in(body: dict[str, object], key: str, doing: str) -> str:

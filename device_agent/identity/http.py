@@ -137,18 +137,22 @@ def error_text(response: Reply) -> str:
 
 def fail(response: Reply, doing: str, *, fix: str) -> AccountError:
     """Turn an unexpected answer into the right error: 401/403 auth, 5xx unreachable, else usage."""
-    said = f"{doing} failed: the server answered {response.status_code} {error_text(response)!r}"
-    if response.status_code in (401, 403):
-        return AuthRefused(f"{said}; {fix}")
-    if response.status_code >= 500 or response.status_code in (408, 429):
-        return Unreachable(f"{said}; the server has a problem, try again in a minute")
-    if 300 <= response.status_code < 400:
+    status = response.status_code
+    said = f"{doing} failed: the server answered {status} {error_text(response)!r}"
+    if status in (401, 403):
+        return AuthRefused(f"{said}; {fix}", status=status)
+    if status >= 500 or status in (408, 429):
+        return Unreachable(
+            f"{said}; the server has a problem, try again in a minute", status=status
+        )
+    if 300 <= status < 400:
         location = response.headers.get("location", "?")[:200]
         return UsageError(
             f"{doing} failed: the server redirected to {location!r}; "
-            "use the final server URL with --server"
+            "use the final server URL with --server",
+            status=status,
         )
-    return UsageError(f"{said}; {fix}")
+    return UsageError(f"{said}; {fix}", status=status)
 
 
 def text_field(body: Mapping[str, Any], key: str, doing: str) -> str:

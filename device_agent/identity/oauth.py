@@ -16,6 +16,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from device_agent.cli.output import printable
+from device_agent.config import is_loopback
 from device_agent.identity.errors import AuthRefused, UsageError
 from device_agent.identity.http import (
     body_of,
@@ -28,8 +30,15 @@ from device_agent.identity.http import (
 DEVICE_GRANT: Final = "urn:ietf:params:oauth:grant-type:device_code"
 SCOPE: Final = "device_worker:run mcp:read mcp:write profile:read"
 SLOW_DOWN_SECONDS: Final = 5.0  # RFC 8628 §3.5
-DEFAULT_INTERVAL: Final = 5.0
+DEFAULT_INTERVAL: Final = 5.0  # RFC 8628 §3.2: when the server names none
 DEFAULT_EXPIRES_IN: Final = 900.0
+# The server's `interval` and `expires_in` are kept within these bounds: a server asking for
+# a poll every microsecond is not obeyed, nor one asking to wait a day between polls or to
+# keep a terminal waiting for days. Lobu asks for 5 s and 900 s.
+MIN_INTERVAL: Final = 1.0
+MAX_INTERVAL: Final = 60.0
+MIN_EXPIRES_IN: Final = 60.0
+MAX_EXPIRES_IN: Final = 3600.0
 
 Sleep = Callable[[float], Awaitable[None]]
 Clock = Callable[[], float]
@@ -119,9 +128,51 @@ async def request_device_code(
         user_code=text_field(body, "user_code", doing),
         verification_uri=text_field(body, "verification_uri", doing),
         verification_uri_complete=complete if isinstance(complete, str) and complete else None,
-        expires_in=_seconds(body.get("expires_in"), DEFAULT_EXPIRES_IN),
-        interval=_seconds(body.get("interval"), DEFAULT_INTERVAL),
+        expires_in=_within(
+            _seconds(body.get("expires_in"), DEFAULT_EXPIRES_IN), MIN_EXPIRES_IN, MAX_EXPIRES_IN
+        ),
+        interval=_within(
+            _seconds(body.get("interval"), DEFAULT_INTERVAL), MIN_INTERVAL, MAX_INTERVAL
+        ),
     )
+
+
+MAX_ADDRESS_CHARS: Final = 2048
+
+
+def sign_in_address(code: DeviceCode) -> str:
+    """Where the user signs in: `verification_uri_complete` (it carries the code) when it is a
+    web address, else `verification_uri`. The one returned is the one to open and to show.
+
+    The server is untrusted: a browser handed `file:`, `javascript:` or `smb:` would open a
+    local file, run script or reach out to a share, and a value starting with `--` would be
+    read as an option by the program that opens the browser. So only `https://` addresses,
+    or `http://` to this machine, are ever opened or printed as the place to go."""
+    for candidate in (code.verification_uri_complete, code.verification_uri):
+        if candidate is not None and is_web_address(candidate):
+            return candidate
+    raise UsageError(
+        f"the server's sign-in address {printable(code.verification_uri[:200])!r} is not an "
+        "https:// address (nor http:// to this machine), so it was neither opened nor shown; "
+        "is this a Lobu server? Check --server, or sign in with a token from the web app "
+        "(`device-agent login --token-stdin`)"
+    )
+
+
+def is_web_address(url: str) -> bool:
+    """An `https://` URL, or `http://` to a loopback host; visible ASCII only, no user info."""
+    if len(url) > MAX_ADDRESS_CHARS or not all("!" <= ch <= "~" for ch in url):
+        return False
+    if not url.lower().startswith(("https://", "http://")):
+        return False
+    parts = urlsplit(url)
+    try:
+        host, _ = parts.hostname, parts.port
+    except ValueError:  # a port that is not a number, a broken IPv6 literal
+        return False
+    if not host or "@" in parts.netloc:  # user info in an address only serves to mislead
+        return False
+    return parts.scheme.lower() == "https" or is_loopback(host)
 
 
 async def wait_for_approval(
@@ -133,13 +184,16 @@ async def wait_for_approval(
     sleep: Sleep = asyncio.sleep,
     clock: Clock = time.monotonic,
 ) -> OAuthTokens:
-    """Poll the token endpoint until the user approves, denies, or the code expires."""
+    """Poll the token endpoint until the user approves, denies, or the code expires.
+
+    Waits `code.interval` between polls (5 s more after each `slow_down`, never over
+    `MAX_INTERVAL`), and never past `code.expires_in`: at that moment it gives up."""
     deadline = clock() + code.expires_in
     interval = code.interval
     while True:
-        await sleep(interval)
+        await sleep(max(0.0, min(interval, deadline - clock())))
         if clock() >= deadline:
-            raise _expired(code)
+            raise _not_approved_in_time(code)
         response = await send(
             client,
             "POST",
@@ -162,7 +216,7 @@ async def wait_for_approval(
         if error == "authorization_pending":
             continue
         if error == "slow_down":
-            interval += SLOW_DOWN_SECONDS
+            interval = min(interval + SLOW_DOWN_SECONDS, MAX_INTERVAL)
             continue
         if error == "access_denied":
             raise AuthRefused(
@@ -175,12 +229,18 @@ async def wait_for_approval(
 
 
 async def revoke(
-    client: httpx.AsyncClient, endpoints: Endpoints, client_id: str | None, token: str
+    client: httpx.AsyncClient,
+    endpoints: Endpoints,
+    client_id: str | None,
+    token: str,
+    *,
+    hint: str = "access_token",
 ) -> bool:
-    """RFC 7009 revocation; True when the server confirmed it."""
+    """RFC 7009 revocation (`hint`: "access_token" or "refresh_token"); True when the server
+    confirmed it."""
     if endpoints.revocation is None:
         return False
-    form = {"token": token, "token_type_hint": "access_token"}
+    form = {"token": token, "token_type_hint": hint}
     if client_id:
         form["client_id"] = client_id
     response = await send(client, "POST", endpoints.revocation, data=form)
@@ -188,11 +248,25 @@ async def revoke(
 
 
 def _expired(code: DeviceCode) -> AuthRefused:
+    """The server said the code expired."""
     return AuthRefused(
-        f"the code {code.user_code} expired before it was approved; nothing was stored. "
-        "Run `device-agent login` again and approve it within "
-        f"{int(code.expires_in // 60)} minutes"
+        f"the code {printable(code.user_code)} expired before it was approved; nothing was "
+        f"stored. Run `device-agent login` again and approve it within {_minutes(code)}"
     )
+
+
+def _not_approved_in_time(code: DeviceCode) -> AuthRefused:
+    """The code's lifetime (as bounded here) ran out while waiting."""
+    return AuthRefused(
+        f"the code {printable(code.user_code)} was not approved within {_minutes(code)}, the "
+        "time it is valid for; stopped waiting, nothing was stored. Run `device-agent login` "
+        "again and approve it in time"
+    )
+
+
+def _minutes(code: DeviceCode) -> str:
+    minutes = max(1, round(code.expires_in / 60))
+    return "1 minute" if minutes == 1 else f"{minutes} minutes"
 
 
 _ASK_ADMIN: Final = (
@@ -202,9 +276,14 @@ _ASK_ADMIN: Final = (
 
 
 def _seconds(value: object, default: float) -> float:
+    """A positive number of seconds from the server, else `default` (NaN is not positive)."""
     if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
         return float(value)
     return default
+
+
+def _within(seconds: float, low: float, high: float) -> float:
+    return min(max(seconds, low), high)
 
 
 def _origin(url: str) -> str:

@@ -2,18 +2,22 @@
 server answered, never a promise.
 
 See docs/protocol.md, "Run now". A bound token uses the device route of the run's lane, which
-checks pinning itself. An unbound token can only use the tool-proxy route, which does not check
-pinning (docs/protocol.md, "What a real server does"): so it is used only after the watcher is
-confirmed to be pinned to this device.
+checks pinning itself. An unbound token can only use the tool proxy's `manage_watchers
+{"action": "trigger"}`, which does not check pinning (docs/protocol.md, "What a real server
+does"): so it is used only after the server's `get_watcher` tool (else its `list_watchers`)
+has said the watcher is pinned to this device.
 """
 
 from __future__ import annotations
 
+import enum
+import re
 from dataclasses import dataclass
 from typing import Any, Final
 
 import httpx
 
+from device_agent.cli.output import printable
 from device_agent.errors import ExitCode
 from device_agent.identity.errors import AccountError, AuthRefused, UsageError
 from device_agent.identity.http import (
@@ -28,6 +32,13 @@ from device_agent.server.http import Reply
 
 _NOT_BOUND: Final = "Token is not bound to a device worker"
 _NOT_AN_ID: Final = "Endpoint not available to user-scoped workers"
+# The device routes' "Watcher not found" / "Automation not found", the tool proxy's
+# "Watcher 7 not found." (not a "Not Found" of a route or tool the server lacks)
+_NOT_FOUND: Final = re.compile(r"^(Watcher|Automation)( \d+)? not found\.?$")
+# 409 "Watcher is not active" / "... has no agent assigned"; the tool proxy's 400 "Watcher 7 is
+# not active." / "... is not assigned to a Lobu agent."
+_CANNOT_RUN: Final = re.compile(r"not active|no agent|not assigned", re.IGNORECASE)
+_RUN_IT_FROM_THE_WEB_APP: Final = "nothing was queued; use Run now in the web app instead"
 
 
 @dataclass(frozen=True)
@@ -38,9 +49,17 @@ class Triggered:
     route: str  # "device" or "tool proxy"
 
     def describe(self, lane: str, item_id: str) -> str:
-        run = f"run {self.run_id}" if self.run_id is not None else "a run"
+        shown = self.run_id if isinstance(self.run_id, int | str) else None
+        run = f"run {printable(str(shown))}" if shown is not None else "a run"
         if self.already_queued:
-            return f"{lane} {item_id}: {run} was already {self.status}; no new run was queued"
+            status = printable(self.status)
+            return f"{lane} {item_id}: {run} was already {status}; no new run was queued"
+        if self.route == "tool proxy" and self.status != "pending":
+            # The tool proxy returns a run that is already pending or running as it is.
+            return (
+                f"{lane} {item_id}: the server returned {run}, status {self.status!r}: a run "
+                "already under way, so no new run was queued"
+            )
         return f"{lane} {item_id}: {run} queued, server status {self.status!r}"
 
 
@@ -52,8 +71,8 @@ def check_item_id(item_id: str, lane: str) -> None:
 
 def _not_an_id(item_id: str, lane: str) -> UsageError:
     return UsageError(
-        f"{item_id!r} is not a {lane} id: `device-agent trigger` takes the number the web app "
-        f"shows in the {lane}'s address (…/{lane}s/<id>), e.g. `device-agent trigger 42`"
+        f"{item_id!r} is not a {lane} id: `device-agent trigger` takes the number the "
+        f"web app shows in the {lane}'s address (…/{lane}s/<id>), e.g. `device-agent trigger 42`"
     )
 
 
@@ -79,7 +98,7 @@ async def trigger(
         if lane != "watcher":
             raise AuthRefused(
                 "Run now for an automation needs a token bound to this device, and the stored "
-                "one is not: run `device-agent login` to get one"
+                f"one is not: run `device-agent login` to get one, or {_RUN_IT_FROM_THE_WEB_APP}"
             )
         return await _trigger_unbound(client, credential.token, item_id, worker_id)
     raise _refused(response, lane, item_id)
@@ -91,13 +110,21 @@ async def _trigger_unbound(
     device_uuid, org_slug = await _this_device(client, token, worker_id)
     pinned_to = await _pinned_device(client, token, org_slug, watcher_id)
     if pinned_to != device_uuid:
+        where = "to no device" if pinned_to is None else "to another device"
         raise AccountError(
-            f"watcher {watcher_id} is pinned to another device, not this one ({worker_id}): "
-            "its run would be queued there and never reach this agent. Trigger it from that "
-            "device, or pin the watcher to this device in the web app",
+            f"watcher {watcher_id} is pinned {where}, not to this one ({printable(worker_id)}): "
+            "its run would never reach this agent, so nothing was queued. Pin the watcher to "
+            "this device in the web app, or run it from the device it is pinned to",
             ExitCode.CONFIG,
         )
-    answer = await _manage_watchers(client, token, org_slug, "trigger", watcher_id)
+    answer = await _tool(
+        client,
+        token,
+        org_slug,
+        "manage_watchers",
+        {"action": "trigger", "watcher_id": watcher_id},
+        watcher_id,
+    )
     return _triggered(answer, route="tool proxy")
 
 
@@ -117,43 +144,91 @@ async def _this_device(client: httpx.AsyncClient, token: str, worker_id: str) ->
             if isinstance(uuid, str) and isinstance(slug, str) and slug:
                 return uuid, slug
     raise AccountError(
-        f"the server does not know this device ({worker_id}) yet: it registers on its first "
-        "poll, so start the agent once (`device-agent run --once`), then try again",
+        f"the server does not know this device ({printable(worker_id)}) yet: it registers on "
+        "its first poll, so start the agent once (`device-agent run --once`), then try again",
         ExitCode.CONFIG,
     )
+
+
+class _Unsaid(enum.Enum):
+    """An answer that does not say where a watcher is pinned."""
+
+    UNSAID = enum.auto()
 
 
 async def _pinned_device(
     client: httpx.AsyncClient, token: str, org_slug: str, watcher_id: str
 ) -> str | None:
-    body = await _manage_watchers(client, token, org_slug, "get", watcher_id)
-    nested = body.get("watcher")
-    watcher: dict[str, Any] = nested if isinstance(nested, dict) else body
-    pinned = watcher.get("device_worker_id")
-    if pinned is None and "device_worker_id" not in watcher:
+    """The device UUID the watcher is pinned to (None: to no device).
+
+    Read from the tool proxy's `get_watcher` (`watcher.device_worker_id`); a server whose
+    `get_watcher` does not name it is asked `list_watchers` (`watchers[].device_worker_id`).
+    """
+    # One window is plenty: the answer is read for the watcher, not for its windows.
+    detail = await _tool(
+        client,
+        token,
+        org_slug,
+        "get_watcher",
+        {"watcher_id": watcher_id, "page_size": 1},
+        watcher_id,
+    )
+    watcher = detail.get("watcher")
+    if not isinstance(watcher, dict):  # the tool's answer for an id no watcher has
+        raise _no_such(watcher_id, "watcher", "get_watcher found none")
+    pinned = _pin_of(watcher)
+    if pinned is _Unsaid.UNSAID:
+        listed = await _tool(
+            client, token, org_slug, "list_watchers", {"watcher_id": watcher_id}, watcher_id
+        )
+        rows = listed.get("watchers")
+        for row in rows if isinstance(rows, list) else []:
+            if isinstance(row, dict) and str(row.get("watcher_id", row.get("id"))) == watcher_id:
+                pinned = _pin_of(row)
+                break
+    if pinned is _Unsaid.UNSAID:
         raise AccountError(
-            f"cannot confirm that watcher {watcher_id} is pinned to this device (the server did "
-            "not say where it is pinned), so it was not triggered: run `device-agent login` to "
-            "get a device-bound token, whose Run now route checks the pinning itself",
+            f"cannot confirm that watcher {watcher_id} is pinned to this device (the server's "
+            "get_watcher and list_watchers do not say where it is pinned), so it was not "
+            "triggered: its run could go to another device. Use Run now in the web app, or "
+            "sign in with a token bound to this device (`device-agent login`), whose Run now "
+            "route checks the pinning itself",
             ExitCode.CONFIG,
         )
-    return pinned if isinstance(pinned, str) else None
+    return pinned
 
 
-async def _manage_watchers(
-    client: httpx.AsyncClient, token: str, org_slug: str, action: str, watcher_id: str
+def _pin_of(watcher: dict[str, Any]) -> str | _Unsaid | None:
+    if "device_worker_id" not in watcher:
+        return _Unsaid.UNSAID
+    pinned = watcher["device_worker_id"]
+    return pinned if isinstance(pinned, str) and pinned else None
+
+
+async def _tool(
+    client: httpx.AsyncClient,
+    token: str,
+    org_slug: str,
+    tool: str,
+    body: dict[str, Any],
+    watcher_id: str,
 ) -> dict[str, Any]:
-    """The server's tool proxy for watchers (the same tool its MCP clients call)."""
-    response = await send(
-        client,
-        "POST",
-        f"/api/{org_slug}/manage_watchers",
-        bearer=token,
-        json={"action": action, "watcher_id": watcher_id},
-    )
-    if response.status_code != 200:
-        raise _refused(response, "watcher", watcher_id)
-    return body_of(response)
+    """One call of the server's tool proxy (the tools its MCP clients call), as a JSON object."""
+    response = await send(client, "POST", f"/api/{org_slug}/{tool}", bearer=token, json=body)
+    if response.status_code == 200:
+        return body_of(response)
+    said = error_text(response)
+    if (
+        response.status_code in (400, 404)
+        and not _NOT_FOUND.search(said)
+        and not _CANNOT_RUN.search(said)
+    ):
+        raise UsageError(
+            f"Run now for watcher {watcher_id} with a token not bound to this device goes "
+            f"through the server's `{tool}` tool, which refused: {response.status_code} "
+            f"{said!r}; {_RUN_IT_FROM_THE_WEB_APP}"
+        )
+    raise _refused(response, "watcher", watcher_id)
 
 
 def _triggered(body: dict[str, Any], *, route: str) -> Triggered:
@@ -166,22 +241,37 @@ def _triggered(body: dict[str, Any], *, route: str) -> Triggered:
     )
 
 
+def _no_such(item_id: str, lane: str, said: str) -> AccountError:
+    return AccountError(
+        f"the server has no {lane} {item_id} for this account ({said}): `device-agent trigger` "
+        f"takes the number in the {lane}'s address in the web app (…/{lane}s/<id>)",
+        ExitCode.CONFIG,
+    )
+
+
 def _refused(response: Reply, lane: str, item_id: str) -> AccountError:
     said = error_text(response)
+    status = response.status_code
     if said == _NOT_AN_ID:
         return _not_an_id(item_id, lane)
-    if response.status_code == 403 and "not pinned" in said:
+    if status == 403 and "not pinned" in said:
         return AccountError(
-            f"{lane} {item_id} is pinned to another device ({said}): trigger it from that device, "
-            f"or pin it to this one in the web app",
+            f"{lane} {item_id} is pinned to another device ({said!r}): trigger it from that "
+            "device, or pin it to this one in the web app",
             ExitCode.CONFIG,
         )
-    if response.status_code == 404 and "poll first" in said:
+    if status == 404 and "poll first" in said:
         return AccountError(
             "the server does not know this device yet: start the agent once "
             "(`device-agent run --once`), then try again",
             ExitCode.CONFIG,
         )
-    return fail(
-        response, f"Run now for {lane} {item_id}", fix="check the id in the web app and try again"
-    )
+    if status in (400, 404) and _NOT_FOUND.search(said):
+        return _no_such(item_id, lane, repr(said))
+    if status in (400, 409) and _CANNOT_RUN.search(said):
+        return AccountError(
+            f"{lane} {item_id} cannot run now ({said!r}): make it active and give it an agent "
+            "in the web app, then try again",
+            ExitCode.CONFIG,
+        )
+    return fail(response, f"Run now for {lane} {item_id}", fix=_RUN_IT_FROM_THE_WEB_APP)

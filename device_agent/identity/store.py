@@ -33,6 +33,9 @@ if TYPE_CHECKING:
 
 CHILD: Final = "child"  # a PAT minted for and bound to this device's worker_id; rotates itself
 PAT: Final = "pat"  # a pasted PAT or DEVICE_AGENT_TOKEN: binding unknown, never rotated
+# The PAT `local-init` gave, kept because the server minted no child token with it: not bound,
+# never expires, never rotated. `login --local` mints with it rather than call local-init again.
+LOCAL: Final = "local"
 DAY: Final = 86400.0
 ROTATE_WHEN_LEFT: Final = 30 * DAY  # a child token re-mints itself with fewer days left
 # Far above any token a Lobu server issues (an owl_pat_ is under 100 characters, a JWT a

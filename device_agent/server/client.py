@@ -193,35 +193,10 @@ class LobuClient:
         return _classify_completion(answer)
 
     async def trigger(self, route: str) -> Answer:
-        """Send "Run now" to a lane's trigger route (docs/protocol.md, "Run now")."""
+        """Send "Run now" to a lane's device route, which needs a token bound to this device
+        (docs/protocol.md, "Run now"). `device-agent trigger` uses `identity.run_now`, which
+        also handles unbound tokens, checking the watcher's pinning first."""
         return await self._post(route, None)
-
-    async def trigger_via_tools(self, *, org_slug: str, watcher_id: str) -> Answer:
-        body = {"action": "trigger", "watcher_id": watcher_id}
-        return await self._post(f"/api/{org_slug}/manage_watchers", body)
-
-    async def run_now(self, route: str, *, watcher_id: str) -> Answer:
-        """Queue a watcher run, whatever kind of token we hold (docs/protocol.md, "Run now")."""
-        answer = await self.trigger(route)
-        if answer.status == 403 and "not bound" in answer.message:
-            # Unbound tokens (local-init PATs, OAuth) queue the same run via the tool proxy.
-            slug = await self._org_slug()
-            if slug is not None:
-                answer = await self.trigger_via_tools(org_slug=slug, watcher_id=watcher_id)
-        return answer
-
-    async def _org_slug(self) -> str | None:
-        answer = await self.devices()
-        body = answer.body
-        items = (
-            body
-            if isinstance(body, list)
-            else (body.get("devices") if isinstance(body, dict) else None)
-        )
-        for item in items or []:
-            if isinstance(item, dict) and isinstance(item.get("organization_slug"), str):
-                return str(item["organization_slug"])
-        return None
 
     async def devices(self) -> Answer:
         return await self._send("GET", "/api/me/devices", None)

@@ -80,7 +80,15 @@ class Lobu:
     now: float = 0.0
     bound_worker_id: str | None = None  # None: bind to whatever worker_id was asked for
 
-    def oauth(self, *token_answers: httpx.Response, revocation: bool = False) -> None:
+    def oauth(
+        self,
+        *token_answers: httpx.Response,
+        revocation: bool = False,
+        interval: float = 5,
+        expires_in: float = 900,
+        **device_code: object,
+    ) -> None:
+        """The OAuth endpoints; `device_code` replaces fields of the device code answer."""
         meta = {
             "issuer": SERVER,
             "registration_endpoint": f"{SERVER}/oauth/register",
@@ -98,9 +106,10 @@ class Lobu:
                 "user_code": "WDJB-MJHT",
                 "verification_uri": f"{SERVER}/device",
                 "verification_uri_complete": f"{SERVER}/device?user_code=WDJB-MJHT",
-                "expires_in": 900,
-                "interval": 5,
-            },
+                "expires_in": expires_in,
+                "interval": interval,
+            }
+            | device_code,
         )
         self.router.post("/oauth/token").mock(side_effect=list(token_answers))
 

@@ -353,3 +353,130 @@ def test_a_config_file_login_cannot_write_is_said_with_the_fix(
     assert f"need --server {SERVER}" in err
     assert stored(settings).load() is not None  # signed in all the same
     assert config.read_text() == "# mine\n"
+
+
+# ------------------------------------ issue 21, point 9: the address login opens and shows
+
+DEVICE_PAGE = f"{SERVER}/device"
+HOSTILE_ADDRESSES = [
+    "file:///etc/passwd",
+    "javascript:alert(document.cookie)",
+    "smb://evil.test/share",
+    "--new-window=https://evil.test",
+    "--",
+    "http://evil.test/device",  # plain http off this machine
+    "https://lobu.test@evil.test/device",  # user info: reads as lobu.test, goes to evil.test
+    "https://lobu.test/device\x1b]0;owned\x07",
+    "https://lobu.test/de vice",
+    "https:/evil.test",
+    "https://",
+    "HTTPS://lobu.test:notaport/device",
+]
+
+
+def sign_in(
+    settings: Settings, lobu: Lobu, captured: Captured, opened: list[str], **device_code: object
+) -> int:
+    lobu.oauth(approved(), **device_code)
+    lobu.mint()
+    wiring = lobu.wiring(env={"DISPLAY": ":0"}, opened=opened)
+    return commands.login(settings, options(), console=captured.console, wiring=wiring)
+
+
+def test_the_address_opened_is_the_one_shown(
+    settings: Settings, lobu: Lobu, captured: Captured
+) -> None:
+    opened: list[str] = []
+    assert sign_in(settings, lobu, captured, opened) == 0, captured.text
+    complete = f"{DEVICE_PAGE}?user_code=WDJB-MJHT"
+    assert opened == [complete]
+    lines = captured.out.getvalue().splitlines()
+    assert f"    {complete}" in lines
+    assert "    WDJB-MJHT" in lines
+    assert "Check that it shows this code:" in lines
+
+
+@pytest.mark.parametrize("hostile", HOSTILE_ADDRESSES)
+def test_an_address_that_is_not_a_web_page_is_neither_opened_nor_shown(
+    settings: Settings, lobu: Lobu, captured: Captured, hostile: str
+) -> None:
+    opened: list[str] = []
+    code = sign_in(settings, lobu, captured, opened, verification_uri_complete=hostile)
+    assert code == 0, captured.text
+    assert opened == [DEVICE_PAGE]  # the plain address, which the user completes with the code
+    out = captured.out.getvalue()
+    assert f"    {DEVICE_PAGE}" in out.splitlines()
+    assert "It asks for this code:" in out
+    assert hostile not in out.replace(SERVER, "")
+
+
+@pytest.mark.parametrize("hostile", HOSTILE_ADDRESSES)
+def test_login_stops_when_the_server_sends_no_web_address(
+    settings: Settings, lobu: Lobu, captured: Captured, hostile: str
+) -> None:
+    opened: list[str] = []
+    code = sign_in(
+        settings,
+        lobu,
+        captured,
+        opened,
+        verification_uri=hostile,
+        verification_uri_complete=hostile,
+    )
+    assert code == 2
+    assert opened == []
+    assert "neither opened nor shown" in captured.err.getvalue()
+    assert "\x1b" not in captured.text
+    assert not [c for c in lobu.router.calls if c.request.url.path == "/oauth/token"]
+    assert stored(settings).load() is None
+
+
+def test_plain_http_to_this_machine_is_a_web_address(
+    settings: Settings, lobu: Lobu, captured: Captured
+) -> None:
+    local = "http://127.0.0.1:8787/oauth/device?user_code=WDJB-MJHT"
+    opened: list[str] = []
+    assert sign_in(settings, lobu, captured, opened, verification_uri_complete=local) == 0
+    assert opened == [local]
+    assert f"    {local}" in captured.out.getvalue().splitlines()
+
+
+def test_the_user_code_is_shown_with_control_characters_escaped(
+    settings: Settings, lobu: Lobu, captured: Captured
+) -> None:
+    opened: list[str] = []
+    user_code = "WDJB\x1b]52;c;ZXZpbA==\x07-MJHT"  # would write the clipboard
+    assert sign_in(settings, lobu, captured, opened, user_code=user_code) == 0
+    out = captured.out.getvalue()
+    assert "\x1b" not in out
+    assert "\x07" not in out
+    assert "    WDJB\\x1b]52;c;ZXZpbA==\\x07-MJHT" in out.splitlines()
+
+
+# ----------------------------- issue 21, point 10: the worker_id the server binds is checked
+
+
+@pytest.mark.parametrize(
+    "bound",
+    ["evil\nworker", "../../escape", "a/b", "x" * 129, "has space", "cls\x1b[2J", "é-device"],
+)
+def test_a_worker_id_the_agent_could_not_run_with_is_refused_and_nothing_is_kept(
+    isolated_home: Path, lobu: Lobu, captured: Captured, bound: str
+) -> None:
+    settings = make_settings(isolated_home)  # no configured worker_id: the server's would be kept
+    before = resolve_worker_id(settings)
+    lobu.bound_worker_id = bound
+    lobu.oauth(approved())
+    lobu.mint()
+    code = commands.login(settings, options(), console=captured.console, wiring=lobu.wiring())
+    assert code == 4
+    err = captured.err.getvalue()
+    assert "is not a valid worker_id" in err
+    assert "nothing was stored" in err
+    assert "--token-stdin" in err  # what to do instead
+    assert "\x1b" not in captured.text
+    assert stored(settings).load() is None
+    assert resolve_worker_id(settings) == before
+    config = settings.paths.config_file
+    assert not config.exists() or "worker_id" not in tomllib.loads(config.read_text())
+    assert load(env={"DEVICE_AGENT_HOME": str(isolated_home)}).worker_id is None

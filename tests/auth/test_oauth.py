@@ -29,6 +29,10 @@ def wait(lobu: Lobu) -> oauth.OAuthTokens:
     return asyncio.run(go())
 
 
+def token_calls(lobu: Lobu) -> int:
+    return len([c for c in lobu.router.calls if c.request.url.path == "/oauth/token"])
+
+
 def test_pending_then_approved_waits_the_interval_each_time(lobu: Lobu) -> None:
     lobu.oauth(pending(), pending(), approved())
     tokens = wait(lobu)
@@ -59,7 +63,7 @@ def test_expired_token_answer_says_to_start_again(lobu: Lobu) -> None:
 
 def test_stops_asking_once_expires_in_has_passed(lobu: Lobu) -> None:
     lobu.oauth(*[pending() for _ in range(400)])
-    with pytest.raises(AuthRefused, match="expired before it was approved"):
+    with pytest.raises(AuthRefused, match="was not approved within 15 minutes"):
         wait(lobu)
     token_calls = [c for c in lobu.router.calls if c.request.url.path == "/oauth/token"]
     assert len(token_calls) == 179  # 900 s at one request per 5 s; the 180th wait ends it
@@ -91,3 +95,47 @@ def test_an_unreachable_server_says_so(lobu: Lobu) -> None:
     )
     with pytest.raises(Unreachable, match="cannot reach"):
         wait(lobu)
+
+
+# Issue 21, point 11: the server's `interval` and `expires_in` are kept within bounds.
+
+
+@pytest.mark.parametrize("interval", [1e-6, 0.2, 1e-300])
+def test_a_tiny_interval_polls_at_most_once_a_second(lobu: Lobu, interval: float) -> None:
+    lobu.oauth(pending(), pending(), approved(), interval=interval)
+    wait(lobu)
+    assert lobu.sleeps == [1.0, 1.0, 1.0]
+
+
+@pytest.mark.parametrize("interval", [1e9, 3600, 1e300])
+def test_a_huge_interval_polls_at_least_once_a_minute(lobu: Lobu, interval: float) -> None:
+    lobu.oauth(pending(), approved(), interval=interval)
+    wait(lobu)
+    assert lobu.sleeps == [60.0, 60.0]
+
+
+def test_a_huge_interval_never_waits_past_the_codes_expiry(lobu: Lobu) -> None:
+    lobu.oauth(*[pending() for _ in range(20)], interval=1e9, expires_in=150)
+    with pytest.raises(AuthRefused, match="was not approved within 2 minutes"):
+        wait(lobu)
+    assert lobu.sleeps == [60.0, 60.0, 30.0]  # the last wait ends at the expiry, not after it
+    assert lobu.now == 150.0
+    assert token_calls(lobu) == 2
+
+
+def test_slow_down_never_takes_the_interval_past_a_minute(lobu: Lobu) -> None:
+    lobu.oauth(*[oauth_error("slow_down") for _ in range(14)], approved())
+    wait(lobu)
+    assert max(lobu.sleeps) == 60.0
+    assert lobu.sleeps[:3] == [5.0, 10.0, 15.0]
+
+
+@pytest.mark.parametrize(("expires_in", "waited"), [(1e9, 3600.0), (1e300, 3600.0), (1e-6, 60.0)])
+def test_expires_in_is_bounded_and_the_wait_stops_there(
+    lobu: Lobu, expires_in: float, waited: float
+) -> None:
+    lobu.oauth(*[pending() for _ in range(800)], expires_in=expires_in)
+    with pytest.raises(AuthRefused, match="stopped waiting, nothing was stored"):
+        wait(lobu)
+    assert lobu.now == waited
+    assert token_calls(lobu) == waited / 5 - 1

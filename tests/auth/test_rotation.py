@@ -217,6 +217,19 @@ def test_rotation_with_the_server_down_keeps_the_old_token(settings: Settings, l
     assert store.load() == child("owl_pat_" + "o" * 32, 10)
 
 
+def test_a_rotation_bound_to_an_invalid_worker_id_stores_nothing(
+    settings: Settings, lobu: Lobu
+) -> None:
+    """Issue 21, point 10: the worker_id of a minted token is checked before it is kept."""
+    store = TokenStore(settings.paths.state_dir, SERVER)
+    store.save(child("owl_pat_" + "o" * 32, 10))
+    lobu.bound_worker_id = "line\nbreak"
+    lobu.mint()
+    with pytest.raises(Unreachable, match="not a valid worker_id"):
+        rotate(store)
+    assert store.load() == child("owl_pat_" + "o" * 32, 10)
+
+
 # ------------------------------------------------------------- the daemon's view
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 
-import httpx
 import pytest
 
 from device_agent.config import Settings
@@ -73,47 +72,158 @@ def test_already_queued_says_so_instead_of_queuing_again(
     assert "run 11 was already running; no new run was queued" in captured.out.getvalue()
 
 
+def unbound(settings: Settings, lobu: Lobu, watcher: str) -> None:
+    """An unbound token, refused by the device route, on a device the server knows."""
+    keep(settings, Credential(token=UNBOUND, kind=PAT))
+    lobu.router.post(f"/api/workers/me/watchers/{watcher}/trigger").respond(403, json=NOT_BOUND)
+    lobu.router.get("/api/me/devices").respond(200, json=DEVICES)
+
+
+def get_watcher_answer(watcher: str, **fields: object) -> dict[str, object]:
+    """What Lobu 1.6.0's get_watcher tool answers (trimmed): the windows, and the watcher."""
+    return {
+        "windows": [],
+        "watcher": {"watcher_id": watcher, "watcher_name": "Digest", "status": "active"} | fields,
+        "pagination": {"page": 1, "page_size": 1, "total": 0},
+    }
+
+
+TRIGGERED = {"action": "trigger", "watcher_id": "1", "run_id": 11, "status": "pending"}
+
+
 def test_unbound_token_uses_the_tool_proxy_for_a_watcher_pinned_here(
     settings: Settings, lobu: Lobu, captured: Captured
 ) -> None:
-    keep(settings, Credential(token=UNBOUND, kind=PAT))
-    lobu.router.post("/api/workers/me/watchers/1/trigger").respond(403, json=NOT_BOUND)
-    lobu.router.get("/api/me/devices").respond(200, json=DEVICES)
-
-    def manage_watchers(request: httpx.Request) -> httpx.Response:
-        if json.loads(request.content)["action"] == "get":
-            return httpx.Response(200, json={"watcher": {"id": 1, "device_worker_id": THIS_DEVICE}})
-        # as seen: the tool proxy answers without already_queued
-        return httpx.Response(
-            200, json={"action": "trigger", "watcher_id": "1", "run_id": 11, "status": "pending"}
-        )
-
-    proxy = lobu.router.post("/api/acme/manage_watchers").mock(side_effect=manage_watchers)
+    unbound(settings, lobu, "1")
+    get = lobu.router.post("/api/acme/get_watcher").respond(
+        200, json=get_watcher_answer("1", device_worker_id=THIS_DEVICE)
+    )
+    # as seen: the tool proxy answers without already_queued
+    manage = lobu.router.post("/api/acme/manage_watchers").respond(200, json=TRIGGERED)
     assert run_now(settings, lobu, captured, "1") == 0, captured.text
-    actions = [json.loads(c.request.content) for c in proxy.calls]
-    assert actions == [
-        {"action": "get", "watcher_id": "1"},
-        {"action": "trigger", "watcher_id": "1"},
+    assert json.loads(get.calls.last.request.content)["watcher_id"] == "1"
+    assert [json.loads(c.request.content) for c in manage.calls] == [
+        {"action": "trigger", "watcher_id": "1"}  # Lobu 1.6.0 has no "get" action
     ]
     assert "watcher 1: run 11 queued, server status 'pending'" in captured.out.getvalue()
 
 
-@pytest.mark.parametrize("pinned", ["9a9a-other-uuid", None])
-def test_unbound_token_refuses_a_watcher_pinned_elsewhere(
-    settings: Settings, lobu: Lobu, captured: Captured, pinned: str | None
+def test_a_get_watcher_that_does_not_say_is_followed_by_list_watchers(
+    settings: Settings, lobu: Lobu, captured: Captured
 ) -> None:
-    keep(settings, Credential(token=UNBOUND, kind=PAT))
-    lobu.router.post("/api/workers/me/watchers/3/trigger").respond(403, json=NOT_BOUND)
-    lobu.router.get("/api/me/devices").respond(200, json=DEVICES)
-    proxy = lobu.router.post("/api/acme/manage_watchers").respond(
-        200, json={"id": 3, "device_worker_id": pinned}
+    unbound(settings, lobu, "1")
+    lobu.router.post("/api/acme/get_watcher").respond(200, json=get_watcher_answer("1"))
+    listed = lobu.router.post("/api/acme/list_watchers").respond(
+        200,
+        json={
+            "watchers": [
+                {"watcher_id": "10", "device_worker_id": "9a9a-other-uuid"},
+                {"watcher_id": "1", "device_worker_id": THIS_DEVICE},
+            ]
+        },
     )
+    lobu.router.post("/api/acme/manage_watchers").respond(200, json=TRIGGERED)
+    assert run_now(settings, lobu, captured, "1") == 0, captured.text
+    assert listed.call_count == 1
+    assert "run 11 queued" in captured.out.getvalue()
+
+
+def test_unbound_token_does_not_trigger_when_the_pinning_cannot_be_confirmed(
+    settings: Settings, lobu: Lobu, captured: Captured
+) -> None:
+    unbound(settings, lobu, "1")
+    lobu.router.post("/api/acme/get_watcher").respond(200, json=get_watcher_answer("1"))
+    lobu.router.post("/api/acme/list_watchers").respond(200, json={"watchers": []})
+    manage = lobu.router.post("/api/acme/manage_watchers").respond(200, json=TRIGGERED)
+    assert run_now(settings, lobu, captured, "1") == 2
+    assert manage.call_count == 0
+    assert "cannot confirm that watcher 1 is pinned to this device" in captured.err.getvalue()
+
+
+@pytest.mark.parametrize(("pinned", "where"), [("9a9a-other-uuid", "another"), (None, "no")])
+def test_unbound_token_refuses_a_watcher_pinned_elsewhere(
+    settings: Settings, lobu: Lobu, captured: Captured, pinned: str | None, where: str
+) -> None:
+    unbound(settings, lobu, "3")
+    lobu.router.post("/api/acme/get_watcher").respond(
+        200, json=get_watcher_answer("3", device_worker_id=pinned)
+    )
+    manage = lobu.router.post("/api/acme/manage_watchers").respond(200, json=TRIGGERED)
     assert run_now(settings, lobu, captured, "3") == 2
-    assert [json.loads(c.request.content)["action"] for c in proxy.calls] == ["get"]  # no trigger
+    assert manage.call_count == 0  # no trigger
     err = captured.err.getvalue()
-    assert "watcher 3 is pinned to another device" in err
+    assert f"watcher 3 is pinned to {where} device" in err
     assert "never reach this agent" in err
     assert captured.out.getvalue() == ""  # no pick-up promised
+
+
+def test_unbound_token_and_a_watcher_the_server_does_not_have(
+    settings: Settings, lobu: Lobu, captured: Captured
+) -> None:
+    unbound(settings, lobu, "99")
+    # get_watcher answers an unknown id with no `watcher`
+    lobu.router.post("/api/acme/get_watcher").respond(200, json={"windows": []})
+    manage = lobu.router.post("/api/acme/manage_watchers").respond(200, json=TRIGGERED)
+    assert run_now(settings, lobu, captured, "99") == 2
+    assert manage.call_count == 0
+    assert "the server has no watcher 99" in captured.err.getvalue()
+
+
+UNKNOWN_GET = (
+    "Unknown action: get. Valid actions: complete_window, create, create_from_version, "
+    "create_version, delete, get_component_reference, get_feedback, get_version_details, "
+    "get_versions, set_reaction_script, submit_feedback, trigger, update, upgrade."
+)
+
+
+def test_a_tool_the_server_refuses_is_named_and_the_advice_is_true(
+    settings: Settings, lobu: Lobu, captured: Captured
+) -> None:
+    unbound(settings, lobu, "1")
+    lobu.router.post("/api/acme/get_watcher").respond(400, json={"error": UNKNOWN_GET})
+    assert run_now(settings, lobu, captured, "1") == 2
+    err = captured.err.getvalue()
+    assert "`get_watcher` tool, which refused: 400 'Unknown action: get." in err
+    assert "nothing was queued; use Run now in the web app instead" in err
+    assert "check the id" not in err
+
+
+def test_the_tool_proxy_returning_a_running_run_says_none_was_queued(
+    settings: Settings, lobu: Lobu, captured: Captured
+) -> None:
+    unbound(settings, lobu, "1")
+    lobu.router.post("/api/acme/get_watcher").respond(
+        200, json=get_watcher_answer("1", device_worker_id=THIS_DEVICE)
+    )
+    lobu.router.post("/api/acme/manage_watchers").respond(
+        200, json={"action": "trigger", "watcher_id": "1", "run_id": 43, "status": "running"}
+    )
+    assert run_now(settings, lobu, captured, "1") == 0
+    out = captured.out.getvalue()
+    assert "the server returned run 43, status 'running'" in out
+    assert "no new run was queued" in out
+    assert "queued, server status" not in out
+
+
+@pytest.mark.parametrize(
+    ("status", "error", "says"),
+    [
+        (404, "Watcher not found", "the server has no watcher 12"),
+        (409, "Watcher is not active", "make it active and give it an agent"),
+        (409, "Watcher has no agent assigned", "make it active and give it an agent"),
+        (400, "Invalid watcher_id", "nothing was queued; use Run now in the web app instead"),
+        (404, "Not Found", "nothing was queued; use Run now in the web app instead"),
+    ],
+)
+def test_a_refusal_is_explained_with_what_is_true(
+    settings: Settings, lobu: Lobu, captured: Captured, status: int, error: str, says: str
+) -> None:
+    bound(settings)
+    lobu.router.post("/api/workers/me/watchers/12/trigger").respond(status, json={"error": error})
+    assert run_now(settings, lobu, captured, "12") == 2
+    err = captured.err.getvalue()
+    assert says in err
+    assert "check the id in the web app" not in err
 
 
 def test_unbound_token_on_a_device_the_server_does_not_know_yet(

@@ -199,6 +199,37 @@ def test_child_token_is_bound_expires_in_90_days_and_a_re_mint_revokes_it(
         assert other.json()["error"] == "insufficient_scope"
 
 
+def test_as_lobu_1_6_only_the_browser_extension_may_mint_a_child_token(
+    state: DevState, client: httpx.Client
+) -> None:
+    """Issue 21, point 3: what 1.6.0 answers `login` (seen), which current servers do not."""
+    state.child_tokens = "1.6.0"
+    devices_before = len(state.snapshot_json()["devices"])
+    for platform in ("headless", "macos"):
+        refused = client.post(
+            "/api/me/devices/mint-child-token",
+            json={"platform": platform, "worker_id": "headless:box"},
+            headers={"X-Lobu-Client": "device-agent"},
+        )
+        assert (refused.status_code, refused.json()) == (
+            400,
+            {"error": f"platform '{platform}' is not eligible for child-token mint"},
+        )
+    assert len(state.snapshot_json()["devices"]) == devices_before
+    minted = client.post(
+        "/api/me/devices/mint-child-token",
+        json={"platform": "chrome-extension", "worker_id": "headless:box"},
+    ).json()
+    assert minted["worker_id"] != "headless:box"  # the id asked for is ignored
+    assert len(minted["worker_id"]) == 36  # a random UUID
+    assert minted["expires_at"] is None
+    record = state.live_token(minted["access_token"])
+    assert record is not None
+    assert record.bound_worker_id == minted["worker_id"]
+    with pytest.raises(ValueError, match="child_tokens"):
+        DevState(child_tokens="1.7")  # type: ignore[arg-type]
+
+
 def test_devices_list_names_the_organization(client: httpx.Client) -> None:
     poll(client)
     devices = client.get("/api/me/devices").json()["devices"]

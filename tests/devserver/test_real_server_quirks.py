@@ -1,4 +1,5 @@
-"""What a real Lobu server does that a kind server would not: NULs, the warm-up."""
+"""What a real Lobu server does that a kind server would not: NULs, the warm-up, the tool
+proxy's actions."""
 
 from __future__ import annotations
 
@@ -125,3 +126,56 @@ def test_a_server_that_cannot_listen_says_why_and_exits_1(
     add_arguments(parser)
     assert run_from_arguments(parser.parse_args(["--host", "10.0.0.1"])) == 1
     assert "only binds loopback addresses" in capsys.readouterr().err
+
+
+# ------------------------------------------ the tool proxy, as Lobu 1.6.0 answers (issue 21, 1)
+
+UNKNOWN_GET = (
+    "Unknown action: get. Valid actions: complete_window, create, create_from_version, "
+    "create_version, delete, get_component_reference, get_feedback, get_version_details, "
+    "get_versions, set_reaction_script, submit_feedback, trigger, update, upgrade."
+)
+
+
+def test_manage_watchers_has_no_get_action(state: DevState, client: httpx.Client) -> None:
+    wid = add_watcher(state)
+    answer = client.post("/api/dev/manage_watchers", json={"action": "get", "watcher_id": wid})
+    assert (answer.status_code, answer.json()) == (400, {"error": UNKNOWN_GET})
+    assert state.runs() == []
+
+
+def test_get_watcher_says_which_device_a_watcher_is_pinned_to(
+    state: DevState, client: httpx.Client
+) -> None:
+    wid = add_watcher(state)
+    unpinned = state.add_watcher(prompt="Nowhere", name="Unpinned")
+    device = state.find_device(WID)
+    assert device is not None
+    pinned = client.post("/api/dev/get_watcher", json={"watcher_id": wid})
+    assert pinned.status_code == 200
+    body = pinned.json()
+    assert body["watcher"]["watcher_id"] == wid
+    assert body["watcher"]["device_worker_id"] == device.id  # the UUID /api/me/devices lists
+    assert isinstance(body["windows"], list)
+    nowhere = client.post("/api/dev/get_watcher", json={"watcher_id": unpinned}).json()
+    assert nowhere["watcher"]["device_worker_id"] is None
+
+
+def test_get_watcher_of_an_unknown_id_answers_without_a_watcher(client: httpx.Client) -> None:
+    answer = client.post("/api/dev/get_watcher", json={"watcher_id": "999"})
+    assert answer.status_code == 200
+    assert "watcher" not in answer.json()
+    assert answer.json()["windows"] == []
+
+
+def test_list_watchers_lists_each_active_watchers_pinning(
+    state: DevState, client: httpx.Client
+) -> None:
+    wid = add_watcher(state)
+    paused = add_watcher(state, active=False)
+    device = state.find_device(WID)
+    assert device is not None
+    rows = client.post("/api/dev/list_watchers", json={}).json()["watchers"]
+    assert [(r["watcher_id"], r["device_worker_id"]) for r in rows] == [(wid, device.id)]
+    only = client.post("/api/dev/list_watchers", json={"watcher_id": paused, "status": "paused"})
+    assert [r["watcher_id"] for r in only.json()["watchers"]] == [paused]

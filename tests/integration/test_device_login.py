@@ -106,7 +106,8 @@ def test_device_flow_login_keeps_a_bound_token_in_a_0600_file_and_run_uses_it(
     lab.state.oauth.poll_interval = 1  # the token endpoint is asked again after 1 s, not 5 s
     result = session.login_with_device_flow()
     assert result.returncode == 0, result.stderr
-    assert "enter the code" in result.stdout
+    assert f"{lab.url}/oauth/device?user_code=" in result.stdout  # the address it would open
+    assert "Check that it shows this code:" in result.stdout
     assert "(0600; no keyring backend)" in result.stdout
     stored = session.stored()
     token = str(stored["token"])
@@ -165,6 +166,47 @@ def test_a_token_close_to_expiry_is_rotated_at_start_and_the_old_one_dies(
     assert record is not None
     assert record.bound_worker_id == WORKER_ID
     session.assert_token_kept_secret(old, new)
+
+
+def test_login_local_on_lobu_1_6_keeps_one_unbound_token_and_run_now_still_works(
+    lab: Lab, session: Session
+) -> None:
+    """Issue 21, points 3 and 1, against the dev server answering as Lobu 1.6.0: it mints no
+    device token for `headless`, and its tool proxy has get_watcher, not a `get` action."""
+    lab.state.child_tokens = "1.6.0"
+    before = {t.token for t in lab.state.live_tokens()}
+    for _ in range(2):
+        result = session.run("login", "--local")
+        assert result.returncode == 0, result.stderr
+        assert "not bound to this device" in result.stdout
+    new = [t.token for t in lab.state.live_tokens() if t.token not in before]
+    assert len(new) == 1  # one local-init PAT however often login runs, and it is the one kept
+    assert session.stored()["token"] == new[0]
+    assert session.stored()["kind"] == "local"
+
+    watcher = lab.add_watcher("Run me now")
+    assert session.run("run", "--once").returncode == 0
+    triggered = session.run("trigger", watcher)
+    assert triggered.returncode == 0, triggered.stderr
+    assert re.search(
+        rf"watcher {watcher}: run \d+ queued, server status 'pending'", triggered.stdout
+    )
+    assert queued_run(lab, watcher) is not None
+    session.assert_token_kept_secret(new[0])
+
+
+def test_browser_login_on_lobu_1_6_revokes_its_sign_in_and_stores_nothing(
+    lab: Lab, session: Session
+) -> None:
+    lab.state.child_tokens = "1.6.0"
+    lab.state.oauth.poll_interval = 1
+    before = {t.token for t in lab.state.live_tokens()}
+    result = session.login_with_device_flow()
+    assert result.returncode == 2
+    assert "issues no token bound to this device" in result.stderr
+    assert "the browser sign-in was revoked on the server" in result.stderr
+    assert [t for t in lab.state.live_tokens() if t.token not in before] == []
+    assert not (lab.home / "state" / "token.json").exists()
 
 
 def test_logout_revokes_the_device_token_and_removes_every_copy(lab: Lab, session: Session) -> None:
@@ -233,6 +275,7 @@ def test_trigger_with_an_unbound_token_checks_the_pinning_then_uses_the_tool_pro
     assert result.returncode == 0, result.stderr
     assert "queued, server status 'pending'" in result.stdout
     assert queued_run(lab, watcher) is not None
+    assert any(r.path.endswith("/get_watcher") for r in lab.state.requests)  # the pinning
     assert any(r.path.endswith("/manage_watchers") for r in lab.state.requests)
     assert lab.token not in result.stdout + result.stderr
 

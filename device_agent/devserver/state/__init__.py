@@ -24,6 +24,7 @@ from device_agent.devserver.state.automations import Automations
 from device_agent.devserver.state.chats import Chats
 from device_agent.devserver.state.periods import schedule_period, slugify
 from device_agent.devserver.state.records import (
+    CHILD_TOKEN_ERAS,
     DEFAULT_SCOPES,
     LANES,
     LOCAL_INIT_SCOPES,
@@ -31,6 +32,7 @@ from device_agent.devserver.state.records import (
     ONLINE_WINDOW_SECONDS,
     SILENT_HEARTBEAT_ERROR,
     AutomationRecord,
+    ChildTokenEra,
     ConversationRecord,
     DeviceRecord,
     Lane,
@@ -50,6 +52,7 @@ from device_agent.devserver.state.samples import SampleKind, Samples
 from device_agent.devserver.state.watchers import Watchers
 
 __all__ = [
+    "CHILD_TOKEN_ERAS",
     "DEFAULT_SCOPES",
     "LANES",
     "LOCAL_INIT_SCOPES",
@@ -57,6 +60,7 @@ __all__ = [
     "ONLINE_WINDOW_SECONDS",
     "SILENT_HEARTBEAT_ERROR",
     "AutomationRecord",
+    "ChildTokenEra",
     "ConversationRecord",
     "DevState",
     "DeviceRecord",

@@ -10,8 +10,10 @@ from typing import Any
 from device_agent.devserver.faults import FaultInjector
 from device_agent.devserver.oauth import OAuthStore
 from device_agent.devserver.state.records import (
+    CHILD_TOKEN_ERAS,
     LANES,
     AutomationRecord,
+    ChildTokenEra,
     ConversationRecord,
     DeviceRecord,
     Lane,
@@ -40,6 +42,7 @@ class StateCore:
         clock: Callable[[], float] = time.time,
         lane: Lane = "watcher",
         warmup_seconds: float = 0.0,
+        child_tokens: ChildTokenEra = "current",
     ) -> None:
         """`allow_anonymous=False` (the default) rejects requests without an
         Authorization header with 401. A real local Lobu server without a worker
@@ -51,9 +54,20 @@ class StateCore:
         "automation" (current Lobu). `warmup_seconds` holds every poll that
         arrives that long after the server starts, then processes it even if
         its client gave up, as a real server does after a boot (default 0: no
-        warm-up, so the suite stays fast)."""
+        warm-up, so the suite stays fast).
+
+        `child_tokens` is how `mint-child-token` answers: "current" (the default) mints
+        for `headless`, `macos` and `chrome-extension`, bound to the asked worker_id,
+        valid 90 days; "1.6.0" as Lobu 1.6.0 does: only `chrome-extension` may mint
+        (others get 400 `platform '<p>' is not eligible for child-token mint`), the
+        worker_id asked for is ignored for a random UUID, and the token does not expire."""
         if lane not in LANES:
             raise ValueError(f"unknown lane {lane!r}; expected one of {LANES}")
+        if child_tokens not in CHILD_TOKEN_ERAS:
+            raise ValueError(
+                f"unknown child_tokens {child_tokens!r}; expected one of {CHILD_TOKEN_ERAS}"
+            )
+        self.child_tokens: ChildTokenEra = child_tokens
         self.lane: Lane = lane
         self.warmup_seconds = warmup_seconds
         self.warm_until = 0.0  # time.monotonic() after which polls are no longer held

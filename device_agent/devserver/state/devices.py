@@ -69,6 +69,11 @@ class Devices(StateCore):
             return None
         return record
 
+    def live_tokens(self) -> list[TokenRecord]:
+        """Every token that works now, as copies: what a test counts to find a leaked one."""
+        with self.lock:
+            return [copy.deepcopy(t) for t in self._tokens.values() if self.live_token(t.token)]
+
     def find_device(self, worker_id: str) -> DeviceRecord | None:
         return self._devices.get(worker_id)
 

@@ -10,6 +10,9 @@ from typing import Any, Final, Literal, NamedTuple
 RunStatus = Literal["pending", "running", "completed", "failed", "timeout", "cancelled"]
 Lane = Literal["watcher", "automation"]
 LANES: Final = ("watcher", "automation")
+# How `mint-child-token` answers: as current servers do, or as Lobu 1.6.0 did.
+ChildTokenEra = Literal["current", "1.6.0"]
+CHILD_TOKEN_ERAS: Final = ("current", "1.6.0")
 
 DEFAULT_SCOPES: Final = "device_worker:run mcp:read mcp:write profile:read"
 LOCAL_INIT_SCOPES: Final = "device_worker:run mcp:read mcp:write mcp:admin profile:read"

@@ -143,6 +143,14 @@ class Watchers(Devices):
         with self.lock:
             self._windows[(watcher_id, normal_time(window_start))] = window_end
 
+    def windows_of(self, watcher_id: int) -> list[tuple[str, str]]:
+        """The stored windows of a watcher as (start, end), latest first."""
+        with self.lock:
+            found = [
+                (start, end) for (wid, start), end in self._windows.items() if wid == watcher_id
+            ]
+        return sorted(found, reverse=True)
+
     def current_window(self, watcher: WatcherRecord) -> tuple[str, str]:
         """The period `now` falls in: what a scheduled run gets."""
         return period_window(self.clock(), watcher.schedule)
