@@ -110,9 +110,13 @@ def test_a_run_sqlite_cannot_hold_as_sent_is_reported_failed_not_dropped(
         assert "64 bits" in body["error"]
 
 
-def test_a_stop_aborts_a_trickled_poll_at_once(serve: Serve, isolated_home: Path) -> None:
+def test_a_stop_ends_a_trickled_poll_within_the_shutdown_grace(
+    serve: Serve, isolated_home: Path
+) -> None:
     # One byte a second: httpx's per-read timeout never fires, and only the overall
-    # deadline (minutes for a poll) would end it. SIGTERM must not wait for that.
+    # deadline (minutes for a poll) would end it. SIGTERM waits for the poll no longer than
+    # the shutdown grace, which a poll in flight gets to bring a run it may claim.
+    write_config(isolated_home, "shutdown_grace_seconds = 1\n")
     server = serve([trickle(b'{"next_poll_seconds": 5}' + b" " * 100_000, interval=1.0)])
     agent = start(isolated_home, server.url)
     try:

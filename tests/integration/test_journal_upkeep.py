@@ -175,7 +175,10 @@ def test_a_held_poll_is_in_the_journal_until_it_ends(isolated_home: Path) -> Non
         async with DevServer(state) as server:
             task = asyncio.create_task(
                 run_agent(
-                    settings_for(server.url, token, isolated_home),
+                    # The stop waits for the poll in flight no longer than the grace.
+                    replace(
+                        settings_for(server.url, token, isolated_home), shutdown_grace_seconds=0.5
+                    ),
                     token=token,
                     worker_id=WORKER,
                     handle_signals=False,
@@ -247,6 +250,7 @@ def test_an_agent_killed_during_a_held_poll_is_told_by_status_and_the_next_start
     lab: Lab,
 ) -> None:
     lab.state.lane = "automation"  # a server that holds polls
+    lab.config.update(shutdown_grace_seconds=1)  # the second agent's stop waits out its poll
     first = lab.start_agent()
     wait_for(lambda: lab.state.held_polls == 1, what="the agent's poll held by the server")
     first.kill()  # SIGKILL: no end of the poll is recorded
