@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 
 from device_agent.agent import app
 from device_agent.agent.app import run_agent
@@ -23,9 +24,9 @@ from device_agent.config import JournalSettings, Paths, Settings, validate
 from device_agent.desktop.control_handler import AgentControl
 from device_agent.devserver import DevServer, DevState
 from device_agent.errors import ExitCode
-from tests.helpers import captured_logs, wait_for, wait_for_async
-
-from .conftest import Lab, daemon_status, journal_rows
+from tests.support.agent import daemon_status, journal_rows
+from tests.support.lab import Lab
+from tests.support.waiting import wait_for, wait_for_async
 
 WORKER = "linux:journal"
 LOST = "may have handed that poll a run"  # words of PossiblyLostClaim.note()
@@ -206,7 +207,7 @@ def test_a_start_after_a_crash_during_a_held_poll_says_a_run_may_have_been_lost(
             since = held_poll(isolated_home)["since"]  # type: ignore[index]
             killed.close()
             settings = settings_for(server.url, token, isolated_home)
-            with captured_logs() as logged:
+            with capture_logs() as logged:
                 task = asyncio.create_task(
                     run_agent(
                         settings,
@@ -227,7 +228,7 @@ def test_a_start_after_a_crash_during_a_held_poll_says_a_run_may_have_been_lost(
             warned = [
                 line for line in logged if line["event"] == "a run may have been claimed and lost"
             ]
-            assert [line["level"] for line in warned] == ["warning"]
+            assert [line["log_level"] for line in warned] == ["warning"]
             assert LOST in warned[0]["note"]
             shown = await asyncio.to_thread(gather, settings)  # `status`, from the daemon
             assert shown["daemon_running"]
