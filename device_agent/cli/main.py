@@ -107,9 +107,10 @@ def _setup_arguments(parser: Parser) -> None:
 
 
 def _login(args: argparse.Namespace) -> int:
-    from device_agent.cli import login
+    from device_agent.cli.common import settings_from
+    from device_agent.identity import commands
 
-    return login.cmd_login(args)
+    return commands.login(settings_from(args), args)
 
 
 def _login_arguments(parser: Parser) -> None:
@@ -119,9 +120,10 @@ def _login_arguments(parser: Parser) -> None:
 
 
 def _logout(args: argparse.Namespace) -> int:
-    from device_agent.cli import login
+    from device_agent.cli.common import settings_from
+    from device_agent.identity import commands
 
-    return login.cmd_logout(args)
+    return commands.logout(settings_from(args), args)
 
 
 def _status(args: argparse.Namespace) -> int:
