@@ -11,7 +11,7 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from device_agent.cli.common import fail, settings_from
-from device_agent.cli.output import duration, format_table, printable, when
+from device_agent.cli.output import duration, format_table, iso, printable, when
 from device_agent.errors import ExitCode
 
 if TYPE_CHECKING:
@@ -74,8 +74,6 @@ def problem(entry: Entry) -> str | None:
 
 
 def as_json(entry: Entry, *, with_output: bool = True) -> dict[str, Any]:
-    from device_agent.desktop.control_handler import iso
-
     data = entry.as_dict()
     if not with_output:  # a listed row has none: left out rather than shown as null
         del data["output"]

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from device_agent.cli.common import settings_from
-from device_agent.cli.output import ago, elapsed, printable
+from device_agent.cli.output import ago, elapsed, iso, printable
 from device_agent.errors import ExitCode
 
 if TYPE_CHECKING:
@@ -41,8 +41,11 @@ def gather(settings: Settings) -> dict[str, Any]:
     """The status report; its keys are stable (`schema_version` changes when they do)."""
     from device_agent import __version__
     from device_agent.cli.control import ask_daemon
-    from device_agent.desktop.control_client import ControlError, DaemonNotRunning
-    from device_agent.desktop.control_handler import STATUS_SCHEMA_VERSION, iso
+    from device_agent.desktop.control_client import (
+        STATUS_SCHEMA_VERSION,
+        ControlError,
+        DaemonNotRunning,
+    )
 
     daemon: dict[str, Any] = {}
     note = None
@@ -116,7 +119,6 @@ def _journal_view(settings: Settings) -> _JournalView:
     stranded still."""
     from device_agent.agent.journal import DEAD, FINISHED, Journal, disk_bytes
     from device_agent.agent.status import PossiblyLostClaim
-    from device_agent.desktop.control_handler import iso
 
     path = settings.paths.journal_file
     view = _JournalView({"path": str(path), "bytes": disk_bytes(path), "runs": 0})

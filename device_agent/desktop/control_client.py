@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Final
 
 SCHEMA_VERSION: Final = 1
+STATUS_SCHEMA_VERSION: Final = 1  # of the `status` answer's keys (and `status --json`'s)
 MAX_LINE_BYTES: Final = 64 * 1024  # a request or an answer longer than this is refused
 OPS: Final = ("status", "poll_now", "pause", "resume", "targets", "trigger")
 LANES: Final = ("watcher", "automation")

@@ -11,19 +11,16 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any
 
 from device_agent import __version__
 from device_agent.agent.poll_loop import Agent
 from device_agent.agent.status import PROBLEM_STATES
 from device_agent.config import ENV_TOKEN
 from device_agent.desktop.control import Refused
-from device_agent.desktop.control_client import Target
+from device_agent.desktop.control_client import STATUS_SCHEMA_VERSION, Target
 from device_agent.identity.credentials import CredentialError, load_credential
 from device_agent.lanes import RUN_NOW_LANES, trigger_lane
-
-STATUS_SCHEMA_VERSION: Final = 1
 
 
 class AgentControl:
@@ -110,10 +107,3 @@ class AgentControl:
             journal.sync.latest_run_type, self.agent.settings.origin, RUN_NOW_LANES
         )
         return trigger_lane(None, last_seen).run_type
-
-
-def iso(epoch: float | None) -> str | None:
-    """Epoch seconds as an ISO 8601 UTC time, the form every `--json` output uses."""
-    if epoch is None:
-        return None
-    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds")
