@@ -8,7 +8,8 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING, Any
 
-from device_agent.cli.common import fail, settings_from
+from device_agent.cli.common import settings_from
+from device_agent.cli.output import fail
 from device_agent.errors import ExitCode
 
 if TYPE_CHECKING:

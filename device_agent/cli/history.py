@@ -10,8 +10,8 @@ import argparse
 import json
 from typing import TYPE_CHECKING, Any
 
-from device_agent.cli.common import fail, settings_from
-from device_agent.cli.output import duration, format_table, iso, printable, when
+from device_agent.cli.common import settings_from
+from device_agent.cli.output import duration, fail, format_table, iso, printable, when
 from device_agent.errors import ExitCode
 
 if TYPE_CHECKING:

@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from device_agent import __version__
-from device_agent.cli.common import fail
+from device_agent.cli.output import fail
 from device_agent.errors import DeviceAgentError, ExitCode
 from device_agent.umask import make_private
 

@@ -1,11 +1,18 @@
-"""Plain-text output shared by the commands and the demo: tables, times, safe text."""
+"""Plain-text output shared by the commands and the demo: tables, times, safe text, and the
+one-line error every command prints on stderr."""
 
 from __future__ import annotations
 
 import re
+import sys
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
+
+
+def fail(message: str) -> None:
+    print(f"device-agent: {message}", file=sys.stderr)
+
 
 # C0 controls (ESC among them), DEL and C1 controls: a terminal acts on them — retitles,
 # clears, writes the clipboard — rather than showing them.

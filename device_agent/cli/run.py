@@ -8,7 +8,8 @@ import signal
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from device_agent.cli.common import fail, settings_from, setup_logs
+from device_agent.cli.common import settings_from, setup_logs
+from device_agent.cli.output import fail
 from device_agent.errors import DeviceAgentError
 
 if TYPE_CHECKING:

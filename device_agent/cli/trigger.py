@@ -15,8 +15,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from device_agent.cli.common import fail, settings_from
+from device_agent.cli.common import settings_from
 from device_agent.cli.control import POKED
+from device_agent.cli.output import fail
 from device_agent.desktop.control_client import LANES
 from device_agent.errors import ExitCode
 
