@@ -77,21 +77,21 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from device_agent.cli import demo
+    from device_agent.demo import session
 
-    return demo.cmd_demo(args)
+    return session.run_demo()
 
 
 def _dev_server(args: argparse.Namespace) -> int:
-    from device_agent.cli import demo
+    from device_agent import devserver
 
-    return demo.cmd_dev_server(args)
+    return devserver.run_from_arguments(args)
 
 
 def _dev_server_arguments(parser: Parser) -> None:
-    from device_agent.cli import demo
+    from device_agent import devserver
 
-    demo.add_dev_server_arguments(parser)
+    devserver.add_dev_server_arguments(parser)
 
 
 def _setup(args: argparse.Namespace) -> int:
