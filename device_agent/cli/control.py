@@ -6,14 +6,13 @@ Each talks to the daemon over its control socket (docs/desktop.md, "control sock
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from device_agent.cli.common import settings_from
 from device_agent.cli.output import fail
+from device_agent.config import Settings
+from device_agent.desktop.control_client import ControlError, DaemonNotRunning, request, socket_path
 from device_agent.errors import ExitCode
-
-if TYPE_CHECKING:
-    from device_agent.config import Settings
 
 POKED = "asked the running agent to poll now"
 
@@ -21,15 +20,11 @@ POKED = "asked the running agent to poll now"
 def ask_daemon(settings: Settings, op: str, **args: Any) -> dict[str, Any]:
     """Send `op` to the daemon of this state dir. Raises `control_client.ControlError`
     (`DaemonNotRunning` when none answers)."""
-    from device_agent.desktop.control_client import request, socket_path
-
     return request(socket_path(settings.paths.state_dir), op, **args)
 
 
 def poke_daemon(settings: Settings) -> str | None:
     """Ask the running daemon to poll now (after "Run now"); one line saying what happened."""
-    from device_agent.desktop.control_client import ControlError, DaemonNotRunning
-
     try:
         ask_daemon(settings, "poll_now")
     except DaemonNotRunning:
@@ -48,8 +43,6 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def _switch(args: argparse.Namespace, op: str, done: str) -> int:
-    from device_agent.desktop.control_client import ControlError, DaemonNotRunning
-
     try:
         ask_daemon(settings_from(args), op)
     except DaemonNotRunning as exc:

@@ -8,22 +8,18 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from device_agent.agent.journal import Entry, Journal
 from device_agent.cli.common import settings_from
 from device_agent.cli.output import duration, fail, format_table, iso, printable, when
+from device_agent.config import Settings
 from device_agent.errors import ExitCode
-
-if TYPE_CHECKING:
-    from device_agent.agent.journal import Entry, Journal
-    from device_agent.config import Settings
 
 ERROR_WIDTH = 60  # characters of the error in the table; `--run` shows all of it
 
 
 def cmd_history(args: argparse.Namespace) -> int:
-    from device_agent.agent.journal import Journal
-
     settings = settings_from(args)
     if not settings.paths.journal_file.exists():
         print("[]" if args.json else "no runs yet")

@@ -58,7 +58,8 @@ def _reader_went_away() -> int:
 def _explain(exc: Exception) -> tuple[ExitCode, str]:
     if isinstance(exc, DeviceAgentError):
         return exc.exit_code, exc.user_message()
-    from device_agent.logs import get_logger  # a bug: say so in one line, keep the traceback
+    # A bug: say so in one line, keep the traceback in the log.
+    from device_agent.logs import get_logger  # structlog: --version and --help never log
 
     get_logger(__name__).error("internal error", exc_info=exc)
     return ExitCode.INTERNAL, (
