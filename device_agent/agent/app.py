@@ -7,7 +7,7 @@ import contextlib
 import dataclasses
 import signal
 from collections.abc import AsyncIterator, Callable, Mapping
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 from device_agent.agent.activity import MAX_TARGETS
 from device_agent.agent.alarm import Alarm
@@ -20,6 +20,10 @@ from device_agent.config import ConfigError, Settings
 from device_agent.desktop.control import ControlServer
 from device_agent.desktop.control_client import ControlError, Target, socket_path
 from device_agent.desktop.control_handler import AgentControl
+from device_agent.desktop.notify.backends import Backend
+from device_agent.desktop.notify.config import NotificationSettings
+from device_agent.desktop.notify.notifier import Notifier, find_backend
+from device_agent.desktop.notify.policy import FinishedRun
 from device_agent.desktop.sdnotify import SystemdNotifier
 from device_agent.errors import ExitCode
 from device_agent.executors.executor import Executor
@@ -32,15 +36,10 @@ from device_agent.identity.credentials import (
 )
 from device_agent.identity.errors import AuthRefused
 from device_agent.lanes import LaneRun
+from device_agent.lanes.chat.lane import ChatClaim
 from device_agent.lanes.watcher.lane import WatcherClaim
 from device_agent.logs import get_logger
 from device_agent.server.client import LobuClient
-
-if TYPE_CHECKING:
-    from device_agent.desktop.notify.backends import Backend
-    from device_agent.desktop.notify.config import NotificationSettings
-    from device_agent.desktop.notify.notifier import Notifier
-    from device_agent.desktop.notify.policy import FinishedRun
 
 log = get_logger(__name__)
 
@@ -50,8 +49,6 @@ ROTATION_CHECK_SECONDS: Final = 3600.0  # how often an idle agent asks whether i
 def find_notifier(settings: NotificationSettings) -> Backend | None:
     """The program that shows notifications here (tests replace this to keep the desktop
     quiet); looked for when the first run has finished."""
-    from device_agent.desktop.notify.notifier import find_backend
-
     return find_backend(settings)
 
 
@@ -215,21 +212,16 @@ class SystemdStatus:
 
 
 class Notifications:
-    """The agent's notifier, made when the first run has finished: the notifier and its policy
-    are imported then, not before the first poll."""
+    """The agent's notifier, made when the first run has finished."""
 
     def __init__(self, settings: NotificationSettings, notifier: Notifier | None) -> None:
         self.settings = settings
         self.notifier = notifier
 
     def submit(self, run: LaneRun, report: Report) -> None:
-        from device_agent.lanes.chat.lane import ChatClaim  # after a run, not before a poll
-
         if isinstance(run, ChatClaim):
             return  # its reply, or its error, is posted to the conversation the person is in
         if self.notifier is None:
-            from device_agent.desktop.notify.notifier import Notifier
-
             self.notifier = Notifier(self.settings, find=find_notifier)
         self.notifier.submit(finished_run(run, report))
 
@@ -241,10 +233,6 @@ class Notifications:
 def finished_run(run: LaneRun, report: Report) -> FinishedRun:
     """What the notification policy needs to know about a settled run (watcher lane: the
     payload's channel and priority; other lanes: the config decides)."""
-    from device_agent.desktop.notify.policy import (
-        FinishedRun,  # with the notifier: see `Notifications`
-    )
-
     watcher = run.run.watcher if isinstance(run, WatcherClaim) else None
     return FinishedRun(
         lane="watcher" if watcher is not None else "automation",
