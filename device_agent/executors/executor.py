@@ -32,11 +32,12 @@ import functools
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 from device_agent.agent.result import TRUNCATED, ExitReason, Report, failure
 from device_agent.config import ExecutorSettings
 from device_agent.executors.execconfig import Refused
+from device_agent.executors.launch import Launch, Launcher
 from device_agent.executors.leftovers import recover_leftovers
 from device_agent.executors.process import Finished, run_in_group, signal_name
 from device_agent.executors.profiles import Profile
@@ -44,9 +45,6 @@ from device_agent.executors.readers import Captured, Reading, tail
 from device_agent.executors.request import ExecutionRequest
 from device_agent.logs import get_logger
 from device_agent.redaction import SecretValues
-
-if TYPE_CHECKING:
-    from device_agent.executors.launch import Launch, Launcher
 
 logger = get_logger(__name__)
 
@@ -91,9 +89,7 @@ class Executor:
 
     @functools.cached_property
     def launcher(self) -> Launcher:
-        """Built at the first run: `launch` is imported then, not before the first poll."""
-        from device_agent.executors.launch import Launcher
-
+        """Built at the first run."""
         return Launcher(
             self.settings,
             self.profiles,
