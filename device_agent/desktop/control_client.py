@@ -19,6 +19,7 @@ one line of JSON and closes the connection.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import socket
@@ -95,8 +96,6 @@ def socket_path(state_dir: Path) -> Path:
     preferred = state_dir / SOCKET_NAME
     if len(os.fsencode(preferred)) < SUN_PATH_MAX:
         return preferred
-    import hashlib  # only for a state dir too deep for a socket path
-
     digest = hashlib.sha256(os.fsencode(state_dir.absolute())).hexdigest()[:16]
     return private_temp_dir() / f"{digest}.sock"
 

@@ -20,6 +20,9 @@ from device_agent.config import ENV_TOKEN
 from device_agent.desktop.control import Refused
 from device_agent.desktop.control_client import STATUS_SCHEMA_VERSION, Target
 from device_agent.identity.credentials import CredentialError, load_credential
+from device_agent.identity.errors import AccountError
+from device_agent.identity.http import account_client_for
+from device_agent.identity.run_now import trigger
 from device_agent.lanes import RUN_NOW_LANES, trigger_lane
 
 
@@ -69,11 +72,6 @@ class AgentControl:
     async def trigger(self, target_id: str, lane: str | None) -> dict[str, Any]:
         """Run now for `device-agent trigger` and the tray. A refusal carries the exit code
         the command would have ended with had it asked the server itself."""
-        # Imported here: "Run now" is rare, and `run` should not load it before its first poll.
-        from device_agent.identity.errors import AccountError
-        from device_agent.identity.http import account_client_for
-        from device_agent.identity.run_now import trigger
-
         settings = self.agent.settings
         credential = await asyncio.to_thread(load_credential, settings)
         if credential is None:
