@@ -222,7 +222,7 @@ class Tokens(TokenSource):
             self._token = credential.token
 
     async def _rotate(self, store: TokenStore, threshold: float) -> Credential | None:
-        # Imported here: `status` and `doctor` read credentials and never rotate.
+        # The HTTP stack only to rotate: `status` reads credentials and never rotates.
         from device_agent.identity.device_token import maybe_rotate
         from device_agent.identity.http import account_client_for
 
