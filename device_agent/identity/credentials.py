@@ -27,12 +27,12 @@ from device_agent.identity.store import (
     token_shape_problem,
     worker_id_mismatch,
 )
-from device_agent.identity.tokens import TokenSource
 from device_agent.logs import get_logger
 
 __all__ = [
     "KEYRING_SERVICE",
     "CredentialError",
+    "TokenSource",
     "Tokens",
     "binding_problem",
     "check_token_shape",
@@ -168,6 +168,18 @@ def token_problem(settings: Settings) -> str | None:
     if credential.refused:
         return f"log in again: {credential.refused}"
     return None
+
+
+class TokenSource:
+    """What the poll loop and the pipeline need of credentials: the token now, and a way to get
+    a fresh one. `Tokens` is the agent's; tests give a fixed token."""
+
+    def current(self) -> str:
+        raise NotImplementedError
+
+    async def refresh(self) -> bool:
+        """Try to obtain a new token after a 401. True if there is one to try."""
+        return False
 
 
 class Tokens(TokenSource):
