@@ -12,7 +12,7 @@ from typing import Final
 from device_agent.agent.activity import MAX_TARGETS
 from device_agent.agent.alarm import Alarm
 from device_agent.agent.journal import AsyncJournal, Journal, Retention
-from device_agent.agent.poll_loop import Agent
+from device_agent.agent.poll_loop import PollLoop
 from device_agent.agent.result import Report
 from device_agent.agent.sleepwatch import Clock
 from device_agent.agent.status import AgentState, Status
@@ -60,7 +60,7 @@ async def run_agent(
     once: bool = False,
     clock: Clock | None = None,
     handle_signals: bool = True,
-    started: Callable[[Agent], None] | None = None,
+    started: Callable[[PollLoop], None] | None = None,
     wake_check_seconds: float = 5.0,
     poll_alarm: Alarm | None = None,
     systemd: SystemdNotifier | None = None,
@@ -110,7 +110,7 @@ async def run_agent(
     )
     loop = asyncio.get_running_loop()
 
-    agent = Agent(
+    agent = PollLoop(
         settings,
         platform=settings.platform,
         worker_id=worker_id,
@@ -167,7 +167,7 @@ async def run_agent(
         journal.close()
 
 
-async def _remember_targets(agent: Agent, journal: AsyncJournal) -> None:
+async def _remember_targets(agent: PollLoop, journal: AsyncJournal) -> None:
     """What this device ran before, for "Run now" in the tray, oldest first so the newest
     ends up on top."""
     recent = await journal.call(journal.sync.recent, MAX_TARGETS)
@@ -178,7 +178,9 @@ async def _remember_targets(agent: Agent, journal: AsyncJournal) -> None:
 
 
 @contextlib.asynccontextmanager
-async def _control_socket(settings: Settings, agent: Agent) -> AsyncIterator[ControlServer | None]:
+async def _control_socket(
+    settings: Settings, agent: PollLoop
+) -> AsyncIterator[ControlServer | None]:
     """The control socket `status`, `pause`, `resume`, `trigger` and the tray talk to; closed
     after the drain. Without it the agent still works: status falls back to the journal."""
     try:
@@ -257,7 +259,7 @@ def _report_recovery(recovery: asyncio.Task[int]) -> None:
         log.warning("stopped CLIs left running by a previous agent", groups=groups)
 
 
-async def _keep_token_fresh(tokens: Tokens, agent: Agent) -> None:
+async def _keep_token_fresh(tokens: Tokens, agent: PollLoop) -> None:
     """Re-mint the child token when due, only while no run is executing (docs/protocol.md,
     "Authentication and login"); `rotate_if_due` asks the server nothing until then."""
     while True:
@@ -270,7 +272,7 @@ async def _keep_token_fresh(tokens: Tokens, agent: Agent) -> None:
             log.error("authentication needed", error=str(exc))
 
 
-def _install_signals(loop: asyncio.AbstractEventLoop, agent: Agent) -> None:
+def _install_signals(loop: asyncio.AbstractEventLoop, agent: PollLoop) -> None:
     loop.add_signal_handler(signal.SIGTERM, agent.request_stop)
     loop.add_signal_handler(signal.SIGINT, agent.request_stop)
     loop.add_signal_handler(signal.SIGUSR1, agent.poll_now)  # a poke from an older `trigger`

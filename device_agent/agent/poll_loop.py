@@ -1,6 +1,6 @@
 """The loop: poll, hand claims to the run pipeline — and recover, drain and wake.
 
-One event loop drives everything. `Agent` keeps the loop, the concurrency
+One event loop drives everything. `PollLoop` keeps the loop, the concurrency
 slots and the drain; each claimed run goes through `pipeline.RunPipeline`.
 A claimed run owns a slot from the claim until its CLI has finished; its
 delivery goes on after the slot is free, so a slow server never stops the
@@ -82,7 +82,7 @@ RESTARTED_TURN_ERROR: Final = (
 )
 
 
-class Agent:
+class PollLoop:
     def __init__(
         self,
         settings: Settings,

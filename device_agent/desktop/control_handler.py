@@ -1,6 +1,6 @@
 """The running agent as the control socket sees it (docs/desktop.md, "control socket").
 
-`AgentControl` adapts an `Agent` to `control.ControlHandler`: it answers
+`AgentControl` adapts a `PollLoop` to `control.ControlHandler`: it answers
 `status` from what the agent holds in memory (never a file or a blocking
 call), forwards `pause`/`resume`/`poll_now`, and performs "Run now"
 (docs/protocol.md, "Run now") with the account API, then polls at once.
@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 from device_agent import __version__
-from device_agent.agent.poll_loop import Agent
+from device_agent.agent.poll_loop import PollLoop
 from device_agent.agent.status import PROBLEM_STATES
 from device_agent.config import ENV_TOKEN
 from device_agent.desktop.control import Refused
@@ -27,7 +27,7 @@ from device_agent.lanes import RUN_NOW_LANES, trigger_lane
 
 
 class AgentControl:
-    def __init__(self, agent: Agent) -> None:
+    def __init__(self, agent: PollLoop) -> None:
         self.agent = agent
 
     def status(self) -> dict[str, Any]:
