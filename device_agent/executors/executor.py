@@ -157,9 +157,9 @@ class Executor:
             await asyncio.gather(*self._tidying)
 
     def recover_in_background(self) -> asyncio.Task[int]:
-        """`recover()` as a task, so that the first poll need not wait for it: listing every
-        process's environment takes ~2 ms here, and tens of ms on a busy desktop or through
-        macOS's `ps`. A run claimed meanwhile waits in `execute` before its CLI starts."""
+        """`recover()` as a task, so that the first poll need not wait for it to list every
+        process's environment. A run claimed meanwhile waits in `execute` before its CLI
+        starts."""
         self._recovery = asyncio.create_task(self.recover())
         return self._recovery
 
