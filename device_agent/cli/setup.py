@@ -24,8 +24,8 @@ from device_agent.cli.common import settings_from
 from device_agent.cli.desktop import flags_given, install_service
 from device_agent.cli.doctor import run_doctor
 from device_agent.cli.status import gather, render
-from device_agent.config import Settings, config_file_in_use
-from device_agent.config_file import read_settings, remember
+from device_agent.config import Settings, config_file_in_use, read_config_file
+from device_agent.config_file import remember
 from device_agent.desktop.service import service_path, this_program
 from device_agent.errors import ConfigError, ExitCode
 from device_agent.executors.profiles import load_profiles
@@ -173,7 +173,7 @@ def _choose_agent(
 def _configured_agent(settings: Settings, args: argparse.Namespace) -> str | None:
     """The default_agent the config file sets itself (not the built-in default)."""
     path, _ = config_file_in_use(settings.paths, args.config)
-    value = read_settings(path).get("default_agent")
+    value = read_config_file(path).get("default_agent")
     return value if isinstance(value, str) else None
 
 
