@@ -15,13 +15,14 @@ Anything else fails the run (docs/protocol.md, "Automation lane").
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final
 from urllib.parse import urlsplit
 
 from device_agent.config import is_loopback
-from device_agent.executors.request import McpWiring
+from device_agent.executors.request import ExecutionRequest, McpWiring
 from device_agent.lanes.automation.payload import AgentSession, AutomationRun
 from device_agent.server.protocol import PayloadError, preview
 
@@ -36,6 +37,15 @@ class RunAccess:
     mcp: McpWiring | None
     env: Mapping[str, str] = field(default_factory=dict, repr=False)  # holds the session token
     secrets: tuple[str, ...] = field(default=(), repr=False)  # to redact, besides the device's
+
+    def wired(self, request: ExecutionRequest) -> ExecutionRequest:
+        """`request` with this access: its MCP wiring, its variables and secrets added."""
+        return dataclasses.replace(
+            request,
+            mcp=self.mcp,
+            env={**request.env, **self.env},
+            secrets=(*request.secrets, *self.secrets),
+        )
 
 
 def run_access(run: AutomationRun, *, device_mcp: McpWiring | None, server: str) -> RunAccess:
