@@ -288,7 +288,7 @@ def load(
     env = os.environ if env is None else env
     paths = Paths.resolve(env)
     file_path, named_by = config_file_in_use(paths, config_path, env)
-    values = _read_config_file(file_path, named_by=named_by)
+    values = read_config_file(file_path, named_by=named_by)
     if "token" in values:
         raise ConfigError(
             f"config file {file_path} contains a token: remove it and run `device-agent login` "
@@ -322,9 +322,9 @@ def config_file_in_use(
     return paths.config_file, None
 
 
-def _read_config_file(path: Path, *, named_by: str | None) -> dict[str, Any]:
-    """The file's settings; `named_by` is the flag or variable that chose this file (then it
-    must exist), None for the default file (which may be absent)."""
+def read_config_file(path: Path, *, named_by: str | None = None) -> dict[str, Any]:
+    """The file's settings as TOML values; `named_by` is the flag or variable that chose this
+    file (then it must exist), None for the default file ({} when it is absent)."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:

@@ -40,20 +40,6 @@ class Remembered:
     kept: dict[str, Any] = field(default_factory=dict)  # key -> the file's own value
 
 
-def read_settings(path: Path) -> dict[str, Any]:
-    """The file's settings as TOML values ({} when it does not exist)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return {}
-    except OSError as exc:
-        raise ConfigError(f"cannot read config file {path}: {exc.strerror}") from None
-    try:
-        return dict(tomllib.loads(text))
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config file {path} is not valid TOML: {exc}") from None
-
-
 def remember(
     path: Path,
     values: Mapping[str, str],

@@ -1,7 +1,10 @@
-"""Where the agent keeps its files: config, state and logs, each a private directory.
+"""Where the agent keeps its files: config, state and logs, each a private directory; and
+where the data shipped beside the code is.
 
 `DEVICE_AGENT_HOME` puts all three under one folder; otherwise they are the
-platform's usual places (platformdirs).
+platform's usual places (platformdirs). The shipped executor profiles and config
+templates live in `device_agent/_data/` in a wheel, in the top-level `executors/`
+and `config/` folders in a source checkout (`shipped_dir`).
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from device_agent.errors import ConfigError
 
 APP_NAME: Final = "device-agent"
 ENV_HOME: Final = "DEVICE_AGENT_HOME"
+
+_PACKAGE = Path(__file__).resolve().parent
 
 
 @dataclass(frozen=True)
@@ -86,3 +91,11 @@ def ensure_private_dir(directory: Path) -> None:
         )
     if not os.access(directory, os.W_OK | os.X_OK):
         raise ConfigError(f"{directory} is not writable: run `chmod u+rwx {directory}`")
+
+
+def shipped_dir(name: str) -> Path:
+    """`shipped_dir("executors")` or `shipped_dir("config")`."""
+    installed = _PACKAGE / "_data" / name
+    if installed.is_dir():
+        return installed
+    return _PACKAGE.parent / name

@@ -7,13 +7,13 @@ import contextlib
 import dataclasses
 import signal
 from collections.abc import AsyncIterator, Callable, Mapping
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 from device_agent.agent.activity import MAX_TARGETS
 from device_agent.agent.alarm import Alarm
 from device_agent.agent.journal import AsyncJournal, Journal, Retention
 from device_agent.agent.limits import RECHECK_SECONDS, Reached
-from device_agent.agent.poll_loop import Agent
+from device_agent.agent.poll_loop import PollLoop
 from device_agent.agent.result import Report
 from device_agent.agent.sleepwatch import Clock
 from device_agent.agent.status import AgentState, Status
@@ -21,6 +21,10 @@ from device_agent.config import ConfigError, Settings
 from device_agent.desktop.control import ControlServer
 from device_agent.desktop.control_client import ControlError, Target, socket_path
 from device_agent.desktop.control_handler import AgentControl
+from device_agent.desktop.notify.backends import Backend
+from device_agent.desktop.notify.config import NotificationSettings
+from device_agent.desktop.notify.notifier import Notifier, find_backend
+from device_agent.desktop.notify.policy import FinishedRun
 from device_agent.desktop.sdnotify import SystemdNotifier
 from device_agent.errors import ExitCode
 from device_agent.executors.executor import Executor
@@ -33,15 +37,10 @@ from device_agent.identity.credentials import (
 )
 from device_agent.identity.errors import AuthRefused
 from device_agent.lanes import LaneRun
+from device_agent.lanes.chat.lane import ChatClaim
 from device_agent.lanes.watcher.lane import WatcherClaim
 from device_agent.logs import get_logger
 from device_agent.server.client import LobuClient
-
-if TYPE_CHECKING:
-    from device_agent.desktop.notify.backends import Backend
-    from device_agent.desktop.notify.config import NotificationSettings
-    from device_agent.desktop.notify.notifier import Notifier
-    from device_agent.desktop.notify.policy import FinishedRun
 
 log = get_logger(__name__)
 
@@ -51,8 +50,6 @@ ROTATION_CHECK_SECONDS: Final = 3600.0  # how often an idle agent asks whether i
 def find_notifier(settings: NotificationSettings) -> Backend | None:
     """The program that shows notifications here (tests replace this to keep the desktop
     quiet); looked for when the first run has finished."""
-    from device_agent.desktop.notify.notifier import find_backend
-
     return find_backend(settings)
 
 
@@ -64,7 +61,7 @@ async def run_agent(
     once: bool = False,
     clock: Clock | None = None,
     handle_signals: bool = True,
-    started: Callable[[Agent], None] | None = None,
+    started: Callable[[PollLoop], None] | None = None,
     wake_check_seconds: float = 5.0,
     poll_alarm: Alarm | None = None,
     systemd: SystemdNotifier | None = None,
@@ -115,7 +112,7 @@ async def run_agent(
     )
     loop = asyncio.get_running_loop()
 
-    agent = Agent(
+    agent = PollLoop(
         settings,
         platform=settings.platform,
         worker_id=worker_id,
@@ -174,7 +171,7 @@ async def run_agent(
         journal.close()
 
 
-async def _remember_targets(agent: Agent, journal: AsyncJournal) -> None:
+async def _remember_targets(agent: PollLoop, journal: AsyncJournal) -> None:
     """What this device ran before, for "Run now" in the tray, oldest first so the newest
     ends up on top."""
     recent = await journal.call(journal.sync.recent, MAX_TARGETS)
@@ -185,7 +182,9 @@ async def _remember_targets(agent: Agent, journal: AsyncJournal) -> None:
 
 
 @contextlib.asynccontextmanager
-async def _control_socket(settings: Settings, agent: Agent) -> AsyncIterator[ControlServer | None]:
+async def _control_socket(
+    settings: Settings, agent: PollLoop
+) -> AsyncIterator[ControlServer | None]:
     """The control socket `status`, `pause`, `resume`, `trigger` and the tray talk to; closed
     after the drain. Without it the agent still works: status falls back to the journal."""
     try:
@@ -219,16 +218,13 @@ class SystemdStatus:
 
 
 class Notifications:
-    """The agent's notifier, made when the first run has finished: the notifier and its policy
-    are imported then, not before the first poll."""
+    """The agent's notifier, made when the first run has finished."""
 
     def __init__(self, settings: NotificationSettings, notifier: Notifier | None) -> None:
         self.settings = settings
         self.notifier = notifier
 
     def submit(self, run: LaneRun, report: Report) -> None:
-        from device_agent.lanes.chat.lane import ChatClaim  # after a run, not before a poll
-
         if isinstance(run, ChatClaim):
             return  # its reply, or its error, is posted to the conversation the person is in
         self._notifier().submit(finished_run(run, report))
@@ -244,8 +240,6 @@ class Notifications:
 
     def _notifier(self) -> Notifier:
         if self.notifier is None:
-            from device_agent.desktop.notify.notifier import Notifier
-
             self.notifier = Notifier(self.settings, find=find_notifier)
         return self.notifier
 
@@ -257,10 +251,6 @@ class Notifications:
 def finished_run(run: LaneRun, report: Report) -> FinishedRun:
     """What the notification policy needs to know about a settled run (watcher lane: the
     payload's channel and priority; other lanes: the config decides)."""
-    from device_agent.desktop.notify.policy import (
-        FinishedRun,  # with the notifier: see `Notifications`
-    )
-
     watcher = run.run.watcher if isinstance(run, WatcherClaim) else None
     return FinishedRun(
         lane="watcher" if watcher is not None else "automation",
@@ -285,7 +275,7 @@ def _report_recovery(recovery: asyncio.Task[int]) -> None:
         log.warning("stopped CLIs left running by a previous agent", groups=groups)
 
 
-async def _keep_token_fresh(tokens: Tokens, agent: Agent) -> None:
+async def _keep_token_fresh(tokens: Tokens, agent: PollLoop) -> None:
     """Re-mint the child token when due, only while no run is executing (docs/protocol.md,
     "Authentication and login"); `rotate_if_due` asks the server nothing until then."""
     while True:
@@ -298,7 +288,7 @@ async def _keep_token_fresh(tokens: Tokens, agent: Agent) -> None:
             log.error("authentication needed", error=str(exc))
 
 
-def _install_signals(loop: asyncio.AbstractEventLoop, agent: Agent) -> None:
+def _install_signals(loop: asyncio.AbstractEventLoop, agent: PollLoop) -> None:
     loop.add_signal_handler(signal.SIGTERM, agent.request_stop)
     loop.add_signal_handler(signal.SIGINT, agent.request_stop)
     loop.add_signal_handler(signal.SIGUSR1, agent.poll_now)  # a poke from an older `trigger`

@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import dataclasses
 import functools
+import hashlib
 import json
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
@@ -36,8 +37,9 @@ from device_agent.config import Settings
 from device_agent.desktop.control_client import Target
 from device_agent.executors.execconfig import capped_budget
 from device_agent.executors.executor import Executor
+from device_agent.executors.mcp_proxy import McpProxy
 from device_agent.executors.request import ExecutionRequest, McpWiring
-from device_agent.identity.tokens import TokenSource
+from device_agent.identity.credentials import TokenSource
 from device_agent.lanes import Fail, Lane, LaneRun, Resume, lane_for, read_claim
 from device_agent.logs import get_logger
 from device_agent.server.client import Answer, LobuClient
@@ -280,8 +282,6 @@ class RunPipeline:
         return await self.outbox.deliver(entry, give_up)
 
     async def _record_claim(self, claim: Claim, parsed: LaneRun | str) -> bool:
-        import hashlib  # here: ~1.7 ms to import, which the first poll need not wait for
-
         digest = hashlib.sha256(
             json.dumps(claim.payload, sort_keys=True, default=str).encode()
         ).hexdigest()
@@ -385,9 +385,6 @@ class RunPipeline:
         if not (wanted and self.settings.executor.mcp and self.executor.uses_mcp(kind)):
             yield None
             return
-        # Imported at the first run that wires the tools: most runs never need the proxy.
-        from device_agent.executors.mcp_proxy import McpProxy
-
         async with McpProxy(f"{self.server}/mcp", self.tokens.current) as proxy:
             yield McpWiring(url=proxy.url, token=proxy.secret)
 

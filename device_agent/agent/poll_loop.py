@@ -1,6 +1,6 @@
 """The loop: poll, hand claims to the run pipeline — and recover, drain and wake.
 
-One event loop drives everything. `Agent` keeps the loop, the concurrency
+One event loop drives everything. `PollLoop` keeps the loop, the concurrency
 slots and the drain; each claimed run goes through `pipeline.RunPipeline`.
 A claimed run owns a slot from the claim until its CLI has finished; its
 delivery goes on after the slot is free, so a slow server never stops the
@@ -49,7 +49,7 @@ from device_agent.config import Settings
 from device_agent.errors import ExitCode
 from device_agent.executors.environment import extended_path
 from device_agent.executors.executor import Executor
-from device_agent.identity.tokens import TokenSource
+from device_agent.identity.credentials import TokenSource
 from device_agent.lanes.registration import (
     AgentKindsCheck,
     platform_mismatch_message,
@@ -92,7 +92,7 @@ RESTARTED_TURN_ERROR: Final = (
 )
 
 
-class Agent:
+class PollLoop:
     def __init__(
         self,
         settings: Settings,

@@ -1,26 +1,16 @@
-"""One module per subcommand; each imports what it needs inside its function.
-
-`cli` only parses arguments and handles errors, so `device-agent --version`
-stays fast and a new command is a new file here.
-"""
+"""What every command does first: its settings from the arguments, and its logs."""
 
 from __future__ import annotations
 
 import argparse
-import sys
-from typing import TYPE_CHECKING, Any
+import logging
+from typing import Any
 
-if TYPE_CHECKING:
-    from device_agent.config import Settings
-
-
-def fail(message: str) -> None:
-    print(f"device-agent: {message}", file=sys.stderr)
+from device_agent import logs
+from device_agent.config import Settings, load
 
 
 def settings_from(args: argparse.Namespace, **extra: Any) -> Settings:
-    from device_agent.config import load
-
     overrides = {
         "server": getattr(args, "server", None),
         "worker_id": getattr(args, "worker_id", None),
@@ -30,10 +20,6 @@ def settings_from(args: argparse.Namespace, **extra: Any) -> Settings:
 
 
 def setup_logs(settings: Settings, args: argparse.Namespace, *secrets: str | None) -> None:
-    import logging  # here, not at the top: `--version` and `--help` would pay ~5 ms for it
-
-    from device_agent import logs
-
     settings.paths.ensure()
     level = logging.DEBUG if getattr(args, "verbose", False) else logging.INFO
     logs.setup(log_file=settings.paths.log_file, console_level=level, secrets=secrets)

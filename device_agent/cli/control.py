@@ -7,13 +7,14 @@ Each talks to the daemon over its control socket (docs/desktop.md, "control sock
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from device_agent.cli.common import fail, settings_from
+from device_agent.agent.limits import plural, usd
+from device_agent.cli.common import settings_from
+from device_agent.cli.output import fail
+from device_agent.config import Settings
+from device_agent.desktop.control_client import ControlError, DaemonNotRunning, request, socket_path
 from device_agent.errors import ExitCode
-
-if TYPE_CHECKING:
-    from device_agent.config import Settings
 
 POKED = "asked the running agent to poll now"
 
@@ -21,15 +22,11 @@ POKED = "asked the running agent to poll now"
 def ask_daemon(settings: Settings, op: str, **args: Any) -> dict[str, Any]:
     """Send `op` to the daemon of this state dir. Raises `control_client.ControlError`
     (`DaemonNotRunning` when none answers)."""
-    from device_agent.desktop.control_client import request, socket_path
-
     return request(socket_path(settings.paths.state_dir), op, **args)
 
 
 def poke_daemon(settings: Settings) -> str | None:
     """Ask the running daemon to poll now (after "Run now"); one line saying what happened."""
-    from device_agent.desktop.control_client import ControlError, DaemonNotRunning
-
     try:
         ask_daemon(settings, "poll_now")
     except DaemonNotRunning:
@@ -51,9 +48,6 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 def _past_limit(args: argparse.Namespace) -> int:
     """`resume --past-limit`: the owner takes runs past the daily limit until the day turns."""
-    from device_agent.agent.limits import plural, usd
-    from device_agent.desktop.control_client import ControlError, DaemonNotRunning
-
     try:
         report = ask_daemon(settings_from(args), "resume_past_limit")
     except DaemonNotRunning as exc:
@@ -75,8 +69,6 @@ def _past_limit(args: argparse.Namespace) -> int:
 
 
 def _switch(args: argparse.Namespace, op: str, done: str) -> int:
-    from device_agent.desktop.control_client import ControlError, DaemonNotRunning
-
     try:
         ask_daemon(settings_from(args), op)
     except DaemonNotRunning as exc:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
-from typing import TYPE_CHECKING
+from dataclasses import replace
 
 from device_agent.cli.common import settings_from
-
-if TYPE_CHECKING:
-    from device_agent.config import Settings
-    from device_agent.desktop.service import Preflight, ServiceSpec
+from device_agent.cli.doctor import Check, startup_findings
+from device_agent.config import ConfigError, Settings, load
+from device_agent.desktop import service, tray
+from device_agent.desktop.service import Preflight, ServiceSpec
 
 
 def cmd_service(args: argparse.Namespace) -> int:
@@ -24,7 +24,6 @@ def install_service(settings: Settings, *, with_tray: bool, flags: list[str] | N
 
 def _service(args: argparse.Namespace, settings: Settings, *, flags: list[str] | None) -> int:
     """Doctor's checks before an install, the wait for READY after it."""
-    from device_agent.desktop import service
 
     def preflight(spec: ServiceSpec) -> Preflight:
         return service_preflight(spec, flags=flags)
@@ -36,12 +35,6 @@ def service_preflight(spec: ServiceSpec, *, flags: list[str] | None = None) -> P
     """Doctor's checks with the settings the service will have: the config file and the
     DEVICE_AGENT_* variables the unit passes on (never this command's flags), and the token
     from the keyring or the unit's env file."""
-    from dataclasses import replace
-
-    from device_agent.cli.doctor import Check, startup_findings
-    from device_agent.config import ConfigError, load
-    from device_agent.desktop.service import Preflight
-
     hint = None
     if flags:
         hint = (
@@ -70,6 +63,4 @@ def flags_given(args: argparse.Namespace) -> list[str]:
 
 
 def cmd_tray(args: argparse.Namespace) -> int:
-    from device_agent.desktop import tray
-
     return tray.main(args, settings_from(args))

@@ -10,7 +10,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from device_agent.agent.journal import Journal, JournalError, disk_bytes
+from device_agent.agent.limits import plural, usd
 from device_agent.cli.common import settings_from
+from device_agent.cli.status import describe_journal
 from device_agent.config import ConfigError, Settings, config_file_in_use, ensure_private_dir
 from device_agent.desktop.notify import notifier
 from device_agent.desktop.service import service_path, this_program
@@ -143,9 +146,6 @@ def _dirs(settings: Settings, *, create: bool = True) -> Check:
 def _journal(settings: Settings) -> Check:
     """The journal's size and what retention keeps of it; a journal that cannot be opened
     fails (the agent could not start with it)."""
-    from device_agent.agent.journal import Journal, JournalError, disk_bytes
-    from device_agent.cli.status import describe_journal
-
     path = settings.paths.journal_file
     about: dict[str, object] = {"path": str(path), "bytes": disk_bytes(path), "runs": 0}
     if path.exists():
@@ -190,7 +190,6 @@ def _limits(settings: Settings) -> Check:
             "off: a server may run as much as it likes here — set daily_usd, daily_tokens or "
             "daily_runs in [limits] in the config to cap what this device spends a day",
         )
-    from device_agent.agent.limits import plural, usd
 
     caps = []
     if limits.daily_usd is not None:

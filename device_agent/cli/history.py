@@ -8,23 +8,20 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from device_agent.cli.common import fail, settings_from
-from device_agent.cli.output import duration, format_table, printable, when
+from device_agent.agent.journal import Entry, Journal
+from device_agent.agent.limits import count, usd
+from device_agent.agent.usage import RunCost
+from device_agent.cli.common import settings_from
+from device_agent.cli.output import duration, fail, format_table, iso, printable, when
+from device_agent.config import Settings
 from device_agent.errors import ExitCode
-
-if TYPE_CHECKING:
-    from device_agent.agent.journal import Entry, Journal
-    from device_agent.agent.usage import RunCost
-    from device_agent.config import Settings
 
 ERROR_WIDTH = 60  # characters of the error in the table; `--run` shows all of it
 
 
 def cmd_history(args: argparse.Namespace) -> int:
-    from device_agent.agent.journal import Journal
-
     settings = settings_from(args)
     if not settings.paths.journal_file.exists():
         print("[]" if args.json else "no runs yet")
@@ -82,8 +79,6 @@ def problem(entry: Entry) -> str | None:
 def as_json(
     entry: Entry, cost: RunCost | None = None, *, with_output: bool = True
 ) -> dict[str, Any]:
-    from device_agent.desktop.control_handler import iso
-
     data = entry.as_dict()
     if not with_output:  # a listed row has none: left out rather than shown as null
         del data["output"]
@@ -98,8 +93,6 @@ def as_json(
 def cost_text(cost: RunCost | None) -> str:
     """What a run cost in the history table: "$0.04"; "?" when its CLI reports no cost
     ("$0.04+?" when some round's did not); "-" when no CLI was started."""
-    from device_agent.agent.limits import usd
-
     if cost is None:
         return "-"
     if cost.cost_usd is None:
@@ -109,8 +102,6 @@ def cost_text(cost: RunCost | None) -> str:
 
 def tokens_text(cost: RunCost | None) -> str:
     """Tokens in/out as the CLI counted them: "1.2k/340"; "?" when it counts none."""
-    from device_agent.agent.limits import count
-
     if cost is None:
         return "-"
     if cost.tokens_in is None and cost.tokens_out is None:
@@ -172,8 +163,6 @@ def _cost_words(cost: RunCost | None) -> str:
         return "unknown (its CLI reports no cost)"
     rounds = f" over {cost.rounds} rounds" if cost.rounds > 1 else ""
     partial = " (partial: a round's cost is unknown)" if cost.cost_partial else ""
-    from device_agent.agent.limits import usd
-
     return f"{usd(cost.cost_usd)}{rounds}{partial}"
 
 

@@ -16,8 +16,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any, Final
 
-from device_agent.cli.common import fail, settings_from
-from device_agent.cli.output import printable
+from device_agent.cli.common import settings_from
+from device_agent.cli.output import fail, printable
 from device_agent.errors import ExitCode
 
 FOLLOW_INTERVAL: Final = 0.5  # seconds between looks at the file while following

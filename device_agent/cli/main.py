@@ -1,6 +1,7 @@
 """The `device-agent` command: argument parsing and the one error handler.
 
-Each subcommand lives in `device_agent.cli.common`; exit codes come from
+Each subcommand lives in its own module of `device_agent.cli`, imported by its
+handler here when that command runs; exit codes come from
 `device_agent.errors` (0 did its job; 1 unexpected internal error; 2 usage or
 configuration error; 3 authentication needed; 4 server unreachable).
 """
@@ -11,16 +12,12 @@ import argparse
 import os
 import sys
 from collections.abc import Callable, Sequence
-from importlib import import_module
-from typing import TYPE_CHECKING
+from pathlib import Path
 
 from device_agent import __version__
-from device_agent.cli.common import fail
+from device_agent.cli.output import fail
 from device_agent.errors import DeviceAgentError, ExitCode
 from device_agent.umask import make_private
-
-if TYPE_CHECKING:
-    from pathlib import Path
 
 Command = Callable[[argparse.Namespace], int]
 Parser = argparse.ArgumentParser
@@ -61,7 +58,8 @@ def _reader_went_away() -> int:
 def _explain(exc: Exception) -> tuple[ExitCode, str]:
     if isinstance(exc, DeviceAgentError):
         return exc.exit_code, exc.user_message()
-    from device_agent.logs import get_logger  # a bug: say so in one line, keep the traceback
+    # A bug: say so in one line, keep the traceback in the log.
+    from device_agent.logs import get_logger  # structlog: --version and --help never log
 
     get_logger(__name__).error("internal error", exc_info=exc)
     return ExitCode.INTERNAL, (
@@ -69,22 +67,136 @@ def _explain(exc: Exception) -> tuple[ExitCode, str]:
     )
 
 
-def _lazy(module: str, name: str) -> Command:
-    """A command handler imported when it runs: start-up pays only for the command used."""
-
-    def handler(args: argparse.Namespace) -> int:
-        command: Command = getattr(import_module(module), name)
-        return command(args)
-
-    return handler
+# A command's module is imported by its handler below, when that command runs: `--version`,
+# `status` and `trigger` never import the daemon (agent.app and its loop) that `run` assembles.
 
 
-def _path(text: str) -> Path:
-    """`--config`'s type: pathlib (with urllib.parse and ipaddress) is imported when a command
-    runs, not when `--version` or `--help` builds the parser (~4 ms of their start)."""
-    from pathlib import Path
+def _run(args: argparse.Namespace) -> int:
+    from device_agent.cli import run
 
-    return Path(text)
+    return run.cmd_run(args)
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from device_agent.demo import session
+
+    return session.run_demo()
+
+
+def _dev_server(args: argparse.Namespace) -> int:
+    from device_agent import devserver
+
+    return devserver.run_from_arguments(args)
+
+
+def _dev_server_arguments(parser: Parser) -> None:
+    from device_agent import devserver
+
+    devserver.add_dev_server_arguments(parser)
+
+
+def _setup(args: argparse.Namespace) -> int:
+    from device_agent.cli import setup
+
+    return setup.cmd_setup(args)
+
+
+def _setup_arguments(parser: Parser) -> None:
+    from device_agent.cli import setup
+
+    setup.add_setup_arguments(parser)
+
+
+def _login(args: argparse.Namespace) -> int:
+    from device_agent.cli.common import settings_from
+    from device_agent.identity import commands
+
+    return commands.login(settings_from(args), args)
+
+
+def _login_arguments(parser: Parser) -> None:
+    from device_agent.identity import commands
+
+    commands.add_login_arguments(parser)
+
+
+def _logout(args: argparse.Namespace) -> int:
+    from device_agent.cli.common import settings_from
+    from device_agent.identity import commands
+
+    return commands.logout(settings_from(args), args)
+
+
+def _status(args: argparse.Namespace) -> int:
+    from device_agent.cli import status
+
+    return status.cmd_status(args)
+
+
+def _history(args: argparse.Namespace) -> int:
+    from device_agent.cli import history
+
+    return history.cmd_history(args)
+
+
+def _trigger(args: argparse.Namespace) -> int:
+    from device_agent.cli import trigger
+
+    return trigger.cmd_trigger(args)
+
+
+def _trigger_arguments(parser: Parser) -> None:
+    from device_agent.cli import trigger
+
+    trigger.add_trigger_arguments(parser)
+
+
+def _pause(args: argparse.Namespace) -> int:
+    from device_agent.cli import control
+
+    return control.cmd_pause(args)
+
+
+def _resume(args: argparse.Namespace) -> int:
+    from device_agent.cli import control
+
+    return control.cmd_resume(args)
+
+
+def _logs(args: argparse.Namespace) -> int:
+    from device_agent.cli import logs
+
+    return logs.cmd_logs(args)
+
+
+def _service(args: argparse.Namespace) -> int:
+    from device_agent.cli import desktop
+
+    return desktop.cmd_service(args)
+
+
+def _service_parser(sub: argparse._SubParsersAction[Parser], parents: list[Parser]) -> Parser:
+    from device_agent.desktop import service
+
+    return service.add_arguments(sub, parents=parents)
+
+
+def _tray(args: argparse.Namespace) -> int:
+    from device_agent.cli import desktop
+
+    return desktop.cmd_tray(args)
+
+
+def _tray_parser(sub: argparse._SubParsersAction[Parser], parents: list[Parser]) -> Parser:
+    from device_agent.desktop import tray
+
+    return tray.add_arguments(sub, parents=parents)
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from device_agent.cli import doctor
+
+    return doctor.cmd_doctor(args)
 
 
 def _parser(only: str | None = None) -> argparse.ArgumentParser:
@@ -105,7 +217,7 @@ def _parser(only: str | None = None) -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"device-agent {__version__}")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
-        "--config", type=_path, help="config file (default: DEVICE_AGENT_CONFIG or the config dir)"
+        "--config", type=Path, help="config file (default: DEVICE_AGENT_CONFIG or the config dir)"
     )
     common.add_argument("--server", help="Lobu server URL (overrides DEVICE_AGENT_SERVER)")
     common.add_argument(
@@ -128,10 +240,10 @@ def _parser(only: str | None = None) -> argparse.ArgumentParser:
         *,
         example: str = "",
         shared: bool = True,
-        arguments: tuple[str, str] | None = None,
+        arguments: Callable[[Parser], None] | None = None,
     ) -> Parser:
         """A subcommand whose --help says `summary` as a sentence, with an example;
-        `arguments` (module, function) adds its options, imported only when it is built."""
+        `arguments` adds its options."""
         if not wanted(name):
             return Parser(add_help=False)  # not the command run: its options go nowhere
         made = sub.add_parser(
@@ -143,13 +255,12 @@ def _parser(only: str | None = None) -> argparse.ArgumentParser:
         )
         made.set_defaults(handler=handler)
         if arguments is not None:
-            module, function = arguments
-            getattr(import_module(module), function)(made)
+            arguments(made)
         return made
 
     run = command(
         "run",
-        _lazy("device_agent.cli.run", "cmd_run"),
+        _run,
         "poll the server and run what it pins to this device (what the service runs)",
         example="device-agent run --once --agent codex",
     )
@@ -161,45 +272,43 @@ def _parser(only: str | None = None) -> argparse.ArgumentParser:
 
     command(
         "demo",
-        _lazy("device_agent.cli.demo", "cmd_demo"),
+        _demo,
         "try it offline: a local dev server, sample watchers and a demo agent",
         shared=False,
     )
     command(
         "dev-server",
-        _lazy("device_agent.cli.demo", "cmd_dev_server"),
+        _dev_server,
         "a Lobu-compatible server on loopback; prints a `run` line to paste as is",
         example="device-agent dev-server --port 8787",
         shared=False,
-        arguments=("device_agent.cli.demo", "add_dev_server_arguments"),
+        arguments=_dev_server_arguments,
     )
 
     command(
         "setup",
-        _lazy("device_agent.cli.setup", "cmd_setup"),
+        _setup,
         "sign in, choose the default agent, check, install the service and show status",
         example="device-agent setup --server https://lobu.example.com --agent codex --yes",
-        arguments=("device_agent.cli.setup", "add_setup_arguments"),
+        arguments=_setup_arguments,
     )
 
-    auth = "device_agent.identity.commands"
     command(
         "login",
-        _lazy("device_agent.cli.login", "cmd_login"),
+        _login,
         "sign this device in: a token bound to this device, kept in the OS keyring or a 0600 file",
         example="device-agent login --server https://lobu.example.com",
-        arguments=(auth, "add_login_arguments"),
+        arguments=_login_arguments,
     )
     command(
         "logout",
-        _lazy("device_agent.cli.login", "cmd_logout"),
+        _logout,
         "revoke and remove this device's stored token",
-        arguments=(auth, "add_logout_arguments"),
     )
 
     status = command(
         "status",
-        _lazy("device_agent.cli.status", "cmd_status"),
+        _status,
         "what the agent is doing now: state, runs, last poll, results waiting, problems",
         example="device-agent status --json | jq .state",
     )
@@ -207,7 +316,7 @@ def _parser(only: str | None = None) -> argparse.ArgumentParser:
 
     history = command(
         "history",
-        _lazy("device_agent.cli.history", "cmd_history"),
+        _history,
         "recent runs from the journal, or one run in full",
         example="device-agent history --run 42",
     )
@@ -219,17 +328,16 @@ def _parser(only: str | None = None) -> argparse.ArgumentParser:
 
     command(
         "trigger",
-        _lazy("device_agent.cli.trigger", "cmd_trigger"),
+        _trigger,
         '"Run now": ask the server to queue a watcher or automation run, then the agent to poll',
         example="device-agent trigger 42 --lane automation",
-        arguments=("device_agent.cli.trigger", "add_trigger_arguments"),
+        arguments=_trigger_arguments,
     )
 
-    control = "device_agent.cli.control"
-    command("pause", _lazy(control, "cmd_pause"), "stop claiming new runs; running ones finish")
+    command("pause", _pause, "stop claiming new runs; running ones finish")
     resume = command(
         "resume",
-        _lazy(control, "cmd_resume"),
+        _resume,
         "claim runs again, polling at once",
         example="device-agent resume --past-limit",
     )
@@ -241,7 +349,7 @@ def _parser(only: str | None = None) -> argparse.ArgumentParser:
 
     logs = command(
         "logs",
-        _lazy("device_agent.cli.logs", "cmd_logs"),
+        _logs,
         "show the agent's log, or follow it",
         example="device-agent logs -f --run 42",
     )
@@ -251,16 +359,15 @@ def _parser(only: str | None = None) -> argparse.ArgumentParser:
         "-n", "--lines", type=int, default=50, help="how many recent lines first (default 50)"
     )
 
-    desktop = "device_agent.cli.desktop"
-    for name in ("service", "tray"):  # these modules define their own subparsers
-        if wanted(name):
-            module = import_module(f"device_agent.desktop.{name}")
-            made = module.add_arguments(sub, parents=[common])
-            made.set_defaults(handler=_lazy(desktop, f"cmd_{name}"))
+    # These two define their own subparsers.
+    if wanted("service"):
+        _service_parser(sub, [common]).set_defaults(handler=_service)
+    if wanted("tray"):
+        _tray_parser(sub, [common]).set_defaults(handler=_tray)
 
     command(
         "doctor",
-        _lazy("device_agent.cli.doctor", "cmd_doctor"),
+        _doctor,
         "check server, token, CLIs (as the service finds them), config and directories",
     )
     return parser

@@ -1,11 +1,18 @@
-"""Plain-text output shared by the commands and the demo: tables, times, safe text."""
+"""Plain-text output shared by the commands and the demo: tables, times, safe text, and the
+one-line error every command prints on stderr."""
 
 from __future__ import annotations
 
 import re
+import sys
 import time
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
+
+
+def fail(message: str) -> None:
+    print(f"device-agent: {message}", file=sys.stderr)
+
 
 # C0 controls (ESC among them), DEL and C1 controls: a terminal acts on them — retitles,
 # clears, writes the clipboard — rather than showing them.
@@ -66,3 +73,10 @@ def ago(moment: str | float | None) -> str:
         return "never"
     epoch = datetime.fromisoformat(moment).timestamp() if isinstance(moment, str) else moment
     return f"{elapsed(max(0.0, time.time() - epoch))} ago ({when(epoch)})"
+
+
+def iso(epoch: float | None) -> str | None:
+    """Epoch seconds as an ISO 8601 UTC time, the form every `--json` output uses."""
+    if epoch is None:
+        return None
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds")

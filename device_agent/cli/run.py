@@ -6,20 +6,29 @@ import argparse
 import asyncio
 import signal
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
 
-from device_agent.cli.common import fail, settings_from, setup_logs
+from device_agent.agent.app import run_agent
+from device_agent.agent.lock import InstanceLock
+from device_agent.cli.common import settings_from, setup_logs
+from device_agent.cli.output import fail
+from device_agent.config import ConfigError, Settings
+from device_agent.desktop.sdnotify import SystemdNotifier
+from device_agent.desktop.service import supervised_exit_code
 from device_agent.errors import DeviceAgentError
-
-if TYPE_CHECKING:
-    from device_agent.config import Settings
-    from device_agent.desktop.sdnotify import SystemdNotifier
-    from device_agent.executors.profiles import Profile
+from device_agent.executors.environment import child_environment
+from device_agent.executors.process import wait_for_children_with_pidfd
+from device_agent.executors.profiles import (
+    Profile,
+    default_agent_problem,
+    found_executors,
+    load_profiles,
+)
+from device_agent.identity.credentials import resolve_token
+from device_agent.identity.worker_id import resolve_worker_id
+from device_agent.logs import get_logger
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from device_agent.desktop.sdnotify import SystemdNotifier
-
     # First: NOTIFY_SOCKET and WATCHDOG_* leave the environment before any CLI could inherit them.
     systemd = SystemdNotifier.from_environ()
     try:
@@ -27,22 +36,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     except DeviceAgentError as exc:  # said here, so a service manager sees the mapped code
         fail(exc.user_message())
         code = exc.exit_code
-    from device_agent.desktop.service import (
-        supervised_exit_code,  # at the end: off the start-up path
-    )
-
     return supervised_exit_code(int(code))
 
 
 def _run(args: argparse.Namespace, systemd: SystemdNotifier) -> int:
-    from device_agent.agent.app import run_agent
-    from device_agent.agent.lock import InstanceLock
-    from device_agent.executors.process import wait_for_children_with_pidfd
-    from device_agent.executors.profiles import load_profiles
-    from device_agent.identity.credentials import resolve_token
-    from device_agent.identity.worker_id import resolve_worker_id
-    from device_agent.logs import get_logger
-
     settings = settings_from(args, concurrency=args.concurrency, default_agent=args.default_agent)
     settings.paths.ensure()  # first: a state dir others can write is the graver problem
     profiles = load_profiles(user_dir=settings.paths.profiles_dir)  # read once, checked here
@@ -78,10 +75,6 @@ def check_executors(settings: Settings, profiles: Mapping[str, Profile]) -> str:
     every one would fail on the server with "binary not found"; better to say so now, the
     way `doctor` does.
     """
-    from device_agent.config import ConfigError
-    from device_agent.executors.environment import child_environment
-    from device_agent.executors.profiles import default_agent_problem, found_executors
-
     path = child_environment(None, settings.executor, secrets=())["PATH"]
     problem = default_agent_problem(profiles, settings.default_agent, path)
     if problem is not None:

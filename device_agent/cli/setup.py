@@ -18,14 +18,21 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Final
+from typing import Final
 
 from device_agent.cli.common import settings_from
-from device_agent.errors import ExitCode
-
-if TYPE_CHECKING:
-    from device_agent.config import Settings
-    from device_agent.identity.commands import Console
+from device_agent.cli.desktop import flags_given, install_service
+from device_agent.cli.doctor import run_doctor
+from device_agent.cli.status import gather, render
+from device_agent.config import Settings, config_file_in_use, read_config_file
+from device_agent.config_file import remember
+from device_agent.desktop.service import service_path, this_program
+from device_agent.errors import ConfigError, ExitCode
+from device_agent.executors.profiles import load_profiles
+from device_agent.identity.commands import Console, login, remember_login
+from device_agent.identity.credentials import token_store
+from device_agent.identity.errors import UsageError
+from device_agent.identity.store import StoreError
 
 # The CLI agents setup offers, most likely first (the executor profiles of AGENT_KINDS).
 AGENTS: Final = ("claude-code", "codex", "gemini", "opencode", "pi", "agy")
@@ -85,11 +92,6 @@ def run_setup(
     """Do the whole setup; the exit code of the first step that failed, else 0.
 
     `ask` asks the user a question (None: there is no terminal to ask on)."""
-    from device_agent.config import config_file_in_use
-    from device_agent.errors import ConfigError
-    from device_agent.identity.commands import Console
-    from device_agent.identity.errors import UsageError
-
     console = console or Console()
     if settings.server is None:
         raise UsageError(
@@ -138,8 +140,6 @@ def _choose_agent(
 ) -> Agent | None:
     """The agent to make the default, None when none was found; a usage error when the
     user's choice is impossible, or a choice is needed and nobody can be asked."""
-    from device_agent.identity.errors import UsageError
-
     found = [agent for agent in agents if agent.path]
     named = ", ".join(agent.name for agent in found) or "none"
     if args.agent:
@@ -172,11 +172,8 @@ def _choose_agent(
 
 def _configured_agent(settings: Settings, args: argparse.Namespace) -> str | None:
     """The default_agent the config file sets itself (not the built-in default)."""
-    from device_agent.config import config_file_in_use
-    from device_agent.config_file import read_settings
-
     path, _ = config_file_in_use(settings.paths, args.config)
-    value = read_settings(path).get("default_agent")
+    value = read_config_file(path).get("default_agent")
     return value if isinstance(value, str) else None
 
 
@@ -194,8 +191,6 @@ def _pick(found: list[Agent], ask: Ask) -> Agent:
 
 def _wants_service(args: argparse.Namespace, ask: Ask | None) -> bool | None:
     """True or False when the flags say; None: ask (there is a terminal)."""
-    from device_agent.identity.errors import UsageError
-
     if args.no_service:
         return False
     if args.yes:
@@ -215,8 +210,6 @@ def _yes(ask: Ask | None, question: str) -> bool:
 
 
 def _sign_in(settings: Settings, args: argparse.Namespace, steps: Steps, console: Console) -> int:
-    from device_agent.identity.commands import remember_login
-
     bound = steps.signed_in(settings)
     if bound is None:
         login = argparse.Namespace(
@@ -239,9 +232,7 @@ def _say_agents(agents: list[Agent], console: Console) -> None:
 
 
 def _save_agent(path: Path, choice: Agent, args: argparse.Namespace, console: Console) -> None:
-    from device_agent import config_file
-
-    done = config_file.remember(
+    done = remember(
         path, {"default_agent": choice.name}, replace={"default_agent"} if args.agent else ()
     )
     if done.written:
@@ -265,17 +256,12 @@ def default_steps() -> Steps:
 
 
 def _login(settings: Settings, options: argparse.Namespace) -> int:
-    from device_agent.identity.commands import login
-
     return login(settings, options)
 
 
 def _stored_binding(settings: Settings) -> str | None:
     """None when no usable token for the server is stored; else the worker_id it is bound
     to ("" for a pasted token, whose binding is unknown)."""
-    from device_agent.identity.credentials import token_store
-    from device_agent.identity.store import StoreError
-
     try:
         credential = token_store(settings).load()
     except StoreError:
@@ -287,9 +273,6 @@ def _stored_binding(settings: Settings) -> str | None:
 
 def find_agents(settings: Settings) -> list[Agent]:
     """The CLI agents' profiles and where each CLI is on the PATH the service gets."""
-    from device_agent.desktop.service import service_path, this_program
-    from device_agent.executors.profiles import load_profiles
-
     profiles = load_profiles(user_dir=settings.paths.profiles_dir)
     path = service_path(
         os.environ.get("PATH", os.defpath),
@@ -304,20 +287,14 @@ def find_agents(settings: Settings) -> list[Agent]:
 
 
 def _doctor(settings: Settings, config_file: Path) -> int:
-    from device_agent.cli.doctor import run_doctor
-
     return run_doctor(settings, config_file=config_file)
 
 
 def _install_service(settings: Settings, args: argparse.Namespace) -> int:
-    from device_agent.cli.desktop import flags_given, install_service
-
     return install_service(settings, with_tray=args.with_tray, flags=flags_given(args))
 
 
 def _status(settings: Settings) -> None:
-    from device_agent.cli.status import gather, render
-
     print(render(gather(settings)))
 
 

@@ -13,14 +13,24 @@ import argparse
 import json
 import time
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from device_agent import __version__
+from device_agent.agent.journal import DEAD, FINISHED, Journal, disk_bytes
+from device_agent.agent.limits import limit_report, plural, usd
+from device_agent.agent.status import PossiblyLostClaim
+from device_agent.agent.usage import DayTotals, local_day
 from device_agent.cli.common import settings_from
-from device_agent.cli.output import ago, elapsed, printable
+from device_agent.cli.control import ask_daemon
+from device_agent.cli.output import ago, elapsed, iso, printable
+from device_agent.config import ConfigError, Settings
+from device_agent.desktop.control_client import (
+    STATUS_SCHEMA_VERSION,
+    ControlError,
+    DaemonNotRunning,
+)
 from device_agent.errors import ExitCode
-
-if TYPE_CHECKING:
-    from device_agent.config import Settings
+from device_agent.identity.credentials import describe_token_home, token_problem
 
 TAIL_LINES = 3  # of a running run's output, in the human view
 # How long after an abandoned poll `status` still mentions it: a run the server claimed into
@@ -39,11 +49,6 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def gather(settings: Settings) -> dict[str, Any]:
     """The status report; its keys are stable (`schema_version` changes when they do)."""
-    from device_agent import __version__
-    from device_agent.cli.control import ask_daemon
-    from device_agent.desktop.control_client import ControlError, DaemonNotRunning
-    from device_agent.desktop.control_handler import STATUS_SCHEMA_VERSION, iso
-
     daemon: dict[str, Any] = {}
     note = None
     try:
@@ -88,18 +93,11 @@ def gather(settings: Settings) -> dict[str, Any]:
 
 def _limit(settings: Settings, daemons: dict[str, Any] | None) -> dict[str, Any]:
     """The day's usage and limits (`limits.limit_report`), `resumes_at` as an ISO time."""
-    import time
-
-    from device_agent.agent.limits import limit_report
-    from device_agent.agent.usage import DayTotals, local_day
-    from device_agent.desktop.control_handler import iso
-
     report = daemons
     if not isinstance(report, dict):
         now = time.time()
         totals = DayTotals(local_day(now))
         if settings.paths.journal_file.exists():
-            from device_agent.agent.journal import Journal
 
             journal = Journal(settings.paths.journal_file)
             try:
@@ -114,9 +112,6 @@ def _limit(settings: Settings, daemons: dict[str, Any] | None) -> dict[str, Any]
 def _token(settings: Settings, daemons: str | None) -> dict[str, str | None]:
     """Where the token lives and what is wrong with it; `daemons` is where the running
     daemon says its token came from, when this shell cannot see it (its environment)."""
-    from device_agent.config import ConfigError
-    from device_agent.identity.credentials import describe_token_home, token_problem
-
     if daemons:
         return {"token_home": daemons, "token_problem": None}
     try:
@@ -141,10 +136,6 @@ def _journal_view(settings: Settings) -> _JournalView:
     """What the journal says; it reads no run's output. `abandoned`: the latest poll given
     up on before its answer, if that was recent enough for a run claimed into it to be
     stranded still."""
-    from device_agent.agent.journal import DEAD, FINISHED, Journal, disk_bytes
-    from device_agent.agent.status import PossiblyLostClaim
-    from device_agent.desktop.control_handler import iso
-
     path = settings.paths.journal_file
     view = _JournalView({"path": str(path), "bytes": disk_bytes(path), "runs": 0})
     if not path.exists():
@@ -248,8 +239,6 @@ def describe_journal(about: dict[str, Any]) -> str:
 
 def _limit_lines(limit: dict[str, Any]) -> list[str]:
     """Today's usage against the owner's daily limits, in words."""
-    from device_agent.agent.limits import plural, usd
-
     today, limits = limit.get("today") or {}, limit.get("limits") or {}
     cost = usd(float(today.get("cost_usd") or 0))
     if today.get("cost_partial"):

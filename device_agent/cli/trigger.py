@@ -1,9 +1,8 @@
 """`device-agent trigger`: "Run now" — ask the server to queue a run, then the agent to poll.
 
 With an agent running for this state dir the request goes over its control socket
-(docs/desktop.md, "control socket"): the daemon asks the server and polls at once, and
-this command imports neither httpx nor the account stack, so it starts fast. With no
-agent running it asks the server itself (`auth.commands.run_now`).
+(docs/desktop.md, "control socket"): the daemon asks the server and polls at once. With no
+agent running it asks the server itself (`identity.commands.run_now`).
 """
 
 from __future__ import annotations
@@ -13,15 +12,22 @@ import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-from device_agent.cli.common import fail, settings_from
-from device_agent.cli.control import POKED
-from device_agent.desktop.control_client import LANES
+from device_agent.agent.journal import Journal
+from device_agent.cli.common import settings_from
+from device_agent.cli.control import POKED, poke_daemon
+from device_agent.cli.output import fail
+from device_agent.config import Settings
+from device_agent.desktop.control_client import (
+    LANES,
+    ControlError,
+    DaemonNotRunning,
+    Refusal,
+    request,
+    socket_path,
+)
 from device_agent.errors import ExitCode
-
-if TYPE_CHECKING:
-    from device_agent.config import Settings
+from device_agent.paths import Paths
 
 
 def add_trigger_arguments(parser: argparse.ArgumentParser) -> None:
@@ -43,24 +49,14 @@ def cmd_trigger(args: argparse.Namespace) -> int:
 
 
 def state_dir(env: Mapping[str, str]) -> Path:
-    """The state dir `Settings.paths` resolves, without loading the settings (and all they
-    import): the control socket is all this command needs to find while an agent runs."""
-    from device_agent.paths import Paths
-
+    """The state dir `Settings.paths` resolves, without loading the settings: the control
+    socket is all this command needs to find while an agent runs."""
     return Paths.resolve(env).state_dir
 
 
 def _through_daemon(state: Path, item_id: str, lane: str | None) -> int | None:
     """Ask the running agent to Run now; its exit code, or None when the command must ask
     the server itself (no agent running, or one that could not do it)."""
-    from device_agent.desktop.control_client import (
-        ControlError,
-        DaemonNotRunning,
-        Refusal,
-        request,
-        socket_path,
-    )
-
     try:
         # The daemon's own deadline for a trigger is 60 s; wait a little longer for its answer.
         answer = request(socket_path(state), "trigger", timeout=65.0, target_id=item_id, lane=lane)
@@ -81,7 +77,7 @@ def _through_daemon(state: Path, item_id: str, lane: str | None) -> int | None:
 
 
 def _directly(settings: Settings, args: argparse.Namespace, lane: str | None) -> int:
-    from device_agent.cli.control import poke_daemon
+    # httpx and the account stack only when no running agent asks the server for us.
     from device_agent.identity.commands import run_now
 
     args.lane = _lane(settings, lane)
@@ -90,7 +86,7 @@ def _directly(settings: Settings, args: argparse.Namespace, lane: str | None) ->
 
 def _lane(settings: Settings, requested: str | None) -> str:
     """`--lane`, else the lane this device last claimed a run of (docs/protocol.md, "Run now")."""
-    from device_agent.agent.journal import Journal
+    # The lanes (and the server client, httpx) only when no running agent asks for us.
     from device_agent.lanes import RUN_NOW_LANES, trigger_lane
 
     last_seen = None

@@ -26,7 +26,7 @@ from typing import Final
 from device_agent import logs
 from device_agent.agent.app import run_agent
 from device_agent.agent.journal import ACKNOWLEDGED, Entry
-from device_agent.agent.poll_loop import Agent
+from device_agent.agent.poll_loop import PollLoop
 from device_agent.cli.output import format_table
 from device_agent.config import Paths, Settings, validate
 from device_agent.devserver import DevServer, DevState
@@ -183,7 +183,7 @@ def _said(who: str, text: str) -> str:
     )
 
 
-async def _entries(agents: list[Agent], run_ids: list[int]) -> dict[int, Entry]:
+async def _entries(agents: list[PollLoop], run_ids: list[int]) -> dict[int, Entry]:
     """The device's journal rows of these runs: how many rounds each took, what the CLI said."""
     if not agents:
         return {}
@@ -221,7 +221,7 @@ def _print_automations(
 
 def _start_agent(
     url: str, token: str, paths: Paths, *, default_agent: str
-) -> tuple[list[Agent], asyncio.Task[ExitCode]]:
+) -> tuple[list[PollLoop], asyncio.Task[ExitCode]]:
     """The real agent against the demo's dev server; the list gets it once it has started."""
     settings = validate(
         Settings(
@@ -233,7 +233,7 @@ def _start_agent(
             paths=paths,
         )
     )
-    agents: list[Agent] = []
+    agents: list[PollLoop] = []
     task = asyncio.create_task(
         run_agent(
             settings,
@@ -263,7 +263,7 @@ async def _run_now(url: str, device_token: str, watcher_id: str) -> int:
 
 
 async def _until_settled(
-    agents: list[Agent], run_ids: list[int], agent_task: asyncio.Task[ExitCode]
+    agents: list[PollLoop], run_ids: list[int], agent_task: asyncio.Task[ExitCode]
 ) -> bool:
     """Wait until the server has acknowledged every run's result (or the agent stopped)."""
     deadline = time.monotonic() + DEADLINE_SECONDS
@@ -274,7 +274,7 @@ async def _until_settled(
     return False
 
 
-async def _acknowledged(agent: Agent, run_ids: list[int]) -> bool:
+async def _acknowledged(agent: PollLoop, run_ids: list[int]) -> bool:
     """Asked of the running agent's own journal (its one writer thread), not a second handle."""
     journal = agent.journal
     for run_id in run_ids:

@@ -19,6 +19,7 @@ one line of JSON and closes the connection.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import socket
@@ -30,6 +31,7 @@ from pathlib import Path
 from typing import Any, Final
 
 SCHEMA_VERSION: Final = 1
+STATUS_SCHEMA_VERSION: Final = 1  # of the `status` answer's keys (and `status --json`'s)
 MAX_LINE_BYTES: Final = 64 * 1024  # a request or an answer longer than this is refused
 OPS: Final = ("status", "poll_now", "pause", "resume", "resume_past_limit", "targets", "trigger")
 LANES: Final = ("watcher", "automation")
@@ -94,8 +96,6 @@ def socket_path(state_dir: Path) -> Path:
     preferred = state_dir / SOCKET_NAME
     if len(os.fsencode(preferred)) < SUN_PATH_MAX:
         return preferred
-    import hashlib  # only for a state dir too deep for a socket path
-
     digest = hashlib.sha256(os.fsencode(state_dir.absolute())).hexdigest()[:16]
     return private_temp_dir() / f"{digest}.sock"
 

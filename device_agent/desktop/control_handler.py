@@ -1,6 +1,6 @@
 """The running agent as the control socket sees it (docs/desktop.md, "control socket").
 
-`AgentControl` adapts an `Agent` to `control.ControlHandler`: it answers
+`AgentControl` adapts a `PollLoop` to `control.ControlHandler`: it answers
 `status` from what the agent holds in memory (never a file or a blocking
 call), forwards `pause`/`resume`/`poll_now`, and performs "Run now"
 (docs/protocol.md, "Run now") with the account API, then polls at once.
@@ -11,24 +11,24 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from datetime import UTC, datetime
-from typing import Any, Final
+from typing import Any
 
 from device_agent import __version__
-from device_agent.agent.poll_loop import Agent
+from device_agent.agent.poll_loop import PollLoop
 from device_agent.agent.status import PROBLEM_STATES
 from device_agent.config import ENV_TOKEN
 from device_agent.desktop.control import Refused
-from device_agent.desktop.control_client import Target
+from device_agent.desktop.control_client import STATUS_SCHEMA_VERSION, Target
 from device_agent.errors import ExitCode
 from device_agent.identity.credentials import CredentialError, load_credential
+from device_agent.identity.errors import AccountError
+from device_agent.identity.http import account_client_for
+from device_agent.identity.run_now import trigger
 from device_agent.lanes import RUN_NOW_LANES, trigger_lane
-
-STATUS_SCHEMA_VERSION: Final = 1
 
 
 class AgentControl:
-    def __init__(self, agent: Agent) -> None:
+    def __init__(self, agent: PollLoop) -> None:
         self.agent = agent
 
     def status(self) -> dict[str, Any]:
@@ -80,11 +80,6 @@ class AgentControl:
     async def trigger(self, target_id: str, lane: str | None) -> dict[str, Any]:
         """Run now for `device-agent trigger` and the tray. A refusal carries the exit code
         the command would have ended with had it asked the server itself."""
-        # Imported here: "Run now" is rare, and `run` should not load it before its first poll.
-        from device_agent.identity.errors import AccountError
-        from device_agent.identity.http import account_client_for
-        from device_agent.identity.run_now import trigger
-
         settings = self.agent.settings
         reached = self.agent.limit.reached
         if reached is not None:  # the run would only wait on the server until the day turns
@@ -125,10 +120,3 @@ class AgentControl:
             journal.sync.latest_run_type, self.agent.settings.origin, RUN_NOW_LANES
         )
         return trigger_lane(None, last_seen).run_type
-
-
-def iso(epoch: float | None) -> str | None:
-    """Epoch seconds as an ISO 8601 UTC time, the form every `--json` output uses."""
-    if epoch is None:
-        return None
-    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds")

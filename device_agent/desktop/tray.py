@@ -244,7 +244,7 @@ _COLOURS: Final = {
 
 def draw_icon(state: str, size: int = 64) -> Any:
     """The icon for `state`, drawn with Pillow: a coloured disc with a glyph."""
-    from PIL import Image, ImageDraw
+    from PIL import Image, ImageDraw  # the optional tray extra: imported only to draw
 
     image = Image.new("RGBA", (size, size), (0, 0, 0, 0))
     draw = ImageDraw.Draw(image)
@@ -287,7 +287,7 @@ def pystray_menu(pystray: Any, app: TrayApp, stop: Callable[[], None]) -> Any:
 
 def make_icon(app: TrayApp) -> tuple[Any, threading.Event]:
     """The pystray icon, and the event that ends its refresh loop."""
-    import pystray
+    import pystray  # the optional tray extra, which connects to the display on import
 
     stopped = threading.Event()
     holder: list[Any] = []

@@ -60,6 +60,7 @@ __all__ = [
     "FaultRoute",
     "RequestLog",
     "RunRecord",
+    "add_dev_server_arguments",
     "run_from_arguments",
     "seed_demo_runs",
     "serve_forever",
@@ -244,6 +245,39 @@ def seed_demo_runs(
         ids = seed_demo_watchers(state, worker_id)
         state.mark_samples("watchers", ids, worker_id, follow_first_device=follow_first_device)
     return ids
+
+
+def add_dev_server_arguments(parser: argparse.ArgumentParser) -> None:
+    """The dev server's command-line flags (shared by `device-agent dev-server` and
+    `python -m device_agent.devserver`)."""
+    parser.add_argument("--host", default="127.0.0.1", help="loopback address to bind")
+    parser.add_argument("--port", type=int, default=8787, help="port (0 = any free port)")
+    parser.add_argument(
+        "--no-seed",
+        "--no-demo",  # the old spelling of `python -m device_agent.devserver`
+        dest="no_seed",
+        action="store_true",
+        help="start without sample watchers",
+    )
+    parser.add_argument(
+        "--worker-id", dest="worker_id", help="pin the sample watchers to this worker_id"
+    )
+    parser.add_argument(
+        "--lane",
+        choices=("watcher", "automation"),
+        default="watcher",
+        help="serve the watcher lane (Lobu 1.6.0) or the automation lane (current Lobu)",
+    )
+    parser.add_argument(
+        "--warmup-seconds",
+        type=float,
+        default=0.0,
+        help="hold polls this long after start, as a booting server does (default 0)",
+    )
+    parser.add_argument(
+        "--min-app-version",
+        help="automation lane: answer 409 upgrade_required to polls below this x.y.z",
+    )
 
 
 def run_from_arguments(args: argparse.Namespace) -> int:

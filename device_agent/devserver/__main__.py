@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from device_agent.cli.demo import add_dev_server_arguments
-from device_agent.devserver import run_from_arguments
+from device_agent.devserver import add_dev_server_arguments, run_from_arguments
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -33,11 +33,12 @@ import functools
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 from device_agent.agent.result import TRUNCATED, ExitReason, Report, failure
 from device_agent.config import ExecutorSettings
 from device_agent.executors.execconfig import Refused
+from device_agent.executors.launch import Launch, Launcher
 from device_agent.executors.leftovers import recover_leftovers
 from device_agent.executors.process import Finished, run_in_group, signal_name
 from device_agent.executors.profiles import Profile
@@ -45,9 +46,6 @@ from device_agent.executors.readers import Captured, Reading, tail, usage_of, wi
 from device_agent.executors.request import ExecutionRequest
 from device_agent.logs import get_logger
 from device_agent.redaction import SecretValues
-
-if TYPE_CHECKING:
-    from device_agent.executors.launch import Launch, Launcher
 
 logger = get_logger(__name__)
 
@@ -92,9 +90,7 @@ class Executor:
 
     @functools.cached_property
     def launcher(self) -> Launcher:
-        """Built at the first run: `launch` is imported then, not before the first poll."""
-        from device_agent.executors.launch import Launcher
-
+        """Built at the first run."""
         return Launcher(
             self.settings,
             self.profiles,
@@ -162,9 +158,9 @@ class Executor:
             await asyncio.gather(*self._tidying)
 
     def recover_in_background(self) -> asyncio.Task[int]:
-        """`recover()` as a task, so that the first poll need not wait for it: listing every
-        process's environment takes ~2 ms here, and tens of ms on a busy desktop or through
-        macOS's `ps`. A run claimed meanwhile waits in `execute` before its CLI starts."""
+        """`recover()` as a task, so that the first poll need not wait for it to list every
+        process's environment. A run claimed meanwhile waits in `execute` before its CLI
+        starts."""
         self._recovery = asyncio.create_task(self.recover())
         return self._recovery
 

@@ -36,7 +36,7 @@ from typing import Any, Final, Literal, NoReturn, cast
 
 from device_agent.errors import DeviceAgentError, ExitCode
 from device_agent.executors.readers import FileReader, JsonlReader, JsonReader, Reader, TextReader
-from device_agent.resources import shipped_dir
+from device_agent.paths import shipped_dir
 from device_agent.schema import Invalid, Spec
 
 PromptMode = Literal["argument", "stdin", "file"]

@@ -1,8 +1,7 @@
 """What a lane asks the executor to run: the request, and where its CLI reaches the Lobu tools.
 
-Apart from `launch`, which turns a request into argv, environment and files, so that the
-lanes and the pipeline can build requests without importing it: the daemon imports
-`launch` at its first run, not before its first poll.
+The lanes build requests, the pipeline adds the tools' wiring, and `launch` turns a request
+into argv, environment and files.
 """
 
 from __future__ import annotations

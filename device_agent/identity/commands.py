@@ -100,10 +100,6 @@ def add_login_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def add_logout_arguments(parser: argparse.ArgumentParser) -> None:
-    """logout takes no options of its own."""
-
-
 # ------------------------------------------------------------------- login
 
 

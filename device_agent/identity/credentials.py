@@ -27,12 +27,12 @@ from device_agent.identity.store import (
     token_shape_problem,
     worker_id_mismatch,
 )
-from device_agent.identity.tokens import TokenSource
 from device_agent.logs import get_logger
 
 __all__ = [
     "KEYRING_SERVICE",
     "CredentialError",
+    "TokenSource",
     "Tokens",
     "binding_problem",
     "check_token_shape",
@@ -170,6 +170,18 @@ def token_problem(settings: Settings) -> str | None:
     return None
 
 
+class TokenSource:
+    """What the poll loop and the pipeline need of credentials: the token now, and a way to get
+    a fresh one. `Tokens` is the agent's; tests give a fixed token."""
+
+    def current(self) -> str:
+        raise NotImplementedError
+
+    async def refresh(self) -> bool:
+        """Try to obtain a new token after a 401. True if there is one to try."""
+        return False
+
+
 class Tokens(TokenSource):
     """The token in use. After a 401 it re-reads the store, in case of a new login or rotation;
     `rotate_if_due` re-mints a child token close to its expiry (at start and while idle)."""
@@ -222,7 +234,7 @@ class Tokens(TokenSource):
             self._token = credential.token
 
     async def _rotate(self, store: TokenStore, threshold: float) -> Credential | None:
-        # Imported here: `status` and `doctor` read credentials and never rotate.
+        # The HTTP stack only to rotate: `status` reads credentials and never rotates.
         from device_agent.identity.device_token import maybe_rotate
         from device_agent.identity.http import account_client_for
 

@@ -1,7 +1,6 @@
 """How an account/OAuth request fails, as one line a user can act on, with the CLI's exit code.
 
-Apart from `device_agent.identity.http`, which raises them, so that the daemon can catch them
-without importing the HTTP client (httpx) it needs only for login and token rotation.
+`device_agent.identity.http` raises them; the commands, "Run now" and token rotation catch them.
 """
 
 from __future__ import annotations

@@ -11,11 +11,12 @@ usage/config, 3 authentication, 4 server unreachable).
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
 
 import httpx
 
 from device_agent import logs
+from device_agent.config import Settings
 from device_agent.identity.errors import AccountError, AuthRefused, Unreachable, UsageError
 from device_agent.server.http import (
     AnswerTooLarge,
@@ -25,9 +26,6 @@ from device_agent.server.http import (
     connect,
     fetch,
 )
-
-if TYPE_CHECKING:
-    from device_agent.config import Settings
 
 TIMEOUT_SECONDS: Final = 15.0
 # Every account answer is a small JSON object (a token, OAuth metadata, a device list).

@@ -98,7 +98,8 @@ def worker_id_mismatch(bound_to: str, configured: str) -> str:
 
 def usable_keyring() -> keyring.backend.KeyringBackend | None:
     """The highest-priority backend that really keeps secrets, or None."""
-    # Imported here: keyring takes ~50 ms to import, and most commands never need it.
+    # keyring is imported by the first store, not with this module: history, logs, pause and
+    # a trigger the running agent answers never read a token.
     import keyring
     from keyring.backends.chainer import ChainerBackend
 

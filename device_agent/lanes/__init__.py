@@ -1,15 +1,15 @@
 """The lanes this agent runs, keyed by the poll answer's `run_type`.
 
 Adding a lane is one module beside `watcher`, `automation` and `chat` and one
-entry in `_LANE_MODULES` below; the pipeline needs no change.
+entry in `LANES` below; the pipeline needs no change.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from importlib import import_module
+from collections.abc import Mapping
 from typing import Final
 
+from device_agent.lanes.automation.lane import AUTOMATION
 from device_agent.lanes.base import (
     Done,
     Fail,
@@ -20,6 +20,7 @@ from device_agent.lanes.base import (
     Verdict,
     read_claim,
 )
+from device_agent.lanes.chat.lane import CHAT
 from device_agent.lanes.routes import TRIGGER_ROUTES
 from device_agent.lanes.watcher.lane import WATCHER
 
@@ -38,41 +39,14 @@ __all__ = [
     "trigger_lane",
 ]
 
-# run_type -> (module, name) of its lane. A lane's module is imported the first time a run of
-# it arrives (or "Run now" asks for it), not at start-up: the automation lane's payload,
-# prompt and access modules cost `device-agent run` milliseconds before its first poll, and a
-# device that never sees an automation run never needs them.
-_LANE_MODULES: Final = {
-    "watcher": ("device_agent.lanes.watcher.lane", "WATCHER"),
-    "automation": ("device_agent.lanes.automation.lane", "AUTOMATION"),
-    "chat_message": ("device_agent.lanes.chat.lane", "CHAT"),
+# run_type -> its lane.
+LANES: Final[Mapping[str, Lane]] = {
+    "watcher": WATCHER,
+    "automation": AUTOMATION,
+    "chat_message": CHAT,
 }
 # The lanes with a "Run now": a chat turn is started by a person writing, never by the device.
 RUN_NOW_LANES: Final = tuple(TRIGGER_ROUTES)
-
-
-class _Lanes(Mapping[str, Lane]):
-    """The lanes by run_type, each imported when first looked up (then kept: a run looks its
-    lane up several times)."""
-
-    def __init__(self) -> None:
-        self._loaded: dict[str, Lane] = {}
-
-    def __getitem__(self, run_type: str) -> Lane:
-        lane = self._loaded.get(run_type)
-        if lane is None:
-            module, name = _LANE_MODULES[run_type]
-            lane = self._loaded[run_type] = getattr(import_module(module), name)
-        return lane
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(_LANE_MODULES)
-
-    def __len__(self) -> int:
-        return len(_LANE_MODULES)
-
-
-LANES: Final[Mapping[str, Lane]] = _Lanes()
 
 
 def lane_for(run_type: str) -> Lane:

@@ -5,7 +5,7 @@ and how the result is reported, and how the server's answer to that report is
 read — including whether it asks for another round on the same run (the
 automation lane's resume loop, docs/protocol.md, "Automation lane: exit report
 and resume"). The pipeline (`device_agent.agent.pipeline`) does the rest, the same
-for every lane. Adding a lane is one module and one entry in `lanes._LANE_MODULES`.
+for every lane. Adding a lane is one module and one entry in `lanes.LANES`.
 """
 
 from __future__ import annotations

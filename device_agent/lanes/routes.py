@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Final
 
+from device_agent.lanes.automation.answers import local_failure_body
 from device_agent.server.client import GENERIC_COMPLETION_ROUTE
 from device_agent.textsafe import storable
 
@@ -45,10 +46,6 @@ def unhandled_failure(run_type: str, run_id: int, *, worker_id: str, error: str)
     """The report that fails a claimed run of `run_type` through the route that lane reads."""
     message = storable(error)
     if run_type == "automation":
-        # Here, not at the top: every lane reads this module, and only an automation run
-        # that could not run needs the answer table.
-        from device_agent.lanes.automation.answers import local_failure_body
-
         return FailureReport(
             route=AUTOMATION_COMPLETION_ROUTE.format(run_id=run_id),
             body=local_failure_body(message, worker_id=worker_id, finalize_attempt=0),

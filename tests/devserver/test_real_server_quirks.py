@@ -6,8 +6,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from device_agent.cli.demo import add_dev_server_arguments as add_arguments
 from device_agent.devserver import DevServer, DevState, run_from_arguments
+from device_agent.devserver import add_dev_server_arguments as add_arguments
 from device_agent.devserver.routes_watcher import DUPLICATE_WINDOW
 from tests.support.devserver import (
     WID,

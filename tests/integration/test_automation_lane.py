@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from device_agent.agent.app import run_agent
-from device_agent.agent.poll_loop import UPGRADE_CHECK_SECONDS, Agent
+from device_agent.agent.poll_loop import UPGRADE_CHECK_SECONDS, PollLoop
 from device_agent.config import Paths, Settings, validate
 from device_agent.devserver import DevServer, DevState
 from device_agent.errors import ExitCode
@@ -63,8 +63,8 @@ class AutoLab:
         return data
 
     @asynccontextmanager
-    async def agent(self, **overrides: Any) -> AsyncIterator[tuple[DevServer, Agent]]:
-        agents: list[Agent] = []
+    async def agent(self, **overrides: Any) -> AsyncIterator[tuple[DevServer, PollLoop]]:
+        agents: list[PollLoop] = []
         async with DevServer(self.state) as server:
             task = asyncio.create_task(
                 run_agent(
@@ -375,8 +375,8 @@ def test_the_demo_shows_the_automation_lane_with_a_nudged_round(
 
 async def _started(
     auto: AutoLab, url: str, **overrides: Any
-) -> tuple[asyncio.Task[ExitCode], Agent]:
-    agents: list[Agent] = []
+) -> tuple[asyncio.Task[ExitCode], PollLoop]:
+    agents: list[PollLoop] = []
     task = asyncio.create_task(
         run_agent(
             auto.settings(url, **overrides),

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from device_agent.agent.app import run_agent
-from device_agent.agent.poll_loop import Agent
+from device_agent.agent.poll_loop import PollLoop
 from device_agent.config import Paths, Settings, validate
 from device_agent.devserver import DevServer, DevState
 from device_agent.errors import ExitCode
@@ -61,8 +61,8 @@ class ChatLab:
         return data
 
     @asynccontextmanager
-    async def agent(self, **overrides: Any) -> AsyncIterator[Agent]:
-        agents: list[Agent] = []
+    async def agent(self, **overrides: Any) -> AsyncIterator[PollLoop]:
+        agents: list[PollLoop] = []
         async with DevServer(self.state) as server:
             task = asyncio.create_task(
                 run_agent(

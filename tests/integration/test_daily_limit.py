@@ -19,7 +19,7 @@ import pytest
 
 from device_agent.agent.app import run_agent
 from device_agent.agent.limits import next_midnight
-from device_agent.agent.poll_loop import Agent
+from device_agent.agent.poll_loop import PollLoop
 from device_agent.config import LimitSettings, Paths, Settings, validate
 from device_agent.desktop.control_client import request, socket_path
 from device_agent.desktop.notify import Backend, NotificationSettings
@@ -77,10 +77,10 @@ class Lab:
     @asynccontextmanager
     async def agent(
         self, limits: LimitSettings, notifier: Notifier | None = None, **overrides: Any
-    ) -> AsyncIterator[Agent]:
-        agents: list[Agent] = []
+    ) -> AsyncIterator[PollLoop]:
+        agents: list[PollLoop] = []
 
-        def started(agent: Agent) -> None:
+        def started(agent: PollLoop) -> None:
             poll = agent.client.poll
 
             async def recorded(body: dict[str, Any]) -> Answer:
@@ -125,7 +125,7 @@ def done(state: DevState, run_id: int) -> Callable[[], bool]:
     return lambda: state.run(run_id).status in ("completed", "failed")
 
 
-async def no_claim_while_the_loop_goes_round(agent: Agent, state: DevState, run_id: int) -> None:
+async def no_claim_while_the_loop_goes_round(agent: PollLoop, state: DevState, run_id: int) -> None:
     """The loop decides at least ten times more, and the run stays queued meanwhile."""
     checks = [0]
     check = agent.limit.check

@@ -15,7 +15,7 @@ import respx
 
 from device_agent.agent.app import run_agent
 from device_agent.agent.journal import Journal, JournalWriteError
-from device_agent.agent.poll_loop import AUTH_RETRY_SECONDS, Agent
+from device_agent.agent.poll_loop import AUTH_RETRY_SECONDS, PollLoop
 from device_agent.config import Paths, Settings, validate
 from device_agent.devserver import DevServer, DevState
 from device_agent.errors import ExitCode
@@ -47,7 +47,7 @@ def test_wake_from_sleep_polls_at_once(
         state = DevState(create_checkin_watcher=False, next_poll_seconds=3600)
         token = state.add_token()
         clock = FakeClock()
-        agents: list[Agent] = []
+        agents: list[PollLoop] = []
         async with DevServer(state) as server:
             task = asyncio.create_task(
                 run_agent(
@@ -110,7 +110,7 @@ def test_an_unwritable_journal_is_probed_again_within_max_backoff(
 
     monkeypatch.setattr(Journal, "probe_write", full_disk)
 
-    def journal_fails(agent: Agent) -> None:
+    def journal_fails(agent: PollLoop) -> None:
         agent.journal.problem = "database or disk is full"
         alarm.agents.append(agent)
 
@@ -161,7 +161,7 @@ def test_a_run_handed_over_twice_is_executed_once(isolated_home: Path) -> None:
     server = "http://127.0.0.1:9"
     token = "owl_pat_" + "r" * 32
     claim = demo_answer(5, name="twice", prompt="Only once")
-    agents: list[Agent] = []
+    agents: list[PollLoop] = []
 
     async def go() -> None:
         with respx.mock(base_url=server, assert_all_called=False) as mock:
@@ -249,7 +249,7 @@ def test_a_claim_that_arrives_after_the_stop_is_reported_not_started(isolated_ho
     server = "http://127.0.0.1:9"
     token = "owl_pat_" + "s" * 32
     claim = demo_answer(8, name="late", prompt="Too late")
-    agents: list[Agent] = []
+    agents: list[PollLoop] = []
 
     def poll_during_which_the_user_stops_us(request: httpx.Request) -> httpx.Response:
         agents[0].request_stop()
@@ -292,7 +292,7 @@ def test_an_idle_agent_rotates_its_device_token_and_polls_with_the_new_one(
                 user = await local_init(client)
                 first = await mint_child_token(client, user.token, worker_id=WORKER, label="t")
             store.save(first)  # 90 days left: nothing to do at start
-            agents: list[Agent] = []
+            agents: list[PollLoop] = []
             task = asyncio.create_task(
                 run_agent(
                     settings,

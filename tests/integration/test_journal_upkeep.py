@@ -16,7 +16,7 @@ from structlog.testing import capture_logs
 from device_agent.agent import app
 from device_agent.agent.app import run_agent
 from device_agent.agent.journal import ACKNOWLEDGED, Journal, Retention
-from device_agent.agent.poll_loop import Agent
+from device_agent.agent.poll_loop import PollLoop
 from device_agent.agent.result import ExitReason, Report
 from device_agent.agent.status import PossiblyLostClaim
 from device_agent.cli.status import gather
@@ -25,9 +25,8 @@ from device_agent.desktop.control_handler import AgentControl
 from device_agent.devserver import DevServer, DevState
 from device_agent.errors import ExitCode
 from tests.support.agent import daemon_status, journal_rows
+from tests.support.lab import Lab
 from tests.support.waiting import wait_for, wait_for_async
-
-from .conftest import Lab
 
 WORKER = "linux:journal"
 LOST = "may have handed that poll a run"  # words of PossiblyLostClaim.note()
@@ -66,7 +65,7 @@ def test_the_journal_keeps_keep_rows_settled_runs_while_the_agent_runs(
     async def go() -> None:
         state = DevState(create_checkin_watcher=False, next_poll_seconds=0.2)
         token = state.add_token()
-        agents: list[Agent] = []
+        agents: list[PollLoop] = []
         async with DevServer(state) as server:
             settings = settings_for(
                 server.url, token, isolated_home, journal=JournalSettings(keep_rows=2)
@@ -123,7 +122,7 @@ def test_a_start_reads_no_runs_output_with_12_outputs_of_3_mib_in_the_journal(
     async def go() -> None:
         state = DevState(create_checkin_watcher=False, next_poll_seconds=3600)
         token = state.add_token()
-        agents: list[Agent] = []
+        agents: list[PollLoop] = []
         async with DevServer(state) as server:
             seed = Journal(
                 journal_file(isolated_home), retention=Retention(keep_output_bytes=4 << 20)
@@ -171,7 +170,7 @@ def test_a_held_poll_is_in_the_journal_until_it_ends(isolated_home: Path) -> Non
     async def go() -> None:
         state = DevState(create_checkin_watcher=False, lane="automation")
         token = state.add_token()
-        agents: list[Agent] = []
+        agents: list[PollLoop] = []
         async with DevServer(state) as server:
             task = asyncio.create_task(
                 run_agent(
@@ -204,7 +203,7 @@ def test_a_start_after_a_crash_during_a_held_poll_says_a_run_may_have_been_lost(
     async def go() -> None:
         state = DevState(create_checkin_watcher=False, next_poll_seconds=3600)
         token = state.add_token()
-        agents: list[Agent] = []
+        agents: list[PollLoop] = []
         async with DevServer(state) as server:
             killed = Journal(journal_file(isolated_home))
             killed.poll_held(server.url)  # and no end: the agent died during the poll

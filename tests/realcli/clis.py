@@ -19,7 +19,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from device_agent.resources import shipped_dir
+from device_agent.paths import shipped_dir
 
 STUB_KEY = "stub-model-api-key"
 

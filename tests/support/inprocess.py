@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from device_agent.agent.alarm import Alarm
-from device_agent.agent.poll_loop import Agent
+from device_agent.agent.poll_loop import PollLoop
 from device_agent.config import Paths, Settings, validate
 
 WORKER = "linux:inprocess"
@@ -36,7 +36,7 @@ class RecordedWaits(Alarm):
         self.stop_after = stop_after
         self.before_each = before_each
         self.waits: list[float] = []
-        self.agents: list[Agent] = []  # pass `started=alarm.agents.append`
+        self.agents: list[PollLoop] = []  # pass `started=alarm.agents.append`
 
     async def sleep(self, seconds: float) -> bool:
         self.waits.append(seconds)

@@ -1,4 +1,4 @@
-"""Start-up pays only for the command used: no heavy import before it is needed."""
+"""The command line's start: `--version`, one parser per command, the profiles read once."""
 
 from __future__ import annotations
 
@@ -7,42 +7,14 @@ import sys
 
 import pytest
 
-from device_agent.cli.main import _parser
+from device_agent import __version__
+from device_agent.cli.main import _parser, main
 from tests.support.agent import agent_env
 
-HEAVY = (
-    "httpx",
-    "keyring",
-    "asyncio",
-    "logging",
-    "device_agent.desktop.service",
-    "device_agent.identity.commands",
-)
-
-# What `device-agent run` must not import before its first poll: what only some runs, some
-# commands or later moments need.
-NOT_BEFORE_THE_FIRST_POLL = (
-    "device_agent.lanes.automation.lane",  # until an automation run arrives
-    "device_agent.lanes.automation.payload",
-    "device_agent.lanes.automation.prompt",
-    "device_agent.lanes.automation.access",
-    "device_agent.lanes.automation.answers",
-    "device_agent.desktop.notify.policy",  # until a run has finished
-    "device_agent.desktop.notify.notifier",
-    "device_agent.identity.run_now",  # until someone asks for "Run now"
-    "device_agent.desktop.service",  # at exit
-    "device_agent.executors.launch",  # at the first run
-    "device_agent.identity.commands",  # other commands'
-    "device_agent.cli.doctor",
-    "device_agent.executors.probe",  # doctor's version probe
-    "device_agent.devserver",
-    "device_agent.desktop.tray",
-)
-
 # `device-agent run --once`, stopped where it would send its first poll: prints how many times
-# the executor profiles were read and every module imported by then.
+# the executor profiles were read by then.
 RUN_TO_THE_FIRST_POLL = """
-import os, sys
+import os
 import device_agent.executors.profiles
 from device_agent.server.client import LobuClient
 
@@ -54,7 +26,7 @@ def counted(*args, **kwargs):
     return read_profiles(*args, **kwargs)
 
 async def first_poll(self, body):
-    print("#", len(reads), *sorted(sys.modules), flush=True)
+    print("#", len(reads), flush=True)
     os._exit(0)
 
 device_agent.executors.profiles.load_profiles = counted
@@ -64,18 +36,14 @@ main(["run", "--once", "--agent", "demo"])
 """
 
 
-def imported_after(code: str, among: tuple[str, ...] = HEAVY) -> set[str]:
-    """Which of `among` a fresh interpreter has imported after running `code`."""
-    probe = f"{code}\nimport sys\nprint('#', *(m for m in {among!r} if m in sys.modules))"
-    done = subprocess.run(
-        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
-    )
-    return set(done.stdout.splitlines()[-1].split()[1:])  # the line after what `code` printed
+def test_version_prints_the_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        main(["--version"])
+    assert exited.value.code == 0
+    assert capsys.readouterr().out == f"device-agent {__version__}\n"
 
 
-@pytest.fixture(scope="module")
-def at_the_first_poll(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, set[str]]:
-    """(profile reads, modules imported) of `run` when it is about to send its first poll."""
+def test_run_reads_the_executor_profiles_once(tmp_path_factory: pytest.TempPathFactory) -> None:
     home = tmp_path_factory.mktemp("agent-home")
     env = agent_env(
         home, server="http://127.0.0.1:9", token="owl_pat_" + "x" * 24, worker_id="linux:probe"
@@ -99,34 +67,7 @@ def at_the_first_poll(tmp_path_factory: pytest.TempPathFactory) -> tuple[int, se
     )
     marked = [line for line in done.stdout.splitlines() if line.startswith("# ")]
     assert marked, f"`run` never reached its first poll: {done.stderr}"
-    reads, *modules = marked[-1].split()[1:]
-    return int(reads), set(modules)
-
-
-def test_run_imports_only_what_its_first_poll_needs(
-    at_the_first_poll: tuple[int, set[str]],
-) -> None:
-    _, modules = at_the_first_poll
-    assert "device_agent.agent.app" in modules  # the probe stopped where it should
-    early = modules & set(NOT_BEFORE_THE_FIRST_POLL)
-    assert not early
-
-
-def test_run_reads_the_executor_profiles_once(at_the_first_poll: tuple[int, set[str]]) -> None:
-    reads, _ = at_the_first_poll
-    assert reads == 1
-
-
-def test_version_imports_nothing_heavy() -> None:
-    code = "from device_agent.cli.main import main\ntry:\n    main(['--version'])\n"
-    code += "except SystemExit:\n    pass"
-    assert imported_after(code, among=(*HEAVY, "pathlib")) == set()
-
-
-def test_building_the_trigger_parser_leaves_out_the_desktop_commands() -> None:
-    code = "from device_agent.cli.main import _parser\n_parser(only='trigger')"
-    assert imported_after(code) <= {"httpx", "asyncio", "device_agent.identity.commands"}
-    assert "keyring" not in imported_after(code)
+    assert marked[-1] == "# 1"
 
 
 @pytest.mark.parametrize(
@@ -142,5 +83,4 @@ def test_a_command_parses_the_same_alone_as_in_the_whole_parser(argv: list[str])
     alone, whole = _parser(only=argv[0]).parse_args(argv), _parser().parse_args(argv)
     assert vars(alone).keys() == vars(whole).keys()
     for key, value in vars(whole).items():
-        if key != "handler":  # a fresh closure per parser
-            assert getattr(alone, key) == value, key
+        assert getattr(alone, key) == value, key

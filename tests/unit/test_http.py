@@ -214,7 +214,7 @@ def test_after_a_sleep_no_kept_alive_connection_is_reused() -> None:
         async with Loopback(answer_every_request).running() as server:
             async with LobuClient(server.origin, lambda: TOKEN) as client:
                 assert (await client.heartbeat(run_id=7, worker_id="w1")).ok
-                client.forget_connections()  # what Agent.woke_up does
+                client.forget_connections()  # what PollLoop.woke_up does
                 assert (await client.heartbeat(run_id=7, worker_id="w1")).ok
             assert server.accepted == 2
 

@@ -136,7 +136,7 @@ def test_repr_never_shows_the_token() -> None:
 
 
 def test_shipped_example_config_is_valid() -> None:
-    from device_agent.resources import shipped_dir
+    from device_agent.paths import shipped_dir
 
     settings = load(env={}, config_path=shipped_dir("config") / "config.example.toml")
     assert settings.server == "https://lobu.example.com"

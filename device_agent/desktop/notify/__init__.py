@@ -4,12 +4,11 @@ The policy (`policy.py`) decides whether a finished run is worth showing; the
 settings it follows are the `[notifications]` table (`config.py`); showing one
 runs `osascript` (macOS) or `notify-send` / `gdbus` (Linux) (`backends.py`) as
 a child process with an argv list, in the background: it never blocks or fails
-a run. `Notifier` (`notifier.py`) picks the backend and is what the runner calls.
+a run. `Notifier` (`notifier.py`) picks the backend and is what the agent calls
+once a run has finished.
 
-Only the settings and the backends' argv builders load with this package: the
-config is read before the first poll. The policy and the notifier are imported
-from their own modules by what uses them — the runner once a run has finished,
-`doctor`, the tray — so that `device-agent run` does not pay for them at start-up.
+This package exports the settings and the backends' argv builders, which the
+config needs; the policy and the notifier are imported from their own modules.
 """
 
 from __future__ import annotations

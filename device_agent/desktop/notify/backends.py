@@ -6,6 +6,7 @@ script or a shell line.
 
 from __future__ import annotations
 
+import html
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Final
@@ -65,10 +66,6 @@ def gdbus_argv(binary: str, title: str, body: str, priority: str) -> list[str]:
 
 
 def _escape_markup(text: str) -> str:
-    # html (and its table of entities) loads when a notification is shown, not with the
-    # config that names the backend: `device-agent run` reads that before its first poll.
-    import html
-
     return html.escape(text, quote=False)
 
 

@@ -9,6 +9,7 @@ from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
+from device_agent.desktop.control_client import ControlError, request, socket_path
 from device_agent.desktop.service.ready import Readiness
 from device_agent.desktop.service.spec import LABEL, TRAY_LABEL, ServiceError, ServiceSpec
 from device_agent.desktop.service.steps import (
@@ -161,8 +162,6 @@ class Launchd:
 
 def _answers(state_dir: Path) -> bool:
     """Does a device-agent answer on the control socket of `state_dir`?"""
-    from device_agent.desktop.control_client import ControlError, request, socket_path
-
     try:
         request(socket_path(state_dir), "status", timeout=2.0)
     except ControlError:

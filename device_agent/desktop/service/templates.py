@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from device_agent.desktop.service.spec import ServiceError
-from device_agent.resources import shipped_dir
+from device_agent.paths import shipped_dir
 
 
 def template(name: str) -> str:

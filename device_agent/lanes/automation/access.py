@@ -15,13 +15,14 @@ Anything else fails the run (docs/protocol.md, "Automation lane").
 
 from __future__ import annotations
 
-import ipaddress
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final
 from urllib.parse import urlsplit
 
-from device_agent.executors.request import McpWiring
+from device_agent.config import is_loopback
+from device_agent.executors.request import ExecutionRequest, McpWiring
 from device_agent.lanes.automation.payload import AgentSession, AutomationRun
 from device_agent.server.protocol import PayloadError, preview
 
@@ -36,6 +37,15 @@ class RunAccess:
     mcp: McpWiring | None
     env: Mapping[str, str] = field(default_factory=dict, repr=False)  # holds the session token
     secrets: tuple[str, ...] = field(default=(), repr=False)  # to redact, besides the device's
+
+    def wired(self, request: ExecutionRequest) -> ExecutionRequest:
+        """`request` with this access: its MCP wiring, its variables and secrets added."""
+        return dataclasses.replace(
+            request,
+            mcp=self.mcp,
+            env={**request.env, **self.env},
+            secrets=(*request.secrets, *self.secrets),
+        )
 
 
 def run_access(run: AutomationRun, *, device_mcp: McpWiring | None, server: str) -> RunAccess:
@@ -68,7 +78,7 @@ def check_session_url(url: str, *, server: str) -> None:
         return
     host = (parts.hostname or "").lower()
     server_host = (urlsplit(server).hostname or "").lower()
-    if parts.scheme == "http" and (_is_loopback(host) or (host and host == server_host)):
+    if parts.scheme == "http" and (is_loopback(host) or (host and host == server_host)):
         return
     raise PayloadError(
         f"payload.context.agent_session.mcp_url {preview(url)} would send the run's session "
@@ -76,12 +86,3 @@ def check_session_url(url: str, *, server: str) -> None:
         f"https://, or http:// to this machine or to the configured server's host "
         f"({server_host or server}); set the Lobu server's public URL to https://"
     )
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

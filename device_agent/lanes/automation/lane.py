@@ -72,13 +72,7 @@ class AutomationClaim:
         it is then the only Lobu credential the CLI gets (which tools a CLI may call is its
         profile's `[mcp]` business, the same in every lane). Raises `PayloadError` when its
         `mcp_url` is not one the session token may be sent to."""
-        access = run_access(self.run, device_mcp=request.mcp, server=server)
-        return dataclasses.replace(
-            request,
-            mcp=access.mcp,
-            env={**request.env, **access.env},
-            secrets=(*request.secrets, *access.secrets),
-        )
+        return run_access(self.run, device_mcp=request.mcp, server=server).wired(request)
 
     def review(self, report: Report) -> Report:
         return report  # the server decides what the round's exit means

@@ -97,12 +97,7 @@ class ChatClaim:
         access = session_access(
             self.turn.context.agent_session, device_mcp=request.mcp, server=server
         )
-        return dataclasses.replace(
-            request,
-            mcp=access.mcp,
-            env={**request.env, **access.env},
-            secrets=(*request.secrets, *access.secrets),
-        )
+        return access.wired(request)
 
     def review(self, report: Report) -> Report:
         """A clean exit with nothing to say is no reply: the turn fails, and says why."""
