@@ -22,6 +22,7 @@ FIGURES = {
     "pick-up of a run queued while idle, p50",
     "`trigger` start to claim",
     "`device-agent --version`",
+    "`device-agent status`",
     "`run` start to first poll",
     "peak RSS, CLI printing 1 MiB",
     "idle CPU",
