@@ -13,10 +13,14 @@ from device_agent.agent.limits import plural, usd
 from device_agent.cli.common import settings_from
 from device_agent.cli.output import fail
 from device_agent.config import Settings
-from device_agent.desktop.control_client import ControlError, DaemonNotRunning, request, socket_path
+from device_agent.desktop.control_client import (
+    POKED,
+    ControlError,
+    DaemonNotRunning,
+    request,
+    socket_path,
+)
 from device_agent.errors import ExitCode
-
-POKED = "asked the running agent to poll now"
 
 
 def ask_daemon(settings: Settings, op: str, **args: Any) -> dict[str, Any]:

@@ -12,14 +12,12 @@ import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from device_agent.agent.journal import Journal
-from device_agent.cli.common import settings_from
-from device_agent.cli.control import POKED, poke_daemon
 from device_agent.cli.output import fail
-from device_agent.config import Settings
 from device_agent.desktop.control_client import (
     LANES,
+    POKED,
     ControlError,
     DaemonNotRunning,
     Refusal,
@@ -28,6 +26,9 @@ from device_agent.desktop.control_client import (
 )
 from device_agent.errors import ExitCode
 from device_agent.paths import Paths
+
+if TYPE_CHECKING:
+    from device_agent.config import Settings
 
 
 def add_trigger_arguments(parser: argparse.ArgumentParser) -> None:
@@ -45,7 +46,7 @@ def cmd_trigger(args: argparse.Namespace) -> int:
         answered = _through_daemon(state_dir(os.environ), args.item_id, lane)
         if answered is not None:
             return answered
-    return _directly(settings_from(args), args, lane)
+    return _directly(args, lane)
 
 
 def state_dir(env: Mapping[str, str]) -> Path:
@@ -76,17 +77,22 @@ def _through_daemon(state: Path, item_id: str, lane: str | None) -> int | None:
     return ExitCode.OK
 
 
-def _directly(settings: Settings, args: argparse.Namespace, lane: str | None) -> int:
-    # httpx and the account stack only when no running agent asks the server for us.
+def _directly(args: argparse.Namespace, lane: str | None) -> int:
+    """No agent is running (or `--server` names a server): ask the server ourselves. This
+    path needs the settings, the journal, the lanes and the HTTP stack; the usual one, with
+    an agent running, needs only its control socket, so they are imported here."""
+    from device_agent.cli.common import settings_from
+    from device_agent.cli.control import poke_daemon
     from device_agent.identity.commands import run_now
 
+    settings = settings_from(args)
     args.lane = _lane(settings, lane)
     return run_now(settings, args, poke=lambda: poke_daemon(settings))
 
 
 def _lane(settings: Settings, requested: str | None) -> str:
     """`--lane`, else the lane this device last claimed a run of (docs/protocol.md, "Run now")."""
-    # The lanes (and the server client, httpx) only when no running agent asks for us.
+    from device_agent.agent.journal import Journal
     from device_agent.lanes import RUN_NOW_LANES, trigger_lane
 
     last_seen = None

@@ -35,6 +35,7 @@ STATUS_SCHEMA_VERSION: Final = 1  # of the `status` answer's keys (and `status -
 MAX_LINE_BYTES: Final = 64 * 1024  # a request or an answer longer than this is refused
 OPS: Final = ("status", "poll_now", "pause", "resume", "resume_past_limit", "targets", "trigger")
 LANES: Final = ("watcher", "automation")
+POKED: Final = "asked the running agent to poll now"  # what `trigger` says after a poke
 SOCKET_NAME: Final = "control.sock"
 # sun_path is 104 bytes on macOS and the BSDs, 108 on Linux, both counting the final NUL.
 SUN_PATH_MAX: Final = 104 if sys.platform == "darwin" else 108
