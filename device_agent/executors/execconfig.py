@@ -10,11 +10,13 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
-from device_agent.executors.profiles import Profile
 from device_agent.schema import Invalid, Spec
 from device_agent.server.protocol import is_number
+
+if TYPE_CHECKING:
+    from device_agent.executors.profiles import Profile
 
 DEFAULT_TIMEOUT_SECONDS: Final = 600.0
 MAX_TIMEOUT_SECONDS: Final = 86400.0
