@@ -206,6 +206,7 @@ class Executor:
                 stderr_cap=self.settings.stderr_cap_bytes,
                 on_stdout=on_stdout,
                 on_start=started,
+                stdout_skip=tuple(prefix.encode() for prefix in launch.profile.skip_lines),
             )
         except FileNotFoundError:
             raise Refused(f"{launch.profile.program} binary not found on PATH") from None

@@ -134,6 +134,20 @@ BROKEN = [
         "must be 'event_type:path'",
     ),
     ('binary = "x"\n[output]\nreader = "file"\n', "args", "must contain {output_file}"),
+    (
+        'binary = "x"\n[output]\nreader = "jsonl"\ntext = "t"\nfinal = { type = "x" }\n'
+        "failures = [{}]\n",
+        "output.failures",
+        "must be a list of tables",
+    ),
+    (
+        'binary = "x"\n[output]\nreader = "jsonl"\ntext = "t"\nfinal = { type = "x" }\n'
+        "failures = [{ type = [1] }]\n",
+        "output.failures.0",
+        "must be a table of paths to strings, numbers or booleans",
+    ),
+    ('binary = "x"\n[output]\ntranscript = "xml"\n', "output.transcript", "must be one of"),
+    ('binary = "x"\n[output]\nskip_lines = [""]\n', "output.skip_lines", "not empty strings"),
     ('binary = "x"\nenv = { A = 1 }\n', "env", "must be a table of strings"),
     ('binary = "x"\nchecked_version = "latest"\n', "checked_version", "must be a version"),
     (

@@ -1,0 +1,2 @@
+"""placeholder"""
+FORMATS = ("text", "claude-code", "codex", "gemini", "opencode", "pi")
