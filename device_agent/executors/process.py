@@ -53,14 +53,14 @@ class LineFilter:
                 piece = chunk[at : min(line_end, at + room)]
                 self._start += piece
                 at += len(piece)
-                if not self._decide():
+                keep = self._decision()
+                if keep is None:
                     continue
-                if self._keep:
+                if keep:
                     kept += self._start
-                ended = self._start.endswith(b"\n")
+                # A line decided by its end (a short one) leaves the next one undecided.
+                self._keep = None if self._start.endswith(b"\n") else keep
                 self._start = b""
-                if ended:
-                    self._keep = None
                 continue
             if self._keep:
                 kept += chunk[at:line_end]
@@ -74,17 +74,18 @@ class LineFilter:
         held, self._start, self._keep = self._start, b"", None
         return b"" if any(held.startswith(p) for p in self._prefixes) else held
 
-    def _decide(self) -> bool:
+    def _decision(self) -> bool | None:
+        """Whether the line begun with `self._start` is kept; None: too early to say."""
         start = self._start
         if any(start.startswith(p) for p in self._prefixes):
-            self._keep = False
-        elif (
+            return False
+        if (
             start.endswith(b"\n")
             or len(start) >= self._longest
             or not any(p.startswith(start) for p in self._prefixes)
         ):
-            self._keep = True
-        return self._keep is not None
+            return True
+        return None
 
 
 class Capped:
