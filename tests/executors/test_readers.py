@@ -191,6 +191,10 @@ def test_jsonl_text_of_several_blocks_is_joined_by_line_breaks() -> None:
     pi = JsonlReader(final={"type": "message_end", "message.role": "assistant"}, text="x.*.text")
     stream = lines(
         {"type": "message_end", "message": {"role": "assistant"}, "x": [{"text": "a"}, {}]},
-        {"type": "message_end", "message": {"role": "assistant"}, "x": [{"text": "b"}, {"text": "c"}]},
+        {
+            "type": "message_end",
+            "message": {"role": "assistant"},
+            "x": [{"text": "b"}, {"text": "c"}],
+        },
     )
     assert pi.read(Captured(stream)).output == "b\nc"

@@ -1,8 +1,13 @@
-"""Fake `claude -p --output-format json` (Claude Code 2.1): one result object on stdout.
+"""Fake `claude -p --output-format stream-json --verbose` (Claude Code 2.1): JSON-lines events.
+
+The events are shaped as the real 2.1.337 prints them (tests/realcli drives it):
+a `system`/`init` event, then each `assistant` message (thinking, text and
+tool_use blocks, with its usage) and each `user` message carrying tool_result
+blocks, and last the `result` object `--output-format json` would print alone.
 
 The mode is named in the prompt as a marker (`[[is_error]]`), so that each run
 of one agent can behave differently; else FAKE_MODE; else success.
-  success         "Summary: <first line of the prompt>", exit 0
+  success         reads a file with its Read tool, then "Summary: <first line of the prompt>"
   is_error        `is_error: true` with exit status 0 (Claude does this when not logged in)
   is_error_exit1  `is_error: true` with exit status 1 (an API error)
   max_turns       `error_max_turns`: no "result", only "errors"; exit 1
@@ -22,6 +27,69 @@ import time
 from _report import file_facts, log_execution, option, report
 
 MODES = ("is_error_exit1", "is_error", "max_turns", "mcp", "garbage", "hang")
+SESSION = "9f1c2d3e-0000-4000-8000-123456789abc"
+MODEL = "claude-opus-5-5"
+
+
+def emit(event):
+    print(json.dumps(event), flush=True)
+
+
+def init():
+    emit(
+        {
+            "type": "system",
+            "subtype": "init",
+            "cwd": os.getcwd(),
+            "session_id": SESSION,
+            "tools": ["Bash", "Read", "ToolSearch", "mcp__lobu__query_sdk", "mcp__lobu__run_sdk"],
+            "mcp_servers": [{"name": "lobu", "status": "connected", "source": "dynamic"}],
+            "model": MODEL,
+            "permissionMode": "default",
+            "apiKeySource": "ANTHROPIC_API_KEY",
+            "claude_code_version": "2.1.337",
+        }
+    )
+
+
+def assistant(number, *blocks):
+    emit(
+        {
+            "type": "assistant",
+            "message": {
+                "id": f"msg_{number:02d}",
+                "type": "message",
+                "role": "assistant",
+                "model": MODEL,
+                "content": list(blocks),
+                "stop_reason": None,
+                "stop_sequence": None,
+                "usage": {"input_tokens": 400, "output_tokens": 85},
+                "context_management": None,
+            },
+            "parent_tool_use_id": None,
+            "session_id": SESSION,
+            "uuid": f"00000000-0000-4000-8000-0000000000{number:02d}",
+            "timestamp": "2026-12-08T01:24:40.309Z",
+        }
+    )
+
+
+def tool_result(tool_use_id, text, is_error=False):
+    block = {"tool_use_id": tool_use_id, "type": "tool_result", "content": text}
+    if is_error:
+        block["is_error"] = True
+    emit(
+        {
+            "type": "user",
+            "message": {"role": "user", "content": [block]},
+            "parent_tool_use_id": None,
+            "session_id": SESSION,
+            "uuid": "00000000-0000-4000-8000-000000000099",
+            "timestamp": "2026-12-08T01:24:40.375Z",
+            "tool_use_result": {"stdout": text, "stderr": "", "interrupted": False},
+        }
+    )
 
 
 def result(without=(), **fields):
@@ -34,13 +102,14 @@ def result(without=(), **fields):
         "num_turns": 3,
         "result": "",
         "stop_reason": "end_turn",
-        "session_id": "9f1c2d3e-0000-4000-8000-123456789abc",
+        "session_id": SESSION,
         "total_cost_usd": 0.0421,
         "usage": {"input_tokens": 1200, "output_tokens": 340},
         "permission_denials": [],
+        "terminal_reason": "completed",
     }
     base.update(fields)
-    print(json.dumps({key: value for key, value in base.items() if key not in without}))
+    emit({key: value for key, value in base.items() if key not in without})
 
 
 def mode_of(prompt):
@@ -63,9 +132,12 @@ def main():
     if args == ["--version"]:  # the version its profile was checked against, unless told
         print(f"{os.environ.get('FAKE_VERSION', '2.1.337')} (Claude Code)")
         return 0
-    if "-p" not in args or option(args, "--output-format") != "json":
-        print("error: this fake only knows -p --output-format json", file=sys.stderr)
+    if "-p" not in args or option(args, "--output-format") != "stream-json":
+        print("error: this fake only knows -p --output-format stream-json", file=sys.stderr)
         return 2
+    if "--verbose" not in args:
+        print("Error: When using --print, --output-format=stream-json requires --verbose")
+        return 1
     prompt = sys.stdin.read()  # the real CLI reads its prompt from stdin without an argument
     log_execution(prompt)  # even a prompt a kill cut short: it was started
     if not prompt:
@@ -79,6 +151,10 @@ def main():
     mcp = file_facts(mcp_path) if mcp_path else None
     report(prompt=prompt, mcp=mcp)
     mode = mode_of(prompt)
+    if mode == "garbage":
+        print("Welcome to Claude Code! <html>not json</html>")
+        return 0
+    init()
     if mode == "hang":
         time.sleep(3600)
     take_time(prompt)
@@ -98,14 +174,27 @@ def main():
             errors=["Reached maximum number of turns (2)"],
         )
         return 1
-    if mode == "garbage":
-        print("Welcome to Claude Code! <html>not json</html>")
-        return 0
     if mode == "mcp":
-        result(result=f"mcp config mode {mcp['mode'] if mcp else None}")
+        answer = f"mcp config mode {mcp['mode'] if mcp else None}"
+        assistant(1, {"type": "text", "text": answer})
+        result(result=answer)
         return 0
     first_line = prompt.strip().splitlines()[0]
-    result(result=f"Summary: {first_line}")
+    answer = f"Summary: {first_line}"
+    assistant(
+        1,
+        {"type": "thinking", "thinking": "The user wants a summary.", "signature": "c2ln"},
+        {"type": "text", "text": "Let me read the notes first."},
+        {
+            "type": "tool_use",
+            "id": "toolu_01Read",
+            "name": "Read",
+            "input": {"file_path": "notes.md"},
+        },
+    )
+    tool_result("toolu_01Read", "1\tTwo new items since Monday.")
+    assistant(2, {"type": "text", "text": answer})
+    result(result=answer)
     return 0
 
 

@@ -1,7 +1,9 @@
-"""Fake `claude -p --output-format json` for the chat lane: answers the current user message.
+"""Fake `claude -p --output-format stream-json --verbose` for the chat lane: answers the
+current user message.
 
 It reads the prompt on stdin, takes the message out of the `## Current user message`
-section (between its fence lines), and prints one result object like Claude Code's.
+section (between its fence lines), and prints the answer as Claude Code streams it: an
+assistant message, then the `result` object.
 Markers in the message choose the behaviour:
   (none)      replies "You said: <message>"
   [[fail]]    prints an error result (`is_error: true`) and exits 1, as Claude does on a
@@ -29,9 +31,12 @@ def current_message(prompt):
 
 def main():
     args = sys.argv[1:]
-    if "-p" not in args or option(args, "--output-format") != "json":
-        print("error: this fake only knows -p --output-format json", file=sys.stderr)
+    if "-p" not in args or option(args, "--output-format") != "stream-json":
+        print("error: this fake only knows -p --output-format stream-json", file=sys.stderr)
         return 2
+    if "--verbose" not in args:
+        print("Error: When using --print, --output-format=stream-json requires --verbose")
+        return 1
     prompt = sys.stdin.read()
     log_execution(prompt)
     mcp_path = option(args, "--mcp-config")
@@ -45,6 +50,9 @@ def main():
         print(json.dumps(result))
         return 1
     text = "" if "[[empty]]" in message else f"You said: {message}"
+    if text:
+        reply = {"role": "assistant", "content": [{"type": "text", "text": text}]}
+        print(json.dumps({"type": "assistant", "message": reply, "parent_tool_use_id": None}))
     print(json.dumps({"type": "result", "subtype": "success", "is_error": False, "result": text}))
     return 0
 
