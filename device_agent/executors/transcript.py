@@ -24,7 +24,7 @@ is left out. `Transcript` puts the rounds of one run together:
 - every string is cleaned before it is written: NULs removed, lone surrogates replaced,
   then the caller's redaction (the log's: known secrets and token shapes);
 - a value whose JSON is over 64 KiB is cut to its first 65,536 characters plus
-  `…[truncated]`;
+  `…[truncated]` (a string: its own characters; a tool's input: its JSON);
 - the whole stays within the server's 4 MiB, measured as it travels inside the upload's
   JSON body: a round that would not fit has its largest values cut first — never the
   header nor a prompt — and, should that not do, its last entries left out.
@@ -643,12 +643,14 @@ def iso(epoch: float) -> str:
 
 
 def _capped(value: Any) -> Any:
-    """A value whose JSON is over 64 KiB: its first 65,536 characters and `…[truncated]`."""
+    """A value whose JSON is over 64 KiB, cut to its first 65,536 characters and
+    `…[truncated]`: a string's own characters, another value's JSON (a tool's input). A
+    string its quotes and escapes alone take over the cap is left whole: cutting it to
+    65,536 characters would cut nothing."""
+    if isinstance(value, str):
+        return value[:VALUE_CAP] + TRUNCATED if len(value) > VALUE_CAP else value
     text = _dumps(value)
-    if len(text) <= VALUE_CAP:
-        return value
-    kept = value if isinstance(value, str) else text
-    return kept[:VALUE_CAP] + TRUNCATED
+    return text[:VALUE_CAP] + TRUNCATED if len(text) > VALUE_CAP else value
 
 
 def _storable(text: str) -> str:
