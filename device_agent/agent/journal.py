@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any, Final, ParamSpec, TypeVar
 
 from device_agent.agent.result import TRUNCATED, ExitReason, Report
+from device_agent.agent.transcripts import SCHEMA as TRANSCRIPTS_SCHEMA
 from device_agent.errors import DeviceAgentError, ExitCode
 from device_agent.logs import get_logger
 from device_agent.textsafe import encodable
@@ -170,6 +171,7 @@ class Journal:
             self._db.execute("PRAGMA busy_timeout=5000")
             self._db.executescript(_SCHEMA)
             self._add_missing_columns()
+            self._db.executescript(TRANSCRIPTS_SCHEMA)  # device_agent/agent/transcripts.py
         except sqlite3.DatabaseError as exc:
             raise JournalError(
                 f"the journal {path} cannot be used ({exc}): move it aside to start afresh "
