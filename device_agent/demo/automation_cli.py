@@ -125,7 +125,7 @@ class Stream:
         return result
 
     def _result(self, ident: str, content: list[Any], *, failed: bool) -> None:
-        block = {"type": "tool_result", "tool_use_id": ident, "content": content}
+        block: dict[str, Any] = {"type": "tool_result", "tool_use_id": ident, "content": content}
         if failed:
             block["is_error"] = True
         self.emit({"type": "user", "message": {"role": "user", "content": [block]}})
