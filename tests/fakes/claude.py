@@ -136,7 +136,10 @@ def main():
         print("error: this fake only knows -p --output-format stream-json", file=sys.stderr)
         return 2
     if "--verbose" not in args:
-        print("Error: When using --print, --output-format=stream-json requires --verbose")
+        print(
+            "Error: When using --print, --output-format=stream-json requires --verbose",
+            file=sys.stderr,
+        )
         return 1
     prompt = sys.stdin.read()  # the real CLI reads its prompt from stdin without an argument
     log_execution(prompt)  # even a prompt a kill cut short: it was started

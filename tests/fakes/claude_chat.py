@@ -35,7 +35,10 @@ def main():
         print("error: this fake only knows -p --output-format stream-json", file=sys.stderr)
         return 2
     if "--verbose" not in args:
-        print("Error: When using --print, --output-format=stream-json requires --verbose")
+        print(
+            "Error: When using --print, --output-format=stream-json requires --verbose",
+            file=sys.stderr,
+        )
         return 1
     prompt = sys.stdin.read()
     log_execution(prompt)
