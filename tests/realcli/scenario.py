@@ -12,7 +12,8 @@ profile to use instead of the shipped one; the result is JSON for the test to
 assert on:
 
 - per run: the dev server's record (status, reason, output), its exit reports
-  (rounds), and the session token the server gave it;
+  (rounds), the session token the server gave it, and the transcript the device
+  uploaded for it (as the server stored it);
 - every MCP request the dev server's stand-in received, with the bearer token;
 - every request the model stub answered, and what the model did;
 - the text of every file in the user's workdir each time the CLI asked the
@@ -25,6 +26,7 @@ completes only when nudged, in a resume round) and one watcher run.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -162,6 +164,7 @@ def _agent_once(
 
 def _run_record(state: DevState, run_id: int) -> dict[str, Any]:
     run = state.run(run_id)
+    transcript = state.transcript(run_id)
     reports = [
         r
         for r in state.requests
@@ -179,6 +182,10 @@ def _run_record(state: DevState, run_id: int) -> dict[str, Any]:
         "rounds": len(reports),
         "windows_completed": run.windows_completed,
         "session_token": run.session_token,
+        "transcript": dataclasses.asdict(transcript) if transcript is not None else None,
+        "transcript_requests": [
+            r.status for r in state.requests if r.path == "/lobu/worker/transcript/snapshot"
+        ],
     }
 
 
