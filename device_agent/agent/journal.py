@@ -52,6 +52,7 @@ from pathlib import Path
 from typing import Any, Final, ParamSpec, TypeVar
 
 from device_agent.agent.result import TRUNCATED, ExitReason, Report
+from device_agent.agent.transcripts import SCHEMA as TRANSCRIPTS_SCHEMA
 from device_agent.agent.usage import UsageBook
 from device_agent.errors import DeviceAgentError, ExitCode
 from device_agent.logs import get_logger
@@ -258,6 +259,7 @@ class Journal:
             self._add_missing_columns()
             if new:
                 self._db.execute(f"PRAGMA user_version={OUTPUTS_APART}")
+            self._db.executescript(TRANSCRIPTS_SCHEMA)  # device_agent/agent/transcripts.py
             self.usage = UsageBook(self._db, self._tx)  # what runs cost: a table of its own
         except sqlite3.DatabaseError as exc:
             raise JournalError(

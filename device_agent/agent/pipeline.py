@@ -11,6 +11,10 @@ the prompt, the completion route and body, what the answer means — comes from
 the run's lane (`device_agent.lanes`); a lane whose answer may ask for another
 round ("resume") gets it here, on the same claimed run, with the heartbeat
 still going, until the answer says done or `MAX_ROUNDS` is reached.
+
+Each round's transcript (what the CLI did) is added to the run's and kept in the
+journal; once the final report is acknowledged, a run with an `agent_session`
+uploads it (device_agent/agent/transcript_upload.py).
 """
 
 from __future__ import annotations
@@ -27,6 +31,8 @@ from typing import Any, Final
 
 import structlog
 
+from device_agent import logs
+from device_agent.agent import transcript_upload, transcripts
 from device_agent.agent.activity import RunBoard
 from device_agent.agent.heartbeat import Heartbeat
 from device_agent.agent.journal import ABANDONED, AsyncJournal, JournalWriteError
@@ -39,6 +45,7 @@ from device_agent.executors.execconfig import capped_budget
 from device_agent.executors.executor import Executor
 from device_agent.executors.mcp_proxy import McpProxy
 from device_agent.executors.request import ExecutionRequest, McpWiring
+from device_agent.executors.transcript import Transcript
 from device_agent.identity.credentials import TokenSource
 from device_agent.lanes import Fail, Lane, LaneRun, Resume, lane_for, read_claim
 from device_agent.logs import get_logger
@@ -193,12 +200,16 @@ class RunPipeline:
         self.board.started(claim.run_id, Target(item_id, claim.run_type, name))
         self._on_change()
         await first_beat  # the lease is renewed before starting expensive work
+        # Redacted as the log is: the device's tokens and token shapes (the run's own secrets
+        # are gone already: the executor took them out of each round).
+        transcript = Transcript(redact=logs.redactor, fallback_id=f"run-{claim.run_id}")
         nudge: str | None = None
         attempt = 0
         for _ in range(MAX_ROUNDS):
             report = None
             if not heartbeat.lost.is_set():
                 report = await self._execute(claim.run_id, parsed, nudge, run, not_started, refuse)
+                await self._keep_transcript(claim.run_id, transcript, report)
             if heartbeat.lost.is_set() or report is None:
                 # Lost before a round started: nothing to send. Lost while the CLI ran: the
                 # lane says whether the server still wants its report.
@@ -215,9 +226,13 @@ class RunPipeline:
             verdict = lane.read_completion(answer, attempt=attempt) if answer.ok else None
             if isinstance(verdict, Fail):
                 log.error("refusing the round the server asked for", error=verdict.error)
-                return await self._settle(claim.run_id, failure(verdict.error), give_up, attempt)
+                report = failure(verdict.error)
+                answer = await self._settle(claim.run_id, report, give_up, attempt)
+                await self._send_transcript(claim.run_id, parsed, transcript, answer, report, slot)
+                return answer
             if not isinstance(verdict, Resume):
                 self._finished(parsed, report)
+                await self._send_transcript(claim.run_id, parsed, transcript, answer, report, slot)
                 return answer
             # A heartbeat 409 meanwhile starts nothing more: the next turn of the loop sees it.
             log.info("running another round", round=verdict.attempt + 1, of=MAX_ROUNDS)
@@ -228,7 +243,66 @@ class RunPipeline:
         report = failure(TOO_MANY_ROUNDS_ERROR)
         answer = await self._settle(claim.run_id, report, give_up, attempt)
         self._finished(parsed, report)
+        await self._send_transcript(claim.run_id, parsed, transcript, answer, report, slot)
         return answer
+
+    async def _keep_transcript(self, run_id: int, transcript: Transcript, report: Report) -> None:
+        """Add the round to the run's transcript and keep it in the journal (a write that can
+        wait, like the result's, when the disk is full)."""
+        if report.transcript is None:
+            return
+        transcript.add(report.transcript)
+        await self.journal.write_or_defer(
+            transcripts.save,
+            self.journal.sync,
+            self.server,
+            run_id,
+            transcript.jsonl(),
+            rounds=transcript.rounds,
+        )
+
+    async def _send_transcript(
+        self,
+        run_id: int,
+        parsed: LaneRun | str,
+        transcript: Transcript,
+        answer: Answer,
+        report: Report,
+        slot: _Once,
+    ) -> None:
+        """Upload the run's transcript once its final report was acknowledged, when the run
+        has an `agent_session` (docs/protocol.md, "Transcript of an automation run"). However
+        the upload goes, the run's outcome stands: it is only said in the log and journal."""
+        token = None if isinstance(parsed, str) else parsed.transcript_token
+        if token is None or not answer.ok or transcript.rounds == 0:
+            return
+        # The run is over on the server: nothing holds its slot, lease or place in `status`.
+        slot()
+        self._forget(run_id)
+        heartbeat = self.heartbeats.get(run_id)
+        if heartbeat is not None:
+            await heartbeat.stop()
+        status = transcript_upload.terminal_status(answer.body, report)
+        sent = await transcript_upload.upload(
+            self.client,
+            run_id=run_id,
+            terminal_status=status,
+            jsonl=transcript.jsonl(),
+            session_token=token,
+        )
+        outcome = transcript_upload.outcome_of(sent, status)
+        if sent.ok:
+            log.info("transcript uploaded", terminal_status=status, entries=transcript.entries)
+        else:
+            log.warning(
+                "transcript not uploaded; the run's outcome stands",
+                answer=sent.describe(),
+                terminal_status=status,
+                see=f"device-agent history --run {run_id} --transcript",
+            )
+        await self.journal.write_or_defer(
+            transcripts.note_upload, self.journal.sync, self.server, run_id, outcome
+        )
 
     def _log_finished(self, parsed: LaneRun | str, run_type: str, report: Report) -> None:
         """The one line a round leaves in the log (the claim has none of its own)."""

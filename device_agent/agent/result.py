@@ -11,7 +11,10 @@ import dataclasses
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
+
+if TYPE_CHECKING:
+    from device_agent.executors.transcript import Round
 
 TRUNCATED: Final = "[output truncated]"  # ends an output cut at its cap
 
@@ -44,6 +47,9 @@ class Report:
     exit_signal: str | None
     exit_reason: ExitReason
     details: Mapping[str, Any] = field(default_factory=dict)
+    # What the CLI did this round, for the run's transcript (device_agent/executors/transcript.py);
+    # kept apart from the journal's row of the run, and never part of a report sent.
+    transcript: Round | None = field(default=None, compare=False, repr=False)
 
     @property
     def failed(self) -> bool:

@@ -325,6 +325,11 @@ def _parser(only: str | None = None) -> argparse.ArgumentParser:
         "--limit", type=int, default=20, help="how many recent runs to list (default 20)"
     )
     history.add_argument("--run", type=int, dest="run_id", help="show one run in full, by run id")
+    history.add_argument(
+        "--transcript",
+        action="store_true",
+        help="with --run: what the agent did, round by round (with --json: the JSONL as kept)",
+    )
 
     command(
         "trigger",

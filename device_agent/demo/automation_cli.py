@@ -12,9 +12,10 @@ would toward the completion contract (docs/protocol.md, "Automation lane"):
   on the round that carries the FINALIZE NUDGE section;
 - an event turn: it replies and never calls completeWindow.
 
-It prints one result object shaped like Claude Code's `--output-format json`,
-so the demo exercises the same reader as a real run. It only ever talks to a
-loopback address: the demo stays offline.
+It prints what it does as Claude Code's `--output-format stream-json --verbose`
+does — each tool call and its result, its answer, then the `result` object — so
+the demo exercises the same reader, and shows the same transcript, as a real run.
+It only ever talks to a loopback address: the demo stays offline.
 """
 
 from __future__ import annotations
@@ -93,12 +94,49 @@ def _require_loopback(url: str) -> None:
         raise DemoError(f"the demo agent only talks to a loopback server, not {url!r}")
 
 
-def complete_window(run_id: int, summary: str) -> None:
+class Stream:
+    """Claude Code's stream-json events for what the demo agent does, printed as it goes."""
+
+    def __init__(self) -> None:
+        self.session_id = f"demo-{uuid.uuid4()}"
+        self._calls = 0
+
+    def emit(self, event: dict[str, Any]) -> None:
+        sys.stdout.write(json.dumps({**event, "session_id": self.session_id}) + "\n")
+        sys.stdout.flush()
+
+    def say(self, text: str) -> None:
+        content = [{"type": "text", "text": text}]
+        self.emit({"type": "assistant", "message": {"role": "assistant", "content": content}})
+
+    def call(self, name: str, arguments: dict[str, Any]) -> Any:
+        """Call a Lobu tool, and print the call and its result as Claude Code does."""
+        self._calls += 1
+        ident = f"toolu_demo{self._calls}"
+        use = {"type": "tool_use", "id": ident, "name": f"mcp__lobu__{name}", "input": arguments}
+        self.emit({"type": "assistant", "message": {"role": "assistant", "content": [use]}})
+        try:
+            result = call_lobu_tool(name, arguments)
+        except DemoError as exc:
+            self._result(ident, [{"type": "text", "text": str(exc)}], failed=True)
+            raise
+        content = result.get("content") if isinstance(result, dict) else None
+        self._result(ident, content if isinstance(content, list) else [], failed=False)
+        return result
+
+    def _result(self, ident: str, content: list[Any], *, failed: bool) -> None:
+        block: dict[str, Any] = {"type": "tool_result", "tool_use_id": ident, "content": content}
+        if failed:
+            block["is_error"] = True
+        self.emit({"type": "user", "message": {"role": "user", "content": [block]}})
+
+
+def complete_window(stream: Stream, run_id: int, summary: str) -> None:
     params = {"run_id": run_id, "extracted_data": {"summary": summary}}
-    call_lobu_tool("run_sdk", {"method": "automations.completeWindow", "params": params})
+    stream.call("run_sdk", {"method": "automations.completeWindow", "params": params})
 
 
-def act(prompt: str) -> str:
+def act(prompt: str, stream: Stream) -> str:
     """Do what the prompt's contract asks; return the answer text. Raises `DemoError`."""
     name_match = _AUTOMATION.search(prompt)
     name = name_match.group(1) if name_match else "this automation"
@@ -113,26 +151,31 @@ def act(prompt: str) -> str:
     summary = f"Nothing needs your attention for {name} (offline demo agent, no model called)."
     if NEEDS_NUDGE in instructions.lower() and not nudged:
         return summary + " (Forgot to call completeWindow.)"
-    complete_window(run_id, summary)
+    complete_window(stream, run_id, summary)
     return summary + (" Finalized after a nudge." if nudged else " Window completed.")
 
 
 def main() -> int:
     prompt = sys.stdin.read()
+    stream = Stream()
+    stream.emit({"type": "system", "subtype": "init", "cwd": os.getcwd()})
     try:
-        text, failed = act(prompt), False
+        text, failed = act(prompt, stream), False
     except DemoError as exc:
         text, failed = str(exc), True
-    result = {
-        "type": "result",
-        "subtype": "success",
-        "is_error": failed,
-        "result": text,
-        "total_cost_usd": 0,
-        "num_turns": 1,
-        "session_id": f"demo-{uuid.uuid4()}",
-    }
-    sys.stdout.write(json.dumps(result) + "\n")
+    if not failed:
+        stream.say(text)
+    stream.emit(
+        {
+            "type": "result",
+            "subtype": "success",
+            "is_error": failed,
+            "result": text,
+            "total_cost_usd": 0,
+            "num_turns": 1,
+            "usage": {"input_tokens": 0, "output_tokens": 0},
+        }
+    )
     return 1 if failed else 0
 
 

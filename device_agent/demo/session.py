@@ -6,7 +6,8 @@ bundled offline demo executor: first the scheduled runs, then a "Run now"
 through the same trigger route `device-agent trigger` uses. Then the same for
 the automation lane of current servers: a dev server in automation mode, the
 bundled automation demo agent finalizing its windows through the run's own MCP
-session — one on the first round, one only after the server's nudge. Last, a
+session — one on the first round, one only after the server's nudge — and the
+transcript of each run uploaded to the server once it is settled. Last, a
 device chat: a person writes in a conversation pinned to this device, and the
 bundled chat demo agent answers it. It prints what happened. Its files live
 in their own folder, apart from a real install's.
@@ -144,10 +145,17 @@ async def _automation_part(paths: Paths) -> bool:
             agents[0].request_stop()
         code = await agent_task
     _print_automations(state, run_ids, entries, time.monotonic() - started)
+    print(
+        "Each run's transcript (the prompts, the tool calls and their results, the answers) "
+        "was uploaded\nafter its final report and stored by the server; the device keeps its "
+        f"own copy:\n  DEVICE_AGENT_HOME={paths.state_dir.parent} device-agent history "
+        f"--run {run_ids[-1]} --transcript"
+    )
     return (
         code == ExitCode.OK
         and finished
         and all(state.run(r).status == "completed" for r in run_ids)
+        and all(state.transcript(r) is not None for r in run_ids)
     )
 
 
@@ -211,12 +219,22 @@ def _print_automations(
                 str(entry.finalize_attempt + 1) if entry else "-",
                 "yes" if run.windows_completed else "no",
                 run.status,
-                _excerpt((entry.output if entry else None) or run.error or ""),
+                _stored(state, run_id),
+                _excerpt((entry.output if entry else None) or run.error or "", width=44),
             ]
         )
-    headers = ["run", "automation", "rounds", "window completed", "status", "output"]
+    headers = ["run", "automation", "rounds", "window completed", "status", "transcript", "output"]
     print(format_table(headers, rows))
     print(f"\n{len(run_ids)} automation runs claimed, executed and reported in {elapsed:.1f} s.")
+
+
+def _stored(state: DevState, run_id: int) -> str:
+    """What the server stored of the run's transcript: its messages, and how it ended."""
+    record = state.transcript(run_id)
+    if record is None:
+        return "not stored"
+    messages = record.snapshot_jsonl.count("\n") - 1
+    return f"stored: {messages} messages, {record.terminal_status}"
 
 
 def _start_agent(

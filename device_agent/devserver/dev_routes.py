@@ -3,14 +3,15 @@
 The server binds loopback only, which is what makes these safe. Every route
 takes and answers JSON:
 
-    GET  /_dev/state                        the whole state
+    GET  /_dev/state                        the whole state (uploaded transcripts included)
     POST /_dev/tokens                       {scopes?, bound_worker_id?, expires_in?} -> {token}
     POST /_dev/watchers                     DevState.add_watcher's arguments -> {watcher_id}
     POST /_dev/watchers/<id>/runs           {dispatch_source?, window_start?, window_end?}
     POST /_dev/automations                  DevState.add_automation's arguments -> {automation_id}
     POST /_dev/automations/<id>/runs        {dispatch_source?, window_*?, event_turn?} -> {run_id}
     POST /_dev/watchers|automations/<id>/pin {worker_id}: pin it (and its queued runs) there
-    GET  /_dev/runs/<id>                    one run: status, finalize attempts, windows completed
+    GET  /_dev/runs/<id>                    one run: status, finalize attempts, windows completed,
+                                            the transcript its device uploaded
     POST /_dev/runs/<id>/cancel             cancel it (its heartbeats then get 409)
     POST /_dev/conversations                DevState.add_conversation's arguments
                                             (a device chat) -> {conversation_id}
@@ -209,4 +210,19 @@ def _run_json(state: DevState, run_id: int) -> dict[str, Any]:
         "exit_reason": run.exit_reason,
         "window_start": run.window_start,
         "window_end": run.window_end,
+        "transcript": _transcript_json(state, run.id),
+    }
+
+
+def _transcript_json(state: DevState, run_id: int) -> dict[str, Any] | None:
+    record = state.transcript(run_id)
+    if record is None:
+        return None
+    return {
+        "id": record.id,
+        "terminal_status": record.terminal_status,
+        "byte_size": record.byte_size,
+        "entries": max(0, record.snapshot_jsonl.count("\n") - 1),
+        "uploads": record.uploads,
+        "snapshot_jsonl": record.snapshot_jsonl,
     }

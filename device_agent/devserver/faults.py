@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Final, Literal, get_args
 
 FaultKind = Literal["status", "drop", "drop_after_commit", "delay", "slow_answer", "garbage"]
-FaultRoute = Literal["poll", "heartbeat", "complete", "trigger", "*"]
+FaultRoute = Literal["poll", "heartbeat", "complete", "trigger", "transcript", "*"]
 
 FAULT_KINDS: Final = frozenset(get_args(FaultKind))
 FAULT_ROUTES: Final = frozenset(get_args(FaultRoute))

@@ -1,7 +1,8 @@
 """The router: faults, the warm-up and long-poll holds, then the endpoint.
 
 The endpoints live by area: `routes_worker` (poll, heartbeat), `routes_watcher`,
-`routes_automation` and `routes_chat` (the lanes), `routes_mcp` (the MCP stand-in),
+`routes_automation` and `routes_chat` (the lanes), `routes_transcript` (a run's
+transcript), `routes_mcp` (the MCP stand-in),
 `routes_auth` (login and devices), `dev_routes` (the `/_dev` helpers). Every
 endpoint runs with the state lock held and never awaits, which is what makes a
 claim atomic; only the router awaits, outside the lock.
@@ -23,6 +24,7 @@ from device_agent.devserver import (
     routes_automation,
     routes_chat,
     routes_mcp,
+    routes_transcript,
     routes_watcher,
     routes_worker,
 )
@@ -154,6 +156,8 @@ def fault_route(path: str) -> str:
         return "complete"
     if any(p.match(path) for p in (_WATCHER_TRIGGER, _AUTOMATION_TRIGGER, _MANAGE_WATCHERS)):
         return "trigger"
+    if path == routes_transcript.TRANSCRIPT_ROUTE:
+        return "transcript"
     return "other"
 
 
@@ -186,6 +190,8 @@ def _note_completion_attempt(state: DevState, request: Request) -> None:
 
 def dispatch(state: DevState, request: Request) -> Response:
     """Route one request (the caller holds the state lock)."""
+    if (request.method, request.path) == ("POST", routes_transcript.TRANSCRIPT_ROUTE):
+        return routes_transcript.snapshot(state, request)  # a run's token: checks of its own
     public = routes_auth.public_route(request)
     if public is not None:
         return public(state, request)

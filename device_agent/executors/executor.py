@@ -44,6 +44,7 @@ from device_agent.executors.process import Finished, run_in_group, signal_name
 from device_agent.executors.profiles import Profile
 from device_agent.executors.readers import Captured, Reading, tail, usage_of, with_usage
 from device_agent.executors.request import ExecutionRequest
+from device_agent.executors.transcript import Round, read_round
 from device_agent.logs import get_logger
 from device_agent.redaction import SecretValues
 
@@ -119,10 +120,13 @@ class Executor:
         if self._recovery is not None and not self._recovery.done():
             await asyncio.wait({self._recovery})  # never alongside a killed agent's CLIs
         started = time.monotonic()
+        began = time.time()  # for the transcript: when the round started, by the wall clock
         log = logger.bind(run_id=request.run_id, agent_kind=request.agent_kind)
         redact = SecretValues(self.launcher.secrets_of(request))
         if cancel.is_set():
-            return _cancelled_before_start(cancel, started)
+            return _redacted(
+                _with_prompt(_cancelled_before_start(cancel, started), request, began), redact
+            )
         cleanup = contextlib.AsyncExitStack()
         try:
             launch = self.launcher.prepare(request, cleanup, log)
@@ -130,7 +134,7 @@ class Executor:
             finished = await self._run(launch, cancel, log, live)
             if live is not None:
                 live.flush()
-            result = self._conclude(launch, finished, cancel, started)
+            result = self._conclude(launch, finished, cancel, started, request, began)
         except Refused as exc:
             log.warning("run not started", error=redact.text(str(exc)))
             result = failure(str(exc), duration_ms=_elapsed_ms(started))
@@ -147,6 +151,7 @@ class Executor:
             task.add_done_callback(self._tidying.discard)
         else:
             await _tidy(cleanup, log)
+        result = _with_prompt(result, request, began)
         return _redacted(result, redact)  # the pipeline logs how it ended, in one line
 
     async def aclose(self) -> None:
@@ -203,6 +208,7 @@ class Executor:
                 stderr_cap=self.settings.stderr_cap_bytes,
                 on_stdout=on_stdout,
                 on_start=started,
+                stdout_skip=tuple(prefix.encode() for prefix in launch.profile.skip_lines),
             )
         except FileNotFoundError:
             raise Refused(f"{launch.profile.program} binary not found on PATH") from None
@@ -215,7 +221,13 @@ class Executor:
     # -------------------------------------------------------------- read
 
     def _conclude(
-        self, launch: Launch, finished: Finished, cancel: asyncio.Event, started: float
+        self,
+        launch: Launch,
+        finished: Finished,
+        cancel: asyncio.Event,
+        started: float,
+        request: ExecutionRequest,
+        began: float,
     ) -> Report:
         stdout = finished.stdout.text()
         stderr_tail = tail(finished.stderr.last())
@@ -261,6 +273,15 @@ class Executor:
             exit_reason=reason,
             duration_ms=_elapsed_ms(started),
             details=self._details(launch, finished, reading),
+            transcript=read_round(
+                launch.profile.transcript,
+                stdout,
+                prompt=request.prompt,
+                answer=reading.output,
+                cwd=str(launch.cwd),
+                started_at=began,
+                finished_at=time.time(),
+            ),
         )
 
     def _details(self, launch: Launch, finished: Finished, reading: Reading) -> dict[str, Any]:
@@ -341,6 +362,14 @@ def _read_capped(path: Path | None, cap: int) -> str | None:
     return text + "\n" + TRUNCATED if len(data) > cap else text
 
 
+def _with_prompt(result: Report, request: ExecutionRequest, began: float) -> Report:
+    """A round that ran no CLI still has its prompt in the run's transcript."""
+    if result.transcript is not None:
+        return result
+    round_ = Round(prompt=request.prompt, started_at=began, finished_at=time.time())
+    return dataclasses.replace(result, transcript=round_)
+
+
 def _redacted(result: Report, redact: SecretValues) -> Report:
     if not redact.secrets:
         return result
@@ -349,6 +378,7 @@ def _redacted(result: Report, redact: SecretValues) -> Report:
         output=redact.text(result.output),
         error=redact.text(result.error) if result.error is not None else None,
         details=redact.deep(result.details),
+        transcript=result.transcript.redacted(redact.text) if result.transcript else None,
     )
 
 

@@ -32,18 +32,76 @@ _REAP_SECONDS: Final = 2.0  # after SIGKILL, how long the group may take to vani
 _PIPE_SECONDS: Final = 2.0  # after the group is gone, how long a pipe may stay open
 
 
+class LineFilter:
+    """Drops the lines of a stream that start with one of `prefixes`, as the stream flows:
+    a line is held back only until its first bytes say whether it is kept."""
+
+    def __init__(self, prefixes: Sequence[bytes]) -> None:
+        self._prefixes = tuple(prefixes)
+        self._longest = max((len(p) for p in self._prefixes), default=0)
+        self._start = b""  # the start of a line not decided yet
+        self._keep: bool | None = None  # None: at the start of a line, undecided
+
+    def feed(self, chunk: bytes) -> bytes:
+        kept = bytearray()
+        at = 0
+        while at < len(chunk):
+            newline = chunk.find(b"\n", at)
+            line_end = len(chunk) if newline < 0 else newline + 1
+            if self._keep is None:
+                room = self._longest - len(self._start)
+                piece = chunk[at : min(line_end, at + room)]
+                self._start += piece
+                at += len(piece)
+                keep = self._decision()
+                if keep is None:
+                    continue
+                if keep:
+                    kept += self._start
+                # A line decided by its end (a short one) leaves the next one undecided.
+                self._keep = None if self._start.endswith(b"\n") else keep
+                self._start = b""
+                continue
+            if self._keep:
+                kept += chunk[at:line_end]
+            at = line_end
+            if newline >= 0:
+                self._keep = None
+        return bytes(kept)
+
+    def flush(self) -> bytes:
+        """What is held back once the stream has ended: a last line too short to decide."""
+        held, self._start, self._keep = self._start, b"", None
+        return b"" if any(held.startswith(p) for p in self._prefixes) else held
+
+    def _decision(self) -> bool | None:
+        """Whether the line begun with `self._start` is kept; None: too early to say."""
+        start = self._start
+        if any(start.startswith(p) for p in self._prefixes):
+            return False
+        if (
+            start.endswith(b"\n")
+            or len(start) >= self._longest
+            or not any(p.startswith(start) for p in self._prefixes)
+        ):
+            return True
+        return None
+
+
 class Capped:
     """The first `cap` bytes of a stream and its last few; the rest is read and dropped.
 
     Draining past the cap keeps the child from blocking on a full pipe, and
-    dropping keeps a CLI that prints 100 MB from growing our memory.
+    dropping keeps a CLI that prints 100 MB from growing our memory. Lines starting with
+    one of `skip` are dropped before they count (`[output] skip_lines` of a profile).
     """
 
-    def __init__(self, cap: int) -> None:
+    def __init__(self, cap: int, skip: Sequence[bytes] = ()) -> None:
         self.cap = cap
         self.head = bytearray()
         self.end = b""
         self.total = 0
+        self._filter = LineFilter(skip) if skip else None
 
     async def drain(
         self, stream: asyncio.StreamReader, on_chunk: Callable[[bytes], None] | None = None
@@ -51,11 +109,18 @@ class Capped:
         while chunk := await stream.read(_READ_CHUNK):
             if on_chunk is not None:  # e.g. the RunBoard's output tail for `status`
                 on_chunk(chunk[-_TAIL_BYTES:])
-            self.total += len(chunk)
-            room = self.cap - len(self.head)
-            if room > 0:
-                self.head += chunk[:room]
-            self.end = (self.end + chunk[-_TAIL_BYTES:])[-_TAIL_BYTES:]
+            self._keep(self._filter.feed(chunk) if self._filter is not None else chunk)
+        if self._filter is not None:
+            self._keep(self._filter.flush())
+
+    def _keep(self, chunk: bytes) -> None:
+        if not chunk:
+            return
+        self.total += len(chunk)
+        room = self.cap - len(self.head)
+        if room > 0:
+            self.head += chunk[:room]
+        self.end = (self.end + chunk[-_TAIL_BYTES:])[-_TAIL_BYTES:]
 
     @property
     def truncated(self) -> bool:
@@ -108,9 +173,11 @@ async def run_in_group(
     stderr_cap: int,
     on_stdout: Callable[[bytes], None] | None = None,
     on_start: Callable[[int], None] | None = None,
+    stdout_skip: Sequence[bytes] = (),
 ) -> Finished:
     """Run `argv` as the leader of a new process group; no process of the group outlives this.
-    `on_start` is told the leader's pid once it runs."""
+    `on_start` is told the leader's pid once it runs; stdout lines starting with one of
+    `stdout_skip` are not kept."""
     process = await _spawn(
         argv,
         stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
@@ -120,7 +187,7 @@ async def run_in_group(
     group = process.pid
     if on_start is not None:
         on_start(group)
-    stdout, stderr = Capped(stdout_cap), Capped(stderr_cap)
+    stdout, stderr = Capped(stdout_cap, stdout_skip), Capped(stderr_cap)
     assert process.stdout is not None
     assert process.stderr is not None
     helpers = [

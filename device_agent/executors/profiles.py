@@ -20,7 +20,8 @@ A profile (see executors/claude-code.toml for a commented one):
     args = ["--model", "{value}"]
     values = { plan = "read-only" }  # optional: the values this CLI takes, translated
     [mcp]                          # how the Lobu MCP server is wired in
-    [output]                       # which reader turns the output into a result
+    [output]                       # which reader turns the output into a result, and
+                                   # how the run's transcript is read from it (`transcript`)
 """
 
 from __future__ import annotations
@@ -35,7 +36,15 @@ from pathlib import Path
 from typing import Any, Final, Literal, NoReturn, cast
 
 from device_agent.errors import DeviceAgentError, ExitCode
-from device_agent.executors.readers import FileReader, JsonlReader, JsonReader, Reader, TextReader
+from device_agent.executors.readers import (
+    FileReader,
+    JsonlReader,
+    JsonReader,
+    Match,
+    Reader,
+    TextReader,
+)
+from device_agent.executors.transcript import FORMATS as TRANSCRIPT_FORMATS
 from device_agent.paths import shipped_dir
 from device_agent.schema import Invalid, Spec
 
@@ -123,6 +132,8 @@ class Profile:
     version_args: tuple[str, ...] = VERSION  # () : doctor never runs it
     description: str = ""
     checked_version: str | None = None  # the CLI version this profile was checked against
+    transcript: str = "text"  # the shape of its output a run's transcript is read from
+    skip_lines: tuple[str, ...] = ()  # stdout lines starting so are neither kept nor read
 
     @property
     def configured(self) -> bool:
@@ -210,6 +221,7 @@ def _parse(path: Path, top: _Table) -> Profile:
     prompt = cast(PromptMode, top.choice("prompt", PROMPT_MODES, default="stdin"))
     reader_table = top.table("output")
     reader = _reader(reader_table) if reader_table else TextReader()
+    transcript, skip_lines = _stream(reader_table) if reader_table else ("text", ())
     options = _options(top.table("options"))
     mcp = _mcp(top.table("mcp"))
     env = top.string_map("env")
@@ -230,6 +242,8 @@ def _parse(path: Path, top: _Table) -> Profile:
         version_args=top.strings("version_args", default=() if "argv" in top.data else VERSION),
         description=top.string("description", default=""),
         checked_version=_checked_version(top),
+        transcript=transcript,
+        skip_lines=skip_lines,
     )
     if profile.configured:
         _check_slots(top, profile, args_key="argv" if "argv" in top.data else "args")
@@ -364,13 +378,27 @@ def _home(mcp: _Table) -> HomeSpec | None:
     return HomeSpec(env=env, settings=paths["settings"][0], share=paths["share"])
 
 
+_STREAM_KEYS: Final = ("transcript", "skip_lines")  # [output] keys of every reader
+
+
+def _stream(table: _Table) -> tuple[str, tuple[str, ...]]:
+    """[output] transcript (which CLI's stream shape a transcript is read from) and skip_lines
+    (stdout lines dropped as they arrive, e.g. pi's `message_update`, which repeat the whole
+    message so far with every streamed piece of it)."""
+    transcript = table.choice("transcript", TRANSCRIPT_FORMATS, default="text")
+    skip_lines = table.strings("skip_lines", default=())
+    if any(not prefix for prefix in skip_lines):
+        table.fail("skip_lines", "must hold line beginnings, not empty strings")
+    return transcript, skip_lines
+
+
 def _reader(table: _Table) -> Reader:
     kind = table.choice("reader", READERS, default="text")
     if kind in ("text", "file"):
-        table.allow("reader")
+        table.allow("reader", *_STREAM_KEYS)
         return TextReader() if kind == "text" else FileReader()
     if kind == "json":
-        table.allow("reader", "text", "failed_if", "error", "details", "stderr")
+        table.allow("reader", "text", "failed_if", "error", "details", "stderr", *_STREAM_KEYS)
         return JsonReader(
             text=table.string("text"),
             failed_if=table.strings("failed_if", default=()),
@@ -378,10 +406,25 @@ def _reader(table: _Table) -> Reader:
             details=table.string_map("details"),
             stderr=table.boolean("stderr", default=False),
         )
-    table.allow("reader", "final", "text", "failure_types", "error", "details")
-    final = table.string_map("final")
+    table.allow(
+        "reader",
+        "final",
+        "text",
+        "failure_types",
+        "failures",
+        "error",
+        "details",
+        "join",
+        *_STREAM_KEYS,
+    )
+    final = _match(table, "final", table.data.get("final", {}))
     if not final:
         table.fail("final", 'must say what the final event looks like, e.g. { type = "result" }')
+    failures = table.data.get("failures", [])
+    if not isinstance(failures, list) or not all(failures):
+        table.fail(
+            "failures", 'must be a list of tables, e.g. [{ type = "result", is_error = true }]'
+        )
     details: dict[str, tuple[str, str]] = {}
     for name, spec in table.string_map("details").items():
         event_type, sep, path = spec.partition(":")
@@ -396,9 +439,25 @@ def _reader(table: _Table) -> Reader:
         final=final,
         text=table.string("text"),
         failure_types=table.strings("failure_types", default=()),
+        failures=tuple(
+            _match(table, f"failures.{index}", match) for index, match in enumerate(failures)
+        ),
         error=table.strings("error", default=()),
         details=details,
+        join=table.string("join", default="") or None,
     )
+
+
+def _match(table: _Table, key: str, value: Any) -> Match:
+    """What an event looks like: a table of dotted paths to strings, numbers or booleans."""
+    if not isinstance(value, Mapping) or not all(
+        isinstance(v, str | int | float | bool) for v in value.values()
+    ):
+        table.fail(
+            key,
+            'must be a table of paths to strings, numbers or booleans, e.g. { type = "result" }',
+        )
+    return dict(value)
 
 
 def _strings_in(value: Any, where: str) -> Iterable[tuple[str, str]]:

@@ -9,9 +9,10 @@ shows the tail of what was printed.
 - `JsonReader`: one JSON object (Claude Code, Gemini CLI). The object decides
   success: Claude can exit 0 with `is_error: true`, Gemini exits non-zero with
   an `error` object — either way the run's error is the CLI's own message.
-- `JsonlReader`: a JSON-lines event stream (Codex `--json`, OpenCode
-  `--format json`); the last meaningful event — a final message or a failure —
-  decides.
+- `JsonlReader`: a JSON-lines event stream (Claude Code `--output-format
+  stream-json`, Codex `--json`, Gemini CLI `--output-format stream-json`,
+  OpenCode `--format json`, pi `--mode json`); the last meaningful event — a
+  final message or a failure — decides.
 - `FileReader`: a file the CLI wrote (e.g. Codex `--output-last-message FILE`).
 
 Output past the executor's cap is cut (`Captured.stdout_cut_at`). The JSON
@@ -21,7 +22,10 @@ lines of a stream.
 
 What a run cost is read from the same output, by the CLI's own report (`usage_of`,
 keyed by profile): cost in US dollars where the CLI states one, tokens in and out
-where it counts them, nothing guessed. It becomes the reading's `usage` detail.
+where it counts them, nothing guessed — from the event the CLI puts them in when it
+streams (Claude Code's and Gemini CLI's last `result`, Codex's `turn.completed`,
+OpenCode's `step_finish`, pi's assistant `message_end`), else its one JSON object.
+It becomes the reading's `usage` detail.
 """
 
 from __future__ import annotations
@@ -173,15 +177,23 @@ class JsonReader:
         )
 
 
+Scalar = str | int | float | bool
+Match = Mapping[str, Scalar]  # what an event looks like: dotted path -> value
+
+
 @dataclass(frozen=True)
 class JsonlReader:
     """A JSON-lines event stream: the last final-message or failure event decides the run."""
 
-    final: Mapping[str, str]  # what a final-message event looks like: path -> value
-    text: str  # the message's path inside that event
+    final: Match  # what a final-message event looks like
+    text: str  # the message's path inside that event ("*" spans a list: its texts are joined)
     failure_types: tuple[str, ...] = ()  # event types that fail the run
+    failures: tuple[Match, ...] = ()  # other events that fail it (Claude's `is_error: true`)
     error: tuple[str, ...] = ()  # where a failure event keeps its message
     details: Mapping[str, tuple[str, str]] = field(default_factory=dict)  # name -> (type|*, path)
+    # A flag (path) marking a final event as one chunk of a message streamed in pieces
+    # (Gemini's `delta`): the message is the run of such chunks that ends with the last one.
+    join: str | None = None
 
     def read(self, captured: Captured) -> Reading:
         if captured.stdout_cut_at is not None:
@@ -194,8 +206,8 @@ class JsonlReader:
                 + _tail_note(captured.stdout or captured.stderr),
             )
         details = self._details(events)
-        decisive = next((e for e in reversed(events) if self._is_meaningful(e)), None)
-        if decisive is None:
+        at = next((i for i in range(len(events) - 1, -1, -1) if self._is_meaningful(events[i])), -1)
+        if at < 0:
             last_type = events[-1].get("type")
             return Reading(
                 output="",
@@ -203,11 +215,30 @@ class JsonlReader:
                 f"(last event: {last_type!r})" + _tail_note(captured.stderr or captured.stdout),
                 details=details,
             )
-        if decisive.get("type") in self.failure_types:
-            message = first_message(decisive, self.error) or f"the CLI reported {decisive['type']}"
-            return Reading(output="", error=message, details=details)
-        text = dig(decisive, self.text)
-        return Reading(output=text if isinstance(text, str) else "", details=details)
+        decisive = events[at]
+        if self._is_failure(decisive):
+            message = first_message(decisive, self.error) or self._failure_words(decisive)
+            return Reading(output=_text(dig(decisive, self.text)), error=message, details=details)
+        return Reading(output=self._answer(events, at), details=details)
+
+    def _answer(self, events: list[dict[str, Any]], end: int) -> str:
+        """The text of the final message `events[end]`; a message streamed in chunks is joined
+        back together."""
+        if self.join is None or not dig(events[end], self.join):
+            return _text(dig(events[end], self.text))
+        start = end
+        while (
+            start > 0
+            and _matches(events[start - 1], self.final)
+            and dig(events[start - 1], self.join)
+        ):
+            start -= 1
+        return "".join(_text(dig(event, self.text)) for event in events[start : end + 1])
+
+    def _is_failure(self, event: Mapping[str, Any]) -> bool:
+        return event.get("type") in self.failure_types or any(
+            _matches(event, match) for match in self.failures
+        )
 
     def _read_cut(self, captured: Captured, cap: int) -> Reading:
         """Stdout cut at the cap: its whole lines are read; the last message among them may
@@ -230,8 +261,8 @@ class JsonlReader:
                 f"{events[-1].get('type')!r}){_RAISE_CAP}",
                 details=details,
             )
-        if decisive.get("type") in self.failure_types:
-            message = first_message(decisive, self.error) or f"the CLI reported {decisive['type']}"
+        if self._is_failure(decisive):
+            message = first_message(decisive, self.error) or self._failure_words(decisive)
             return Reading(output="", error=message, details=details)
         message = dig(decisive, self.text)
         return Reading(
@@ -242,9 +273,15 @@ class JsonlReader:
         )
 
     def _is_meaningful(self, event: Mapping[str, Any]) -> bool:
+        return self._is_failure(event) or _matches(event, self.final)
+
+    def _failure_words(self, event: Mapping[str, Any]) -> str:
+        """What a failure event without a message of its own is reported as."""
         if event.get("type") in self.failure_types:
-            return True
-        return all(dig(event, path) == value for path, value in self.final.items())
+            return f"the CLI reported {event['type']}"
+        match = next(m for m in self.failures if _matches(event, m))
+        shown = ", ".join(f"{path}={json.dumps(value)}" for path, value in match.items())
+        return f"the CLI reported a failure ({shown})"
 
     def _details(self, events: list[dict[str, Any]]) -> dict[str, Any]:
         found: dict[str, Any] = {}
@@ -302,8 +339,10 @@ UsageReader = Callable[[Captured], Usage | None]
 
 def claude_usage(captured: Captured) -> Usage | None:
     """Claude Code's result object: `total_cost_usd`, and `usage` with `input_tokens`,
-    `cache_creation_input_tokens`, `cache_read_input_tokens` and `output_tokens`."""
-    obj = last_json_object(captured.stdout)
+    `cache_creation_input_tokens`, `cache_read_input_tokens` and `output_tokens`. With
+    `--output-format stream-json` it is the stream's last `result` event (each assistant
+    message's own `usage` is one API call's, not the run's); with `json`, the one object."""
+    obj = _last_event(captured.stdout, "result") or last_json_object(captured.stdout)
     if obj is None:
         return None
     usage = obj.get("usage")
@@ -337,8 +376,17 @@ def codex_usage(captured: Captured) -> Usage | None:
 
 
 def gemini_usage(captured: Captured) -> Usage | None:
-    """Gemini CLI's JSON `stats.models.<model>.tokens`: `prompt` (cached included) and `tool`
-    are read, `candidates` and `thoughts` written. Gemini states no cost."""
+    """Gemini CLI's token counts; it states no cost.
+
+    `--output-format stream-json`: the `stats` of the last `result` event (an error result
+    has them too), summed over models: `input_tokens` (the prompt, cached included) read,
+    and the rest of `total_tokens` written — the answer (`output_tokens`) and the thinking
+    and tool-use prompt tokens the stream counts in the total only, so that in + out is the
+    CLI's own total. `--output-format json`: `stats.models.<model>.tokens`, `prompt` and
+    `tool` read, `candidates` and `thoughts` written."""
+    result = _last_event(captured.stdout, "result")
+    if result is not None:
+        return _gemini_stream_usage(result.get("stats"))
     obj = last_json_object(captured.stdout)
     models = dig(obj, "stats.models") if obj is not None else None
     if not isinstance(models, Mapping):
@@ -356,6 +404,18 @@ def gemini_usage(captured: Captured) -> Usage | None:
             tokens_out=_total(t.get(key) for t in tokens for key in ("candidates", "thoughts")),
         )
     )
+
+
+def _gemini_stream_usage(stats: Any) -> Usage | None:
+    if not isinstance(stats, Mapping):
+        return None
+    tokens_in = _count(stats.get("input_tokens"))
+    total = _count(stats.get("total_tokens"))
+    if total is not None and tokens_in is not None and total >= tokens_in:
+        tokens_out: int | None = total - tokens_in
+    else:
+        tokens_out = _count(stats.get("output_tokens"))
+    return _found(Usage(tokens_in=tokens_in, tokens_out=tokens_out))
 
 
 def opencode_usage(captured: Captured) -> Usage | None:
@@ -383,9 +443,11 @@ def opencode_usage(captured: Captured) -> Usage | None:
 
 
 def pi_usage(captured: Captured) -> Usage | None:
-    """Pi in `--mode json`: each assistant `message_end` event's `message.usage` has `input`,
-    `output`, `cacheRead`, `cacheWrite` and `cost.total` (US dollars). In print mode (`-p`,
-    text) pi prints only the answer: nothing to read, so None."""
+    """Pi in `--mode json` (the pi profile's mode): each assistant `message_end` event's
+    `message.usage` has `input`, `output`, `cacheRead`, `cacheWrite` and `cost.total` (US
+    dollars), one model call's; the run's is their sum (`agent_end` repeats the same
+    messages, so it is not counted again). In print mode alone (`-p`, text: a profile of
+    the user's own) pi prints only the answer: nothing to read, so None."""
     usages = [
         dig(event, "message.usage")
         for event in json_lines(captured.stdout)
@@ -472,12 +534,27 @@ def _found(usage: Usage) -> Usage | None:
     return usage if usage != Usage() else None
 
 
+def _last_event(text: str, event_type: str) -> dict[str, Any] | None:
+    """The last JSON line of an event stream whose `type` is `event_type`; None if none is."""
+    return next((e for e in reversed(json_lines(text)) if e.get("type") == event_type), None)
+
+
 # ------------------------------------------------------------------ helpers
 
 
 def dig(obj: Any, path: str) -> Any:
-    """`dig({"a": {"b": [1, 2]}}, "a.b.1") == 2`; None where the path leads nowhere."""
-    for part in path.split("."):
+    """`dig({"a": {"b": [1, 2]}}, "a.b.1") == 2`; None where the path leads nowhere.
+
+    A `*` spans a list: `dig({"c": [{"t": "x"}, {}, {"t": "y"}]}, "c.*.t") == ["x", "y"]`
+    (the items where the rest of the path leads somewhere)."""
+    parts = path.split(".")
+    for index, part in enumerate(parts):
+        if part == "*":
+            if not isinstance(obj, list):
+                return None
+            rest = ".".join(parts[index + 1 :])
+            found = (dig(item, rest) if rest else item for item in obj)
+            return [value for value in found if value is not None]
         if isinstance(obj, Mapping):
             obj = obj.get(part)
         elif isinstance(obj, list) and part.isdigit() and int(part) < len(obj):
@@ -616,6 +693,24 @@ def tail(text: str, limit: int = TAIL_CHARS) -> str:
 def _tail_note(text: str) -> str:
     shown = tail(text)
     return f"; last output: {shown}" if shown else "; it printed nothing"
+
+
+def _matches(event: Mapping[str, Any], match: Match) -> bool:
+    """Whether every path of `match` leads to its value (`true` is not `1`)."""
+    for path, value in match.items():
+        found = dig(event, path)
+        if found != value or isinstance(found, bool) != isinstance(value, bool):
+            return False
+    return True
+
+
+def _text(value: Any) -> str:
+    """A message's text: a string, or the strings of a list joined by line breaks."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        return "\n".join(item for item in value if isinstance(item, str))
+    return ""
 
 
 def _pick_details(obj: Mapping[str, Any], paths: Mapping[str, str]) -> dict[str, Any]:

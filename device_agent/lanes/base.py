@@ -75,6 +75,12 @@ class LaneRun(Protocol):
         """Whether the CLI gets the Lobu tools through the device's own credential (a loopback
         proxy holding it); False when the run brings a credential of its own."""
 
+    @property
+    def transcript_token(self) -> str | None:
+        """The credential the run's transcript is uploaded with once its final report was
+        acknowledged — its `agent_session` token (docs/protocol.md, "Transcript of an
+        automation run"); None: the transcript stays on the device."""
+
     def prompt(self, nudge: str | None) -> str:
         """The CLI's prompt; `nudge` is the latest resume answer's, if any.
         Raises `PayloadError` when the run cannot be prompted."""

@@ -36,6 +36,8 @@ from device_agent.server.http import (
 USER_AGENT: Final = f"device-agent/{__version__}"
 NOT_IN_PROGRESS: Final = "Run is not in progress"
 GENERIC_COMPLETION_ROUTE: Final = "/api/workers/complete"  # for run types no lane handles
+# The worker gateway is mounted under /lobu (docs/protocol.md, "Transcript of an automation run").
+TRANSCRIPT_ROUTE: Final = "/lobu/worker/transcript/snapshot"
 POLL_TIMEOUT_MARGIN_SECONDS: Final = 10.0  # a held poll's answer may take this long to arrive
 _WINDOW_ERROR_MARKER: Final = "approved_input.window_"
 
@@ -192,6 +194,19 @@ class LobuClient:
             return answer
         return _classify_completion(answer)
 
+    async def transcript_snapshot(
+        self, *, run_id: int, terminal_status: str, jsonl: str, session_token: str
+    ) -> Answer:
+        """Upload a run's transcript (docs/protocol.md, "Transcript of an automation run").
+
+        Sent with `session_token` — the run's `agent_session` token — and never the device
+        token; to this same origin, where the request hook lets a bearer go. Answers: 200
+        `{id}`; 401 `Invalid token`; 400 a bad body or status; 413 over 4 MiB; 409 when it
+        does not extend the transcript the server has for the run."""
+        body = {"runId": run_id, "terminalStatus": terminal_status, "snapshotJsonl": jsonl}
+        seconds = self._request_timeout + upload_allowance(body)
+        return await self._post(TRANSCRIPT_ROUTE, body, read_seconds=seconds, bearer=session_token)
+
     async def trigger(self, route: str) -> Answer:
         """Send "Run now" to a lane's device route, which needs a token bound to this device
         (docs/protocol.md, "Run now"). `device-agent trigger` uses `identity.run_now`, which
@@ -214,10 +229,12 @@ class LobuClient:
         *,
         read_seconds: float | None = None,
         cap: int = BODY_CAP,
+        bearer: str | None = None,
     ) -> Answer:
         """One request, bounded in time and size whatever the server does: each read and
         write within `read_seconds`, the whole exchange within that plus the connect
-        time, the answer's body within `cap` bytes."""
+        time, the answer's body within `cap` bytes. `bearer`: a credential of the request's
+        own instead of the device token."""
         seconds = self._request_timeout if read_seconds is None else read_seconds
         http = self._http
         self._in_flight[http] = self._in_flight.get(http, 0) + 1
@@ -229,7 +246,7 @@ class LobuClient:
                 deadline=seconds + self._connect_timeout,
                 read_timeout=seconds,
                 cap=cap,
-                bearer=self._token(),
+                bearer=bearer if bearer is not None else self._token(),
                 json=body,
             )
         except AnswerTooLarge as exc:

@@ -60,6 +60,14 @@ def mcp() -> Iterator[McpStandIn]:
 
 
 def demo(prompt: str, url: str | None, token: str = SESSION_TOKEN) -> tuple[int, dict[str, Any]]:
+    """Its exit status and the `result` event its stream ends with."""
+    status, events = demo_stream(prompt, url, token)
+    return status, events[-1]
+
+
+def demo_stream(
+    prompt: str, url: str | None, token: str = SESSION_TOKEN
+) -> tuple[int, list[dict[str, Any]]]:
     env = {"PATH": "/usr/bin:/bin"}
     if url is not None:
         env |= {"LOBU_MEMORY_URL": url, "LOBU_API_TOKEN": token}
@@ -72,7 +80,7 @@ def demo(prompt: str, url: str | None, token: str = SESSION_TOKEN) -> tuple[int,
         check=False,
         timeout=30,
     )
-    return done.returncode, json.loads(done.stdout)
+    return done.returncode, [json.loads(line) for line in done.stdout.splitlines()]
 
 
 def prompt_for(author_text: str, *, nudge: str | None = None, turn: bool = False) -> str:
@@ -132,3 +140,20 @@ def test_a_refused_tool_call_fails_the_round(mcp: McpStandIn) -> None:
     status, result = demo(prompt_for("Sort the new mail."), mcp.url)
     assert status == 1
     assert result["result"] == "the Lobu MCP server answered 401 to run_sdk"
+
+
+def test_it_streams_its_tool_calls_as_claude_code_does(mcp: McpStandIn) -> None:
+    status, events = demo_stream(prompt_for("Sort the new mail."), mcp.url)
+    assert status == 0
+    assert [event["type"] for event in events] == [
+        "system",
+        "assistant",
+        "user",
+        "assistant",
+        "result",
+    ]
+    [use] = events[1]["message"]["content"]
+    assert (use["type"], use["name"]) == ("tool_use", "mcp__lobu__run_sdk")
+    [result] = events[2]["message"]["content"]
+    assert (result["type"], result["tool_use_id"]) == ("tool_result", use["id"])
+    assert events[3]["message"]["content"][0]["text"] == events[4]["result"]

@@ -27,13 +27,27 @@ def bench(tmp_path: Path) -> Bench:
 # ---------------------------------------------------------------------- pi
 
 
-def test_pi_success_is_its_text_answer(bench: Bench) -> None:
+def test_pi_success_is_the_text_of_its_last_assistant_message(bench: Bench) -> None:
     bench.install("pi")
     result = bench.run("pi")
     assert result.exit_reason == "ok"
     assert result.error is None
-    assert result.output.strip() == "Pi did: Summarize what changed."
+    assert result.output == "Pi did: Summarize what changed."
+    assert result.details["session_id"] == "01a25341-6a85-703f-82ed-7d09f42546a7"
     assert bench.reported()["prompt"].startswith("Summarize what changed.")  # on stdin
+
+
+def test_pi_streamed_updates_are_not_kept_so_a_long_answer_survives_the_cap(
+    bench: Bench,
+) -> None:
+    """Every message_update repeats the answer so far: kept, 20,000 characters streamed 8 at
+    a time would be some 50 MB of stdout, far past a 256 KiB cap."""
+    bench.install("pi")
+    executor = bench.executor(stdout_cap_bytes=256 * 1024)
+    result = bench.run("pi", executor=executor, mode="long")
+    assert result.error is None
+    assert len(result.output) == 20_000
+    assert "stdout_truncated" not in result.details
 
 
 def test_pi_argv_maps_model_and_effort_and_ignores_the_rest(bench: Bench) -> None:
@@ -42,6 +56,8 @@ def test_pi_argv_maps_model_and_effort_and_ignores_the_rest(bench: Bench) -> Non
     assert result.exit_reason == "ok"
     assert bench.reported()["argv"][1:] == [
         "-p",
+        "--mode",
+        "json",
         "--no-session",
         "--tools",
         "read,bash,edit,write",
@@ -52,20 +68,23 @@ def test_pi_argv_maps_model_and_effort_and_ignores_the_rest(bench: Bench) -> Non
     ]
 
 
-@pytest.mark.parametrize(
-    ("mode", "said"),
-    [
-        ("no_api_key", "No API key found for the selected model."),
-        ("model_error", "429 rate_limit_error"),
-    ],
-)
-def test_pi_failure_is_its_stderr_and_exit_status(bench: Bench, mode: str, said: str) -> None:
+def test_pi_failure_before_the_run_is_its_stderr_and_exit_status(bench: Bench) -> None:
     bench.install("pi")
-    result = bench.run("pi", mode=mode)
+    result = bench.run("pi", mode="no_api_key")
     assert result.exit_code == 1
     assert result.exit_reason == "error_message"
     assert result.error is not None
-    assert said in result.error
+    assert "No API key found for the selected model." in result.error
+
+
+def test_pi_model_error_fails_the_run_though_pi_exits_0(bench: Bench) -> None:
+    bench.install("pi")
+    result = bench.run("pi", mode="model_error")
+    assert result.exit_code == 0
+    assert result.exit_reason == "error_message"
+    assert result.error == (
+        "429 rate_limit_error: Number of request tokens has exceeded your rate limit"
+    )
 
 
 # --------------------------------------------------------------------- agy

@@ -14,6 +14,7 @@ from structlog.testing import capture_logs
 from device_agent.executors.launch import toml_string
 from device_agent.executors.profiles import load_profiles
 from device_agent.executors.request import McpWiring
+from device_agent.executors.transcript import ToolResult
 from tests.executors.conftest import MCP_URL, TOKEN, Bench
 
 SAMPLE_CONFIG = {
@@ -63,8 +64,24 @@ def test_claude_unparseable_output_fails_with_its_tail(bench: Bench) -> None:
     result = bench.run("claude-code", mode="garbage")
     assert result.exit_reason == "error_message"
     assert result.error is not None
-    assert "expected a JSON object" in result.error
+    assert "expected JSON lines" in result.error
     assert "Welcome to Claude Code! <html>not json</html>" in result.error
+
+
+def test_claude_answer_is_the_result_event_of_its_stream(bench: Bench) -> None:
+    """The stream holds messages before the result (thinking, a tool call and its result):
+    the answer is the result's, and the thinking is nowhere in the transcript."""
+    bench.install("claude")
+    result = bench.run("claude-code")
+    assert result.output == "Summary: Summarize what changed."
+    assert result.transcript is not None
+    assert [type(step).__name__ for step in result.transcript.steps] == [
+        "Text",
+        "ToolUse",
+        "ToolResult",
+        "Text",
+    ]
+    assert "The user wants a summary." not in repr(result.transcript)
 
 
 def test_claude_argv_maps_execution_config(bench: Bench) -> None:
@@ -74,7 +91,8 @@ def test_claude_argv_maps_execution_config(bench: Bench) -> None:
     assert bench.reported()["argv"][1:] == [
         "-p",
         "--output-format",
-        "json",
+        "stream-json",
+        "--verbose",
         "--model",
         "m1",
         "--max-budget-usd",
@@ -107,7 +125,7 @@ def test_the_fake_claude_denies_a_lobu_tool_its_argv_does_not_allow(bench: Bench
         "claude-code",
         """
 binary = "claude"
-args = ["-p", "--output-format", "json", "{mcp}"]
+args = ["-p", "--output-format", "stream-json", "--verbose", "{mcp}"]
 [mcp]
 file = "private"
 args = ["--mcp-config", "{mcp_config}", "--strict-mcp-config"]
@@ -116,12 +134,17 @@ type = "http"
 url = "{mcp_url}"
 headers = { Authorization = "Bearer {mcp_token}" }
 [output]
-reader = "json"
+reader = "jsonl"
+transcript = "claude-code"
+final = { type = "result" }
 text = "result"
 """,
     )
     result = bench.run("claude-code", mode="lobu_tool")
     assert result.output == "Permission to use mcp__lobu__query_sdk was denied."
+    assert result.transcript is not None
+    refused = [s for s in result.transcript.steps if isinstance(s, ToolResult) and s.is_error]
+    assert len(refused) == 1  # the tool result is the denial, as the real stream shows it
 
 
 # ------------------------------------------------------------------- Gemini
@@ -136,22 +159,31 @@ def test_gemini_success(bench: Bench) -> None:
     assert "models" in result.details["stats"]
 
 
-def test_gemini_error_json_on_stderr_with_exit_41(bench: Bench) -> None:
+def test_gemini_failure_before_the_stream_is_its_stderr_and_exit_41(bench: Bench) -> None:
     bench.install("gemini")
     result = bench.run("gemini", mode="auth_error")
     assert result.exit_code == 41
     assert result.exit_reason == "error_message"
     assert result.error is not None
-    assert result.error.startswith("Please set an Auth method in your")
-    assert result.details["error_code"] == 41
-    assert result.details["error_type"] == "Error"
+    assert result.error.startswith("gemini exited with status 41: Please set an Auth method")
 
 
-def test_gemini_prefixed_error_object(bench: Bench) -> None:
+def test_gemini_error_result_event_fails_with_its_message(bench: Bench) -> None:
     bench.install("gemini")
     result = bench.run("gemini", mode="api_error")
     assert result.exit_code == 1
     assert result.error == "[API Error: quota exceeded]"
+    assert result.details["error_type"] == "ApiError"
+
+
+def test_gemini_answer_streamed_in_pieces_is_whole(bench: Bench) -> None:
+    bench.install("gemini")
+    result = bench.run("gemini")
+    assert result.output == "Gemini did: Summarize what changed."
+    assert result.transcript is not None
+    assert [step.text for step in result.transcript.steps] == [  # type: ignore[union-attr]
+        "Gemini did: Summarize what changed."
+    ]
 
 
 def test_gemini_argv_translates_permission_mode_and_drops_unsupported_keys(bench: Bench) -> None:
@@ -160,7 +192,7 @@ def test_gemini_argv_translates_permission_mode_and_drops_unsupported_keys(bench
     assert result.exit_reason == "ok"
     assert bench.reported()["argv"][1:] == [
         "--output-format",
-        "json",
+        "stream-json",
         "--skip-trust",
         "--model",
         "m1",

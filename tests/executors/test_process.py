@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import shutil
 import threading
 import time
@@ -17,6 +18,7 @@ from structlog.testing import capture_logs
 from device_agent.agent.result import ExitReason, Report
 from device_agent.config import ExecutorSettings
 from device_agent.executors.executor import CancelEvent, Executor
+from device_agent.executors.process import LineFilter
 from tests.executors.conftest import Bench
 from tests.support.processes import live_members
 from tests.support.waiting import wait_for, wait_for_async
@@ -320,3 +322,34 @@ def test_a_background_tidy_returns_the_report_first_and_aclose_waits_for_the_rem
         return removing[0]
 
     assert not asyncio.run(scenario()).exists()
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_skipped_lines_are_dropped_however_the_stream_is_cut(seed: int) -> None:
+    stream = (
+        b'{"type":"keep"}\n{"type":"message_update","p":"' + b"x" * 5000 + b'"}\n'
+        b"plain\n\n"
+        b'{"type":"mess\n'  # starts like a skipped line, but is not one
+        b'{"type":"tool_execution_update"}\n'
+        b'{"type":"agent_end"}'
+    )
+    pieces = random.Random(seed)
+    skip = LineFilter([b'{"type":"message_update"', b'{"type":"tool_execution_update"'])
+    kept, at = b"", 0
+    while at < len(stream):
+        size = pieces.randint(1, 64)
+        kept += skip.feed(stream[at : at + size])
+        at += size
+    kept += skip.flush()
+    assert kept == b'{"type":"keep"}\nplain\n\n{"type":"mess\n{"type":"agent_end"}'
+
+
+def test_a_profiles_skipped_lines_never_count_against_the_stdout_cap(bench: Bench) -> None:
+    bench.install("flood")
+    bench.profile(
+        "flooder",
+        'binary = "flood"\n[output]\nreader = "text"\nskip_lines = ["xxxx"]\n',
+    )
+    result = bench.run("flooder", executor=bench.executor(stdout_cap_bytes=4096))
+    assert "stdout_truncated" not in result.details
+    assert result.details["stdout_bytes"] < 4096

@@ -36,8 +36,17 @@ def test_shipped_profiles_load() -> None:
     checked = {name for name, p in profiles.items() if p.checked_version}
     assert checked == {"claude-code", "codex", "gemini", "opencode", "pi"}
     assert {name for name, p in profiles.items() if not p.configured} == {"command"}
-    assert isinstance(profiles["claude-code"].reader, JsonReader)
-    assert isinstance(profiles["codex"].reader, JsonlReader)
+    # Every CLI with an event stream is read from it, the run's transcript included.
+    streams = {"claude-code", "codex", "gemini", "opencode", "pi"}
+    assert {name for name, p in profiles.items() if isinstance(p.reader, JsonlReader)} == (
+        streams | {"demo-automation"}
+    )
+    assert {name: profiles[name].transcript for name in streams} == {s: s for s in streams}
+    assert isinstance(profiles["demo"].reader, JsonReader)
+    assert {p.transcript for name, p in profiles.items() if name not in streams} == {
+        "text",
+        "claude-code",  # the automation demo agent streams as Claude Code does
+    }
     # agy's only documented headless form takes the prompt as the -p value.
     assert {name for name, p in profiles.items() if p.prompt != "stdin"} == {"agy"}
 
@@ -134,6 +143,20 @@ BROKEN = [
         "must be 'event_type:path'",
     ),
     ('binary = "x"\n[output]\nreader = "file"\n', "args", "must contain {output_file}"),
+    (
+        'binary = "x"\n[output]\nreader = "jsonl"\ntext = "t"\nfinal = { type = "x" }\n'
+        "failures = [{}]\n",
+        "output.failures",
+        "must be a list of tables",
+    ),
+    (
+        'binary = "x"\n[output]\nreader = "jsonl"\ntext = "t"\nfinal = { type = "x" }\n'
+        "failures = [{ type = [1] }]\n",
+        "output.failures.0",
+        "must be a table of paths to strings, numbers or booleans",
+    ),
+    ('binary = "x"\n[output]\ntranscript = "xml"\n', "output.transcript", "must be one of"),
+    ('binary = "x"\n[output]\nskip_lines = [""]\n', "output.skip_lines", "not empty strings"),
     ('binary = "x"\nenv = { A = 1 }\n', "env", "must be a table of strings"),
     ('binary = "x"\nchecked_version = "latest"\n', "checked_version", "must be a version"),
     (

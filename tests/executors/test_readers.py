@@ -243,3 +243,86 @@ def test_a_stream_that_failed_before_the_cut_reports_the_failure() -> None:
     stream = lines({"type": "turn.failed", "error": {"message": "context window exceeded"}})
     reading = CODEX.read(cut(stream + '{"type": "ite'))
     assert reading.error == "context window exceeded"
+
+
+def test_dig_spans_a_list_with_a_star() -> None:
+    message = {"content": [{"type": "thinking"}, {"type": "text", "text": "a"}, {"text": "b"}]}
+    assert dig(message, "content.*.text") == ["a", "b"]
+    assert dig(message, "content.*") == message["content"]
+    assert dig({"content": "not a list"}, "content.*.text") is None
+
+
+CLAUDE_STREAM = JsonlReader(
+    final={"type": "result"},
+    text="result",
+    failures=({"type": "result", "is_error": True},),
+    error=("result", "errors", "subtype"),
+)
+
+
+def test_jsonl_failures_match_values_and_not_just_types() -> None:
+    ok = lines({"type": "assistant"}, {"type": "result", "is_error": False, "result": "done"})
+    assert (CLAUDE_STREAM.read(Captured(ok)).output, CLAUDE_STREAM.read(Captured(ok)).error) == (
+        "done",
+        None,
+    )
+    failed = lines({"type": "result", "is_error": True, "result": "Credit balance is too low"})
+    reading = CLAUDE_STREAM.read(Captured(failed))
+    assert reading.error == "Credit balance is too low"
+    assert reading.output == "Credit balance is too low"  # the event's text is kept
+    bare = CLAUDE_STREAM.read(Captured(lines({"type": "result", "is_error": True})))
+    assert bare.error == 'the CLI reported a failure (type="result", is_error=true)'
+
+
+def test_a_stream_cut_after_a_failure_matched_by_value_reports_the_failure() -> None:
+    stream = lines(
+        {"type": "assistant"},
+        {"type": "result", "is_error": True, "result": "Credit balance is too low"},
+    )
+    reading = CLAUDE_STREAM.read(cut(stream + '{"type": "ass'))
+    assert reading.error == "Credit balance is too low"
+    bare = CLAUDE_STREAM.read(cut(lines({"type": "result", "is_error": True}) + '{"ty'))
+    assert bare.error == 'the CLI reported a failure (type="result", is_error=true)'
+
+
+def test_jsonl_a_match_of_true_is_not_a_match_of_one() -> None:
+    stream = lines({"type": "result", "is_error": 1, "result": "fine"})
+    assert CLAUDE_STREAM.read(Captured(stream)).error is None
+
+
+def test_jsonl_join_puts_a_message_streamed_in_chunks_back_together() -> None:
+    gemini = JsonlReader(
+        final={"type": "message", "role": "assistant"},
+        text="content",
+        join="delta",
+        failures=({"type": "result", "status": "error"},),
+        error=("error.message",),
+    )
+    stream = lines(
+        {"type": "message", "role": "user", "content": "prompt"},
+        {"type": "message", "role": "assistant", "content": "Let me look.", "delta": True},
+        {"type": "tool_use", "tool_name": "read"},
+        {"type": "tool_result", "status": "success"},
+        {"type": "message", "role": "assistant", "content": "Two new ", "delta": True},
+        {"type": "message", "role": "assistant", "content": "items.", "delta": True},
+        {"type": "result", "status": "success"},
+    )
+    assert gemini.read(Captured(stream)).output == "Two new items."
+    failed = lines(
+        {"type": "message", "role": "assistant", "content": "Let me", "delta": True},
+        {"type": "result", "status": "error", "error": {"message": "[API Error: quota]"}},
+    )
+    assert gemini.read(Captured(failed)).error == "[API Error: quota]"
+
+
+def test_jsonl_text_of_several_blocks_is_joined_by_line_breaks() -> None:
+    pi = JsonlReader(final={"type": "message_end", "message.role": "assistant"}, text="x.*.text")
+    stream = lines(
+        {"type": "message_end", "message": {"role": "assistant"}, "x": [{"text": "a"}, {}]},
+        {
+            "type": "message_end",
+            "message": {"role": "assistant"},
+            "x": [{"text": "b"}, {"text": "c"}],
+        },
+    )
+    assert pi.read(Captured(stream)).output == "b\nc"

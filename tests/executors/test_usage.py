@@ -1,8 +1,9 @@
 """What a run cost, read from each CLI's own report (issue 23): the `usage` detail.
 
-Each shipped profile runs its fake, which prints cost and tokens in its CLI's real
-output shape (tests/fakes/); the readers are also checked against what a CLI could
-print that is not a count.
+Each shipped profile runs its fake, which prints cost and tokens where its CLI puts them
+in the stream the profile asks for (tests/fakes/); the readers are also checked against
+what a CLI could print that is not a count, and against the one-object shapes a profile
+of the user's own may ask for.
 """
 
 from __future__ import annotations
@@ -28,14 +29,19 @@ from tests.executors.conftest import Bench
 @pytest.mark.parametrize(
     ("profile", "fake", "expected"),
     [
-        # input 1200 + cache writes 300 + cache reads 5000; the result's total_cost_usd
+        # the stream's `result` event: input 1200 + cache writes 300 + cache reads 5000, and
+        # its total_cost_usd (the assistant messages' own usage is not added to it)
         ("claude-code", "claude", {"cost_usd": 0.0421, "tokens_in": 6500, "tokens_out": 340}),
         # Codex counts tokens (cached ones inside input_tokens) and states no cost
         ("codex", "codex", {"cost_usd": None, "tokens_in": 2400, "tokens_out": 180}),
-        # prompt 900 + tool 30 in; candidates 120 + thoughts 40 out; no cost
-        ("gemini", "gemini", {"cost_usd": None, "tokens_in": 930, "tokens_out": 160}),
+        # the `result` event's stats: input_tokens 900 in; the rest of total_tokens 1090 out
+        # (answer 120, thinking and tool-use prompt 70); no cost
+        ("gemini", "gemini", {"cost_usd": None, "tokens_in": 900, "tokens_out": 190}),
         # two steps: 0.002 + 0.001; input + cache reads in, output + reasoning out
         ("opencode", "opencode", {"cost_usd": 0.003, "tokens_in": 2210, "tokens_out": 55}),
+        # two assistant message_end events (the tool call, the answer), each 0.00282 and
+        # input 420 + cache reads 2000 in, output 64 out
+        ("pi", "pi", {"cost_usd": 0.00564, "tokens_in": 4840, "tokens_out": 128}),
     ],
 )
 def test_each_cli_s_own_report_is_the_run_s_usage(
@@ -50,32 +56,26 @@ def test_each_cli_s_own_report_is_the_run_s_usage(
     assert usage["cost_usd"] == pytest.approx(expected["cost_usd"])
 
 
-def test_pi_in_print_mode_reports_nothing_so_its_usage_is_unknown(bench: Bench) -> None:
+def test_a_pi_model_error_costs_what_its_message_says(bench: Bench) -> None:
     bench.install("pi")
-    result = bench.run("pi")
-    assert result.exit_reason == "ok"
-    assert "usage" not in result.details  # nothing guessed: no cost, no tokens
+    result = bench.run("pi", mode="model_error")
+    assert result.failed
+    assert result.details["usage"] == {"cost_usd": 0.0, "tokens_in": 0, "tokens_out": 0}
 
 
-def test_pi_in_json_mode_reports_cost_and_tokens(bench: Bench) -> None:
-    bench.install("pi")
-    bench.profile(
-        "pi",
-        'binary = "pi"\nargs = ["--mode", "json", "-p"]\n'
-        '[output]\nreader = "jsonl"\nfinal = { type = "message_end" }\n'
-        'text = "message.content.0.text"\n',
-    )
-    result = bench.run("pi")
-    assert result.output == "Pi did: Summarize what changed."
-    assert result.details["usage"] == {"cost_usd": 0.00282, "tokens_in": 2420, "tokens_out": 64}
+def test_a_gemini_api_error_still_reports_its_tokens(bench: Bench) -> None:
+    bench.install("gemini")
+    result = bench.run("gemini", mode="api_error")
+    assert result.failed
+    assert result.details["usage"] == {"cost_usd": None, "tokens_in": 900, "tokens_out": 190}
 
 
 def test_a_profile_of_the_user_s_own_is_read_by_its_binary(bench: Bench) -> None:
     bench.install("claude")
     bench.profile(
         "claude-opus",
-        'binary = "claude"\nargs = ["-p", "--output-format", "json"]\n'
-        '[output]\nreader = "json"\ntext = "result"\n',
+        'binary = "claude"\nargs = ["-p", "--output-format", "stream-json", "--verbose"]\n'
+        '[output]\nreader = "jsonl"\nfinal = { type = "result" }\ntext = "result"\n',
     )
     result = bench.run("claude-opus")
     assert result.details["usage"]["cost_usd"] == 0.0421
@@ -122,6 +122,49 @@ def test_output_without_any_usage_reads_as_none() -> None:
     assert gemini_usage(Captured('{"response": "x", "stats": {"models": {}}}')) is None
     assert opencode_usage(Captured('{"type": "text", "part": {"text": "x"}}\n')) is None
     assert pi_usage(Captured("Pi did: x\n")) is None
+
+
+def lines(*events: Any) -> Captured:
+    return Captured("\n".join(json.dumps(event) for event in events) + "\n")
+
+
+def test_claude_s_stream_is_read_from_its_result_event_only() -> None:
+    call = {"input_tokens": 400, "output_tokens": 85}
+    stream = lines(
+        {"type": "system", "subtype": "init"},
+        {"type": "assistant", "message": {"role": "assistant", "usage": call}},
+        {"type": "result", "total_cost_usd": 0.5, "usage": {"input_tokens": 7, "output_tokens": 3}},
+    )
+    assert claude_usage(stream) == Usage(cost_usd=0.5, tokens_in=7, tokens_out=3)
+    # killed before its result: the assistant messages' usage is not the run's
+    unfinished = lines({"type": "assistant", "message": {"role": "assistant", "usage": call}})
+    assert claude_usage(unfinished) is None
+
+
+def test_claude_s_one_object_is_still_read() -> None:
+    text = json.dumps({"type": "result", "total_cost_usd": 0.25, "usage": {"output_tokens": 4}})
+    assert claude_usage(Captured(text)) == Usage(cost_usd=0.25, tokens_out=4)
+
+
+def test_gemini_s_stream_stats_are_read_from_its_last_result() -> None:
+    stats = {"total_tokens": 150, "input_tokens": 100, "output_tokens": 30, "cached": 10}
+    stream = lines(
+        {"type": "init", "session_id": "s"},
+        {"type": "message", "role": "assistant", "content": "hi", "delta": True},
+        {"type": "result", "status": "success", "stats": stats},
+    )
+    assert gemini_usage(stream) == Usage(tokens_in=100, tokens_out=50)
+    without_total = {"input_tokens": 100, "output_tokens": 30}
+    assert gemini_usage(lines({"type": "result", "stats": without_total})) == Usage(
+        tokens_in=100, tokens_out=30
+    )
+    assert gemini_usage(lines({"type": "result", "status": "success"})) is None
+
+
+def test_gemini_s_one_object_is_still_read() -> None:
+    tokens = {"prompt": 900, "tool": 30, "candidates": 120, "thoughts": 40, "total": 1090}
+    text = json.dumps({"response": "x", "stats": {"models": {"m": {"tokens": tokens}}}}, indent=2)
+    assert gemini_usage(Captured(text)) == Usage(tokens_in=930, tokens_out=160)
 
 
 def test_codex_turns_add_up() -> None:

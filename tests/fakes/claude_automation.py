@@ -1,10 +1,17 @@
-"""Fake `claude -p --output-format json` for the automation lane: finalizes through MCP.
+"""Fake `claude -p --output-format stream-json --verbose` for the automation lane: finalizes
+through MCP.
 
 Like Claude Code given `--mcp-config` and `--allowedTools mcp__lobu__run_sdk`, it
 calls the `lobu` MCP server's `run_sdk` tool to `completeWindow` the run named
-in the prompt's completion contract, then prints one result object. Without
-that tool in `--allowedTools` the call is denied, as `claude -p` denies it. The MCP
-server's URL and bearer token come from the config file, as Claude reads them.
+in the prompt's completion contract, and prints the events the real CLI prints for
+it (tests/realcli): the tool call, its result, the answer and the `result` object.
+Without that tool in `--allowedTools` the call is denied, as `claude -p` denies it:
+the tool result is the denial and the `result` lists it in `permission_denials`.
+The MCP server's URL and bearer token come from the config file, as Claude reads them.
+With [[secret]] in the prompt it also echoes the MCP bearer token in its answer (a CLI
+printing a secret). [[big=N]] makes the tool result N characters long.
+The final `result` event carries what the run cost, where Claude Code puts it:
+`total_cost_usd` ([[cost=X]] in the prompt, else FAKE_COST_USD, else 0.0421) and `usage`.
 Markers in the automation's text choose the behaviour:
   (none)      completes the window on the first round
   [[forget]]  only prints a summary on round 1; completes when the prompt has a FINALIZE NUDGE
@@ -24,6 +31,8 @@ from _report import call_tool, file_facts, log_execution, option, report, tool_p
 
 NUDGE = "FINALIZE NUDGE"
 RUN_ID = re.compile(r"completeWindow\(\{ run_id: (\d+),")
+RUN_SDK = "mcp__lobu__run_sdk"
+SESSION = "5e55f00d-0000-4000-8000-00000000a070"
 
 
 def complete_window(mcp_config, run_id):
@@ -34,9 +43,21 @@ def complete_window(mcp_config, run_id):
     return call_tool(mcp_config["mcpServers"]["lobu"], "run_sdk", arguments)
 
 
-def result_object(text, prompt):
-    """A successful result as Claude Code 2.1 prints it, with what the run cost: [[cost=X]] in
-    the prompt, else FAKE_COST_USD, else 0.0421 US dollars."""
+def emit(event):
+    print(json.dumps(event), flush=True)
+
+
+def message(role, *blocks, usage=None):
+    body = {"role": role, "content": list(blocks)}
+    if role == "assistant":
+        body = {"id": "msg_stub", "type": "message", "model": "claude-opus-5-5", **body}
+        body["usage"] = usage or {"input_tokens": 100, "output_tokens": 20}
+    emit({"type": role, "message": body, "parent_tool_use_id": None, "session_id": SESSION})
+
+
+def result_event(text, prompt, denials):
+    """The final `result` event as Claude Code 2.1 prints it, with what the run cost: [[cost=X]]
+    in the prompt, else FAKE_COST_USD, else 0.0421 US dollars."""
     marked = re.search(r"\[\[cost=([0-9.]+)\]\]", prompt)
     cost = float(marked.group(1) if marked else os.environ.get("FAKE_COST_USD", "0.0421"))
     return {
@@ -45,7 +66,7 @@ def result_object(text, prompt):
         "is_error": False,
         "result": text,
         "num_turns": 2,
-        "session_id": "9f1c2d3e-0000-4000-8000-123456789abc",
+        "session_id": SESSION,
         "total_cost_usd": cost,
         "usage": {
             "input_tokens": 900,
@@ -53,14 +74,21 @@ def result_object(text, prompt):
             "cache_read_input_tokens": 4000,
             "output_tokens": 120,
         },
+        "permission_denials": denials,
     }
 
 
 def main():
     args = sys.argv[1:]
-    if "-p" not in args or option(args, "--output-format") != "json":
-        print("error: this fake only knows -p --output-format json", file=sys.stderr)
+    if "-p" not in args or option(args, "--output-format") != "stream-json":
+        print("error: this fake only knows -p --output-format stream-json", file=sys.stderr)
         return 2
+    if "--verbose" not in args:
+        print(
+            "Error: When using --print, --output-format=stream-json requires --verbose",
+            file=sys.stderr,
+        )
+        return 1
     prompt = sys.stdin.read()
     log_execution(prompt)
     mcp_path = option(args, "--mcp-config")
@@ -71,20 +99,50 @@ def main():
     nudged = NUDGE in prompt
     if "[[hang]]" in prompt or ("[[forget-then-hang]]" in prompt and nudged):
         time.sleep(3600)
+    emit({"type": "system", "subtype": "init", "cwd": os.getcwd(), "session_id": SESSION})
     found = RUN_ID.search(prompt)
     forgets = "[[forget]]" in prompt or "[[forget-then-hang]]" in prompt
     completes = "[[never]]" not in prompt and (not forgets or nudged)
     denials = []
     if found and completes and mcp is not None:
-        if tool_permitted(args, "mcp__lobu__run_sdk"):
-            complete_window(mcp["content"], int(found.group(1)))
+        arguments = {
+            "method": "automations.completeWindow",
+            "params": {"run_id": int(found.group(1)), "extracted_data": {"summary": "ok"}},
+        }
+        tool = {"type": "tool_use", "id": "toolu_01Run", "name": RUN_SDK}
+        message("assistant", {**tool, "input": arguments})
+        if tool_permitted(args, RUN_SDK):
+            answer = complete_window(mcp["content"], int(found.group(1)))
+            content = answer.get("result", {}).get("content", [])
+            big = re.search(r"\[\[big=(\d+)\]\]", prompt)
+            if big:
+                content = [{"type": "text", "text": "x" * int(big.group(1))}]
+            outcome = {"tool_use_id": "toolu_01Run", "type": "tool_result", "content": content}
             text = "Window completed."
         else:
-            denials.append({"tool_name": "mcp__lobu__run_sdk", "tool_use_id": "toolu_01"})
+            refused = (
+                f"Claude requested permissions to use {RUN_SDK}, but you haven't granted it yet."
+            )
+            outcome = {
+                "tool_use_id": "toolu_01Run",
+                "type": "tool_result",
+                "content": refused,
+                "is_error": True,
+            }
+            denials.append({"tool_name": RUN_SDK, "tool_use_id": "toolu_01Run"})
             text = "I was not allowed to call run_sdk, so the window is not completed."
+        message("user", outcome)
     else:
         text = "Here is a summary."
-    print(json.dumps({**result_object(text, prompt), "permission_denials": denials}))
+    if "[[secret]]" in prompt and mcp is not None:
+        bearer = mcp["content"]["mcpServers"]["lobu"]["headers"]["Authorization"]
+        text += f" (I was given {bearer})"
+    message(
+        "assistant",
+        {"type": "text", "text": text},
+        usage={"input_tokens": 300, "output_tokens": 60},
+    )
+    emit(result_event(text, prompt, denials))
     return 0
 
 

@@ -1,7 +1,10 @@
-"""Fake `claude -p --output-format json` for the chat lane: answers the current user message.
+"""Fake `claude -p --output-format stream-json --verbose` for the chat lane: answers the
+current user message.
 
 It reads the prompt on stdin, takes the message out of the `## Current user message`
-section (between its fence lines), and prints one result object like Claude Code's.
+section (between its fence lines), and prints the answer as Claude Code streams it: an
+assistant message, then the `result` object with what the run cost (`total_cost_usd`:
+[[cost=X]] in the prompt, else FAKE_COST_USD, else 0.0421; and `usage`).
 Markers in the message choose the behaviour:
   (none)      replies "You said: <message>"
   [[fail]]    prints an error result (`is_error: true`) and exits 1, as Claude does on a
@@ -29,9 +32,9 @@ def current_message(prompt):
     return "\n".join(lines[1:-1])
 
 
-def result_object(text, prompt):
-    """A successful result as Claude Code 2.1 prints it, with what the run cost: [[cost=X]] in
-    the prompt, else FAKE_COST_USD, else 0.0421 US dollars."""
+def result_event(text, prompt):
+    """The stream's final `result` event as Claude Code 2.1 prints it, with what the run cost:
+    [[cost=X]] in the prompt, else FAKE_COST_USD, else 0.0421 US dollars."""
     marked = re.search(r"\[\[cost=([0-9.]+)\]\]", prompt)
     cost = float(marked.group(1) if marked else os.environ.get("FAKE_COST_USD", "0.0421"))
     return {
@@ -53,9 +56,15 @@ def result_object(text, prompt):
 
 def main():
     args = sys.argv[1:]
-    if "-p" not in args or option(args, "--output-format") != "json":
-        print("error: this fake only knows -p --output-format json", file=sys.stderr)
+    if "-p" not in args or option(args, "--output-format") != "stream-json":
+        print("error: this fake only knows -p --output-format stream-json", file=sys.stderr)
         return 2
+    if "--verbose" not in args:
+        print(
+            "Error: When using --print, --output-format=stream-json requires --verbose",
+            file=sys.stderr,
+        )
+        return 1
     prompt = sys.stdin.read()
     log_execution(prompt)
     mcp_path = option(args, "--mcp-config")
@@ -69,7 +78,10 @@ def main():
         print(json.dumps(result))
         return 1
     text = "" if "[[empty]]" in message else f"You said: {message}"
-    print(json.dumps(result_object(text, prompt)))
+    if text:
+        reply = {"role": "assistant", "content": [{"type": "text", "text": text}]}
+        print(json.dumps({"type": "assistant", "message": reply, "parent_tool_use_id": None}))
+    print(json.dumps(result_event(text, prompt)))
     return 0
 
 

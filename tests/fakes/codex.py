@@ -59,7 +59,10 @@ def call_tool(server, tool, arguments):
         method="POST",
     )
     with urllib.request.urlopen(request, timeout=10) as answer:  # noqa: S310
-        return {**item, "status": "completed", "result": json.loads(answer.read())}
+        rpc = json.loads(answer.read())
+    # As the real CLI shows it: the tool's content, not the JSON-RPC envelope.
+    result = {"content": rpc["result"]["content"], "structured_content": None}
+    return {**item, "status": "completed", "result": result, "error": None}
 
 
 def emit(**event):

@@ -1,9 +1,13 @@
-"""Fake `gemini --output-format json` (Gemini CLI 0.61), headless because stdin is not a TTY.
+"""Fake `gemini --output-format stream-json` (Gemini CLI 0.61), headless because stdin is not
+a TTY.
 
-Success: {"session_id", "response", "stats"} on stdout, exit 0. Failure: the
-pretty-printed {"session_id", "error": {type, message, code}} on *stderr* and a
-non-zero exit — 41 for a missing auth method (seen on the real CLI), or the
-"[ERROR] " prefixed form with exit 1 for an API error inside the turn.
+JSON-lines events on stdout, shaped as the real 0.61.0 prints them (tests/realcli
+drives it): `init`, the user's `message`, `tool_use`/`tool_result` pairs, the
+assistant's answer as `message` events in `delta` pieces, then `result` with
+`status: "success"` and the token stats (`stream_stats`; Gemini states no cost),
+exit 0. Failures: a missing auth method is a message on stderr and exit 41, before
+any event (as the real CLI does in this mode); an API error inside the turn is a
+`result` with `status: "error"`, `error: {type, message}` and the stats, exit 1.
 
 Where it finds MCP servers, as the real 0.61.0 does (tests/realcli shows it):
 - the system settings file (GEMINI_CLI_SYSTEM_SETTINGS_PATH) only when root owns
@@ -25,6 +29,7 @@ import os
 import re
 import stat
 import sys
+import time
 import urllib.request
 
 from _report import file_facts, option, report
@@ -125,10 +130,31 @@ def complete_window(server, run_id):
         return json.loads(answer.read())
 
 
+def stream_stats():
+    """The `stats` of the `result` event, as Gemini CLI 0.61's StreamJsonFormatter makes them
+    from its session metrics (convertToStreamStats): per model and summed, `total_tokens`,
+    `input_tokens` (the prompt's, cached included), `output_tokens` (the answer's), `cached`
+    and `input` (the prompt less the cached); thinking and tool-use prompt tokens are in the
+    total only. No cost. Here: prompt 900 (100 cached), answer 120, thinking 40, tool 30."""
+    model = {
+        "total_tokens": 1090,
+        "input_tokens": 900,
+        "output_tokens": 120,
+        "cached": 100,
+        "input": 800,
+    }
+    return {**model, "duration_ms": 217, "tool_calls": 0, "models": {"gemini-2.5-pro": model}}
+
+
+def emit(kind, **fields):
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
+    print(json.dumps({"type": kind, "timestamp": stamp, **fields}), flush=True)
+
+
 def main():
     args = sys.argv[1:]
-    if option(args, "--output-format") != "json":
-        print("fake gemini: expected --output-format json", file=sys.stderr)
+    if option(args, "--output-format") != "stream-json":
+        print("fake gemini: expected --output-format stream-json", file=sys.stderr)
         return 42
     prompt = sys.stdin.read()
     try:
@@ -168,61 +194,35 @@ def main():
     )
     mode = os.environ.get("FAKE_MODE", "success")
     if mode == "auth_error":
-        error = {
-            "type": "Error",
-            "code": 41,
-            "message": (
-                "Please set an Auth method in your /home/u/.gemini/settings.json or specify one of "
-                "the following environment variables before running: GEMINI_API_KEY, "
-                "GOOGLE_GENAI_USE_VERTEXAI, GOOGLE_GENAI_USE_GCA"
-            ),
-        }
-        sys.stderr.write(json.dumps({"session_id": SESSION, "error": error}, indent=2) + "\n")
+        sys.stderr.write(
+            "Please set an Auth method in your /home/u/.gemini/settings.json or specify one of "
+            "the following environment variables before running: GEMINI_API_KEY, "
+            "GOOGLE_GENAI_USE_VERTEXAI, GOOGLE_GENAI_USE_GCA\n"
+        )
         return 41
+    stats = stream_stats()
+    emit("init", session_id=SESSION, model="gemini-2.5-pro")
+    emit("message", role="user", content=prompt)
     if mode == "api_error":
-        sys.stderr.write("Loaded cached credentials.\n")
-        error = {"type": "ApiError", "message": "[API Error: quota exceeded]", "code": 429}
-        payload = json.dumps({"session_id": SESSION, "error": error}, indent=2)
-        sys.stderr.write(f"[ERROR] {payload}\n")
+        error = {"type": "ApiError", "message": "[API Error: quota exceeded]"}
+        emit("result", status="error", error=error, stats=stats)
         return 1
     run_id = RUN_ID.search(prompt)
     if run_id and "lobu" in servers:
-        complete_window(servers["lobu"], int(run_id.group(1)))
-    # Gemini CLI 0.61's SessionMetrics (packages/core telemetry/uiTelemetry): per model, its
-    # API calls and tokens (`input` is `prompt` less `cached`); no cost.
-    stats = {
-        "models": {
-            "gemini-2.5-pro": {
-                "api": {"totalRequests": 2, "totalErrors": 0, "totalLatencyMs": 4210},
-                "tokens": {
-                    "input": 800,
-                    "prompt": 900,
-                    "candidates": 120,
-                    "total": 1090,
-                    "cached": 100,
-                    "thoughts": 40,
-                    "tool": 30,
-                },
-                "roles": {},
-            }
-        },
-        "tools": {
-            "totalCalls": 0,
-            "totalSuccess": 0,
-            "totalFail": 0,
-            "totalDurationMs": 0,
-            "totalDecisions": {"accept": 0, "reject": 0, "modify": 0, "auto_accept": 0},
-            "byName": {},
-        },
-        "files": {"totalLinesAdded": 0, "totalLinesRemoved": 0},
-    }
+        tool_id = "mcp_lobu_run_sdk__mcp_lobu_run_sdk_1796693101460_0"
+        arguments = {
+            "method": "automations.completeWindow",
+            "params": {"run_id": int(run_id.group(1)), "extracted_data": {"summary": "ok"}},
+        }
+        emit("tool_use", tool_name="mcp_lobu_run_sdk", tool_id=tool_id, parameters=arguments)
+        answer = complete_window(servers["lobu"], int(run_id.group(1)))
+        output = answer["result"]["content"][0]["text"]
+        emit("tool_result", tool_id=tool_id, status="success", output=output)
+        stats["tool_calls"] = 1
     first_line = prompt.strip().splitlines()[0]
-    print(
-        json.dumps(
-            {"session_id": SESSION, "response": f"Gemini did: {first_line}", "stats": stats},
-            indent=2,
-        )
-    )
+    for piece in ("Gemini did: ", first_line):
+        emit("message", role="assistant", content=piece, delta=True)
+    emit("result", status="success", stats=stats)
     return 0
 
 

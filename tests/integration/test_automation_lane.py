@@ -354,7 +354,7 @@ def test_trigger_uses_the_lane_this_device_has_seen(
     ]
 
 
-def test_the_demo_shows_the_automation_lane_with_a_nudged_round(
+def test_the_demo_shows_the_automation_lane_with_a_nudged_round_and_its_transcripts(
     isolated_home: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from device_agent.demo.session import AUTOMATIONS, run_demo
@@ -371,6 +371,10 @@ def test_the_demo_shows_the_automation_lane_with_a_nudged_round(
         "yes",
         "completed",
     ]
+    # The transcript each run's device uploaded, as the server stored it: the prompt, the
+    # completeWindow call and its result, the answer — and the first round's too when nudged.
+    assert "stored: 4 messages, completed" in " ".join(first)
+    assert "stored: 6 messages, completed" in " ".join(nudged)
 
 
 async def _started(

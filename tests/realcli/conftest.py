@@ -283,7 +283,8 @@ class Scenarios:
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
-    """CLI, version, lane, result, rounds, and which token each run's MCP calls carried."""
+    """CLI, version, lane, result, rounds, which token each run's MCP calls carried, and what
+    the run cost as the device read it from the CLI's output (tokens in/out, dollars)."""
     if not RESULTS:
         return
     write = terminalreporter.write_line
@@ -291,7 +292,10 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
     for box in SANDBOXES:
         where = "; ".join(box.notes) or "in a loopback-only network namespace"
         write(f"as uid {box.uid} ({'root' if box.uid == 0 else 'not root'}), {where}")
-    write(f"{'CLI':<12} {'version':<9} {'lane':<11} {'result':<42} {'rounds':<6} MCP token")
+    write(
+        f"{'CLI':<12} {'version':<9} {'lane':<11} {'result':<42} {'rounds':<6} "
+        f"{'MCP token':<38} usage"
+    )
     for profile, result in RESULTS.items():
         for lane, outcome in result["lanes"].items():
             for run in outcome["runs"]:
@@ -300,8 +304,18 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
                     status += f": {(run['output'] or '').strip()[:30]!r}"
                 write(
                     f"{profile:<12} {result['version']:<9} {lane:<11} {status:<42} "
-                    f"{run['rounds']:<6} {token_kind(outcome, run)}"
+                    f"{run['rounds']:<6} {token_kind(outcome, run):<38} {usage_words(run)}"
                 )
+
+
+def usage_words(run: dict[str, Any]) -> str:
+    """Tokens in/out and the stated cost ("240/40 tokens, $0.0000"); "-" for none read."""
+    usage = run.get("usage")
+    if not isinstance(usage, dict) or "history_failed" in usage:
+        return "-"
+    cost = usage.get("cost_usd")
+    stated = "no cost stated" if cost is None else f"${cost:.4f}"
+    return f"{usage.get('tokens_in')}/{usage.get('tokens_out')} tokens, {stated}"
 
 
 def token_kind(outcome: dict[str, Any], run: dict[str, Any]) -> str:

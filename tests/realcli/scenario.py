@@ -12,7 +12,9 @@ profile to use instead of the shipped one; the result is JSON for the test to
 assert on:
 
 - per run: the dev server's record (status, reason, output), its exit reports
-  (rounds), and the session token the server gave it;
+  (rounds), the session token the server gave it, the transcript the device
+  uploaded for it (as the server stored it), and what the device's journal says
+  the run cost (`device-agent history --run N --json`: its `usage`);
 - every MCP request the dev server's stand-in received, with the bearer token;
 - every request the model stub answered, and what the model did;
 - the text of every file in the user's workdir each time the CLI asked the
@@ -25,6 +27,7 @@ completes only when nudged, in a resume round) and one watcher run.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -160,8 +163,26 @@ def _agent_once(
     return {"exit_code": done.returncode, "stderr": done.stderr[-20000:]}
 
 
+def _usage(env: dict[str, str], agent_home: Path, run_id: int) -> dict[str, Any] | None:
+    """What the device's journal says the run cost, as `device-agent history` shows it."""
+    shown = subprocess.run(
+        [sys.executable, "-m", "device_agent", "history", "--run", str(run_id), "--json"],
+        env={**env, "DEVICE_AGENT_HOME": str(agent_home)},
+        cwd=str(agent_home),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    if shown.returncode != 0:
+        return {"history_failed": shown.stderr[-2000:]}
+    usage = json.loads(shown.stdout).get("usage")
+    return usage if isinstance(usage, dict) else None
+
+
 def _run_record(state: DevState, run_id: int) -> dict[str, Any]:
     run = state.run(run_id)
+    transcript = state.transcript(run_id)
     reports = [
         r
         for r in state.requests
@@ -179,6 +200,10 @@ def _run_record(state: DevState, run_id: int) -> dict[str, Any]:
         "rounds": len(reports),
         "windows_completed": run.windows_completed,
         "session_token": run.session_token,
+        "transcript": dataclasses.asdict(transcript) if transcript is not None else None,
+        "transcript_requests": [
+            r.status for r in state.requests if r.path == "/lobu/worker/transcript/snapshot"
+        ],
     }
 
 
@@ -207,7 +232,8 @@ def _automation(profile: str, env: dict[str, str], agent_home: Path) -> dict[str
         for automation in (first, nudged):
             run_id = state.queue_automation_run(automation)
             agent = _agent_once(profile, env, agent_home, server.url, token)
-            runs.append({**_run_record(state, run_id), "agent": agent})
+            usage = _usage(env, agent_home, run_id)
+            runs.append({**_run_record(state, run_id), "agent": agent, "usage": usage})
     return {"device_token": token, "runs": runs, "mcp_calls": _mcp_calls(state)}
 
 
@@ -223,7 +249,8 @@ def _watcher(profile: str, env: dict[str, str], agent_home: Path) -> dict[str, A
     with DevServer(state).running_in_thread() as server:
         run_id = state.queue_run(watcher)
         agent = _agent_once(profile, env, agent_home, server.url, token)
-        run = {**_run_record(state, run_id), "agent": agent}
+        usage = _usage(env, agent_home, run_id)
+        run = {**_run_record(state, run_id), "agent": agent, "usage": usage}
     return {"device_token": token, "runs": [run], "mcp_calls": _mcp_calls(state)}
 
 

@@ -5,7 +5,8 @@ server, its model API a loopback stub that makes the model call the Lobu tools.
 Per CLI (tests/realcli/scenario.py): an automation run the model completes in its first
 round, one it completes only in the resume round the server asks for, and a watcher run.
 What is asserted is what the dev server's MCP stand-in received — which tool, for which
-run, with which bearer token — and how the server settled each run.
+run, with which bearer token — how the server settled each run, and what the device read
+that each run cost from its CLI's own output.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from tests.realcli.stubs import WATCHER_ANSWER
 pytestmark = [pytest.mark.realcli, pytest.mark.slow]
 
 PROFILES = list(CLIS)
+STATE_A_COST = {"claude-code", "opencode", "pi"}  # the others count tokens only
 
 # The Gemini wiring this suite caught: the MCP config in a file named by
 # GEMINI_CLI_SYSTEM_SETTINGS_PATH, which Gemini CLI skips unless root owns it and every
@@ -156,6 +158,29 @@ def test_gemini_as_an_ordinary_user_skips_a_system_settings_file_it_does_not_tru
     run = outcome["runs"][0]
     assert tool_calls(outcome) == []
     assert run["output"].startswith("NO LOBU TOOL"), explain(run)
+
+
+@pytest.mark.parametrize("profile", PROFILES)
+def test_what_each_run_cost_is_read_from_the_real_cli_s_own_stream(
+    scenarios: Scenarios, profile: str
+) -> None:
+    """The daily limit's figures (issue 23) come from the stream the profile asks for: the
+    tokens the model stub counted, in and out, for every round; a dollar cost from the CLIs
+    that state one (a stub model may cost nothing), none from those that do not."""
+    result = scenarios.result(profile)
+    for outcome in result["lanes"].values():
+        for run in outcome["runs"]:
+            usage = run["usage"]
+            assert usage is not None, explain(run)
+            assert "history_failed" not in usage, usage
+            assert usage["rounds"] == run["rounds"], usage
+            assert usage["tokens_in"] > 0, usage
+            assert usage["tokens_out"] > 0, usage
+            if profile in STATE_A_COST:
+                assert usage["cost_usd"] is not None, usage
+                assert not usage["cost_partial"], usage
+            else:
+                assert usage["cost_usd"] is None, usage
 
 
 def test_doctor_finds_each_real_cli_at_the_version_its_profile_was_checked_against(

@@ -39,6 +39,7 @@ class SimpleRun:
     agent_kind: str | None = "demo"
     execution_config: Mapping[str, Any] = field(default_factory=dict)
     uses_device_tools: bool = True
+    transcript_token: str | None = None
 
     def prompt(self, nudge: str | None) -> str:
         return "Do the thing" + (f"\n---\nFINALIZE NUDGE: {nudge}" if nudge else "")

@@ -43,12 +43,14 @@ from device_agent.devserver.state.records import (
     RunStatus,
     SamplePins,
     TokenRecord,
+    TranscriptRecord,
     User,
     WatcherRecord,
     iso,
 )
 from device_agent.devserver.state.runs import Runs
 from device_agent.devserver.state.samples import SampleKind, Samples
+from device_agent.devserver.state.transcripts import Transcripts
 from device_agent.devserver.state.watchers import Watchers
 
 __all__ = [
@@ -73,6 +75,7 @@ __all__ = [
     "SampleKind",
     "SamplePins",
     "TokenRecord",
+    "TranscriptRecord",
     "User",
     "WatcherRecord",
     "iso",
@@ -81,7 +84,7 @@ __all__ = [
 ]
 
 
-class DevState(Watchers, Automations, Chats, Runs, Samples):
+class DevState(Watchers, Automations, Chats, Runs, Samples, Transcripts):
     """Everything the dev server knows. Safe to use from any thread."""
 
     def snapshot_json(self) -> dict[str, Any]:
@@ -95,6 +98,7 @@ class DevState(Watchers, Automations, Chats, Runs, Samples):
                 "automations": [dataclasses.asdict(a) for a in self._automations.values()],
                 "conversations": [dataclasses.asdict(c) for c in self._conversations.values()],
                 "runs": [dataclasses.asdict(r) for r in self._runs.values()],
+                "transcripts": [dataclasses.asdict(t) for t in self._transcripts.values()],
                 "requests": len(self._requests),
                 "faults_injected": dict(self.faults.injected),
             }

@@ -23,6 +23,7 @@ from device_agent.devserver.state.records import (
     RunRecord,
     SamplePins,
     TokenRecord,
+    TranscriptRecord,
     User,
     WatcherRecord,
 )
@@ -99,6 +100,7 @@ class StateCore:
         self._windows: dict[tuple[int, str], str] = {}  # -> window end
         self._requests: list[RequestLog] = []
         self._mcp_calls: list[McpCall] = []
+        self._transcripts: dict[int, TranscriptRecord] = {}  # by run id (state/transcripts.py)
         self.samples = SamplePins()  # what `dev-server` seeded (state/samples.py)
         self.on_notice: Callable[[str], None] = lambda message: None  # the server's console
         self._next_watcher_id = 1

@@ -179,6 +179,20 @@ class RunRecord:
         return self.status not in ("pending", "running")
 
 
+@dataclass
+class TranscriptRecord:
+    """The transcript a run's device uploaded (`POST /lobu/worker/transcript/snapshot`):
+    the latest snapshot, which extends every one before it."""
+
+    id: int
+    run_id: int
+    terminal_status: str
+    snapshot_jsonl: str
+    byte_size: int  # of the snapshot, UTF-8
+    received_at: float
+    uploads: int = 1  # snapshots accepted for this run
+
+
 class RequestLog(NamedTuple):
     method: str
     path: str

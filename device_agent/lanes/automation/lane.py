@@ -64,6 +64,11 @@ class AutomationClaim:
     def uses_device_tools(self) -> bool:
         return self.run.context.agent_session is None  # else `wire` gives the run's own
 
+    @property
+    def transcript_token(self) -> str | None:
+        session = self.run.context.agent_session
+        return session.token if session is not None else None
+
     def prompt(self, nudge: str | None) -> str:
         return build_automation_prompt(self.run, nudge=nudge)
 

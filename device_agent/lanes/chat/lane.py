@@ -87,6 +87,10 @@ class ChatClaim:
     def uses_device_tools(self) -> bool:
         return self.turn.context.agent_session is None  # else `wire` gives the turn's own
 
+    @property
+    def transcript_token(self) -> str | None:
+        return None  # the server keeps the conversation itself; the device keeps the rest
+
     def prompt(self, nudge: str | None) -> str:
         return build_chat_prompt(self.turn)  # a turn has one round: there is never a nudge
 

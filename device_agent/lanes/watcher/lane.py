@@ -50,6 +50,10 @@ class WatcherClaim:
     def uses_device_tools(self) -> bool:
         return True
 
+    @property
+    def transcript_token(self) -> str | None:
+        return None  # a watcher run's transcript is kept on the device only
+
     def prompt(self, nudge: str | None) -> str:
         return build_prompt(self.run)
 
