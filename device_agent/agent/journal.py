@@ -280,7 +280,8 @@ class Journal:
             self._add_missing_columns()
             if new:
                 self._db.execute(f"PRAGMA user_version={OUTPUTS_APART}")
-            self.usage = UsageBook(self._db, self._tx)  # what runs cost: a table of its own
+            # What runs cost: a table of its own.
+            self.usage = UsageBook(self._db, self._tx, self._unsynced)
         except sqlite3.DatabaseError as exc:
             raise JournalError(
                 f"the journal {path} cannot be used ({exc}): move it aside to start afresh "
@@ -630,7 +631,8 @@ class Journal:
     def _unsynced(self) -> Iterator[None]:
         """Commit without waiting for the disk: what is written survives the agent's death
         (the OS has it), which is what a poll mark is for; a power cut may lose it. Every
-        poll writes one, and an fsync each would cost more than the rest of the poll."""
+        poll writes one, and an fsync each would cost more than the rest of the poll. (The
+        end of a usage round uses it too: the result's fsync right after covers it.)"""
         self._db.execute("PRAGMA synchronous=NORMAL")
         try:
             yield

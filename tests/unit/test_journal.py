@@ -543,3 +543,26 @@ def test_the_journal_thread_runs_calls_in_order_and_hands_back_results_and_error
 
 async def _submit_nothing(thread: JournalThread) -> None:
     await thread.submit(lambda: None)
+
+
+def test_a_rounds_usage_is_committed_unsynced_and_the_result_after_it_with_an_fsync(
+    tmp_path: Path,
+) -> None:
+    journal = Journal(tmp_path / "j.sqlite3")
+    claim(journal, 1)
+    journal.usage.start_round(S, 1, 1, day="2026-01-01", started_at=1.0, agent_kind="demo")
+    statements: list[str] = []
+    journal._db.set_trace_callback(statements.append)
+    journal.usage.finish_round(S, 1, 1, cost_usd=0.5, tokens_in=1, tokens_out=2)
+    journal.record_result(S, 1, OK)
+    journal._db.set_trace_callback(None)
+    modes = [s for s in statements if s.startswith("PRAGMA synchronous") or s == "COMMIT"]
+    # The round's end commits under NORMAL; the result's COMMIT, under FULL, syncs the WAL
+    # and with it every commit before it (the round's end included).
+    assert modes == [
+        "PRAGMA synchronous=NORMAL",
+        "COMMIT",
+        "PRAGMA synchronous=FULL",
+        "COMMIT",
+    ]
+    assert journal.usage.day_totals("2026-01-01").cost_usd == 0.5
