@@ -133,7 +133,7 @@ async def run_agent(
     watchdog = asyncio.create_task(systemd.keep_watchdog())
     rotation: asyncio.Task[None] | None = None
     try:
-        pruned = await journal.call(journal.sync.prune)  # then at every settled run
+        pruned = await journal.call(journal.sync.prune)  # then as runs settle (`Retention.every`)
         log.info(
             "agent starting",
             server=settings.origin,

@@ -13,9 +13,11 @@ outbox: its rows are sent until the server answers for good. Only
 `acknowledged` and `abandoned` rows are ever pruned.
 
 The file stays bounded while the agent runs (`Retention`): each settle keeps the
-head and tail of a settled run's output within `keep_output_bytes`, drops
-settled rows past `keep_days` / `keep_rows`, and gives the freed pages back to
-the file system (incremental vacuum, then a WAL checkpoint). Pending and dead
+head and tail of a settled run's output within `keep_output_bytes`; every
+`Retention.every` settled runs, and whenever the file grew by `PRUNE_AT_BYTES`
+since, settled rows past `keep_days` / `keep_rows` are dropped; freed pages go
+back to the file system (incremental vacuum, then a WAL checkpoint). So the
+journal holds at most `keep_rows + every - 1` settled rows. Pending and dead
 rows are kept whole: their output is still to be sent, or is all the user has.
 
 Outputs live in a table of their own (`outputs`), so that a query that lists
@@ -153,17 +155,35 @@ WAL_LIMIT_BYTES: Final = 4 * 1024 * 1024
 # Freed pages are given back to the file system once there are this many bytes of them;
 # below that, the next runs reuse them.
 RECLAIM_AT_BYTES: Final = 4 * 1024 * 1024
+# Settled rows past `keep_days` / `keep_rows` are dropped every `Retention.every` settled
+# runs, and sooner once the file (with its WAL) grew by this much since the last time.
+PRUNE_AT_BYTES: Final = 4 * 1024 * 1024
+PRUNE_EVERY_MAX: Final = 50  # settled runs between prunes at most, whatever `keep_rows`
 
 
 @dataclass(frozen=True)
 class Retention:
     """What the journal keeps of settled runs (`PRUNABLE`): rows younger than `keep_days`,
     at most `keep_rows` of them, each output within `keep_output_bytes` (its head and tail).
-    Pending and dead rows are always kept whole."""
+    Pending and dead rows are always kept whole.
+
+    Rows are dropped every `every` settled runs (and when the file grew by
+    `PRUNE_AT_BYTES`), not at each one: the query that finds the rows past `keep_rows`
+    reads all of them, which would cost more than the rest of a run's journal writes.
+    Between two prunes up to `every - 1` more settled rows are kept."""
 
     keep_days: float = 30.0
     keep_rows: int = 1000
     keep_output_bytes: int = 32 * 1024
+    prune_every: int | None = None  # settled runs between prunes; None: from `keep_rows`
+
+    @property
+    def every(self) -> int:
+        """Settled runs between two prunes: `prune_every`, else a twentieth of `keep_rows`
+        (so at most 5 % more rows are kept), from 1 to `PRUNE_EVERY_MAX`."""
+        if self.prune_every is not None:
+            return max(1, self.prune_every)
+        return min(PRUNE_EVERY_MAX, max(1, self.keep_rows // 20))
 
 
 @dataclass(frozen=True)
@@ -244,6 +264,8 @@ class Journal:
         self._output_cap = output_cap
         self._clock = clock
         self._reclaim_at = reclaim_at
+        self._settled_since_prune = 0
+        self._bytes_at_prune = 0  # the file's size after the last prune (`prune` sets it)
         try:
             self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
             self._db.row_factory = sqlite3.Row
@@ -260,7 +282,8 @@ class Journal:
             if new:
                 self._db.execute(f"PRAGMA user_version={OUTPUTS_APART}")
             self._db.executescript(TRANSCRIPTS_SCHEMA)  # device_agent/agent/transcripts.py
-            self.usage = UsageBook(self._db, self._tx)  # what runs cost: a table of its own
+            # What runs cost: a table of its own.
+            self.usage = UsageBook(self._db, self._tx, self._unsynced)
         except sqlite3.DatabaseError as exc:
             raise JournalError(
                 f"the journal {path} cannot be used ({exc}): move it aside to start afresh "
@@ -457,9 +480,15 @@ class Journal:
         `attempts`: delivery attempts to count in the same transaction (the one answered).
 
         Retention is applied in the same transaction: a settled output is cut to its head
-        and tail, rows past `keep_days` / `keep_rows` go; then freed space is given back."""
+        and tail, and every `Retention.every` settled runs (or once the file grew by
+        `PRUNE_AT_BYTES`) rows past `keep_days` / `keep_rows` go; then freed space is
+        given back."""
         if state not in SETTLED:
             raise ValueError(f"not a settled state: {state}")
+        self._settled_since_prune += 1
+        due = self._settled_since_prune >= self.retention.every or (
+            disk_bytes(self.path) - self._bytes_at_prune >= PRUNE_AT_BYTES
+        )
         with self._tx() as db:
             db.execute(
                 "UPDATE runs SET state=?, answer=?, server_message=?, acked_at=?,"
@@ -468,8 +497,16 @@ class Journal:
             )
             if state in PRUNABLE:
                 self._bound_output(db, server, run_id)
-            self._prune(db)
+            if due:
+                self._prune(db)
         self._reclaim()
+        if due:
+            self._pruned()
+
+    def _pruned(self) -> None:
+        """Start counting afresh towards the next prune."""
+        self._settled_since_prune = 0
+        self._bytes_at_prune = disk_bytes(self.path)
 
     def prune(self) -> int:
         """Apply `Retention` to the whole journal (at start-up): bound every settled output,
@@ -497,6 +534,7 @@ class Journal:
             self._convert()
         else:
             self._reclaim()
+        self._pruned()
         return pruned
 
     def _prune(self, db: sqlite3.Connection) -> int:
@@ -595,7 +633,8 @@ class Journal:
     def _unsynced(self) -> Iterator[None]:
         """Commit without waiting for the disk: what is written survives the agent's death
         (the OS has it), which is what a poll mark is for; a power cut may lose it. Every
-        poll writes one, and an fsync each would cost more than the rest of the poll."""
+        poll writes one, and an fsync each would cost more than the rest of the poll. (The
+        end of a usage round uses it too: the result's fsync right after covers it.)"""
         self._db.execute("PRAGMA synchronous=NORMAL")
         try:
             yield

@@ -177,6 +177,13 @@ class DailyLimit:
         self.on_reached: Callable[[Reached], None] | None = None
 
     @property
+    def limited(self) -> bool:
+        """Whether the owner set any daily limit. Without one a check adds nothing up: the
+        day's totals, a pass over each of its rounds, would be done before every poll."""
+        s = self.settings
+        return s.daily_usd is not None or s.daily_tokens is not None or s.daily_runs is not None
+
+    @property
     def past_limit(self) -> bool:
         return self._past_day is not None and self._past_day == self._day
 
@@ -198,7 +205,7 @@ class DailyLimit:
         """Whether a limit is reached now (None: runs may be claimed). Said once a day."""
         day = await self._today()
         reached = None
-        if self._past_day != day:
+        if self._past_day != day and self.limited:
             reached = reached_limit(self.settings, self.totals(), self._clock())
         if reached is not None and self._told_day != day:
             self._told_day = day

@@ -15,6 +15,7 @@ made before it gets it when it is next opened.
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 import time
 from collections.abc import Callable, Iterable, Iterator
@@ -159,9 +160,11 @@ class UsageBook:
         self,
         db: sqlite3.Connection,
         transaction: Callable[[], AbstractContextManager[sqlite3.Connection]],
+        unsynced: Callable[[], AbstractContextManager[None]] = contextlib.nullcontext,
     ) -> None:
         self._db = db
         self._tx = transaction
+        self._unsynced = unsynced
         db.executescript(_SCHEMA)
 
     # ----------------------------------------------------------- writes
@@ -194,8 +197,13 @@ class UsageBook:
         tokens_in: int | None,
         tokens_out: int | None,
     ) -> None:
-        """The round ended: what its CLI reported (None where it reported nothing)."""
-        with self._tx() as db:
+        """The round ended: what its CLI reported (None where it reported nothing).
+
+        Committed without waiting for the disk (`unsynced`): the run's result is written
+        next with an fsync (`Journal.record_result`), and in WAL mode that fsync makes every
+        commit before it durable too. A power cut before it loses both, and the round reads
+        as cut short, its cost unknown, as for a crash mid-run."""
+        with self._unsynced(), self._tx() as db:
             db.execute(
                 "UPDATE usage SET finished=1, cost_usd=?, tokens_in=?, tokens_out=?"
                 " WHERE server=? AND run_id=? AND round=?",

@@ -1,4 +1,4 @@
-"""The journal while the agent runs (issue 27): retention at every settled run, a start that
+"""The journal while the agent runs (issue 27): retention as runs settle, a start that
 reads no run's output, and the held-poll mark that lets a start after a crash say that a run
 may have been claimed and lost."""
 

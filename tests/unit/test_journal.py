@@ -15,6 +15,8 @@ from device_agent.agent.journal import (
     CLAIMED,
     DEAD,
     FINISHED,
+    PRUNE_AT_BYTES,
+    PRUNE_EVERY_MAX,
     AsyncJournal,
     HeldPoll,
     Journal,
@@ -175,7 +177,26 @@ def test_prune_never_drops_pending_or_dead_rows(tmp_path: Path) -> None:
     assert {e.state for e in journal.recent(10)} == {DEAD, FINISHED, CLAIMED}
 
 
-def test_retention_by_count_is_applied_at_each_settled_run(tmp_path: Path) -> None:
+def test_retention_by_count_is_applied_every_prune_every_settled_runs(tmp_path: Path) -> None:
+    clock = FakeClock()
+    retention = Retention(keep_rows=2, prune_every=3)
+    journal = Journal(tmp_path / "j.sqlite3", clock=clock, retention=retention)
+    kept = []
+    for run_id in range(1, 10):
+        clock.now += 1
+        claim(journal, run_id)
+        journal.record_result(S, run_id, OK)
+        journal.settle(S, run_id, state=ACKNOWLEDGED, answer="completed", message=None)
+        kept.append(journal.counts()[ACKNOWLEDGED])  # while running, not at start
+    # Pruned at every third settled run: never more than keep_rows + prune_every - 1 rows.
+    assert kept == [1, 2, 2, 3, 4, 2, 3, 4, 2]
+    assert [e.run_id for e in journal.recent(10)] == [9, 8]
+    assert journal.prune() == 0
+
+
+def test_retention_by_count_is_applied_at_each_settled_run_when_keep_rows_is_small(
+    tmp_path: Path,
+) -> None:
     clock = FakeClock()
     journal = Journal(tmp_path / "j.sqlite3", clock=clock, retention=Retention(keep_rows=2))
     for run_id in range(1, 6):
@@ -183,14 +204,46 @@ def test_retention_by_count_is_applied_at_each_settled_run(tmp_path: Path) -> No
         claim(journal, run_id)
         journal.record_result(S, run_id, OK)
         journal.settle(S, run_id, state=ACKNOWLEDGED, answer="completed", message=None)
-        assert journal.counts()[ACKNOWLEDGED] == min(run_id, 2)  # while running, not at start
+        assert journal.counts()[ACKNOWLEDGED] == min(run_id, 2)
     assert [e.run_id for e in journal.recent(10)] == [5, 4]
-    assert journal.prune() == 0
 
 
-def test_retention_by_age_is_applied_at_each_settled_run(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("retention", "every"),
+    [
+        (Retention(keep_rows=1000), 50),  # a twentieth of keep_rows: at most 5 % more kept
+        (Retention(keep_rows=100_000), PRUNE_EVERY_MAX),
+        (Retention(keep_rows=2), 1),
+        (Retention(keep_rows=0), 1),
+        (Retention(keep_rows=1000, prune_every=7), 7),
+        (Retention(keep_rows=1000, prune_every=0), 1),
+    ],
+)
+def test_prune_every_follows_keep_rows_unless_set(retention: Retention, every: int) -> None:
+    assert retention.every == every
+
+
+def test_retention_runs_before_its_count_once_the_file_grew_by_prune_at_bytes(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "j.sqlite3"
+    roomy = Retention(keep_rows=1, keep_output_bytes=8 << 20, prune_every=1000)
+    journal = Journal(path, retention=roomy, reclaim_at=1 << 20)
+    journal.prune()
+    kept = []
+    for run_id in range(1, 9):  # 3 MiB each: the file grows by PRUNE_AT_BYTES every 2 runs
+        claim(journal, run_id)
+        journal.record_result(S, run_id, dataclasses.replace(OK, output="w" * (3 << 20)))
+        journal.settle(S, run_id, state=ACKNOWLEDGED, answer="completed", message=None)
+        kept.append(journal.counts()[ACKNOWLEDGED])
+    assert max(kept) <= 2, kept  # far fewer than prune_every settled runs apart
+    assert disk_bytes(path) < 3 * PRUNE_AT_BYTES
+
+
+def test_retention_by_age_is_applied_as_runs_settle(tmp_path: Path) -> None:
     clock = FakeClock()
-    journal = Journal(tmp_path / "j.sqlite3", clock=clock, retention=Retention(keep_days=1))
+    retention = Retention(keep_days=1, prune_every=1)
+    journal = Journal(tmp_path / "j.sqlite3", clock=clock, retention=retention)
     for run_id in (1, 2):
         claim(journal, run_id)
         journal.record_result(S, run_id, OK)
@@ -490,3 +543,26 @@ def test_the_journal_thread_runs_calls_in_order_and_hands_back_results_and_error
 
 async def _submit_nothing(thread: JournalThread) -> None:
     await thread.submit(lambda: None)
+
+
+def test_a_rounds_usage_is_committed_unsynced_and_the_result_after_it_with_an_fsync(
+    tmp_path: Path,
+) -> None:
+    journal = Journal(tmp_path / "j.sqlite3")
+    claim(journal, 1)
+    journal.usage.start_round(S, 1, 1, day="2026-01-01", started_at=1.0, agent_kind="demo")
+    statements: list[str] = []
+    journal._db.set_trace_callback(statements.append)
+    journal.usage.finish_round(S, 1, 1, cost_usd=0.5, tokens_in=1, tokens_out=2)
+    journal.record_result(S, 1, OK)
+    journal._db.set_trace_callback(None)
+    modes = [s for s in statements if s.startswith("PRAGMA synchronous") or s == "COMMIT"]
+    # The round's end commits under NORMAL; the result's COMMIT, under FULL, syncs the WAL
+    # and with it every commit before it (the round's end included).
+    assert modes == [
+        "PRAGMA synchronous=NORMAL",
+        "COMMIT",
+        "PRAGMA synchronous=FULL",
+        "COMMIT",
+    ]
+    assert journal.usage.day_totals("2026-01-01").cost_usd == 0.5

@@ -396,3 +396,23 @@ def test_a_journal_made_before_the_usage_table_gets_it(tmp_path: Path) -> None:
         assert journal.usage.day_totals("2026-12-08").runs == 1
     finally:
         journal.close()
+
+
+def test_with_no_limit_set_a_check_adds_nothing_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bench = Bench(tmp_path / "j.sqlite3", LimitSettings(), noon())
+    added: list[str] = []
+
+    async def go() -> tuple[bool, bool, Reached | None, int]:
+        limit = bench.open()
+        await limit.start()
+        await bench.one_run(limit, 1, ran(0.5))
+        monkeypatch.setattr(limit, "totals", lambda: added.append("totals"))
+        reached = await limit.check()
+        assert bench.journal is not None
+        other = DailyLimit(LimitSettings(daily_runs=5), bench.journal)
+        bench.close()
+        return limit.limited, other.limited, reached, len(added)
+
+    assert run(go) == (False, True, None, 0)
