@@ -43,6 +43,7 @@ _OFFLINE = ("ENOTFOUND", "EAI_AGAIN", "ECONNREFUSED", "ETIMEDOUT", "ENETUNREACH"
 
 RESULTS: dict[str, dict[str, Any]] = {}  # profile -> scenario result, for the summary table
 SANDBOXES: list[Sandbox] = []  # the session's sandbox, for the summary
+SCRATCH: list[Path] = []  # readable copies made for the suite's user, removed at the end
 
 
 def cache_dir() -> Path:
@@ -177,7 +178,7 @@ def _works(command: list[str]) -> bool:
 
 
 @pytest.fixture(scope="session")
-def sandbox() -> Sandbox:
+def sandbox() -> Iterator[Sandbox]:
     netns = [sys.executable, "-m", "tests.realcli.netns"]
     if os.geteuid() == 0:
         uid, gid = _suite_user()
@@ -197,7 +198,33 @@ def sandbox() -> Sandbox:
             box = Sandbox([], uid, gid, ["no network namespace (unshare -rn fails here)"])
     _pick_python(box)
     SANDBOXES.append(box)
-    return box
+    yield box
+    for staging in SCRATCH:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _readable_copy(uid: int) -> list[str]:
+    """The package, its data, the tests and this interpreter's packages, copied where `uid`
+    can read them; the copy's import path. Removed when the session ends."""
+    staging = Path(tempfile.mkdtemp(prefix="device-agent-realcli-", dir="/var/tmp"))
+    SCRATCH.append(staging)
+    skip = shutil.ignore_patterns("__pycache__", "node_modules", ".venv")
+    for name in ("device_agent", "tests", "executors", "config"):
+        if (REPO / name).is_dir():
+            shutil.copytree(REPO / name, staging / "code" / name, ignore=skip)
+    path = [str(staging / "code")]
+    for number, packages in enumerate(site.getsitepackages()):
+        if Path(packages).is_dir():
+            target = staging / f"site-{number}"
+            shutil.copytree(packages, target, ignore=skip, symlinks=True)
+            path.append(str(target))
+    for folder, dirs, files in os.walk(staging):
+        for name in (*dirs, *files):
+            entry = Path(folder) / name
+            if not entry.is_symlink():  # a link's target is not ours to change
+                entry.chmod(0o755 if name in dirs else 0o644)
+    staging.chmod(0o755)
+    return path
 
 
 def _pick_python(box: Sandbox) -> None:
@@ -206,6 +233,11 @@ def _pick_python(box: Sandbox) -> None:
     packages = [str(REPO), *site.getsitepackages()]
     candidates = [(sys.executable, [str(REPO)])]
     candidates += [(p, packages) for p in ("/usr/bin/python3", "/usr/local/bin/python3")]
+    if os.geteuid() == 0 and box.uid != 0:
+        # A checkout the suite's user cannot read (a 0700 temporary clone, root's home):
+        # run from a readable copy of the code, the tests and this venv's packages.
+        staged = _readable_copy(box.uid)
+        candidates += [(p, staged) for p in ("/usr/bin/python3", "/usr/local/bin/python3")]
     problems = []
     for python, path in candidates:
         if not Path(python).exists():
