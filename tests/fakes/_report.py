@@ -5,6 +5,7 @@ The test installs this file next to each fake it puts on PATH.
 
 import json
 import os
+import re
 import stat
 import sys
 import time
@@ -130,3 +131,41 @@ def call_tool(server, name, arguments):
     opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback: no proxy
     with opener.open(request, timeout=10) as answer:
         return json.loads(answer.read())
+
+
+def claude_stream_refusal(args):
+    """Claude Code's refusal of an argv the stream-json fakes cannot serve, as the real CLI
+    words it (exit 1 without --verbose); None when the argv is one they serve."""
+    if "-p" not in args or option(args, "--output-format") != "stream-json":
+        print("error: this fake only knows -p --output-format stream-json", file=sys.stderr)
+        return 2
+    if "--verbose" not in args:
+        print(
+            "Error: When using --print, --output-format=stream-json requires --verbose",
+            file=sys.stderr,
+        )
+        return 1
+    return None
+
+
+def claude_result_event(text, prompt, session_id, **extra):
+    """The final `result` event of a Claude Code 2.1 stream, with what the run cost:
+    [[cost=X]] in the prompt, else FAKE_COST_USD, else 0.0421 US dollars."""
+    marked = re.search(r"\[\[cost=([0-9.]+)\]\]", prompt)
+    cost = float(marked.group(1) if marked else os.environ.get("FAKE_COST_USD", "0.0421"))
+    return {
+        "type": "result",
+        "subtype": "success",
+        "is_error": False,
+        "result": text,
+        "num_turns": 2,
+        "session_id": session_id,
+        "total_cost_usd": cost,
+        "usage": {
+            "input_tokens": 900,
+            "cache_creation_input_tokens": 0,
+            "cache_read_input_tokens": 4000,
+            "output_tokens": 120,
+        },
+        **extra,
+    }

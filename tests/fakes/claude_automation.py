@@ -27,7 +27,16 @@ import re
 import sys
 import time
 
-from _report import call_tool, file_facts, log_execution, option, report, tool_permitted
+from _report import (
+    call_tool,
+    claude_result_event,
+    claude_stream_refusal,
+    file_facts,
+    log_execution,
+    option,
+    report,
+    tool_permitted,
+)
 
 NUDGE = "FINALIZE NUDGE"
 RUN_ID = re.compile(r"completeWindow\(\{ run_id: (\d+),")
@@ -55,40 +64,11 @@ def message(role, *blocks, usage=None):
     emit({"type": role, "message": body, "parent_tool_use_id": None, "session_id": SESSION})
 
 
-def result_event(text, prompt, denials):
-    """The final `result` event as Claude Code 2.1 prints it, with what the run cost: [[cost=X]]
-    in the prompt, else FAKE_COST_USD, else 0.0421 US dollars."""
-    marked = re.search(r"\[\[cost=([0-9.]+)\]\]", prompt)
-    cost = float(marked.group(1) if marked else os.environ.get("FAKE_COST_USD", "0.0421"))
-    return {
-        "type": "result",
-        "subtype": "success",
-        "is_error": False,
-        "result": text,
-        "num_turns": 2,
-        "session_id": SESSION,
-        "total_cost_usd": cost,
-        "usage": {
-            "input_tokens": 900,
-            "cache_creation_input_tokens": 0,
-            "cache_read_input_tokens": 4000,
-            "output_tokens": 120,
-        },
-        "permission_denials": denials,
-    }
-
-
 def main():
     args = sys.argv[1:]
-    if "-p" not in args or option(args, "--output-format") != "stream-json":
-        print("error: this fake only knows -p --output-format stream-json", file=sys.stderr)
-        return 2
-    if "--verbose" not in args:
-        print(
-            "Error: When using --print, --output-format=stream-json requires --verbose",
-            file=sys.stderr,
-        )
-        return 1
+    refused = claude_stream_refusal(args)
+    if refused is not None:
+        return refused
     prompt = sys.stdin.read()
     log_execution(prompt)
     mcp_path = option(args, "--mcp-config")
@@ -142,7 +122,7 @@ def main():
         {"type": "text", "text": text},
         usage={"input_tokens": 300, "output_tokens": 60},
     )
-    emit(result_event(text, prompt, denials))
+    emit(claude_result_event(text, prompt, SESSION, permission_denials=denials))
     return 0
 
 

@@ -15,14 +15,20 @@ Each run is logged to $FAKE_CLI_LOG; facts (argv, env, pid, the MCP file) go to 
 """
 
 import json
-import os
-import re
 import sys
 import time
 
-from _report import file_facts, log_execution, option, report
+from _report import (
+    claude_result_event,
+    claude_stream_refusal,
+    file_facts,
+    log_execution,
+    option,
+    report,
+)
 
 HEADING = "## Current user message\n\n"
+SESSION = "9f1c2d3e-0000-4000-8000-123456789abc"
 
 
 def current_message(prompt):
@@ -32,39 +38,11 @@ def current_message(prompt):
     return "\n".join(lines[1:-1])
 
 
-def result_event(text, prompt):
-    """The stream's final `result` event as Claude Code 2.1 prints it, with what the run cost:
-    [[cost=X]] in the prompt, else FAKE_COST_USD, else 0.0421 US dollars."""
-    marked = re.search(r"\[\[cost=([0-9.]+)\]\]", prompt)
-    cost = float(marked.group(1) if marked else os.environ.get("FAKE_COST_USD", "0.0421"))
-    return {
-        "type": "result",
-        "subtype": "success",
-        "is_error": False,
-        "result": text,
-        "num_turns": 2,
-        "session_id": "9f1c2d3e-0000-4000-8000-123456789abc",
-        "total_cost_usd": cost,
-        "usage": {
-            "input_tokens": 900,
-            "cache_creation_input_tokens": 0,
-            "cache_read_input_tokens": 4000,
-            "output_tokens": 120,
-        },
-    }
-
-
 def main():
     args = sys.argv[1:]
-    if "-p" not in args or option(args, "--output-format") != "stream-json":
-        print("error: this fake only knows -p --output-format stream-json", file=sys.stderr)
-        return 2
-    if "--verbose" not in args:
-        print(
-            "Error: When using --print, --output-format=stream-json requires --verbose",
-            file=sys.stderr,
-        )
-        return 1
+    refused = claude_stream_refusal(args)
+    if refused is not None:
+        return refused
     prompt = sys.stdin.read()
     log_execution(prompt)
     mcp_path = option(args, "--mcp-config")
@@ -81,7 +59,7 @@ def main():
     if text:
         reply = {"role": "assistant", "content": [{"type": "text", "text": text}]}
         print(json.dumps({"type": "assistant", "message": reply, "parent_tool_use_id": None}))
-    print(json.dumps(result_event(text, prompt)))
+    print(json.dumps(claude_result_event(text, prompt, SESSION)))
     return 0
 
 
