@@ -52,14 +52,9 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 def _past_limit(args: argparse.Namespace) -> int:
     """`resume --past-limit`: the owner takes runs past the daily limit until the day turns."""
-    try:
-        report = ask_daemon(settings_from(args), "resume_past_limit")
-    except DaemonNotRunning as exc:
-        fail(str(exc))
-        return ExitCode.CONFIG
-    except ControlError as exc:
-        fail(str(exc))
-        return ExitCode.INTERNAL
+    report = _ask(args, "resume_past_limit")
+    if isinstance(report, ExitCode):
+        return report
     today = report.get("today") or {}
     cost = usd(float(today.get("cost_usd") or 0)) + (
         " (partial: some CLIs report no cost)" if today.get("cost_partial") else ""
@@ -73,13 +68,21 @@ def _past_limit(args: argparse.Namespace) -> int:
 
 
 def _switch(args: argparse.Namespace, op: str, done: str) -> int:
+    answer = _ask(args, op)
+    if isinstance(answer, ExitCode):
+        return answer
+    print(done)
+    return ExitCode.OK
+
+
+def _ask(args: argparse.Namespace, op: str) -> dict[str, Any] | ExitCode:
+    """The running agent's answer to `op`, or the exit code of a failure already said:
+    no agent running is a configuration matter (2), a broken answer an internal one (1)."""
     try:
-        ask_daemon(settings_from(args), op)
+        return ask_daemon(settings_from(args), op)
     except DaemonNotRunning as exc:
         fail(str(exc))
         return ExitCode.CONFIG
     except ControlError as exc:
         fail(str(exc))
         return ExitCode.INTERNAL
-    print(done)
-    return ExitCode.OK
