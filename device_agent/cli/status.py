@@ -30,7 +30,7 @@ from device_agent.desktop.control_client import (
     DaemonNotRunning,
 )
 from device_agent.errors import ExitCode
-from device_agent.identity.credentials import describe_token_home, token_problem
+from device_agent.identity.credentials import token_status
 
 TAIL_LINES = 3  # of a running run's output, in the human view
 # How long after an abandoned poll `status` still mentions it: a run the server claimed into
@@ -115,10 +115,8 @@ def _token(settings: Settings, daemons: str | None) -> dict[str, str | None]:
     if daemons:
         return {"token_home": daemons, "token_problem": None}
     try:
-        return {
-            "token_home": describe_token_home(settings),
-            "token_problem": token_problem(settings),
-        }
+        home, problem = token_status(settings)
+        return {"token_home": home, "token_problem": problem}
     except ConfigError as exc:  # no server yet: there is no token to look for
         return {"token_home": None, "token_problem": str(exc)}
 

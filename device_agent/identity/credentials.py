@@ -24,6 +24,7 @@ from device_agent.identity.store import (
     StoreError,
     TokenStore,
     needs_rotation,
+    recorded,
     token_shape_problem,
     worker_id_mismatch,
 )
@@ -45,6 +46,7 @@ __all__ = [
     "store_token",
     "stored_credential",
     "token_problem",
+    "token_status",
     "token_store",
 ]
 
@@ -132,6 +134,23 @@ def describe_token_home(settings: Settings) -> str:
     if settings.token:
         return f"{ENV_TOKEN} (environment)"
     return token_store(settings).describe()
+
+
+def token_status(settings: Settings) -> tuple[str | None, str | None]:
+    """Where the token is and what is wrong with it, for `status`: from what `login` recorded in
+    the state dir, so `status` never opens the keyring (slow to find, and it may ask the owner
+    for access). `doctor` reads the token itself."""
+    if settings.token:
+        return f"{ENV_TOKEN} (environment)", None
+    try:
+        about = recorded(settings.paths.state_dir, settings.origin)
+    except StoreError as exc:
+        return None, str(exc)
+    if about is None:
+        return None, "no token: run `device-agent login`"
+    if about.home is None:  # saved before the home was recorded: ask the store itself
+        return describe_token_home(settings), token_problem(settings)
+    return about.home, f"log in again: {about.refused}" if about.refused else None
 
 
 def stored_credential(settings: Settings) -> Credential | None:

@@ -4,8 +4,10 @@ The file lives in the agent's own state dir and nowhere else, as the GitHub and 
 on machines without a keyring. Backends that would keep the token in plain text somewhere shared
 (keyrings.alt) or not at all (fail, null) do not count as a keyring.
 
-What is known *about* the token (kind, worker_id binding, expiry, org) is not secret; it is kept in
-`credential.json` next to the journal so the secret itself stays a bare string in the keyring.
+What is known *about* the token (kind, worker_id binding, expiry, org, and which home holds it) is
+not secret; it is kept in `credential.json` next to the journal so the secret itself stays a bare
+string in the keyring, and `status` can say where the token is without opening the keyring
+(`recorded`), which may be slow to find or ask the owner for access.
 Keyring calls can block (D-Bus, a keychain prompt): async callers run them with asyncio.to_thread.
 """
 
@@ -24,6 +26,7 @@ from device_agent.errors import DeviceAgentError, ExitCode
 KEYRING_SERVICE: Final = "device-agent"
 TOKEN_FILE: Final = "token.json"  # noqa: S105 - a file name
 INFO_FILE: Final = "credential.json"
+HOME_KEY: Final = "home"  # in INFO_FILE: where `save` put the token, e.g. "OS keyring (…)"
 
 # Modules whose backends store nothing, fail on every call, or write plain text to a shared place.
 _NOT_A_KEYRING: Final = ("keyring.backends.fail", "keyring.backends.null", "keyrings.alt")
@@ -167,7 +170,7 @@ class TokenStore:
         if problem is not None:
             raise StoreError(f"refused to store a token that is {problem}: nothing was stored")
         where = self._write_token(credential.token)
-        self._update_info(credential.info())
+        self._update_info({**credential.info(), HOME_KEY: where})
         return where
 
     def mark_refused(self, reason: str) -> None:
@@ -218,11 +221,38 @@ class TokenStore:
     def _update_info(self, info: dict[str, Any]) -> None:
         path = self.state_dir / INFO_FILE
         everything = _read_json(path)
+        before = everything.get(self.server)
+        if HOME_KEY not in info and isinstance(before, dict) and HOME_KEY in before:
+            info = {**info, HOME_KEY: before[HOME_KEY]}  # the token stays where it was
         everything[self.server] = info
         _write_json(path, everything)
 
 
 _INFO_KEYS: Final = frozenset(Credential.__dataclass_fields__) - {"token"}
+
+
+@dataclass(frozen=True)
+class Recorded:
+    """What the state dir says of the token for one server, read without the keyring."""
+
+    home: str | None  # where `save` put it; None when saved before homes were recorded
+    refused: str | None  # why the server refused it before its expiry
+
+
+def recorded(state_dir: Path, server: str) -> Recorded | None:
+    """What `save` recorded of the token for `server`; None when none was saved (or only
+    `remove`d since). It says where the token was put, not that it is still there: a token
+    deleted from the keyring by hand is found missing by `load` (and `doctor`)."""
+    info = _read_json(state_dir / INFO_FILE).get(server)
+    if isinstance(info, dict):
+        home, refused = info.get(HOME_KEY), info.get("refused")
+        return Recorded(
+            home if isinstance(home, str) else None,
+            refused if isinstance(refused, str) else None,
+        )
+    if _read_json(state_dir / TOKEN_FILE, secret=True).get(server):  # no info: a bare file copy
+        return Recorded(f"file {state_dir / TOKEN_FILE} (0600; no keyring backend)", None)
+    return None
 
 
 # ------------------------------------------------------------------ files

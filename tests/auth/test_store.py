@@ -12,7 +12,7 @@ from keyring.backends import fail
 
 from device_agent.cli import doctor
 from device_agent.config import Settings
-from device_agent.identity.credentials import describe_token_home, resolve_token
+from device_agent.identity.credentials import describe_token_home, resolve_token, token_status
 from device_agent.identity.store import CHILD, Credential, StoreError, TokenStore, usable_keyring
 
 from .conftest import SERVER, forget_keyring
@@ -115,3 +115,43 @@ def test_doctor_says_the_file_is_used_and_does_not_fail(settings: Settings) -> N
     assert check.ok is True
     token_file = settings.paths.state_dir / "token.json"
     assert check.detail == f"file {token_file} (0600; no keyring backend)"
+
+
+def test_status_says_where_the_token_is_without_opening_the_keyring(
+    settings: Settings, file_keyring: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = TokenStore(settings.paths.state_dir, SERVER)
+    store.save(Credential(token=TOKEN, kind=CHILD, worker_id="w", expires_at=1e10))
+    opened: list[str] = []
+    monkeypatch.setattr(
+        "device_agent.identity.store.usable_keyring", lambda: opened.append("keyring")
+    )
+    assert token_status(settings) == ("OS keyring (file keyring FileKeyring)", None)
+    store.mark_refused("refused by the server (401)")  # keeps the recorded home
+    assert token_status(settings) == (
+        "OS keyring (file keyring FileKeyring)",
+        "log in again: refused by the server (401)",
+    )
+    assert opened == []
+
+
+@pytest.mark.usefixtures("no_keyring")
+def test_status_with_no_token_saved_says_to_log_in(settings: Settings) -> None:
+    assert token_status(settings) == (None, "no token: run `device-agent login`")
+    store = TokenStore(settings.paths.state_dir, SERVER)
+    store.save(Credential(token=TOKEN))
+    token_file = settings.paths.state_dir / "token.json"
+    assert token_status(settings) == (f"file {token_file} (0600; no keyring backend)", None)
+    store.remove()
+    assert token_status(settings) == (None, "no token: run `device-agent login`")
+
+
+def test_a_token_saved_before_homes_were_recorded_is_looked_up_in_the_store(
+    settings: Settings, file_keyring: Path
+) -> None:
+    TokenStore(settings.paths.state_dir, SERVER).save(Credential(token=TOKEN))
+    info_file = settings.paths.state_dir / "credential.json"
+    info = json.loads(info_file.read_text())
+    del info[SERVER]["home"]
+    info_file.write_text(json.dumps(info))
+    assert token_status(settings) == ("OS keyring (file keyring FileKeyring)", None)
