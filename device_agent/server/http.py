@@ -23,8 +23,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import os
+import ssl
 import urllib.request
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -107,6 +109,7 @@ def connect(
         return httpx.AsyncClient(
             base_url=origin,
             headers=headers,
+            verify=_trusted(os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR")),
             timeout=httpx.Timeout(timeout, connect=CONNECT_TIMEOUT),
             follow_redirects=False,  # a redirect could carry the token to another host
             limits=LIMITS,
@@ -122,6 +125,14 @@ def connect(
             "device-agent speaks to http://, https://, socks5:// and socks5h:// proxies; "
             "fix or unset it, or add the server's host to NO_PROXY"
         ) from None
+
+
+@functools.cache
+def _trusted(cert_file: str | None, cert_dir: str | None) -> ssl.SSLContext:
+    """The CA store clients verify the server with, built once per `SSL_CERT_FILE` and
+    `SSL_CERT_DIR` (as httpx reads them), not per client: reading the CA bundle takes ~25 ms,
+    and "Run now", rotation and each run's MCP proxy build a client of their own."""
+    return httpx.create_ssl_context(trust_env=True)
 
 
 async def fetch(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from typing import Any
 import pytest
 
 from device_agent.errors import ExitCode
+from device_agent.server import http
 from device_agent.server.client import Answer, AnswerKind, LobuClient
 from device_agent.server.http import (
     AnswerTooLarge,
@@ -352,3 +354,27 @@ def test_a_certificate_nobody_trusts_is_refused_naming_it(
         assert "certificate verify failed" in answer.message
 
     asyncio.run(go())
+
+
+def test_clients_read_the_ca_store_once_until_ssl_cert_file_names_another(
+    certificate: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    import httpx
+
+    built: list[str | None] = []
+    real = httpx.create_ssl_context
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        built.append(os.environ.get("SSL_CERT_FILE"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(httpx, "create_ssl_context", counting)
+    http._trusted.cache_clear()  # what earlier tests built
+    monkeypatch.setenv("SSL_CERT_FILE", str(certificate[0]))
+    for _ in range(3):  # e.g. Run now, a rotation, a run's MCP proxy
+        connect("https://lobu.test")
+    other = tmp_path / "other-ca.pem"
+    other.write_bytes(certificate[0].read_bytes())
+    monkeypatch.setenv("SSL_CERT_FILE", str(other))
+    connect("https://lobu.test")
+    assert built == [str(certificate[0]), str(other)]
