@@ -482,14 +482,19 @@ class Journal:
         Retention is applied in the same transaction: a settled output is cut to its head
         and tail, and every `Retention.every` settled runs (or once the file grew by
         `PRUNE_AT_BYTES`) rows past `keep_days` / `keep_rows` go; then freed space is
-        given back."""
+        given back.
+
+        Committed without waiting for the disk (`_unsynced`): a settle that a power cut
+        loses leaves the result pending, and the next start sends it again, which the
+        server answers as a repeat: 409 `Run is not in progress` (docs/protocol.md, "How
+        the agent settles a result")."""
         if state not in SETTLED:
             raise ValueError(f"not a settled state: {state}")
         self._settled_since_prune += 1
         due = self._settled_since_prune >= self.retention.every or (
             disk_bytes(self.path) - self._bytes_at_prune >= PRUNE_AT_BYTES
         )
-        with self._tx() as db:
+        with self._unsynced(), self._tx() as db:
             db.execute(
                 "UPDATE runs SET state=?, answer=?, server_message=?, acked_at=?,"
                 " attempts = attempts + ? WHERE server=? AND run_id=?",
@@ -632,9 +637,14 @@ class Journal:
     @contextmanager
     def _unsynced(self) -> Iterator[None]:
         """Commit without waiting for the disk: what is written survives the agent's death
-        (the OS has it), which is what a poll mark is for; a power cut may lose it. Every
-        poll writes one, and an fsync each would cost more than the rest of the poll. (The
-        end of a usage round uses it too: the result's fsync right after covers it.)"""
+        (the OS has it); a power cut may lose it, unless a later commit waits for the disk
+        (in WAL mode, its fsync makes every commit before it durable too).
+
+        Only the claim and the result wait for the disk: a claim must be on disk before
+        its CLI starts (never run twice) and a result before it is sent (never lost).
+        Everything else a run writes (poll marks, usage rounds, the transcript, the
+        server's answer) either precedes the result's fsync or is safe to lose with the
+        machine's power: an fsync each would cost more than the rest of the run's work."""
         self._db.execute("PRAGMA synchronous=NORMAL")
         try:
             yield

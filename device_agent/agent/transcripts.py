@@ -70,8 +70,9 @@ class Kept:
 
 
 def save(journal: Journal, server: str, run_id: int, jsonl: str, *, rounds: int) -> None:
-    """Keep the transcript of a run so far (every round rewrites it; its upload is kept)."""
-    with journal._tx() as db:
+    """Keep the transcript of a run so far (every round rewrites it; its upload is kept).
+    Not waiting for the disk: the round's result, written next, does (`Journal._unsynced`)."""
+    with journal._unsynced(), journal._tx() as db:
         db.execute(
             "INSERT INTO transcripts (server, run_id, rounds, jsonl, updated_at)"
             " VALUES (?, ?, ?, ?, ?)"
@@ -82,8 +83,9 @@ def save(journal: Journal, server: str, run_id: int, jsonl: str, *, rounds: int)
 
 
 def note_upload(journal: Journal, server: str, run_id: int, outcome: str) -> None:
-    """What became of the transcript's upload, as `history --run` shows it."""
-    with journal._tx() as db:
+    """What became of the transcript's upload, as `history --run` shows it (not waiting
+    for the disk: a power cut may lose the note, never the run's result)."""
+    with journal._unsynced(), journal._tx() as db:
         db.execute(
             "UPDATE transcripts SET upload = ?, uploaded_at = ? WHERE server = ? AND run_id = ?",
             (outcome, journal._clock(), server, run_id),

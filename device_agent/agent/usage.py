@@ -179,8 +179,12 @@ class UsageBook:
         started_at: float,
         agent_kind: str | None,
     ) -> None:
-        """A round's CLI is about to start: from now on it counts, its cost still unknown."""
-        with self._tx() as db:
+        """A round's CLI is about to start: from now on it counts, its cost still unknown.
+
+        Committed without waiting for the disk (`unsynced`), like `finish_round`: a crash
+        of the agent keeps it; a power cut before the result's fsync loses it, together
+        with the round's work."""
+        with self._unsynced(), self._tx() as db:
             db.execute(
                 "INSERT OR IGNORE INTO usage (server, run_id, round, day, started_at, agent_kind)"
                 " VALUES (?, ?, ?, ?, ?, ?)",

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
+from device_agent.agent import transcripts
 from device_agent.agent.journal import (
     ABANDONED,
     ACKNOWLEDGED,
@@ -545,24 +546,41 @@ async def _submit_nothing(thread: JournalThread) -> None:
     await thread.submit(lambda: None)
 
 
-def test_a_rounds_usage_is_committed_unsynced_and_the_result_after_it_with_an_fsync(
+def test_of_a_runs_writes_only_the_claim_and_the_result_wait_for_the_disk(
     tmp_path: Path,
 ) -> None:
     journal = Journal(tmp_path / "j.sqlite3")
-    claim(journal, 1)
-    journal.usage.start_round(S, 1, 1, day="2026-01-01", started_at=1.0, agent_kind="demo")
     statements: list[str] = []
     journal._db.set_trace_callback(statements.append)
+    journal.poll_held(S)
+    claim(journal, 1)
+    journal.usage.start_round(S, 1, 1, day="2026-01-01", started_at=1.0, agent_kind="demo")
     journal.usage.finish_round(S, 1, 1, cost_usd=0.5, tokens_in=1, tokens_out=2)
+    transcripts.save(journal, S, 1, "{}\n", rounds=1)
     journal.record_result(S, 1, OK)
+    journal.settle(S, 1, state=ACKNOWLEDGED, answer="200", message=None)
+    transcripts.note_upload(journal, S, 1, "uploaded")
     journal._db.set_trace_callback(None)
-    modes = [s for s in statements if s.startswith("PRAGMA synchronous") or s == "COMMIT"]
-    # The round's end commits under NORMAL; the result's COMMIT, under FULL, syncs the WAL
-    # and with it every commit before it (the round's end included).
-    assert modes == [
-        "PRAGMA synchronous=NORMAL",
-        "COMMIT",
-        "PRAGMA synchronous=FULL",
-        "COMMIT",
+    # Each COMMIT with the synchronous mode it ran under and the table its transaction wrote.
+    commits, mode, table = [], "FULL", ""
+    for statement in statements:
+        if statement.startswith("PRAGMA synchronous="):
+            mode = statement.removeprefix("PRAGMA synchronous=")
+        elif statement.startswith(("INSERT", "UPDATE")) and not table:
+            words = statement.replace(" OR REPLACE", "").replace(" OR IGNORE", "").split()
+            table = words[1] if words[0] == "UPDATE" else words[2]
+        elif statement == "COMMIT":
+            commits.append((table, mode))
+            table = ""
+    # Under FULL, a COMMIT syncs the WAL and with it every commit before it.
+    assert commits == [
+        ("held_poll", "NORMAL"),
+        ("runs", "FULL"),  # the claim: on disk before the CLI starts
+        ("usage", "NORMAL"),
+        ("usage", "NORMAL"),
+        ("transcripts", "NORMAL"),
+        ("runs", "FULL"),  # the result: on disk before it is sent
+        ("runs", "NORMAL"),  # settled: if lost, the next start sends the result again
+        ("transcripts", "NORMAL"),
     ]
     assert journal.usage.day_totals("2026-01-01").cost_usd == 0.5
