@@ -281,6 +281,7 @@ class Executor:
                 cwd=str(launch.cwd),
                 started_at=began,
                 finished_at=time.time(),
+                usage=usage,
             ),
         )
 

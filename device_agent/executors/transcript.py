@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
 
-from device_agent.executors.readers import dig, json_lines
+from device_agent.executors.readers import Usage, dig, json_lines
 from device_agent.textsafe import encodable
 
 FORMATS: Final = ("text", "claude-code", "codex", "gemini", "opencode", "pi")
@@ -86,17 +86,6 @@ Step = Text | ToolUse | ToolResult
 
 
 @dataclass(frozen=True)
-class Usage:
-    input_tokens: int
-    output_tokens: int
-
-    def __add__(self, other: Usage) -> Usage:
-        return Usage(
-            self.input_tokens + other.input_tokens, self.output_tokens + other.output_tokens
-        )
-
-
-@dataclass(frozen=True)
 class Round:
     """One CLI round of a run: the prompt it was sent, and what it did, in order."""
 
@@ -128,17 +117,18 @@ def read_round(
     cwd: str,
     started_at: float,
     finished_at: float,
+    usage: Usage | None = None,
 ) -> Round:
     """The round a CLI printed `stdout` for, read as stream `shape` (one of `FORMATS`).
 
     `answer` is the run's output as its reader read it: the transcript of a CLI without an
-    event stream, and of one whose stream held nothing to show."""
+    event stream, and of one whose stream held nothing to show. `usage` is what the round
+    cost as `readers.usage_of` read it: the transcript shows the tokens the journal counts."""
     reader = _READERS.get(shape)
     steps: list[Step] = []
-    usage: Usage | None = None
     session: str | None = None
     if reader is not None:
-        steps, usage, session = reader(json_lines(stdout))
+        steps, session = reader(json_lines(stdout))
     if not steps and answer.strip():
         steps = [Text(answer)]
     return Round(
@@ -153,14 +143,13 @@ def read_round(
 
 
 Events = list[dict[str, Any]]
-Read = tuple[list[Step], Usage | None, str | None]
+Read = tuple[list[Step], str | None]  # the steps, and the CLI's session id
 
 
 def _claude_code(events: Events) -> Read:
     """`claude -p --output-format stream-json --verbose`: `assistant` messages (text,
     tool_use, thinking blocks), `user` messages carrying tool_result blocks, a `result`."""
     steps: list[Step] = []
-    usage: Usage | None = None
     session: str | None = None
     for event in events:
         kind = event.get("type")
@@ -181,21 +170,13 @@ def _claude_code(events: Events) -> Read:
                             block.get("is_error") is True,
                         )
                     )
-        elif kind == "result":
-            found = event.get("usage")
-            usage = _usage(
-                found,
-                ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens"),
-                ("output_tokens",),
-            )
-    return steps, usage, session
+    return steps, session
 
 
 def _codex(events: Events) -> Read:
     """`codex exec --json`: `item.completed` events (agent_message, reasoning,
     mcp_tool_call, command_execution, file_change, …) and `turn.completed` with usage."""
     steps: list[Step] = []
-    usage: Usage | None = None
     session: str | None = None
     for event in events:
         kind = event.get("type")
@@ -203,9 +184,7 @@ def _codex(events: Events) -> Read:
             session = _string(event.get("thread_id")) or session
         elif kind == "item.completed" and isinstance(event.get("item"), Mapping):
             steps += _codex_item(event["item"])
-        elif kind == "turn.completed":
-            usage = _plus(usage, _usage(event.get("usage"), ("input_tokens",), ("output_tokens",)))
-    return steps, usage, session
+    return steps, session
 
 
 def _codex_item(item: Mapping[str, Any]) -> list[Step]:
@@ -243,7 +222,6 @@ def _gemini(events: Events) -> Read:
     """`gemini --output-format stream-json`: `message` events (the assistant's streamed in
     `delta` pieces), `tool_use`, `tool_result`, and a `result` with stats."""
     steps: list[Step] = []
-    usage: Usage | None = None
     session: str | None = None
     joining = False  # the last step is a streamed message still arriving
     for event in events:
@@ -268,17 +246,14 @@ def _gemini(events: Events) -> Read:
                 output = _string(dig(event, "error.message")) or ""
             failed = event.get("status") == "error"
             steps.append(ToolResult(str(event.get("tool_id") or ""), output, failed))
-        elif kind == "result":
-            usage = _usage(event.get("stats"), ("input_tokens",), ("output_tokens",))
         joining = streamed
-    return steps, usage, session
+    return steps, session
 
 
 def _opencode(events: Events) -> Read:
     """`opencode run --format json`: `text` and `tool_use` parts (a tool_use carries its
     input and its output), `step_finish` with each step's tokens."""
     steps: list[Step] = []
-    usage: Usage | None = None
     session: str | None = None
     for event in events:
         session = _string(event.get("sessionID")) or session
@@ -296,18 +271,13 @@ def _opencode(events: Events) -> Read:
                 output = _string(state.get("error")) or ""
             steps.append(_tool_use(ident, part.get("tool"), state.get("input")))
             steps.append(ToolResult(ident, output, state.get("status") == "error"))
-        elif kind == "step_finish":
-            tokens = part.get("tokens")
-            found = _usage(tokens, ("input", "cache.read", "cache.write"), ("output",))
-            usage = _plus(usage, found)
-    return steps, usage, session
+    return steps, session
 
 
 def _pi(events: Events) -> Read:
     """`pi --mode json`: the session header, then whole messages in `message_end` events —
     the assistant's (text, toolCall and thinking blocks, usage) and each `toolResult`."""
     steps: list[Step] = []
-    usage: Usage | None = None
     session: str | None = None
     for event in events:
         kind = event.get("type")
@@ -324,8 +294,6 @@ def _pi(events: Events) -> Read:
                     steps.append(
                         _tool_use(block.get("id"), block.get("name"), block.get("arguments"))
                     )
-            found = _usage(message.get("usage"), ("input", "cacheRead", "cacheWrite"), ("output",))
-            usage = _plus(usage, found)
         elif message.get("role") == "toolResult":
             steps.append(
                 ToolResult(
@@ -334,7 +302,7 @@ def _pi(events: Events) -> Read:
                     message.get("isError") is True,
                 )
             )
-    return steps, usage, session
+    return steps, session
 
 
 _READERS: Final[Mapping[str, Callable[[Events], Read]]] = {
@@ -374,28 +342,6 @@ def _flat(content: Any) -> str:
         else:
             parts.append(_dumps(block))
     return "\n".join(parts)
-
-
-def _usage(found: Any, inputs: tuple[str, ...], outputs: tuple[str, ...]) -> Usage | None:
-    """Tokens in and out, summed over the fields the CLI splits them into; None when it
-    reports none."""
-    if not isinstance(found, Mapping):
-        return None
-    taken = [[dig(found, path) for path in paths] for paths in (inputs, outputs)]
-    numbers = [[n for n in values if _count(n)] for values in taken]
-    if not numbers[0] and not numbers[1]:
-        return None
-    return Usage(int(sum(numbers[0])), int(sum(numbers[1])))
-
-
-def _count(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _plus(total: Usage | None, more: Usage | None) -> Usage | None:
-    if more is None:
-        return total
-    return more if total is None else total + more
 
 
 def _string(value: Any) -> str | None:
@@ -515,16 +461,23 @@ class Transcript:
 
     @staticmethod
     def _attach_usage(entries: list[_Entry], usage: Usage | None) -> None:
-        """The round's usage goes on its last assistant text (none: nowhere)."""
-        if usage is None:
+        """The round's usage goes on its last assistant text (none: nowhere), with the
+        counts the CLI reported (one it did not report is left out, never guessed)."""
+        counts = (
+            {}
+            if usage is None
+            else {
+                "inputTokens": usage.tokens_in,
+                "outputTokens": usage.tokens_out,
+            }
+        )
+        counts = {key: value for key, value in counts.items() if value is not None}
+        if not counts:
             return
         for entry in reversed(entries):
             content = entry.message["content"]
             if entry.message["role"] == "assistant" and content[0]["type"] == "text":
-                entry.message["usage"] = {
-                    "inputTokens": usage.input_tokens,
-                    "outputTokens": usage.output_tokens,
-                }
+                entry.message["usage"] = counts
                 return
 
     def _fitted(self, entries: list[_Entry]) -> list[str]:

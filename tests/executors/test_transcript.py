@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from device_agent.executors.readers import Usage
 from device_agent.executors.transcript import (
     LIMIT,
     TRUNCATED,
@@ -18,7 +19,6 @@ from device_agent.executors.transcript import (
     ToolResult,
     ToolUse,
     Transcript,
-    Usage,
     read_round,
 )
 from device_agent.redaction import Redactor
@@ -63,7 +63,7 @@ def test_one_round_is_the_upstream_jsonl_byte_for_byte() -> None:
                 ToolResult("toolu_1", '{"items": []}'),
                 Text("Nothing new."),
             ),
-            usage=Usage(300, 60),
+            usage=Usage(tokens_in=300, tokens_out=60),
             session_id="ses-1",
             cwd="/home/u/repo",
             started_at=T0,
@@ -94,7 +94,14 @@ def test_a_second_round_extends_the_first_byte_for_byte() -> None:
     first = Round("Do the work.", (Text("Summary only."),), None, "ses-1", "/w", T0, T0 + 1)
     transcript.add(first)
     one = transcript.jsonl()
-    second = Round("Do the work." + NUDGE, (Text("Done."),), Usage(1, 2), "ses-2", "/x", T0 + 5)
+    second = Round(
+        "Do the work." + NUDGE,
+        (Text("Done."),),
+        Usage(tokens_in=1, tokens_out=2),
+        "ses-2",
+        "/x",
+        T0 + 5,
+    )
     transcript.add(dataclasses_replace(second, finished_at=T0 + 6))
     two = transcript.jsonl()
     assert two.startswith(one)
@@ -120,7 +127,9 @@ def test_usage_goes_on_the_last_assistant_text_of_the_round() -> None:
         Text("last"),
         ToolUse("u", "y", {}),
     )
-    transcript.add(Round("p", steps, Usage(5, 6), started_at=T0, finished_at=T0))
+    transcript.add(
+        Round("p", steps, Usage(tokens_in=5, tokens_out=6), started_at=T0, finished_at=T0)
+    )
     usages = [e["message"].get("usage") for e in parsed(transcript.jsonl())[1:]]
     assert usages == [None, None, None, None, {"inputTokens": 5, "outputTokens": 6}, None]
 
@@ -268,7 +277,9 @@ SHAPES = [
         [("assistant", "tool_use", "shell"), ("toolResult", "tool_result"), ("assistant", "text")],
         {"inputTokens": 2400, "outputTokens": 180},
     ),
-    ("gemini", "gemini", [("assistant", "text")], {"inputTokens": 900, "outputTokens": 120}),
+    # Gemini's written tokens are its total less what it read: thinking and tool-use prompts
+    # are counted in the total only (readers.gemini_usage).
+    ("gemini", "gemini", [("assistant", "text")], {"inputTokens": 900, "outputTokens": 190}),
     (
         "opencode",
         "opencode",
@@ -278,7 +289,7 @@ SHAPES = [
             ("toolResult", "tool_result"),
             ("assistant", "text"),
         ],
-        {"inputTokens": 2210, "outputTokens": 50},
+        {"inputTokens": 2210, "outputTokens": 55},  # reasoning counted as written
     ),
     (
         "pi",
@@ -306,6 +317,9 @@ def test_one_round_of_each_cli(
     last_text = [e for e in entries[1:] if e["message"]["role"] == "assistant"][-1]
     assert last_text["message"]["content"][0]["text"] == report.output
     assert last_text["message"]["usage"] == usage
+    # The tokens the journal counts for the round (and the daily limit adds up).
+    counted = report.details["usage"]
+    assert usage == {"inputTokens": counted["tokens_in"], "outputTokens": counted["tokens_out"]}
     assert entries[0]["id"]  # the CLI's own session id
 
 

@@ -18,8 +18,9 @@ from device_agent.agent.outbox import Outbox, never_give_up
 from device_agent.agent.pipeline import RunPipeline
 from device_agent.agent.result import Report
 from device_agent.config import Paths, Settings, validate
+from device_agent.executors.readers import Usage
 from device_agent.executors.request import ExecutionRequest
-from device_agent.executors.transcript import Round, Text, ToolResult, ToolUse, Usage
+from device_agent.executors.transcript import Round, Text, ToolResult, ToolUse
 from device_agent.server.client import TRANSCRIPT_ROUTE, LobuClient
 from device_agent.server.protocol import Claim
 from tests.unit.test_pipeline import (
@@ -69,7 +70,15 @@ class RoundsExecutor(RecordingExecutor):
             ToolResult(f"t{number}", "ok"),
             Text(report.output),
         )
-        round_ = Round(request.prompt, steps, Usage(10, 2), f"ses-{number}", "/w", 1.0, 2.0)
+        round_ = Round(
+            request.prompt,
+            steps,
+            Usage(tokens_in=10, tokens_out=2),
+            f"ses-{number}",
+            "/w",
+            1.0,
+            2.0,
+        )
         return dataclasses.replace(report, transcript=round_)
 
 
