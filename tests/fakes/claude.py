@@ -31,7 +31,15 @@ import re
 import sys
 import time
 
-from _report import call_tool, file_facts, log_execution, option, report, tool_permitted
+from _report import (
+    call_tool,
+    claude_stream_refusal,
+    file_facts,
+    log_execution,
+    option,
+    report,
+    tool_permitted,
+)
 
 MODES = ("is_error_exit1", "is_error", "max_turns", "mcp", "lobu_tool", "garbage", "hang")
 LOBU_TOOL = "mcp__lobu__query_sdk"
@@ -204,15 +212,9 @@ def main():
     if args == ["--version"]:  # the version its profile was checked against, unless told
         print(f"{os.environ.get('FAKE_VERSION', '2.1.337')} (Claude Code)")
         return 0
-    if "-p" not in args or option(args, "--output-format") != "stream-json":
-        print("error: this fake only knows -p --output-format stream-json", file=sys.stderr)
-        return 2
-    if "--verbose" not in args:
-        print(
-            "Error: When using --print, --output-format=stream-json requires --verbose",
-            file=sys.stderr,
-        )
-        return 1
+    refused = claude_stream_refusal(args)
+    if refused is not None:
+        return refused
     prompt = sys.stdin.read()  # the real CLI reads its prompt from stdin without an argument
     log_execution(prompt)  # even a prompt a kill cut short: it was started
     if not prompt:
