@@ -187,7 +187,10 @@ def setup(
 class LogFile(logging.handlers.RotatingFileHandler):
     """The stdlib's rotating log file, created 0600 whatever the umask (it holds run output),
     and still written when a rotation fails (a rename refused): the failure is reported on
-    stderr as logging reports any, and the line goes to the file already open."""
+    stderr as logging reports any, and the line goes to the file already open.
+
+    Each line is rendered once (JSON, redaction: most of what a line costs), and its length
+    decides the rotation, where the stdlib renders it a second time to measure it."""
 
     def _open(self) -> Any:
         return open(
@@ -200,11 +203,23 @@ class LogFile(logging.handlers.RotatingFileHandler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            if self.shouldRollover(record):
-                self.doRollover()
-        except OSError:
+            line = self.format(record) + self.terminator
+            if self.stream is None:
+                self.stream = self._open()
+            written = self.stream.tell()
+            if 0 < self.maxBytes <= written + len(line) and written:
+                try:
+                    self.doRollover()
+                except OSError:  # e.g. a rename refused: keep writing the file already open
+                    self.handleError(record)
+                if self.stream is None:
+                    self.stream = self._open()
+            self.stream.write(line)
+            self.flush()
+        except RecursionError:  # as the stdlib's handlers do: never hide a runaway recursion
+            raise
+        except Exception:
             self.handleError(record)
-        logging.FileHandler.emit(self, record)
 
 
 def _owner_only(path: str, flags: int) -> int:

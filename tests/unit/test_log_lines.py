@@ -152,6 +152,28 @@ def test_the_log_file_keeps_its_last_rotations_and_loses_no_line(tmp_path: Path)
     assert kept[0] > 0  # the oldest rotation was dropped
 
 
+def test_each_line_is_rendered_once_for_the_file_rotation_included(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log_file = setup(tmp_path)
+    (to_file,) = [h for h in logging.getLogger().handlers if isinstance(h, logs.LogFile)]
+    to_file.maxBytes = 300  # a rotation every few lines
+    rendered: list[str] = []
+    render = to_file.formatter.format  # type: ignore[union-attr]
+
+    def counting(record: logging.LogRecord) -> str:
+        rendered.append(record.getMessage())
+        return render(record)
+
+    monkeypatch.setattr(to_file.formatter, "format", counting)
+    log = logs.get_logger("device_agent.x")
+    for n in range(10):
+        log.info("a line of about a hundred bytes once rendered", n=n)
+    assert len(rendered) == 10
+    assert (tmp_path / "agent.log.1").is_file()
+    assert [line["n"] for line in lines_of(log_file)][-1] == 9
+
+
 def test_a_rotation_that_cannot_rename_keeps_writing_to_the_same_file(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
