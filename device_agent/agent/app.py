@@ -11,7 +11,8 @@ from typing import Final
 
 from device_agent.agent.activity import MAX_TARGETS
 from device_agent.agent.alarm import Alarm
-from device_agent.agent.journal import AsyncJournal, Journal, Retention
+from device_agent.agent.journal import Journal, Retention
+from device_agent.agent.journal_thread import AsyncJournal
 from device_agent.agent.limits import RECHECK_SECONDS, Reached
 from device_agent.agent.poll_loop import PollLoop
 from device_agent.agent.result import Report
@@ -133,14 +134,14 @@ async def run_agent(
     watchdog = asyncio.create_task(systemd.keep_watchdog())
     rotation: asyncio.Task[None] | None = None
     try:
-        pruned = await journal.call(journal.sync.prune)  # then as runs settle (`Retention.every`)
+        upkeep = await journal.call(journal.sync.prune)  # then as runs settle (`Retention.every`)
         log.info(
             "agent starting",
             server=settings.origin,
             worker_id=worker_id,
             once=once,
             concurrency=settings.concurrency,
-            pruned_journal_rows=pruned,
+            pruned_journal_rows=upkeep.pruned,
         )
         await _remember_targets(agent, journal)
         executor.recover_in_background().add_done_callback(_report_recovery)

@@ -42,7 +42,7 @@ from device_agent.executors.readers import Usage
 from device_agent.logs import get_logger
 
 if TYPE_CHECKING:
-    from device_agent.agent.journal import AsyncJournal
+    from device_agent.agent.journal_thread import AsyncJournal
 
 log = get_logger(__name__)
 

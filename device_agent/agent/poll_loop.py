@@ -38,7 +38,8 @@ from typing import Any, Final
 from device_agent import __version__
 from device_agent.agent.alarm import Alarm
 from device_agent.agent.backoff import Backoff, jittered
-from device_agent.agent.journal import CLAIMED, AsyncJournal, JournalWriteError
+from device_agent.agent.journal import CLAIMED, JournalWriteError
+from device_agent.agent.journal_thread import AsyncJournal
 from device_agent.agent.limits import RECHECK_SECONDS, DailyLimit, Reached
 from device_agent.agent.outbox import GiveUp, Outbox, after
 from device_agent.agent.pipeline import MAX_ROUNDS, RunPipeline

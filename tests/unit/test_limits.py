@@ -13,7 +13,8 @@ from typing import Any, TypeVar
 
 import pytest
 
-from device_agent.agent.journal import AsyncJournal, Journal
+from device_agent.agent.journal import Journal
+from device_agent.agent.journal_thread import AsyncJournal
 from device_agent.agent.limits import (
     MIN_BUDGET_USD,
     DailyLimit,

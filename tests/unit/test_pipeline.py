@@ -14,7 +14,8 @@ import pytest
 import respx
 from structlog.testing import capture_logs
 
-from device_agent.agent.journal import AsyncJournal, Entry, Journal, JournalState, JournalWriteError
+from device_agent.agent.journal import Entry, Journal, JournalState, JournalWriteError
+from device_agent.agent.journal_thread import AsyncJournal
 from device_agent.agent.outbox import Outbox, never_give_up
 from device_agent.agent.pipeline import MAX_ROUNDS, RunPipeline
 from device_agent.agent.result import ExitReason, Report
