@@ -11,9 +11,10 @@ from typing import Final
 
 from device_agent.agent.activity import MAX_TARGETS
 from device_agent.agent.alarm import Alarm
+from device_agent.agent.daily_limit import RECHECK_SECONDS
 from device_agent.agent.journal import Journal, Retention
 from device_agent.agent.journal_thread import AsyncJournal
-from device_agent.agent.limits import RECHECK_SECONDS, Reached
+from device_agent.agent.limits import Reached
 from device_agent.agent.poll_loop import PollLoop
 from device_agent.agent.result import Report
 from device_agent.agent.sleepwatch import Clock

@@ -34,10 +34,10 @@ import structlog
 from device_agent import logs
 from device_agent.agent import transcript_upload, transcripts
 from device_agent.agent.activity import RunBoard
+from device_agent.agent.daily_limit import DailyLimit
 from device_agent.agent.heartbeat import Heartbeat
 from device_agent.agent.journal import ABANDONED, JournalWriteError
 from device_agent.agent.journal_thread import AsyncJournal
-from device_agent.agent.limits import DailyLimit
 from device_agent.agent.outbox import GiveUp, Outbox
 from device_agent.agent.result import ExitReason, Report, failure
 from device_agent.config import Settings
