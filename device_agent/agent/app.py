@@ -31,13 +31,9 @@ from device_agent.desktop.sdnotify import SystemdNotifier
 from device_agent.errors import ExitCode
 from device_agent.executors.executor import Executor
 from device_agent.executors.profiles import Profile, load_profiles
-from device_agent.identity.credentials import (
-    Tokens,
-    binding_problem,
-    device_platform,
-    stored_credential,
-)
+from device_agent.identity.credentials import binding_problem, device_platform, stored_credential
 from device_agent.identity.errors import AuthRefused
+from device_agent.identity.tokens import Tokens
 from device_agent.lanes import LaneRun
 from device_agent.lanes.chat.lane import ChatClaim
 from device_agent.lanes.watcher.lane import WatcherClaim

@@ -47,7 +47,7 @@ from device_agent.executors.executor import Executor
 from device_agent.executors.mcp_proxy import McpProxy
 from device_agent.executors.request import ExecutionRequest, McpWiring
 from device_agent.executors.transcript import Transcript
-from device_agent.identity.credentials import TokenSource
+from device_agent.identity.tokens import TokenSource
 from device_agent.lanes import Fail, Lane, LaneRun, Resume, lane_for, read_claim
 from device_agent.logs import get_logger
 from device_agent.server.client import Answer, LobuClient

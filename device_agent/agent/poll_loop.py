@@ -51,7 +51,7 @@ from device_agent.config import Settings
 from device_agent.errors import ExitCode
 from device_agent.executors.environment import extended_path
 from device_agent.executors.executor import Executor
-from device_agent.identity.credentials import TokenSource
+from device_agent.identity.tokens import TokenSource
 from device_agent.lanes.registration import (
     AgentKindsCheck,
     platform_mismatch_message,

@@ -22,7 +22,7 @@ from device_agent.agent.result import ExitReason, Report
 from device_agent.config import Paths, Settings, validate
 from device_agent.executors.mcp_proxy import McpProxy
 from device_agent.executors.request import ExecutionRequest
-from device_agent.identity.credentials import TokenSource
+from device_agent.identity.tokens import TokenSource
 from device_agent.lanes import Done, Lane, Resume, Verdict
 from device_agent.server.client import Answer, LobuClient
 from device_agent.server.protocol import Claim, PayloadError
