@@ -31,8 +31,8 @@ finds it open and no run claimed since learns the last agent died during it,
 when the server may have claimed a run into a connection nobody reads
 (docs/protocol.md, "Poll and claim").
 
-The class is synchronous and logs nothing: `status`, `history` and `doctor` read
-it without the event loop or the logging stack. What its upkeep did (rows
+The class is synchronous and logs nothing: `status` and `history` read it
+without loading the event loop or the logging stack. What its upkeep did (rows
 dropped, a compaction, space it could not give back) it returns as `Upkeep`.
 The daemon drives it through `agent.journal_thread.AsyncJournal`, on one
 dedicated thread so the event loop never waits on an fsync and there is exactly

@@ -3,8 +3,7 @@
 is exactly one writer, and logs what the journal returns of its upkeep and its failures.
 
 The daemon's pipeline, outbox, poll loop and daily limit use it; the short commands
-(`status`, `history`, `doctor`) read the `Journal` directly, without this module's event
-loop and logging.
+(`status`, `history`, `doctor`) open the `Journal` directly.
 """
 
 from __future__ import annotations
