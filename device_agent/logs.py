@@ -30,9 +30,7 @@ from structlog.dev import Column, ConsoleRenderer, KeyValueColumnFormatter, LogL
 from structlog.typing import ExcInfo, Processor, WrappedLogger
 
 from device_agent.cli.output import printable
-from device_agent.redaction import Redactor
-
-redactor: Final = Redactor()  # the secrets every log line is cleaned of (setup and login add)
+from device_agent.redaction import redactor as redactor  # every line is cleaned of its secrets
 
 MAX_BYTES: Final = 5 * 1024 * 1024  # the log file rotates once it would grow past this
 KEEP: Final = 3  # rotations kept beside it: agent.log.1 (newest) … agent.log.3

@@ -77,3 +77,9 @@ class Redactor:
 def _keep_prefix(match: re.Match[str]) -> str:
     prefix = match.group(1) if match.groups() else ""
     return f"{prefix}{REDACTED}"
+
+
+# The secrets this process knows (the token once read, a login's tokens): log lines
+# (`device_agent.logs`), messages to the user and stored transcripts are cleaned of them.
+# Here rather than in `logs` so that what reads a token need not load the logging stack.
+redactor: Final = Redactor()

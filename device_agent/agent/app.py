@@ -11,8 +11,10 @@ from typing import Final
 
 from device_agent.agent.activity import MAX_TARGETS
 from device_agent.agent.alarm import Alarm
-from device_agent.agent.journal import AsyncJournal, Journal, Retention
-from device_agent.agent.limits import RECHECK_SECONDS, Reached
+from device_agent.agent.daily_limit import RECHECK_SECONDS
+from device_agent.agent.journal import Journal, Retention
+from device_agent.agent.journal_thread import AsyncJournal
+from device_agent.agent.limits import Reached
 from device_agent.agent.poll_loop import PollLoop
 from device_agent.agent.result import Report
 from device_agent.agent.sleepwatch import Clock
@@ -29,13 +31,9 @@ from device_agent.desktop.sdnotify import SystemdNotifier
 from device_agent.errors import ExitCode
 from device_agent.executors.executor import Executor
 from device_agent.executors.profiles import Profile, load_profiles
-from device_agent.identity.credentials import (
-    Tokens,
-    binding_problem,
-    device_platform,
-    stored_credential,
-)
+from device_agent.identity.credentials import binding_problem, device_platform, stored_credential
 from device_agent.identity.errors import AuthRefused
+from device_agent.identity.tokens import Tokens
 from device_agent.lanes import LaneRun
 from device_agent.lanes.chat.lane import ChatClaim
 from device_agent.lanes.watcher.lane import WatcherClaim
@@ -133,14 +131,14 @@ async def run_agent(
     watchdog = asyncio.create_task(systemd.keep_watchdog())
     rotation: asyncio.Task[None] | None = None
     try:
-        pruned = await journal.call(journal.sync.prune)  # then as runs settle (`Retention.every`)
+        upkeep = await journal.call(journal.sync.prune)  # then as runs settle (`Retention.every`)
         log.info(
             "agent starting",
             server=settings.origin,
             worker_id=worker_id,
             once=once,
             concurrency=settings.concurrency,
-            pruned_journal_rows=pruned,
+            pruned_journal_rows=upkeep.pruned,
         )
         await _remember_targets(agent, journal)
         executor.recover_in_background().add_done_callback(_report_recovery)

@@ -31,43 +31,40 @@ finds it open and no run claimed since learns the last agent died during it,
 when the server may have claimed a run into a connection nobody reads
 (docs/protocol.md, "Poll and claim").
 
-The class is synchronous; `AsyncJournal` runs it on one dedicated thread so
-the event loop never waits on an fsync, and there is exactly one writer.
+The class is synchronous and logs nothing: `status` and `history` read it
+without loading the event loop or the logging stack. What its upkeep did (rows
+dropped, a compaction, space it could not give back) it returns as `Upkeep`.
+The daemon drives it through `agent.journal_thread.AsyncJournal`, on one
+dedicated thread so the event loop never waits on an fsync and there is exactly
+one writer; that side logs what an `Upkeep` says.
 """
 
 from __future__ import annotations
 
-import asyncio
-import collections
 import contextlib
 import enum
 import json
 import os
-import queue
 import sqlite3
-import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
-from typing import Any, Final, ParamSpec, TypeVar
+from typing import Any, Final, TypeVar
 
 from device_agent.agent.result import TRUNCATED, ExitReason, Report
 from device_agent.agent.transcripts import SCHEMA as TRANSCRIPTS_SCHEMA
 from device_agent.agent.usage import UsageBook
 from device_agent.errors import DeviceAgentError, ExitCode
-from device_agent.logs import get_logger
 from device_agent.textsafe import encodable
-
-log = get_logger(__name__)
 
 Method = TypeVar("Method", bound=Callable[..., Any])
 
 
 def unhurried(method: Method) -> Method:
     """Mark a `Journal` write that no run waits for: on the journal's thread it yields to
-    the others (`JournalThread`)."""
+    the others (`journal_thread.JournalThread`)."""
     method.unhurried = True  # type: ignore[attr-defined]
     return method
 
@@ -159,6 +156,11 @@ RECLAIM_AT_BYTES: Final = 4 * 1024 * 1024
 # runs, and sooner once the file (with its WAL) grew by this much since the last time.
 PRUNE_AT_BYTES: Final = 4 * 1024 * 1024
 PRUNE_EVERY_MAX: Final = 50  # settled runs between prunes at most, whatever `keep_rows`
+# What `Upkeep.failed` says.
+RECLAIM_FAILED: Final = (
+    "could not give the journal's free space back; it is tried again at the next settle"
+)
+COMPACT_FAILED: Final = "could not compact the journal; it is tried again at the next start"
 
 
 @dataclass(frozen=True)
@@ -192,6 +194,18 @@ class HeldPoll:
 
     server: str
     since: float  # when it was sent (the journal's clock: epoch seconds)
+
+
+@dataclass(frozen=True)
+class Upkeep:
+    """What keeping the file bounded did, for the journal's owner to log (the journal
+    logs nothing itself). A failure here loses nothing: the data is committed, and the
+    space is given back at a later try."""
+
+    pruned: int = 0  # settled rows dropped
+    compacted: tuple[int, int] | None = None  # bytes on disk before and after a VACUUM
+    failed: str | None = None  # what could not be done, and when it is tried again
+    error: str | None = None  # the SQLite error that stopped it
 
 
 class JournalError(DeviceAgentError):
@@ -475,7 +489,7 @@ class Journal:
         answer: str,
         message: str | None,
         attempts: int = 0,
-    ) -> None:
+    ) -> Upkeep:
         """The server answered for good (acknowledged or dead), or told us to stop (abandoned).
         `attempts`: delivery attempts to count in the same transaction (the one answered).
 
@@ -487,7 +501,7 @@ class Journal:
         Committed without waiting for the disk (`_unsynced`): a settle that a power cut
         loses leaves the result pending, and the next start sends it again, which the
         server answers as a repeat: 409 `Run is not in progress` (docs/protocol.md, "How
-        the agent settles a result")."""
+        the agent settles a result")). Returns what retention did."""
         if state not in SETTLED:
             raise ValueError(f"not a settled state: {state}")
         self._settled_since_prune += 1
@@ -502,22 +516,22 @@ class Journal:
             )
             if state in PRUNABLE:
                 self._bound_output(db, server, run_id)
-            if due:
-                self._prune(db)
-        self._reclaim()
+            pruned = self._prune(db) if due else 0
+        upkeep = replace(self._reclaim(), pruned=pruned)
         if due:
             self._pruned()
+        return upkeep
 
     def _pruned(self) -> None:
         """Start counting afresh towards the next prune."""
         self._settled_since_prune = 0
         self._bytes_at_prune = disk_bytes(self.path)
 
-    def prune(self) -> int:
+    def prune(self) -> Upkeep:
         """Apply `Retention` to the whole journal (at start-up): bound every settled output,
         drop old settled rows (never anything pending or dead), give the space back.
         A journal made before `outputs` has its outputs moved there, and one made before
-        incremental vacuum is converted by a VACUUM, once each. Returns the rows dropped."""
+        incremental vacuum is converted by a VACUUM, once each. Returns what it did."""
         limit = self.retention.keep_output_bytes
         with self._tx() as db:
             pruned = self._prune(db)
@@ -536,11 +550,11 @@ class Journal:
             if not apart:
                 _move_outputs_apart(db)
         if self._db.execute("PRAGMA auto_vacuum").fetchone()[0] != _INCREMENTAL:
-            self._convert()
+            upkeep = self._convert()
         else:
-            self._reclaim()
+            upkeep = self._reclaim()
         self._pruned()
-        return pruned
+        return replace(upkeep, pruned=pruned)
 
     def _prune(self, db: sqlite3.Connection) -> int:
         cutoff = self._clock() - self.retention.keep_days * 86400
@@ -574,22 +588,23 @@ class Journal:
             (utf8_size(kept), server, run_id),
         )
 
-    def _reclaim(self) -> None:
+    def _reclaim(self) -> Upkeep:
         """Give freed pages back to the file system once there are enough of them, then
         checkpoint the WAL so the file shrinks now, not at the next start. A failure here
-        loses nothing (the data is committed): it is logged, and tried again next time."""
+        loses nothing (the data is committed): it is returned, and tried again next time."""
         try:
             free = self._db.execute("PRAGMA freelist_count").fetchone()[0]
             page = self._db.execute("PRAGMA page_size").fetchone()[0]
             if free * page < self._reclaim_at:
-                return
+                return Upkeep()
             # executescript steps the pragma to its end; execute() would free one page.
             self._db.executescript("PRAGMA incremental_vacuum")
             self._checkpoint()
         except sqlite3.Error as exc:
-            log.warning("could not give the journal's free space back", error=str(exc))
+            return Upkeep(failed=RECLAIM_FAILED, error=str(exc))
+        return Upkeep()
 
-    def _convert(self) -> None:
+    def _convert(self) -> Upkeep:
         """Turn on incremental vacuum in a journal made without it (one VACUUM)."""
         before = disk_bytes(self.path)
         try:
@@ -597,13 +612,8 @@ class Journal:
             self._db.execute("VACUUM")
             self._checkpoint()
         except sqlite3.Error as exc:
-            log.warning(
-                "could not compact the journal; it is tried again at the next start",
-                error=str(exc),
-                journal=str(self.path),
-            )
-            return
-        log.info("journal compacted", bytes_before=before, bytes_after=disk_bytes(self.path))
+            return Upkeep(failed=COMPACT_FAILED, error=str(exc))
+        return Upkeep(compacted=(before, disk_bytes(self.path)))
 
     def _checkpoint(self) -> None:
         """Copy the WAL into the file and empty it. A reader (`status`, `history`) holding
@@ -785,146 +795,6 @@ def _entry(row: sqlite3.Row, **known: Any) -> Entry:
     data.pop("payload_digest", None)
     data["details"] = json.loads(data["details"]) if data.get("details") else {}
     return Entry(**data)
-
-
-P = ParamSpec("P")
-T = TypeVar("T")
-
-
-class JournalThread:
-    """One thread that runs the journal's calls, each result handed back to the event loop
-    that asked for it.
-
-    What `run_in_executor` does, for one worker and at half its cost: a run makes
-    three journal calls, and the executor's futures, condition and thread-count
-    bookkeeping cost ~100 us of CPU a call where a queue and one
-    `call_soon_threadsafe` cost ~50 us.
-
-    Calls run in the order they came, but for one thing: an `unhurried` call (marking
-    a result delivered) waits while others are queued. It holds up no run, while a
-    claim queued behind it holds up the next CLI's start.
-    """
-
-    def __init__(self) -> None:
-        self._urgent: collections.deque[_Job] = collections.deque()
-        self._unhurried: collections.deque[_Job] = collections.deque()
-        self._wake: queue.SimpleQueue[bool] = queue.SimpleQueue()  # one per job; False: stop
-        self._closed = False
-        self._thread = threading.Thread(target=self._serve, name="journal", daemon=True)
-        self._thread.start()
-
-    def submit(self, fn: Callable[[], T], *, unhurried: bool = False) -> asyncio.Future[T]:
-        if self._closed:
-            raise RuntimeError("the journal is closed")
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[T] = loop.create_future()
-        (self._unhurried if unhurried else self._urgent).append(_Job(fn, future, loop))
-        self._wake.put(True)
-        return future
-
-    def close(self) -> None:
-        """Run what was submitted, then stop."""
-        if not self._closed:
-            self._closed = True
-            self._wake.put(False)  # after every job's wake-up: all of them run first
-            self._thread.join()
-
-    def _serve(self) -> None:
-        while self._wake.get():
-            job = (self._urgent or self._unhurried).popleft()
-            try:
-                outcome: tuple[Any, BaseException | None] = (job.fn(), None)
-            except BaseException as exc:  # handed to the caller, like any result
-                outcome = (None, exc)
-            with contextlib.suppress(RuntimeError):  # its loop is closed: nobody waits
-                job.loop.call_soon_threadsafe(_resolve, job.future, *outcome)
-
-
-@dataclass(frozen=True, slots=True)
-class _Job:
-    fn: Callable[[], Any]
-    future: asyncio.Future[Any]
-    loop: asyncio.AbstractEventLoop
-
-
-def _resolve(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
-    if future.cancelled():  # its caller went away; the write itself was done
-        return
-    if error is None:
-        future.set_result(result)
-    else:
-        future.set_exception(error)
-
-
-class AsyncJournal:
-    """The journal, driven from the event loop on its own single thread."""
-
-    def __init__(self, journal: Journal) -> None:
-        self.sync = journal
-        self._thread = JournalThread()
-        self.problem: str | None = None  # why the journal cannot be written; None: it can
-        self._deferred: list[Callable[[], object]] = []
-
-    async def call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
-        unhurried = getattr(fn, "unhurried", False)  # see `unhurried`
-        try:
-            return await self._thread.submit(lambda: fn(*args, **kwargs), unhurried=unhurried)
-        except JournalWriteError as exc:
-            self._failed(exc)
-            raise
-
-    async def write_or_defer(
-        self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs
-    ) -> T | None:
-        """A write that delivering a result can go on without: when the journal cannot take
-        it, it is kept (in order) and replayed once the journal can be written again.
-        Returns what `fn` returned, or None when the write was deferred."""
-        if not self._deferred:
-            try:
-                return await self.call(fn, *args, **kwargs)
-            except JournalWriteError:
-                pass
-        self._deferred.append(lambda: fn(*args, **kwargs))
-        return None
-
-    @property
-    def deferring(self) -> bool:
-        """Whether writes wait to be replayed: until then, rows may lag what happened."""
-        return bool(self._deferred)
-
-    async def writable_again(self) -> bool:
-        """Try a write and replay what was deferred; True once the journal is healthy."""
-        try:
-            await self.call(self.sync.probe_write)
-            while self._deferred:
-                await self._replay(self._deferred[0])
-                self._deferred.pop(0)
-        except JournalWriteError:
-            return False
-        if self.problem is not None:
-            log.info("the journal can be written again; taking new runs")
-            self.problem = None
-        return True
-
-    async def _replay(self, write: Callable[[], object]) -> None:
-        """Replay one deferred write. One that can never succeed (its row is gone, the file
-        is damaged) is dropped with an error, not kept to fail forever: that would end the
-        agent's loop, or hold every later write behind it."""
-        try:
-            await self.call(write)
-        except JournalWriteError:
-            raise
-        except Exception:
-            log.exception("a journal write kept while the disk was full cannot be replayed")
-
-    def _failed(self, exc: JournalWriteError) -> None:
-        if self.problem is None:  # said once, when it starts; not a traceback per write
-            log.error("the journal cannot be written", error=str(exc))
-        self.problem = str(exc)
-
-    def close(self) -> None:
-        self._thread.close()
-        self.sync.close()
 
 
 def _text_or_none(text: str | None) -> str | None:

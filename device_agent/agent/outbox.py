@@ -15,15 +15,8 @@ from typing import Final
 
 from device_agent.agent.alarm import Alarm
 from device_agent.agent.backoff import Backoff
-from device_agent.agent.journal import (
-    ACKNOWLEDGED,
-    DEAD,
-    FINISHED,
-    AsyncJournal,
-    Entry,
-    Journal,
-    JournalState,
-)
+from device_agent.agent.journal import ACKNOWLEDGED, DEAD, FINISHED, Entry, Journal, JournalState
+from device_agent.agent.journal_thread import AsyncJournal
 from device_agent.agent.result import ExitReason, Report, failure
 from device_agent.lanes import Fail, Lane, Resume, Verdict, lane_for
 from device_agent.logs import get_logger

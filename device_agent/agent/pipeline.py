@@ -34,9 +34,10 @@ import structlog
 from device_agent import logs
 from device_agent.agent import transcript_upload, transcripts
 from device_agent.agent.activity import RunBoard
+from device_agent.agent.daily_limit import DailyLimit
 from device_agent.agent.heartbeat import Heartbeat
-from device_agent.agent.journal import ABANDONED, AsyncJournal, JournalWriteError
-from device_agent.agent.limits import DailyLimit
+from device_agent.agent.journal import ABANDONED, JournalWriteError
+from device_agent.agent.journal_thread import AsyncJournal
 from device_agent.agent.outbox import GiveUp, Outbox
 from device_agent.agent.result import ExitReason, Report, failure
 from device_agent.config import Settings
@@ -46,7 +47,7 @@ from device_agent.executors.executor import Executor
 from device_agent.executors.mcp_proxy import McpProxy
 from device_agent.executors.request import ExecutionRequest, McpWiring
 from device_agent.executors.transcript import Transcript
-from device_agent.identity.credentials import TokenSource
+from device_agent.identity.tokens import TokenSource
 from device_agent.lanes import Fail, Lane, LaneRun, Resume, lane_for, read_claim
 from device_agent.logs import get_logger
 from device_agent.server.client import Answer, LobuClient

@@ -6,7 +6,7 @@ A claimed run owns a slot from the claim until its CLI has finished; its
 delivery goes on after the slot is free, so a slow server never stops the
 next run from starting.
 
-At the owner's daily limit (`limits.DailyLimit`) nothing new is claimed until
+At the owner's daily limit (`daily_limit.DailyLimit`) nothing new is claimed until
 the day turns: a server known to honour it (one that handed this device
 automation or chat runs) is still polled, offering no agent kinds and no
 capacity; any other server is not polled at all.
@@ -38,8 +38,10 @@ from typing import Any, Final
 from device_agent import __version__
 from device_agent.agent.alarm import Alarm
 from device_agent.agent.backoff import Backoff, jittered
-from device_agent.agent.journal import CLAIMED, AsyncJournal, JournalWriteError
-from device_agent.agent.limits import RECHECK_SECONDS, DailyLimit, Reached
+from device_agent.agent.daily_limit import RECHECK_SECONDS, DailyLimit
+from device_agent.agent.journal import CLAIMED, JournalWriteError
+from device_agent.agent.journal_thread import AsyncJournal
+from device_agent.agent.limits import Reached
 from device_agent.agent.outbox import GiveUp, Outbox, after
 from device_agent.agent.pipeline import MAX_ROUNDS, RunPipeline
 from device_agent.agent.result import ExitReason, failure
@@ -49,7 +51,7 @@ from device_agent.config import Settings
 from device_agent.errors import ExitCode
 from device_agent.executors.environment import extended_path
 from device_agent.executors.executor import Executor
-from device_agent.identity.credentials import TokenSource
+from device_agent.identity.tokens import TokenSource
 from device_agent.lanes.registration import (
     AgentKindsCheck,
     platform_mismatch_message,

@@ -8,9 +8,9 @@ run is gone is dropped when the journal is opened. So it is kept as long as the 
 keeps the run, for every lane (`device-agent history --run N --transcript`).
 
 The functions take the `Journal` and use its connection and transactions: the journal
-has one writer thread, and `AsyncJournal.call`/`write_or_defer` run these on it. This
-module loads no HTTP client: the journal, which commands such as `trigger` and `history`
-open, imports it.
+has one writer thread, and `journal_thread.AsyncJournal.call`/`write_or_defer` run these
+on it. This module loads no HTTP client: the journal, which commands such as `trigger`
+and `history` open, imports it.
 """
 
 from __future__ import annotations

@@ -1,12 +1,14 @@
-"""What every command does first: its settings from the arguments, and its logs."""
+"""What every command does first: its settings from the arguments.
+
+Nothing here sets up logging: the commands that log (`run`, `demo`) set it up themselves,
+so a short command such as `status` loads no logging stack.
+"""
 
 from __future__ import annotations
 
 import argparse
-import logging
 from typing import Any
 
-from device_agent import logs
 from device_agent.config import Settings, load
 
 
@@ -17,9 +19,3 @@ def settings_from(args: argparse.Namespace, **extra: Any) -> Settings:
         **extra,
     }
     return load(config_path=getattr(args, "config", None), overrides=overrides)
-
-
-def setup_logs(settings: Settings, args: argparse.Namespace, *secrets: str | None) -> None:
-    settings.paths.ensure()
-    level = logging.DEBUG if getattr(args, "verbose", False) else logging.INFO
-    logs.setup(log_file=settings.paths.log_file, console_level=level, secrets=secrets)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import signal
 from collections.abc import Mapping
 
+from device_agent import logs
 from device_agent.agent.app import run_agent
 from device_agent.agent.lock import InstanceLock
-from device_agent.cli.common import settings_from, setup_logs
+from device_agent.cli.common import settings_from
 from device_agent.cli.output import fail
 from device_agent.config import ConfigError, Settings
 from device_agent.desktop.sdnotify import SystemdNotifier
@@ -45,7 +47,7 @@ def _run(args: argparse.Namespace, systemd: SystemdNotifier) -> int:
     profiles = load_profiles(user_dir=settings.paths.profiles_dir)  # read once, checked here
     executors = check_executors(settings, profiles)
     token = resolve_token(settings)
-    setup_logs(settings, args, token)
+    _setup_logs(settings, args, token)
     worker_id = resolve_worker_id(settings)
     # `trigger` may poke us with SIGUSR1 as soon as we hold the lock; until the loop handles
     # it (and after), its default action would kill the agent.
@@ -65,6 +67,13 @@ def _run(args: argparse.Namespace, systemd: SystemdNotifier) -> int:
                 )
             )
         )
+
+
+def _setup_logs(settings: Settings, args: argparse.Namespace, *secrets: str | None) -> None:
+    """The agent's log file, and its terminal at INFO (DEBUG with `--verbose`)."""
+    settings.paths.ensure()
+    level = logging.DEBUG if getattr(args, "verbose", False) else logging.INFO
+    logs.setup(log_file=settings.paths.log_file, console_level=level, secrets=secrets)
 
 
 def check_executors(settings: Settings, profiles: Mapping[str, Profile]) -> str:

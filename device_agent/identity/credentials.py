@@ -1,40 +1,34 @@
 """The token the agent uses: DEVICE_AGENT_TOKEN, else the stored one (keyring or 0600 file).
 
-Where a token is stored is `identity.store`; how one is obtained, the rest of `identity`.
-The token is never written to a config file, a log line or a child's argv. Keyring calls can block
-(D-Bus, a macOS keychain prompt), so the agent makes them off the event loop.
+Where a token is stored is `identity.store`; how one is obtained, the rest of `identity`;
+the token the running agent holds and renews, `identity.tokens`. The token is never written
+to a config file, a log line or a child's argv: each one read is added to the process's
+`redaction.redactor`. Keyring calls can block (D-Bus, a macOS keychain prompt), so the agent
+makes them off the event loop; `status` reads what `login` recorded instead (`token_status`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import os
-import time
 from pathlib import Path
 
-from device_agent import logs
 from device_agent.config import ENV_TOKEN, Paths, Settings
 from device_agent.errors import DeviceAgentError, ExitCode
-from device_agent.identity.errors import Unreachable
 from device_agent.identity.store import (
-    DAY,
     KEYRING_SERVICE,
     PAT,
     Credential,
     StoreError,
     TokenStore,
-    needs_rotation,
     recorded,
     token_shape_problem,
     worker_id_mismatch,
 )
-from device_agent.logs import get_logger
+from device_agent.redaction import redactor
 
 __all__ = [
     "KEYRING_SERVICE",
     "CredentialError",
-    "TokenSource",
-    "Tokens",
     "binding_problem",
     "check_token_shape",
     "delete_token",
@@ -49,9 +43,6 @@ __all__ = [
     "token_status",
     "token_store",
 ]
-
-
-_log = get_logger(__name__)
 
 
 class CredentialError(DeviceAgentError):
@@ -72,7 +63,7 @@ def _default_store(server: str, state_dir: Path | None) -> TokenStore:
 def store_token(server: str, token: str, *, state_dir: Path | None = None) -> str:
     """Keep a pasted token (binding unknown); return where it went."""
     check_token_shape(token)
-    logs.redactor.add(token)
+    redactor.add(token)
     try:
         return _default_store(server, state_dir).save(Credential(token=token, kind=PAT))
     except StoreError as exc:
@@ -125,7 +116,7 @@ def resolve_token(settings: Settings) -> str:
             f"log in again with `device-agent login --server {settings.origin}`"
         )
     check_token_shape(credential.token)
-    logs.redactor.add(credential.token)
+    redactor.add(credential.token)
     return credential.token
 
 
@@ -187,77 +178,3 @@ def token_problem(settings: Settings) -> str | None:
     if credential.refused:
         return f"log in again: {credential.refused}"
     return None
-
-
-class TokenSource:
-    """What the poll loop and the pipeline need of credentials: the token now, and a way to get
-    a fresh one. `Tokens` is the agent's; tests give a fixed token."""
-
-    def current(self) -> str:
-        raise NotImplementedError
-
-    async def refresh(self) -> bool:
-        """Try to obtain a new token after a 401. True if there is one to try."""
-        return False
-
-
-class Tokens(TokenSource):
-    """The token in use. After a 401 it re-reads the store, in case of a new login or rotation;
-    `rotate_if_due` re-mints a child token close to its expiry (at start and while idle)."""
-
-    def __init__(self, settings: Settings, token: str) -> None:
-        self._settings = settings
-        self._token = token
-
-    def current(self) -> str:
-        return self._token
-
-    async def refresh(self) -> bool:
-        if self._settings.token:  # fixed by the environment: nothing else to try
-            return False
-        try:
-            stored = await asyncio.to_thread(load_credential, self._settings)
-        except CredentialError:
-            return False
-        if stored and stored.token != self._token:
-            logs.redactor.add(stored.token)
-            self._token = stored.token
-            return True
-        if stored and stored.bound and (stored.expires_at or 0) > time.time():
-            # A child token refused before its expiry is not replaced behind the user's back.
-            await asyncio.to_thread(
-                token_store(self._settings).mark_refused, "refused by the server (401)"
-            )
-        return False
-
-    async def rotate_if_due(self) -> None:
-        """Re-mint a child token with fewer than 30 days left; the new one is stored first.
-        A token another process stored meanwhile (a rotation, a new login) is taken up.
-
-        Raises `AuthRefused` when the server refused the token (the user must log in again);
-        an unreachable server keeps the current token and is retried at the next call.
-        """
-        if self._settings.token:
-            return
-        threshold = self._settings.rotate_days_left * DAY
-        store = token_store(self._settings)
-        credential = await asyncio.to_thread(store.load)
-        if credential is not None and needs_rotation(credential, time.time(), threshold):
-            try:
-                credential = await self._rotate(store, threshold)
-            except Unreachable as exc:
-                _log.warning("token rotation postponed", reason=str(exc))
-                return
-        if credential is not None and credential.token != self._token:
-            logs.redactor.add(credential.token)
-            self._token = credential.token
-
-    async def _rotate(self, store: TokenStore, threshold: float) -> Credential | None:
-        # The HTTP stack only to rotate: `status` reads credentials and never rotates.
-        from device_agent.identity.device_token import maybe_rotate
-        from device_agent.identity.http import account_client_for
-
-        async with account_client_for(self._settings) as client:
-            return await maybe_rotate(
-                store, client, label=self._settings.label, threshold=threshold
-            )

@@ -19,11 +19,12 @@ import httpx
 import pytest
 
 from device_agent.config import Settings
-from device_agent.identity.credentials import CredentialError, Tokens, resolve_token, token_problem
+from device_agent.identity.credentials import CredentialError, resolve_token, token_problem
 from device_agent.identity.device_token import maybe_rotate, mint_child_token
 from device_agent.identity.errors import AuthRefused, Unreachable
 from device_agent.identity.http import account_client
 from device_agent.identity.store import CHILD, DAY, PAT, Credential, TokenStore, needs_rotation
+from device_agent.identity.tokens import Tokens
 
 from .conftest import INVALID_TOKEN, REPO, SERVER, WORKER, Lobu, child_token
 
@@ -263,7 +264,7 @@ def test_a_check_that_finds_nothing_due_builds_no_http_client(
     def no_client(*args: object, **kwargs: object) -> object:
         raise AssertionError("an HTTP client was built")
 
-    monkeypatch.setattr("device_agent.identity.http.account_client_for", no_client)
+    monkeypatch.setattr("device_agent.identity.tokens.account_client_for", no_client)
     tokens = Tokens(settings, token)
     asyncio.run(tokens.rotate_if_due())
     assert route.call_count == 0

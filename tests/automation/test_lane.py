@@ -12,7 +12,8 @@ import httpx
 import pytest
 import respx
 
-from device_agent.agent.journal import AsyncJournal, Journal
+from device_agent.agent.journal import Journal
+from device_agent.agent.journal_thread import AsyncJournal
 from device_agent.agent.outbox import Outbox
 from device_agent.agent.result import ExitReason, Report, failure
 from device_agent.executors.request import ExecutionRequest, McpWiring

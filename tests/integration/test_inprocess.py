@@ -203,13 +203,16 @@ def test_a_run_handed_over_twice_is_executed_once(isolated_home: Path) -> None:
 def test_a_new_login_is_picked_up_after_401s(
     isolated_home: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from device_agent.identity import credentials
+    from device_agent.identity import credentials, tokens
     from device_agent.identity.store import Credential
 
     keyring = {"token": "owl_pat_" + "o" * 32}  # revoked: the server does not know it
-    monkeypatch.setattr(
-        credentials, "load_credential", lambda settings: Credential(token=keyring["token"])
-    )
+
+    def stored(settings: Settings) -> Credential:
+        return Credential(token=keyring["token"])
+
+    monkeypatch.setattr(credentials, "load_credential", stored)  # read at the start
+    monkeypatch.setattr(tokens, "load_credential", stored)  # and by `Tokens` after a 401
     state = DevState(create_checkin_watcher=False)
     fresh = state.add_token()
 

@@ -1,14 +1,21 @@
-"""The command line's start: `--version`, one parser per command, the profiles read once."""
+"""The command line's start: `--version`, one parser per command, the profiles read once,
+and what `status` loads."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from device_agent import __version__
+from device_agent.agent.journal import DEAD, Journal
+from device_agent.agent.result import ExitReason, Report
 from device_agent.cli.main import _parser, main
+from device_agent.config import load
+from device_agent.identity.credentials import store_token
 from tests.support.agent import agent_env
 
 # `device-agent run --once`, stopped where it would send its first poll: prints how many times
@@ -84,3 +91,53 @@ def test_a_command_parses_the_same_alone_as_in_the_whole_parser(argv: list[str])
     assert vars(alone).keys() == vars(whole).keys()
     for key, value in vars(whole).items():
         assert getattr(alone, key) == value, key
+
+
+# What `status` has no use for when no agent runs: the event loop (and the TLS it brings),
+# the logging stack, the HTTP client, the keyring.
+NOT_FOR_STATUS = frozenset({"asyncio", "structlog", "ssl", "httpx", "keyring"})
+
+
+def test_status_with_no_agent_running_loads_no_event_loop_logging_http_or_keyring(
+    isolated_home: Path,
+) -> None:
+    server = "http://127.0.0.1:9"
+    settings = load(env={"DEVICE_AGENT_HOME": str(isolated_home)}, overrides={"server": server})
+    store_token(server, "owl_pat_" + "s" * 24, state_dir=settings.paths.state_dir)  # logged in
+    journal = Journal(settings.paths.journal_file)  # one result waiting, one refused
+    for run_id in (1, 2):
+        journal.record_claim(
+            server,
+            run_id,
+            run_type="watcher",
+            watcher_id="7",
+            watcher_name="digest",
+            agent_kind="demo",
+            payload_digest="d",
+        )
+        journal.record_result(server, run_id, Report("out", None, 5, 0, None, ExitReason.OK))
+    journal.settle(server, 2, state=DEAD, answer="rejected", message="HTTP 404 Run not found")
+    journal.close()
+    env = {**os.environ, "DEVICE_AGENT_SERVER": server}  # no DEVICE_AGENT_TOKEN: the login's
+
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "device_agent", "status"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+    said = [line for line in done.stderr.splitlines() if not line.startswith("import time:")]
+    assert done.returncode == 0, said
+    assert "agent: not running" in done.stdout
+    assert "results waiting to be delivered: 1" in done.stdout  # it read the journal
+    assert "REFUSED by the server: run 2" in done.stdout
+    assert f"token:      file {settings.paths.state_dir}" in done.stdout  # what login recorded
+    loaded = {
+        line.rsplit("|", 1)[1].strip().split(".")[0]
+        for line in done.stderr.splitlines()
+        if line.startswith("import time:") and "|" in line
+    }
+    assert not loaded & NOT_FOR_STATUS, f"status loaded {sorted(loaded & NOT_FOR_STATUS)}"

@@ -8,11 +8,11 @@ import pytest
 from device_agent.config import Settings, load
 from device_agent.identity.credentials import (
     CredentialError,
-    Tokens,
     check_token_shape,
     resolve_token,
     store_token,
 )
+from device_agent.identity.tokens import Tokens
 
 SERVER = "https://lobu.example.com"
 

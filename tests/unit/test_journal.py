@@ -1,13 +1,11 @@
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import sqlite3
 import stat
 from pathlib import Path
 
 import pytest
-from structlog.testing import capture_logs
 
 from device_agent.agent import transcripts
 from device_agent.agent.journal import (
@@ -18,11 +16,8 @@ from device_agent.agent.journal import (
     FINISHED,
     PRUNE_AT_BYTES,
     PRUNE_EVERY_MAX,
-    AsyncJournal,
     HeldPoll,
     Journal,
-    JournalThread,
-    JournalWriteError,
     Retention,
     disk_bytes,
     head_and_tail,
@@ -174,7 +169,7 @@ def test_prune_never_drops_pending_or_dead_rows(tmp_path: Path) -> None:
         if state in (ACKNOWLEDGED, ABANDONED, DEAD):
             journal.settle(S, run_id, state=state, answer="a", message=None)
     clock.now += 40 * 86400
-    assert journal.prune() == 2
+    assert journal.prune().pruned == 2
     assert {e.state for e in journal.recent(10)} == {DEAD, FINISHED, CLAIMED}
 
 
@@ -192,7 +187,7 @@ def test_retention_by_count_is_applied_every_prune_every_settled_runs(tmp_path: 
     # Pruned at every third settled run: never more than keep_rows + prune_every - 1 rows.
     assert kept == [1, 2, 2, 3, 4, 2, 3, 4, 2]
     assert [e.run_id for e in journal.recent(10)] == [9, 8]
-    assert journal.prune() == 0
+    assert journal.prune().pruned == 0
 
 
 def test_retention_by_count_is_applied_at_each_settled_run_when_keep_rows_is_small(
@@ -304,7 +299,7 @@ def test_the_file_shrinks_after_a_prune(tmp_path: Path) -> None:
     journal.close()
     assert disk_bytes(path) > 18 << 20
     journal = Journal(path, retention=dataclasses.replace(roomy, keep_rows=1))
-    assert journal.prune() == 5
+    assert journal.prune().pruned == 5
     assert disk_bytes(path) < 4 << 20
     entry = journal.get(S, 6)
     assert entry is not None
@@ -346,7 +341,13 @@ def test_an_older_journal_is_converted_to_give_space_back_and_shrinks(tmp_path: 
     old.close()
     assert disk_bytes(path) > 16 << 20
     journal = Journal(path, retention=Retention(keep_days=36500, keep_rows=4))
-    assert journal.prune() == 4
+    upkeep = journal.prune()
+    assert upkeep.pruned == 4
+    assert upkeep.compacted is not None  # what the agent logs
+    before, after = upkeep.compacted
+    assert before > 16 << 20
+    assert after == disk_bytes(path)
+    assert upkeep.failed is None
     assert journal._db.execute("PRAGMA auto_vacuum").fetchone()[0] == 2  # incremental
     assert disk_bytes(path) < 3 << 20  # four settled rows left, each output cut to 32 KiB
     pending = journal.get(S, 9)
@@ -482,68 +483,6 @@ def test_a_pending_row_is_never_replaced(tmp_path: Path) -> None:
     entry = journal.get(S, 1)
     assert entry is not None
     assert entry.output == "out"
-
-
-def test_a_deferred_write_that_can_never_be_replayed_is_dropped_and_the_rest_go_on(
-    tmp_path: Path,
-) -> None:
-    journal = AsyncJournal(Journal(tmp_path / "j.sqlite3"))
-    claim(journal.sync, 1)
-    claim(journal.sync, 2)
-
-    async def scenario() -> bool:
-        # Kept while the disk was full: a result for a row that is gone by the time it is
-        # replayed (a user deleted it), then a good one behind it.
-        journal._deferred.append(lambda: journal.sync.record_result(S, 99, OK))
-        journal._deferred.append(lambda: journal.sync.record_result(S, 2, OK))
-        with capture_logs() as logged:
-            healthy = await journal.writable_again()
-        assert [line["event"] for line in logged] == [
-            "a journal write kept while the disk was full cannot be replayed"
-        ]
-        return healthy
-
-    try:
-        assert asyncio.run(scenario()) is True
-        assert not journal.deferring
-        entry = journal.sync.get(S, 2)
-        assert entry is not None
-        assert entry.state == FINISHED  # the write behind it was not held back
-    finally:
-        journal.close()
-
-
-def test_the_journal_thread_runs_calls_in_order_and_hands_back_results_and_errors() -> None:
-    thread = JournalThread()
-    done: list[int] = []
-
-    def step(n: int) -> int:
-        done.append(n)
-        return n * 10
-
-    def broken() -> None:
-        raise JournalWriteError("cannot write the journal (disk full)")
-
-    async def scenario() -> None:
-        futures = [thread.submit(lambda n=n: step(n)) for n in range(20)]
-        assert await asyncio.gather(*futures) == [n * 10 for n in range(20)]
-        with pytest.raises(JournalWriteError, match="disk full"):
-            await thread.submit(broken)
-        abandoned = thread.submit(lambda: step(99))
-        abandoned.cancel()  # its caller went away: the call still runs, nothing breaks
-        assert await thread.submit(lambda: step(100)) == 1000
-
-    try:
-        asyncio.run(scenario())
-        assert done == [*range(20), 99, 100]
-    finally:
-        thread.close()
-    with pytest.raises(RuntimeError, match="closed"):
-        asyncio.run(_submit_nothing(thread))
-
-
-async def _submit_nothing(thread: JournalThread) -> None:
-    await thread.submit(lambda: None)
 
 
 def test_of_a_runs_writes_only_the_claim_and_the_result_wait_for_the_disk(

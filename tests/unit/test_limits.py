@@ -13,16 +13,15 @@ from typing import Any, TypeVar
 
 import pytest
 
-from device_agent.agent.journal import AsyncJournal, Journal
+from device_agent.agent.daily_limit import MIN_BUDGET_USD, DailyLimit, spent
+from device_agent.agent.journal import Journal
+from device_agent.agent.journal_thread import AsyncJournal
 from device_agent.agent.limits import (
-    MIN_BUDGET_USD,
-    DailyLimit,
     Reached,
     count,
     limit_report,
     next_midnight,
     reached_limit,
-    spent,
     usd,
 )
 from device_agent.agent.result import ExitReason, Report, failure

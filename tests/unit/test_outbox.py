@@ -12,7 +12,8 @@ import httpx
 import pytest
 import respx
 
-from device_agent.agent.journal import AsyncJournal, Journal, JournalState, JournalWriteError
+from device_agent.agent.journal import Journal, JournalState, JournalWriteError
+from device_agent.agent.journal_thread import AsyncJournal
 from device_agent.agent.outbox import FINAL_409_NOTE, GiveUp, Outbox, after, never_give_up
 from device_agent.agent.result import ExitReason, Report
 from device_agent.server.client import AnswerKind, LobuClient

@@ -14,14 +14,15 @@ import pytest
 import respx
 from structlog.testing import capture_logs
 
-from device_agent.agent.journal import AsyncJournal, Entry, Journal, JournalState, JournalWriteError
+from device_agent.agent.journal import Entry, Journal, JournalState, JournalWriteError
+from device_agent.agent.journal_thread import AsyncJournal
 from device_agent.agent.outbox import Outbox, never_give_up
 from device_agent.agent.pipeline import MAX_ROUNDS, RunPipeline
 from device_agent.agent.result import ExitReason, Report
 from device_agent.config import Paths, Settings, validate
 from device_agent.executors.mcp_proxy import McpProxy
 from device_agent.executors.request import ExecutionRequest
-from device_agent.identity.credentials import TokenSource
+from device_agent.identity.tokens import TokenSource
 from device_agent.lanes import Done, Lane, Resume, Verdict
 from device_agent.server.client import Answer, LobuClient
 from device_agent.server.protocol import Claim, PayloadError

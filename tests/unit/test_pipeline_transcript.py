@@ -13,7 +13,8 @@ from pathlib import Path
 import httpx
 import respx
 
-from device_agent.agent.journal import AsyncJournal, Journal
+from device_agent.agent.journal import Journal
+from device_agent.agent.journal_thread import AsyncJournal
 from device_agent.agent.outbox import Outbox, never_give_up
 from device_agent.agent.pipeline import RunPipeline
 from device_agent.agent.result import Report

@@ -83,7 +83,7 @@ def test_a_transcript_goes_when_the_journal_prunes_its_run(tmp_path: Path) -> No
     assert transcripts.kept(journal, SERVER, 1) is None
     assert transcripts.kept(journal, SERVER, 2) is not None
     clock.advance(31 * 86400)
-    assert journal.prune() == 1  # past keep_days, at start-up
+    assert journal.prune().pruned == 1  # past keep_days, at start-up
     assert transcripts.kept(journal, SERVER, 2) is None
 
 
