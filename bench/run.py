@@ -128,9 +128,10 @@ def agent_process(home: str, url: str, token: str) -> Any:
     return process([*AGENT, "run"], agent_env(home, url, token, WORKER))
 
 
-def minimal_process(url: str, token: str, concurrency: int) -> Any:
+def minimal_process(url: str, token: str, concurrency: int, journal: str | None = None) -> Any:
+    """The baseline loop (bench/minimal_loop.py); with `journal`, keeping its two records."""
     argv = [sys.executable, str(HERE / "minimal_loop.py"), url, token, BASELINE_WORKER]
-    return process([*argv, str(concurrency)])
+    return process([*argv, str(concurrency), *([journal] if journal else [])])
 
 
 def queue_runs(state: DevState, worker: str, count: int, prompt: str = PROMPT) -> list[int]:
@@ -184,6 +185,11 @@ def bench_runs(runs: int, concurrency: int, spawn: float) -> list[Figure]:
         with minimal_process(server.url, token, concurrency) as minimal:
             base = measure_runs(state, minimal.pid, BASELINE_WORKER, runs)
         with (
+            tempfile.TemporaryDirectory() as scratch,
+            minimal_process(server.url, token, concurrency, f"{scratch}/journal") as minimal,
+        ):
+            journaled = measure_runs(state, minimal.pid, BASELINE_WORKER, runs)
+        with (
             agent_home(["cat"], concurrency=concurrency) as home,
             agent_process(home, server.url, token) as agent,
         ):
@@ -195,7 +201,14 @@ def bench_runs(runs: int, concurrency: int, spawn: float) -> list[Figure]:
             runs / ours.elapsed,
             runs / base.elapsed,
             "≥ 0.7× baseline",
-        )
+        ),
+        Figure(
+            f"throughput, concurrency {concurrency}, vs a loop that journals",
+            "runs/s",
+            runs / ours.elapsed,
+            runs / journaled.elapsed,
+            "(for reading)",
+        ),
     ]
     if concurrency == 1:
         figures += [
@@ -379,11 +392,11 @@ def bench_pickup(runs: int) -> Figure:
 
 
 def render(figures: list[Figure]) -> str:
-    rows = [f"{'figure':<42} {'device-agent':>14} {'baseline':>10} {'ratio':>7}  target"]
+    rows = [f"{'figure':<52} {'device-agent':>14} {'baseline':>10} {'ratio':>7}  target"]
     for f in figures:
         base = "-" if f.baseline is None else f"{f.baseline:10.1f}"
         ratio = "-" if f.ratio is None else f"{f.ratio:6.2f}x"
-        rows.append(f"{f.name:<42} {f.agent:9.1f} {f.unit:<4} {base:>10} {ratio:>7}  {f.target}")
+        rows.append(f"{f.name:<52} {f.agent:9.1f} {f.unit:<4} {base:>10} {ratio:>7}  {f.target}")
     return "\n".join(rows)
 
 

@@ -17,6 +17,8 @@ BENCH = Path(__file__).parents[2] / "bench" / "run.py"
 FIGURES = {
     "throughput, concurrency 1",
     "throughput, concurrency 4",
+    "throughput, concurrency 1, vs a loop that journals",
+    "throughput, concurrency 4, vs a loop that journals",
     "agent time per run beyond the CLI, p50",
     "CPU per run, CLI excluded",
     "pick-up of a run queued while idle, p50",
