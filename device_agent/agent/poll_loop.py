@@ -59,12 +59,13 @@ from device_agent.lanes.registration import (
     upgrade_required_message,
 )
 from device_agent.logs import get_logger
-from device_agent.server.client import Answer, AnswerKind, LobuClient
+from device_agent.server.client import POLL_BODY_CAP, Answer, AnswerKind, LobuClient
 from device_agent.server.protocol import (
     MIN_NEXT_POLL_SECONDS,
     Claim,
     Idle,
     PayloadError,
+    claim_in_head,
     parse_poll,
 )
 
@@ -460,6 +461,9 @@ class PollLoop:
         if answer.kind is AnswerKind.AUTH:
             return await self._token_refused(answer)
         if answer.kind is AnswerKind.TRANSIENT:
+            unreadable = _unreadable_claim(answer)
+            if unreadable is not None:
+                return unreadable
             message = answer.describe()
             if answer.timed_out:
                 # The server may have claimed a run for this poll anyway; it then shows as
@@ -756,3 +760,25 @@ async def _first_of(*aws: Awaitable[object]) -> None:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _unreadable_claim(answer: Answer) -> Claim | None:
+    """The run a 200 poll answer too large to read was handing over (its first bytes name
+    it), to be reported failed and never run; None for any other failed poll."""
+    if answer.status != 200 or not answer.refused_head:
+        return None
+    why = (
+        f"not run: the server handed this run over in an answer larger than the "
+        f"{POLL_BODY_CAP // (1024 * 1024)} MiB device-agent reads ({answer.message}); "
+        "make what the run carries smaller (a chat message, an automation's input) and "
+        "run it again"
+    )
+    claim = claim_in_head(answer.refused_head, why)
+    if claim is not None:
+        log.error(
+            "the server handed over a run too large to read; reporting it failed",
+            run_id=claim.run_id,
+            run_type=claim.run_type,
+            answer=answer.describe(),
+        )
+    return claim

@@ -157,6 +157,8 @@ class UnhandledLane:
 
 def read_claim(lane: Lane, claim: Claim) -> LaneRun | str:
     """The parsed run, or why it cannot be run. Never raises: a bad payload fails one run."""
+    if claim.unreadable is not None:
+        return claim.unreadable
     try:
         return lane.parse(claim)
     except PayloadError as exc:

@@ -65,6 +65,8 @@ class Answer:
     message: str
     retry_after: float | None = None
     timed_out: bool = False  # no answer in time: the server may still have acted on it
+    # The first bytes of an answer refused as too large (`AnswerTooLarge.head`), else b"".
+    refused_head: bytes = b""
 
     @property
     def ok(self) -> bool:
@@ -250,7 +252,7 @@ class LobuClient:
                 json=body,
             )
         except AnswerTooLarge as exc:
-            return Answer(AnswerKind.TRANSIENT, exc.status, None, str(exc))
+            return Answer(AnswerKind.TRANSIENT, exc.status, None, str(exc), refused_head=exc.head)
         except TimedOut as exc:
             return Answer(AnswerKind.TRANSIENT, None, None, f"timed out ({exc})", timed_out=True)
         except RequestFailed as exc:

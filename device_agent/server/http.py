@@ -39,6 +39,7 @@ from device_agent.errors import ConfigError
 CONNECT_TIMEOUT: Final = 10.0
 # The most bytes read from an answer unless a route says otherwise (a poll: 4 MiB).
 BODY_CAP: Final = 256 * 1024
+HEAD_KEPT: Final = 4096  # of an answer refused as too large (`AnswerTooLarge.head`)
 # httpx's own limits, but an idle connection is reused for 4 s only: a Node server (Node's
 # default keepAliveTimeout) closes it after 5 s, and a request must not race that close.
 LIMITS: Final = httpx.Limits(max_connections=100, max_keepalive_connections=20, keepalive_expiry=4)
@@ -60,11 +61,14 @@ class TimedOut(RequestFailed):
 
 
 class AnswerTooLarge(RequestFailed):
-    """An answer body past its cap: read no further."""
+    """An answer body past its cap: read no further. `head` is its first bytes (up to
+    `HEAD_KEPT`), for a caller that must know what the answer was about: a poll answer
+    handing over a run names the run first (docs/protocol.md, "Poll and claim")."""
 
-    def __init__(self, message: str, status: int) -> None:
+    def __init__(self, message: str, status: int, head: bytes = b"") -> None:
         super().__init__(message)
         self.status = status
+        self.head = head
 
 
 class OtherOrigin(RequestFailed):
@@ -269,18 +273,25 @@ async def _read_capped(response: httpx.Response, cap: int) -> bytes:
 
 
 async def _capped(response: httpx.Response, cap: int) -> AsyncIterator[bytes]:
-    """The body as it comes, refused as soon as it is declared or grows past `cap`."""
+    """The body as it comes, refused as soon as it is declared or grows past `cap`: an
+    answer declared too large is refused at its first chunk (one network read), which is
+    kept as the refusal's `head` like the first bytes of one that grew too large."""
     declared = response.headers.get("content-length", "")
+    refused = None
     if declared.isascii() and declared.isdigit() and int(declared) > cap:
-        raise AnswerTooLarge(
-            f"answer of {declared} bytes refused (the cap is {cap})", response.status_code
-        )
+        refused = f"answer of {declared} bytes refused (the cap is {cap})"
     size = 0
+    head = b""
     async for chunk in response.aiter_bytes():
+        head += chunk[: HEAD_KEPT - len(head)]
         size += len(chunk)
-        if size > cap:
-            raise AnswerTooLarge(f"answer over {cap} bytes refused", response.status_code)
+        if refused is None and size > cap:
+            refused = f"answer over {cap} bytes refused"
+        if refused is not None:
+            raise AnswerTooLarge(refused, response.status_code, head)
         yield chunk
+    if refused is not None:  # declared too large, and no body came
+        raise AnswerTooLarge(refused, response.status_code, head)
 
 
 def _failure(exc: httpx.HTTPError, client: httpx.AsyncClient, bearer: str | None) -> RequestFailed:

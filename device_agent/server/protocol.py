@@ -37,6 +37,9 @@ class Claim:
     run_type: str
     organization_id: str | None
     payload: Any
+    # Why the run cannot be read at all (its payload is not there): it is reported failed
+    # with these words and never run. None for a claim read from a whole answer.
+    unreadable: str | None = None
 
 
 @dataclass(frozen=True)
@@ -49,6 +52,30 @@ class Idle:
 
 
 PollAnswer = Claim | Idle
+
+
+# What names the run in a poll answer handing one over: top-level keys the server writes
+# before `payload` (after its own metadata, if any: docs/protocol.md, "Poll and claim").
+_RUN_ID: Final = re.compile(rb'"run_id"\s*:\s*([0-9]{1,18})\s*[,}]')
+_RUN_TYPE: Final = re.compile(rb'"run_type"\s*:\s*"([a-z_]{1,40})"')
+
+
+def claim_in_head(head: bytes, why: str) -> Claim | None:
+    """The run that a poll answer too large to read was handing over, from the answer's
+    first bytes (what precedes its `payload`); None when they do not name one. The server
+    claimed the run for this device as it answered: reported failed with `why`, it is not
+    left claimed until the server reaps it."""
+    before_payload = head.split(b'"payload"', 1)[0]
+    run_id, run_type = _RUN_ID.search(before_payload), _RUN_TYPE.search(before_payload)
+    if run_id is None or run_type is None or not head.lstrip().startswith(b"{"):
+        return None
+    return Claim(
+        int(run_id[1]),
+        run_type[1].decode("ascii"),
+        organization_id=None,
+        payload=None,
+        unreadable=why,
+    )
 
 
 def parse_poll(body: Any) -> PollAnswer:

@@ -280,25 +280,29 @@ def test_a_bad_payload_fails_that_turn_only(chat: ChatLab) -> None:
     asyncio.run(go())
 
 
-def test_a_poll_answer_over_the_clients_cap_leaves_the_loop_serving_the_next_turn(
+def test_a_turn_too_large_to_read_is_failed_saying_so_and_the_next_is_served(
     chat: ChatLab,
 ) -> None:
-    """A 10 MB message makes the poll answer bigger than the client reads (4 MiB): the claim
-    never reaches the lane and the server reaps that turn; the agent goes on."""
+    """A 10 MB message makes the poll answer bigger than the client reads (4 MiB). The
+    server claimed the turn as it answered: the agent reads which run it was from the
+    answer's first bytes and fails it with what to do, instead of leaving it claimed until
+    the server reaps it; no CLI sees it, and the next turn is served."""
     too_big = chat.state.queue_raw_run(
         WORKER, "chat_message", _raw_chat(message="x" * (10 * 1024 * 1024))
     )
 
     async def go() -> None:
-        async with chat.agent() as agent:
-            await wait_for_async(
-                lambda: chat.state.run(too_big).status == "running", what="the huge claim"
-            )
+        async with chat.agent():
+            await wait_for_async(acknowledged(chat.home, too_big), what="the huge turn's report")
             good = chat.state.post_message(chat.conversation(), "Still there?")
             await wait_for_async(acknowledged(chat.home, good), what="the next turn")
-            assert "refused" in (agent.status.last_error or "")  # said in status
-        assert too_big not in journal_rows(chat.home)
+        failed = chat.state.run(too_big)
+        assert failed.status == "failed"
+        assert "larger than the 4 MiB device-agent reads" in (failed.error or "")
+        assert "make what the run carries smaller" in (failed.error or "")
+        assert journal_rows(chat.home)[too_big]["exit_reason"] == "error_message"
         assert chat.state.run(good).status == "completed"
+        assert len(chat.prompts()) == 1  # only the good turn reached a CLI
 
     asyncio.run(go())
 

@@ -14,6 +14,7 @@ import pytest
 
 from device_agent.agent.backoff import Backoff
 from device_agent.server.client import BODY_CAP, POLL_BODY_CAP, Answer, AnswerKind, LobuClient
+from device_agent.server.http import HEAD_KEPT
 from device_agent.server.protocol import Idle, parse_poll
 from tests.support.servers import (
     HostileServer,
@@ -88,13 +89,21 @@ def test_a_huge_streamed_answer_is_refused_at_the_cap_not_buffered_whole() -> No
     assert server.sent[0].body_bytes < size // 4  # the client stopped reading early
 
 
-def test_a_huge_declared_answer_is_refused_before_reading() -> None:
+def test_a_huge_declared_answer_is_refused_at_its_first_bytes() -> None:
     async def heartbeat(client: LobuClient) -> Answer:
         return await client.heartbeat(run_id=1, worker_id="w1")
 
     answer, _ = against([huge(BODY_CAP * 4, declared=True)], heartbeat)
     assert answer.kind is AnswerKind.TRANSIENT
     assert f"the cap is {BODY_CAP}" in answer.message
+    assert answer.refused_head == b"x" * HEAD_KEPT  # kept for the caller
+
+
+@pytest.mark.parametrize("declared", [True, False], ids=["declared", "streamed"])
+def test_a_refused_answer_keeps_its_first_bytes_and_no_more(declared: bool) -> None:
+    answer, _ = against([huge(POLL_BODY_CAP + 1, declared=declared)], poll)
+    assert answer.status == 200
+    assert answer.refused_head == b"x" * HEAD_KEPT
 
 
 def test_a_redirect_is_not_followed_with_the_token() -> None:

@@ -5,9 +5,16 @@ from typing import Any
 import pytest
 
 from device_agent.agent.result import ExitReason, Report
-from device_agent.lanes import UnhandledLane
+from device_agent.lanes import UnhandledLane, lane_for
+from device_agent.lanes.base import read_claim
 from device_agent.lanes.watcher.lane import WATCHER
-from device_agent.server.protocol import Idle, PayloadError, parse_poll, parse_watcher_run
+from device_agent.server.protocol import (
+    Idle,
+    PayloadError,
+    claim_in_head,
+    parse_poll,
+    parse_watcher_run,
+)
 from tests.support.claims import DELETE, watcher_claim
 
 
@@ -130,3 +137,37 @@ def test_report_bodies_follow_the_protocol() -> None:
         "status": "failed",
         "error_message": "boom",
     }
+
+
+WHY = "not run: too large"
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b'{"run_id":812,"run_type":"chat_message","organization_id":"o","payload":{"mess',
+        # An upstream server writes its own metadata first.
+        b'{"server_time":"2026-12-08T00:00:00Z","run_id":812,"run_type":"chat_message",'
+        b'"payload":{"run_id":1,"run_type":"watcher","message":"xx',
+        b'{ "run_id": 812, "run_type": "chat_message", "payload": {"x',
+    ],
+)
+def test_the_run_of_an_answer_too_large_to_read_is_named_by_its_head(head: bytes) -> None:
+    claim = claim_in_head(head, WHY)
+    assert claim is not None
+    assert (claim.run_id, claim.run_type, claim.unreadable) == (812, "chat_message", WHY)
+    assert read_claim(lane_for(claim.run_type), claim) == WHY
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b'{"next_poll_seconds":1,"skipped_run_id":812,"error":"xxxxxxxx',  # not a claim
+        b'{"payload":{"run_id":1,"run_type":"watcher"},"run_id":812,"run_type":"x"}',
+        b'{"run_type":"chat_message","organization_id":"o","payload":{"run_id":5',
+        b'"xxxxxxxx',  # not an object at all
+        b"",
+    ],
+)
+def test_a_head_that_names_no_run_before_its_payload_is_no_claim(head: bytes) -> None:
+    assert claim_in_head(head, WHY) is None
