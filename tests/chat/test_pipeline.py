@@ -12,12 +12,12 @@ import respx
 
 from device_agent.agent.journal import Journal
 from device_agent.agent.journal_thread import AsyncJournal
-from device_agent.agent.outbox import Outbox, never_give_up
-from device_agent.agent.pipeline import RunPipeline
+from device_agent.agent.outbox import never_give_up
 from device_agent.config import Paths, Settings, validate
 from device_agent.server.client import LobuClient
 from device_agent.server.protocol import Claim
-from tests.unit.test_pipeline import RecordingExecutor, StaticToken
+from tests.support.pipeline import StaticToken, pipeline_for
+from tests.unit.test_pipeline import RecordingExecutor
 
 from .claims import answer
 
@@ -43,23 +43,7 @@ def run_turn(tmp_path: Path, payload: Any) -> tuple[list[dict[str, Any]], Record
                 200, json={"ok": True, "status": "failed"}
             )
             async with LobuClient(ORIGIN, StaticToken().current) as client:
-                outbox = Outbox(
-                    client,
-                    journal,
-                    server=ORIGIN,
-                    worker_id="w1",
-                    server_error_budget=8,
-                    max_backoff=0.01,
-                )
-                pipeline = RunPipeline(
-                    settings,
-                    worker_id="w1",
-                    client=client,
-                    executor=executor,  # type: ignore[arg-type]
-                    journal=journal,
-                    outbox=outbox,
-                    tokens=StaticToken(),
-                )
+                pipeline = pipeline_for(settings, client, journal, executor)
                 claim = Claim(901, "chat_message", "org_1", payload)
                 await pipeline.run(claim, lambda: None, never_give_up)
             bodies = [json.loads(call.request.content) for call in complete.calls]

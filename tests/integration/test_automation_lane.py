@@ -10,9 +10,8 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
@@ -20,38 +19,19 @@ import pytest
 
 from device_agent.agent.app import run_agent
 from device_agent.agent.poll_loop import UPGRADE_CHECK_SECONDS, PollLoop
-from device_agent.config import Paths, Settings, validate
 from device_agent.devserver import DevServer, DevState
 from device_agent.errors import ExitCode
-from tests.support.agent import install_fake, journal_rows
+from tests.support.agent import journal_rows
 from tests.support.devserver import poll_requests
 from tests.support.inprocess import RecordedWaits
+from tests.support.lanelab import LaneLab, open_lane_lab
 from tests.support.processes import alive
 from tests.support.waiting import wait_for, wait_for_async
 
 WORKER = "headless:autolane"
 
 
-@dataclass
-class AutoLab:
-    state: DevState
-    token: str
-    home: Path
-    reports: Path  # $FAKE_REPORT: the fake writes <this>.1 and <this>.2 (nudged rounds)
-    cli_log: Path
-
-    def settings(self, url: str, **overrides: Any) -> Settings:
-        values: dict[str, Any] = {
-            "server": url,
-            "token": self.token,
-            "worker_id": WORKER,
-            "heartbeat_seconds": 0.2,
-            "max_backoff_seconds": 0.5,
-            "shutdown_grace_seconds": 0.2,
-            "paths": Paths.resolve({"DEVICE_AGENT_HOME": str(self.home)}),
-        } | overrides
-        return validate(Settings(**values))
-
+class AutoLab(LaneLab):
     def automation(self, prompt: str, **kw: Any) -> str:
         return self.state.add_automation(prompt, name="Digest", pinned_worker_id=WORKER, **kw)
 
@@ -59,43 +39,25 @@ class AutoLab:
         return [json.loads(p.read_text()) for p in sorted(self.cli_log.glob("*.json"))]
 
     def seen(self, round_: int = 1) -> dict[str, Any]:
+        """What the fake saw in round `round_` (it writes <reports>.1, .2, … per round)."""
         data: dict[str, Any] = json.loads(Path(f"{self.reports}.{round_}").read_text())
         return data
 
-    @asynccontextmanager
-    async def agent(self, **overrides: Any) -> AsyncIterator[tuple[DevServer, PollLoop]]:
-        agents: list[PollLoop] = []
-        async with DevServer(self.state) as server:
-            task = asyncio.create_task(
-                run_agent(
-                    self.settings(server.url, **overrides),
-                    token=self.token,
-                    worker_id=WORKER,
-                    handle_signals=False,
-                    started=agents.append,
-                )
-            )
-            await wait_for_async(lambda: agents or task.done(), what="the agent to start")
-            try:
-                yield server, agents[0]
-            finally:
-                agents[0].request_stop()
-                agents[0].request_stop()
-                assert await task == ExitCode.OK
+    def agent(self, **overrides: Any) -> AbstractAsyncContextManager[tuple[DevServer, PollLoop]]:
+        return self.running(**overrides)
 
 
 @pytest.fixture
 def auto(tmp_path: Path, isolated_home: Path, monkeypatch: pytest.MonkeyPatch) -> AutoLab:
-    bin_dir = tmp_path / "bin"
-    install_fake(bin_dir, "claude_automation", "claude")
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
-    cli_log = tmp_path / "cli-log"
-    cli_log.mkdir()
-    reports = tmp_path / "seen"
-    monkeypatch.setenv("FAKE_CLI_LOG", str(cli_log))
-    monkeypatch.setenv("FAKE_REPORT", str(reports))
-    state = DevState(create_checkin_watcher=False, lane="automation", next_poll_seconds=0.2)
-    return AutoLab(state, state.add_token(), isolated_home, reports, cli_log)
+    return open_lane_lab(
+        AutoLab,
+        fake="claude_automation",
+        worker=WORKER,
+        reports="seen",
+        tmp_path=tmp_path,
+        home=isolated_home,
+        monkeypatch=monkeypatch,
+    )
 
 
 def settled(state: DevState, run_id: int) -> Callable[[], bool]:

@@ -11,44 +11,23 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from device_agent.agent.app import run_agent
 from device_agent.agent.poll_loop import PollLoop
-from device_agent.config import Paths, Settings, validate
 from device_agent.devserver import DevServer, DevState
 from device_agent.errors import ExitCode
-from tests.support.agent import install_fake, journal_rows
+from tests.support.agent import journal_rows
+from tests.support.lanelab import LaneLab, open_lane_lab
 from tests.support.processes import alive
 from tests.support.waiting import wait_for, wait_for_async
 
 WORKER = "headless:chatlane"
 
 
-@dataclass
-class ChatLab:
-    state: DevState
-    token: str
-    home: Path
-    reports: Path  # $FAKE_REPORT: what the fake saw of its latest run
-    cli_log: Path
-
-    def settings(self, url: str, **overrides: Any) -> Settings:
-        values: dict[str, Any] = {
-            "server": url,
-            "token": self.token,
-            "worker_id": WORKER,
-            "heartbeat_seconds": 0.2,
-            "max_backoff_seconds": 0.5,
-            "shutdown_grace_seconds": 0.2,
-            "paths": Paths.resolve({"DEVICE_AGENT_HOME": str(self.home)}),
-        } | overrides
-        return validate(Settings(**values))
-
+class ChatLab(LaneLab):
     def conversation(self, **kw: Any) -> str:
         return self.state.add_conversation(WORKER, **kw)
 
@@ -62,39 +41,21 @@ class ChatLab:
 
     @asynccontextmanager
     async def agent(self, **overrides: Any) -> AsyncIterator[PollLoop]:
-        agents: list[PollLoop] = []
-        async with DevServer(self.state) as server:
-            task = asyncio.create_task(
-                run_agent(
-                    self.settings(server.url, **overrides),
-                    token=self.token,
-                    worker_id=WORKER,
-                    handle_signals=False,
-                    started=agents.append,
-                )
-            )
-            await wait_for_async(lambda: agents or task.done(), what="the agent to start")
-            try:
-                yield agents[0]
-            finally:
-                agents[0].request_stop()
-                agents[0].request_stop()
-                assert await task == ExitCode.OK
+        async with self.running(**overrides) as (_, agent):
+            yield agent
 
 
 @pytest.fixture
 def chat(tmp_path: Path, isolated_home: Path, monkeypatch: pytest.MonkeyPatch) -> ChatLab:
-    bin_dir = tmp_path / "bin"
-    install_fake(bin_dir, "claude_chat", "claude")
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
-    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.local/bin with a real CLI in it
-    cli_log = tmp_path / "cli-log"
-    cli_log.mkdir()
-    reports = tmp_path / "seen.json"
-    monkeypatch.setenv("FAKE_CLI_LOG", str(cli_log))
-    monkeypatch.setenv("FAKE_REPORT", str(reports))
-    state = DevState(create_checkin_watcher=False, lane="automation", next_poll_seconds=0.2)
-    return ChatLab(state, state.add_token(), isolated_home, reports, cli_log)
+    return open_lane_lab(
+        ChatLab,
+        fake="claude_chat",
+        worker=WORKER,
+        reports="seen.json",
+        tmp_path=tmp_path,
+        home=isolated_home,
+        monkeypatch=monkeypatch,
+    )
 
 
 def answered(state: DevState, run_id: int) -> Callable[[], bool]:

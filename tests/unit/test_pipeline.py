@@ -16,16 +16,16 @@ from structlog.testing import capture_logs
 
 from device_agent.agent.journal import Entry, Journal, JournalState, JournalWriteError
 from device_agent.agent.journal_thread import AsyncJournal
-from device_agent.agent.outbox import Outbox, never_give_up
-from device_agent.agent.pipeline import MAX_ROUNDS, RunPipeline
+from device_agent.agent.outbox import never_give_up
+from device_agent.agent.pipeline import MAX_ROUNDS
 from device_agent.agent.result import ExitReason, Report
 from device_agent.config import Paths, Settings, validate
 from device_agent.executors.mcp_proxy import McpProxy
 from device_agent.executors.request import ExecutionRequest
-from device_agent.identity.tokens import TokenSource
 from device_agent.lanes import Done, Lane, Resume, Verdict
 from device_agent.server.client import Answer, LobuClient
 from device_agent.server.protocol import Claim, PayloadError
+from tests.support.pipeline import StaticToken, pipeline_for
 
 ORIGIN = "http://127.0.0.1:9"
 RUN_ID = 5
@@ -119,11 +119,6 @@ class RecordingExecutor:
         return Report(f"round {len(self.prompts)}", None, 1, 0, None, ExitReason.OK)
 
 
-class StaticToken(TokenSource):
-    def current(self) -> str:
-        return "owl_pat_" + "p" * 32
-
-
 @dataclass
 class Outcome:
     answer: Answer | None
@@ -166,24 +161,8 @@ def run_claim(
                 beats.mock(side_effect=heartbeats)
             complete = mock.post(ROUTE).mock(side_effect=answers)
             async with LobuClient(ORIGIN, StaticToken().current) as client:
-                outbox = Outbox(
-                    client,
-                    journal,
-                    server=ORIGIN,
-                    worker_id="w1",
-                    server_error_budget=8,
-                    max_backoff=0.01,
-                    lanes=lambda run_type: lane,
-                )
-                pipeline = RunPipeline(
-                    settings,
-                    worker_id="w1",
-                    client=client,
-                    executor=executor,  # type: ignore[arg-type]
-                    journal=journal,
-                    outbox=outbox,
-                    tokens=StaticToken(),
-                    lanes=lambda run_type: lane,
+                pipeline = pipeline_for(
+                    settings, client, journal, executor, lanes=lambda run_type: lane
                 )
                 claim = Claim(RUN_ID, "test", None, {"anything": True})
                 answer = await pipeline.run(claim, lambda: freed.append(RUN_ID), never_give_up)

@@ -15,8 +15,7 @@ import respx
 
 from device_agent.agent.journal import Journal
 from device_agent.agent.journal_thread import AsyncJournal
-from device_agent.agent.outbox import Outbox, never_give_up
-from device_agent.agent.pipeline import RunPipeline
+from device_agent.agent.outbox import never_give_up
 from device_agent.agent.result import Report
 from device_agent.config import Paths, Settings, validate
 from device_agent.executors.readers import Usage
@@ -24,6 +23,7 @@ from device_agent.executors.request import ExecutionRequest
 from device_agent.executors.transcript import Round, Text, ToolResult, ToolUse
 from device_agent.server.client import TRANSCRIPT_ROUTE, LobuClient
 from device_agent.server.protocol import Claim
+from tests.support.pipeline import StaticToken, pipeline_for
 from tests.unit.test_pipeline import (
     ORIGIN,
     ROUTE,
@@ -31,7 +31,6 @@ from tests.unit.test_pipeline import (
     RecordingExecutor,
     ResumingLane,
     SimpleRun,
-    StaticToken,
     resume,
 )
 
@@ -116,24 +115,8 @@ def run_with_session(
             mock.post(ROUTE).mock(side_effect=answers)
             upload = mock.post(TRANSCRIPT_ROUTE).mock(side_effect=uploads)
             async with LobuClient(ORIGIN, StaticToken().current) as client:
-                outbox = Outbox(
-                    client,
-                    journal,
-                    server=ORIGIN,
-                    worker_id="w1",
-                    server_error_budget=8,
-                    max_backoff=0.01,
-                    lanes=lambda run_type: lane,
-                )
-                pipeline = RunPipeline(
-                    settings,
-                    worker_id="w1",
-                    client=client,
-                    executor=executor,  # type: ignore[arg-type]
-                    journal=journal,
-                    outbox=outbox,
-                    tokens=StaticToken(),
-                    lanes=lambda run_type: lane,
+                pipeline = pipeline_for(
+                    settings, client, journal, executor, lanes=lambda run_type: lane
                 )
                 claim = Claim(RUN_ID, "test", None, {"anything": True})
                 await pipeline.run(claim, lambda: None, never_give_up)

@@ -1,0 +1,94 @@
+"""An in-process lab for the lanes of current Lobu servers: the dev server in automation
+mode, an agent home, a fake CLI on PATH that logs each run, and the agent run with
+`run_agent` in the test's own event loop (the automation and chat lane integration tests)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from device_agent.agent.app import run_agent
+from device_agent.agent.poll_loop import PollLoop
+from device_agent.config import Paths, Settings, validate
+from device_agent.devserver import DevServer, DevState
+from device_agent.errors import ExitCode
+from tests.support.agent import install_fake
+from tests.support.waiting import wait_for_async
+
+
+@dataclass
+class LaneLab:
+    state: DevState
+    token: str
+    home: Path
+    reports: Path  # $FAKE_REPORT: what the fake saw of its runs
+    cli_log: Path  # $FAKE_CLI_LOG: one JSON file per run the fake was started for
+    worker: str
+
+    def settings(self, url: str, **overrides: Any) -> Settings:
+        """Quick beats, backoff and stop, so that no test waits for real-world periods."""
+        values: dict[str, Any] = {
+            "server": url,
+            "token": self.token,
+            "worker_id": self.worker,
+            "heartbeat_seconds": 0.2,
+            "max_backoff_seconds": 0.5,
+            "shutdown_grace_seconds": 0.2,
+            "paths": Paths.resolve({"DEVICE_AGENT_HOME": str(self.home)}),
+        } | overrides
+        return validate(Settings(**values))
+
+    @asynccontextmanager
+    async def running(self, **overrides: Any) -> AsyncIterator[tuple[DevServer, PollLoop]]:
+        """The dev server and the agent polling it, stopped (and its exit checked) after."""
+        agents: list[PollLoop] = []
+        async with DevServer(self.state) as server:
+            task = asyncio.create_task(
+                run_agent(
+                    self.settings(server.url, **overrides),
+                    token=self.token,
+                    worker_id=self.worker,
+                    handle_signals=False,
+                    started=agents.append,
+                )
+            )
+            await wait_for_async(lambda: agents or task.done(), what="the agent to start")
+            try:
+                yield server, agents[0]
+            finally:
+                agents[0].request_stop()
+                agents[0].request_stop()  # a second stop hurries the drain
+                assert await task == ExitCode.OK
+
+
+LabT = TypeVar("LabT", bound=LaneLab)
+
+
+def open_lane_lab(
+    kind: type[LabT],
+    *,
+    fake: str,
+    worker: str,
+    reports: str,
+    tmp_path: Path,
+    home: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> LabT:
+    """A lab of `kind` whose fake CLI `fake` answers as `claude` on PATH."""
+    bin_dir = tmp_path / "bin"
+    install_fake(bin_dir, fake, "claude")
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.local/bin with a real CLI in it
+    cli_log = tmp_path / "cli-log"
+    cli_log.mkdir()
+    monkeypatch.setenv("FAKE_CLI_LOG", str(cli_log))
+    monkeypatch.setenv("FAKE_REPORT", str(tmp_path / reports))
+    state = DevState(create_checkin_watcher=False, lane="automation", next_poll_seconds=0.2)
+    return kind(state, state.add_token(), home, tmp_path / reports, cli_log, worker)
