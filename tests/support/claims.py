@@ -7,6 +7,9 @@ the field.
 
     watcher_answer({"watcher.agent_kind": None})      # the JSON the server sends
     automation_claim({"automation.name": "Nightly"})  # what parse_poll makes of it
+
+`journal_claim` records a watcher run's claim in a journal, as the pipeline does before
+the run's CLI starts; `OK` is a successful run's report.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ from __future__ import annotations
 import copy
 from typing import Any, Final
 
+from device_agent.agent.journal import Journal
+from device_agent.agent.result import ExitReason, Report
 from device_agent.server.protocol import Claim, parse_poll
 
 SESSION_TOKEN = "owl_pat_SessionTokenForThisRunOnly000001"
@@ -133,3 +138,27 @@ def _parsed(answer: dict[str, Any]) -> Claim:
     parsed = parse_poll(answer)
     assert isinstance(parsed, Claim), parsed
     return parsed
+
+
+JOURNAL_SERVER: Final = "http://127.0.0.1:1"
+OK: Final = Report(
+    output="out",
+    error=None,
+    duration_ms=5,
+    exit_code=0,
+    exit_signal=None,
+    exit_reason=ExitReason.OK,
+)
+
+
+def journal_claim(journal: Journal, run_id: int, *, server: str = JOURNAL_SERVER) -> bool:
+    """Record watcher run `run_id` as claimed; False if the journal had it already."""
+    return journal.record_claim(
+        server,
+        run_id,
+        run_type="watcher",
+        watcher_id="1",
+        watcher_name="w",
+        agent_kind="demo",
+        payload_digest="d",
+    )

@@ -23,16 +23,9 @@ from device_agent.agent.journal import (
     head_and_tail,
 )
 from device_agent.agent.result import ExitReason, Report
+from tests.support.claims import JOURNAL_SERVER, OK, journal_claim
 
-S = "http://127.0.0.1:1"
-OK = Report(
-    output="out",
-    error=None,
-    duration_ms=5,
-    exit_code=0,
-    exit_signal=None,
-    exit_reason=ExitReason.OK,
-)
+S = JOURNAL_SERVER
 
 
 class FakeClock:
@@ -43,22 +36,10 @@ class FakeClock:
         return self.now
 
 
-def claim(journal: Journal, run_id: int) -> bool:
-    return journal.record_claim(
-        S,
-        run_id,
-        run_type="watcher",
-        watcher_id="1",
-        watcher_name="w",
-        agent_kind="demo",
-        payload_digest="d",
-    )
-
-
 def test_claim_is_recorded_once(tmp_path: Path) -> None:
     journal = Journal(tmp_path / "j.sqlite3")
-    assert claim(journal, 1) is True
-    assert claim(journal, 1) is False
+    assert journal_claim(journal, 1) is True
+    assert journal_claim(journal, 1) is False
     entry = journal.get(S, 1)
     assert entry is not None
     assert entry.state == CLAIMED
@@ -67,7 +48,7 @@ def test_claim_is_recorded_once(tmp_path: Path) -> None:
 def test_result_survives_reopening(tmp_path: Path) -> None:
     path = tmp_path / "j.sqlite3"
     journal = Journal(path)
-    claim(journal, 1)
+    journal_claim(journal, 1)
     report = dataclasses.replace(OK, details={"cost_usd": 0.1})
     written = journal.record_result(S, 1, report)
     journal.close()
@@ -81,7 +62,7 @@ def test_result_survives_reopening(tmp_path: Path) -> None:
 
 def test_next_round_claims_the_run_again_with_its_attempt(tmp_path: Path) -> None:
     journal = Journal(tmp_path / "j.sqlite3")
-    claim(journal, 1)
+    journal_claim(journal, 1)
     journal.record_result(S, 1, OK)
     journal.next_round(S, 1, 2)
     entry = journal.get(S, 1)
@@ -102,7 +83,7 @@ def test_a_journal_from_before_finalize_attempt_gains_the_column(tmp_path: Path)
     )
     old.close()
     journal = Journal(path)
-    claim(journal, 1)
+    journal_claim(journal, 1)
     entry = journal.get(S, 1)
     assert entry is not None
     assert entry.finalize_attempt == 0
@@ -115,7 +96,7 @@ def test_journal_file_is_private(tmp_path: Path) -> None:
 
 def test_output_is_capped(tmp_path: Path) -> None:
     journal = Journal(tmp_path / "j.sqlite3", output_cap=10)
-    claim(journal, 1)
+    journal_claim(journal, 1)
     journal.record_result(S, 1, Report("x" * 100, None, 1, 0, None, ExitReason.OK))
     entry = journal.get(S, 1)
     assert entry is not None
@@ -124,7 +105,7 @@ def test_output_is_capped(tmp_path: Path) -> None:
 
 def test_an_output_the_executor_already_cut_at_the_cap_is_kept_whole(tmp_path: Path) -> None:
     journal = Journal(tmp_path / "j.sqlite3", output_cap=10)
-    claim(journal, 1)
+    journal_claim(journal, 1)
     cut = "x" * 10 + "\n[output truncated]"
     journal.record_result(S, 1, Report(cut, None, 1, 0, None, ExitReason.OK))
     entry = journal.get(S, 1)
@@ -134,7 +115,7 @@ def test_an_output_the_executor_already_cut_at_the_cap_is_kept_whole(tmp_path: P
 
 def test_record_result_returns_the_row_without_reading_the_output_back(tmp_path: Path) -> None:
     journal = Journal(tmp_path / "j.sqlite3")
-    claim(journal, 1)
+    journal_claim(journal, 1)
     output = "y" * 1000
     entry = journal.record_result(S, 1, dataclasses.replace(OK, output=output))
     assert entry.output is output  # the caller's string, not a second copy from the database
@@ -147,7 +128,7 @@ def test_record_result_returns_the_output_as_stored_so_it_is_what_gets_delivered
     tmp_path: Path,
 ) -> None:
     journal = Journal(tmp_path / "j.sqlite3")
-    claim(journal, 1)
+    journal_claim(journal, 1)
     entry = journal.record_result(S, 1, dataclasses.replace(OK, output="a\udc80b"))
     assert entry.output == "a\ufffdb"  # a lone surrogate cannot be UTF-8: replaced, as stored
     assert entry == journal.get(S, 1)
@@ -163,7 +144,7 @@ def test_prune_never_drops_pending_or_dead_rows(tmp_path: Path) -> None:
     clock = FakeClock()
     journal = Journal(tmp_path / "j.sqlite3", clock=clock, retention=Retention(keep_days=30))
     for run_id, state in enumerate([ACKNOWLEDGED, ABANDONED, DEAD, FINISHED, CLAIMED], start=1):
-        claim(journal, run_id)
+        journal_claim(journal, run_id)
         if state != CLAIMED:
             journal.record_result(S, run_id, OK)
         if state in (ACKNOWLEDGED, ABANDONED, DEAD):
@@ -180,7 +161,7 @@ def test_retention_by_count_is_applied_every_prune_every_settled_runs(tmp_path: 
     kept = []
     for run_id in range(1, 10):
         clock.now += 1
-        claim(journal, run_id)
+        journal_claim(journal, run_id)
         journal.record_result(S, run_id, OK)
         journal.settle(S, run_id, state=ACKNOWLEDGED, answer="completed", message=None)
         kept.append(journal.counts()[ACKNOWLEDGED])  # while running, not at start
@@ -197,7 +178,7 @@ def test_retention_by_count_is_applied_at_each_settled_run_when_keep_rows_is_sma
     journal = Journal(tmp_path / "j.sqlite3", clock=clock, retention=Retention(keep_rows=2))
     for run_id in range(1, 6):
         clock.now += 1
-        claim(journal, run_id)
+        journal_claim(journal, run_id)
         journal.record_result(S, run_id, OK)
         journal.settle(S, run_id, state=ACKNOWLEDGED, answer="completed", message=None)
         assert journal.counts()[ACKNOWLEDGED] == min(run_id, 2)
@@ -228,7 +209,7 @@ def test_retention_runs_before_its_count_once_the_file_grew_by_prune_at_bytes(
     journal.prune()
     kept = []
     for run_id in range(1, 9):  # 3 MiB each: the file grows by PRUNE_AT_BYTES every 2 runs
-        claim(journal, run_id)
+        journal_claim(journal, run_id)
         journal.record_result(S, run_id, dataclasses.replace(OK, output="w" * (3 << 20)))
         journal.settle(S, run_id, state=ACKNOWLEDGED, answer="completed", message=None)
         kept.append(journal.counts()[ACKNOWLEDGED])
@@ -241,11 +222,11 @@ def test_retention_by_age_is_applied_as_runs_settle(tmp_path: Path) -> None:
     retention = Retention(keep_days=1, prune_every=1)
     journal = Journal(tmp_path / "j.sqlite3", clock=clock, retention=retention)
     for run_id in (1, 2):
-        claim(journal, run_id)
+        journal_claim(journal, run_id)
         journal.record_result(S, run_id, OK)
         journal.settle(S, run_id, state=ABANDONED, answer="stopped by server", message=None)
         clock.now += 2 * 86400  # the next run settles two days later
-    claim(journal, 3)
+    journal_claim(journal, 3)
     journal.record_result(S, 3, OK)
     assert [e.run_id for e in journal.recent(10)] == [3, 2]  # run 1 went when 2 settled
     journal.settle(S, 3, state=ACKNOWLEDGED, answer="completed", message=None)
@@ -256,7 +237,7 @@ def test_a_settled_output_keeps_its_head_and_tail_within_the_budget(tmp_path: Pa
     journal = Journal(tmp_path / "j.sqlite3", retention=Retention(keep_output_bytes=4096))
     output = "HEAD" + "é" * 50_000 + "x" * 50_000 + "TAIL"
     for run_id, state in ((1, ACKNOWLEDGED), (2, DEAD), (3, FINISHED)):
-        claim(journal, run_id)
+        journal_claim(journal, run_id)
         journal.record_result(S, run_id, dataclasses.replace(OK, output=output))
         if state != FINISHED:
             journal.settle(S, run_id, state=state, answer="a", message=None)
@@ -293,7 +274,7 @@ def test_the_file_shrinks_after_a_prune(tmp_path: Path) -> None:
     roomy = Retention(keep_output_bytes=8 << 20)  # nothing cut: only pruning frees space
     journal = Journal(path, retention=roomy)
     for run_id in range(1, 7):
-        claim(journal, run_id)
+        journal_claim(journal, run_id)
         journal.record_result(S, run_id, dataclasses.replace(OK, output="z" * (3 << 20)))
         journal.settle(S, run_id, state=ACKNOWLEDGED, answer="completed", message=None)
     journal.close()
@@ -311,7 +292,7 @@ def test_the_file_stays_small_while_large_outputs_settle(tmp_path: Path) -> None
     journal = Journal(path, retention=Retention(keep_rows=3), reclaim_at=1 << 20)
     sizes = []
     for run_id in range(1, 13):  # 12 outputs of 3 MiB: 36 MiB if kept
-        claim(journal, run_id)
+        journal_claim(journal, run_id)
         journal.record_result(S, run_id, dataclasses.replace(OK, output="y" * (3 << 20)))
         journal.settle(S, run_id, state=ACKNOWLEDGED, answer="completed", message=None)
         sizes.append(disk_bytes(path))
@@ -365,7 +346,7 @@ def test_an_older_journal_is_converted_to_give_space_back_and_shrinks(tmp_path: 
 def test_queries_that_list_runs_read_no_output(tmp_path: Path) -> None:
     journal = Journal(tmp_path / "j.sqlite3")
     for run_id in range(1, 4):
-        claim(journal, run_id)
+        journal_claim(journal, run_id)
         journal.record_result(S, run_id, dataclasses.replace(OK, output="big" * 100_000))
     journal.settle(S, 1, state=ACKNOWLEDGED, answer="completed", message=None)
     reads = output_reads(journal)
@@ -418,13 +399,13 @@ def test_a_held_poll_with_no_end_and_no_claim_since_is_found_by_the_next_start(
 
     clock.now += 1
     journal.poll_held(S)
-    claim(journal, 7)  # answered with a run: its claim is the poll's end
+    journal_claim(journal, 7)  # answered with a run: its claim is the poll's end
     assert journal.unanswered_poll() is None
 
 
 def test_rows_are_kept_per_server(tmp_path: Path) -> None:
     journal = Journal(tmp_path / "j.sqlite3")
-    claim(journal, 1)
+    journal_claim(journal, 1)
     journal.record_claim(
         "https://other",
         1,
@@ -440,7 +421,7 @@ def test_rows_are_kept_per_server(tmp_path: Path) -> None:
 
 def test_a_reused_run_id_with_another_payload_replaces_a_settled_row(tmp_path: Path) -> None:
     journal = Journal(tmp_path / "j.sqlite3")
-    claim(journal, 1)
+    journal_claim(journal, 1)
     journal.settle(S, 1, state=ACKNOWLEDGED, answer="completed", message=None)
     same = journal.record_claim(
         S,
@@ -469,7 +450,7 @@ def test_a_reused_run_id_with_another_payload_replaces_a_settled_row(tmp_path: P
 
 def test_a_pending_row_is_never_replaced(tmp_path: Path) -> None:
     journal = Journal(tmp_path / "j.sqlite3")
-    claim(journal, 1)
+    journal_claim(journal, 1)
     journal.record_result(S, 1, OK)
     assert not journal.record_claim(
         S,
@@ -492,7 +473,7 @@ def test_of_a_runs_writes_only_the_claim_and_the_result_wait_for_the_disk(
     statements: list[str] = []
     journal._db.set_trace_callback(statements.append)
     journal.poll_held(S)
-    claim(journal, 1)
+    journal_claim(journal, 1)
     journal.usage.start_round(S, 1, 1, day="2026-01-01", started_at=1.0, agent_kind="demo")
     journal.usage.finish_round(S, 1, 1, cost_usd=0.5, tokens_in=1, tokens_out=2)
     transcripts.save(journal, S, 1, "{}\n", rounds=1)

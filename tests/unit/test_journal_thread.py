@@ -18,37 +18,17 @@ from device_agent.agent.journal import (
     Upkeep,
 )
 from device_agent.agent.journal_thread import AsyncJournal, JournalThread
-from device_agent.agent.result import ExitReason, Report
+from tests.support.claims import JOURNAL_SERVER, OK, journal_claim
 
-S = "http://127.0.0.1:1"
-OK = Report(
-    output="out",
-    error=None,
-    duration_ms=5,
-    exit_code=0,
-    exit_signal=None,
-    exit_reason=ExitReason.OK,
-)
-
-
-def claim(journal: Journal, run_id: int) -> bool:
-    return journal.record_claim(
-        S,
-        run_id,
-        run_type="watcher",
-        watcher_id="1",
-        watcher_name="w",
-        agent_kind="demo",
-        payload_digest="d",
-    )
+S = JOURNAL_SERVER
 
 
 def test_a_deferred_write_that_can_never_be_replayed_is_dropped_and_the_rest_go_on(
     tmp_path: Path,
 ) -> None:
     journal = AsyncJournal(Journal(tmp_path / "j.sqlite3"))
-    claim(journal.sync, 1)
-    claim(journal.sync, 2)
+    journal_claim(journal.sync, 1)
+    journal_claim(journal.sync, 2)
 
     async def scenario() -> bool:
         # Kept while the disk was full: a result for a row that is gone by the time it is
