@@ -141,6 +141,16 @@ def _parsed(answer: dict[str, Any]) -> Claim:
 
 
 JOURNAL_SERVER: Final = "http://127.0.0.1:1"
+# The runs table of the first journals: before outputs moved to a table of their own,
+# before incremental vacuum and the columns added since (a journal to convert).
+OLD_RUNS_TABLE: Final = (
+    "CREATE TABLE runs (server TEXT NOT NULL, run_id INTEGER NOT NULL, run_type TEXT NOT NULL,"
+    " state TEXT NOT NULL, watcher_id TEXT, watcher_name TEXT, agent_kind TEXT,"
+    " payload_digest TEXT, claimed_at REAL NOT NULL, finished_at REAL, acked_at REAL,"
+    " output TEXT, error TEXT, exit_code INTEGER, exit_signal TEXT, exit_reason TEXT,"
+    " duration_ms INTEGER, details TEXT, attempts INTEGER NOT NULL DEFAULT 0, answer TEXT,"
+    " server_message TEXT, PRIMARY KEY (server, run_id))"
+)
 OK: Final = Report(
     output="out",
     error=None,

@@ -23,7 +23,7 @@ from device_agent.agent.journal import (
     head_and_tail,
 )
 from device_agent.agent.result import ExitReason, Report
-from tests.support.claims import JOURNAL_SERVER, OK, journal_claim
+from tests.support.claims import JOURNAL_SERVER, OK, OLD_RUNS_TABLE, journal_claim
 
 S = JOURNAL_SERVER
 
@@ -73,14 +73,7 @@ def test_next_round_claims_the_run_again_with_its_attempt(tmp_path: Path) -> Non
 def test_a_journal_from_before_finalize_attempt_gains_the_column(tmp_path: Path) -> None:
     path = tmp_path / "j.sqlite3"
     old = sqlite3.connect(path)
-    old.execute(
-        "CREATE TABLE runs (server TEXT NOT NULL, run_id INTEGER NOT NULL, run_type TEXT NOT NULL,"
-        " state TEXT NOT NULL, watcher_id TEXT, watcher_name TEXT, agent_kind TEXT,"
-        " payload_digest TEXT, claimed_at REAL NOT NULL, finished_at REAL, acked_at REAL,"
-        " output TEXT, error TEXT, exit_code INTEGER, exit_signal TEXT, exit_reason TEXT,"
-        " duration_ms INTEGER, details TEXT, attempts INTEGER NOT NULL DEFAULT 0, answer TEXT,"
-        " server_message TEXT, PRIMARY KEY (server, run_id))"
-    )
+    old.execute(OLD_RUNS_TABLE)
     old.close()
     journal = Journal(path)
     journal_claim(journal, 1)
@@ -304,14 +297,7 @@ def test_an_older_journal_is_converted_to_give_space_back_and_shrinks(tmp_path: 
     path = tmp_path / "j.sqlite3"
     old = sqlite3.connect(path)
     old.execute("PRAGMA journal_mode=WAL")
-    old.execute(
-        "CREATE TABLE runs (server TEXT NOT NULL, run_id INTEGER NOT NULL, run_type TEXT NOT NULL,"
-        " state TEXT NOT NULL, watcher_id TEXT, watcher_name TEXT, agent_kind TEXT,"
-        " payload_digest TEXT, claimed_at REAL NOT NULL, finished_at REAL, acked_at REAL,"
-        " output TEXT, error TEXT, exit_code INTEGER, exit_signal TEXT, exit_reason TEXT,"
-        " duration_ms INTEGER, details TEXT, attempts INTEGER NOT NULL DEFAULT 0, answer TEXT,"
-        " server_message TEXT, PRIMARY KEY (server, run_id))"
-    )
+    old.execute(OLD_RUNS_TABLE)
     for run_id in range(1, 10):
         old.execute(
             "INSERT INTO runs (server, run_id, run_type, state, claimed_at, output)"

@@ -18,7 +18,7 @@ from device_agent.agent.journal import (
     Upkeep,
 )
 from device_agent.agent.journal_thread import AsyncJournal, JournalThread
-from tests.support.claims import JOURNAL_SERVER, OK, journal_claim
+from tests.support.claims import JOURNAL_SERVER, OK, OLD_RUNS_TABLE, journal_claim
 
 S = JOURNAL_SERVER
 
@@ -88,14 +88,7 @@ async def _submit_nothing(thread: JournalThread) -> None:
 def test_the_compaction_of_an_older_journal_at_start_is_logged(tmp_path: Path) -> None:
     path = tmp_path / "j.sqlite3"
     old = sqlite3.connect(path)  # made before incremental vacuum: `prune` converts it
-    old.execute(
-        "CREATE TABLE runs (server TEXT NOT NULL, run_id INTEGER NOT NULL, run_type TEXT NOT NULL,"
-        " state TEXT NOT NULL, watcher_id TEXT, watcher_name TEXT, agent_kind TEXT,"
-        " payload_digest TEXT, claimed_at REAL NOT NULL, finished_at REAL, acked_at REAL,"
-        " output TEXT, error TEXT, exit_code INTEGER, exit_signal TEXT, exit_reason TEXT,"
-        " duration_ms INTEGER, details TEXT, attempts INTEGER NOT NULL DEFAULT 0, answer TEXT,"
-        " server_message TEXT, PRIMARY KEY (server, run_id))"
-    )
+    old.execute(OLD_RUNS_TABLE)
     old.commit()
     old.close()
     journal = AsyncJournal(Journal(path))
