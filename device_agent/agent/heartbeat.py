@@ -58,7 +58,8 @@ class Heartbeat:
     async def _loop(self) -> None:
         while not self.lost.is_set():
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._now.wait(), timeout=self._interval)
+                async with asyncio.timeout(self._interval):
+                    await self._now.wait()
             self._now.clear()
             try:
                 await self._beat()

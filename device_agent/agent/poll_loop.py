@@ -356,6 +356,10 @@ class PollLoop:
 
     async def _free_slot(self) -> bool:
         """Wait for a concurrency slot; False (holding none) once stopping."""
+        if self._stopping.is_set():
+            return False
+        if not self._slots.locked():  # a slot is free: taken without waiting
+            return await self._slots.acquire()
         acquire = asyncio.ensure_future(self._slots.acquire())
         stopping = asyncio.ensure_future(self._stopping.wait())
         await asyncio.wait({acquire, stopping}, return_when=asyncio.FIRST_COMPLETED)
