@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Final, NoReturn
 from urllib.parse import urlsplit
 
-from device_agent.desktop.notify import NotificationConfigError, NotificationSettings
+from device_agent.desktop.notify.config import NotificationConfigError, NotificationSettings
 from device_agent.errors import ConfigError as ConfigError  # raised here; importable from here
 from device_agent.executors.execconfig import PERMISSION_MODES, SAFE_PERMISSION_MODES
 from device_agent.paths import APP_NAME as APP_NAME
