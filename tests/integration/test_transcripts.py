@@ -23,22 +23,22 @@ from device_agent.devserver import DevState, Fault
 from device_agent.devserver.routes_transcript import TRANSCRIPT_ROUTE
 from tests.integration.test_automation_lane import WORKER, AutoLab, settled
 from tests.support.agent import install_fake, journal_rows
+from tests.support.lanelab import open_lane_lab
 from tests.support.processes import alive
 from tests.support.waiting import wait_for_async
 
 
 @pytest.fixture
 def auto(tmp_path: Path, isolated_home: Path, monkeypatch: pytest.MonkeyPatch) -> AutoLab:
-    bin_dir = tmp_path / "bin"
-    install_fake(bin_dir, "claude_automation", "claude")
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
-    cli_log = tmp_path / "cli-log"
-    cli_log.mkdir()
-    reports = tmp_path / "seen"
-    monkeypatch.setenv("FAKE_CLI_LOG", str(cli_log))
-    monkeypatch.setenv("FAKE_REPORT", str(reports))
-    state = DevState(create_checkin_watcher=False, lane="automation", next_poll_seconds=0.2)
-    return AutoLab(state, state.add_token(), isolated_home, reports, cli_log)
+    return open_lane_lab(
+        AutoLab,
+        fake="claude_automation",
+        worker=WORKER,
+        reports="seen",
+        tmp_path=tmp_path,
+        home=isolated_home,
+        monkeypatch=monkeypatch,
+    )
 
 
 def kept(home: Path, run_id: int) -> transcripts.Kept | None:
@@ -284,7 +284,7 @@ def test_a_watcher_run_keeps_its_transcript_and_history_shows_it(
     install_fake(bin_dir, "claude")
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
     state = DevState(create_checkin_watcher=False, next_poll_seconds=0.2)
-    lab = AutoLab(state, state.add_token(), isolated_home, tmp_path / "seen", tmp_path)
+    lab = AutoLab(state, state.add_token(), isolated_home, tmp_path / "seen", tmp_path, WORKER)
 
     async def go() -> int:
         watcher = state.add_watcher(
