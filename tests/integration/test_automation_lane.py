@@ -10,8 +10,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
-from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
@@ -19,49 +17,15 @@ import pytest
 
 from device_agent.agent.app import run_agent
 from device_agent.agent.poll_loop import UPGRADE_CHECK_SECONDS, PollLoop
-from device_agent.devserver import DevServer, DevState
+from device_agent.devserver import DevServer
 from device_agent.errors import ExitCode
 from tests.support.agent import journal_rows
 from tests.support.devserver import poll_requests
 from tests.support.inprocess import RecordedWaits
-from tests.support.lanelab import LaneLab, open_lane_lab
+from tests.support.lanelab import AUTOMATION_WORKER as WORKER
+from tests.support.lanelab import AutoLab, settled
 from tests.support.processes import alive
 from tests.support.waiting import wait_for, wait_for_async
-
-WORKER = "headless:autolane"
-
-
-class AutoLab(LaneLab):
-    def automation(self, prompt: str, **kw: Any) -> str:
-        return self.state.add_automation(prompt, name="Digest", pinned_worker_id=WORKER, **kw)
-
-    def executions(self) -> list[dict[str, Any]]:
-        return [json.loads(p.read_text()) for p in sorted(self.cli_log.glob("*.json"))]
-
-    def seen(self, round_: int = 1) -> dict[str, Any]:
-        """What the fake saw in round `round_` (it writes <reports>.1, .2, … per round)."""
-        data: dict[str, Any] = json.loads(Path(f"{self.reports}.{round_}").read_text())
-        return data
-
-    def agent(self, **overrides: Any) -> AbstractAsyncContextManager[tuple[DevServer, PollLoop]]:
-        return self.running(**overrides)
-
-
-@pytest.fixture
-def auto(tmp_path: Path, isolated_home: Path, monkeypatch: pytest.MonkeyPatch) -> AutoLab:
-    return open_lane_lab(
-        AutoLab,
-        fake="claude_automation",
-        worker=WORKER,
-        reports="seen",
-        tmp_path=tmp_path,
-        home=isolated_home,
-        monkeypatch=monkeypatch,
-    )
-
-
-def settled(state: DevState, run_id: int) -> Callable[[], bool]:
-    return lambda: state.run(run_id).terminal and state.run(run_id).exit_reports > 0
 
 
 def test_a_run_is_claimed_after_registration_and_completed_through_its_session(

@@ -21,24 +21,11 @@ from device_agent.agent.journal import Journal
 from device_agent.cli.main import main
 from device_agent.devserver import DevState, Fault
 from device_agent.devserver.routes_transcript import TRANSCRIPT_ROUTE
-from tests.integration.test_automation_lane import WORKER, AutoLab, settled
 from tests.support.agent import install_fake, journal_rows
-from tests.support.lanelab import open_lane_lab
+from tests.support.lanelab import AUTOMATION_WORKER as WORKER
+from tests.support.lanelab import AutoLab, settled
 from tests.support.processes import alive
 from tests.support.waiting import wait_for_async
-
-
-@pytest.fixture
-def auto(tmp_path: Path, isolated_home: Path, monkeypatch: pytest.MonkeyPatch) -> AutoLab:
-    return open_lane_lab(
-        AutoLab,
-        fake="claude_automation",
-        worker=WORKER,
-        reports="seen",
-        tmp_path=tmp_path,
-        home=isolated_home,
-        monkeypatch=monkeypatch,
-    )
 
 
 def kept(home: Path, run_id: int) -> transcripts.Kept | None:

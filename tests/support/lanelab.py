@@ -5,12 +5,13 @@ mode, an agent home, a fake CLI on PATH that logs each run, and the agent run wi
 from __future__ import annotations
 
 import asyncio
+import json
 import os
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 import pytest
 
@@ -92,3 +93,30 @@ def open_lane_lab(
     monkeypatch.setenv("FAKE_REPORT", str(tmp_path / reports))
     state = DevState(create_checkin_watcher=False, lane="automation", next_poll_seconds=0.2)
     return kind(state, state.add_token(), home, tmp_path / reports, cli_log, worker)
+
+
+AUTOMATION_WORKER: Final = "headless:autolane"
+
+
+class AutoLab(LaneLab):
+    """The automation lane's lab: automations pinned to this device, a fake Claude Code that
+    finalizes through the run's MCP session (tests/fakes/claude_automation.py)."""
+
+    def automation(self, prompt: str, **kw: Any) -> str:
+        return self.state.add_automation(prompt, name="Digest", pinned_worker_id=self.worker, **kw)
+
+    def executions(self) -> list[dict[str, Any]]:
+        return [json.loads(p.read_text()) for p in sorted(self.cli_log.glob("*.json"))]
+
+    def seen(self, round_: int = 1) -> dict[str, Any]:
+        """What the fake saw in round `round_` (it writes <reports>.1, .2, … per round)."""
+        data: dict[str, Any] = json.loads(Path(f"{self.reports}.{round_}").read_text())
+        return data
+
+    def agent(self, **overrides: Any) -> AbstractAsyncContextManager[tuple[DevServer, PollLoop]]:
+        return self.running(**overrides)
+
+
+def settled(state: DevState, run_id: int) -> Callable[[], bool]:
+    """The automation run is over on the server, its exit report received."""
+    return lambda: state.run(run_id).terminal and state.run(run_id).exit_reports > 0
