@@ -501,7 +501,7 @@ class Journal:
         Committed without waiting for the disk (`_unsynced`): a settle that a power cut
         loses leaves the result pending, and the next start sends it again, which the
         server answers as a repeat: 409 `Run is not in progress` (docs/protocol.md, "How
-        the agent settles a result")). Returns what retention did."""
+        the agent settles a result"). Returns what retention did."""
         if state not in SETTLED:
             raise ValueError(f"not a settled state: {state}")
         self._settled_since_prune += 1

@@ -30,10 +30,9 @@ class JournalThread:
     """One thread that runs the journal's calls, each result handed back to the event loop
     that asked for it.
 
-    What `run_in_executor` does, for one worker and at half its cost: a run makes
-    three journal calls, and the executor's futures, condition and thread-count
-    bookkeeping cost ~100 us of CPU a call where a queue and one
-    `call_soon_threadsafe` cost ~50 us.
+    What `run_in_executor` does for one worker, without the executor's bookkeeping of
+    futures and threads: every run makes several journal calls, each one a trip to this
+    thread and back.
 
     Calls run in the order they came, but for one thing: an `unhurried` call (marking
     a result delivered) waits while others are queued. It holds up no run, while a
