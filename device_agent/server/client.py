@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 from typing import Any, Final
@@ -66,7 +66,7 @@ class Answer:
     retry_after: float | None = None
     timed_out: bool = False  # no answer in time: the server may still have acted on it
     # The first bytes of an answer refused as too large (`AnswerTooLarge.head`), else b"".
-    refused_head: bytes = b""
+    refused_head: bytes = field(default=b"", repr=False)
 
     @property
     def ok(self) -> bool:
