@@ -21,7 +21,7 @@ from device_agent.devserver import DevServer
 from device_agent.errors import ExitCode
 from tests.support.agent import journal_rows
 from tests.support.devserver import poll_requests
-from tests.support.inprocess import RecordedWaits
+from tests.support.inprocess import RecordedWaits, started_agent
 from tests.support.lanelab import AUTOMATION_WORKER as WORKER
 from tests.support.lanelab import AutoLab, settled
 from tests.support.processes import alive
@@ -306,18 +306,7 @@ def test_the_demo_shows_the_automation_lane_with_a_nudged_round_and_its_transcri
 async def _started(
     auto: AutoLab, url: str, **overrides: Any
 ) -> tuple[asyncio.Task[ExitCode], PollLoop]:
-    agents: list[PollLoop] = []
-    task = asyncio.create_task(
-        run_agent(
-            auto.settings(url, **overrides),
-            token=auto.token,
-            worker_id=WORKER,
-            handle_signals=False,
-            started=agents.append,
-        )
-    )
-    await wait_for_async(lambda: agents or task.done(), what="the agent to start")
-    return task, agents[0]
+    return await started_agent(auto.settings(url, **overrides), auto.token, worker_id=WORKER)
 
 
 def test_a_run_claimed_into_the_poll_in_flight_at_a_stop_is_reported_not_started(

@@ -27,7 +27,7 @@ from tests.support.agent import journal_rows
 from tests.support.claims import watcher_answer
 from tests.support.clock import FakeClock
 from tests.support.devserver import poll_requests
-from tests.support.inprocess import WORKER, RecordedWaits, settings_for
+from tests.support.inprocess import WORKER, RecordedWaits, settings_for, started_agent
 from tests.support.waiting import wait_for_async
 
 
@@ -47,30 +47,24 @@ def test_wake_from_sleep_polls_at_once(
         state = DevState(create_checkin_watcher=False, next_poll_seconds=3600)
         token = state.add_token()
         clock = FakeClock()
-        agents: list[PollLoop] = []
         async with DevServer(state) as server:
-            task = asyncio.create_task(
-                run_agent(
-                    settings_for(server.url, token, isolated_home),
-                    token=token,
-                    worker_id=WORKER,
-                    clock=clock,
-                    handle_signals=False,
-                    started=agents.append,
-                    wake_check_seconds=0.02,
-                )
+            task, agent = await started_agent(
+                settings_for(server.url, token, isolated_home),
+                token,
+                clock=clock,
+                wake_check_seconds=0.02,
             )
             await wait_for_async(lambda: poll_requests(state) == 1, what="the first poll")
-            await wait_for_async(lambda: agents[0].status.state == "idle", what="idle")
+            await wait_for_async(lambda: agent.status.state == "idle", what="idle")
             clock.suspend(3600)  # a closed lid: wall time jumps, monotonic time does not
             await wait_for_async(
                 lambda: poll_requests(state) == 2,
                 timeout=5,
                 what="a poll right after waking (the server asked for 3600 s)",
             )
-            assert agents[0].status.woke_at is not None
-            assert forgotten == [agents[0].client]  # no kept-alive connection survives a sleep
-            agents[0].request_stop()
+            assert agent.status.woke_at is not None
+            assert forgotten == [agent.client]  # no kept-alive connection survives a sleep
+            agent.request_stop()
             assert await task == ExitCode.OK
 
     asyncio.run(go())
@@ -161,7 +155,6 @@ def test_a_run_handed_over_twice_is_executed_once(isolated_home: Path) -> None:
     server = "http://127.0.0.1:9"
     token = "owl_pat_" + "r" * 32
     claim = demo_answer(5, name="twice", prompt="Only once")
-    agents: list[PollLoop] = []
 
     async def go() -> None:
         with respx.mock(base_url=server, assert_all_called=False) as mock:
@@ -176,17 +169,9 @@ def test_a_run_handed_over_twice_is_executed_once(isolated_home: Path) -> None:
             completes = mock.post("/api/workers/me/runs/5/complete-watcher").respond(
                 200, json={"ok": True, "status": "completed"}
             )
-            task = asyncio.create_task(
-                run_agent(
-                    settings_for(server, token, isolated_home),
-                    token=token,
-                    worker_id=WORKER,
-                    handle_signals=False,
-                    started=agents.append,
-                )
-            )
+            task, agent = await started_agent(settings_for(server, token, isolated_home), token)
             await wait_for_async(lambda: completes.call_count == 2, what="two reports")
-            agents[0].request_stop()
+            agent.request_stop()
             assert await task == ExitCode.OK
             bodies = [json.loads(call.request.content) for call in completes.calls]
         results = sorted(bodies, key=lambda body: body["error"] is not None)
@@ -295,16 +280,7 @@ def test_an_idle_agent_rotates_its_device_token_and_polls_with_the_new_one(
                 user = await local_init(client)
                 first = await mint_child_token(client, user.token, worker_id=WORKER, label="t")
             store.save(first)  # 90 days left: nothing to do at start
-            agents: list[PollLoop] = []
-            task = asyncio.create_task(
-                run_agent(
-                    settings,
-                    token=first.token,
-                    worker_id=WORKER,
-                    handle_signals=False,
-                    started=agents.append,
-                )
-            )
+            task, agent = await started_agent(settings, first.token)
             await wait_for_async(lambda: poll_requests(state) >= 1, what="the first poll")
             assert state.live_token(first.token) is not None
             # Time passes: 10 days left. The idle agent re-mints, stores, then uses the new one.
@@ -324,8 +300,8 @@ def test_an_idle_agent_rotates_its_device_token_and_polls_with_the_new_one(
                 ),
                 what="a poll accepted after the rotation",
             )
-            assert agents[0].status.state != "auth_needed"
-            agents[0].request_stop()
+            assert agent.status.state != "auth_needed"
+            agent.request_stop()
             assert await task == ExitCode.OK
 
     asyncio.run(go())

@@ -14,9 +14,7 @@ import pytest
 from structlog.testing import capture_logs
 
 from device_agent.agent import app
-from device_agent.agent.app import run_agent
 from device_agent.agent.journal import ACKNOWLEDGED, Journal, Retention
-from device_agent.agent.poll_loop import PollLoop
 from device_agent.agent.result import ExitReason, Report
 from device_agent.agent.status import PossiblyLostClaim
 from device_agent.cli.status import gather
@@ -25,6 +23,7 @@ from device_agent.desktop.control_handler import AgentControl
 from device_agent.devserver import DevServer, DevState
 from device_agent.errors import ExitCode
 from tests.support.agent import daemon_status, journal_rows
+from tests.support.inprocess import started_agent
 from tests.support.lab import Lab
 from tests.support.waiting import wait_for, wait_for_async
 
@@ -65,20 +64,11 @@ def test_the_journal_keeps_keep_rows_settled_runs_while_the_agent_runs(
     async def go() -> None:
         state = DevState(create_checkin_watcher=False, next_poll_seconds=0.2)
         token = state.add_token()
-        agents: list[PollLoop] = []
         async with DevServer(state) as server:
             settings = settings_for(
                 server.url, token, isolated_home, journal=JournalSettings(keep_rows=2)
             )
-            task = asyncio.create_task(
-                run_agent(
-                    settings,
-                    token=token,
-                    worker_id=WORKER,
-                    handle_signals=False,
-                    started=agents.append,
-                )
-            )
+            task, agent = await started_agent(settings, token, worker_id=WORKER)
             for n in range(5):
                 watcher = state.add_watcher(
                     prompt=f"run {n}", name=f"w{n}", agent_kind="demo", pinned_worker_id=WORKER
@@ -91,7 +81,7 @@ def test_the_journal_keeps_keep_rows_settled_runs_while_the_agent_runs(
                     what=f"run {run_id} settled in the journal",
                 )
                 kept.append(len(journal_rows(isolated_home)))
-            agents[0].request_stop()
+            agent.request_stop()
             assert await task == ExitCode.OK
 
     asyncio.run(go())
@@ -122,7 +112,6 @@ def test_a_start_reads_no_runs_output_with_12_outputs_of_3_mib_in_the_journal(
     async def go() -> None:
         state = DevState(create_checkin_watcher=False, next_poll_seconds=3600)
         token = state.add_token()
-        agents: list[PollLoop] = []
         async with DevServer(state) as server:
             seed = Journal(
                 journal_file(isolated_home), retention=Retention(keep_output_bytes=4 << 20)
@@ -144,20 +133,10 @@ def test_a_start_reads_no_runs_output_with_12_outputs_of_3_mib_in_the_journal(
                 seed.settle(server.url, run_id, state=ACKNOWLEDGED, answer="ok", message=None)
             seed.close()
             settings = settings_for(server.url, token, isolated_home, journal=keep_all)
-            task = asyncio.create_task(
-                run_agent(
-                    settings,
-                    token=token,
-                    worker_id=WORKER,
-                    handle_signals=False,
-                    started=agents.append,
-                )
-            )
-            await wait_for_async(
-                lambda: agents and agents[0].status.state == "idle", what="the first poll"
-            )
-            targets = agents[0].pipeline.board.targets()
-            agents[0].request_stop()
+            task, agent = await started_agent(settings, token, worker_id=WORKER)
+            await wait_for_async(lambda: agent.status.state == "idle", what="the first poll")
+            targets = agent.pipeline.board.targets()
+            agent.request_stop()
             assert await task == ExitCode.OK
         assert len(targets) == 12  # the recent-runs query ran: "Run now" knows them all
 
@@ -170,25 +149,18 @@ def test_a_held_poll_is_in_the_journal_until_it_ends(isolated_home: Path) -> Non
     async def go() -> None:
         state = DevState(create_checkin_watcher=False, lane="automation")
         token = state.add_token()
-        agents: list[PollLoop] = []
         async with DevServer(state) as server:
-            task = asyncio.create_task(
-                run_agent(
-                    # The stop waits for the poll in flight no longer than the grace.
-                    replace(
-                        settings_for(server.url, token, isolated_home), shutdown_grace_seconds=0.5
-                    ),
-                    token=token,
-                    worker_id=WORKER,
-                    handle_signals=False,
-                    started=agents.append,
-                )
+            task, agent = await started_agent(
+                # The stop waits for the poll in flight no longer than the grace.
+                replace(settings_for(server.url, token, isolated_home), shutdown_grace_seconds=0.5),
+                token,
+                worker_id=WORKER,
             )
             await wait_for_async(lambda: state.held_polls == 1, what="a held poll")
             mark = held_poll(isolated_home)
             assert mark is not None
             assert (mark["server"], mark["ended"]) == (server.url, None)
-            agents[0].request_stop()  # cuts the held poll short
+            agent.request_stop()  # cuts the held poll short
             assert await task == ExitCode.OK
         ended = held_poll(isolated_home)
         assert ended is not None
@@ -203,7 +175,6 @@ def test_a_start_after_a_crash_during_a_held_poll_says_a_run_may_have_been_lost(
     async def go() -> None:
         state = DevState(create_checkin_watcher=False, next_poll_seconds=3600)
         token = state.add_token()
-        agents: list[PollLoop] = []
         async with DevServer(state) as server:
             killed = Journal(journal_file(isolated_home))
             killed.poll_held(server.url)  # and no end: the agent died during the poll
@@ -211,19 +182,8 @@ def test_a_start_after_a_crash_during_a_held_poll_says_a_run_may_have_been_lost(
             killed.close()
             settings = settings_for(server.url, token, isolated_home)
             with capture_logs() as logged:
-                task = asyncio.create_task(
-                    run_agent(
-                        settings,
-                        token=token,
-                        worker_id=WORKER,
-                        handle_signals=False,
-                        started=agents.append,
-                    )
-                )
-                await wait_for_async(
-                    lambda: agents and agents[0].status.state == "idle", what="the first poll"
-                )
-            agent = agents[0]
+                task, agent = await started_agent(settings, token, worker_id=WORKER)
+                await wait_for_async(lambda: agent.status.state == "idle", what="the first poll")
             assert agent.status.lost_claim == PossiblyLostClaim(server.url, since)
             (problem,) = AgentControl(agent).status()["problems"]
             assert LOST in problem

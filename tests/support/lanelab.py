@@ -4,7 +4,6 @@ mode, an agent home, a fake CLI on PATH that logs each run, and the agent run wi
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 from collections.abc import AsyncIterator, Callable
@@ -15,13 +14,12 @@ from typing import Any, Final, TypeVar
 
 import pytest
 
-from device_agent.agent.app import run_agent
 from device_agent.agent.poll_loop import PollLoop
 from device_agent.config import Paths, Settings, validate
 from device_agent.devserver import DevServer, DevState
 from device_agent.errors import ExitCode
 from tests.support.agent import install_fake
-from tests.support.waiting import wait_for_async
+from tests.support.inprocess import started_agent
 
 
 @dataclass
@@ -49,23 +47,15 @@ class LaneLab:
     @asynccontextmanager
     async def running(self, **overrides: Any) -> AsyncIterator[tuple[DevServer, PollLoop]]:
         """The dev server and the agent polling it, stopped (and its exit checked) after."""
-        agents: list[PollLoop] = []
         async with DevServer(self.state) as server:
-            task = asyncio.create_task(
-                run_agent(
-                    self.settings(server.url, **overrides),
-                    token=self.token,
-                    worker_id=self.worker,
-                    handle_signals=False,
-                    started=agents.append,
-                )
+            task, agent = await started_agent(
+                self.settings(server.url, **overrides), self.token, worker_id=self.worker
             )
-            await wait_for_async(lambda: agents or task.done(), what="the agent to start")
             try:
-                yield server, agents[0]
+                yield server, agent
             finally:
-                agents[0].request_stop()
-                agents[0].request_stop()  # a second stop hurries the drain
+                agent.request_stop()
+                agent.request_stop()  # a second stop hurries the drain
                 assert await task == ExitCode.OK
 
 
