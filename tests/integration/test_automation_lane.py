@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -218,16 +215,7 @@ def test_a_crash_in_the_middle_of_a_resume_round_is_reported_once(auto: AutoLab)
         auto.automation("Summarise [[forget-then-hang]]", max_attempts=3)
     )
     with DevServer(auto.state).running_in_thread() as server:
-        env = {
-            **os.environ,
-            "DEVICE_AGENT_SERVER": server.url,
-            "DEVICE_AGENT_TOKEN": auto.token,
-            "DEVICE_AGENT_WORKER_ID": WORKER,
-        }
-        command = [sys.executable, "-m", "device_agent", "run"]
-        agent = subprocess.Popen(
-            command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-        )
+        agent = auto.agent_process(server.url)
         try:
             wait_for(lambda: Path(f"{auto.reports}.2").exists(), what="the resume round's CLI")
             agent.send_signal(signal.SIGKILL)  # a crash: nothing is reported on the way out
@@ -235,9 +223,7 @@ def test_a_crash_in_the_middle_of_a_resume_round_is_reported_once(auto: AutoLab)
             round_two = auto.seen(2)["pid"]
             assert auto.state.run(run_id).status == "running"
 
-            again = subprocess.run(
-                [*command, "--once"], env=env, capture_output=True, text=True, timeout=60
-            )
+            again = auto.run_once(server.url)
         finally:
             if agent.poll() is None:
                 agent.kill()

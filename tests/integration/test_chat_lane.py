@@ -5,10 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
-import subprocess
-import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -356,25 +353,14 @@ def test_a_turn_cut_short_by_a_crash_is_failed_once_and_never_answered_twice(
 
     run_id = chat.state.post_message(chat.conversation(), "think forever [[hang]]")
     with DevServer(chat.state).running_in_thread() as server:
-        env = {
-            **os.environ,
-            "DEVICE_AGENT_SERVER": server.url,
-            "DEVICE_AGENT_TOKEN": chat.token,
-            "DEVICE_AGENT_WORKER_ID": WORKER,
-        }
-        command = [sys.executable, "-m", "device_agent", "run"]
-        agent = subprocess.Popen(
-            command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-        )
+        agent = chat.agent_process(server.url)
         try:
             wait_for(chat.reports.exists, what="the CLI to start")
             cli = chat.seen()["pid"]
             agent.send_signal(signal.SIGKILL)  # a crash: nothing is reported on the way out
             agent.communicate(timeout=30)
             assert chat.state.run(run_id).status == "running"
-            again = subprocess.run(
-                [*command, "--once"], env=env, capture_output=True, text=True, timeout=60
-            )
+            again = chat.run_once(server.url)
         finally:
             if agent.poll() is None:
                 agent.kill()

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
@@ -20,6 +22,8 @@ from device_agent.devserver import DevServer, DevState
 from device_agent.errors import ExitCode
 from tests.support.agent import install_fake
 from tests.support.inprocess import started_agent
+
+AGENT_RUN: Final = [sys.executable, "-m", "device_agent", "run"]
 
 
 @dataclass
@@ -43,6 +47,33 @@ class LaneLab:
             "paths": Paths.resolve({"DEVICE_AGENT_HOME": str(self.home)}),
         } | overrides
         return validate(Settings(**values))
+
+    def agent_env(self, url: str) -> dict[str, str]:
+        """The environment of `device-agent` run as a process of its own polling `url`
+        (its home is the lab's: DEVICE_AGENT_HOME is set already)."""
+        return {
+            **os.environ,
+            "DEVICE_AGENT_SERVER": url,
+            "DEVICE_AGENT_TOKEN": self.token,
+            "DEVICE_AGENT_WORKER_ID": self.worker,
+        }
+
+    def agent_process(self, url: str) -> subprocess.Popen[bytes]:
+        """`device-agent run` as a process (for a test that kills it); stderr is a pipe."""
+        return subprocess.Popen(
+            AGENT_RUN, env=self.agent_env(url), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+        )
+
+    def run_once(self, url: str) -> subprocess.CompletedProcess[str]:
+        """`device-agent run --once` as a process, to its end."""
+        return subprocess.run(
+            [*AGENT_RUN, "--once"],
+            env=self.agent_env(url),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
 
     @asynccontextmanager
     async def running(self, **overrides: Any) -> AsyncIterator[tuple[DevServer, PollLoop]]:
