@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
-from device_agent.server.protocol import Claim, parse_poll
+from device_agent.server.protocol import Claim
+from tests.support.claims import DELETE, changed, claim_of
+
+__all__ = ["ANSWER", "DELETE", "MCP_URL", "SESSION_TOKEN", "answer", "claim"]
 
 SESSION_TOKEN = "owl_ses_SessionTokenForThisTurnOnly0001"
 MCP_URL = "http://127.0.0.1:8787/mcp/acme"
@@ -45,26 +47,12 @@ ANSWER: dict[str, Any] = {
     },
 }
 
-DELETE: Any = object()
-
 
 def answer(changes: dict[str, Any] | None = None) -> dict[str, Any]:
-    """A copy of ANSWER with fields changed: "chat.message" is payload.chat.message, "run_id"
-    and "payload" are top-level; the value DELETE removes the field."""
-    body = copy.deepcopy(ANSWER)
-    for dotted, value in (changes or {}).items():
-        target = body if dotted in ("run_id", "payload") else body["payload"]
-        *parents, key = dotted.split(".")
-        for parent in parents:
-            target = target[parent]
-        if value is DELETE:
-            del target[key]
-        else:
-            target[key] = value
-    return body
+    """A copy of ANSWER with fields changed (`tests.support.claims.changed`): "chat.message"
+    is payload.chat.message; the value DELETE removes the field."""
+    return changed(ANSWER, changes)
 
 
 def claim(changes: dict[str, Any] | None = None) -> Claim:
-    parsed = parse_poll(answer(changes))
-    assert isinstance(parsed, Claim)
-    return parsed
+    return claim_of(answer(changes))

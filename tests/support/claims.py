@@ -112,11 +112,11 @@ def automation_answer(changes: dict[str, Any] | None = None) -> dict[str, Any]:
 
 
 def watcher_claim(changes: dict[str, Any] | None = None) -> Claim:
-    return _parsed(watcher_answer(changes))
+    return claim_of(watcher_answer(changes))
 
 
 def automation_claim(changes: dict[str, Any] | None = None) -> Claim:
-    return _parsed(automation_answer(changes))
+    return claim_of(automation_answer(changes))
 
 
 def changed(answer: dict[str, Any], changes: dict[str, Any] | None) -> dict[str, Any]:
@@ -134,7 +134,8 @@ def changed(answer: dict[str, Any], changes: dict[str, Any] | None) -> dict[str,
     return body
 
 
-def _parsed(answer: dict[str, Any]) -> Claim:
+def claim_of(answer: dict[str, Any]) -> Claim:
+    """The `Claim` the agent parses from a poll answer that hands over a run."""
     parsed = parse_poll(answer)
     assert isinstance(parsed, Claim), parsed
     return parsed
